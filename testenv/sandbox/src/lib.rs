@@ -1,0 +1,36 @@
+//! Test support for stackplumb — never linked into the product.
+//!
+//! * [`sandbox::enter`] puts the calling test into a throwaway network namespace and a
+//!   private mount namespace with its own `/run/netns`, so tests run in parallel, never
+//!   collide on names and never touch the host's interfaces.
+//! * [`scene`] builds scenes with the real tools (`ip`, processes parked in namespaces).
+//! * [`oracle`] runs the real tools (`ip -j …`, `ip netns pids`) and parses what they say,
+//!   so assertions compare our view with iproute2's.
+//! * [`require`] turns a missing privilege, kernel feature or package into a test
+//!   **failure** with a message saying what is missing — never a silent skip.
+
+pub mod oracle;
+pub mod require;
+pub mod sandbox;
+pub mod scene;
+
+use std::path::PathBuf;
+
+/// Path of a binary of this workspace, built next to the test executable
+/// (`target/<profile>/<name>`). Panics with a clear message when it is missing.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test-binary>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "workspace binary {} not built — run the suite with `testenv/test.sh` \
+         (cargo nextest run --workspace builds every binary)",
+        bin.display()
+    );
+    bin
+}
