@@ -1,1 +1,25 @@
-//! Layer 1: typed kernel interfaces.
+//! Layer 1: thin, typed kernel interfaces.
+//!
+//! * [`netns`] — named network namespaces the way iproute2 keeps them (bind mounts under
+//!   `/run/netns`), namespace identities, and entering a namespace on a dedicated thread
+//!   so no thread of an async runtime is ever left in a foreign namespace.
+//! * [`netlink`] — one rtnetlink handle per namespace, opened inside it.
+//! * [`procs`] — which process lives in which network namespace (one pass over `/proc`).
+
+pub mod error;
+pub mod netlink;
+pub mod netns;
+pub mod procs;
+
+pub use error::{Error, Result};
+
+/// Raises the soft limit of open descriptors to the hard limit: tools that hold a
+/// descriptor (and a netlink socket) per namespace need more than the usual 1024.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! `netns-inspect`: argument parsing and output only; the work is in `sp-inspect`.
+
+mod text;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sp_inspect::{Filter, Severity};
+use sp_neutron::NamespaceKind;
+
+/// What lives in every network namespace — at once.
+///
+/// Replaces the guides' `ip netns`, `ip netns exec qrouter-… ip -f inet addr` and
+/// `ip netns exec qdhcp-… ifconfig`: lists every network namespace (named ones in
+/// /run/netns, the root one, and those held only by processes), recognises Neutron's
+/// qrouter-/qdhcp-/snat-/fip- namespaces with their router or network id, and shows per
+/// namespace its links (kind, state, MTU, MAC, master bridge, and for a veth its peer
+/// resolved across namespaces), addresses, main-table routes (default route called
+/// out), ip_forward and the processes inside. It ends with the problems it found:
+/// stale /run/netns entries, qdhcp without dnsmasq, orphan veths, empty (leaked)
+/// Neutron namespaces, routers that do not forward, veth MTU mismatches.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples:
+  netns-inspect                                   every namespace, as a tree
+  netns-inspect qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165
+  netns-inspect qrouter-006df4cc                  a prefix is enough
+  netns-inspect --kind qdhcp                      all DHCP namespaces
+  netns-inspect --json | jq '.problems'           machine-readable (docs/netns-inspect-json.md)
+  netns-inspect --check                           exit 3 if an error-level problem is found
+
+Needs root (it enters every namespace)."
+)]
+struct Args {
+    /// Namespace names or name prefixes to show (default: all).
+    #[arg(value_name = "NAMESPACE")]
+    names: Vec<String>,
+    /// Only namespaces of this kind: root, qrouter, qdhcp, snat, fip, plain (repeatable).
+    #[arg(long = "kind", value_name = "KIND")]
+    kinds: Vec<NamespaceKind>,
+    /// Print the report as JSON (schema stackplumb.netns-inspect/v1).
+    #[arg(long)]
+    json: bool,
+    /// Exit with status 3 when a problem of severity "error" is found.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netns-inspect: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let filter = Filter::new(args.names.clone(), args.kinds.clone())?;
+    // Two descriptors per namespace (the namespace and its netlink socket).
+    sp_kernel::raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = filter.apply(runtime.block_on(sp_inspect::inspect())?)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", text::render(&report));
+    }
+    let failing = report
+        .problems
+        .iter()
+        .any(|p| p.severity == Severity::Error);
+    Ok(if args.check && failing {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

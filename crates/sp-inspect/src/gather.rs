@@ -1,0 +1,528 @@
+//! Collecting the report: find every namespace, open one netlink socket inside each (one
+//! thread hop for all), dump links/addresses/routes concurrently, resolve veth peers
+//! across namespaces through namespace ids, and attach processes from one `/proc` pass.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::AddressFamily;
+use sp_kernel::netlink::{self, Netlink};
+use sp_kernel::netns::{self, NsId};
+use sp_kernel::{procs, Error, Result};
+use sp_neutron::{classify_device, classify_namespace, NamespaceKind};
+
+use crate::model::*;
+use crate::names;
+
+/// `RT_TABLE_MAIN`.
+const MAIN_TABLE: u32 = 254;
+
+/// One namespace found, before it is read.
+struct Found {
+    id: NsId,
+    names: Vec<String>,
+    root: bool,
+    current: bool,
+    pids: Vec<i32>,
+    /// The file to open it through.
+    path: PathBuf,
+}
+
+impl Found {
+    fn label(&self) -> String {
+        if let Some(n) = self.names.first() {
+            n.clone()
+        } else if self.root {
+            "root".into()
+        } else if self.current {
+            "current".into()
+        } else {
+            format!("pid:{}", self.pids[0])
+        }
+    }
+}
+
+/// What one namespace's dumps returned.
+struct Dumped {
+    links: Vec<LinkMessage>,
+    addrs: Vec<AddressMessage>,
+    routes: Vec<RouteMessage>,
+}
+
+/// Inspects every network namespace visible from here. Must run inside a tokio runtime.
+pub async fn inspect() -> Result<Report> {
+    let mut problems = Vec::new();
+    let found = discover(&mut problems)?;
+
+    // Open every namespace; a process-held one may vanish meanwhile — then it is gone.
+    let mut opened: Vec<(Found, OwnedFd)> = Vec::with_capacity(found.len());
+    for f in found {
+        match netns::open(&f.path) {
+            Ok(fd) => opened.push((f, fd)),
+            Err(e) if e.is_not_found() && f.names.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let fds: Vec<BorrowedFd> = opened.iter().map(|(_, fd)| fd.as_fd()).collect();
+    // One hop through all namespaces: a netlink socket and ip_forward from each.
+    let hopped = netns::run_in_each(&fds, |_| {
+        let sock = netlink::open_socket()?;
+        let fwd = netns::read_net_sysctl("ipv4/ip_forward")
+            .ok()
+            .map(|v| v == "1");
+        Ok((sock, fwd))
+    });
+    let mut namespaces = Vec::new();
+    let mut handles = Vec::new();
+    let mut ns_fds = Vec::new();
+    for ((f, fd), hop) in opened.into_iter().zip(hopped) {
+        match hop {
+            Ok((sock, fwd)) => {
+                handles.push(Netlink::from_socket(sock)?);
+                ns_fds.push(fd);
+                namespaces.push((f, fwd));
+            }
+            Err(e @ Error::NotPermitted { .. }) => return Err(e),
+            Err(e) => problems.push(Problem {
+                severity: Severity::Error,
+                kind: ProblemKind::UnreadableNamespace,
+                namespace: f.label(),
+                link: None,
+                message: format!("cannot read namespace {}: {e}", f.label()),
+            }),
+        }
+    }
+
+    let dumps = futures::future::try_join_all(handles.iter().map(dump)).await?;
+    let peer_ns = resolve_nsids(&handles, &ns_fds, &namespaces, &dumps).await?;
+
+    let mut out: Vec<Namespace> = namespaces
+        .iter()
+        .zip(&dumps)
+        .map(|((f, fwd), d)| build_namespace(f, *fwd, d))
+        .collect();
+    link_peers(&mut out, &dumps, &peer_ns);
+    crate::problems::find(&out, &mut problems);
+    Ok(Report {
+        schema: SCHEMA,
+        namespaces: out,
+        problems,
+    })
+}
+
+/// Named namespaces, the root and our own, and those held only by processes.
+fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
+    let root = netns::root();
+    let current = NsId::of_path(netns::THREAD_SELF.as_ref())?;
+    let mut by_id: BTreeMap<NsId, Found> = BTreeMap::new();
+    let mut order: Vec<NsId> = Vec::new();
+    let mut add = |by_id: &mut BTreeMap<NsId, Found>, id: NsId, path: PathBuf| {
+        by_id.entry(id).or_insert_with(|| {
+            order.push(id);
+            Found {
+                id,
+                names: vec![],
+                root: root.as_ref().is_some_and(|(r, _)| *r == id),
+                current: id == current,
+                pids: vec![],
+                path,
+            }
+        });
+    };
+    if let Some((id, path)) = root.clone() {
+        add(&mut by_id, id, path);
+    }
+    add(&mut by_id, current, netns::THREAD_SELF.into());
+    for entry in netns::list_named()? {
+        match entry.state {
+            Ok(id) => {
+                add(&mut by_id, id, entry.path.clone());
+                let f = by_id.get_mut(&id).expect("just added");
+                if f.names.is_empty() && !f.root && !f.current {
+                    f.path = entry.path;
+                }
+                f.names.push(entry.name);
+            }
+            Err(reason) => problems.push(Problem {
+                severity: Severity::Error,
+                kind: ProblemKind::StaleNetnsFile,
+                namespace: entry.name.clone(),
+                link: None,
+                message: format!(
+                    "{} is a stale entry: {reason}; `ip netns delete {}` removes it",
+                    entry.path.display(),
+                    entry.name
+                ),
+            }),
+        }
+    }
+    for p in procs::scan() {
+        add(
+            &mut by_id,
+            p.netns,
+            PathBuf::from(format!("/proc/{}/ns/net", p.pid)),
+        );
+        by_id
+            .get_mut(&p.netns)
+            .expect("just added")
+            .pids
+            .push(p.pid);
+    }
+    // Root first, then our own, then named by name, then process-held by pid.
+    let mut found: Vec<Found> = order
+        .into_iter()
+        .map(|id| by_id.remove(&id).expect("ordered ids exist"))
+        .collect();
+    found.sort_by_key(|f| {
+        (
+            !f.root,
+            !f.current,
+            f.names.is_empty(),
+            f.names.first().cloned(),
+            f.pids.first().copied(),
+        )
+    });
+    Ok(found)
+}
+
+/// The dumps of one namespace, one after the other: a netlink socket runs one dump at
+/// a time (a second one concurrently is refused with EBUSY). Namespaces run in parallel.
+async fn dump(nl: &Netlink) -> Result<Dumped> {
+    let links = nl.links().await?;
+    let addrs = nl.addresses().await?;
+    let mut routes = nl.routes(AddressFamily::Inet).await?;
+    routes.extend(nl.routes(AddressFamily::Inet6).await?);
+    let routes = routes
+        .into_iter()
+        .filter(|r| route_table(r) == MAIN_TABLE)
+        .collect();
+    Ok(Dumped {
+        links,
+        addrs,
+        routes,
+    })
+}
+
+/// Maps (namespace index, nsid it uses) to the index of the namespace that id names.
+/// Candidates are tried root and current first (where Neutron's veth peers live), and
+/// only until every id a namespace uses is resolved.
+async fn resolve_nsids(
+    handles: &[Netlink],
+    fds: &[OwnedFd],
+    namespaces: &[(Found, Option<bool>)],
+    dumps: &[Dumped],
+) -> Result<HashMap<(usize, i32), usize>> {
+    let mut candidates: Vec<usize> = (0..namespaces.len()).collect();
+    candidates.sort_by_key(|&i| (!namespaces[i].0.root, !namespaces[i].0.current));
+    let per_ns = dumps.iter().enumerate().map(|(a, d)| {
+        let mut needed: HashSet<i32> = d
+            .links
+            .iter()
+            .filter_map(|l| {
+                l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::LinkNetNsId(id) => Some(*id),
+                    _ => None,
+                })
+            })
+            .collect();
+        let candidates = &candidates;
+        async move {
+            let mut found = Vec::new();
+            for &b in candidates {
+                if needed.is_empty() {
+                    break;
+                }
+                if b == a {
+                    continue;
+                }
+                if let Some(id) = handles[a].nsid_of(fds[b].as_fd()).await? {
+                    if needed.remove(&id) {
+                        found.push(((a, id), b));
+                    }
+                }
+            }
+            Ok::<_, Error>(found)
+        }
+    });
+    Ok(futures::future::try_join_all(per_ns)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+fn route_table(r: &RouteMessage) -> u32 {
+    r.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(r.header.table as u32)
+}
+
+fn build_namespace(f: &Found, ip_forward: Option<bool>, d: &Dumped) -> Namespace {
+    let (kind, id) = match f
+        .names
+        .iter()
+        .map(|n| classify_namespace(n))
+        .find(|c| c.0 != NamespaceKind::Plain)
+    {
+        Some((k, id)) => (k, id.map(str::to_owned)),
+        None if f.root => (NamespaceKind::Root, None),
+        None => (NamespaceKind::Plain, None),
+    };
+    let names_by_index: HashMap<u32, String> = d
+        .links
+        .iter()
+        .filter_map(|l| link_name(l).map(|n| (l.header.index, n)))
+        .collect();
+    let links = d
+        .links
+        .iter()
+        .map(|l| build_link(l, &names_by_index, &d.addrs))
+        .collect();
+    let routes = d
+        .routes
+        .iter()
+        .map(|r| build_route(r, &names_by_index))
+        .collect();
+    let processes = if f.root {
+        vec![]
+    } else {
+        f.pids
+            .iter()
+            .filter_map(|&pid| procs::command_line(pid).map(|command| Process { pid, command }))
+            .collect()
+    };
+    Namespace {
+        label: f.label(),
+        names: f.names.clone(),
+        inode: f.id.ino,
+        root: f.root,
+        current: f.current,
+        kind,
+        neutron_id: id,
+        ip_forward,
+        links,
+        routes,
+        processes,
+        process_count: f.pids.len(),
+    }
+}
+
+fn link_name(l: &LinkMessage) -> Option<String> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+fn build_link(l: &LinkMessage, names: &HashMap<u32, String>, addrs: &[AddressMessage]) -> Link {
+    let mut link = Link {
+        index: l.header.index,
+        name: link_name(l).unwrap_or_default(),
+        kind: if l.header.flags.contains(LinkFlags::Loopback) {
+            "loopback".into()
+        } else {
+            "device".into()
+        },
+        up: l.header.flags.contains(LinkFlags::Up),
+        operstate: "UNKNOWN".into(),
+        mtu: None,
+        mac: None,
+        master: None,
+        neutron: None,
+        peer: None,
+        vxlan: None,
+        addresses: addrs
+            .iter()
+            .filter(|a| a.header.index == l.header.index)
+            .filter_map(build_address)
+            .collect(),
+    };
+    link.neutron = classify_device(&link.name);
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::Mtu(m) => link.mtu = Some(*m),
+            LinkAttribute::Address(mac) => link.mac = Some(names::mac(mac)),
+            LinkAttribute::OperState(s) => link.operstate = s.to_string(),
+            LinkAttribute::Controller(i) => {
+                link.master = Some(names.get(i).cloned().unwrap_or_else(|| format!("if{i}")))
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(InfoKind::Other(k)) => link.kind = k.clone(),
+                        LinkInfo::Kind(k) => link.kind = k.to_string(),
+                        LinkInfo::Data(InfoData::Vxlan(v)) => {
+                            link.vxlan = Some(build_vxlan(v, names))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+fn build_vxlan(attrs: &[InfoVxlan], names: &HashMap<u32, String>) -> Vxlan {
+    let mut v = Vxlan {
+        vni: None,
+        port: None,
+        dev: None,
+        local: None,
+        group: None,
+        learning: None,
+        proxy: None,
+    };
+    for a in attrs {
+        match a {
+            InfoVxlan::Id(id) => v.vni = Some(*id),
+            InfoVxlan::Port(p) => v.port = Some(*p),
+            InfoVxlan::Link(i) => v.dev = names.get(i).cloned(),
+            InfoVxlan::Local(ip) => v.local = Some(ip.to_string()),
+            InfoVxlan::Local6(ip) => v.local = Some(ip.to_string()),
+            InfoVxlan::Group(ip) => v.group = Some(ip.to_string()),
+            InfoVxlan::Group6(ip) => v.group = Some(ip.to_string()),
+            InfoVxlan::Learning(b) => v.learning = Some(*b),
+            InfoVxlan::Proxy(b) => v.proxy = Some(*b),
+            _ => {}
+        }
+    }
+    v
+}
+
+fn family_word(f: AddressFamily) -> Option<&'static str> {
+    match f {
+        AddressFamily::Inet => Some("inet"),
+        AddressFamily::Inet6 => Some("inet6"),
+        _ => None,
+    }
+}
+
+fn build_address(a: &AddressMessage) -> Option<Address> {
+    let family = family_word(a.header.family)?;
+    // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS
+    // otherwise (iproute2 prefers IFA_LOCAL the same way).
+    let mut local = None;
+    let mut address = None;
+    let mut broadcast = None;
+    for attr in &a.attributes {
+        match attr {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            AddressAttribute::Broadcast(ip) => broadcast = Some(ip.to_string()),
+            _ => {}
+        }
+    }
+    let ip: IpAddr = local.or(address)?;
+    Some(Address {
+        family,
+        address: ip.to_string(),
+        prefix_len: a.header.prefix_len,
+        scope: names::scope(a.header.scope.into()),
+        broadcast,
+    })
+}
+
+fn route_addr(a: &RouteAddress) -> Option<String> {
+    match a {
+        RouteAddress::Inet(ip) => Some(ip.to_string()),
+        RouteAddress::Inet6(ip) => Some(ip.to_string()),
+        _ => None,
+    }
+}
+
+fn build_route(r: &RouteMessage, names: &HashMap<u32, String>) -> Route {
+    let family = family_word(r.header.address_family).unwrap_or("other");
+    let mut dst = None;
+    let mut route = Route {
+        family,
+        destination: String::new(),
+        default: false,
+        gateway: None,
+        dev: None,
+        metric: None,
+        protocol: names::route_protocol(r.header.protocol.into()),
+        scope: names::scope(r.header.scope.into()),
+        route_type: names::route_type(r.header.kind.into()),
+        prefsrc: None,
+    };
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = route_addr(d),
+            RouteAttribute::Gateway(g) => route.gateway = route_addr(g),
+            RouteAttribute::Oif(i) => route.dev = names.get(i).cloned(),
+            RouteAttribute::Priority(m) => route.metric = Some(*m),
+            RouteAttribute::PrefSource(s) => route.prefsrc = route_addr(s),
+            _ => {}
+        }
+    }
+    let len = r.header.destination_prefix_length;
+    route.default = len == 0;
+    route.destination = match dst {
+        Some(d) => format!("{d}/{len}"),
+        None if len == 0 => "default".into(),
+        None => format!("?/{len}"),
+    };
+    route
+}
+
+/// Fills in every veth's peer: same namespace when the link carries no
+/// `IFLA_LINK_NETNSID`, else the namespace that id names.
+fn link_peers(out: &mut [Namespace], dumps: &[Dumped], peer_ns: &HashMap<(usize, i32), usize>) {
+    let mut peers = Vec::new();
+    for (a, d) in dumps.iter().enumerate() {
+        for l in &d.links {
+            let mut peer_index = None;
+            let mut nsid = None;
+            let mut is_veth = false;
+            for attr in &l.attributes {
+                match attr {
+                    LinkAttribute::Link(i) => peer_index = Some(*i),
+                    LinkAttribute::LinkNetNsId(id) => nsid = Some(*id),
+                    LinkAttribute::LinkInfo(infos) => {
+                        is_veth |= infos
+                            .iter()
+                            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)))
+                    }
+                    _ => {}
+                }
+            }
+            if !is_veth {
+                continue;
+            }
+            let b = match nsid {
+                None => Some(a),
+                Some(id) => peer_ns.get(&(a, id)).copied(),
+            };
+            let peer = b.zip(peer_index).and_then(|(b, idx)| {
+                let ns = &out[b];
+                ns.links.iter().find(|p| p.index == idx).map(|p| Peer {
+                    namespace: ns.label.clone(),
+                    namespace_inode: ns.inode,
+                    index: p.index,
+                    name: p.name.clone(),
+                    mtu: p.mtu,
+                    master: p.master.clone(),
+                })
+            });
+            peers.push((a, l.header.index, peer));
+        }
+    }
+    for (a, index, peer) in peers {
+        if let Some(link) = out[a].links.iter_mut().find(|l| l.index == index) {
+            link.peer = peer;
+        }
+    }
+}

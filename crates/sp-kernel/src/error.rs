@@ -1,0 +1,65 @@
+//! One error type for the kernel layer, with context added where the call is made.
+
+use std::io;
+
+/// Errors from kernel interfaces. Each carries what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call or file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A netlink request was answered with an error.
+    #[error("{context}: {source}")]
+    Netlink {
+        context: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// The caller lacks the privilege the operation needs.
+    #[error("{context}: permission denied — this needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")]
+    NotPermitted { context: String },
+    /// A namespace name iproute2 would not accept or that could escape `/run/netns`.
+    #[error("invalid namespace name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error, turning EPERM/EACCES into [`Error::NotPermitted`].
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        let context = context.into();
+        match source.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => Error::NotPermitted { context },
+            _ => Error::Io { context, source },
+        }
+    }
+
+    /// Wraps an errno from nix.
+    pub fn errno(context: impl Into<String>, errno: nix::errno::Errno) -> Self {
+        Self::io(context, io::Error::from(errno))
+    }
+
+    /// Wraps a netlink error, turning EPERM/EACCES answers into [`Error::NotPermitted`].
+    pub fn netlink(context: impl Into<String>, source: rtnetlink::Error) -> Self {
+        let context = context.into();
+        if let rtnetlink::Error::NetlinkError(ref msg) = source {
+            if let Some(code) = msg.code {
+                if -code.get() == libc::EPERM || -code.get() == libc::EACCES {
+                    return Error::NotPermitted { context };
+                }
+            }
+        }
+        Error::Netlink { context, source }
+    }
+
+    /// True when the underlying cause is "no such file or process".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)))
+    }
+}

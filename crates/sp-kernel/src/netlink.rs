@@ -1,0 +1,142 @@
+//! rtnetlink, one handle per network namespace.
+//!
+//! A netlink socket stays in the namespace where it was created. [`Netlink::open_in`]
+//! (and [`open_sockets_in`] for many namespaces at once) create the socket on a dedicated
+//! thread that enters the namespace and ends afterwards; the async side only ever sees
+//! the finished socket. Strict checking is on, so filtered dumps are filtered by the kernel.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+
+use futures::TryStreamExt;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, TokioSocket};
+use rtnetlink::Handle;
+
+use crate::{netns, Error, Result};
+
+/// An rtnetlink handle bound to one network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+/// Opens a blocking route-netlink socket in the calling thread's namespace, with strict
+/// dump checking. No async runtime needed; pass it to [`Netlink::from_socket`].
+pub fn open_socket() -> Result<OwnedFd> {
+    let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| Error::io("open netlink socket", e))?;
+    sock.bind_auto()
+        .map_err(|e| Error::io("bind netlink socket", e))?;
+    sock.set_netlink_get_strict_chk(true)
+        .map_err(|e| Error::io("enable NETLINK_GET_STRICT_CHK", e))?;
+    // SAFETY: `into_raw_fd` hands over sole ownership of a valid descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(sock.into_raw_fd()) })
+}
+
+/// Opens one route-netlink socket inside each namespace (one thread hop for all of them).
+pub fn open_sockets_in<N: AsFd + Sync>(namespaces: &[N]) -> Result<Vec<OwnedFd>> {
+    netns::run_in_each(namespaces, |_| open_socket())
+        .into_iter()
+        .collect()
+}
+
+impl Netlink {
+    /// Wraps a socket opened by [`open_socket`] (in whatever namespace) and starts its
+    /// connection task. Must be called from within a tokio runtime.
+    pub fn from_socket(fd: OwnedFd) -> Result<Self> {
+        // SAFETY: we own `fd`; TokioSocket takes it over.
+        let sock = unsafe { TokioSocket::from_raw_fd(fd.into_raw_fd()) };
+        let (conn, handle, _) = rtnetlink::from_socket(sock);
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    /// A handle in the calling thread's own namespace.
+    pub fn current() -> Result<Self> {
+        Self::from_socket(open_socket()?)
+    }
+
+    /// A handle inside the namespace `ns` (an open nsfs file).
+    pub fn open_in(ns: OwnedFd) -> Result<Self> {
+        let mut socks = open_sockets_in(std::slice::from_ref(&ns))?;
+        Self::from_socket(socks.pop().expect("one socket per namespace"))
+    }
+
+    /// The underlying rtnetlink handle, for requests this type does not wrap.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Every link (`ip link show`).
+    pub async fn links(&self) -> Result<Vec<LinkMessage>> {
+        self.handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink("dump links", e))
+    }
+
+    /// Every address of both families (`ip addr show`).
+    pub async fn addresses(&self) -> Result<Vec<AddressMessage>> {
+        self.handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink("dump addresses", e))
+    }
+
+    /// Every route of one family, all tables (`ip route show table all`).
+    pub async fn routes(&self, family: AddressFamily) -> Result<Vec<RouteMessage>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family;
+        self.handle
+            .route()
+            .get(msg)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink("dump routes", e))
+    }
+
+    /// The id this namespace uses for the namespace open at `other`
+    /// (`RTM_GETNSID` with `NETNSA_FD`, what `ip netns list-id` shows), or `None` when
+    /// it has not assigned one. A link whose peer lives in `other` reports this id in
+    /// `IFLA_LINK_NETNSID`.
+    pub async fn nsid_of(&self, other: BorrowedFd<'_>) -> Result<Option<i32>> {
+        let mut msg = NsidMessage::default();
+        msg.attributes
+            .push(NsidAttribute::Fd(other.as_fd().as_raw_fd() as u32));
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
+        req.header.flags = NLM_F_REQUEST;
+        let mut handle = self.handle.clone();
+        let mut answers = handle
+            .request(req)
+            .map_err(|e| Error::netlink("request namespace id", e))?;
+        while let Some(answer) = futures::StreamExt::next(&mut answers).await {
+            match answer.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
+                    return Ok(m.attributes.iter().find_map(|a| match a {
+                        NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                        _ => None,
+                    }));
+                }
+                NetlinkPayload::Error(e) => {
+                    return Err(Error::netlink(
+                        "request namespace id",
+                        rtnetlink::Error::NetlinkError(e),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}

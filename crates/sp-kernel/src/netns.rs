@@ -1,0 +1,198 @@
+//! Network namespaces: identities, iproute2's named namespaces, entering on a thread.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::statfs::{statfs, NSFS_MAGIC};
+
+use crate::{Error, Result};
+
+/// Where iproute2 keeps named network namespaces (`/var/run/netns` is the same on
+/// systems where `/var/run` links to `/run`).
+pub const RUN_DIR: &str = "/run/netns";
+/// The legacy location, listed too when it is a different directory.
+pub const VAR_RUN_DIR: &str = "/var/run/netns";
+/// The network namespace of the calling *thread* (`/proc/self` names the process leader).
+pub const THREAD_SELF: &str = "/proc/thread-self/ns/net";
+/// The network namespace of PID 1: the host's root namespace.
+pub const INIT: &str = "/proc/1/ns/net";
+/// kthreadd's: every kernel thread lives in the initial network namespace, and its
+/// link stays readable where PID 1's is not (an init that is not ptrace-readable).
+pub const KTHREADD: &str = "/proc/2/ns/net";
+
+/// The root network namespace and the file it is reachable through: that of PID 1,
+/// or of kthreadd when PID 1's cannot be read. `None` when neither can (a container
+/// with its own PID namespace and an unreadable init).
+pub fn root() -> Option<(NsId, PathBuf)> {
+    if let Ok(id) = NsId::of_path(INIT.as_ref()) {
+        return Some((id, INIT.into()));
+    }
+    let comm = std::fs::read_to_string("/proc/2/comm").ok()?;
+    if comm.trim() != "kthreadd" {
+        return None;
+    }
+    NsId::of_path(KTHREADD.as_ref())
+        .ok()
+        .map(|id| (id, KTHREADD.into()))
+}
+
+/// The identity of a namespace: the nsfs inode (and its device), as `stat` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl NsId {
+    /// Identity of the namespace file at `path` (`/run/netns/X`, `/proc/PID/ns/net`).
+    pub fn of_path(path: &Path) -> Result<Self> {
+        let md = std::fs::metadata(path)
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+        Ok(NsId {
+            dev: md.dev(),
+            ino: md.ino(),
+        })
+    }
+}
+
+/// Checks a namespace name the way it will be used as a file under `/run/netns`:
+/// non-empty, at most 255 bytes, no `/`, no NUL, not `.` or `..` and no `..` inside.
+pub fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > 255 {
+        Some("longer than 255 bytes")
+    } else if name.contains('/') {
+        Some("contains '/'")
+    } else if name.contains('\0') {
+        Some("contains NUL")
+    } else if name.contains("..") || name == "." {
+        Some("contains '..' or is '.'")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// An entry of `/run/netns`.
+#[derive(Debug, Clone)]
+pub struct NamedEntry {
+    pub name: String,
+    pub path: PathBuf,
+    /// `Ok(id)` for a live namespace; `Err(reason)` for a stale file (what a crash between
+    /// creating the file and bind-mounting the namespace on it, or a lazy unmount, leaves).
+    pub state: std::result::Result<NsId, String>,
+}
+
+/// Lists the named namespaces in `/run/netns` and, when it is another directory,
+/// `/var/run/netns`. A missing directory means no named namespaces.
+pub fn list_named() -> Result<Vec<NamedEntry>> {
+    let mut dirs = vec![PathBuf::from(RUN_DIR)];
+    let run = std::fs::canonicalize(RUN_DIR).ok();
+    if let Ok(var) = std::fs::canonicalize(VAR_RUN_DIR) {
+        if Some(&var) != run.as_ref() {
+            dirs.push(PathBuf::from(VAR_RUN_DIR));
+        }
+    }
+    let mut out = Vec::new();
+    for dir in dirs {
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io(format!("read {}", dir.display()), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let state = named_state(&path);
+            out.push(NamedEntry { name, path, state });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn named_state(path: &Path) -> std::result::Result<NsId, String> {
+    match statfs(path) {
+        Ok(fs) if fs.filesystem_type() == NSFS_MAGIC => {
+            NsId::of_path(path).map_err(|e| e.to_string())
+        }
+        Ok(_) => Err("not a namespace (no namespace is mounted on this file)".to_owned()),
+        Err(e) => Err(format!("cannot statfs: {e}")),
+    }
+}
+
+/// Opens a namespace file (read-only, close-on-exec) for `setns` or `NETNSA_FD`.
+pub fn open(path: &Path) -> Result<OwnedFd> {
+    File::open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| Error::io(format!("open namespace {}", path.display()), e))
+}
+
+/// Runs `f(i)` for every namespace `namespaces[i]` on one dedicated thread that has
+/// entered that namespace, returning one result per namespace. The thread ends
+/// afterwards, so no other thread — in particular no async runtime worker — ever
+/// leaves its own namespace. Whatever `f` opens there (netlink sockets,
+/// `/proc/sys/net` files) stays bound to that namespace.
+pub fn run_in_each<N, T, F>(namespaces: &[N], f: F) -> Vec<Result<T>>
+where
+    N: AsFd + Sync,
+    T: Send,
+    F: Fn(usize) -> Result<T> + Send + Sync,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                namespaces
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ns)| {
+                        setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+                            .map_err(|e| Error::errno("enter network namespace (setns)", e))?;
+                        f(i)
+                    })
+                    .collect()
+            })
+            .join()
+            .expect("namespace thread panicked")
+    })
+}
+
+/// Reads a `/proc/sys/net/...` value of the calling thread's network namespace
+/// (sysctl files resolve to the namespace of the thread that opens them).
+pub fn read_net_sysctl(key: &str) -> Result<String> {
+    let path = format!("/proc/sys/net/{key}");
+    std::fs::read_to_string(&path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| Error::io(format!("read {path}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_are_refused() {
+        for bad in ["", "a/b", "..", "../x", "x..y", ".", "a\0b"] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in [
+            "qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165",
+            "blue",
+            "a.b",
+        ] {
+            validate_name(good).unwrap();
+        }
+        assert!(validate_name(&"x".repeat(256)).is_err());
+    }
+}

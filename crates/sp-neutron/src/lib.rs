@@ -1,0 +1,217 @@
+//! Neutron's naming rules, as the Liberty agents apply them (see
+//! `shared/reference/neutron-liberty-dataplane.md`): namespaces `qrouter-<router id>`,
+//! `qdhcp-<network id>`, `snat-<router id>`, `fip-<external network id>`; devices
+//! prefix + the first 11 characters of a port or network id, always within IFNAMSIZ.
+
+use serde::Serialize;
+
+/// Longest interface name the kernel accepts (IFNAMSIZ 16 minus the NUL).
+pub const IFNAME_MAX: usize = 15;
+
+/// What a network namespace is, judged by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceKind {
+    /// The host's root namespace.
+    Root,
+    /// `qrouter-<router id>`: the L3 agent's router.
+    Qrouter,
+    /// `qdhcp-<network id>`: the DHCP agent's dnsmasq.
+    Qdhcp,
+    /// `snat-<router id>`: a DVR router's central SNAT.
+    Snat,
+    /// `fip-<external network id>`: a DVR node's floating-IP namespace.
+    Fip,
+    /// Anything else.
+    Plain,
+}
+
+impl NamespaceKind {
+    /// Every kind, in the order they are listed.
+    pub const ALL: [NamespaceKind; 6] = [
+        Self::Root,
+        Self::Qrouter,
+        Self::Qdhcp,
+        Self::Snat,
+        Self::Fip,
+        Self::Plain,
+    ];
+
+    /// The lower-case word used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Root => "root",
+            Self::Qrouter => "qrouter",
+            Self::Qdhcp => "qdhcp",
+            Self::Snat => "snat",
+            Self::Fip => "fip",
+            Self::Plain => "plain",
+        }
+    }
+
+    /// What the id in the name stands for.
+    pub fn id_meaning(self) -> Option<&'static str> {
+        match self {
+            Self::Qrouter | Self::Snat => Some("router"),
+            Self::Qdhcp => Some("network"),
+            Self::Fip => Some("external network"),
+            Self::Root | Self::Plain => None,
+        }
+    }
+
+    /// True for the namespaces Neutron agents create.
+    pub fn is_neutron(self) -> bool {
+        self.id_meaning().is_some()
+    }
+}
+
+impl std::str::FromStr for NamespaceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let words: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown kind {s:?} (one of: {})", words.join(", "))
+            })
+    }
+}
+
+/// Classifies a namespace name: the Neutron kind and its UUID, or `Plain`.
+/// Neutron always puts a full UUID after the prefix; anything else is `Plain`.
+pub fn classify_namespace(name: &str) -> (NamespaceKind, Option<&str>) {
+    const PREFIXES: [(&str, NamespaceKind); 4] = [
+        ("qrouter-", NamespaceKind::Qrouter),
+        ("qdhcp-", NamespaceKind::Qdhcp),
+        ("snat-", NamespaceKind::Snat),
+        ("fip-", NamespaceKind::Fip),
+    ];
+    for (prefix, kind) in PREFIXES {
+        if let Some(id) = name.strip_prefix(prefix) {
+            if is_uuid(id) {
+                return (kind, Some(id));
+            }
+        }
+    }
+    (NamespaceKind::Plain, None)
+}
+
+/// `8-4-4-4-12` hexadecimal digits, as Neutron's ids are.
+pub fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What a device is in Neutron's scheme, judged by its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "role", rename_all = "kebab-case")]
+pub enum DeviceRole {
+    /// `brq<network id[:11]>`: the Linux bridge agent's network bridge.
+    NetworkBridge { network_id_prefix: String },
+    /// `vxlan-<vni>`.
+    Vxlan { vni: u32 },
+    /// `tap<port id[:11]>`: a VM port, or the host end of a router/DHCP veth.
+    Tap { port_id_prefix: String },
+    /// `qr-<port id[:11]>`: a router's internal leg.
+    RouterInternal { port_id_prefix: String },
+    /// `qg-<port id[:11]>`: a router's gateway leg.
+    RouterGateway { port_id_prefix: String },
+    /// `ns-<port id[:11]>`: the DHCP port inside `qdhcp-`.
+    DhcpPort { port_id_prefix: String },
+}
+
+/// Classifies a device name; `None` when it follows no Neutron pattern.
+pub fn classify_device(name: &str) -> Option<DeviceRole> {
+    fn port(rest: &str) -> Option<String> {
+        (rest.len() == 11 && rest.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+            .then(|| rest.to_owned())
+    }
+    if let Some(vni) = name.strip_prefix("vxlan-") {
+        let vni: u32 = vni.parse().ok()?;
+        return (vni < 1 << 24).then_some(DeviceRole::Vxlan { vni });
+    }
+    let (prefix, rest) = name.split_at(name.len().min(3));
+    let p = port(rest)?;
+    Some(match prefix {
+        "brq" => DeviceRole::NetworkBridge {
+            network_id_prefix: p,
+        },
+        "tap" => DeviceRole::Tap { port_id_prefix: p },
+        "qr-" => DeviceRole::RouterInternal { port_id_prefix: p },
+        "qg-" => DeviceRole::RouterGateway { port_id_prefix: p },
+        "ns-" => DeviceRole::DhcpPort { port_id_prefix: p },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guide_namespaces_are_recognised() {
+        assert_eq!(
+            classify_namespace("qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165"),
+            (
+                NamespaceKind::Qrouter,
+                Some("006df4cc-6fb2-40e7-af58-dc68b6755165")
+            )
+        );
+        assert_eq!(
+            classify_namespace("qdhcp-5b6a8b87-fd03-46b5-a968-72bac5091b7c").0,
+            NamespaceKind::Qdhcp
+        );
+        assert_eq!(
+            classify_namespace("snat-006df4cc-6fb2-40e7-af58-dc68b6755165").0,
+            NamespaceKind::Snat
+        );
+        assert_eq!(
+            classify_namespace("fip-78983ca2-77e3-4cdf-9747-ae1b34addeb7").0,
+            NamespaceKind::Fip
+        );
+        assert_eq!(
+            classify_namespace("qrouter-x"),
+            (NamespaceKind::Plain, None)
+        );
+        assert_eq!(classify_namespace("blue"), (NamespaceKind::Plain, None));
+    }
+
+    #[test]
+    fn guide_devices_are_recognised() {
+        assert_eq!(
+            classify_device("qr-7337070d-45"),
+            Some(DeviceRole::RouterInternal {
+                port_id_prefix: "7337070d-45".into()
+            })
+        );
+        assert_eq!(
+            classify_device("brq5b6a8b87-fd"),
+            Some(DeviceRole::NetworkBridge {
+                network_id_prefix: "5b6a8b87-fd".into()
+            })
+        );
+        assert_eq!(
+            classify_device("vxlan-1"),
+            Some(DeviceRole::Vxlan { vni: 1 })
+        );
+        assert_eq!(classify_device("vxlan-16777216"), None);
+        assert_eq!(classify_device("eth0"), None);
+        assert_eq!(classify_device("tapb5cfa271-7"), None);
+        for name in ["qr-7337070d-45", "brq5b6a8b87-fd", "tapb5cfa271-71"] {
+            assert!(name.len() <= IFNAME_MAX);
+        }
+    }
+
+    #[test]
+    fn kinds_parse_from_their_words() {
+        for k in NamespaceKind::ALL {
+            assert_eq!(k.as_str().parse::<NamespaceKind>().unwrap(), k);
+        }
+        assert!("router".parse::<NamespaceKind>().is_err());
+    }
+}
