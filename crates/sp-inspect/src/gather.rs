@@ -31,7 +31,8 @@ struct Found {
     root: bool,
     current: bool,
     pids: Vec<i32>,
-    /// The file to open it through.
+    /// The file to open it through (named, root and current namespaces; a
+    /// process-held one is opened through any of its `pids`).
     path: PathBuf,
 }
 
@@ -61,13 +62,32 @@ pub async fn inspect() -> Result<Report> {
     let mut problems = Vec::new();
     let found = discover(&mut problems)?;
 
-    // Open every namespace; a process-held one may vanish meanwhile — then it is gone.
+    // Open every namespace. One held only by processes is opened through any of them
+    // that still lets us (they exit, or change credentials, while we look).
     let mut opened: Vec<(Found, OwnedFd)> = Vec::with_capacity(found.len());
     for f in found {
-        match netns::open(&f.path) {
-            Ok(fd) => opened.push((f, fd)),
-            Err(e) if e.is_not_found() && f.names.is_empty() => {}
-            Err(e) => return Err(e),
+        if !f.names.is_empty() || f.root || f.current {
+            let fd = netns::open(&f.path)?;
+            opened.push((f, fd));
+            continue;
+        }
+        let mut last_err = None;
+        let fd = f.pids.iter().find_map(|pid| {
+            netns::open(format!("/proc/{pid}/ns/net").as_ref())
+                .map_err(|e| last_err = Some(e))
+                .ok()
+        });
+        match (fd, last_err) {
+            (Some(fd), _) => opened.push((f, fd)),
+            (None, Some(e)) if !e.is_not_found() => problems.push(Problem {
+                severity: Severity::Warning,
+                kind: ProblemKind::UnreadableNamespace,
+                namespace: f.label(),
+                link: None,
+                message: format!("cannot open the namespace of processes {:?}: {e}", f.pids),
+            }),
+            // Every process holding it is gone, and the namespace with them.
+            (None, _) => {}
         }
     }
     let fds: Vec<BorrowedFd> = opened.iter().map(|(_, fd)| fd.as_fd()).collect();

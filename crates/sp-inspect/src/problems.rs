@@ -44,7 +44,7 @@ pub fn find(namespaces: &[Namespace], out: &mut Vec<Problem>) {
                 ),
             ));
         }
-        if ns.kind == NamespaceKind::Qrouter && ns.ip_forward == Some(false) {
+        if ns.kind == NamespaceKind::Qrouter && non_lo > 0 && ns.ip_forward == Some(false) {
             out.push(problem(
                 Severity::Error,
                 ProblemKind::QrouterNotForwarding,
@@ -68,28 +68,23 @@ pub fn find(namespaces: &[Namespace], out: &mut Vec<Problem>) {
                         link.name, ns.label
                     ),
                 )),
-                // Report each pair once: from the end with the smaller (inode, index).
-                Some(peer)
-                    if peer.mtu.is_some()
-                        && peer.mtu != link.mtu
-                        && (ns.inode, link.index) < (peer.namespace_inode, peer.index) =>
-                {
-                    out.push(problem(
-                        Severity::Warning,
-                        ProblemKind::MtuMismatch,
-                        Some(link),
-                        format!(
-                            "veth {} (mtu {}) in {} and its peer {} (mtu {}) in {} differ: \
+                // Report each pair once, on the end with the larger MTU: it sends the
+                // frames the other end drops, and its MTU is the one to lower.
+                Some(peer) if peer.mtu.is_some() && link.mtu > peer.mtu => out.push(problem(
+                    Severity::Warning,
+                    ProblemKind::MtuMismatch,
+                    Some(link),
+                    format!(
+                        "veth {} (mtu {}) in {} and its peer {} (mtu {}) in {} differ: \
                              frames larger than the smaller MTU are dropped",
-                            link.name,
-                            fmt_mtu(link.mtu),
-                            ns.label,
-                            peer.name,
-                            fmt_mtu(peer.mtu),
-                            peer.namespace
-                        ),
-                    ))
-                }
+                        link.name,
+                        fmt_mtu(link.mtu),
+                        ns.label,
+                        peer.name,
+                        fmt_mtu(peer.mtu),
+                        peer.namespace
+                    ),
+                )),
                 Some(_) => {}
             }
         }
@@ -182,6 +177,7 @@ mod tests {
             [ProblemKind::QrouterNotForwarding, ProblemKind::OrphanVeth]
         );
         n.ip_forward = Some(true);
+        n.links[1].mtu = Some(1500);
         n.links[1].peer = Some(Peer {
             namespace: "root".into(),
             namespace_inode: 9,

@@ -9,6 +9,7 @@
 //! * [`require`] turns a missing privilege, kernel feature or package into a test
 //!   **failure** with a message saying what is missing — never a silent skip.
 
+pub mod guide;
 pub mod oracle;
 pub mod require;
 pub mod sandbox;

@@ -49,6 +49,20 @@ impl Parked {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Waits (up to 5 s) until `ready(pid)` holds — e.g. the process has entered its
+    /// namespace or opened a descriptor — and panics with `what` otherwise.
+    pub fn wait_until(&self, what: &str, ready: impl Fn(u32) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !ready(self.pid()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "parked process {} never became ready: {what}",
+                self.pid()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
 }
 
 impl Drop for Parked {

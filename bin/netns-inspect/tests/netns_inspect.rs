@@ -1,0 +1,580 @@
+//! netns-inspect against iproute2, on the guide's controller scene and on debris.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use sp_testenv::guide::{self, DEMO_NET, QDHCP, QROUTER, ROUTER};
+use sp_testenv::scene::{ip, netns_add, Parked};
+use sp_testenv::{oracle, require, sandbox};
+
+fn inspect(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netns-inspect"))
+        .args(args)
+        .output()
+        .expect("run netns-inspect")
+}
+
+fn inspect_json(args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = inspect(&all);
+    assert!(
+        out.status.success(),
+        "netns-inspect {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+/// Our namespace entry for a named namespace, or for the sandbox (`None`).
+fn ns_of<'a>(report: &'a Value, name: Option<&str>) -> &'a Value {
+    report["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ns| match name {
+            Some(n) => ns["names"].as_array().unwrap().iter().any(|x| x == n),
+            None => ns["current"] == true,
+        })
+        .unwrap_or_else(|| panic!("namespace {name:?} missing from report"))
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().map(str::to_owned).unwrap_or_default()
+}
+
+/// Links as iproute2 sees them: name → (index, kind, mtu, mac, operstate, master, up).
+/// A link as compared: (index, kind, mtu, mac, operstate, master, up).
+type LinkKey = (u64, String, u64, String, String, String, bool);
+
+fn ip_links(netns: Option<&str>) -> BTreeMap<String, LinkKey> {
+    oracle::links(netns)
+        .iter()
+        .map(|l| {
+            let kind = match l["linkinfo"]["info_kind"].as_str() {
+                Some(k) => k.to_owned(),
+                None if l["link_type"] == "loopback" => "loopback".into(),
+                None => "device".into(),
+            };
+            let up = l["flags"].as_array().unwrap().iter().any(|f| f == "UP");
+            (
+                s(&l["ifname"]),
+                (
+                    l["ifindex"].as_u64().unwrap(),
+                    kind,
+                    l["mtu"].as_u64().unwrap(),
+                    s(&l["address"]),
+                    s(&l["operstate"]),
+                    s(&l["master"]),
+                    up,
+                ),
+            )
+        })
+        .collect()
+}
+
+fn our_links(ns: &Value) -> BTreeMap<String, LinkKey> {
+    ns["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                s(&l["name"]),
+                (
+                    l["index"].as_u64().unwrap(),
+                    s(&l["kind"]),
+                    l["mtu"].as_u64().unwrap(),
+                    s(&l["mac"]),
+                    s(&l["operstate"]),
+                    s(&l["master"]),
+                    l["up"].as_bool().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Addresses: (link, family, address, prefix, scope, broadcast).
+type Addr = (String, String, String, u64, String, String);
+
+fn ip_addrs(netns: Option<&str>) -> BTreeSet<Addr> {
+    oracle::addrs(netns)
+        .iter()
+        .flat_map(|l| {
+            let name = s(&l["ifname"]);
+            l["addr_info"]
+                .as_array()
+                .unwrap()
+                .clone()
+                .into_iter()
+                .map(move |a| {
+                    (
+                        name.clone(),
+                        s(&a["family"]),
+                        s(&a["local"]),
+                        a["prefixlen"].as_u64().unwrap(),
+                        s(&a["scope"]),
+                        s(&a["broadcast"]),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn our_addrs(ns: &Value) -> BTreeSet<Addr> {
+    ns["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| {
+            let name = s(&l["name"]);
+            l["addresses"]
+                .as_array()
+                .unwrap()
+                .clone()
+                .into_iter()
+                .map(move |a| {
+                    (
+                        name.clone(),
+                        s(&a["family"]),
+                        s(&a["address"]),
+                        a["prefix_len"].as_u64().unwrap(),
+                        s(&a["scope"]),
+                        s(&a["broadcast"]),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Routes: (destination with prefix, gateway, dev, protocol, scope, prefsrc, metric).
+type RouteKey = (String, String, String, String, String, String, u64);
+
+fn ip_routes(netns: Option<&str>) -> BTreeSet<RouteKey> {
+    [false, true]
+        .into_iter()
+        .flat_map(|v6| {
+            oracle::routes(netns, v6).into_iter().map(move |r| {
+                let mut dst = s(&r["dst"]);
+                if dst != "default" && !dst.contains('/') {
+                    dst.push_str(if v6 { "/128" } else { "/32" });
+                }
+                let scope = r["scope"].as_str().unwrap_or("global").to_owned();
+                (
+                    dst,
+                    s(&r["gateway"]),
+                    s(&r["dev"]),
+                    r["protocol"].as_str().unwrap_or("boot").to_owned(),
+                    scope,
+                    s(&r["prefsrc"]),
+                    r["metric"].as_u64().unwrap_or(0),
+                )
+            })
+        })
+        .collect()
+}
+
+fn our_routes(ns: &Value) -> BTreeSet<RouteKey> {
+    ns["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                s(&r["destination"]),
+                s(&r["gateway"]),
+                s(&r["dev"]),
+                s(&r["protocol"]),
+                s(&r["scope"]),
+                s(&r["prefsrc"]),
+                r["metric"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn ip_forward(netns: Option<&str>) -> bool {
+    let out = match netns {
+        Some(ns) => require::run(Command::new("ip").args([
+            "netns",
+            "exec",
+            ns,
+            "cat",
+            "/proc/sys/net/ipv4/ip_forward",
+        ])),
+        None => std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+    };
+    out.trim() == "1"
+}
+
+/// Everything iproute2 says about a namespace equals what netns-inspect says.
+fn assert_agrees(report: &Value, netns: Option<&str>) {
+    let ns = ns_of(report, netns);
+    assert_eq!(our_links(ns), ip_links(netns), "links of {netns:?}");
+    assert_eq!(our_addrs(ns), ip_addrs(netns), "addresses of {netns:?}");
+    assert_eq!(our_routes(ns), ip_routes(netns), "routes of {netns:?}");
+    assert_eq!(
+        ns["ip_forward"].as_bool(),
+        Some(ip_forward(netns)),
+        "ip_forward of {netns:?}"
+    );
+    if let Some(name) = netns {
+        let ours: BTreeSet<u64> = ns["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["pid"].as_u64().unwrap())
+            .collect();
+        let theirs: BTreeSet<u64> = oracle::netns_pids(name)
+            .into_iter()
+            .map(u64::from)
+            .collect();
+        assert_eq!(ours, theirs, "processes of {name}");
+    }
+}
+
+/// Where iproute2 says the peer of `link` (in `netns`) is: (namespace name or None for
+/// the sandbox, peer ifname).
+fn ip_peer(netns: Option<&str>, link: &str) -> (Option<String>, String) {
+    let l = oracle::links(netns)
+        .into_iter()
+        .find(|l| l["ifname"] == link)
+        .unwrap();
+    let peer_index = l["link_index"].as_u64().expect("veth has link_index");
+    let peer_ns = l["link_netnsid"].as_i64().map(|id| {
+        // `ip netns list` (run in `netns`) names the namespaces that have an id there.
+        let list = match netns {
+            Some(n) => require::run(Command::new("ip").args(["-n", n, "-j", "netns", "list-id"])),
+            None => require::run(Command::new("ip").args(["-j", "netns", "list-id"])),
+        };
+        let ids: Value = serde_json::from_str(&list).unwrap();
+        ids.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["nsid"].as_i64() == Some(id))
+            .and_then(|e| e["name"].as_str().map(str::to_owned))
+    });
+    // No name: the id stands for the (unnamed) sandbox namespace; the pairing is
+    // then checked by the peer pointing back at this link.
+    let peer_ns = peer_ns.flatten();
+    let peer = oracle::links(peer_ns.as_deref())
+        .into_iter()
+        .find(|p| p["ifindex"].as_u64() == Some(peer_index))
+        .unwrap();
+    if peer_ns.is_none() && netns.is_some() {
+        assert_eq!(
+            peer["link_index"], l["ifindex"],
+            "{link}'s peer points back"
+        );
+    }
+    (peer_ns, s(&peer["ifname"]))
+}
+
+fn our_peer(report: &Value, netns: Option<&str>, link: &str) -> (Option<String>, String) {
+    let ns = ns_of(report, netns);
+    let l = ns["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == link)
+        .unwrap();
+    let peer = &l["peer"];
+    assert!(peer.is_object(), "{link} has no peer in our report");
+    let label = s(&peer["namespace"]);
+    let current = s(&ns_of(report, None)["label"]);
+    ((label != current).then_some(label), s(&peer["name"]))
+}
+
+/// Problems as (kind, namespace, link) — leaving out namespaces held by processes other
+/// than `own_pids`: those are the sandboxes of tests running in parallel, whose named
+/// namespaces live in mount namespaces invisible from here.
+fn problems(report: &Value, own_pids: &[u32]) -> BTreeSet<(String, String, String)> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (s(&p["kind"]), s(&p["namespace"]), s(&p["link"])))
+        .filter(|(_, ns, _)| match ns.strip_prefix("pid:") {
+            Some(pid) => own_pids.iter().any(|p| p.to_string() == pid),
+            None => true,
+        })
+        .collect()
+}
+
+#[test]
+fn guide_scene_agrees_with_iproute2() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    let scene = guide::build();
+    let report = inspect_json(&[]);
+    assert_eq!(report["schema"], "stackplumb.netns-inspect/v1");
+
+    // Every named namespace iproute2 lists is in the report, and agrees in detail.
+    let listed = oracle::netns_list();
+    assert_eq!(
+        listed.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([&QDHCP.to_owned(), &QROUTER.to_owned()])
+    );
+    for name in &listed {
+        assert_agrees(&report, Some(name));
+    }
+    assert_agrees(&report, None);
+
+    // Neutron's view.
+    let qr = ns_of(&report, Some(QROUTER));
+    assert_eq!(qr["kind"], "qrouter");
+    assert_eq!(qr["neutron_id"], ROUTER);
+    assert_eq!(qr["ip_forward"], true);
+    let qd = ns_of(&report, Some(QDHCP));
+    assert_eq!(qd["kind"], "qdhcp");
+    assert_eq!(qd["neutron_id"], DEMO_NET);
+    assert!(qd["processes"].as_array().unwrap().iter().any(|p| {
+        p["pid"].as_u64() == Some(scene.dnsmasq.pid().into()) && p["command"][0] == "dnsmasq"
+    }));
+    let default: Vec<&Value> = qr["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["default"] == true)
+        .collect();
+    assert_eq!(default.len(), 1);
+    assert_eq!(default[0]["gateway"], "10.0.0.1");
+    assert_eq!(default[0]["dev"], format!("qg-{}", guide::QG_PORT));
+
+    // Veth peers across namespaces, as iproute2 resolves them.
+    for (ns, link) in [
+        (Some(QROUTER), format!("qr-{}", guide::QR_PORT)),
+        (Some(QROUTER), format!("qg-{}", guide::QG_PORT)),
+        (Some(QDHCP), format!("ns-{}", guide::DHCP_PORT)),
+        (None, format!("tap{}", guide::QR_PORT)),
+        (None, format!("tap{}", guide::DHCP_PORT)),
+    ] {
+        assert_eq!(
+            our_peer(&report, ns, &link),
+            ip_peer(ns, &link),
+            "peer of {link}"
+        );
+    }
+    let qr_leg = qr["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == format!("qr-{}", guide::QR_PORT))
+        .unwrap();
+    assert_eq!(qr_leg["peer"]["master"], format!("brq{}", &DEMO_NET[..11]));
+    assert_eq!(qr_leg["neutron"]["role"], "router-internal");
+
+    // The guide's scene as Liberty builds it: taps at the VXLAN MTU (1450), the
+    // namespace ends left at 1500 — the mismatch the guide papers over with DHCP
+    // option 26 — and nothing else.
+    let expect: BTreeSet<(String, String, String)> = [
+        (QROUTER.to_owned(), format!("qr-{}", guide::QR_PORT)),
+        (QDHCP.to_owned(), format!("ns-{}", guide::DHCP_PORT)),
+    ]
+    .into_iter()
+    .map(|(ns, link)| ("mtu-mismatch".to_owned(), ns, link))
+    .collect();
+    assert_eq!(problems(&report, &[]), expect);
+
+    // The text view names the pairing the way an operator reads it.
+    let text = String::from_utf8(inspect(&[QROUTER]).stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "↔ tap{} in current, on brq{}",
+            guide::QR_PORT,
+            &DEMO_NET[..11]
+        )),
+        "{text}"
+    );
+    assert!(text.contains("default via 10.0.0.1"), "{text}");
+}
+
+#[test]
+fn debris_is_reported() {
+    sandbox::enter();
+    // A stale /run/netns entry: the file without a namespace on it.
+    std::fs::File::create("/run/netns/qrouter-dead0000-0000-4000-8000-000000000000").unwrap();
+    // A qdhcp namespace with a port but no dnsmasq — only some other process.
+    let qdhcp = "qdhcp-11111111-2222-4333-8444-555555555555";
+    netns_add(qdhcp);
+    ip(&["link", "add", "br-test", "type", "bridge"]);
+    guide::plug(
+        "br-test",
+        qdhcp,
+        "ns-",
+        "11111111-22",
+        "fa:16:3e:00:00:01",
+        1500,
+    );
+    let _sleeper = Parked::start(Some(qdhcp), &["sleep", "600"]);
+    // An empty qrouter namespace: leaked after its router was deleted.
+    let leaked = "qrouter-99999999-8888-4777-8666-555555555555";
+    netns_add(leaked);
+    // An orphan veth: its peer's namespace lost its name but is still pinned by a
+    // descriptor of a process that lives elsewhere.
+    netns_add("doomed");
+    ip(&[
+        "link", "add", "orphan0", "type", "veth", "peer", "name", "lost0", "netns", "doomed",
+    ]);
+    let pin = Parked::start(
+        None,
+        &["sh", "-c", "exec 3</run/netns/doomed; exec sleep 600"],
+    );
+    pin.wait_until("holds the namespace open", |pid| {
+        std::fs::read_link(format!("/proc/{pid}/fd/3")).is_ok_and(|l| l.ends_with("doomed"))
+    });
+    ip(&["netns", "delete", "doomed"]);
+    // A namespace held only by a process, with a veth into it whose MTU differs.
+    let holder = Parked::start(None, &["unshare", "--net", "sleep", "600"]);
+    let ours = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    holder.wait_until("runs in a namespace of its own", |pid| {
+        std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|l| l != ours)
+            && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "sleep")
+    });
+    let pid = holder.pid().to_string();
+    ip(&[
+        "link", "add", "vhold", "mtu", "1450", "type", "veth", "peer", "name", "inner", "netns",
+        &pid,
+    ]);
+
+    let report = inspect_json(&[]);
+    let held = format!("pid:{pid}");
+    let got = problems(&report, &[holder.pid()]);
+    let expect: BTreeSet<(String, String, String)> = [
+        (
+            "stale-netns-file",
+            "qrouter-dead0000-0000-4000-8000-000000000000",
+            "",
+        ),
+        ("qdhcp-without-dnsmasq", qdhcp, ""),
+        ("empty-neutron-namespace", leaked, ""),
+        ("orphan-veth", "current", "orphan0"),
+        ("mtu-mismatch", &held, "inner"),
+    ]
+    .into_iter()
+    .map(|(a, b, c)| (a.into(), b.into(), c.into()))
+    .collect();
+    assert_eq!(got, expect);
+
+    // The process-held namespace is listed, with the peer resolved into it.
+    let ns = report["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["label"] == held.as_str())
+        .expect("process-held namespace listed");
+    assert_eq!(ns["names"], Value::Array(vec![]));
+    assert_eq!(
+        our_peer(&report, None, "vhold"),
+        (Some(held.clone()), "inner".into())
+    );
+    let stat = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_eq!(
+        ns["inode"].as_u64(),
+        Some(std::os::unix::fs::MetadataExt::ino(&stat))
+    );
+
+    // --check turns error-level problems into exit status 3.
+    assert_eq!(inspect(&["--check"]).status.code(), Some(3));
+    assert_eq!(
+        inspect(&["--check", "--kind", "root"]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn filters_by_name_prefix_and_kind() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    let _scene = guide::build();
+    netns_add("blue");
+
+    let by_prefix = inspect_json(&["qrouter-006df4cc"]);
+    let labels: Vec<String> = by_prefix["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| s(&n["label"]))
+        .collect();
+    assert_eq!(labels, [QROUTER]);
+    let ellipsis = inspect_json(&["qrouter-006df4cc…"]);
+    assert_eq!(ellipsis["namespaces"].as_array().unwrap().len(), 1);
+
+    let by_kind = inspect_json(&["--kind", "qdhcp"]);
+    let labels: Vec<String> = by_kind["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| s(&n["label"]))
+        .collect();
+    assert_eq!(labels, [QDHCP]);
+    let plain = inspect_json(&["--kind", "plain"]);
+    assert!(plain["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["label"] == "blue"));
+    assert!(plain["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["kind"] == "plain"));
+    let both = inspect_json(&["blue", QDHCP]);
+    assert_eq!(both["namespaces"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_input_is_refused_clearly() {
+    sandbox::enter();
+    let unknown = inspect(&["qrouter-00000000"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("no network namespace named \"qrouter-00000000\""),
+        "{err}"
+    );
+
+    for bad in ["a/b", "..", "../../etc"] {
+        let out = inspect(&[bad]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid namespace name"), "{bad}: {err}");
+    }
+    let kind = inspect(&["--kind", "router"]);
+    assert_eq!(kind.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&kind.stderr)
+        .contains("one of: root, qrouter, qdhcp, snat, fip, plain"));
+}
+
+#[test]
+fn without_root_it_says_so() {
+    sandbox::enter();
+    require::program("setpriv", "util-linux");
+    netns_add("blue");
+    // A copy nobody can execute, outside root-only directories.
+    let dir = std::env::temp_dir().join(format!("netns-inspect-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("netns-inspect");
+    std::fs::copy(env!("CARGO_BIN_EXE_netns-inspect"), &bin).unwrap();
+    for p in [&dir, &bin] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("permission denied — this needs root"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
