@@ -23,10 +23,12 @@ pub fn render(report: &Report) -> String {
                 Severity::Error => "error  ",
                 Severity::Warning => "warning",
             };
+            // The same word as in the JSON (`orphan-veth`, `mtu-mismatch`…).
+            let kind = serde_json::to_value(p.kind).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "  {sev} {:<24} {}",
-                format!("{:?}", p.kind).to_lowercase(),
+                kind.as_str().unwrap_or("?"),
                 p.message
             );
         }
