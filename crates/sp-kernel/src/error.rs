@@ -40,7 +40,7 @@ impl Error {
     }
 
     /// Wraps an errno from nix.
-    pub fn errno(context: impl Into<String>, errno: nix::errno::Errno) -> Self {
+    pub fn from_errno(context: impl Into<String>, errno: nix::errno::Errno) -> Self {
         Self::io(context, io::Error::from(errno))
     }
 
@@ -55,6 +55,19 @@ impl Error {
             }
         }
         Error::Netlink { context, source }
+    }
+
+    /// The errno behind this error, from a system call or a netlink answer.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error(),
+            Error::Netlink {
+                source: rtnetlink::Error::NetlinkError(msg),
+                ..
+            } => msg.code.map(|c| -c.get()),
+            Error::NotPermitted { .. } => Some(libc::EPERM),
+            _ => None,
+        }
     }
 
     /// True when the underlying cause is "no such file or process".

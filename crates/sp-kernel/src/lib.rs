@@ -6,6 +6,7 @@
 //! * [`netlink`] — one rtnetlink handle per namespace, opened inside it.
 //! * [`procs`] — which process lives in which network namespace (one pass over `/proc`).
 
+pub mod attrs;
 pub mod error;
 pub mod netlink;
 pub mod netns;

@@ -8,7 +8,7 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use futures::TryStreamExt;
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
@@ -69,6 +69,50 @@ impl Netlink {
     /// The underlying rtnetlink handle, for requests this type does not wrap.
     pub fn handle(&self) -> &Handle {
         &self.handle
+    }
+
+    /// Sends one request with `flags` (plus `NLM_F_REQUEST | NLM_F_ACK`) and waits for
+    /// the kernel's answer. For messages the rtnetlink builders cannot express — the
+    /// `NLM_F_APPEND` of `bridge fdb append` (rtnetlink issue #60), group deletes.
+    pub async fn ack(
+        &self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+        context: impl Fn() -> String,
+    ) -> Result<()> {
+        let mut req = NetlinkMessage::from(message);
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let mut handle = self.handle.clone();
+        let mut answers = handle
+            .request(req)
+            .map_err(|e| Error::netlink(context(), e))?;
+        while let Some(answer) = futures::StreamExt::next(&mut answers).await {
+            if let NetlinkPayload::Error(e) = answer.payload {
+                if e.code.is_some() {
+                    return Err(Error::netlink(context(), rtnetlink::Error::NetlinkError(e)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The link named `name`, or `None` when there is none.
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link),
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.code.is_some_and(|c| -c.get() == libc::ENODEV) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::netlink(format!("look up link {name}"), e)),
+        }
     }
 
     /// Every link (`ip link show`).

@@ -5,7 +5,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nix::sched::{setns, CloneFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::statfs::{statfs, NSFS_MAGIC};
 
 use crate::{Error, Result};
@@ -158,7 +159,7 @@ where
                     .enumerate()
                     .map(|(i, ns)| {
                         setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
-                            .map_err(|e| Error::errno("enter network namespace (setns)", e))?;
+                            .map_err(|e| Error::from_errno("enter network namespace (setns)", e))?;
                         f(i)
                     })
                     .collect()
@@ -166,6 +167,119 @@ where
             .join()
             .expect("namespace thread panicked")
     })
+}
+
+/// Makes `/run/netns` exist and be a shared mount point, as `ip netns add` does, so
+/// namespaces we mount there are seen by iproute2 in every mount namespace that shares
+/// it — and theirs by us.
+fn prepare_run_dir() -> Result<()> {
+    std::fs::create_dir_all(RUN_DIR).map_err(|e| Error::io(format!("create {RUN_DIR}"), e))?;
+    let shared = |what: &str| {
+        mount(
+            Some(""),
+            RUN_DIR,
+            Some("none"),
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| Error::from_errno(format!("{what} {RUN_DIR}"), e))
+    };
+    match shared("make shared") {
+        Ok(()) => Ok(()),
+        // Not a mount point yet: bind it onto itself first (iproute2 does the same).
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
+            mount(
+                Some(RUN_DIR),
+                RUN_DIR,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| Error::from_errno(format!("bind {RUN_DIR} onto itself"), e))?;
+            shared("make shared")
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The file of named namespace `name`.
+pub fn named_path(name: &str) -> Result<PathBuf> {
+    validate_name(name)?;
+    Ok(Path::new(RUN_DIR).join(name))
+}
+
+/// Creates named network namespaces the way `ip netns add` does — a file in
+/// `/run/netns` with the new namespace bind-mounted on it — on one dedicated thread, and
+/// runs `f(i)` *inside* namespace `names[i]` right after creating it (open a netlink
+/// socket, set sysctls), so no second hop is needed. A name that exists fails with
+/// EEXIST for that entry; a failure leaves no file behind. The outer error is for an
+/// unusable `/run/netns`.
+pub fn create_each<T, F>(names: &[&str], f: F) -> Result<Vec<Result<T>>>
+where
+    T: Send,
+    F: Fn(usize) -> Result<T> + Send + Sync,
+{
+    prepare_run_dir()?;
+    Ok(std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| {
+                        create_here(name)?;
+                        f(i)
+                    })
+                    .collect()
+            })
+            .join()
+            .expect("namespace thread panicked")
+    }))
+}
+
+/// On the calling (dedicated) thread: a new network namespace, mounted at `name`.
+fn create_here(name: &str) -> Result<()> {
+    let path = named_path(name)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    let made = unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| Error::from_errno("create network namespace (unshare)", e))
+        .and_then(|()| {
+            mount(
+                Some(THREAD_SELF),
+                &path,
+                Some("none"),
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                Error::from_errno(format!("bind-mount namespace on {}", path.display()), e)
+            })
+        });
+    if made.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    made
+}
+
+/// Deletes named namespace `name` as `ip netns delete` does: lazy unmount, then unlink.
+/// The kernel frees the namespace (and every link in it) once nothing else holds it.
+pub fn delete(name: &str) -> Result<()> {
+    let path = named_path(name)?;
+    match umount2(&path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+        Err(e) => return Err(Error::from_errno(format!("unmount {}", path.display()), e)),
+    }
+    std::fs::remove_file(&path).map_err(|e| Error::io(format!("remove {}", path.display()), e))
+}
+
+/// Writes a `/proc/sys/net/...` value in the calling thread's network namespace.
+pub fn write_net_sysctl(key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/{key}");
+    std::fs::write(&path, value).map_err(|e| Error::io(format!("write {path}"), e))
 }
 
 /// Reads a `/proc/sys/net/...` value of the calling thread's network namespace

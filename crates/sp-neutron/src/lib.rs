@@ -8,6 +8,72 @@ use serde::Serialize;
 /// Longest interface name the kernel accepts (IFNAMSIZ 16 minus the NUL).
 pub const IFNAME_MAX: usize = 15;
 
+/// `prefix` + the first 11 characters of `id` (all of it when shorter), as every
+/// Neutron device name is made.
+fn device(prefix: &str, id: &str) -> String {
+    format!("{prefix}{}", id.chars().take(11).collect::<String>())
+}
+
+/// `brq<network id[:11]>`: the Linux bridge of a network.
+pub fn bridge_name(network_id: &str) -> String {
+    device("brq", network_id)
+}
+
+/// `tap<port id[:11]>`: a VM port, or the host end of a router/DHCP port.
+pub fn tap_name(port_id: &str) -> String {
+    device("tap", port_id)
+}
+
+/// `vxlan-<vni>`.
+pub fn vxlan_name(vni: u32) -> String {
+    format!("vxlan-{vni}")
+}
+
+/// The namespace end of a router or DHCP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortKind {
+    /// `ns-…` in `qdhcp-<network>`.
+    Dhcp,
+    /// `qr-…` in `qrouter-<router>`.
+    RouterInternal,
+    /// `qg-…` in `qrouter-<router>`.
+    RouterGateway,
+    /// An instance in a sandbox: a namespace whose `eth0` is the VM tap's peer (what a
+    /// VM's virtio NIC is on a real compute node).
+    Instance,
+}
+
+impl PortKind {
+    /// The device prefix inside the namespace.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Dhcp => "ns-",
+            Self::RouterInternal => "qr-",
+            Self::RouterGateway => "qg-",
+            Self::Instance => "",
+        }
+    }
+
+    /// The device name inside the namespace for `port_id` (`eth0` for an instance).
+    pub fn device(self, port_id: &str) -> String {
+        match self {
+            Self::Instance => "eth0".to_owned(),
+            _ => device(self.prefix(), port_id),
+        }
+    }
+}
+
+/// `qrouter-<router id>`.
+pub fn qrouter_namespace(router_id: &str) -> String {
+    format!("qrouter-{router_id}")
+}
+
+/// `qdhcp-<network id>`.
+pub fn qdhcp_namespace(network_id: &str) -> String {
+    format!("qdhcp-{network_id}")
+}
+
 /// What a network namespace is, judged by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -205,6 +271,31 @@ mod tests {
         for name in ["qr-7337070d-45", "brq5b6a8b87-fd", "tapb5cfa271-71"] {
             assert!(name.len() <= IFNAME_MAX);
         }
+    }
+
+    #[test]
+    fn names_are_made_like_neutron_makes_them() {
+        assert_eq!(
+            bridge_name("5b6a8b87-fd03-46b5-a968-72bac5091b7c"),
+            "brq5b6a8b87-fd"
+        );
+        assert_eq!(
+            tap_name("7337070d-4567-4b1f-8d2f-0123456789ab"),
+            "tap7337070d-45"
+        );
+        assert_eq!(
+            PortKind::RouterInternal.device("7337070d-45ff"),
+            "qr-7337070d-45"
+        );
+        assert_eq!(PortKind::Dhcp.device("b5cfa271-71aa"), "ns-b5cfa271-71");
+        assert_eq!(vxlan_name(1), "vxlan-1");
+        assert_eq!(bridge_name("short"), "brqshort");
+        assert_eq!(
+            classify_device(&PortKind::RouterGateway.device("9477c16b-e5ab")),
+            Some(DeviceRole::RouterGateway {
+                port_id_prefix: "9477c16b-e5".into()
+            })
+        );
     }
 
     #[test]

@@ -1,0 +1,380 @@
+//! `bridgectl`: argument parsing and output only; the work is in `sp-bridge`.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sp_bridge::network::VxlanConfig;
+use sp_bridge::port::PortSpec;
+use sp_bridge::{input, l2pop, network, port, show, teardown, uplink, Change, Faults};
+use sp_kernel::netlink::Netlink;
+use sp_neutron::{bridge_name, PortKind};
+
+/// The Linux bridge agent's plumbing, natively over netlink.
+///
+/// What Neutron's linuxbridge, L3 and DHCP agents do with brctl, ip link, bridge fdb
+/// and ip neigh — same names (brq + network id[:11], tap/qr-/qg-/ns- + port id[:11],
+/// vxlan-VNI), same device options, same order. Every command reads first and changes
+/// only what differs, prints what it changed ("no change" the second time), and undoes
+/// its own partial work on failure.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples (the Liberty guide's controller):
+  bridgectl ensure-network 5b6a8b87-fd03-46b5-a968-72bac5091b7c --vni 1 --local-ip 10.0.0.101 --l2-population
+  bridgectl ensure-network 78983ca2-77e3-4cdf-9747-ae1b34addeb7 --uplink eth0
+  bridgectl plug 5b6a8b87-fd03-46b5-a968-72bac5091b7c 7337070d-45e1-4a2b-9c3d-1234567890ab \\
+      --kind router-internal --namespace qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165 \\
+      --mac fa:16:3e:a7:24:00 --address 192.168.0.1/24 --ip-forward
+  bridgectl fdb add --vni 1 --vtep 10.0.0.102                  flood entry towards compute
+  bridgectl l2pop add --vni 1 --vtep 10.0.0.102 --mac fa:16:3e:00:00:05 --ip 192.168.0.5
+  bridgectl show --json
+
+Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces)."
+)]
+struct Args {
+    /// Print the changes (or the view, for show) as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// A network's bridge brq<id[:11]> (forward delay 0, STP off, IPv6 off, up), with its
+    /// vxlan-VNI device (tenant network) or its physical uplink (flat network).
+    EnsureNetwork {
+        network_id: String,
+        #[command(flatten)]
+        vxlan: VxlanArgs,
+        /// Flat network: move this NIC (with its addresses and routes) under the bridge.
+        #[arg(long, conflicts_with = "vni")]
+        uplink: Option<String>,
+    },
+    /// A router or DHCP port: veth tap<port[:11]> on the network's bridge, its peer
+    /// ns-/qr-/qg-<port[:11]> created inside NAMESPACE (made when missing).
+    Plug {
+        network_id: String,
+        port_id: String,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        #[arg(long)]
+        namespace: String,
+        /// Port MAC, set on the namespace end.
+        #[arg(long)]
+        mac: Option<String>,
+        /// MTU of both ends (default: the bridge's, i.e. the VXLAN MTU).
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// ADDRESS/PREFIX on the namespace end (repeatable; exactly these are kept).
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+        /// Default route in the namespace via this gateway.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// net.ipv4.ip_forward=1 in the namespace (routers).
+        #[arg(long)]
+        ip_forward: bool,
+    },
+    /// Deletes ports' tap ends (their namespace ends go with them), in one batch.
+    Unplug { port_ids: Vec<String> },
+    /// Forwarding entries of vxlan-VNI: without --mac the all-zeros flood entry
+    /// (appended, one per remote VTEP); with --mac a port entry (replaced).
+    Fdb {
+        #[arg(value_enum)]
+        action: Action,
+        #[arg(long)]
+        vni: u64,
+        #[arg(long)]
+        vtep: String,
+        #[arg(long)]
+        mac: Option<String>,
+    },
+    /// A permanent neighbour (ARP) entry on vxlan-VNI.
+    Neigh {
+        #[arg(value_enum)]
+        action: Action,
+        #[arg(long)]
+        vni: u64,
+        #[arg(long)]
+        ip: String,
+        /// Required for add.
+        #[arg(long)]
+        mac: Option<String>,
+    },
+    /// A remote port as l2population adds it: permanent neighbour + FDB entry.
+    L2pop {
+        #[arg(value_enum)]
+        action: Action,
+        #[arg(long)]
+        vni: u64,
+        #[arg(long)]
+        vtep: String,
+        #[arg(long)]
+        mac: String,
+        #[arg(long)]
+        ip: String,
+    },
+    /// Moves NIC under BRIDGE with its addresses and routes; undone on any failure.
+    AttachUplink { bridge: String, nic: String },
+    /// Gives NIC its addresses and routes back from BRIDGE and releases it.
+    DetachUplink { bridge: String, nic: String },
+    /// Deletes networks: bridge, VXLAN devices, taps, qdhcp namespace (uplinks restored).
+    DeleteNetwork { network_ids: Vec<String> },
+    /// Deletes named namespaces (and everything in them).
+    DeleteNamespace { names: Vec<String> },
+    /// Every bridge with its ports, VXLAN options and FDB entries.
+    Show,
+}
+
+#[derive(clap::Args, Debug)]
+struct VxlanArgs {
+    /// Tenant network over VXLAN with this VNI (1–16777215).
+    #[arg(long, requires = "local_ip")]
+    vni: Option<u64>,
+    /// [vxlan] local_ip: the interface holding it carries the tunnel.
+    #[arg(long)]
+    local_ip: Option<String>,
+    /// [vxlan] l2_population = True: unicast mode, proxy ARP on the device.
+    #[arg(long)]
+    l2_population: bool,
+    /// Multicast mode: the group.
+    #[arg(long)]
+    group: Option<String>,
+    /// UDP port (default: the kernel's 8472, as the agent leaves it).
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Kind {
+    /// ns-… in qdhcp-<network>.
+    Dhcp,
+    /// qr-… in qrouter-<router>.
+    RouterInternal,
+    /// qg-… in qrouter-<router>.
+    RouterGateway,
+    /// eth0 in an instance namespace (a sandboxed VM).
+    Instance,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Action {
+    Add,
+    Del,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bridgectl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bridgectl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+async fn run(args: &Args) -> BoxResult<()> {
+    let nl = Netlink::current()?;
+    let mut changes: Vec<Change> = Vec::new();
+    match &args.cmd {
+        Cmd::EnsureNetwork {
+            network_id,
+            vxlan,
+            uplink: nic,
+        } => {
+            let cfg = vxlan.config()?;
+            let net = network::ensure_network(&nl, network_id, cfg.as_ref(), &mut changes).await?;
+            if let Some(nic) = nic {
+                uplink::attach(&nl, &net.bridge, nic, &mut Faults::none(), &mut changes).await?;
+            }
+        }
+        Cmd::Plug {
+            network_id,
+            port_id,
+            kind,
+            namespace,
+            mac,
+            mtu,
+            addresses,
+            gateway,
+            ip_forward,
+        } => {
+            let spec = PortSpec {
+                port_id: port_id.clone(),
+                kind: match kind {
+                    Kind::Dhcp => PortKind::Dhcp,
+                    Kind::RouterInternal => PortKind::RouterInternal,
+                    Kind::RouterGateway => PortKind::RouterGateway,
+                    Kind::Instance => PortKind::Instance,
+                },
+                namespace: namespace.clone(),
+                bridge: bridge_name(network_id),
+                mac: mac.as_deref().map(input::mac).transpose()?,
+                mtu: *mtu,
+                addresses: addresses
+                    .iter()
+                    .map(|a| input::cidr(a))
+                    .collect::<Result<_, _>>()?,
+                gateway: gateway.as_deref().map(input::ip).transpose()?,
+                ip_forward: *ip_forward,
+            };
+            port::plug(&nl, &[spec], &mut changes).await?;
+        }
+        Cmd::Unplug { port_ids } => teardown::unplug(&nl, port_ids, &mut changes).await?,
+        Cmd::Fdb {
+            action,
+            vni,
+            vtep,
+            mac,
+        } => {
+            let (vni, vtep) = (input::vni(*vni)?, input::ip(vtep)?);
+            match (action, mac.as_deref().map(input::mac).transpose()?) {
+                (Action::Add, None) => l2pop::flood_add(&nl, vni, vtep, &mut changes).await?,
+                (Action::Del, None) => l2pop::flood_del(&nl, vni, vtep, &mut changes).await?,
+                (Action::Add, Some(m)) => l2pop::fdb_add(&nl, vni, m, vtep, &mut changes).await?,
+                (Action::Del, Some(m)) => l2pop::fdb_del(&nl, vni, m, vtep, &mut changes).await?,
+            }
+        }
+        Cmd::Neigh {
+            action,
+            vni,
+            ip,
+            mac,
+        } => {
+            let (vni, ip) = (input::vni(*vni)?, input::ip(ip)?);
+            match action {
+                Action::Add => {
+                    let mac = input::mac(mac.as_deref().ok_or("neigh add needs --mac")?)?;
+                    l2pop::neigh_add(&nl, vni, ip, mac, &mut changes).await?
+                }
+                Action::Del => l2pop::neigh_del(&nl, vni, ip, &mut changes).await?,
+            }
+        }
+        Cmd::L2pop {
+            action,
+            vni,
+            vtep,
+            mac,
+            ip,
+        } => {
+            let (vni, vtep, mac, ip) = (
+                input::vni(*vni)?,
+                input::ip(vtep)?,
+                input::mac(mac)?,
+                input::ip(ip)?,
+            );
+            match action {
+                Action::Add => l2pop::port_add(&nl, vni, mac, ip, vtep, &mut changes).await?,
+                Action::Del => l2pop::port_del(&nl, vni, mac, ip, vtep, &mut changes).await?,
+            }
+        }
+        Cmd::AttachUplink { bridge, nic } => {
+            uplink::attach(&nl, bridge, nic, &mut Faults::none(), &mut changes).await?
+        }
+        Cmd::DetachUplink { bridge, nic } => {
+            uplink::detach(&nl, bridge, nic, &mut Faults::none(), &mut changes).await?
+        }
+        Cmd::DeleteNetwork { network_ids } => {
+            teardown::delete_networks(&nl, network_ids, &mut changes).await?
+        }
+        Cmd::DeleteNamespace { names } => teardown::delete_namespaces(names, &mut changes)?,
+        Cmd::Show => {
+            let view = show::show(&nl).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print_show(&view);
+            }
+            return Ok(());
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::json!({ "changes": changes }));
+    } else if changes.is_empty() {
+        println!("no change");
+    } else {
+        for c in &changes {
+            println!("{c}");
+        }
+    }
+    Ok(())
+}
+
+impl VxlanArgs {
+    fn config(&self) -> BoxResult<Option<VxlanConfig>> {
+        let Some(vni) = self.vni else { return Ok(None) };
+        let local_ip: IpAddr =
+            input::ip(self.local_ip.as_deref().ok_or("--vni needs --local-ip")?)?;
+        Ok(Some(VxlanConfig {
+            vni: input::vni(vni)?,
+            local_ip,
+            l2_population: self.l2_population,
+            group: self.group.as_deref().map(input::ip).transpose()?,
+            port: self.port,
+        }))
+    }
+}
+
+fn print_show(view: &[show::BridgeView]) {
+    if view.is_empty() {
+        println!("no bridges");
+    }
+    for b in view {
+        println!(
+            "{}  {}  mtu {}  forward_delay {}  stp {}{}",
+            b.name,
+            if b.up { "UP" } else { "DOWN" },
+            b.mtu.map_or("?".into(), |m| m.to_string()),
+            b.forward_delay.map_or("?".into(), |d| d.to_string()),
+            if b.stp { "on" } else { "off" },
+            if b.addresses.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", b.addresses.join(", "))
+            },
+        );
+        for p in &b.ports {
+            println!(
+                "  {:<16} {:<7} {}",
+                p.name,
+                p.kind,
+                if p.up { "up" } else { "down" }
+            );
+            if let Some(v) = &p.vxlan {
+                println!(
+                    "    vni {} dev {} port {}{}{}",
+                    v.vni.map_or("?".into(), |v| v.to_string()),
+                    v.dev.as_deref().unwrap_or("-"),
+                    v.port,
+                    if v.proxy { " proxy" } else { "" },
+                    v.group
+                        .as_ref()
+                        .map_or(String::new(), |g| format!(" group {g}")),
+                );
+                for e in &v.fdb {
+                    println!(
+                        "    fdb {} dst {}{}",
+                        e.mac,
+                        e.dst.map_or("-".into(), |d| d.to_string()),
+                        if e.permanent { " permanent" } else { "" }
+                    );
+                }
+            }
+        }
+    }
+}

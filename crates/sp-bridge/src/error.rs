@@ -1,0 +1,50 @@
+//! Errors of the bridge operations: bad input named precisely, kernel errors with
+//! context, and rollbacks that report both the cause and anything that could not be undone.
+
+/// Everything that can go wrong in `sp-bridge`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kernel(#[from] sp_kernel::Error),
+    #[error("invalid interface name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("invalid VNI {0}: a VXLAN id is 1–16777215")]
+    InvalidVni(u64),
+    #[error("invalid MAC address {0:?} (expected six hex pairs like fa:16:3e:a7:24:00)")]
+    InvalidMac(String),
+    #[error("invalid address {0:?} (expected ADDRESS/PREFIX like 192.168.0.1/24)")]
+    InvalidCidr(String),
+    #[error("invalid IP address {0:?}")]
+    InvalidIp(String),
+    #[error("no link named {0}")]
+    NoSuchLink(String),
+    #[error("{name} exists but is a {found}, not a {wanted}")]
+    WrongKind {
+        name: String,
+        found: String,
+        wanted: &'static str,
+    },
+    #[error("no interface holds local_ip {0}: VXLAN needs the address of the tunnel interface")]
+    NoLocalIp(std::net::IpAddr),
+    #[error("{0} has no global address to move")]
+    NoAddress(String),
+    #[error("address {address} is already on {link}{}", namespace.as_ref().map(|n| format!(" in {n}")).unwrap_or_default())]
+    AddressInUse {
+        address: String,
+        link: String,
+        namespace: Option<String>,
+    },
+    #[error("{0} is enslaved to {1}; detach it first (or it is the uplink of another network)")]
+    Busy(String, String),
+    #[error("injected failure before step {0}")]
+    Injected(usize),
+    #[error("{cause}; rolled back{}", if rollback.is_empty() { String::new() } else {
+        format!(", but undoing failed too: {}", rollback.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+    })]
+    RolledBack {
+        cause: Box<Error>,
+        rollback: Vec<Error>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

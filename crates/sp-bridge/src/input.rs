@@ -1,0 +1,103 @@
+//! Checking what users give us before anything touches the kernel.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use sp_neutron::IFNAME_MAX;
+
+use crate::{Error, Result};
+
+/// An interface name the kernel will take: 1–15 bytes, no `/`, no whitespace, not `.`/`..`.
+pub fn ifname(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > IFNAME_MAX {
+        Some("longer than 15 bytes (IFNAMSIZ)")
+    } else if name.contains('/') {
+        Some("contains '/'")
+    } else if name.chars().any(|c| c.is_whitespace() || c == ':') {
+        Some("contains whitespace or ':'")
+    } else if name == "." || name == ".." {
+        Some("is '.' or '..'")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A VXLAN network identifier: 1–16777215.
+pub fn vni(v: u64) -> Result<u32> {
+    if (1..1 << 24).contains(&v) {
+        Ok(v as u32)
+    } else {
+        Err(Error::InvalidVni(v))
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac(s: &str) -> Result<[u8; 6]> {
+    let bad = || Error::InvalidMac(s.to_owned());
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 6];
+    for (o, p) in out.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// `ADDRESS/PREFIX`, keeping the host part (`192.168.0.1/24`).
+pub fn cidr(s: &str) -> Result<IpNet> {
+    s.parse::<IpNet>()
+        .map_err(|_| Error::InvalidCidr(s.to_owned()))
+}
+
+/// A plain IP address.
+pub fn ip(s: &str) -> Result<IpAddr> {
+    s.parse().map_err(|_| Error::InvalidIp(s.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_named() {
+        assert!(ifname("brq5b6a8b87-fd").is_ok());
+        for bad in ["", "brq5b6a8b87-fd03", "a/b", "a b", "..", "eth0:1"] {
+            assert!(ifname(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(vni(1).unwrap(), 1);
+        assert_eq!(vni(16_777_215).unwrap(), 16_777_215);
+        assert!(vni(0).is_err() && vni(16_777_216).is_err());
+        assert_eq!(
+            mac("fa:16:3e:a7:24:00").unwrap(),
+            [0xfa, 0x16, 0x3e, 0xa7, 0x24, 0]
+        );
+        for bad in [
+            "fa:16:3e:a7:24",
+            "fa:16:3e:a7:24:0g",
+            "fa16.3ea7.2400",
+            "fa:16:3e:a7:24:000",
+        ] {
+            assert!(mac(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            cidr("192.168.0.1/24").unwrap().to_string(),
+            "192.168.0.1/24"
+        );
+        assert!(cidr("192.168.0.1").is_err() && cidr("192.168.0.1/33").is_err());
+        assert!(ip("10.0.0.300").is_err());
+    }
+}

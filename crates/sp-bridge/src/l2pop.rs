@@ -1,0 +1,299 @@
+//! l2population: how a VXLAN device learns, from the agent rather than by flooding,
+//! where the other nodes and their ports are.
+//!
+//! | entry | what the agent runs | here |
+//! |---|---|---|
+//! | flood, per remote VTEP | `bridge fdb append 00:00:00:00:00:00 dev vxlan-N dst VTEP` | [`flood_add`] |
+//! | per remote port | `ip neigh replace IP lladdr MAC dev vxlan-N nud permanent` + `bridge fdb replace MAC dev vxlan-N dst VTEP` | [`port_add`] |
+//! | removal | `bridge fdb del …`, `ip neigh del …` | [`flood_del`], [`port_del`] |
+//!
+//! The flood entry must be *appended* (several VTEPs share the all-zeros MAC): the
+//! message carries `NLM_F_APPEND`, which rtnetlink's builder cannot (its issue #60).
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use serde::Serialize;
+use sp_kernel::attrs;
+use sp_kernel::netlink::Netlink;
+use sp_neutron::vxlan_name;
+
+use crate::network::require_link;
+use crate::{Change, Result};
+
+/// The all-zeros MAC of flood entries.
+pub const FLOOD_MAC: [u8; 6] = [0; 6];
+
+/// One forwarding entry of a VXLAN device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FdbEntry {
+    pub mac: String,
+    pub dst: Option<IpAddr>,
+    pub permanent: bool,
+}
+
+fn mac_str(m: &[u8]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn ip_attr(ip: IpAddr) -> NeighbourAddress {
+    match ip {
+        IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+        IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+    }
+}
+
+/// An `AF_BRIDGE` FDB message on `ifindex` for `self` (the VXLAN device's own table).
+fn fdb_message(ifindex: u32, mac: [u8; 6], dst: IpAddr) -> NeighbourMessage {
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Bridge;
+    m.header.ifindex = ifindex;
+    m.header.state = NeighbourState::Permanent;
+    m.header.flags = NeighbourFlags::Own;
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    m.attributes
+        .push(NeighbourAttribute::Destination(ip_attr(dst)));
+    m
+}
+
+/// A permanent IP neighbour on `ifindex`.
+fn neigh_message(ifindex: u32, ip: IpAddr, mac: [u8; 6]) -> NeighbourMessage {
+    let mut m = NeighbourMessage::default();
+    m.header.family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    m.header.ifindex = ifindex;
+    m.header.state = NeighbourState::Permanent;
+    m.attributes
+        .push(NeighbourAttribute::Destination(ip_attr(ip)));
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    m
+}
+
+/// The FDB entries of `vxlan-N` (`bridge fdb show dev vxlan-N`).
+pub async fn fdb_entries(nl: &Netlink, vni: u32) -> Result<Vec<FdbEntry>> {
+    let link = require_link(nl, &vxlan_name(vni)).await?;
+    let all: Vec<NeighbourMessage> = nl
+        .handle()
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Bridge)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| sp_kernel::Error::netlink("dump bridge FDB", e))?;
+    Ok(all
+        .iter()
+        .filter(|n| n.header.ifindex == link.header.index)
+        .filter_map(|n| {
+            Some(FdbEntry {
+                mac: mac_str(attrs::neighbour_mac(n)?),
+                dst: attrs::neighbour_dst(n),
+                permanent: n.header.state == NeighbourState::Permanent,
+            })
+        })
+        .collect())
+}
+
+async fn has_fdb(nl: &Netlink, vni: u32, mac: [u8; 6], dst: IpAddr) -> Result<bool> {
+    let want = mac_str(&mac);
+    Ok(fdb_entries(nl, vni)
+        .await?
+        .iter()
+        .any(|e| e.mac == want && e.dst == Some(dst)))
+}
+
+/// `bridge fdb append 00:00:00:00:00:00 dev vxlan-N dst VTEP`, unless present.
+pub async fn flood_add(
+    nl: &Netlink,
+    vni: u32,
+    vtep: IpAddr,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let dev = vxlan_name(vni);
+    let link = require_link(nl, &dev).await?;
+    if has_fdb(nl, vni, FLOOD_MAC, vtep).await? {
+        return Ok(());
+    }
+    let msg = fdb_message(link.header.index, FLOOD_MAC, vtep);
+    nl.ack(
+        RouteNetlinkMessage::NewNeighbour(msg),
+        NLM_F_CREATE | NLM_F_APPEND,
+        || format!("bridge fdb append 00:00:00:00:00:00 dev {dev} dst {vtep}"),
+    )
+    .await?;
+    changes.push(Change::new(
+        format!("fdb 00:00:00:00:00:00 dst {vtep} on {dev}"),
+        "appended",
+    ));
+    Ok(())
+}
+
+/// `bridge fdb del 00:00:00:00:00:00 dev vxlan-N dst VTEP`, if present.
+pub async fn flood_del(
+    nl: &Netlink,
+    vni: u32,
+    vtep: IpAddr,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    fdb_del(nl, vni, FLOOD_MAC, vtep, changes).await
+}
+
+/// `bridge fdb del MAC dev vxlan-N dst VTEP`, if present.
+pub async fn fdb_del(
+    nl: &Netlink,
+    vni: u32,
+    mac: [u8; 6],
+    dst: IpAddr,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let dev = vxlan_name(vni);
+    let link = require_link(nl, &dev).await?;
+    if !has_fdb(nl, vni, mac, dst).await? {
+        return Ok(());
+    }
+    let msg = fdb_message(link.header.index, mac, dst);
+    nl.ack(RouteNetlinkMessage::DelNeighbour(msg), 0, || {
+        format!("bridge fdb del {} dev {dev} dst {dst}", mac_str(&mac))
+    })
+    .await?;
+    changes.push(Change::new(
+        format!("fdb {} dst {dst} on {dev}", mac_str(&mac)),
+        "deleted",
+    ));
+    Ok(())
+}
+
+/// The permanent neighbour entry for `ip` on `ifindex`, if any.
+async fn neighbour(nl: &Netlink, ifindex: u32, ip: IpAddr) -> Result<Option<NeighbourMessage>> {
+    let all: Vec<NeighbourMessage> = nl
+        .handle()
+        .neighbours()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| sp_kernel::Error::netlink("dump neighbours", e))?;
+    Ok(all
+        .into_iter()
+        .find(|n| n.header.ifindex == ifindex && attrs::neighbour_dst(n) == Some(ip)))
+}
+
+/// `ip neigh replace IP lladdr MAC dev vxlan-N nud permanent`, unless it is so.
+pub async fn neigh_add(
+    nl: &Netlink,
+    vni: u32,
+    ip: IpAddr,
+    mac: [u8; 6],
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let dev = vxlan_name(vni);
+    let link = require_link(nl, &dev).await?;
+    let current = neighbour(nl, link.header.index, ip).await?;
+    if current.as_ref().is_some_and(|n| {
+        attrs::neighbour_mac(n) == Some(&mac[..]) && n.header.state == NeighbourState::Permanent
+    }) {
+        return Ok(());
+    }
+    let msg = neigh_message(link.header.index, ip, mac);
+    nl.ack(
+        RouteNetlinkMessage::NewNeighbour(msg),
+        NLM_F_CREATE | NLM_F_REPLACE,
+        || {
+            format!(
+                "ip neigh replace {ip} lladdr {} dev {dev} nud permanent",
+                mac_str(&mac)
+            )
+        },
+    )
+    .await?;
+    changes.push(Change::new(
+        format!("neighbour {ip} on {dev}"),
+        format!("lladdr {}", mac_str(&mac)),
+    ));
+    Ok(())
+}
+
+/// `ip neigh del IP dev vxlan-N`, if present.
+pub async fn neigh_del(
+    nl: &Netlink,
+    vni: u32,
+    ip: IpAddr,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let dev = vxlan_name(vni);
+    let link = require_link(nl, &dev).await?;
+    if let Some(n) = neighbour(nl, link.header.index, ip).await? {
+        nl.ack(RouteNetlinkMessage::DelNeighbour(n), 0, || {
+            format!("ip neigh del {ip} dev {dev}")
+        })
+        .await?;
+        changes.push(Change::new(format!("neighbour {ip} on {dev}"), "deleted"));
+    }
+    Ok(())
+}
+
+/// `bridge fdb replace MAC dev vxlan-N dst VTEP`, unless present.
+pub async fn fdb_add(
+    nl: &Netlink,
+    vni: u32,
+    mac: [u8; 6],
+    vtep: IpAddr,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let dev = vxlan_name(vni);
+    let link = require_link(nl, &dev).await?;
+    if has_fdb(nl, vni, mac, vtep).await? {
+        return Ok(());
+    }
+    let msg = fdb_message(link.header.index, mac, vtep);
+    nl.ack(
+        RouteNetlinkMessage::NewNeighbour(msg),
+        NLM_F_CREATE | NLM_F_REPLACE,
+        || format!("bridge fdb replace {} dev {dev} dst {vtep}", mac_str(&mac)),
+    )
+    .await?;
+    changes.push(Change::new(
+        format!("fdb {} dst {vtep} on {dev}", mac_str(&mac)),
+        "replaced",
+    ));
+    Ok(())
+}
+
+/// A remote port, as the agent adds it: [`neigh_add`] and [`fdb_add`].
+pub async fn port_add(
+    nl: &Netlink,
+    vni: u32,
+    mac: [u8; 6],
+    ip: IpAddr,
+    vtep: IpAddr,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    neigh_add(nl, vni, ip, mac, changes).await?;
+    fdb_add(nl, vni, mac, vtep, changes).await
+}
+
+/// Removes a remote port: [`neigh_del`] and [`fdb_del`].
+pub async fn port_del(
+    nl: &Netlink,
+    vni: u32,
+    mac: [u8; 6],
+    ip: IpAddr,
+    vtep: IpAddr,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    neigh_del(nl, vni, ip, changes).await?;
+    fdb_del(nl, vni, mac, vtep, changes).await
+}

@@ -1,0 +1,96 @@
+//! The Linux bridge agent's plumbing, natively over netlink (the `bridgectl` library).
+//!
+//! What Neutron Liberty's linuxbridge, L3 and DHCP agents do to the kernel with `brctl`,
+//! `ip link`, `bridge fdb` and `ip neigh` — with the same names, device options and
+//! order of operations (`shared/reference/neutron-liberty-dataplane.md`):
+//!
+//! * [`network`]: `brq…` bridges (forward delay 0, STP off, IPv6 off) and `vxlan-N`
+//!   devices (dev = the interface holding `local_ip`, kernel-default UDP port, `proxy`
+//!   with l2population, a group only in multicast mode).
+//! * [`port`]: veth pairs whose namespace end is *born* in the namespace (`ns-`/`qr-`/
+//!   `qg-` inside, `tap…` on the bridge), addresses, default routes, named namespaces
+//!   made like iproute2's with `promote_secondaries` and `ip_forward`.
+//! * [`l2pop`]: flood entries appended per remote VTEP, permanent neighbour + replaced FDB
+//!   entry per remote port.
+//! * [`uplink`]: a flat network's NIC moved under its bridge with addresses and routes,
+//!   undone step by step if anything fails.
+//! * [`teardown`]: networks, ports and namespaces deleted in batches.
+//! * [`show`]: what is there.
+//!
+//! Every operation is `ensure`-style: it reads first and changes only what differs,
+//! returning the [`Change`]s made (none on a second run).
+
+pub mod error;
+pub mod input;
+pub mod l2pop;
+pub mod network;
+pub mod port;
+pub mod show;
+pub mod teardown;
+pub mod uplink;
+
+pub use error::{Error, Result};
+use serde::Serialize;
+
+/// One change made to the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// What was changed: `bridge brq5b6a8b87-fd`, `address 192.168.0.1/24 on qr-…`.
+    pub object: String,
+    /// What was done: `created`, `set up`, `deleted`, `moved`…
+    pub action: String,
+}
+
+impl Change {
+    pub fn new(object: impl Into<String>, action: impl Into<String>) -> Self {
+        Change {
+            object: object.into(),
+            action: action.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.action)
+    }
+}
+
+/// Counts the kernel-changing steps of an operation and fails on purpose at one of
+/// them. Production code passes [`Faults::none`]; tests use [`Faults::at`] to prove that
+/// a failure at any step is rolled back completely.
+#[derive(Debug, Default)]
+pub struct Faults {
+    fail_at: Option<usize>,
+    steps: usize,
+}
+
+impl Faults {
+    /// Never fails.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Fails before the `n`th kernel-changing step (0-based).
+    pub fn at(n: usize) -> Self {
+        Faults {
+            fail_at: Some(n),
+            steps: 0,
+        }
+    }
+
+    /// Called before each kernel-changing step.
+    pub fn step(&mut self) -> Result<()> {
+        let n = self.steps;
+        self.steps += 1;
+        if self.fail_at == Some(n) {
+            return Err(Error::Injected(n));
+        }
+        Ok(())
+    }
+
+    /// How many steps were taken.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+}

@@ -1,0 +1,326 @@
+//! Network bridges and VXLAN devices, as the Linux bridge agent makes them.
+
+use std::net::IpAddr;
+
+use netlink_packet_route::link::{
+    BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVxlan, LinkMessage,
+};
+use rtnetlink::{LinkBridge, LinkUnspec, LinkVxlan};
+use sp_kernel::attrs;
+use sp_kernel::netlink::Netlink;
+use sp_kernel::netns;
+use sp_neutron::{bridge_name, vxlan_name};
+
+use crate::{input, Change, Error, Result};
+
+/// The kernel's VXLAN UDP port when none is given (what the Liberty agent relies on).
+pub const KERNEL_VXLAN_PORT: u16 = 8472;
+
+/// A tenant network's VXLAN segment, from `linuxbridge_agent.ini`'s `[vxlan]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VxlanConfig {
+    pub vni: u32,
+    /// `local_ip`: the device holding it becomes the VXLAN `dev`.
+    pub local_ip: IpAddr,
+    /// `l2_population = True`: unicast mode, `proxy` on.
+    pub l2_population: bool,
+    /// Multicast mode only: the group.
+    pub group: Option<IpAddr>,
+    /// `None` leaves the kernel default (8472), as the agent does.
+    pub port: Option<u16>,
+}
+
+/// A network as it stands after [`ensure_network`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Network {
+    pub bridge: String,
+    pub bridge_index: u32,
+    pub vxlan: Option<String>,
+    /// The MTU ports on this network get: the VXLAN device's (lower − 50), else the
+    /// bridge's.
+    pub mtu: u32,
+}
+
+fn kind_word(l: &LinkMessage) -> String {
+    attrs::link_kind(l).map_or_else(|| "device".into(), |k| k.to_string())
+}
+
+/// Sets a link administratively up when it is not.
+pub(crate) async fn ensure_up(
+    nl: &Netlink,
+    link: &LinkMessage,
+    name: &str,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    if !attrs::link_is_up(link) {
+        set_link(
+            nl,
+            LinkUnspec::new_with_index(link.header.index).up().build(),
+            name,
+            "set up",
+        )
+        .await?;
+        changes.push(Change::new(format!("link {name}"), "set up"));
+    }
+    Ok(())
+}
+
+/// One `RTM_SETLINK`, with the link named in the error.
+pub(crate) async fn set_link(nl: &Netlink, msg: LinkMessage, name: &str, what: &str) -> Result<()> {
+    nl.handle()
+        .link()
+        .set(msg)
+        .execute()
+        .await
+        .map_err(|e| sp_kernel::Error::netlink(format!("{what} {name}"), e).into())
+}
+
+/// Enslaves `link` to the bridge `bridge_index` unless it already is.
+pub(crate) async fn ensure_master(
+    nl: &Netlink,
+    link: &LinkMessage,
+    name: &str,
+    bridge: &str,
+    bridge_index: u32,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    if attrs::link_master(link) != Some(bridge_index) {
+        let msg = LinkUnspec::new_with_index(link.header.index)
+            .controller(bridge_index)
+            .build();
+        set_link(nl, msg, name, &format!("enslave to {bridge}:")).await?;
+        changes.push(Change::new(
+            format!("link {name}"),
+            format!("enslaved to {bridge}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Finds link `name`, failing when it is missing.
+pub(crate) async fn require_link(nl: &Netlink, name: &str) -> Result<LinkMessage> {
+    nl.link_by_name(name)
+        .await?
+        .ok_or_else(|| Error::NoSuchLink(name.to_owned()))
+}
+
+/// `brctl addbr`, `setfd 0`, `stp off`, IPv6 off, up — changing only what differs.
+/// Returns the bridge's index. IPv6 is switched off through `/proc/sys`, so `nl` must
+/// be a handle of the calling thread's namespace.
+pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) -> Result<u32> {
+    input::ifname(name)?;
+    let link = match nl.link_by_name(name).await? {
+        Some(link) => {
+            if attrs::link_kind(&link) != Some(&InfoKind::Bridge) {
+                return Err(Error::WrongKind {
+                    name: name.into(),
+                    found: kind_word(&link),
+                    wanted: "bridge",
+                });
+            }
+            let (fd, stp) = match attrs::link_data(&link) {
+                Some(InfoData::Bridge(opts)) => (
+                    opts.iter().find_map(|o| match o {
+                        InfoBridge::ForwardDelay(d) => Some(*d),
+                        _ => None,
+                    }),
+                    opts.iter().find_map(|o| match o {
+                        InfoBridge::StpState(s) => Some(*s),
+                        _ => None,
+                    }),
+                ),
+                _ => (None, None),
+            };
+            if fd != Some(0) || stp != Some(BridgeStpState::Disabled) {
+                // Bridge options take effect through RTM_NEWLINK on the existing link.
+                let mut msg = LinkBridge::new(name)
+                    .forward_delay(0)
+                    .stp_state(BridgeStpState::Disabled)
+                    .build();
+                msg.header.index = link.header.index;
+                nl.handle()
+                    .link()
+                    .change(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| {
+                        sp_kernel::Error::netlink(format!("set options of bridge {name}"), e)
+                    })?;
+                changes.push(Change::new(
+                    format!("bridge {name}"),
+                    "set forward_delay 0, stp off",
+                ));
+            }
+            ensure_up(nl, &link, name, changes).await?;
+            link
+        }
+        None => {
+            let msg = LinkBridge::new(name)
+                .forward_delay(0)
+                .stp_state(BridgeStpState::Disabled)
+                .up()
+                .build();
+            nl.handle()
+                .link()
+                .add(msg)
+                .execute()
+                .await
+                .map_err(|e| sp_kernel::Error::netlink(format!("create bridge {name}"), e))?;
+            changes.push(Change::new(format!("bridge {name}"), "created"));
+            require_link(nl, name).await?
+        }
+    };
+    let key = format!("ipv6/conf/{name}/disable_ipv6");
+    // No such file: the kernel runs without IPv6, nothing to switch off.
+    if let Ok(v) = netns::read_net_sysctl(&key) {
+        if v != "1" {
+            netns::write_net_sysctl(&key, "1")?;
+            changes.push(Change::new(format!("bridge {name}"), "IPv6 disabled"));
+        }
+    }
+    Ok(link.header.index)
+}
+
+/// The index of the interface holding `ip` (the VXLAN `dev` for `local_ip`).
+async fn device_holding(nl: &Netlink, ip: IpAddr) -> Result<u32> {
+    nl.addresses()
+        .await?
+        .iter()
+        .find(|a| attrs::address_ip(a) == Some(ip))
+        .map(|a| a.header.index)
+        .ok_or(Error::NoLocalIp(ip))
+}
+
+/// What an existing VXLAN device is, to compare with what is wanted.
+#[derive(Debug, PartialEq)]
+struct VxlanShape {
+    vni: Option<u32>,
+    dev: Option<u32>,
+    proxy: bool,
+    group: Option<IpAddr>,
+    port: u16,
+}
+
+fn shape(link: &LinkMessage) -> VxlanShape {
+    let mut s = VxlanShape {
+        vni: None,
+        dev: None,
+        proxy: false,
+        group: None,
+        port: KERNEL_VXLAN_PORT,
+    };
+    if let Some(InfoData::Vxlan(opts)) = attrs::link_data(link) {
+        for o in opts {
+            match o {
+                InfoVxlan::Id(v) => s.vni = Some(*v),
+                InfoVxlan::Link(d) => s.dev = Some(*d),
+                InfoVxlan::Proxy(p) => s.proxy = *p,
+                InfoVxlan::Group(g) if !g.is_unspecified() => s.group = Some((*g).into()),
+                InfoVxlan::Group6(g) if !g.is_unspecified() => s.group = Some((*g).into()),
+                InfoVxlan::Port(p) => s.port = *p,
+                _ => {}
+            }
+        }
+    }
+    s
+}
+
+/// `ip link add vxlan-N type vxlan id N dev <local_ip's interface> [group G] [proxy]`,
+/// enslaved to the bridge, up. An existing device with other options is recreated
+/// (they cannot be changed in place).
+pub async fn ensure_vxlan(
+    nl: &Netlink,
+    cfg: &VxlanConfig,
+    bridge: &str,
+    bridge_index: u32,
+    changes: &mut Vec<Change>,
+) -> Result<(String, LinkMessage)> {
+    input::vni(cfg.vni.into())?;
+    let name = vxlan_name(cfg.vni);
+    let dev = device_holding(nl, cfg.local_ip).await?;
+    let want = VxlanShape {
+        vni: Some(cfg.vni),
+        dev: Some(dev),
+        proxy: cfg.l2_population,
+        group: cfg.group,
+        port: cfg.port.unwrap_or(KERNEL_VXLAN_PORT),
+    };
+    let existing = nl.link_by_name(&name).await?;
+    if let Some(link) = &existing {
+        if attrs::link_kind(link) != Some(&InfoKind::Vxlan) {
+            return Err(Error::WrongKind {
+                name,
+                found: kind_word(link),
+                wanted: "vxlan",
+            });
+        }
+    }
+    let link = match existing {
+        Some(link) if shape(&link) == want => link,
+        other => {
+            if let Some(old) = &other {
+                nl.handle()
+                    .link()
+                    .del(old.header.index)
+                    .execute()
+                    .await
+                    .map_err(|e| {
+                        sp_kernel::Error::netlink(format!("delete {name} to recreate it"), e)
+                    })?;
+            }
+            let mut b = LinkVxlan::new(&name, cfg.vni).dev(dev).up();
+            if cfg.l2_population {
+                b = b.proxy(true);
+            }
+            match cfg.group {
+                Some(IpAddr::V4(g)) => b = b.group(g),
+                Some(IpAddr::V6(g)) => b = b.group6(g),
+                None => {}
+            }
+            if let Some(p) = cfg.port {
+                b = b.port(p);
+            }
+            let msg = b.controller(bridge_index).build();
+            nl.handle()
+                .link()
+                .add(msg)
+                .execute()
+                .await
+                .map_err(|e| sp_kernel::Error::netlink(format!("create {name}"), e))?;
+            let action = if other.is_some() {
+                "recreated (options differed)"
+            } else {
+                "created"
+            };
+            changes.push(Change::new(format!("vxlan {name}"), action));
+            require_link(nl, &name).await?
+        }
+    };
+    ensure_master(nl, &link, &name, bridge, bridge_index, changes).await?;
+    ensure_up(nl, &link, &name, changes).await?;
+    Ok((name, link))
+}
+
+/// The bridge of `network_id`, with its VXLAN device when `vxlan` is given.
+pub async fn ensure_network(
+    nl: &Netlink,
+    network_id: &str,
+    vxlan: Option<&VxlanConfig>,
+    changes: &mut Vec<Change>,
+) -> Result<Network> {
+    let bridge = bridge_name(network_id);
+    let bridge_index = ensure_bridge(nl, &bridge, changes).await?;
+    let (vxlan, mtu) = match vxlan {
+        Some(cfg) => {
+            let (name, link) = ensure_vxlan(nl, cfg, &bridge, bridge_index, changes).await?;
+            (Some(name), attrs::link_mtu(&link))
+        }
+        None => (None, attrs::link_mtu(&require_link(nl, &bridge).await?)),
+    };
+    Ok(Network {
+        bridge,
+        bridge_index,
+        vxlan,
+        mtu: mtu.unwrap_or(1500),
+    })
+}

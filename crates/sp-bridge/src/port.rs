@@ -1,0 +1,463 @@
+//! Router and DHCP ports: a veth whose namespace end is born inside the namespace
+//! (`ns-`/`qr-`/`qg-` + port id), whose host end (`tap` + port id) sits on the network's
+//! bridge — as the L3 and DHCP agents' `BridgeInterfaceDriver` plugs them — plus the
+//! addresses, default route and namespace sysctls around it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use ipnet::IpNet;
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkMessage};
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::AddressFamily;
+use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
+use sp_kernel::netlink::{self, Netlink};
+use sp_kernel::{attrs, netns};
+use sp_neutron::{tap_name, PortKind};
+
+use crate::network::{ensure_master, ensure_up, require_link, set_link};
+use crate::{input, Change, Error, Result};
+
+/// One port to plug.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortSpec {
+    pub port_id: String,
+    pub kind: PortKind,
+    /// `qdhcp-<network>` or `qrouter-<router>`; created when missing.
+    pub namespace: String,
+    /// The network's bridge (`brq…`), which must exist.
+    pub bridge: String,
+    /// Neutron's port MAC, set on the namespace end.
+    pub mac: Option<[u8; 6]>,
+    /// Both ends; `None` takes the bridge's MTU (the VXLAN MTU on a VXLAN network), so
+    /// the namespace end does not stay at 1500 behind a 1450 tap as in Liberty.
+    pub mtu: Option<u32>,
+    /// Addresses on the namespace end, exactly (other global ones are removed).
+    pub addresses: Vec<IpNet>,
+    /// `ip route replace default via GATEWAY dev <inner>` in the namespace.
+    pub gateway: Option<IpAddr>,
+    /// `net.ipv4.ip_forward=1` in the namespace (routers).
+    pub ip_forward: bool,
+}
+
+impl PortSpec {
+    /// The host end: `tap` + port id[:11].
+    pub fn tap(&self) -> String {
+        tap_name(&self.port_id)
+    }
+
+    /// The namespace end: `ns-`/`qr-`/`qg-` + port id[:11].
+    pub fn inner(&self) -> String {
+        self.kind.device(&self.port_id)
+    }
+
+    fn validate(&self) -> Result<()> {
+        input::ifname(&self.tap())?;
+        input::ifname(&self.inner())?;
+        input::ifname(&self.bridge)?;
+        netns::validate_name(&self.namespace)?;
+        Ok(())
+    }
+}
+
+/// A namespace opened for plugging: its handle and a descriptor for `IFLA_NET_NS_FD`.
+struct Opened {
+    nl: Netlink,
+    fd: OwnedFd,
+}
+
+/// Opens (creating when missing) every namespace the ports name, in one thread hop:
+/// new ones get `promote_secondaries=1` and `lo` up, routers `ip_forward=1`.
+async fn open_namespaces(
+    ports: &[PortSpec],
+    created: &mut Vec<String>,
+    changes: &mut Vec<Change>,
+) -> Result<BTreeMap<String, Opened>> {
+    let mut forward: BTreeMap<&str, bool> = BTreeMap::new();
+    for p in ports {
+        *forward.entry(&p.namespace).or_default() |= p.ip_forward;
+    }
+    let live: BTreeSet<String> = netns::list_named()?
+        .into_iter()
+        .filter(|e| e.state.is_ok())
+        .map(|e| e.name)
+        .collect();
+    let (existing, missing): (Vec<&str>, Vec<&str>) =
+        forward.keys().copied().partition(|n| live.contains(*n));
+
+    // Inside each namespace: sysctls, a netlink socket, a descriptor of the namespace.
+    let inside = |name: &str, fresh: bool| -> sp_kernel::Result<(OwnedFd, OwnedFd, Vec<Change>)> {
+        let mut done = Vec::new();
+        if fresh {
+            netns::write_net_sysctl("ipv4/conf/all/promote_secondaries", "1")?;
+            netns::write_net_sysctl("ipv4/conf/default/promote_secondaries", "1")?;
+        }
+        if forward[name] && netns::read_net_sysctl("ipv4/ip_forward")? != "1" {
+            netns::write_net_sysctl("ipv4/ip_forward", "1")?;
+            done.push(Change::new(format!("namespace {name}"), "ip_forward=1"));
+        }
+        Ok((
+            netlink::open_socket()?,
+            netns::open(netns::THREAD_SELF.as_ref())?,
+            done,
+        ))
+    };
+    let made = netns::create_each(&missing, |i| inside(missing[i], true))?;
+    let paths: Vec<OwnedFd> = existing
+        .iter()
+        .map(|n| netns::open(&netns::named_path(n)?))
+        .collect::<sp_kernel::Result<_>>()?;
+    let entered = netns::run_in_each(&paths, |i| inside(existing[i], false));
+
+    let mut out = BTreeMap::new();
+    for (name, res) in missing.iter().zip(made) {
+        let (sock, fd, done) = res?;
+        created.push((*name).to_owned());
+        changes.push(Change::new(format!("namespace {name}"), "created"));
+        changes.extend(done);
+        let nl = Netlink::from_socket(sock)?;
+        set_link(
+            &nl,
+            LinkUnspec::new_with_index(1).up().build(),
+            "lo",
+            "set up",
+        )
+        .await?;
+        out.insert((*name).to_owned(), Opened { nl, fd });
+    }
+    for (name, res) in existing.iter().zip(entered) {
+        let (sock, fd, done) = res?;
+        changes.extend(done);
+        out.insert(
+            (*name).to_owned(),
+            Opened {
+                nl: Netlink::from_socket(sock)?,
+                fd,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Plugs every port; changes only what differs. On failure, the veths and namespaces
+/// this call created are removed again before the error is returned.
+pub async fn plug(host: &Netlink, ports: &[PortSpec], changes: &mut Vec<Change>) -> Result<()> {
+    for p in ports {
+        p.validate()?;
+    }
+    let mut created_ns = Vec::new();
+    let mut created_taps = Vec::new();
+    let result = plug_all(host, ports, &mut created_ns, &mut created_taps, changes).await;
+    if let Err(cause) = result {
+        let mut rollback = Vec::new();
+        for tap in &created_taps {
+            if let Err(e) = crate::teardown::delete_link(host, tap).await {
+                rollback.push(e);
+            }
+        }
+        for ns in &created_ns {
+            if let Err(e) = netns::delete(ns) {
+                rollback.push(e.into());
+            }
+        }
+        return Err(Error::RolledBack {
+            cause: Box::new(cause),
+            rollback,
+        });
+    }
+    Ok(())
+}
+
+async fn plug_all(
+    host: &Netlink,
+    ports: &[PortSpec],
+    created_ns: &mut Vec<String>,
+    created_taps: &mut Vec<String>,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let bridges: BTreeSet<&str> = ports.iter().map(|p| p.bridge.as_str()).collect();
+    let mut bridge_links = BTreeMap::new();
+    for b in bridges {
+        let link = require_link(host, b).await?;
+        if attrs::link_kind(&link) != Some(&InfoKind::Bridge) {
+            return Err(Error::WrongKind {
+                name: b.into(),
+                found: attrs::link_kind(&link).map_or("device".into(), |k| k.to_string()),
+                wanted: "bridge",
+            });
+        }
+        bridge_links.insert(b.to_owned(), link);
+    }
+    let namespaces = open_namespaces(ports, created_ns, changes).await?;
+    // Addresses already used in each namespace, to refuse duplicates before any change.
+    let mut ns_addrs: BTreeMap<&str, (Vec<LinkMessage>, Vec<AddressMessage>)> = BTreeMap::new();
+    for (name, o) in &namespaces {
+        ns_addrs.insert(name, (o.nl.links().await?, o.nl.addresses().await?));
+    }
+    for p in ports {
+        let (links, addrs) = &ns_addrs[p.namespace.as_str()];
+        for want in &p.addresses {
+            let holder = addrs
+                .iter()
+                .find(|a| attrs::address_ip(a) == Some(want.addr()));
+            if let Some(a) = holder {
+                let on = links
+                    .iter()
+                    .find(|l| l.header.index == a.header.index)
+                    .and_then(attrs::link_name)
+                    .unwrap_or("?");
+                if on != p.inner() {
+                    return Err(Error::AddressInUse {
+                        address: want.to_string(),
+                        link: on.to_owned(),
+                        namespace: Some(p.namespace.clone()),
+                    });
+                }
+            }
+        }
+    }
+    let per_port = ports.iter().map(|p| {
+        let ns = &namespaces[&p.namespace];
+        let bridge = &bridge_links[&p.bridge];
+        plug_one(host, ns, bridge, p)
+    });
+    for res in futures::future::join_all(per_port).await {
+        let (created, done) = res?;
+        if let Some(tap) = created {
+            created_taps.push(tap);
+        }
+        changes.extend(done);
+    }
+    Ok(())
+}
+
+/// One port: the veth (created in place if missing), then both ends' settings.
+/// Returns the tap it created, if any, and the changes.
+async fn plug_one(
+    host: &Netlink,
+    ns: &Opened,
+    bridge: &LinkMessage,
+    p: &PortSpec,
+) -> Result<(Option<String>, Vec<Change>)> {
+    let mut changes = Vec::new();
+    let (tap, inner) = (p.tap(), p.inner());
+    let mtu = p.mtu.or(attrs::link_mtu(bridge)).unwrap_or(1500);
+    let mut tap_link = host.link_by_name(&tap).await?;
+    let mut inner_link = ns.nl.link_by_name(&inner).await?;
+    // A pair is right when both ends exist and point at each other.
+    let paired = match (&tap_link, &inner_link) {
+        (Some(t), Some(i)) => {
+            attrs::link_peer(t).0 == Some(i.header.index)
+                && attrs::link_peer(i).0 == Some(t.header.index)
+        }
+        _ => false,
+    };
+    let mut created = None;
+    if !paired {
+        for (nl, link, name) in [(host, &tap_link, &tap), (&ns.nl, &inner_link, &inner)] {
+            if let Some(l) = link {
+                nl.handle()
+                    .link()
+                    .del(l.header.index)
+                    .execute()
+                    .await
+                    .map_err(|e| sp_kernel::Error::netlink(format!("delete stale {name}"), e))?;
+                changes.push(Change::new(
+                    format!("link {name}"),
+                    "deleted (stale half of a pair)",
+                ));
+            }
+        }
+        // Not up yet: veth_open() of a peer whose pair is still being made fails with
+        // ENOTCONN; the namespace end is set up right after.
+        let mut peer = LinkUnspec::new_with_name(&inner)
+            .setns_by_fd(ns.fd.as_raw_fd())
+            .mtu(mtu);
+        if let Some(mac) = p.mac {
+            peer = peer.address(mac.to_vec());
+        }
+        let msg = LinkVeth::new(&tap, &inner)
+            .mtu(mtu)
+            .controller(bridge.header.index)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build();
+        host.handle().link().add(msg).execute().await.map_err(|e| {
+            sp_kernel::Error::netlink(format!("create veth {tap} ↔ {inner} in {}", p.namespace), e)
+        })?;
+        changes.push(Change::new(
+            format!("veth {tap}"),
+            format!("created, peer {inner} in {}", p.namespace),
+        ));
+        created = Some(tap.clone());
+        tap_link = Some(require_link(host, &tap).await?);
+        inner_link = Some(require_link(&ns.nl, &inner).await?);
+    }
+    let (tap_link, inner_link) = (tap_link.expect("exists"), inner_link.expect("exists"));
+    // Host end: on the bridge, up, at the MTU.
+    let bridge_name = attrs::link_name(bridge).unwrap_or_default().to_owned();
+    ensure_master(
+        host,
+        &tap_link,
+        &tap,
+        &bridge_name,
+        bridge.header.index,
+        &mut changes,
+    )
+    .await?;
+    ensure_mtu(host, &tap_link, &tap, mtu, &mut changes).await?;
+    ensure_up(host, &tap_link, &tap, &mut changes).await?;
+    // Namespace end: MAC, MTU, up, addresses, default route.
+    if let Some(mac) = p.mac {
+        if attrs::link_mac(&inner_link) != Some(&mac[..]) {
+            let msg = LinkUnspec::new_with_index(inner_link.header.index)
+                .address(mac.to_vec())
+                .build();
+            set_link(&ns.nl, msg, &inner, "set MAC of").await?;
+            changes.push(Change::new(format!("link {inner}"), "MAC set"));
+        }
+    }
+    ensure_mtu(&ns.nl, &inner_link, &inner, mtu, &mut changes).await?;
+    ensure_up(&ns.nl, &inner_link, &inner, &mut changes).await?;
+    ensure_addresses(
+        &ns.nl,
+        inner_link.header.index,
+        &inner,
+        &p.addresses,
+        &mut changes,
+    )
+    .await?;
+    if let Some(gw) = p.gateway {
+        ensure_default_route(&ns.nl, inner_link.header.index, &inner, gw, &mut changes).await?;
+    }
+    Ok((created, changes))
+}
+
+async fn ensure_mtu(
+    nl: &Netlink,
+    link: &LinkMessage,
+    name: &str,
+    mtu: u32,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    if attrs::link_mtu(link) != Some(mtu) {
+        set_link(
+            nl,
+            LinkUnspec::new_with_index(link.header.index)
+                .mtu(mtu)
+                .build(),
+            name,
+            "set MTU of",
+        )
+        .await?;
+        changes.push(Change::new(format!("link {name}"), format!("mtu {mtu}")));
+    }
+    Ok(())
+}
+
+/// Exactly `want` as the global addresses of link `index` (link-local ones untouched):
+/// `ip addr add CIDR scope global dev X brd +`, stale ones deleted.
+pub(crate) async fn ensure_addresses(
+    nl: &Netlink,
+    index: u32,
+    name: &str,
+    want: &[IpNet],
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let have: Vec<AddressMessage> = nl
+        .addresses()
+        .await?
+        .into_iter()
+        .filter(|a| a.header.index == index && u8::from(a.header.scope) == 0)
+        .collect();
+    let same = |a: &AddressMessage, w: &IpNet| {
+        attrs::address_ip(a) == Some(w.addr()) && a.header.prefix_len == w.prefix_len()
+    };
+    for a in &have {
+        if !want.iter().any(|w| same(a, w)) {
+            nl.handle()
+                .address()
+                .del(a.clone())
+                .execute()
+                .await
+                .map_err(|e| {
+                    sp_kernel::Error::netlink(format!("delete stale address from {name}"), e)
+                })?;
+            let ip = attrs::address_ip(a).map_or("?".into(), |ip| ip.to_string());
+            changes.push(Change::new(
+                format!("address {ip}/{} on {name}", a.header.prefix_len),
+                "deleted",
+            ));
+        }
+    }
+    for w in want {
+        if !have.iter().any(|a| same(a, w)) {
+            nl.handle()
+                .address()
+                .add(index, w.addr(), w.prefix_len())
+                .execute()
+                .await
+                .map_err(|e| sp_kernel::Error::netlink(format!("add {w} to {name}"), e))?;
+            changes.push(Change::new(format!("address {w} on {name}"), "added"));
+        }
+    }
+    Ok(())
+}
+
+/// The main table's default route of `gw`'s family.
+pub(crate) async fn default_routes(
+    nl: &Netlink,
+    family: AddressFamily,
+) -> Result<Vec<RouteMessage>> {
+    Ok(nl
+        .routes(family)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            r.header.destination_prefix_length == 0
+                && attrs::route_table(r) == 254
+                && u8::from(r.header.kind) == 1
+        })
+        .collect())
+}
+
+/// `ip route replace default via GW dev NAME`, unless it is already so.
+async fn ensure_default_route(
+    nl: &Netlink,
+    index: u32,
+    name: &str,
+    gw: IpAddr,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let family = if gw.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let current = default_routes(nl, family).await?;
+    if current
+        .iter()
+        .any(|r| attrs::route_gateway(r) == Some(gw) && attrs::route_oif(r) == Some(index))
+    {
+        return Ok(());
+    }
+    let msg = RouteMessageBuilder::<IpAddr>::new()
+        .gateway(gw)
+        .map_err(|e| Error::InvalidIp(format!("{gw}: {e}")))?
+        .output_interface(index)
+        .build();
+    nl.handle()
+        .route()
+        .add(msg)
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| sp_kernel::Error::netlink(format!("default via {gw} dev {name}"), e))?;
+    changes.push(Change::new(
+        format!("default route in namespace of {name}"),
+        format!("via {gw}"),
+    ));
+    Ok(())
+}
