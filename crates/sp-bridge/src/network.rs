@@ -104,7 +104,8 @@ pub(crate) async fn require_link(nl: &Netlink, name: &str) -> Result<LinkMessage
         .ok_or_else(|| Error::NoSuchLink(name.to_owned()))
 }
 
-/// `brctl addbr`, `setfd 0`, `stp off`, IPv6 off, up — changing only what differs.
+/// `brctl addbr`, `setfd 0`, `stp off`, up — changing only what differs; IPv6 is
+/// switched off when the bridge is created.
 /// Returns the bridge's index. IPv6 is switched off through `/proc/sys`, so `nl` must
 /// be a handle of the calling thread's namespace.
 pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) -> Result<u32> {
@@ -167,17 +168,16 @@ pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) 
                 .await
                 .map_err(|e| sp_kernel::Error::netlink(format!("create bridge {name}"), e))?;
             changes.push(Change::new(format!("bridge {name}"), "created"));
+            // As the agent (7.0.4+): IPv6 off on a bridge it creates — once, so that an
+            // uplink attach may switch it back on for the NIC's IPv6 addresses. No such
+            // file: the kernel runs without IPv6.
+            let key = format!("ipv6/conf/{name}/disable_ipv6");
+            if netns::read_net_sysctl(&key).is_ok() {
+                netns::write_net_sysctl(&key, "1")?;
+            }
             require_link(nl, name).await?
         }
     };
-    let key = format!("ipv6/conf/{name}/disable_ipv6");
-    // No such file: the kernel runs without IPv6, nothing to switch off.
-    if let Ok(v) = netns::read_net_sysctl(&key) {
-        if v != "1" {
-            netns::write_net_sysctl(&key, "1")?;
-            changes.push(Change::new(format!("bridge {name}"), "IPv6 disabled"));
-        }
-    }
     Ok(link.header.index)
 }
 
@@ -309,12 +309,31 @@ pub async fn ensure_network(
     changes: &mut Vec<Change>,
 ) -> Result<Network> {
     let bridge = bridge_name(network_id);
+    input::ifname(&bridge)?;
+    if let Some(cfg) = vxlan {
+        // Refuse bad VXLAN settings before the bridge is made.
+        input::vni(cfg.vni.into())?;
+        device_holding(nl, cfg.local_ip).await?;
+    }
+    let made_bridge = nl.link_by_name(&bridge).await?.is_none();
     let bridge_index = ensure_bridge(nl, &bridge, changes).await?;
     let (vxlan, mtu) = match vxlan {
-        Some(cfg) => {
-            let (name, link) = ensure_vxlan(nl, cfg, &bridge, bridge_index, changes).await?;
-            (Some(name), attrs::link_mtu(&link))
-        }
+        Some(cfg) => match ensure_vxlan(nl, cfg, &bridge, bridge_index, changes).await {
+            Ok((name, link)) => (Some(name), attrs::link_mtu(&link)),
+            Err(cause) => {
+                // Nothing half-made: a bridge this call created goes again.
+                let mut rollback = Vec::new();
+                if made_bridge {
+                    if let Err(e) = crate::teardown::delete_link(nl, &bridge).await {
+                        rollback.push(e);
+                    }
+                }
+                return Err(Error::RolledBack {
+                    cause: Box::new(cause),
+                    rollback,
+                });
+            }
+        },
         None => (None, attrs::link_mtu(&require_link(nl, &bridge).await?)),
     };
     Ok(Network {

@@ -4,7 +4,7 @@
 //! addresses, default route and namespace sysctls around it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use ipnet::IpNet;
@@ -147,13 +147,22 @@ pub async fn plug(host: &Netlink, ports: &[PortSpec], changes: &mut Vec<Change>)
     for p in ports {
         p.validate()?;
     }
+    let before: BTreeSet<String> = host
+        .links()
+        .await?
+        .iter()
+        .filter_map(|l| attrs::link_name(l).map(str::to_owned))
+        .collect();
     let mut created_ns = Vec::new();
-    let mut created_taps = Vec::new();
-    let result = plug_all(host, ports, &mut created_ns, &mut created_taps, changes).await;
+    let result = plug_all(host, ports, &mut created_ns, changes).await;
     if let Err(cause) = result {
         let mut rollback = Vec::new();
-        for tap in &created_taps {
-            if let Err(e) = crate::teardown::delete_link(host, tap).await {
+        for tap in ports
+            .iter()
+            .map(PortSpec::tap)
+            .filter(|t| !before.contains(t))
+        {
+            if let Err(e) = crate::teardown::delete_link(host, &tap).await {
                 rollback.push(e);
             }
         }
@@ -174,7 +183,6 @@ async fn plug_all(
     host: &Netlink,
     ports: &[PortSpec],
     created_ns: &mut Vec<String>,
-    created_taps: &mut Vec<String>,
     changes: &mut Vec<Change>,
 ) -> Result<()> {
     let bridges: BTreeSet<&str> = ports.iter().map(|p| p.bridge.as_str()).collect();
@@ -224,23 +232,18 @@ async fn plug_all(
         plug_one(host, ns, bridge, p)
     });
     for res in futures::future::join_all(per_port).await {
-        let (created, done) = res?;
-        if let Some(tap) = created {
-            created_taps.push(tap);
-        }
-        changes.extend(done);
+        changes.extend(res?);
     }
     Ok(())
 }
 
 /// One port: the veth (created in place if missing), then both ends' settings.
-/// Returns the tap it created, if any, and the changes.
 async fn plug_one(
     host: &Netlink,
     ns: &Opened,
     bridge: &LinkMessage,
     p: &PortSpec,
-) -> Result<(Option<String>, Vec<Change>)> {
+) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
     let (tap, inner) = (p.tap(), p.inner());
     let mtu = p.mtu.or(attrs::link_mtu(bridge)).unwrap_or(1500);
@@ -254,7 +257,6 @@ async fn plug_one(
         }
         _ => false,
     };
-    let mut created = None;
     if !paired {
         for (nl, link, name) in [(host, &tap_link, &tap), (&ns.nl, &inner_link, &inner)] {
             if let Some(l) = link {
@@ -291,7 +293,6 @@ async fn plug_one(
             format!("veth {tap}"),
             format!("created, peer {inner} in {}", p.namespace),
         ));
-        created = Some(tap.clone());
         tap_link = Some(require_link(host, &tap).await?);
         inner_link = Some(require_link(&ns.nl, &inner).await?);
     }
@@ -332,7 +333,7 @@ async fn plug_one(
     if let Some(gw) = p.gateway {
         ensure_default_route(&ns.nl, inner_link.header.index, &inner, gw, &mut changes).await?;
     }
-    Ok((created, changes))
+    Ok(changes)
 }
 
 async fn ensure_mtu(
@@ -443,11 +444,16 @@ async fn ensure_default_route(
     {
         return Ok(());
     }
-    let msg = RouteMessageBuilder::<IpAddr>::new()
-        .gateway(gw)
-        .map_err(|e| Error::InvalidIp(format!("{gw}: {e}")))?
-        .output_interface(index)
-        .build();
+    let msg = match gw {
+        IpAddr::V4(g) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(g)
+            .output_interface(index)
+            .build(),
+        IpAddr::V6(g) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(g)
+            .output_interface(index)
+            .build(),
+    };
     nl.handle()
         .route()
         .add(msg)

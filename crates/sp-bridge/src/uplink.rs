@@ -39,6 +39,11 @@ enum Step {
         name: String,
         master: Option<u32>,
     },
+    /// A `/proc/sys/net` value of this namespace.
+    Sysctl {
+        key: String,
+        value: String,
+    },
 }
 
 impl Step {
@@ -48,7 +53,9 @@ impl Step {
             Step::DelAddress(a) => Step::AddAddress(a.clone()),
             Step::AddRoute(r) => Step::DelRoute(r.clone()),
             Step::DelRoute(r) => Step::AddRoute(r.clone()),
-            Step::SetMaster { .. } => unreachable!("master changes carry their own undo"),
+            Step::SetMaster { .. } | Step::Sysctl { .. } => {
+                unreachable!("master and sysctl changes carry their own undo")
+            }
         }
     }
 
@@ -64,6 +71,9 @@ impl Step {
             Step::DelAddress(a) => h.address().del(a.clone()).execute().await,
             Step::AddRoute(r) => h.route().add(r.clone()).replace().execute().await,
             Step::DelRoute(r) => h.route().del(r.clone()).execute().await,
+            Step::Sysctl { key, value } => {
+                return Ok(sp_kernel::netns::write_net_sysctl(key, value)?)
+            }
             Step::SetMaster { link, name, master } => {
                 let b = LinkUnspec::new_with_index(*link);
                 let msg = match master {
@@ -235,6 +245,24 @@ pub async fn attach(
         return Err(Error::NoAddress(nic.to_owned()));
     }
     let mut steps = Vec::new();
+    // The agent leaves IPv6 off on its bridges; IPv6 addresses of the NIC need it on.
+    let key = format!("ipv6/conf/{bridge}/disable_ipv6");
+    if addrs
+        .iter()
+        .any(|a| a.header.family == AddressFamily::Inet6)
+        && sp_kernel::netns::read_net_sysctl(&key).is_ok_and(|v| v == "1")
+    {
+        steps.push((
+            Step::Sysctl {
+                key: key.clone(),
+                value: "0".into(),
+            },
+            Step::Sysctl {
+                key,
+                value: "1".into(),
+            },
+        ));
+    }
     for a in &addrs {
         steps.push(pair(Step::AddAddress(address_on(a, bi))));
     }

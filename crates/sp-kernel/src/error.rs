@@ -44,12 +44,14 @@ impl Error {
         Self::io(context, io::Error::from(errno))
     }
 
-    /// Wraps a netlink error, turning EPERM/EACCES answers into [`Error::NotPermitted`].
+    /// Wraps a netlink error, turning EPERM answers into [`Error::NotPermitted`].
     pub fn netlink(context: impl Into<String>, source: rtnetlink::Error) -> Self {
         let context = context.into();
         if let rtnetlink::Error::NetlinkError(ref msg) = source {
             if let Some(code) = msg.code {
-                if -code.get() == libc::EPERM || -code.get() == libc::EACCES {
+                // EACCES from netlink is not about privilege (e.g. an IPv6 address on
+                // a link with IPv6 disabled); EPERM is.
+                if -code.get() == libc::EPERM {
                     return Error::NotPermitted { context };
                 }
             }

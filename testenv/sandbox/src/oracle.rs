@@ -61,3 +61,48 @@ fn as_array(v: Value) -> Vec<Value> {
         other => panic!("expected a JSON array, got {other}"),
     }
 }
+
+/// `bridge -j fdb show dev DEV` (in a namespace).
+pub fn fdb(netns: Option<&str>, dev: &str) -> Vec<Value> {
+    let mut cmd = Command::new("bridge");
+    if let Some(ns) = netns {
+        cmd.args(["-n", ns]);
+    }
+    let out = require::run(cmd.args(["-j", "fdb", "show", "dev", dev]));
+    as_array(
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bridge fdb: bad JSON ({e}): {out}")),
+    )
+}
+
+/// `ip -j neigh show dev DEV` (in a namespace).
+pub fn neighbours(netns: Option<&str>, dev: &str) -> Vec<Value> {
+    as_array(ip_json(netns, &["neigh", "show", "dev", dev]))
+}
+
+/// A `/proc/sys/net/…` value as `sysctl` reads it inside a named namespace (or here).
+pub fn net_sysctl(netns: Option<&str>, key: &str) -> String {
+    let path = format!("/proc/sys/net/{key}");
+    match netns {
+        Some(ns) => require::run(Command::new("ip").args(["netns", "exec", ns, "cat", &path])),
+        None => std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+    }
+    .trim()
+    .to_owned()
+}
+
+/// The one link `name` from `ip -d -j link show NAME` (in a namespace).
+pub fn link(netns: Option<&str>, name: &str) -> Value {
+    let mut all = as_array(ip_json(netns, &["-d", "link", "show", name]));
+    assert_eq!(all.len(), 1, "link {name}");
+    all.remove(0)
+}
+
+/// Whether `ping -c1 -W1 TARGET` from inside `netns` gets an answer.
+pub fn pings(netns: &str, target: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", netns, "ping", "-c1", "-W1", "-q", target])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run ping")
+        .success()
+}

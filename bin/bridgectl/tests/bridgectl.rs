@@ -1,0 +1,761 @@
+//! bridgectl against iproute2's view: devices, options, FDB and neighbour entries,
+//! namespaces, idempotency, packets across VXLAN, teardown, bad input.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use sp_testenv::scene::{ip, netns_add};
+use sp_testenv::{oracle, require, sandbox};
+
+const NET: &str = "5b6a8b87-fd03-46b5-a968-72bac5091b7c";
+const BR: &str = "brq5b6a8b87-fd";
+const QROUTER: &str = "qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165";
+const QDHCP: &str = "qdhcp-5b6a8b87-fd03-46b5-a968-72bac5091b7c";
+const QR_PORT: &str = "7337070d-45e1-4a2b-9c3d-1234567890ab";
+const DHCP_PORT: &str = "b5cfa271-71aa-4bbb-8ccc-1234567890ab";
+
+fn bridgectl_in(netns: Option<&str>, args: &[&str]) -> Output {
+    let bin = env!("CARGO_BIN_EXE_bridgectl");
+    // nsenter switches the network namespace only: namespaces bridgectl creates stay
+    // visible here (`ip netns exec` would run it in a slave mount namespace).
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.args(args).output().expect("run bridgectl")
+}
+
+/// Runs bridgectl --json and returns the changes it reports.
+fn changes_in(netns: Option<&str>, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = bridgectl_in(netns, &all);
+    assert!(
+        out.status.success(),
+        "bridgectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    v["changes"].as_array().unwrap().clone()
+}
+
+fn changes(args: &[&str]) -> Vec<Value> {
+    changes_in(None, args)
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = bridgectl_in(None, args);
+    assert_eq!(out.status.code(), Some(1), "bridgectl {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A veth playing the host NIC `eth0` with `addr`, its other end up.
+fn fake_nic(name: &str, addr: &str) {
+    ip(&[
+        "link",
+        "add",
+        name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{name}p"),
+    ]);
+    ip(&["link", "set", &format!("{name}p"), "up"]);
+    ip(&["addr", "add", addr, "dev", name]);
+    ip(&["link", "set", name, "up"]);
+}
+
+fn tenant_network() -> Vec<Value> {
+    changes(&[
+        "ensure-network",
+        NET,
+        "--vni",
+        "1",
+        "--local-ip",
+        "10.0.0.101",
+        "--l2-population",
+    ])
+}
+
+fn link_names(netns: Option<&str>) -> Vec<String> {
+    oracle::links(netns)
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn network_is_made_like_the_agent_makes_it() {
+    sandbox::enter();
+    fake_nic("eth0", "10.0.0.101/24");
+    let first = tenant_network();
+    assert!(!first.is_empty());
+
+    let br = oracle::link(None, BR);
+    let info = &br["linkinfo"];
+    assert_eq!(info["info_kind"], "bridge");
+    assert_eq!(info["info_data"]["forward_delay"], 0);
+    assert_eq!(info["info_data"]["stp_state"], 0);
+    assert_eq!(br["operstate"], "UP");
+    assert_eq!(
+        oracle::net_sysctl(None, &format!("ipv6/conf/{BR}/disable_ipv6")),
+        "1"
+    );
+
+    let vx = oracle::link(None, "vxlan-1");
+    let data = &vx["linkinfo"]["info_data"];
+    assert_eq!(vx["linkinfo"]["info_kind"], "vxlan");
+    assert_eq!(data["id"], 1);
+    assert_eq!(
+        data["port"], 8472,
+        "kernel default port, as the Liberty agent leaves it"
+    );
+    assert_eq!(data["proxy"], true);
+    assert_eq!(data["learning"], true);
+    assert_eq!(data["link"], "eth0");
+    assert!(data.get("group").is_none() && data.get("local").is_none());
+    assert_eq!(vx["master"], BR);
+    assert_eq!(vx["mtu"], 1450);
+    assert!(vx["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+
+    // Again: nothing to do.
+    assert_eq!(tenant_network(), Vec::<Value>::new());
+    // Multicast mode: a group, no proxy.
+    changes(&[
+        "ensure-network",
+        "11111111-2222-4333-8444-555555555555",
+        "--vni",
+        "7",
+        "--local-ip",
+        "10.0.0.101",
+        "--group",
+        "239.1.1.7",
+    ]);
+    let mc = oracle::link(None, "vxlan-7");
+    assert_eq!(mc["linkinfo"]["info_data"]["group"], "239.1.1.7");
+    assert_eq!(mc["linkinfo"]["info_data"]["proxy"], Value::Null);
+    // A changed option recreates the device.
+    let again = changes(&[
+        "ensure-network",
+        "11111111-2222-4333-8444-555555555555",
+        "--vni",
+        "7",
+        "--local-ip",
+        "10.0.0.101",
+        "--l2-population",
+    ]);
+    assert!(again
+        .iter()
+        .any(|c| c["action"].as_str().unwrap().starts_with("recreated")));
+    assert_eq!(
+        oracle::link(None, "vxlan-7")["linkinfo"]["info_data"]["proxy"],
+        true
+    );
+}
+
+#[test]
+fn ports_are_born_in_their_namespaces() {
+    sandbox::enter();
+    fake_nic("eth0", "10.0.0.101/24");
+    tenant_network();
+    let plug_router = [
+        "plug",
+        NET,
+        QR_PORT,
+        "--kind",
+        "router-internal",
+        "--namespace",
+        QROUTER,
+        "--mac",
+        "fa:16:3e:a7:24:00",
+        "--address",
+        "192.168.0.1/24",
+        "--ip-forward",
+    ];
+    let plug_dhcp = [
+        "plug",
+        NET,
+        DHCP_PORT,
+        "--kind",
+        "dhcp",
+        "--namespace",
+        QDHCP,
+        "--mac",
+        "fa:16:3e:90:58:fa",
+        "--address",
+        "192.168.0.2/24",
+        "--address",
+        "169.254.169.254/16",
+        "--gateway",
+        "192.168.0.1",
+    ];
+    assert!(!changes(&plug_router).is_empty());
+    assert!(!changes(&plug_dhcp).is_empty());
+
+    let mut listed = oracle::netns_list();
+    listed.sort();
+    assert_eq!(listed, [QDHCP, QROUTER]);
+
+    // Host ends: tap + port id[:11], on the bridge, at the VXLAN MTU, up.
+    for tap in ["tap7337070d-45", "tapb5cfa271-71"] {
+        let l = oracle::link(None, tap);
+        assert_eq!(l["linkinfo"]["info_kind"], "veth");
+        assert_eq!(l["master"], BR);
+        assert_eq!(l["mtu"], 1450);
+        assert_eq!(l["operstate"], "UP");
+    }
+    // Namespace ends: prefix + port id[:11], MAC, MTU, addresses with broadcast.
+    let qr = oracle::link(Some(QROUTER), "qr-7337070d-45");
+    assert_eq!(qr["address"], "fa:16:3e:a7:24:00");
+    assert_eq!(qr["mtu"], 1450);
+    let addrs = oracle::addrs(Some(QROUTER));
+    let qr_addr = addrs
+        .iter()
+        .find(|l| l["ifname"] == "qr-7337070d-45")
+        .unwrap();
+    let v4: Vec<&Value> = qr_addr["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["family"] == "inet")
+        .collect();
+    assert_eq!(v4.len(), 1);
+    assert_eq!(v4[0]["local"], "192.168.0.1");
+    assert_eq!(v4[0]["prefixlen"], 24);
+    assert_eq!(v4[0]["broadcast"], "192.168.0.255");
+    assert_eq!(v4[0]["scope"], "global");
+    assert_eq!(oracle::net_sysctl(Some(QROUTER), "ipv4/ip_forward"), "1");
+    assert_eq!(
+        oracle::net_sysctl(Some(QROUTER), "ipv4/conf/all/promote_secondaries"),
+        "1"
+    );
+    assert_eq!(oracle::net_sysctl(Some(QDHCP), "ipv4/ip_forward"), "0");
+    let lo = oracle::link(Some(QDHCP), "lo");
+    assert!(lo["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    let routes = oracle::routes(Some(QDHCP), false);
+    let default = routes
+        .iter()
+        .find(|r| r["dst"] == "default")
+        .expect("default route");
+    assert_eq!(default["gateway"], "192.168.0.1");
+    assert_eq!(default["dev"], "ns-b5cfa271-71");
+    let dhcp_addrs: Vec<String> = oracle::addrs(Some(QDHCP))
+        .iter()
+        .flat_map(|l| l["addr_info"].as_array().unwrap().clone())
+        .filter(|a| a["family"] == "inet" && a["scope"] == "global")
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+        .collect();
+    assert_eq!(dhcp_addrs, ["192.168.0.2/24", "169.254.169.254/16"]);
+    // The peer was created in place: its index is the namespace's first after lo.
+    assert_eq!(qr["ifindex"], 2);
+
+    // Idempotent.
+    assert_eq!(changes(&plug_router), Vec::<Value>::new());
+    assert_eq!(changes(&plug_dhcp), Vec::<Value>::new());
+    // Converges: a changed address list replaces the old address.
+    let moved = changes(&[
+        "plug",
+        NET,
+        QR_PORT,
+        "--kind",
+        "router-internal",
+        "--namespace",
+        QROUTER,
+        "--mac",
+        "fa:16:3e:a7:24:00",
+        "--address",
+        "192.168.0.254/24",
+        "--ip-forward",
+    ]);
+    assert_eq!(moved.len(), 2, "{moved:?}");
+
+    // Unplug deletes both ends; deleting the network takes bridge, vxlan, taps, qdhcp.
+    changes(&["unplug", QR_PORT]);
+    assert!(!link_names(None).contains(&"tap7337070d-45".to_owned()));
+    assert_eq!(link_names(Some(QROUTER)), ["lo"]);
+    changes(&["delete-network", NET]);
+    let left = link_names(None);
+    for gone in [BR, "vxlan-1", "tapb5cfa271-71"] {
+        assert!(!left.contains(&gone.to_owned()), "{gone} left: {left:?}");
+    }
+    assert_eq!(oracle::netns_list(), [QROUTER]);
+    changes(&["delete-namespace", QROUTER]);
+    assert!(oracle::netns_list().is_empty());
+    assert_eq!(changes(&["delete-network", NET]), Vec::<Value>::new());
+}
+
+#[test]
+fn l2population_entries_read_back() {
+    sandbox::enter();
+    fake_nic("eth0", "10.0.0.101/24");
+    tenant_network();
+    changes(&["fdb", "add", "--vni", "1", "--vtep", "10.0.0.102"]);
+    changes(&["fdb", "add", "--vni", "1", "--vtep", "10.0.0.103"]);
+    assert_eq!(
+        changes(&["fdb", "add", "--vni", "1", "--vtep", "10.0.0.103"]),
+        Vec::<Value>::new()
+    );
+    changes(&[
+        "l2pop",
+        "add",
+        "--vni",
+        "1",
+        "--vtep",
+        "10.0.0.102",
+        "--mac",
+        "fa:16:3e:00:00:05",
+        "--ip",
+        "192.168.0.5",
+    ]);
+    let fdb = |mac: &str| -> Vec<String> {
+        oracle::fdb(None, "vxlan-1")
+            .iter()
+            .filter(|e| e["mac"] == mac)
+            .map(|e| {
+                assert_eq!(e["state"], "permanent");
+                assert!(e["flags"].as_array().unwrap().iter().any(|f| f == "self"));
+                e["dst"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let mut flood = fdb("00:00:00:00:00:00");
+    flood.sort();
+    assert_eq!(
+        flood,
+        ["10.0.0.102", "10.0.0.103"],
+        "both flood entries appended"
+    );
+    assert_eq!(fdb("fa:16:3e:00:00:05"), ["10.0.0.102"]);
+    let neigh = oracle::neighbours(None, "vxlan-1");
+    assert_eq!(neigh.len(), 1);
+    assert_eq!(neigh[0]["dst"], "192.168.0.5");
+    assert_eq!(neigh[0]["lladdr"], "fa:16:3e:00:00:05");
+    assert_eq!(neigh[0]["state"], Value::Array(vec!["PERMANENT".into()]));
+
+    // The port moves to another VTEP: replaced, not added.
+    changes(&[
+        "l2pop",
+        "add",
+        "--vni",
+        "1",
+        "--vtep",
+        "10.0.0.103",
+        "--mac",
+        "fa:16:3e:00:00:05",
+        "--ip",
+        "192.168.0.5",
+    ]);
+    assert_eq!(fdb("fa:16:3e:00:00:05"), ["10.0.0.103"]);
+
+    changes(&[
+        "l2pop",
+        "del",
+        "--vni",
+        "1",
+        "--vtep",
+        "10.0.0.103",
+        "--mac",
+        "fa:16:3e:00:00:05",
+        "--ip",
+        "192.168.0.5",
+    ]);
+    changes(&["fdb", "del", "--vni", "1", "--vtep", "10.0.0.102"]);
+    assert!(fdb("fa:16:3e:00:00:05").is_empty());
+    assert_eq!(fdb("00:00:00:00:00:00"), ["10.0.0.103"]);
+    assert!(oracle::neighbours(None, "vxlan-1").is_empty());
+    // Separate neighbour entries.
+    changes(&[
+        "neigh",
+        "add",
+        "--vni",
+        "1",
+        "--ip",
+        "192.168.0.9",
+        "--mac",
+        "fa:16:3e:00:00:09",
+    ]);
+    assert_eq!(oracle::neighbours(None, "vxlan-1")[0]["dst"], "192.168.0.9");
+    changes(&["neigh", "del", "--vni", "1", "--ip", "192.168.0.9"]);
+    assert!(oracle::neighbours(None, "vxlan-1").is_empty());
+}
+
+/// Two "nodes" (namespaces with eth0 10.0.0.101/.102 on one bridge), a VXLAN network with
+/// VNI 1 on both, l2population entries only, an instance on each side.
+#[test]
+fn instances_ping_across_the_tunnel_until_the_fdb_entry_goes() {
+    sandbox::enter();
+    require::program("ping", "iputils-ping");
+    ip(&["link", "add", "segment", "type", "bridge"]);
+    ip(&["link", "set", "segment", "up"]);
+    let nodes = [("node1", "10.0.0.101"), ("node2", "10.0.0.102")];
+    for (node, addr) in nodes {
+        netns_add(node);
+        ip(&[
+            "link",
+            "add",
+            &format!("{node}-seg"),
+            "master",
+            "segment",
+            "up",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            node,
+        ]);
+        ip(&[
+            "-n",
+            node,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", node, "link", "set", "eth0", "up"]);
+    }
+    let vms = [
+        (
+            "node1",
+            "10.0.0.101",
+            "vm-a",
+            "aaaaaaaa-0000-4000-8000-000000000001",
+            "fa:16:3e:00:00:0a",
+            "192.168.0.10",
+        ),
+        (
+            "node2",
+            "10.0.0.102",
+            "vm-b",
+            "bbbbbbbb-0000-4000-8000-000000000002",
+            "fa:16:3e:00:00:0b",
+            "192.168.0.20",
+        ),
+    ];
+    for (node, local, vm, port, mac, addr) in vms {
+        changes_in(
+            Some(node),
+            &[
+                "ensure-network",
+                NET,
+                "--vni",
+                "1",
+                "--local-ip",
+                local,
+                "--l2-population",
+            ],
+        );
+        changes_in(
+            Some(node),
+            &[
+                "plug",
+                NET,
+                port,
+                "--kind",
+                "instance",
+                "--namespace",
+                vm,
+                "--mac",
+                mac,
+                "--address",
+                &format!("{addr}/24"),
+            ],
+        );
+    }
+    // Each node learns of the other's VTEP and port from l2population only.
+    for ((node, _, _, _, _, _), (_, remote, _, _, mac, addr)) in
+        [(vms[0], vms[1]), (vms[1], vms[0])]
+    {
+        changes_in(Some(node), &["fdb", "add", "--vni", "1", "--vtep", remote]);
+        changes_in(
+            Some(node),
+            &[
+                "l2pop", "add", "--vni", "1", "--vtep", remote, "--mac", mac, "--ip", addr,
+            ],
+        );
+    }
+    assert_eq!(oracle::link(Some("vm-a"), "eth0")["mtu"], 1450);
+    assert!(
+        oracle::pings("vm-a", "192.168.0.20"),
+        "vm-a reaches vm-b across VXLAN"
+    );
+    assert!(oracle::pings("vm-b", "192.168.0.10"), "and back");
+
+    // node1 forgets where vm-b is: no FDB entry, no flood entry — no path.
+    changes_in(
+        Some("node1"),
+        &[
+            "l2pop",
+            "del",
+            "--vni",
+            "1",
+            "--vtep",
+            "10.0.0.102",
+            "--mac",
+            "fa:16:3e:00:00:0b",
+            "--ip",
+            "192.168.0.20",
+        ],
+    );
+    changes_in(
+        Some("node1"),
+        &["fdb", "del", "--vni", "1", "--vtep", "10.0.0.102"],
+    );
+    ip(&["-n", "vm-a", "neigh", "flush", "dev", "eth0"]);
+    assert!(
+        !oracle::pings("vm-a", "192.168.0.20"),
+        "no FDB entry, no packets"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_nothing_is_left() {
+    sandbox::enter();
+    fake_nic("eth0", "10.0.0.101/24");
+    ip(&[
+        "link",
+        "add",
+        "nicnoaddr",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "nicnoaddrp",
+    ]);
+    let before = link_names(None);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "ensure-network",
+                NET,
+                "--vni",
+                "0",
+                "--local-ip",
+                "10.0.0.101",
+            ],
+            "invalid VNI 0",
+        ),
+        (
+            vec![
+                "ensure-network",
+                NET,
+                "--vni",
+                "16777216",
+                "--local-ip",
+                "10.0.0.101",
+            ],
+            "invalid VNI 16777216",
+        ),
+        (
+            vec![
+                "ensure-network",
+                NET,
+                "--vni",
+                "5",
+                "--local-ip",
+                "10.9.9.9",
+            ],
+            "no interface holds local_ip 10.9.9.9",
+        ),
+        (
+            vec![
+                "ensure-network",
+                NET,
+                "--vni",
+                "5",
+                "--local-ip",
+                "10.0.0.300",
+            ],
+            "invalid IP address",
+        ),
+        (
+            vec!["attach-uplink", "a-very-long-bridge-name", "eth0"],
+            "longer than 15 bytes",
+        ),
+        (vec!["attach-uplink", "br/x", "eth0"], "contains '/'"),
+        (
+            vec![
+                "fdb",
+                "add",
+                "--vni",
+                "1",
+                "--vtep",
+                "10.0.0.102",
+                "--mac",
+                "fa:16:3e:zz:00:01",
+            ],
+            "invalid MAC",
+        ),
+        (
+            vec![
+                "plug",
+                NET,
+                QR_PORT,
+                "--kind",
+                "dhcp",
+                "--namespace",
+                QDHCP,
+                "--address",
+                "192.168.0.2",
+            ],
+            "invalid address",
+        ),
+        (
+            vec![
+                "plug",
+                NET,
+                QR_PORT,
+                "--kind",
+                "dhcp",
+                "--namespace",
+                "../etc",
+                "--address",
+                "192.168.0.2/24",
+            ],
+            "invalid namespace name",
+        ),
+        (
+            vec!["plug", NET, QR_PORT, "--kind", "dhcp", "--namespace", QDHCP],
+            "no link named brq5b6a8b87-fd",
+        ),
+    ];
+    for (args, want) in &cases {
+        let err = fails(args);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert_eq!(link_names(None), before, "nothing made by failed commands");
+    assert!(oracle::netns_list().is_empty());
+
+    // A bridge name taken by another kind of device.
+    ip(&["link", "add", BR, "type", "veth", "peer", "name", "brqpeer"]);
+    let err = fails(&["ensure-network", NET]);
+    assert!(
+        err.contains("brq5b6a8b87-fd exists but is a veth, not a bridge"),
+        "{err}"
+    );
+    ip(&["link", "del", BR]);
+
+    // Uplink problems.
+    changes(&["ensure-network", "78983ca2-77e3-4cdf-9747-ae1b34addeb7"]);
+    let err = fails(&["attach-uplink", "brq78983ca2-77", "eth9"]);
+    assert!(err.contains("no link named eth9"), "{err}");
+    let err = fails(&["attach-uplink", "brq78983ca2-77", "nicnoaddr"]);
+    assert!(
+        err.contains("nicnoaddr has no global address to move"),
+        "{err}"
+    );
+
+    // An address already used by another port of the namespace: refused, and the
+    // namespace this call would have made is not left behind.
+    tenant_network();
+    changes(&[
+        "plug",
+        NET,
+        DHCP_PORT,
+        "--kind",
+        "dhcp",
+        "--namespace",
+        QDHCP,
+        "--address",
+        "192.168.0.2/24",
+    ]);
+    let err = fails(&[
+        "plug",
+        NET,
+        QR_PORT,
+        "--kind",
+        "dhcp",
+        "--namespace",
+        QDHCP,
+        "--address",
+        "192.168.0.2/24",
+    ]);
+    assert!(
+        err.contains("address 192.168.0.2/24 is already on ns-b5cfa271-71"),
+        "{err}"
+    );
+    assert!(!link_names(None).contains(&"tap7337070d-45".to_owned()));
+    let err = fails(&[
+        "plug",
+        NET,
+        QR_PORT,
+        "--kind",
+        "router-internal",
+        "--namespace",
+        QROUTER,
+        "--gateway",
+        "10.99.0.1",
+        "--address",
+        "192.168.0.1/24",
+    ]);
+    assert!(err.contains("rolled back"), "{err}");
+    assert_eq!(
+        oracle::netns_list(),
+        [QDHCP],
+        "the new qrouter namespace was removed"
+    );
+    assert!(!link_names(None).contains(&"tap7337070d-45".to_owned()));
+}
+
+#[test]
+fn uplink_moves_onto_the_bridge_and_back() {
+    sandbox::enter();
+    require::program("ping", "iputils-ping");
+    // eth0 with 10.0.0.101/24 and a default route via 10.0.0.1, played by namespace gw.
+    netns_add("gw");
+    ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "gw0", "netns", "gw",
+    ]);
+    ip(&["-n", "gw", "addr", "add", "10.0.0.1/24", "dev", "gw0"]);
+    ip(&["-n", "gw", "link", "set", "gw0", "up"]);
+    ip(&["addr", "add", "10.0.0.101/24", "dev", "eth0"]);
+    ip(&["link", "set", "eth0", "up"]);
+    ip(&["route", "add", "default", "via", "10.0.0.1", "dev", "eth0"]);
+    let ext = "78983ca2-77e3-4cdf-9747-ae1b34addeb7";
+    let br = "brq78983ca2-77";
+
+    changes(&["ensure-network", ext, "--uplink", "eth0"]);
+    let addr_of = |dev: &str| -> Vec<String> {
+        oracle::addrs(None)
+            .iter()
+            .filter(|l| l["ifname"] == dev)
+            .flat_map(|l| l["addr_info"].as_array().unwrap().clone())
+            .filter(|a| a["family"] == "inet")
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect()
+    };
+    assert_eq!(addr_of(br), ["10.0.0.101/24"]);
+    assert!(addr_of("eth0").is_empty());
+    let routes = oracle::routes(None, false);
+    let default: Vec<&Value> = routes.iter().filter(|r| r["dst"] == "default").collect();
+    assert_eq!(default.len(), 1, "{routes:?}");
+    assert_eq!(default[0]["dev"], br);
+    assert_eq!(default[0]["gateway"], "10.0.0.1");
+    assert_eq!(
+        default[0]["metric"], 100,
+        "no metric before: 100, as the agent sets"
+    );
+    assert_eq!(oracle::link(None, "eth0")["master"], br);
+    assert!(
+        oracle::pings("gw", "10.0.0.101"),
+        "the gateway still reaches the host"
+    );
+    assert_eq!(changes(&["attach-uplink", br, "eth0"]), Vec::<Value>::new());
+
+    changes(&["detach-uplink", br, "eth0"]);
+    assert_eq!(addr_of("eth0"), ["10.0.0.101/24"]);
+    assert!(addr_of(br).is_empty());
+    let routes = oracle::routes(None, false);
+    let default: Vec<&Value> = routes.iter().filter(|r| r["dst"] == "default").collect();
+    assert_eq!(default.len(), 1);
+    assert_eq!(default[0]["dev"], "eth0");
+    assert!(oracle::link(None, "eth0").get("master").is_none());
+    assert!(oracle::pings("gw", "10.0.0.101"));
+}

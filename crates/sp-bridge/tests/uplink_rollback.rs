@@ -1,0 +1,198 @@
+//! A failure injected before every single kernel write of an uplink attach or detach
+//! leaves the host exactly as it was: same addresses (in the same order), same routes,
+//! same masters — and the gateway still answers.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use sp_bridge::{network, uplink, Error, Faults};
+use sp_kernel::netlink::Netlink;
+use sp_testenv::scene::{ip, netns_add};
+use sp_testenv::{oracle, require, sandbox};
+
+const BR: &str = "brq78983ca2-77";
+
+/// Addresses (in kernel order), routes and masters as iproute2 reports them.
+fn state() -> (
+    Vec<(String, String)>,
+    BTreeSet<String>,
+    Vec<(String, String)>,
+) {
+    let addrs = oracle::addrs(None)
+        .iter()
+        .flat_map(|l| {
+            let dev = l["ifname"].as_str().unwrap().to_owned();
+            l["addr_info"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["scope"] == "global")
+                .map(|a| {
+                    (
+                        dev.clone(),
+                        format!(
+                            "{}/{} brd {}",
+                            a["local"].as_str().unwrap(),
+                            a["prefixlen"],
+                            a["broadcast"]
+                        ),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let routes = [false, true]
+        .into_iter()
+        .flat_map(|v6| oracle::routes(None, v6))
+        .map(|r| {
+            let field = |k: &str| r.get(k).map(Value::to_string).unwrap_or_default();
+            [
+                "dst", "gateway", "dev", "metric", "protocol", "scope", "prefsrc",
+            ]
+            .map(field)
+            .join(" ")
+        })
+        .collect();
+    let masters = oracle::links(None)
+        .iter()
+        .map(|l| {
+            (
+                l["ifname"].as_str().unwrap().to_owned(),
+                l["master"].to_string(),
+            )
+        })
+        .collect();
+    (addrs, routes, masters)
+}
+
+/// Builds the scene; the caller opens the handle inside its runtime.
+fn scene() {
+    sandbox::enter();
+    require::program("ping", "iputils-ping");
+    netns_add("gw");
+    ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "gw0", "netns", "gw",
+    ]);
+    ip(&["-n", "gw", "addr", "add", "10.0.0.1/24", "dev", "gw0"]);
+    ip(&["-n", "gw", "link", "set", "gw0", "up"]);
+    ip(&["addr", "add", "10.0.0.101/24", "dev", "eth0"]);
+    ip(&["addr", "add", "10.0.0.150/24", "dev", "eth0"]);
+    ip(&["addr", "add", "2001:db8::101/64", "dev", "eth0", "nodad"]);
+    ip(&["link", "set", "eth0", "up"]);
+    ip(&[
+        "route", "add", "default", "via", "10.0.0.1", "dev", "eth0", "metric", "50",
+    ]);
+    ip(&[
+        "route",
+        "add",
+        "172.16.0.0/16",
+        "via",
+        "10.0.0.1",
+        "dev",
+        "eth0",
+    ]);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `op` with a failure before step 0, 1, 2… until it succeeds; after every
+/// injected failure the state must equal `before`. Returns the number of steps.
+fn every_step_rolls_back(rt: &tokio::runtime::Runtime, nl: &Netlink, attach: bool) -> usize {
+    let before = state();
+    for k in 0.. {
+        let mut faults = Faults::at(k);
+        let mut changes = vec![];
+        let res = rt.block_on(async {
+            if attach {
+                uplink::attach(nl, BR, "eth0", &mut faults, &mut changes).await
+            } else {
+                uplink::detach(nl, BR, "eth0", &mut faults, &mut changes).await
+            }
+        });
+        match res {
+            Err(Error::RolledBack { cause, rollback }) => {
+                assert!(
+                    matches!(*cause, Error::Injected(n) if n == k),
+                    "step {k}: {cause}"
+                );
+                assert!(rollback.is_empty(), "step {k}: undo failed: {rollback:?}");
+                assert_eq!(state(), before, "state after a failure before step {k}");
+                assert!(changes.is_empty());
+            }
+            Err(e) => panic!("step {k}: {e}"),
+            Ok(()) => {
+                assert!(!changes.is_empty());
+                return k;
+            }
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn attach_and_detach_roll_back_at_every_step() {
+    scene();
+    let rt = runtime();
+    let nl = rt.block_on(async { Netlink::current() }).expect("netlink");
+    rt.block_on(network::ensure_network(
+        &nl,
+        "78983ca2-77e3-4cdf-9747-ae1b34addeb7",
+        None,
+        &mut vec![],
+    ))
+    .unwrap();
+    let original = state();
+
+    let steps = every_step_rolls_back(&rt, &nl, true);
+    // IPv6 on for the bridge, 3 addresses + 2 routes added, 2 routes and 3 addresses
+    // deleted, 1 enslave.
+    assert_eq!(steps, 12);
+    let attached = state();
+    assert!(attached.0.iter().all(|(dev, _)| dev == BR), "{attached:?}");
+    assert_eq!(
+        attached
+            .0
+            .iter()
+            .map(|(_, a)| a.split(' ').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["10.0.0.101/24", "10.0.0.150/24", "2001:db8::101/64"],
+        "primary stays primary"
+    );
+    assert!(
+        attached
+            .1
+            .iter()
+            .any(|r| r.starts_with("\"default\" \"10.0.0.1\" \"brq78983ca2-77\" 49")),
+        "{:?}",
+        attached.1
+    );
+    assert!(
+        attached
+            .1
+            .iter()
+            .any(|r| r.starts_with("\"172.16.0.0/16\" \"10.0.0.1\" \"brq78983ca2-77\" 100")),
+        "{:?}",
+        attached.1
+    );
+    assert!(oracle::pings("gw", "10.0.0.101"));
+
+    let steps = every_step_rolls_back(&rt, &nl, false);
+    assert_eq!(steps, 9);
+    let detached = state();
+    assert_eq!(detached.0, original.0, "addresses back, in order");
+    assert_eq!(detached.2, original.2, "eth0 released");
+    assert!(
+        detached
+            .1
+            .iter()
+            .any(|r| r.starts_with("\"default\" \"10.0.0.1\" \"eth0\" 49")),
+        "{:?}",
+        detached.1
+    );
+    assert!(oracle::pings("gw", "10.0.0.101"));
+}
