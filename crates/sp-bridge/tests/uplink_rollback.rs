@@ -13,11 +13,14 @@ use sp_testenv::{oracle, require, sandbox};
 const BR: &str = "brq78983ca2-77";
 
 /// Addresses (in kernel order), routes and masters as iproute2 reports them.
-fn state() -> (
+/// (device, address) in kernel order; routes; (device, master).
+type State = (
     Vec<(String, String)>,
     BTreeSet<String>,
     Vec<(String, String)>,
-) {
+);
+
+fn state() -> State {
     let addrs = oracle::addrs(None)
         .iter()
         .flat_map(|l| {
