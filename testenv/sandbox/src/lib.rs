@@ -10,6 +10,7 @@
 //!   **failure** with a message saying what is missing — never a silent skip.
 
 pub mod oracle;
+pub mod ovs;
 pub mod require;
 pub mod sandbox;
 pub mod scene;
