@@ -20,8 +20,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+pub use sp_ovsdb::Endpoint;
 use sp_ovsdb::{
-    Client, Condition, Datum, Endpoint, MonitorRequest, Mutation, Mutator, Operation, Row,
+    Client, Condition, Datum, MonitorRequest, Mutation, Mutator, Operation, Row,
     TableUpdates,
 };
 
