@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 pub use sp_ovsdb::Endpoint;
 use sp_ovsdb::{
-    Client, Condition, Datum, MonitorRequest, Mutation, Mutator, Operation, Row,
-    TableUpdates,
+    Client, Condition, Datum, MonitorRequest, Mutation, Mutator, Operation, Row, TableUpdates,
 };
 
 pub use error::Error;
