@@ -1,7 +1,9 @@
 //! Benchmark (not a test): 100 internal ports added to a netdev bridge
-//!   1. through sp-ovs in one process (one OVSDB connection),
-//!   2. by 100 `ovs-vsctl add-port` processes,
-//!   3. by 100 `ovs-attach add-port` processes (when `OVS_ATTACH_BIN` names the binary),
+//!
+//! 1. through sp-ovs in one process (one OVSDB connection),
+//! 2. by 100 `ovs-vsctl add-port` processes,
+//! 3. by 100 `ovs-attach add-port` processes (when `OVS_ATTACH_BIN` names the binary),
+//!
 //! against the same private ovsdb-server + ovs-vswitchd, each phase on a fresh bridge,
 //! every add waiting for ovs-vswitchd (no --no-wait anywhere). Run with
 //! `testenv/bench-ovs.sh` (root; its own sandbox).

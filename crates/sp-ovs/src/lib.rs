@@ -445,16 +445,17 @@ fn op_table(op: &Operation) -> String {
     }
 }
 
-fn remove_port(bridge_uuid: &str, port_uuid: &str) -> Operation {
+/// Inserts `port` into (or deletes it from) the bridge's `ports`.
+fn bridge_ports(bridge_uuid: &str, mutator: Mutator, port: Datum) -> Operation {
     Operation::mutate(
         "Bridge",
         by_uuid(bridge_uuid),
-        vec![Mutation::new(
-            "ports",
-            Mutator::Delete,
-            Datum::uuids([port_uuid]),
-        )],
+        vec![Mutation::new("ports", mutator, port)],
     )
+}
+
+fn remove_port(bridge_uuid: &str, port_uuid: &str) -> Operation {
+    bridge_ports(bridge_uuid, Mutator::Delete, Datum::uuids([port_uuid]))
 }
 
 /// Adds to `txn` a new Port + Interface named `spec.name` (`port{suffix}` /
@@ -540,28 +541,20 @@ fn plan_add_port(
             });
         }
         txn.ops.push(remove_port(owner.uuid(), port.uuid()));
-        txn.ops.push(Operation::mutate(
-            "Bridge",
-            by_uuid(br.uuid()),
-            vec![Mutation::new(
-                "ports",
-                Mutator::Insert,
-                Datum::uuids([port.uuid()]),
-            )],
+        txn.ops.push(bridge_ports(
+            br.uuid(),
+            Mutator::Insert,
+            Datum::uuids([port.uuid()]),
         ));
         return Ok(Change::Moved {
             from: owner_name.to_owned(),
         });
     }
     plan_port(txn, st, "a port", spec, suffix)?;
-    txn.ops.push(Operation::mutate(
-        "Bridge",
-        by_uuid(br.uuid()),
-        vec![Mutation::new(
-            "ports",
-            Mutator::Insert,
-            Datum::named(&format!("port{suffix}")),
-        )],
+    txn.ops.push(bridge_ports(
+        br.uuid(),
+        Mutator::Insert,
+        Datum::named(&format!("port{suffix}")),
     ));
     Ok(Change::Created)
 }

@@ -37,6 +37,11 @@ fn netdev() -> BridgeSpec {
     }
 }
 
+/// The message of an operation that must fail.
+fn err<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
+    r.unwrap_err().to_string()
+}
+
 /// `["map", [[k, v], …]]` as a JSON object.
 fn map(v: &Value) -> Value {
     let pairs = v[1].as_array().expect("map");
@@ -210,31 +215,25 @@ fn port_on_another_bridge_is_refused_unless_moved() {
 fn names_are_checked_before_anything_is_sent() {
     let (d, rt, ovs) = setup();
     rt.block_on(ovs.add_br("br-ex", &netdev())).unwrap();
-    let e = rt
-        .block_on(ovs.add_port("br-ex", &PortSpec::new("qg-48cdaf68-67ab", "internal")))
-        .unwrap_err();
+    let e = err(rt.block_on(ovs.add_port("br-ex", &PortSpec::new("qg-48cdaf68-67ab", "internal"))));
     assert_eq!(
-        e.to_string(),
+        e,
         "invalid name \"qg-48cdaf68-67ab\": longer than 15 bytes (the kernel's IFNAMSIZ limit)"
     );
-    let e = rt.block_on(ovs.add_br("br/ex", &netdev())).unwrap_err();
-    assert!(e.to_string().contains("'/'"), "{e}");
+    let e = err(rt.block_on(ovs.add_br("br/ex", &netdev())));
+    assert!(e.contains("'/'"), "{e}");
     assert_eq!(d.list("Port").len(), 1);
-    let e = rt
-        .block_on(ovs.add_port("br-nope", &PortSpec::new("tap1", "internal")))
-        .unwrap_err();
-    assert_eq!(e.to_string(), "no bridge named br-nope");
+    let e = err(rt.block_on(ovs.add_port("br-nope", &PortSpec::new("tap1", "internal"))));
+    assert_eq!(e, "no bridge named br-nope");
 }
 
 #[test]
 fn a_missing_device_is_reported_from_the_interface_error_column() {
     let (d, rt, ovs) = setup();
     rt.block_on(ovs.add_br("br-ex", &netdev())).unwrap();
-    let e = rt
-        .block_on(ovs.add_port("br-ex", &PortSpec::new("eno1", "")))
-        .unwrap_err();
+    let e = err(rt.block_on(ovs.add_port("br-ex", &PortSpec::new("eno1", ""))));
     assert_eq!(
-        e.to_string(),
+        e,
         "error detected while setting up eno1: could not open network device eno1 \
          (No such device) (see the ovs-vswitchd log)"
     );
@@ -352,30 +351,23 @@ fn a_missing_socket_is_named() {
     let rt = runtime();
     let dir = std::env::temp_dir().join(format!("sp-ovs-nosock-{}", std::process::id()));
     let sock = dir.join("db.sock");
-    let e = rt
-        .block_on(Ovs::connect(
-            &format!("unix:{}", sock.display()).parse().unwrap(),
-            Duration::from_secs(1),
-            true,
-        ))
-        .err()
-        .expect("no server");
-    assert!(e.to_string().contains(&sock.display().to_string()), "{e}");
-    assert!(e.to_string().contains("does not exist"), "{e}");
+    let db = format!("unix:{}", sock.display()).parse().unwrap();
+    let connect_error = || {
+        rt.block_on(Ovs::connect(&db, Duration::from_secs(1), true))
+            .err()
+            .expect("no server may answer")
+            .to_string()
+    };
+    let e = connect_error();
+    assert!(e.contains(&sock.display().to_string()), "{e}");
+    assert!(e.contains("does not exist"), "{e}");
 
     // A socket file nobody listens on (a crashed ovsdb-server leaves one).
     std::fs::create_dir_all(&dir).unwrap();
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let e = rt
-        .block_on(Ovs::connect(
-            &format!("unix:{}", sock.display()).parse().unwrap(),
-            Duration::from_secs(1),
-            true,
-        ))
-        .err()
-        .expect("nobody listens");
-    assert!(e.to_string().contains("connection refused"), "{e}");
-    assert!(e.to_string().contains(&sock.display().to_string()), "{e}");
+    let e = connect_error();
+    assert!(e.contains("connection refused"), "{e}");
+    assert!(e.contains(&sock.display().to_string()), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

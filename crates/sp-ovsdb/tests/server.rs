@@ -150,30 +150,44 @@ fn list_dbs_schema_transact_and_monitor_on_a_real_server() {
     });
 }
 
+/// Serves one connection on a fresh unix socket in `dir` with `script`; returns the
+/// socket path and the server task.
+fn scripted<F, Fut>(
+    dir: &std::path::Path,
+    script: F,
+) -> (std::path::PathBuf, tokio::task::JoinHandle<()>)
+where
+    F: FnOnce(tokio::net::UnixStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    std::fs::create_dir_all(dir).unwrap();
+    let sock = dir.join("peer.sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let task = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        script(s).await;
+    });
+    (sock, task)
+}
+
 /// A scripted server on a unix socket: sends an `echo` request split over two writes,
 /// expects the client's echo reply, then answers the client's request.
 #[test]
 fn answers_the_servers_echo_and_reassembles_split_messages() {
     let rt = runtime();
     let dir = std::env::temp_dir().join(format!("sp-ovsdb-fake-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("fake.sock");
-    let _ = std::fs::remove_file(&sock);
     rt.block_on(async {
-        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
-        let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+        let (sock, server) = scripted(&dir, |mut s| async move {
             s.write_all(br#"{"id":"echo","method":"ec"#).await.unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
             s.write_all(br#"ho","params":[]}"#).await.unwrap();
-            let mut got = Vec::new();
             let mut dec = sp_ovsdb::Decoder::default();
             let mut msgs: Vec<Value> = vec![];
             let mut buf = [0u8; 4096];
             while msgs.len() < 2 {
                 let n = s.read(&mut buf).await.unwrap();
                 assert!(n > 0, "client hung up");
-                got.extend_from_slice(&buf[..n]);
                 dec.push(&buf[..n]);
                 while let Some(v) = dec.next_value().unwrap() {
                     msgs.push(v);
@@ -187,7 +201,7 @@ fn answers_the_servers_echo_and_reassembles_split_messages() {
             // Keep the connection open until the client is done.
             let _ = s.read(&mut buf).await;
         });
-        let c = Client::connect(&Endpoint::Unix(sock.clone()), Duration::from_secs(5))
+        let c = Client::connect(&Endpoint::Unix(sock), Duration::from_secs(5))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -203,17 +217,12 @@ fn answers_the_servers_echo_and_reassembles_split_messages() {
 fn a_silent_server_times_out() {
     let rt = runtime();
     let dir = std::env::temp_dir().join(format!("sp-ovsdb-silent-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("silent.sock");
-    let _ = std::fs::remove_file(&sock);
     rt.block_on(async {
-        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
-        let _server = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
+        let (sock, _server) = scripted(&dir, |s| async move {
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(s);
         });
-        let c = Client::connect(&Endpoint::Unix(sock.clone()), Duration::from_millis(200))
+        let c = Client::connect(&Endpoint::Unix(sock), Duration::from_millis(200))
             .await
             .unwrap();
         let e = c.list_dbs().await.unwrap_err();
