@@ -36,8 +36,8 @@ struct Cli {
     #[arg(long, global = true, default_value = DEFAULT_DB, value_name = "ADDRESS")]
     db: String,
     /// Seconds to wait for ovsdb-server's answers and for ovs-vswitchd to apply a change.
-    #[arg(long, global = true, default_value_t = 10.0, value_name = "SECONDS")]
-    timeout: f64,
+    #[arg(long, global = true, default_value = "10", value_name = "SECONDS", value_parser = seconds)]
+    timeout: Duration,
     /// Return once the database holds the change, without waiting for ovs-vswitchd.
     #[arg(long, global = true)]
     no_wait: bool,
@@ -139,6 +139,14 @@ struct AddPort {
     move_it: bool,
 }
 
+fn seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("expected a positive number of seconds, got {s:?}"))
+}
+
 fn key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -190,8 +198,7 @@ fn report(json: bool, object: serde_json::Value, label: &str, change: &Change) {
 
 async fn run(cli: Cli) -> Result<(), Error> {
     let db: Endpoint = cli.db.parse()?;
-    let timeout = Duration::from_secs_f64(cli.timeout.max(0.001));
-    let ovs = Ovs::connect(&db, timeout, !cli.no_wait).await?;
+    let ovs = Ovs::connect(&db, cli.timeout, !cli.no_wait).await?;
     let json = cli.json;
     match cli.command {
         Command::AddBr {

@@ -127,7 +127,7 @@ fn the_notes_layout_built_with_the_cli_shows_like_ovs_vsctl() {
 #[test]
 fn errors_are_clear_and_exit_non_zero() {
     sandbox::enter();
-    let d = Ovs::start();
+    let mut d = Ovs::start();
     let db = d.db();
     let missing = format!("unix:{}/nothing-here.sock", d.dir().display());
     let e = fails(&missing, &["show"]);
@@ -175,6 +175,27 @@ fn errors_are_clear_and_exit_non_zero() {
 
     let out = ovs_attach(&db, &["add-port", "br-ex", "x", "--tag=5000"]);
     assert_eq!(out.status.code(), Some(2), "clap rejects a bad tag");
+
+    // ovs-vswitchd gone: the change lands in the database, the wait says why it failed.
+    d.stop_vswitchd();
+    let e = fails(
+        &db,
+        &[
+            "--timeout=0.5",
+            "add-br",
+            "br-late",
+            "--datapath-type=netdev",
+        ],
+    );
+    assert!(
+        e.starts_with("ovs-attach: ovs-vswitchd did not apply the change within 500ms"),
+        "{e}"
+    );
+    assert!(e.contains("is ovs-vswitchd running?"), "{e}");
+    assert_eq!(
+        ok(&db, &["--no-wait", "add-br", "br-later"]),
+        "bridge br-later: created\n"
+    );
 }
 
 #[test]

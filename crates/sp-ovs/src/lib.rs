@@ -398,22 +398,27 @@ impl Ovs {
         };
         let mut monitor = self.client.monitor(DB, &[request]).await?;
         let mut cur = cur_cfg(&monitor.initial).unwrap_or(0);
-        while cur < next_cfg {
+        let outcome = loop {
+            if cur >= next_cfg {
+                break Ok(());
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match monitor.next(left).await {
                 Ok(updates) => cur = cur_cfg(&updates).unwrap_or(cur),
                 Err(sp_ovsdb::Error::Timeout { .. }) => {
-                    return Err(Error::WaitTimeout {
+                    break Err(Error::WaitTimeout {
                         next_cfg,
                         cur_cfg: cur,
                         after,
                     })
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => break Err(e.into()),
             }
-        }
-        self.client.monitor_cancel(monitor).await?;
-        Ok(())
+        };
+        // The connection stays usable after a timeout: stop the monitor either way.
+        let cancelled = self.client.monitor_cancel(monitor).await;
+        outcome?;
+        Ok(cancelled?)
     }
 
     async fn check_ifaces(&self, names: &[String]) -> Result<(), Error> {

@@ -6,6 +6,7 @@
 //! devices born in the test's throwaway network namespace. Nothing system-wide is used:
 //! `OVS_RUNDIR`, `OVS_DBDIR`, `OVS_LOGDIR` and `OVS_SYSCONFDIR` point into the directory.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -174,6 +175,14 @@ fn spawn(dir: &Path, program: &str, args: &[&str]) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     env(&mut cmd, dir);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    // If the test process dies without unwinding (killed on timeout), the daemons die too.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
     cmd.spawn()
         .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
 }
