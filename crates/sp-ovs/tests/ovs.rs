@@ -212,6 +212,47 @@ fn port_on_another_bridge_is_refused_unless_moved() {
 }
 
 #[test]
+fn two_clients_racing_for_one_port_name_create_it_once() {
+    let (d, rt, ovs) = setup();
+    rt.block_on(ovs.add_br("br-int", &netdev())).unwrap();
+    let other = rt
+        .block_on(Ovs::connect(
+            &d.db().parse().unwrap(),
+            Duration::from_secs(10),
+            true,
+        ))
+        .unwrap();
+    for round in 0..5 {
+        let name = format!("tap{round}");
+        let spec = PortSpec::new(&name, "internal");
+        let (a, b) = rt.block_on(async {
+            tokio::join!(
+                ovs.add_port("br-int", &spec),
+                other.add_port("br-int", &spec)
+            )
+        });
+        let created = [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Ok(Change::Created)))
+            .count();
+        assert_eq!(created, 1, "round {round}: {a:?} {b:?}");
+        for r in [a, b] {
+            match r {
+                Ok(Change::Created) | Err(Error::Raced { .. }) | Err(Error::PortExists { .. }) => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            d.list("Port")
+                .iter()
+                .filter(|p| p["name"] == name.as_str())
+                .count(),
+            1
+        );
+    }
+}
+
+#[test]
 fn names_are_checked_before_anything_is_sent() {
     let (d, rt, ovs) = setup();
     rt.block_on(ovs.add_br("br-ex", &netdev())).unwrap();
