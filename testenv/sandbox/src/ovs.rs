@@ -57,7 +57,12 @@ impl Ovs {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         let db = dir.join("conf.db");
-        require::run(Command::new("ovsdb-tool").arg("create").arg(&db).arg(SCHEMA));
+        require::run(
+            Command::new("ovsdb-tool")
+                .arg("create")
+                .arg(&db)
+                .arg(SCHEMA),
+        );
         let ovsdb = spawn(
             &dir,
             "ovsdb-server",
