@@ -333,6 +333,9 @@ fn patch_pair_and_show_match_ovs_vsctl() {
     }
     d.vsctl(&["set", "Open_vSwitch", ".", "ovs_version=3.1.0"]);
     d.vsctl(&["set", "Port", "tap754104f3-90", "trunks=1,2"]);
+    // What the Neutron agent sets (ovs-vswitchd only listens/dials inside the sandbox).
+    d.vsctl(&["set-manager", "ptcp:6640:127.0.0.1"]);
+    d.vsctl(&["set-controller", "br-int", "tcp:127.0.0.1:6633"]);
 
     let show = rt.block_on(ovs.show()).unwrap();
     assert_eq!(show.to_string(), d.vsctl(&["show"]));
@@ -349,6 +352,8 @@ fn patch_pair_and_show_match_ovs_vsctl() {
         .find(|b| b["name"] == "br-int")
         .unwrap();
     assert_eq!(br_int["fail_mode"], "secure");
+    assert_eq!(br_int["controllers"][0]["target"], "tcp:127.0.0.1:6633");
+    assert_eq!(json["managers"][0]["target"], "ptcp:6640:127.0.0.1");
     assert_eq!(br_int["datapath_type"], "netdev");
     let tap = br_int["ports"]
         .as_array()

@@ -235,3 +235,32 @@ fn a_silent_server_times_out() {
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A server that hangs up: the pending call fails at once, saying so.
+#[test]
+fn a_hang_up_fails_the_call_with_the_reason() {
+    let rt = runtime();
+    let dir = std::env::temp_dir().join(format!("sp-ovsdb-hangup-{}", std::process::id()));
+    rt.block_on(async {
+        let (sock, server) = scripted(&dir, |mut s| async move {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            drop(s);
+        });
+        let c = Client::connect(&Endpoint::Unix(sock), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let e = c.list_dbs().await.unwrap_err();
+        assert!(matches!(e, Error::Closed { .. }), "{e}");
+        assert!(
+            e.to_string().contains("the server closed the connection"),
+            "{e}"
+        );
+        // Later calls fail the same way without waiting for the timeout.
+        let t = std::time::Instant::now();
+        assert!(matches!(c.echo().await.unwrap_err(), Error::Closed { .. }));
+        assert!(t.elapsed() < Duration::from_secs(1));
+        server.await.unwrap();
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
