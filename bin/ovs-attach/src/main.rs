@@ -134,7 +134,8 @@ struct AddPort {
     /// The port already on this bridge is not an error.
     #[arg(long)]
     may_exist: bool,
-    /// Move the port here if it is on another bridge (refused otherwise).
+    /// Move the port here if it is on another bridge (refused otherwise); the moved
+    /// port keeps its interface settings.
     #[arg(long = "move")]
     move_it: bool,
 }
