@@ -102,6 +102,7 @@ pub type TableUpdates = BTreeMap<String, BTreeMap<String, RowUpdate>>;
 /// A running monitor: its initial contents and the stream of later updates.
 pub struct Monitor {
     id: String,
+    endpoint: String,
     /// The monitored rows as they were when the monitor started.
     pub initial: TableUpdates,
     updates: mpsc::UnboundedReceiver<Value>,
@@ -112,12 +113,12 @@ impl Monitor {
     pub async fn next(&mut self, within: Duration) -> Result<TableUpdates> {
         match tokio::time::timeout(within, self.updates.recv()).await {
             Ok(Some(v)) => parse_updates(&v),
-            Ok(None) => Err(Error::Protocol(format!(
-                "monitor {} ended (connection closed)",
-                self.id
-            ))),
+            Ok(None) => Err(Error::Closed {
+                endpoint: self.endpoint.clone(),
+                reason: format!("the connection ended while monitor {} ran", self.id),
+            }),
             Err(_) => Err(Error::Timeout {
-                endpoint: String::new(),
+                endpoint: self.endpoint.clone(),
                 what: format!("monitor {} update", self.id),
                 after: within,
             }),
@@ -316,6 +317,7 @@ impl Client {
         };
         Ok(Monitor {
             id,
+            endpoint: self.endpoint.to_string(),
             initial,
             updates: rx,
         })
@@ -353,7 +355,7 @@ async fn read_loop(mut rd: Box<dyn AsyncRead + Send + Unpin>, writer: Writer, sh
                     }
                 }
                 Ok(None) => break,
-                Err(e) => break 'read format!("the server sent invalid JSON: {e}"),
+                Err(e) => break 'read format!("the server sent garbage: {e}"),
             }
         }
     };
