@@ -154,11 +154,6 @@ impl Ovs {
         })
     }
 
-    /// The OVSDB client underneath.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// `add-br NAME` (`--may-exist`), with the bridge's internal port and interface.
     pub async fn add_br(&self, name: &str, spec: &BridgeSpec) -> Result<Change, Error> {
         validate_name(name)?;

@@ -111,11 +111,6 @@ pub enum Datum {
 }
 
 impl Datum {
-    /// The empty set (an optional column left unset).
-    pub fn empty() -> Datum {
-        Datum::Set(vec![])
-    }
-
     /// A set of UUID references.
     pub fn uuids<I: IntoIterator<Item = S>, S: Into<String>>(uuids: I) -> Datum {
         Datum::Set(uuids.into_iter().map(|u| Atom::Uuid(u.into())).collect())
