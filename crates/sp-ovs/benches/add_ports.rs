@@ -6,7 +6,9 @@
 //!
 //! first each add waiting for ovs-vswitchd (the default of both tools), then with
 //! `--no-wait` (the OVSDB round trips alone), all against the same private ovsdb-server +
-//! ovs-vswitchd. Run with `testenv/bench-ovs.sh` (root; its own sandbox).
+//! ovs-vswitchd. Each phase runs ROUNDS times, interleaved, and the median is compared
+//! (the machine is shared, so single runs are noisy). Run with `testenv/bench-ovs.sh`
+//! (root; its own sandbox).
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -17,6 +19,7 @@ use sp_testenv::ovs::Ovs as Daemons;
 use sp_testenv::{require, sandbox};
 
 const PORTS: usize = 100;
+const ROUNDS: usize = 3;
 
 fn main() {
     sandbox::enter();
@@ -56,35 +59,51 @@ fn main() {
             rt.block_on(ovs.del_br(bridge, false)).expect("del-br");
             (what.to_owned(), took)
         };
-        let mut rows = vec![
-            phase("sp-ovs library, one connection", &|br, p| {
-                let spec = PortSpec::new(p, "internal");
-                rt.block_on(ovs.add_port(br, &spec)).expect("add-port");
-            }),
-            phase("ovs-vsctl add-port, one process each", &|br, p| {
-                let mut args = no_wait.to_vec();
-                args.extend([
-                    "add-port",
-                    br,
-                    p,
-                    "--",
-                    "set",
-                    "Interface",
-                    p,
-                    "type=internal",
-                ]);
-                d.vsctl(&args);
-            }),
-        ];
-        if let Some(bin) = &cli {
-            rows.push(phase("ovs-attach add-port, one process each", &|br, p| {
-                let db_arg = format!("--db={db}");
-                let mut args = vec![db_arg.as_str()];
-                args.extend(no_wait);
-                args.extend(["add-port", br, p, "--type=internal"]);
-                require::run(Command::new(bin).args(&args));
-            }));
+        // rows[phase] = (label, one duration per round)
+        let mut rows: Vec<(String, Vec<Duration>)> = vec![];
+        for _ in 0..ROUNDS {
+            let mut round = vec![
+                phase("sp-ovs library, one connection", &|br, p| {
+                    let spec = PortSpec::new(p, "internal");
+                    rt.block_on(ovs.add_port(br, &spec)).expect("add-port");
+                }),
+                phase("ovs-vsctl add-port, one process each", &|br, p| {
+                    let mut args = no_wait.to_vec();
+                    args.extend([
+                        "add-port",
+                        br,
+                        p,
+                        "--",
+                        "set",
+                        "Interface",
+                        p,
+                        "type=internal",
+                    ]);
+                    d.vsctl(&args);
+                }),
+            ];
+            if let Some(bin) = &cli {
+                round.push(phase("ovs-attach add-port, one process each", &|br, p| {
+                    let db_arg = format!("--db={db}");
+                    let mut args = vec![db_arg.as_str()];
+                    args.extend(no_wait);
+                    args.extend(["add-port", br, p, "--type=internal"]);
+                    require::run(Command::new(bin).args(&args));
+                }));
+            }
+            rows.resize_with(round.len(), Default::default);
+            for (row, (what, took)) in rows.iter_mut().zip(round) {
+                row.0 = what;
+                row.1.push(took);
+            }
         }
+        let rows: Vec<(String, Duration, Duration, Duration)> = rows
+            .into_iter()
+            .map(|(what, mut runs)| {
+                runs.sort();
+                (what, runs[runs.len() / 2], runs[0], runs[runs.len() - 1])
+            })
+            .collect();
 
         let baseline = rows[1].1.as_secs_f64();
         let mode = if wait {
@@ -92,12 +111,17 @@ fn main() {
         } else {
             "--no-wait (database only)"
         };
-        println!("{PORTS} internal ports on a netdev bridge, {mode}:");
-        for (what, took) in &rows {
+        println!(
+            "{PORTS} internal ports on a netdev bridge, {mode}; median of {ROUNDS} (min–max):"
+        );
+        let ms = |t: &Duration| t.as_secs_f64() * 1e3;
+        for (what, took, min, max) in &rows {
             println!(
-                "  {what:<40} {:>8.1} ms total {:>6.2} ms/port  {:>5.1}x vs ovs-vsctl",
-                took.as_secs_f64() * 1e3,
-                took.as_secs_f64() * 1e3 / PORTS as f64,
+                "  {what:<38} {:>7.1} ms ({:>6.1}–{:>6.1}) {:>6.2} ms/port {:>5.1}x vs ovs-vsctl",
+                ms(took),
+                ms(min),
+                ms(max),
+                ms(took) / PORTS as f64,
                 baseline / took.as_secs_f64()
             );
         }
