@@ -20,10 +20,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # openvswitch-switch's packaged service must not own the host's switch: tests and the
+  # demo start their own ovsdb-server/ovs-vswitchd in private run directories. A
+  # policy-rc.d answering 101 keeps the package scripts from starting any service.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# openvswitch-switch's packaged service must not own the host's switch: tests and the
-# demo start their own ovsdb-server/ovs-vswitchd in private run directories.
 
 # Rust >= 1.85 (Debian 12's own cargo is too old for the netlink crates).
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"

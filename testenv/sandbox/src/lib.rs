@@ -11,6 +11,7 @@
 
 pub mod guide;
 pub mod oracle;
+pub mod ovs;
 pub mod require;
 pub mod sandbox;
 pub mod scene;

@@ -1,0 +1,330 @@
+//! `ovs-attach`: Open vSwitch bridges and ports over the OVSDB protocol.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use sp_ovs::{BridgeSpec, Change, Endpoint, Error, Ovs, PatchSpec, PortSpec, DEFAULT_DB};
+
+const EXAMPLES: &str = "\
+Examples (the packstack notes' Open vSwitch layout):
+  ovs-attach add-br br-ex                          # the external bridge
+  ovs-attach add-br br-ex --datapath-type netdev   # on a host without the OVS kernel module
+  ovs-attach add-port br-ex qg-48cdaf68-67 --type internal
+  ovs-attach add-port br-int qr-709be681-e9 --type internal --tag 1 \\
+      --iface-id 709be681-e961-4396-a762-435dc0c5b40f --attached-mac fa:16:3e:71:8a:c6
+  ovs-attach add-br br-tun --fail-mode secure
+  ovs-attach add-patch br-int patch-tun br-tun patch-int
+  ovs-attach show                                  # the same tree as `ovs-vsctl show`
+  ovs-attach --json list br-int
+  ovs-attach del-port --if-exists br-ex qg-48cdaf68-67
+
+Every change waits until ovs-vswitchd has applied it (like ovs-vsctl) unless --no-wait,
+and fails after --timeout seconds with a message saying what did not answer.";
+
+/// Open vSwitch bridges and ports, spoken directly to ovsdb-server (RFC 7047).
+///
+/// ovs-attach never runs ovs-vsctl: each command is one OVSDB transaction that
+/// re-checks its assumptions at commit, bumps next_cfg, and then waits until
+/// ovs-vswitchd reports cur_cfg >= next_cfg and checks the new interfaces for errors.
+#[derive(Parser)]
+#[command(version, after_help = EXAMPLES)]
+struct Cli {
+    /// ovsdb-server to talk to: unix:PATH or tcp:HOST:PORT.
+    #[arg(long, global = true, default_value = DEFAULT_DB, value_name = "ADDRESS")]
+    db: String,
+    /// Seconds to wait for ovsdb-server's answers and for ovs-vswitchd to apply a change.
+    #[arg(long, global = true, default_value = "10", value_name = "SECONDS", value_parser = seconds)]
+    timeout: Duration,
+    /// Return once the database holds the change, without waiting for ovs-vswitchd.
+    #[arg(long, global = true)]
+    no_wait: bool,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a bridge (with its internal port of the same name).
+    #[command(after_help = "Example: ovs-attach add-br br-ex --datapath-type netdev")]
+    AddBr {
+        bridge: String,
+        /// `netdev` for the userspace datapath (no openvswitch kernel module needed).
+        #[arg(long, value_name = "TYPE")]
+        datapath_type: Option<String>,
+        /// What the bridge does without a controller.
+        #[arg(long, value_parser = ["secure", "standalone"])]
+        fail_mode: Option<String>,
+        /// An existing bridge of that name is not an error.
+        #[arg(long)]
+        may_exist: bool,
+    },
+    /// Delete a bridge with all its ports.
+    DelBr {
+        bridge: String,
+        /// A missing bridge is not an error.
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// Add a port (a NIC or veth already present, or an internal port OVS creates).
+    #[command(
+        after_help = "Examples:\n  ovs-attach add-port br-ex eno1\n  ovs-attach add-port br-ex qg-48cdaf68-67 --type internal\n  ovs-attach add-port br-int tap754104f3-90 --type internal --tag 3"
+    )]
+    AddPort(AddPort),
+    /// Remove a port (its interface goes with it).
+    #[command(
+        after_help = "Examples:\n  ovs-attach del-port br-ex qg-48cdaf68-67\n  ovs-attach del-port --if-exists qg-48cdaf68-67"
+    )]
+    DelPort {
+        /// The port; or, when PORT follows, the bridge it must be on.
+        #[arg(value_name = "BRIDGE_OR_PORT")]
+        first: String,
+        /// The port, when a bridge was named first.
+        #[arg(value_name = "PORT")]
+        second: Option<String>,
+        /// A missing port is not an error.
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// Join two bridges with a pair of patch ports (one transaction).
+    #[command(after_help = "Example: ovs-attach add-patch br-int patch-tun br-tun patch-int")]
+    AddPatch {
+        bridge: String,
+        port: String,
+        peer_bridge: String,
+        peer_port: String,
+        /// Ends already in place are not an error.
+        #[arg(long)]
+        may_exist: bool,
+    },
+    /// List bridges, or the ports of BRIDGE.
+    List { bridge: Option<String> },
+    /// The whole configuration, as `ovs-vsctl show` prints it.
+    Show,
+}
+
+#[derive(Args)]
+struct AddPort {
+    bridge: String,
+    port: String,
+    /// Interface type: `internal` for qg-/qr-/tap ports OVS creates, `patch`, …;
+    /// none for an existing device.
+    #[arg(long = "type", value_name = "TYPE", default_value = "")]
+    kind: String,
+    /// Access VLAN tag (what the OVS agent sets on br-int ports).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..4096))]
+    tag: Option<u16>,
+    /// Interface option KEY=VALUE (repeatable), e.g. peer=patch-tun.
+    #[arg(long = "option", value_name = "KEY=VALUE", value_parser = key_value)]
+    options: Vec<(String, String)>,
+    /// Interface external_ids KEY=VALUE (repeatable).
+    #[arg(long = "external-id", value_name = "KEY=VALUE", value_parser = key_value)]
+    external_ids: Vec<(String, String)>,
+    /// Neutron port UUID (sets external_ids iface-id, attached-mac, iface-status=active).
+    #[arg(long, requires = "attached_mac")]
+    iface_id: Option<String>,
+    /// The Neutron port's MAC address.
+    #[arg(long, requires = "iface_id")]
+    attached_mac: Option<String>,
+    /// The port already on this bridge is not an error.
+    #[arg(long)]
+    may_exist: bool,
+    /// Move the port here if it is on another bridge (refused otherwise); the moved
+    /// port keeps its interface settings.
+    #[arg(long = "move")]
+    move_it: bool,
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("expected a positive number of seconds, got {s:?}"))
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+impl AddPort {
+    fn spec(&self) -> PortSpec {
+        let mut spec = PortSpec {
+            options: self.options.iter().cloned().collect(),
+            external_ids: self
+                .external_ids
+                .iter()
+                .cloned()
+                .collect::<BTreeMap<_, _>>(),
+            tag: self.tag,
+            may_exist: self.may_exist,
+            move_from_other_bridge: self.move_it,
+            ..PortSpec::new(&self.port, &self.kind)
+        };
+        if let (Some(id), Some(mac)) = (&self.iface_id, &self.attached_mac) {
+            spec = spec.neutron(id, mac);
+        }
+        spec
+    }
+}
+
+fn change_word(c: &Change) -> String {
+    match c {
+        Change::Created => "created".into(),
+        Change::Deleted => "deleted".into(),
+        Change::Unchanged => "already as asked, nothing changed".into(),
+        Change::Moved { from } => format!("moved here from bridge {from}"),
+    }
+}
+
+/// Prints what a change did: `OBJECT: WHAT` or one JSON object.
+fn report(json: bool, object: serde_json::Value, label: &str, change: &Change) {
+    if json {
+        let mut v = serde_json::to_value(change).expect("serialisable");
+        v.as_object_mut()
+            .expect("tagged enum")
+            .extend(object.as_object().expect("object").clone());
+        println!("{v}");
+    } else {
+        println!("{label}: {}", change_word(change));
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let db: Endpoint = cli.db.parse()?;
+    let ovs = Ovs::connect(&db, cli.timeout, !cli.no_wait).await?;
+    let json = cli.json;
+    match cli.command {
+        Command::AddBr {
+            bridge,
+            datapath_type,
+            fail_mode,
+            may_exist,
+        } => {
+            let spec = BridgeSpec {
+                datapath_type: datapath_type.unwrap_or_default(),
+                fail_mode,
+                may_exist,
+            };
+            let c = ovs.add_br(&bridge, &spec).await?;
+            report(
+                json,
+                json!({"bridge": bridge}),
+                &format!("bridge {bridge}"),
+                &c,
+            );
+        }
+        Command::DelBr { bridge, if_exists } => {
+            let c = ovs.del_br(&bridge, if_exists).await?;
+            report(
+                json,
+                json!({"bridge": bridge}),
+                &format!("bridge {bridge}"),
+                &c,
+            );
+        }
+        Command::AddPort(a) => {
+            let c = ovs.add_port(&a.bridge, &a.spec()).await?;
+            let label = format!("port {} on bridge {}", a.port, a.bridge);
+            report(
+                json,
+                json!({"bridge": a.bridge, "port": a.port}),
+                &label,
+                &c,
+            );
+        }
+        Command::DelPort {
+            first,
+            second,
+            if_exists,
+        } => {
+            let (bridge, port) = match &second {
+                Some(port) => (Some(first.as_str()), port),
+                None => (None, &first),
+            };
+            let c = ovs.del_port(bridge, port, if_exists).await?;
+            report(
+                json,
+                json!({"bridge": bridge, "port": port}),
+                &format!("port {port}"),
+                &c,
+            );
+        }
+        Command::AddPatch {
+            bridge,
+            port,
+            peer_bridge,
+            peer_port,
+            may_exist,
+        } => {
+            let spec = PatchSpec {
+                bridge,
+                port,
+                peer_bridge,
+                peer_port,
+                may_exist,
+            };
+            let changes = ovs.add_patch(&spec).await?;
+            for ((b, p, peer), c) in [
+                (&spec.bridge, &spec.port, &spec.peer_port),
+                (&spec.peer_bridge, &spec.peer_port, &spec.port),
+            ]
+            .into_iter()
+            .zip(&changes)
+            {
+                let label = format!("patch port {p} on bridge {b} (peer {peer})");
+                report(
+                    json,
+                    json!({"bridge": b, "port": p, "peer": peer}),
+                    &label,
+                    c,
+                );
+            }
+        }
+        Command::List { bridge } => {
+            let names = match &bridge {
+                Some(b) => ovs.list_ports(b).await?,
+                None => ovs.list_br().await?,
+            };
+            if json {
+                println!("{}", json!(names));
+            } else {
+                names.iter().for_each(|n| println!("{n}"));
+            }
+        }
+        Command::Show => {
+            let show = ovs.show().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&show).expect("serialisable")
+                );
+            } else {
+                print!("{show}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ovs-attach: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
