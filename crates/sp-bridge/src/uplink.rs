@@ -12,6 +12,7 @@
 //! steps done are undone in reverse order, so the host is never left without its
 //! address or its default route. [`Faults`] lets tests fail at every step.
 
+use futures::future::BoxFuture;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::LinkMessage;
@@ -27,35 +28,75 @@ use crate::{input, Change, Error, Faults, Result};
 /// `RTPROT_KERNEL`: routes the kernel derives from addresses; they follow the addresses.
 const PROTO_KERNEL: u8 = 2;
 
-/// One reversible kernel change.
-#[derive(Debug, Clone)]
-enum Step {
+/// A step that is not a netlink request (an OVSDB transaction, a reachability check):
+/// a description and the work itself.
+pub struct Custom<'a> {
+    pub what: String,
+    pub run: Box<dyn Fn() -> BoxFuture<'a, Result<()>> + Send + Sync + 'a>,
+}
+
+/// One reversible change.
+pub enum Step<'a> {
     AddAddress(AddressMessage),
     DelAddress(AddressMessage),
     AddRoute(RouteMessage),
     DelRoute(RouteMessage),
+    /// Enslaves `link` to `master` (`None`: releases it).
     SetMaster {
         link: u32,
         name: String,
         master: Option<u32>,
+    },
+    /// Sets a link administratively up or down.
+    SetUp {
+        link: u32,
+        name: String,
+        up: bool,
     },
     /// A `/proc/sys/net` value of this namespace.
     Sysctl {
         key: String,
         value: String,
     },
+    Custom(Custom<'a>),
+    /// Nothing (the undo of a check).
+    Nothing,
 }
 
-impl Step {
-    fn undo(&self) -> Step {
+impl std::fmt::Debug for Step<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::AddAddress(a) => {
+                write!(f, "add address {} (link {})", describe(a), a.header.index)
+            }
+            Step::DelAddress(a) => write!(
+                f,
+                "delete address {} (link {})",
+                describe(a),
+                a.header.index
+            ),
+            Step::AddRoute(r) => write!(f, "add {}", describe_route(r)),
+            Step::DelRoute(r) => write!(f, "delete {}", describe_route(r)),
+            Step::SetMaster { name, master, .. } => write!(f, "set master of {name} to {master:?}"),
+            Step::SetUp { name, up, .. } => {
+                write!(f, "set {name} {}", if *up { "up" } else { "down" })
+            }
+            Step::Sysctl { key, value } => write!(f, "{key}={value}"),
+            Step::Custom(c) => f.write_str(&c.what),
+            Step::Nothing => f.write_str("nothing"),
+        }
+    }
+}
+
+impl Step<'_> {
+    /// The inverse of an address or route step.
+    fn inverse<'b>(&self) -> Step<'b> {
         match self {
             Step::AddAddress(a) => Step::DelAddress(a.clone()),
             Step::DelAddress(a) => Step::AddAddress(a.clone()),
             Step::AddRoute(r) => Step::DelRoute(r.clone()),
             Step::DelRoute(r) => Step::AddRoute(r.clone()),
-            Step::SetMaster { .. } | Step::Sysctl { .. } => {
-                unreachable!("master and sysctl changes carry their own undo")
-            }
+            other => unreachable!("{other:?} carries its own undo"),
         }
     }
 
@@ -82,6 +123,13 @@ impl Step {
                 };
                 return set_link(nl, msg, name, "change master of").await;
             }
+            Step::SetUp { link, name, up } => {
+                let b = LinkUnspec::new_with_index(*link);
+                let msg = if *up { b.up() } else { b.down() }.build();
+                return set_link(nl, msg, name, "set up/down").await;
+            }
+            Step::Custom(c) => return (c.run)().await,
+            Step::Nothing => return Ok(()),
         };
         res.map_err(|e| sp_kernel::Error::netlink(format!("{self:?}"), e).into())
     }
@@ -158,34 +206,139 @@ fn route_on(r: &RouteMessage, index: u32, metric: u32) -> RouteMessage {
     m
 }
 
-/// Runs `steps` in order; on failure undoes the done ones in reverse and reports both.
-async fn run_all(nl: &Netlink, steps: Vec<(Step, Step)>, faults: &mut Faults) -> Result<()> {
-    let mut done: Vec<Step> = Vec::new();
-    for (step, undo) in steps {
-        let res = match faults.step() {
-            Ok(()) => step.run(nl).await,
-            Err(e) => Err(e),
-        };
-        if let Err(cause) = res {
-            let mut rollback = Vec::new();
-            for u in done.iter().rev() {
-                if let Err(e) = u.run(nl).await {
-                    rollback.push(e);
-                }
-            }
-            return Err(Error::RolledBack {
-                cause: Box::new(cause),
-                rollback,
-            });
-        }
-        done.push(undo);
-    }
-    Ok(())
+/// How a moved route's metric is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// The Linux bridge agent's rule: m − 1, or 100 when the route had none, so the
+    /// new route wins while both exist.
+    Agent,
+    /// Unchanged: the replace takes the old route over in place (same key).
+    Same,
 }
 
-fn pair(step: Step) -> (Step, Step) {
-    let undo = step.undo();
-    (step, undo)
+/// What a [`Plan::move_ip`] will move, for reporting.
+#[derive(Debug, Clone, Default)]
+pub struct Moved {
+    pub addresses: Vec<String>,
+    pub routes: Vec<String>,
+}
+
+/// An ordered list of reversible steps: run in order, and on any failure the steps
+/// done are undone in reverse, so nothing is left half-done.
+#[derive(Debug, Default)]
+pub struct Plan<'a> {
+    steps: Vec<(Step<'a>, Step<'a>)>,
+}
+
+impl<'a> Plan<'a> {
+    pub fn new() -> Self {
+        Plan { steps: Vec::new() }
+    }
+
+    /// Appends a step and its undo.
+    pub fn push(&mut self, step: Step<'a>, undo: Step<'a>) {
+        self.steps.push((step, undo));
+    }
+
+    /// Appends an address or route step; its undo is its inverse.
+    fn push_inverse(&mut self, step: Step<'a>) {
+        let undo = step.inverse();
+        self.steps.push((step, undo));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Moves `from`'s global addresses and its routes onto `to`, in the agent's order:
+    /// (IPv6 on for `to` when it is off and IPv6 addresses come,) addresses added to
+    /// `to`, routes replaced onto `to`, `from`'s routes deleted, `from`'s addresses
+    /// deleted (last first, so the primary goes last).
+    pub async fn move_ip(
+        &mut self,
+        nl: &Netlink,
+        from: &LinkMessage,
+        to: &LinkMessage,
+        metric: Metric,
+    ) -> Result<Moved> {
+        let (fi, ti) = (from.header.index, to.header.index);
+        let addrs = global_addresses(nl, fi).await?;
+        let routes = routes_via(nl, fi).await?;
+        let to_name = attrs::link_name(to).unwrap_or_default();
+        let key = format!("ipv6/conf/{to_name}/disable_ipv6");
+        if addrs
+            .iter()
+            .any(|a| a.header.family == AddressFamily::Inet6)
+            && sp_kernel::netns::read_net_sysctl(&key).is_ok_and(|v| v == "1")
+        {
+            self.push(
+                Step::Sysctl {
+                    key: key.clone(),
+                    value: "0".into(),
+                },
+                Step::Sysctl {
+                    key,
+                    value: "1".into(),
+                },
+            );
+        }
+        for a in &addrs {
+            self.push_inverse(Step::AddAddress(address_on(a, ti)));
+        }
+        for r in &routes {
+            let m = attrs::route_metric(r);
+            match metric {
+                Metric::Agent => {
+                    let m = if m == 0 { 100 } else { m - 1 };
+                    self.push_inverse(Step::AddRoute(route_on(r, ti, m)));
+                }
+                // The replace takes the old route over in place, so undoing it means
+                // putting the old route back.
+                Metric::Same => self.push(
+                    Step::AddRoute(route_on(r, ti, m)),
+                    Step::AddRoute(r.clone()),
+                ),
+            }
+        }
+        if metric == Metric::Agent {
+            for r in &routes {
+                self.push_inverse(Step::DelRoute(r.clone()));
+            }
+        }
+        for a in addrs.iter().rev() {
+            self.push_inverse(Step::DelAddress(a.clone()));
+        }
+        Ok(Moved {
+            addresses: addrs.iter().map(describe).collect(),
+            routes: routes.iter().map(describe_route).collect(),
+        })
+    }
+
+    /// Runs the plan; on failure undoes what was done, in reverse, and reports both
+    /// the cause and any undo that failed.
+    pub async fn run(self, nl: &Netlink, faults: &mut Faults) -> Result<()> {
+        let mut done: Vec<Step<'a>> = Vec::new();
+        for (step, undo) in self.steps {
+            let res = match faults.step() {
+                Ok(()) => step.run(nl).await,
+                Err(e) => Err(e),
+            };
+            if let Err(cause) = res {
+                let mut rollback = Vec::new();
+                for u in done.iter().rev() {
+                    if let Err(e) = u.run(nl).await {
+                        rollback.push(e);
+                    }
+                }
+                return Err(Error::RolledBack {
+                    cause: Box::new(cause),
+                    rollback,
+                });
+            }
+            done.push(undo);
+        }
+        Ok(())
+    }
 }
 
 async fn bridge_and_nic(
@@ -235,51 +388,18 @@ pub async fn attach(
 ) -> Result<()> {
     let (br, link) = bridge_and_nic(nl, bridge, nic).await?;
     let (bi, ni) = (br.header.index, link.header.index);
-    let addrs = global_addresses(nl, ni).await?;
-    let routes = routes_via(nl, ni).await?;
     let enslaved = attrs::link_master(&link) == Some(bi);
-    if enslaved && addrs.is_empty() && routes.is_empty() {
+    let mut plan = Plan::new();
+    let moved = plan.move_ip(nl, &link, &br, Metric::Agent).await?;
+    if enslaved && plan.is_empty() {
         return Ok(());
     }
-    if addrs.is_empty() && !enslaved {
+    if moved.addresses.is_empty() && !enslaved {
         return Err(Error::NoAddress(nic.to_owned()));
-    }
-    let mut steps = Vec::new();
-    // The agent leaves IPv6 off on its bridges; IPv6 addresses of the NIC need it on.
-    let key = format!("ipv6/conf/{bridge}/disable_ipv6");
-    if addrs
-        .iter()
-        .any(|a| a.header.family == AddressFamily::Inet6)
-        && sp_kernel::netns::read_net_sysctl(&key).is_ok_and(|v| v == "1")
-    {
-        steps.push((
-            Step::Sysctl {
-                key: key.clone(),
-                value: "0".into(),
-            },
-            Step::Sysctl {
-                key,
-                value: "1".into(),
-            },
-        ));
-    }
-    for a in &addrs {
-        steps.push(pair(Step::AddAddress(address_on(a, bi))));
-    }
-    for r in &routes {
-        let m = attrs::route_metric(r);
-        let metric = if m == 0 { 100 } else { m - 1 };
-        steps.push(pair(Step::AddRoute(route_on(r, bi, metric))));
-    }
-    for r in &routes {
-        steps.push(pair(Step::DelRoute(r.clone())));
-    }
-    for a in addrs.iter().rev() {
-        steps.push(pair(Step::DelAddress(a.clone())));
     }
     if !enslaved {
         let old = attrs::link_master(&link);
-        steps.push((
+        plan.push(
             Step::SetMaster {
                 link: ni,
                 name: nic.into(),
@@ -290,21 +410,10 @@ pub async fn attach(
                 name: nic.into(),
                 master: old,
             },
-        ));
+        );
     }
-    run_all(nl, steps, faults).await?;
-    for a in &addrs {
-        changes.push(Change::new(
-            format!("address {}", describe(a)),
-            format!("moved {nic} → {bridge}"),
-        ));
-    }
-    for r in &routes {
-        changes.push(Change::new(
-            describe_route(r),
-            format!("moved {nic} → {bridge}"),
-        ));
-    }
+    plan.run(nl, faults).await?;
+    report(&moved, nic, bridge, changes);
     if !enslaved {
         changes.push(Change::new(
             format!("link {nic}"),
@@ -312,6 +421,19 @@ pub async fn attach(
         ));
     }
     Ok(())
+}
+
+/// Records what a move did.
+pub fn report(moved: &Moved, from: &str, to: &str, changes: &mut Vec<Change>) {
+    for a in &moved.addresses {
+        changes.push(Change::new(
+            format!("address {a}"),
+            format!("moved {from} → {to}"),
+        ));
+    }
+    for r in &moved.routes {
+        changes.push(Change::new(r.clone(), format!("moved {from} → {to}")));
+    }
 }
 
 /// Reverses [`attach`]: the NIC leaves the bridge and gets the bridge's addresses and
@@ -326,14 +448,9 @@ pub async fn detach(
     let (br, link) = bridge_and_nic(nl, bridge, nic).await?;
     let (bi, ni) = (br.header.index, link.header.index);
     let enslaved = attrs::link_master(&link) == Some(bi);
-    let addrs = global_addresses(nl, bi).await?;
-    let routes = routes_via(nl, bi).await?;
-    if !enslaved && addrs.is_empty() && routes.is_empty() {
-        return Ok(());
-    }
-    let mut steps = Vec::new();
+    let mut plan = Plan::new();
     if enslaved {
-        steps.push((
+        plan.push(
             Step::SetMaster {
                 link: ni,
                 name: nic.into(),
@@ -344,36 +461,14 @@ pub async fn detach(
                 name: nic.into(),
                 master: Some(bi),
             },
-        ));
+        );
     }
-    for a in &addrs {
-        steps.push(pair(Step::AddAddress(address_on(a, ni))));
+    let moved = plan.move_ip(nl, &br, &link, Metric::Same).await?;
+    if plan.is_empty() {
+        return Ok(());
     }
-    // Same metric: the replace takes the bridge's route over in place (same key), so
-    // undoing it means putting the bridge's route back.
-    for r in &routes {
-        steps.push((
-            Step::AddRoute(route_on(r, ni, attrs::route_metric(r))),
-            Step::AddRoute(r.clone()),
-        ));
-    }
-    for a in addrs.iter().rev() {
-        steps.push(pair(Step::DelAddress(a.clone())));
-    }
-    run_all(nl, steps, faults).await?;
-    // The routes were replaced in place (same key), so none is left on the bridge.
-    for a in &addrs {
-        changes.push(Change::new(
-            format!("address {}", describe(a)),
-            format!("moved {bridge} → {nic}"),
-        ));
-    }
-    for r in &routes {
-        changes.push(Change::new(
-            describe_route(r),
-            format!("moved {bridge} → {nic}"),
-        ));
-    }
+    plan.run(nl, faults).await?;
+    report(&moved, bridge, nic, changes);
     if enslaved {
         changes.push(Change::new(
             format!("link {nic}"),
