@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use sp_testenv::scene::{ip, netns_add};
+use sp_testenv::scene::{self, ip, netns_add};
 use sp_testenv::{oracle, require, sandbox};
 
 const NET: &str = "5b6a8b87-fd03-46b5-a968-72bac5091b7c";
@@ -709,15 +709,7 @@ fn uplink_moves_onto_the_bridge_and_back() {
     sandbox::enter();
     require::program("ping", "iputils-ping");
     // eth0 with 10.0.0.101/24 and a default route via 10.0.0.1, played by namespace gw.
-    netns_add("gw");
-    ip(&[
-        "link", "add", "eth0", "type", "veth", "peer", "name", "gw0", "netns", "gw",
-    ]);
-    ip(&["-n", "gw", "addr", "add", "10.0.0.1/24", "dev", "gw0"]);
-    ip(&["-n", "gw", "link", "set", "gw0", "up"]);
-    ip(&["addr", "add", "10.0.0.101/24", "dev", "eth0"]);
-    ip(&["link", "set", "eth0", "up"]);
-    ip(&["route", "add", "default", "via", "10.0.0.1", "dev", "eth0"]);
+    scene::nic_with_gateway("eth0", "10.0.0.101/24", "10.0.0.1");
     let ext = "78983ca2-77e3-4cdf-9747-ae1b34addeb7";
     let br = "brq78983ca2-77";
 

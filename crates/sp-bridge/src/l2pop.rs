@@ -115,6 +115,40 @@ async fn has_fdb(nl: &Netlink, vni: u32, mac: [u8; 6], dst: IpAddr) -> Result<bo
         .any(|e| e.mac == want && e.dst == Some(dst)))
 }
 
+/// Adds an FDB entry `mac → vtep` on `vxlan-N` unless present, with `flags`
+/// (`NLM_F_APPEND` for flood entries, `NLM_F_REPLACE` for port entries).
+async fn fdb_put(
+    nl: &Netlink,
+    vni: u32,
+    mac: [u8; 6],
+    vtep: IpAddr,
+    flags: u16,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let dev = vxlan_name(vni);
+    let link = require_link(nl, &dev).await?;
+    if has_fdb(nl, vni, mac, vtep).await? {
+        return Ok(());
+    }
+    let (verb, done) = if flags & NLM_F_APPEND != 0 {
+        ("append", "appended")
+    } else {
+        ("replace", "replaced")
+    };
+    let msg = fdb_message(link.header.index, mac, vtep);
+    nl.ack(
+        RouteNetlinkMessage::NewNeighbour(msg),
+        NLM_F_CREATE | flags,
+        || format!("bridge fdb {verb} {} dev {dev} dst {vtep}", mac_str(&mac)),
+    )
+    .await?;
+    changes.push(Change::new(
+        format!("fdb {} dst {vtep} on {dev}", mac_str(&mac)),
+        done,
+    ));
+    Ok(())
+}
+
 /// `bridge fdb append 00:00:00:00:00:00 dev vxlan-N dst VTEP`, unless present.
 pub async fn flood_add(
     nl: &Netlink,
@@ -122,23 +156,7 @@ pub async fn flood_add(
     vtep: IpAddr,
     changes: &mut Vec<Change>,
 ) -> Result<()> {
-    let dev = vxlan_name(vni);
-    let link = require_link(nl, &dev).await?;
-    if has_fdb(nl, vni, FLOOD_MAC, vtep).await? {
-        return Ok(());
-    }
-    let msg = fdb_message(link.header.index, FLOOD_MAC, vtep);
-    nl.ack(
-        RouteNetlinkMessage::NewNeighbour(msg),
-        NLM_F_CREATE | NLM_F_APPEND,
-        || format!("bridge fdb append 00:00:00:00:00:00 dev {dev} dst {vtep}"),
-    )
-    .await?;
-    changes.push(Change::new(
-        format!("fdb 00:00:00:00:00:00 dst {vtep} on {dev}"),
-        "appended",
-    ));
-    Ok(())
+    fdb_put(nl, vni, FLOOD_MAC, vtep, NLM_F_APPEND, changes).await
 }
 
 /// `bridge fdb del 00:00:00:00:00:00 dev vxlan-N dst VTEP`, if present.
@@ -253,23 +271,7 @@ pub async fn fdb_add(
     vtep: IpAddr,
     changes: &mut Vec<Change>,
 ) -> Result<()> {
-    let dev = vxlan_name(vni);
-    let link = require_link(nl, &dev).await?;
-    if has_fdb(nl, vni, mac, vtep).await? {
-        return Ok(());
-    }
-    let msg = fdb_message(link.header.index, mac, vtep);
-    nl.ack(
-        RouteNetlinkMessage::NewNeighbour(msg),
-        NLM_F_CREATE | NLM_F_REPLACE,
-        || format!("bridge fdb replace {} dev {dev} dst {vtep}", mac_str(&mac)),
-    )
-    .await?;
-    changes.push(Change::new(
-        format!("fdb {} dst {vtep} on {dev}", mac_str(&mac)),
-        "replaced",
-    ));
-    Ok(())
+    fdb_put(nl, vni, mac, vtep, NLM_F_REPLACE, changes).await
 }
 
 /// A remote port, as the agent adds it: [`neigh_add`] and [`fdb_add`].

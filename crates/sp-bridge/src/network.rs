@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use futures::StreamExt;
+
 use netlink_packet_route::link::{
     BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVxlan, LinkMessage,
 };
@@ -181,16 +183,6 @@ pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) 
     Ok(link.header.index)
 }
 
-/// The index of the interface holding `ip` (the VXLAN `dev` for `local_ip`).
-async fn device_holding(nl: &Netlink, ip: IpAddr) -> Result<u32> {
-    nl.addresses()
-        .await?
-        .iter()
-        .find(|a| attrs::address_ip(a) == Some(ip))
-        .map(|a| a.header.index)
-        .ok_or(Error::NoLocalIp(ip))
-}
-
 /// What an existing VXLAN device is, to compare with what is wanted.
 #[derive(Debug, PartialEq)]
 struct VxlanShape {
@@ -228,16 +220,17 @@ fn shape(link: &LinkMessage) -> VxlanShape {
 /// `ip link add vxlan-N type vxlan id N dev <local_ip's interface> [group G] [proxy]`,
 /// enslaved to the bridge, up. An existing device with other options is recreated
 /// (they cannot be changed in place).
+/// `dev` is the index of the interface holding `cfg.local_ip`.
 pub async fn ensure_vxlan(
     nl: &Netlink,
     cfg: &VxlanConfig,
+    dev: u32,
     bridge: &str,
     bridge_index: u32,
     changes: &mut Vec<Change>,
 ) -> Result<(String, LinkMessage)> {
     input::vni(cfg.vni.into())?;
     let name = vxlan_name(cfg.vni);
-    let dev = device_holding(nl, cfg.local_ip).await?;
     let want = VxlanShape {
         vni: Some(cfg.vni),
         dev: Some(dev),
@@ -301,6 +294,13 @@ pub async fn ensure_vxlan(
     Ok((name, link))
 }
 
+/// A network to ensure: its id and, for a tenant network, its VXLAN segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkSpec {
+    pub network_id: String,
+    pub vxlan: Option<VxlanConfig>,
+}
+
 /// The bridge of `network_id`, with its VXLAN device when `vxlan` is given.
 pub async fn ensure_network(
     nl: &Netlink,
@@ -308,32 +308,91 @@ pub async fn ensure_network(
     vxlan: Option<&VxlanConfig>,
     changes: &mut Vec<Change>,
 ) -> Result<Network> {
-    let bridge = bridge_name(network_id);
-    input::ifname(&bridge)?;
-    if let Some(cfg) = vxlan {
-        // Refuse bad VXLAN settings before the bridge is made.
-        input::vni(cfg.vni.into())?;
-        device_holding(nl, cfg.local_ip).await?;
+    let spec = NetworkSpec {
+        network_id: network_id.to_owned(),
+        vxlan: vxlan.cloned(),
+    };
+    let mut nets = ensure_networks(nl, std::slice::from_ref(&spec), changes).await?;
+    Ok(nets.pop().expect("one network"))
+}
+
+/// Many networks at once: all input checked and every `local_ip` resolved (one
+/// address dump) before anything is made, then the networks made concurrently on one
+/// socket. A network whose VXLAN device fails loses the bridge this call made for it.
+pub async fn ensure_networks(
+    nl: &Netlink,
+    specs: &[NetworkSpec],
+    changes: &mut Vec<Change>,
+) -> Result<Vec<Network>> {
+    for s in specs {
+        input::ifname(&bridge_name(&s.network_id))?;
+        if let Some(cfg) = &s.vxlan {
+            input::vni(cfg.vni.into())?;
+        }
     }
+    let addrs = if specs.iter().any(|s| s.vxlan.is_some()) {
+        nl.addresses().await?
+    } else {
+        Vec::new()
+    };
+    let dev_of = |ip: IpAddr| {
+        addrs
+            .iter()
+            .find(|a| attrs::address_ip(a) == Some(ip))
+            .map(|a| a.header.index)
+            .ok_or(Error::NoLocalIp(ip))
+    };
+    let devs: Vec<Option<u32>> = specs
+        .iter()
+        .map(|s| s.vxlan.as_ref().map(|c| dev_of(c.local_ip)).transpose())
+        .collect::<Result<_>>()?;
+    let results: Vec<Result<(Network, Vec<Change>)>> =
+        futures::stream::iter(specs.iter().zip(devs))
+            .map(|(s, dev)| async move {
+                let mut changes = Vec::new();
+                let net = ensure_one(nl, s, dev, &mut changes).await?;
+                Ok((net, changes))
+            })
+            .buffered(64)
+            .collect()
+            .await;
+    let mut out = Vec::with_capacity(specs.len());
+    for r in results {
+        let (net, done) = r?;
+        changes.extend(done);
+        out.push(net);
+    }
+    Ok(out)
+}
+
+async fn ensure_one(
+    nl: &Netlink,
+    spec: &NetworkSpec,
+    dev: Option<u32>,
+    changes: &mut Vec<Change>,
+) -> Result<Network> {
+    let bridge = bridge_name(&spec.network_id);
     let made_bridge = nl.link_by_name(&bridge).await?.is_none();
     let bridge_index = ensure_bridge(nl, &bridge, changes).await?;
-    let (vxlan, mtu) = match vxlan {
-        Some(cfg) => match ensure_vxlan(nl, cfg, &bridge, bridge_index, changes).await {
-            Ok((name, link)) => (Some(name), attrs::link_mtu(&link)),
-            Err(cause) => {
-                // Nothing half-made: a bridge this call created goes again.
-                let mut rollback = Vec::new();
-                if made_bridge {
-                    if let Err(e) = crate::teardown::delete_link(nl, &bridge).await {
-                        rollback.push(e);
+    let (vxlan, mtu) = match spec.vxlan.as_ref().zip(dev) {
+        Some((cfg, dev)) => {
+            match ensure_vxlan(nl, cfg, dev, &bridge, bridge_index, changes).await {
+                Ok((name, link)) => (Some(name), attrs::link_mtu(&link)),
+                Err(cause) => {
+                    // Nothing half-made: a bridge this call created goes again.
+                    let mut rollback = Vec::new();
+                    if made_bridge {
+                        if let Err(e) = crate::teardown::delete_link(nl, &bridge).await {
+                            rollback.push(e);
+                        }
                     }
+                    return Err(Error::RolledBack {
+                        cause: Box::new(cause),
+                        rollback,
+                    });
                 }
-                return Err(Error::RolledBack {
-                    cause: Box::new(cause),
-                    rollback,
-                });
             }
-        },
+        }
         None => (None, attrs::link_mtu(&require_link(nl, &bridge).await?)),
     };
     Ok(Network {

@@ -7,13 +7,12 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use sp_bridge::{network, uplink, Error, Faults};
 use sp_kernel::netlink::Netlink;
-use sp_testenv::scene::{ip, netns_add};
+use sp_testenv::scene::{self, ip};
 use sp_testenv::{oracle, require, sandbox};
 
 const BR: &str = "brq78983ca2-77";
 
-/// Addresses (in kernel order), routes and masters as iproute2 reports them.
-/// (device, address) in kernel order; routes; (device, master).
+/// (device, address) in kernel order; routes; (device, master) — as iproute2 reports them.
 type State = (
     Vec<(String, String)>,
     BTreeSet<String>,
@@ -72,16 +71,10 @@ fn state() -> State {
 fn scene() {
     sandbox::enter();
     require::program("ping", "iputils-ping");
-    netns_add("gw");
-    ip(&[
-        "link", "add", "eth0", "type", "veth", "peer", "name", "gw0", "netns", "gw",
-    ]);
-    ip(&["-n", "gw", "addr", "add", "10.0.0.1/24", "dev", "gw0"]);
-    ip(&["-n", "gw", "link", "set", "gw0", "up"]);
-    ip(&["addr", "add", "10.0.0.101/24", "dev", "eth0"]);
+    scene::nic_with_gateway("eth0", "10.0.0.101/24", "10.0.0.1");
     ip(&["addr", "add", "10.0.0.150/24", "dev", "eth0"]);
     ip(&["addr", "add", "2001:db8::101/64", "dev", "eth0", "nodad"]);
-    ip(&["link", "set", "eth0", "up"]);
+    ip(&["route", "del", "default"]);
     ip(&[
         "route", "add", "default", "via", "10.0.0.1", "dev", "eth0", "metric", "50",
     ]);

@@ -3,7 +3,6 @@
 //! across namespaces through namespace ids, and attach processes from one `/proc` pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -15,7 +14,7 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::AddressFamily;
 use sp_kernel::netlink::{self, Netlink};
 use sp_kernel::netns::{self, NsId};
-use sp_kernel::{procs, Error, Result};
+use sp_kernel::{attrs, procs, Error, Result};
 use sp_neutron::{classify_device, classify_namespace, NamespaceKind};
 
 use crate::model::*;
@@ -221,7 +220,7 @@ async fn dump(nl: &Netlink) -> Result<Dumped> {
     routes.extend(nl.routes(AddressFamily::Inet6).await?);
     let routes = routes
         .into_iter()
-        .filter(|r| route_table(r) == MAIN_TABLE)
+        .filter(|r| attrs::route_table(r) == MAIN_TABLE)
         .collect();
     Ok(Dumped {
         links,
@@ -245,12 +244,7 @@ async fn resolve_nsids(
         let mut needed: HashSet<i32> = d
             .links
             .iter()
-            .filter_map(|l| {
-                l.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::LinkNetNsId(id) => Some(*id),
-                    _ => None,
-                })
-            })
+            .filter_map(|l| attrs::link_peer(l).1)
             .collect();
         let candidates = &candidates;
         async move {
@@ -278,16 +272,6 @@ async fn resolve_nsids(
         .collect())
 }
 
-fn route_table(r: &RouteMessage) -> u32 {
-    r.attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(r.header.table as u32)
-}
-
 fn build_namespace(f: &Found, ip_forward: Option<bool>, d: &Dumped) -> Namespace {
     let (kind, id) = match f
         .names
@@ -302,7 +286,7 @@ fn build_namespace(f: &Found, ip_forward: Option<bool>, d: &Dumped) -> Namespace
     let names_by_index: HashMap<u32, String> = d
         .links
         .iter()
-        .filter_map(|l| link_name(l).map(|n| (l.header.index, n)))
+        .filter_map(|l| attrs::link_name(l).map(|n| (l.header.index, n.to_owned())))
         .collect();
     let links = d
         .links
@@ -338,17 +322,10 @@ fn build_namespace(f: &Found, ip_forward: Option<bool>, d: &Dumped) -> Namespace
     }
 }
 
-fn link_name(l: &LinkMessage) -> Option<String> {
-    l.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfName(n) => Some(n.clone()),
-        _ => None,
-    })
-}
-
 fn build_link(l: &LinkMessage, names: &HashMap<u32, String>, addrs: &[AddressMessage]) -> Link {
     let mut link = Link {
         index: l.header.index,
-        name: link_name(l).unwrap_or_default(),
+        name: attrs::link_name(l).unwrap_or_default().to_owned(),
         kind: if l.header.flags.contains(LinkFlags::Loopback) {
             "loopback".into()
         } else {
@@ -432,20 +409,11 @@ fn family_word(f: AddressFamily) -> Option<&'static str> {
 
 fn build_address(a: &AddressMessage) -> Option<Address> {
     let family = family_word(a.header.family)?;
-    // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS
-    // otherwise (iproute2 prefers IFA_LOCAL the same way).
-    let mut local = None;
-    let mut address = None;
-    let mut broadcast = None;
-    for attr in &a.attributes {
-        match attr {
-            AddressAttribute::Local(ip) => local = Some(*ip),
-            AddressAttribute::Address(ip) => address = Some(*ip),
-            AddressAttribute::Broadcast(ip) => broadcast = Some(ip.to_string()),
-            _ => {}
-        }
-    }
-    let ip: IpAddr = local.or(address)?;
+    let broadcast = a.attributes.iter().find_map(|attr| match attr {
+        AddressAttribute::Broadcast(ip) => Some(ip.to_string()),
+        _ => None,
+    });
+    let ip = attrs::address_ip(a)?;
     Some(Address {
         family,
         address: ip.to_string(),
@@ -504,21 +472,8 @@ fn link_peers(out: &mut [Namespace], dumps: &[Dumped], peer_ns: &HashMap<(usize,
     let mut peers = Vec::new();
     for (a, d) in dumps.iter().enumerate() {
         for l in &d.links {
-            let mut peer_index = None;
-            let mut nsid = None;
-            let mut is_veth = false;
-            for attr in &l.attributes {
-                match attr {
-                    LinkAttribute::Link(i) => peer_index = Some(*i),
-                    LinkAttribute::LinkNetNsId(id) => nsid = Some(*id),
-                    LinkAttribute::LinkInfo(infos) => {
-                        is_veth |= infos
-                            .iter()
-                            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)))
-                    }
-                    _ => {}
-                }
-            }
+            let (peer_index, nsid) = attrs::link_peer(l);
+            let is_veth = attrs::link_kind(l) == Some(&InfoKind::Veth);
             if !is_veth {
                 continue;
             }

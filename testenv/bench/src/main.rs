@@ -3,6 +3,7 @@
 //! and ratios. Not a test: nothing is asserted; the figures are for reading.
 //! Run through `testenv/bench.sh` (release build).
 
+mod bridgectl;
 mod netns_inspect;
 
 use std::path::PathBuf;
@@ -29,6 +30,16 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// N Neutron-style networks (bridge + vxlan + qdhcp namespace + veth + address):
+    /// apply and teardown by sp-bridge vs iproute2 one process per command, `ip -batch`
+    /// moving the veth end, and `ip -batch` creating it in place.
+    Bridgectl {
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        counts: Vec<usize>,
+        /// Repetitions per measurement (the best is reported).
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
 }
 
 fn main() {
@@ -39,7 +50,36 @@ fn main() {
                 netns_inspect::run(n, runs);
             }
         }
+        Bench::Bridgectl { counts, runs } => {
+            for n in counts {
+                bridgectl::run(n, runs);
+            }
+        }
     }
+}
+
+/// Each measurement runs in a child process of its own that enters a fresh sandbox
+/// (sandboxes are per process and die with it). In the parent: spawns the child for
+/// `bench` with count `n` and returns false; in the child: enters the sandbox and
+/// returns true.
+pub fn in_sandbox_child(bench: &str, n: usize, runs: usize) -> bool {
+    if std::env::var_os("SP_BENCH_CHILD").is_some() {
+        sp_testenv::sandbox::enter();
+        return true;
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            bench,
+            "--counts",
+            &n.to_string(),
+            "--runs",
+            &runs.to_string(),
+        ])
+        .env("SP_BENCH_CHILD", "1")
+        .status()
+        .expect("re-run bench in a child");
+    assert!(status.success(), "bench child failed");
+    false
 }
 
 /// Best wall time of `runs` calls of `f`.

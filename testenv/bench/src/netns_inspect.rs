@@ -3,30 +3,16 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use sp_testenv::{require, sandbox};
+use sp_testenv::require;
 
 /// Builds `n` Neutron-like namespaces in a fresh sandbox — `qdhcp-<uuid>` each with a
 /// veth (`tap…` on a bridge in the sandbox, `ns-…` inside, with an address) — then times
 /// both ways of looking at them. The sandbox is a child process so every run starts
 /// clean and leaves nothing behind.
 pub fn run(n: usize, runs: usize) {
-    // Each count in its own process: sandboxes are per process and die with it.
-    if std::env::var_os("SP_BENCH_CHILD").is_none() {
-        let status = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "netns-inspect",
-                "--counts",
-                &n.to_string(),
-                "--runs",
-                &runs.to_string(),
-            ])
-            .env("SP_BENCH_CHILD", "1")
-            .status()
-            .expect("re-run bench in a child");
-        assert!(status.success(), "bench child failed");
+    if !crate::in_sandbox_child("netns-inspect", n, runs) {
         return;
     }
-    sandbox::enter();
     build(n);
     let ours = crate::best_of(runs, || {
         let out = Command::new(crate::sibling_bin("netns-inspect"))
@@ -79,7 +65,7 @@ fn build(n: usize) {
     }
 }
 
-fn ip_batch(netns: Option<&str>, batch: &str) {
+pub(crate) fn ip_batch(netns: Option<&str>, batch: &str) {
     let mut cmd = Command::new("ip");
     if let Some(ns) = netns {
         cmd.args(["-n", ns]);

@@ -71,3 +71,27 @@ impl Drop for Parked {
         let _ = self.child.wait();
     }
 }
+
+/// A host NIC `nic` with `addr` (e.g. `10.0.0.101/24`) and a default route via
+/// `gateway`, whose other end is `gw0` in namespace `gw` holding `gateway` — the scene
+/// of every uplink move (flat network, br-ex).
+pub fn nic_with_gateway(nic: &str, addr: &str, gateway: &str) {
+    let prefix = addr.split('/').nth(1).expect("ADDRESS/PREFIX");
+    netns_add("gw");
+    ip(&[
+        "link", "add", nic, "type", "veth", "peer", "name", "gw0", "netns", "gw",
+    ]);
+    ip(&[
+        "-n",
+        "gw",
+        "addr",
+        "add",
+        &format!("{gateway}/{prefix}"),
+        "dev",
+        "gw0",
+    ]);
+    ip(&["-n", "gw", "link", "set", "gw0", "up"]);
+    ip(&["addr", "add", addr, "dev", nic]);
+    ip(&["link", "set", nic, "up"]);
+    ip(&["route", "add", "default", "via", gateway, "dev", nic]);
+}
