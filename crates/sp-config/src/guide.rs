@@ -1,0 +1,252 @@
+//! The guide's configuration files, read from where the guide writes them (below a
+//! configuration root, `/etc` by default) into typed values. Unknown keys are ignored;
+//! a value that does not parse is an error naming the file and line.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use crate::ini::{ConfigError, Ini};
+
+/// Where each file lives below the configuration root.
+pub const LINUXBRIDGE_AGENT: &str = "neutron/plugins/ml2/linuxbridge_agent.ini";
+pub const ML2_CONF: &str = "neutron/plugins/ml2/ml2_conf.ini";
+pub const L3_AGENT: &str = "neutron/l3_agent.ini";
+pub const DHCP_AGENT: &str = "neutron/dhcp_agent.ini";
+pub const CINDER_CONF: &str = "cinder/cinder.conf";
+
+/// `linuxbridge_agent.ini`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinuxBridgeAgent {
+    /// `[linux_bridge] physical_interface_mappings = public:eth0`.
+    pub physical_interface_mappings: BTreeMap<String, String>,
+    /// `[vxlan] enable_vxlan` (default True).
+    pub enable_vxlan: bool,
+    /// `[vxlan] local_ip`.
+    pub local_ip: Option<IpAddr>,
+    /// `[vxlan] l2_population` (default False).
+    pub l2_population: bool,
+    /// `[vxlan] vxlan_group` (multicast mode; default 224.0.0.1).
+    pub vxlan_group: Option<String>,
+}
+
+/// `ml2_conf.ini`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ml2 {
+    pub type_drivers: Vec<String>,
+    pub tenant_network_types: Vec<String>,
+    pub mechanism_drivers: Vec<String>,
+    /// `[ml2_type_flat] flat_networks` (`*` allows any).
+    pub flat_networks: Vec<String>,
+    /// `[ml2_type_vxlan] vni_ranges = 1:1000`.
+    pub vni_ranges: Vec<RangeInclusive<u32>>,
+}
+
+/// `l3_agent.ini` `[DEFAULT]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct L3Agent {
+    pub interface_driver: Option<String>,
+    /// Empty with the Linux bridge agent (the guide); `br-ex` with packstack's OVS.
+    pub external_network_bridge: String,
+}
+
+/// `dhcp_agent.ini` `[DEFAULT]` and the dnsmasq file it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DhcpAgent {
+    pub interface_driver: Option<String>,
+    pub enable_isolated_metadata: bool,
+    /// `dnsmasq_config_file`, passed to dnsmasq as `--conf-file=` ('' when unset).
+    pub dnsmasq_config_file: Option<PathBuf>,
+    /// The MTU that file forces through DHCP option 26 (`dhcp-option-force=26,1450`).
+    pub forced_mtu: Option<u32>,
+}
+
+/// `cinder.conf`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cinder {
+    /// `[lvm] volume_group` (or the older `[DEFAULT] volume_group`; default
+    /// `cinder-volumes`).
+    pub volume_group: String,
+}
+
+/// Everything the data plane needs from the guide's files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuideConfig {
+    pub root: PathBuf,
+    pub agent: LinuxBridgeAgent,
+    pub ml2: Ml2,
+    pub l3: L3Agent,
+    pub dhcp: DhcpAgent,
+    pub cinder: Cinder,
+}
+
+fn load(root: &Path, rel: &str) -> Result<Ini, ConfigError> {
+    Ini::load(&root.join(rel))
+}
+
+impl GuideConfig {
+    /// Reads every file below `root` (`/etc` normally).
+    pub fn load(root: &Path) -> Result<GuideConfig, ConfigError> {
+        Ok(GuideConfig {
+            root: root.to_owned(),
+            agent: LinuxBridgeAgent::from_ini(&load(root, LINUXBRIDGE_AGENT)?)?,
+            ml2: Ml2::from_ini(&load(root, ML2_CONF)?)?,
+            l3: L3Agent::from_ini(&load(root, L3_AGENT)?),
+            dhcp: DhcpAgent::from_ini(&load(root, DHCP_AGENT)?, root)?,
+            cinder: Cinder::from_ini(&load(root, CINDER_CONF)?),
+        })
+    }
+}
+
+impl LinuxBridgeAgent {
+    pub fn from_ini(ini: &Ini) -> Result<Self, ConfigError> {
+        let mut mappings = BTreeMap::new();
+        if let Some(v) = ini.get("linux_bridge", "physical_interface_mappings") {
+            for item in v.text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (phys, iface) = item
+                    .split_once(':')
+                    .filter(|(p, i)| !p.trim().is_empty() && !i.trim().is_empty())
+                    .ok_or_else(|| {
+                        ini.bad(
+                            v,
+                            format!(
+                                "physical_interface_mappings: {item:?} is not PHYSNET:INTERFACE"
+                            ),
+                        )
+                    })?;
+                mappings.insert(phys.trim().to_owned(), iface.trim().to_owned());
+            }
+        }
+        Ok(LinuxBridgeAgent {
+            physical_interface_mappings: mappings,
+            enable_vxlan: ini.bool("vxlan", "enable_vxlan")?.unwrap_or(true),
+            local_ip: ini.parsed("vxlan", "local_ip", "an IP address")?,
+            l2_population: ini.bool("vxlan", "l2_population")?.unwrap_or(false),
+            vxlan_group: ini.string("vxlan", "vxlan_group"),
+        })
+    }
+}
+
+impl Ml2 {
+    pub fn from_ini(ini: &Ini) -> Result<Self, ConfigError> {
+        let mut vni_ranges = Vec::new();
+        if let Some(v) = ini.get("ml2_type_vxlan", "vni_ranges") {
+            for item in v.text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let range = item
+                    .split_once(':')
+                    .and_then(|(a, b)| {
+                        Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?))
+                    })
+                    .filter(|(a, b)| *a >= 1 && a <= b && *b < 1 << 24)
+                    .ok_or_else(|| {
+                        ini.bad(
+                            v,
+                            format!("vni_ranges: {item:?} is not MIN:MAX within 1–16777215"),
+                        )
+                    })?;
+                vni_ranges.push(range.0..=range.1);
+            }
+        }
+        let list = |s: &str, k: &str| ini.list(s, k).unwrap_or_default();
+        Ok(Ml2 {
+            type_drivers: list("ml2", "type_drivers"),
+            tenant_network_types: list("ml2", "tenant_network_types"),
+            mechanism_drivers: list("ml2", "mechanism_drivers"),
+            flat_networks: list("ml2_type_flat", "flat_networks"),
+            vni_ranges,
+        })
+    }
+}
+
+impl L3Agent {
+    pub fn from_ini(ini: &Ini) -> Self {
+        L3Agent {
+            interface_driver: ini.string("DEFAULT", "interface_driver"),
+            // Liberty's default is br-ex; the guide sets it empty.
+            external_network_bridge: ini
+                .string("DEFAULT", "external_network_bridge")
+                .unwrap_or_else(|| "br-ex".into()),
+        }
+    }
+}
+
+impl DhcpAgent {
+    pub fn from_ini(ini: &Ini, root: &Path) -> Result<Self, ConfigError> {
+        let conf = ini
+            .string("DEFAULT", "dnsmasq_config_file")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from);
+        let forced_mtu = match &conf {
+            Some(path) => forced_mtu(&reroot(root, path))?,
+            None => None,
+        };
+        Ok(DhcpAgent {
+            interface_driver: ini.string("DEFAULT", "interface_driver"),
+            enable_isolated_metadata: ini
+                .bool("DEFAULT", "enable_isolated_metadata")?
+                .unwrap_or(false),
+            dnsmasq_config_file: conf,
+            forced_mtu,
+        })
+    }
+}
+
+/// An absolute path from a config file (`/etc/neutron/dnsmasq-neutron.conf`) read below
+/// another root (`--config-dir`): `/etc/` is replaced by the root.
+pub fn reroot(root: &Path, path: &Path) -> PathBuf {
+    match path.strip_prefix("/etc") {
+        Ok(rel) => root.join(rel),
+        Err(_) => path.to_owned(),
+    }
+}
+
+/// The MTU a dnsmasq configuration file forces with `dhcp-option-force=26,N` (or
+/// `dhcp-option=26,N`, `option:mtu,N`).
+fn forced_mtu(path: &Path) -> Result<Option<u32>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        line: 0,
+        message: format!("cannot read (named by dnsmasq_config_file): {e}"),
+    })?;
+    let mut mtu = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let Some(v) = line
+            .strip_prefix("dhcp-option-force=")
+            .or_else(|| line.strip_prefix("dhcp-option="))
+        else {
+            continue;
+        };
+        let fields: Vec<&str> = v.split(',').map(str::trim).collect();
+        // Tags (`tag:x`, `set:x`) may come first.
+        let opt = fields
+            .iter()
+            .position(|f| !f.starts_with("tag:") && !f.starts_with("set:"));
+        if let Some(o) = opt {
+            if fields[o] == "26" || fields[o] == "option:mtu" {
+                let n = fields
+                    .get(o + 1)
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| ConfigError {
+                        file: path.to_owned(),
+                        line: i + 1,
+                        message: format!("DHCP option 26 (MTU) needs a number: {line:?}"),
+                    })?;
+                mtu = Some(n);
+            }
+        }
+    }
+    Ok(mtu)
+}
+
+impl Cinder {
+    pub fn from_ini(ini: &Ini) -> Self {
+        Cinder {
+            volume_group: ini
+                .string("lvm", "volume_group")
+                .or_else(|| ini.string("DEFAULT", "volume_group"))
+                .unwrap_or_else(|| "cinder-volumes".into()),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Layer 2, pure: the guide's own configuration files (read from where the guide
+//! writes them), the topology of the cloud, and their validation — everything decided
+//! before any change is made.
+
+pub mod guide;
+pub mod ini;
+pub mod topology;
+pub mod validate;
+
+pub use guide::GuideConfig;
+pub use ini::ConfigError;
+pub use topology::Topology;
+pub use validate::validate;

@@ -1,0 +1,256 @@
+//! The topology: what the guide creates with `neutron net-create / subnet-create /
+//! router-create / router-interface-add / router-gateway-set`, the instances and their
+//! floating IPs, the nodes, and the Cinder volume group's size. A TOML file
+//! (`docs/topology.md`); built in as the default: the guide's own cloud.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The whole topology.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub nodes: Vec<Node>,
+    pub networks: Vec<Network>,
+    #[serde(default)]
+    pub routers: Vec<Router>,
+    #[serde(default)]
+    pub instances: Vec<Instance>,
+    pub cinder: Option<CinderStore>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs the L3 and DHCP agents (and, in the guide, Cinder): the controller.
+    Network,
+    /// Runs instances.
+    Compute,
+    /// Holds the Cinder volume group.
+    Volume,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    pub roles: Vec<Role>,
+    /// The node's `[vxlan] local_ip` (its address on the management/tunnel network).
+    pub tunnel_ip: IpAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkType {
+    Flat,
+    Vxlan,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub network_type: NetworkType,
+    /// Flat networks: the physical network (`public`), mapped to a NIC by
+    /// `physical_interface_mappings`.
+    pub physical_network: Option<String>,
+    /// VXLAN networks: the VNI.
+    pub segmentation_id: Option<u32>,
+    /// `--router:external`.
+    #[serde(default)]
+    pub external: bool,
+    pub subnet: Subnet,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subnet {
+    pub cidr: IpNet,
+    pub gateway: Option<IpAddr>,
+    #[serde(default = "yes")]
+    pub enable_dhcp: bool,
+    #[serde(default)]
+    pub dns_nameservers: Vec<IpAddr>,
+    #[serde(default)]
+    pub allocation_pools: Vec<Pool>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub start: IpAddr,
+    pub end: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Router {
+    pub name: String,
+    pub id: String,
+    /// `router-gateway-set`: the external network and the router's address on it.
+    pub gateway: Option<RouterPort>,
+    /// `router-interface-add`: one leg per tenant subnet.
+    #[serde(default)]
+    pub interfaces: Vec<RouterPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterPort {
+    pub network: String,
+    pub ip: IpAddr,
+    pub port_id: String,
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    pub name: String,
+    pub node: String,
+    pub network: String,
+    pub port_id: String,
+    pub mac: String,
+    pub ip: IpAddr,
+    pub floating_ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CinderStore {
+    /// The node holding the volume group.
+    pub node: String,
+    /// Size of the backing store (`20G`), in the units `loopvg` takes.
+    pub size: String,
+}
+
+impl Topology {
+    /// Parses a topology file's text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Topology, String> {
+        toml::from_str(text).map_err(|e| format!("{file}: {e}"))
+    }
+
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The guide's cloud: controller 10.0.0.101 and compute 10.0.0.102; ext-net (flat on
+    /// `public`, 10.0.0.0/24, gateway 10.0.0.1, pool .200–.250, no DHCP); demo-net
+    /// (VXLAN, 192.168.0.0/24, gateway .1, DNS 8.8.8.8); demo-router with qr 192.168.0.1
+    /// and qg 10.0.0.200; vm1 on compute with a floating IP; cinder-volumes 20G.
+    pub fn guide() -> Topology {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("literal");
+        Topology {
+            nodes: vec![
+                Node {
+                    name: "controller".into(),
+                    roles: vec![Role::Network, Role::Volume],
+                    tunnel_ip: ip("10.0.0.101"),
+                },
+                Node {
+                    name: "compute".into(),
+                    roles: vec![Role::Compute],
+                    tunnel_ip: ip("10.0.0.102"),
+                },
+            ],
+            networks: vec![
+                Network {
+                    name: "ext-net".into(),
+                    id: "78983ca2-77e3-4cdf-9747-ae1b34addeb7".into(),
+                    network_type: NetworkType::Flat,
+                    physical_network: Some("public".into()),
+                    segmentation_id: None,
+                    external: true,
+                    subnet: Subnet {
+                        cidr: "10.0.0.0/24".parse().expect("literal"),
+                        gateway: Some(ip("10.0.0.1")),
+                        enable_dhcp: false,
+                        dns_nameservers: vec![],
+                        allocation_pools: vec![Pool {
+                            start: ip("10.0.0.200"),
+                            end: ip("10.0.0.250"),
+                        }],
+                    },
+                },
+                Network {
+                    name: "demo-net".into(),
+                    id: "5b6a8b87-fd03-46b5-a968-72bac5091b7c".into(),
+                    network_type: NetworkType::Vxlan,
+                    physical_network: None,
+                    segmentation_id: Some(1),
+                    external: false,
+                    subnet: Subnet {
+                        cidr: "192.168.0.0/24".parse().expect("literal"),
+                        gateway: Some(ip("192.168.0.1")),
+                        enable_dhcp: true,
+                        dns_nameservers: vec![ip("8.8.8.8")],
+                        allocation_pools: vec![],
+                    },
+                },
+            ],
+            routers: vec![Router {
+                name: "demo-router".into(),
+                id: "006df4cc-6fb2-40e7-af58-dc68b6755165".into(),
+                gateway: Some(RouterPort {
+                    network: "ext-net".into(),
+                    ip: ip("10.0.0.200"),
+                    port_id: "9477c16b-e5f1-4b52-9a3c-6d1e2f3a4b5c".into(),
+                    mac: Some("fa:16:3e:b2:d8:f0".into()),
+                }),
+                interfaces: vec![RouterPort {
+                    network: "demo-net".into(),
+                    ip: ip("192.168.0.1"),
+                    port_id: "7337070d-45e1-4a2b-9c3d-1234567890ab".into(),
+                    mac: Some("fa:16:3e:a7:24:00".into()),
+                }],
+            }],
+            instances: vec![Instance {
+                name: "vm1".into(),
+                node: "compute".into(),
+                network: "demo-net".into(),
+                port_id: "a7b1762b-3b4c-4d5e-8f90-123456789abc".into(),
+                mac: "fa:16:3e:5d:2c:01".into(),
+                ip: ip("192.168.0.3"),
+                floating_ip: Some(ip("10.0.0.201")),
+            }],
+            cinder: Some(CinderStore {
+                node: "controller".into(),
+                size: "20G".into(),
+            }),
+        }
+    }
+}
+
+/// The addresses a pool hands out, or the whole subnet without its network, broadcast
+/// and gateway addresses when no pool is given (as Neutron allocates).
+pub fn in_pool(subnet: &Subnet, ip: IpAddr) -> bool {
+    if subnet.allocation_pools.is_empty() {
+        return subnet.cidr.contains(&ip)
+            && ip != subnet.cidr.network()
+            && ip != subnet.cidr.broadcast();
+    }
+    subnet
+        .allocation_pools
+        .iter()
+        .any(|p| p.start <= ip && ip <= p.end)
+}
+
+/// The IPv4 network address of a subnet (for dnsmasq's `--dhcp-range`).
+pub fn network_address(subnet: &Subnet) -> Option<Ipv4Addr> {
+    match subnet.cidr.network() {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}

@@ -1,0 +1,178 @@
+//! Everything wrong with a topology against the guide's configuration, found before any
+//! change is made — all of it at once, each problem named.
+
+use std::collections::BTreeSet;
+
+use crate::guide::GuideConfig;
+use crate::topology::{in_pool, NetworkType, Role, Topology};
+
+/// Every problem found; empty when the topology can be realised.
+pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
+    let mut errs = Vec::new();
+    let mut seen = BTreeSet::new();
+    for name in t
+        .nodes
+        .iter()
+        .map(|n| ("node", &n.name))
+        .chain(t.networks.iter().map(|n| ("network", &n.name)))
+        .chain(t.routers.iter().map(|r| ("router", &r.name)))
+        .chain(t.instances.iter().map(|i| ("instance", &i.name)))
+    {
+        if !seen.insert(name) {
+            errs.push(format!("{} {:?} is defined twice", name.0, name.1));
+        }
+    }
+    if !t.nodes.iter().any(|n| n.roles.contains(&Role::Network)) {
+        errs.push("no node has the network role (it runs the routers and DHCP)".into());
+    }
+    for (i, a) in t.networks.iter().enumerate() {
+        for b in &t.networks[i + 1..] {
+            if a.subnet.cidr.contains(&b.subnet.cidr.network())
+                || b.subnet.cidr.contains(&a.subnet.cidr.network())
+            {
+                errs.push(format!(
+                    "subnets of {} ({}) and {} ({}) overlap",
+                    a.name, a.subnet.cidr, b.name, b.subnet.cidr
+                ));
+            }
+        }
+    }
+    for n in &t.networks {
+        let s = &n.subnet;
+        if let Some(gw) = s.gateway {
+            if !s.cidr.contains(&gw) || gw == s.cidr.network() || gw == s.cidr.broadcast() {
+                errs.push(format!(
+                    "{}: gateway {gw} is not a host address of {}",
+                    n.name, s.cidr
+                ));
+            }
+        }
+        for p in &s.allocation_pools {
+            if !s.cidr.contains(&p.start) || !s.cidr.contains(&p.end) || p.start > p.end {
+                errs.push(format!(
+                    "{}: pool {}–{} is not within {}",
+                    n.name, p.start, p.end, s.cidr
+                ));
+            } else if s.gateway.is_some_and(|g| p.start <= g && g <= p.end) {
+                errs.push(format!(
+                    "{}: pool {}–{} contains the gateway",
+                    n.name, p.start, p.end
+                ));
+            }
+        }
+        match n.network_type {
+            NetworkType::Vxlan => match n.segmentation_id {
+                None => errs.push(format!(
+                    "{}: a vxlan network needs segmentation_id (its VNI)",
+                    n.name
+                )),
+                Some(vni) if !cfg.ml2.vni_ranges.iter().any(|r| r.contains(&vni)) => {
+                    errs.push(format!(
+                        "{}: VNI {vni} is outside vni_ranges ({})",
+                        n.name,
+                        cfg.ml2
+                            .vni_ranges
+                            .iter()
+                            .map(|r| format!("{}:{}", r.start(), r.end()))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ))
+                }
+                Some(_) => {}
+            },
+            NetworkType::Flat => match &n.physical_network {
+                None => errs.push(format!("{}: a flat network needs physical_network", n.name)),
+                Some(p) => {
+                    if !cfg.agent.physical_interface_mappings.contains_key(p) {
+                        errs.push(format!(
+                            "{}: physical network {p:?} has no mapping in physical_interface_mappings",
+                            n.name
+                        ));
+                    }
+                    if !cfg.ml2.flat_networks.iter().any(|f| f == p || f == "*") {
+                        errs.push(format!(
+                            "{}: physical network {p:?} is not in flat_networks",
+                            n.name
+                        ));
+                    }
+                }
+            },
+        }
+        let ty = match n.network_type {
+            NetworkType::Flat => "flat",
+            NetworkType::Vxlan => "vxlan",
+        };
+        if !cfg.ml2.type_drivers.iter().any(|d| d == ty) {
+            errs.push(format!("{}: type {ty} is not in type_drivers", n.name));
+        }
+    }
+    let mut used_ips = BTreeSet::new();
+    let mut claim = |errs: &mut Vec<String>, net: &str, ip: std::net::IpAddr, who: &str| {
+        if !used_ips.insert((net.to_owned(), ip)) {
+            errs.push(format!("{who}: address {ip} on {net} is used twice"));
+        }
+    };
+    for r in &t.routers {
+        for (leg, external) in r
+            .gateway
+            .iter()
+            .map(|g| (g, true))
+            .chain(r.interfaces.iter().map(|i| (i, false)))
+        {
+            match t.network(&leg.network) {
+                None => errs.push(format!("router {}: no network {:?}", r.name, leg.network)),
+                Some(n) => {
+                    if external && !n.external {
+                        errs.push(format!(
+                            "router {}: gateway network {} is not external",
+                            r.name, n.name
+                        ));
+                    }
+                    if !n.subnet.cidr.contains(&leg.ip) {
+                        errs.push(format!(
+                            "router {}: {} is outside {} ({})",
+                            r.name, leg.ip, n.name, n.subnet.cidr
+                        ));
+                    }
+                    claim(&mut errs, &n.name, leg.ip, &format!("router {}", r.name));
+                }
+            }
+        }
+    }
+    for i in &t.instances {
+        if t.node(&i.node).is_none() {
+            errs.push(format!("instance {}: no node {:?}", i.name, i.node));
+        }
+        match t.network(&i.network) {
+            None => errs.push(format!("instance {}: no network {:?}", i.name, i.network)),
+            Some(n) => {
+                if !n.subnet.cidr.contains(&i.ip) {
+                    errs.push(format!(
+                        "instance {}: {} is outside {} ({})",
+                        i.name, i.ip, n.name, n.subnet.cidr
+                    ));
+                }
+                claim(&mut errs, &n.name, i.ip, &format!("instance {}", i.name));
+            }
+        }
+        if let Some(fip) = i.floating_ip {
+            let ext = t
+                .networks
+                .iter()
+                .find(|n| n.external && n.subnet.cidr.contains(&fip));
+            match ext {
+                Some(n) if in_pool(&n.subnet, fip) => claim(&mut errs, &n.name, fip, &format!("instance {}", i.name)),
+                _ => errs.push(format!(
+                    "instance {}: floating IP {fip} is outside every external network's allocation pool",
+                    i.name
+                )),
+            }
+        }
+    }
+    if let Some(c) = &t.cinder {
+        if t.node(&c.node).is_none() {
+            errs.push(format!("cinder: no node {:?}", c.node));
+        }
+    }
+    errs
+}

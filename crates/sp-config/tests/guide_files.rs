@@ -1,0 +1,213 @@
+//! The guide's own files, as the guide writes them, and the topology checks.
+
+use std::path::{Path, PathBuf};
+
+use sp_config::topology::{Pool, Topology};
+use sp_config::{validate, GuideConfig};
+
+fn guide_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide")
+}
+
+fn guide() -> GuideConfig {
+    GuideConfig::load(&guide_root()).expect("the guide's files parse")
+}
+
+#[test]
+fn the_guides_files_read_as_the_agents_read_them() {
+    let c = guide();
+    assert_eq!(
+        c.agent
+            .physical_interface_mappings
+            .get("public")
+            .map(String::as_str),
+        Some("eth0")
+    );
+    assert!(c.agent.enable_vxlan && c.agent.l2_population);
+    assert_eq!(c.agent.local_ip, Some("10.0.0.101".parse().unwrap()));
+    assert_eq!(c.ml2.type_drivers, ["flat", "vxlan"]);
+    assert_eq!(c.ml2.flat_networks, ["public"]);
+    assert_eq!(c.ml2.vni_ranges, [1..=1000]);
+    assert_eq!(c.l3.external_network_bridge, "");
+    assert!(c.dhcp.enable_isolated_metadata);
+    assert_eq!(
+        c.dhcp.dnsmasq_config_file.as_deref(),
+        Some(Path::new("/etc/neutron/dnsmasq-neutron.conf"))
+    );
+    assert_eq!(
+        c.dhcp.forced_mtu,
+        Some(1450),
+        "dhcp-option-force=26,1450 read through --config-dir"
+    );
+    assert_eq!(c.cinder.volume_group, "cinder-volumes");
+}
+
+/// A copy of the guide's files with one file replaced.
+fn with_file(rel: &str, text: &str) -> (PathBuf, Result<GuideConfig, sp_config::ConfigError>) {
+    let dir = std::env::temp_dir().join(format!(
+        "sp-config-{}-{}",
+        std::process::id(),
+        rel.replace('/', "_")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["neutron/plugins/ml2", "cinder"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    for f in [
+        "neutron/plugins/ml2/ml2_conf.ini",
+        "neutron/plugins/ml2/linuxbridge_agent.ini",
+        "neutron/l3_agent.ini",
+        "neutron/dhcp_agent.ini",
+        "neutron/dnsmasq-neutron.conf",
+        "cinder/cinder.conf",
+    ] {
+        std::fs::copy(guide_root().join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(dir.join(rel), text).unwrap();
+    let res = GuideConfig::load(&dir);
+    (dir, res)
+}
+
+#[test]
+fn malformed_files_name_file_and_line() {
+    let (dir, res) = with_file(
+        "neutron/plugins/ml2/linuxbridge_agent.ini",
+        "[linux_bridge]\nphysical_interface_mappings = public\n",
+    );
+    let e = res.unwrap_err();
+    assert_eq!(
+        e.file,
+        dir.join("neutron/plugins/ml2/linuxbridge_agent.ini")
+    );
+    assert_eq!(e.line, 2);
+    assert!(
+        e.to_string()
+            .contains("\"public\" is not PHYSNET:INTERFACE"),
+        "{e}"
+    );
+
+    let (_, res) = with_file(
+        "neutron/plugins/ml2/ml2_conf.ini",
+        "[ml2_type_vxlan]\nvni_ranges = 1000:1\n",
+    );
+    assert!(res
+        .unwrap_err()
+        .to_string()
+        .ends_with(":2: vni_ranges: \"1000:1\" is not MIN:MAX within 1–16777215"));
+
+    let (_, res) = with_file(
+        "neutron/dhcp_agent.ini",
+        "[DEFAULT]\nenable_isolated_metadata = sure\n",
+    );
+    assert!(res
+        .unwrap_err()
+        .to_string()
+        .contains(":2: DEFAULT.enable_isolated_metadata: \"sure\" is not a boolean"));
+
+    let (_, res) = with_file(
+        "neutron/plugins/ml2/linuxbridge_agent.ini",
+        "[vxlan]\nlocal_ip = 10.0.0.300\n",
+    );
+    assert!(res
+        .unwrap_err()
+        .to_string()
+        .contains(":2: vxlan.local_ip: \"10.0.0.300\" is not an IP address"));
+
+    let (_, res) = with_file("neutron/dnsmasq-neutron.conf", "dhcp-option-force=26,big\n");
+    assert!(res
+        .unwrap_err()
+        .to_string()
+        .contains("dnsmasq-neutron.conf:1: DHCP option 26 (MTU) needs a number"));
+
+    let (dir, res) = with_file("neutron/l3_agent.ini", "[DEFAULT\n");
+    let e = res.unwrap_err();
+    assert_eq!(
+        (e.file.clone(), e.line),
+        (dir.join("neutron/l3_agent.ini"), 1)
+    );
+}
+
+#[test]
+fn the_documented_topology_is_the_built_in_one() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/topology.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        Topology::parse(&text, "docs/topology.toml").unwrap(),
+        Topology::guide()
+    );
+    assert_eq!(validate(&Topology::guide(), &guide()), Vec::<String>::new());
+    let err = Topology::parse("[[nodes]]\nname = 1\n", "t.toml").unwrap_err();
+    assert!(err.starts_with("t.toml:"), "{err}");
+    let err = Topology::parse(
+        &text.replace(
+            "tunnel_ip = \"10.0.0.102\"",
+            "tunnel_ip = \"10.0.0.102\"\ncolour = \"red\"",
+        ),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert!(err.contains("unknown field `colour`"), "{err}");
+}
+
+fn problems(edit: impl FnOnce(&mut Topology)) -> Vec<String> {
+    let mut t = Topology::guide();
+    edit(&mut t);
+    validate(&t, &guide())
+}
+
+#[test]
+fn bad_topologies_are_refused_before_any_change() {
+    let ip = |s: &str| s.parse().unwrap();
+    assert_eq!(
+        problems(|t| t.networks[1].subnet.cidr = "10.0.0.128/25".parse().unwrap()),
+        [
+            "subnets of ext-net (10.0.0.0/24) and demo-net (10.0.0.128/25) overlap",
+            "demo-net: gateway 192.168.0.1 is not a host address of 10.0.0.128/25",
+            "router demo-router: 192.168.0.1 is outside demo-net (10.0.0.128/25)",
+            "instance vm1: 192.168.0.3 is outside demo-net (10.0.0.128/25)",
+        ]
+    );
+    assert_eq!(
+        problems(|t| t.networks[1].subnet.gateway = Some(ip("192.168.1.1"))),
+        ["demo-net: gateway 192.168.1.1 is not a host address of 192.168.0.0/24"]
+    );
+    assert_eq!(
+        problems(|t| t.networks[0].subnet.allocation_pools = vec![Pool {
+            start: ip("10.0.0.200"),
+            end: ip("10.0.1.250")
+        }]),
+        ["ext-net: pool 10.0.0.200–10.0.1.250 is not within 10.0.0.0/24"]
+    );
+    assert_eq!(
+        problems(|t| t.networks[1].segmentation_id = Some(5000)),
+        ["demo-net: VNI 5000 is outside vni_ranges (1:1000)"]
+    );
+    assert_eq!(
+        problems(|t| t.networks[0].physical_network = Some("provider".into())),
+        [
+            "ext-net: physical network \"provider\" has no mapping in physical_interface_mappings",
+            "ext-net: physical network \"provider\" is not in flat_networks",
+        ]
+    );
+    assert_eq!(
+        problems(|t| t.instances[0].floating_ip = Some(ip("10.0.0.100"))),
+        ["instance vm1: floating IP 10.0.0.100 is outside every external network's allocation pool"]
+    );
+    assert_eq!(
+        problems(|t| t.instances[0].floating_ip = Some(ip("10.0.0.200"))),
+        ["instance vm1: address 10.0.0.200 on ext-net is used twice"]
+    );
+    assert_eq!(
+        problems(|t| t.instances[0].node = "compute2".into()),
+        ["instance vm1: no node \"compute2\""]
+    );
+    assert_eq!(
+        problems(|t| t.routers[0].gateway.as_mut().unwrap().network = "demo-net".into()),
+        [
+            "router demo-router: gateway network demo-net is not external",
+            "router demo-router: 10.0.0.200 is outside demo-net (192.168.0.0/24)",
+        ]
+    );
+}
