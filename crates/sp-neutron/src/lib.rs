@@ -3,6 +3,8 @@
 //! `qdhcp-<network id>`, `snat-<router id>`, `fip-<external network id>`; devices
 //! prefix + the first 11 characters of a port or network id, always within IFNAMSIZ.
 
+pub mod dhcp;
+
 use serde::Serialize;
 
 /// Longest interface name the kernel accepts (IFNAMSIZ 16 minus the NUL).
