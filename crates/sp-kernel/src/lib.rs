@@ -1,1 +1,3 @@
 //! Layer 1: typed kernel interfaces.
+
+pub mod loopdev;
