@@ -286,6 +286,17 @@ impl VgMeta {
         dev_size: u64,
         pe_count: u64,
     ) -> Result<(), FormatError> {
+        self.update_pv(
+            key,
+            &[
+                ("dev_size", Value::int(dev_size)),
+                ("pe_count", Value::int(pe_count)),
+            ],
+        )
+    }
+
+    /// Sets fields of the PV section `key` (e.g. the `device` hint).
+    pub fn update_pv(&mut self, key: &str, fields: &[(&str, Value)]) -> Result<(), FormatError> {
         let pv = self
             .vg_mut()
             .iter_mut()
@@ -300,8 +311,9 @@ impl VgMeta {
                 })
             })
             .ok_or_else(|| FormatError::Metadata(format!("no PV {key}")))?;
-        set(pv, "dev_size", Value::int(dev_size));
-        set(pv, "pe_count", Value::int(pe_count));
+        for (field, value) in fields {
+            set(pv, field, value.clone());
+        }
         Ok(())
     }
 
