@@ -38,8 +38,10 @@ pub struct PvReport {
     /// `/dev/loopN` when bound.
     pub device: Option<PathBuf>,
     pub file: Option<PathBuf>,
-    /// `pv_size` in bytes (the metadata's `dev_size`).
+    /// `pv_size` in bytes as `pvs` reports it for a PV in a VG: `pe_count` extents.
     pub size: u64,
+    /// The metadata's `dev_size`, in bytes.
+    pub recorded_size: u64,
     /// Size of the backing file in bytes (`dev_size` of `pvs`).
     pub file_size: Option<u64>,
     /// Bytes.
@@ -63,7 +65,8 @@ pub fn report(vg: &FoundVg) -> Result<VgReport> {
                 uuid: pv.meta.id.to_string(),
                 device: pv.disk.as_ref().and_then(|d| d.dev).map(|d| d.path()),
                 file: pv.disk.as_ref().map(|d| d.file.clone()),
-                size: pv.meta.dev_size * SECTOR,
+                size: pv.meta.pe_count * extent,
+                recorded_size: pv.meta.dev_size * SECTOR,
                 file_size: pv.disk.as_ref().map(|d| d.file_size),
                 pe_start: pv.meta.pe_start * SECTOR,
                 pe_count: pv.meta.pe_count,
