@@ -58,7 +58,9 @@ enum Command {
         preallocate: bool,
     },
     /// Add space: a new backing file <NAME>02, 03, … as a new PV (default), or --grow.
-    #[command(after_help = "Examples: loopvg extend cinder-volumes +5G\n          loopvg extend cinder-volumes +5G --grow")]
+    #[command(
+        after_help = "Examples: loopvg extend cinder-volumes +5G\n          loopvg extend cinder-volumes +5G --grow"
+    )]
     Extend {
         name: String,
         /// Space to add, e.g. +5G.
@@ -74,7 +76,9 @@ enum Command {
         name: Option<String>,
     },
     /// Bind every backing file of a VG to a loop device again (after a reboot).
-    #[command(after_help = "Example: loopvg activate --all   (what the systemd unit runs at boot)")]
+    #[command(
+        after_help = "Example: loopvg activate --all   (what the systemd unit runs at boot)"
+    )]
     Activate {
         /// The VG to activate.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -181,7 +185,11 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
                 println!(
                     "removed volume group {}; {} {}",
                     r.name,
-                    if r.files_kept { "kept (wiped)" } else { "deleted" },
+                    if r.files_kept {
+                        "kept (wiped)"
+                    } else {
+                        "deleted"
+                    },
                     r.files
                         .iter()
                         .map(|f| f.display().to_string())

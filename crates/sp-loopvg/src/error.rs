@@ -8,7 +8,9 @@ use sp_lvm::FormatError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("loopvg must run as root (it binds loop devices and takes LVM's locks in /run/lock/lvm)")]
+    #[error(
+        "loopvg must run as root (it binds loop devices and takes LVM's locks in /run/lock/lvm)"
+    )]
     NotRoot,
     #[error("invalid volume group name {name:?}: {reason}")]
     InvalidName { name: String, reason: String },
@@ -25,9 +27,7 @@ pub enum Error {
     FileExists(PathBuf),
     #[error("{0} is a symbolic link; loopvg never follows links for backing files")]
     Symlink(PathBuf),
-    #[error(
-        "not enough space in {dir}: {need} requested, {free} available on that filesystem"
-    )]
+    #[error("not enough space in {dir}: {need} requested, {free} available on that filesystem")]
     NoSpace {
         dir: PathBuf,
         need: String,

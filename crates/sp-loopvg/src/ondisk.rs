@@ -200,7 +200,12 @@ impl From<&PvOnDisk> for Target {
 
 /// Writes `meta` to every area of every target. Returns `Err` with `committed` telling
 /// how many headers (commit points) were written before the failure.
-pub fn commit(io_: &dyn DiskIo, targets: &[Target], meta: &VgMeta, committed: &mut usize) -> Result<()> {
+pub fn commit(
+    io_: &dyn DiskIo,
+    targets: &[Target],
+    meta: &VgMeta,
+    committed: &mut usize,
+) -> Result<()> {
     let text = meta.to_text();
     let mut open = Vec::new();
     for t in targets {
@@ -223,13 +228,15 @@ pub fn commit(io_: &dyn DiskIo, targets: &[Target], meta: &VgMeta, committed: &m
         open.push((disk, headers, &t.path));
     }
     for (disk, _, path) in &open {
-        disk.sync().map_err(io(format!("sync {}", path.display())))?;
+        disk.sync()
+            .map_err(io(format!("sync {}", path.display())))?;
     }
     for (disk, headers, path) in &open {
         for h in headers {
             disk.write_at(&h.encode(), h.start)
                 .map_err(io(format!("commit metadata on {}", path.display())))?;
-            disk.sync().map_err(io(format!("sync {}", path.display())))?;
+            disk.sync()
+                .map_err(io(format!("sync {}", path.display())))?;
             *committed += 1;
         }
     }
@@ -238,7 +245,9 @@ pub fn commit(io_: &dyn DiskIo, targets: &[Target], meta: &VgMeta, committed: &m
 
 /// Writes a new PV's label and empty area header (before its VG metadata), synced.
 pub fn write_new_pv(io_: &dyn DiskIo, path: &Path, label: &PvLabel) -> Result<Vec<MdaHeader>> {
-    let disk = io_.open(path).map_err(io(format!("open {}", path.display())))?;
+    let disk = io_
+        .open(path)
+        .map_err(io(format!("open {}", path.display())))?;
     let mdas: Vec<MdaHeader> = label
         .metadata_areas
         .iter()
@@ -250,7 +259,8 @@ pub fn write_new_pv(io_: &dyn DiskIo, path: &Path, label: &PvLabel) -> Result<Ve
         disk.write_at(&h.encode(), h.start)
             .map_err(io(format!("write metadata header to {}", path.display())))?;
     }
-    disk.sync().map_err(io(format!("sync {}", path.display())))?;
+    disk.sync()
+        .map_err(io(format!("sync {}", path.display())))?;
     Ok(mdas)
 }
 

@@ -389,7 +389,11 @@ impl Loopvg<'_> {
         let vg = self.find(name)?;
         let disks = vg.disks(true)?;
         let (last_pv, last) = (vg.pvs.last().expect("a PV"), *disks.last().expect("a PV"));
-        if last.mdas.iter().any(|m| m.start > last.label.metadata_areas[0].offset) {
+        if last
+            .mdas
+            .iter()
+            .any(|m| m.start > last.label.metadata_areas[0].offset)
+        {
             return Err(Error::InUse {
                 vg: name.to_string(),
                 what: format!(
@@ -452,13 +456,22 @@ impl Loopvg<'_> {
         require_root()?;
         let vgs = match name {
             Some(n) => vec![self.find(n)?],
-            None => scan(&self.dir)?,
+            None => {
+                let dir = fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+                let in_dir =
+                    |d: &PvOnDisk| d.file.starts_with(&dir) || d.file.starts_with(&self.dir);
+                scan(&self.dir)?
+                    .into_iter()
+                    .filter(|v| v.pvs.iter().any(|p| p.disk.as_ref().is_some_and(in_dir)))
+                    .collect()
+            }
         };
         let mut names = Vec::new();
         for vg in &vgs {
             let _locks = lock_vg(&self.lock_dir, vg.name())?;
             for disk in vg.disks(false)? {
-                if disk.dev.is_none() && loopdev::find_by_file(&disk.file).ok().flatten().is_none() {
+                if disk.dev.is_none() && loopdev::find_by_file(&disk.file).ok().flatten().is_none()
+                {
                     let file = open_backing(&disk.file)?;
                     loopdev::attach(&file, &disk.file)?;
                 }
@@ -517,14 +530,18 @@ impl Loopvg<'_> {
         let devs = self.bound_unheld(&vg)?;
         for d in &disks {
             let path = d.write_path();
-            let disk = self.io.open(&path).map_err(io(format!("open {}", path.display())))?;
+            let disk = self
+                .io
+                .open(&path)
+                .map_err(io(format!("open {}", path.display())))?;
             for h in &d.mdas {
                 disk.write_at(&[0u8; 512], h.start)
                     .map_err(io(format!("wipe {}", path.display())))?;
             }
             disk.write_at(&[0u8; 512], d.label.byte_offset())
                 .map_err(io(format!("wipe {}", path.display())))?;
-            disk.sync().map_err(io(format!("sync {}", path.display())))?;
+            disk.sync()
+                .map_err(io(format!("sync {}", path.display())))?;
         }
         for d in &devs {
             d.detach()?;

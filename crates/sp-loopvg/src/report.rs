@@ -88,7 +88,10 @@ pub fn report(vg: &FoundVg) -> Result<VgReport> {
         size: extent_count * extent,
         free: free_count * extent,
         lv_count: vg.meta.lv_count(),
-        active: vg.pvs.iter().all(|p| p.disk.as_ref().is_some_and(|d| d.dev.is_some())),
+        active: vg
+            .pvs
+            .iter()
+            .all(|p| p.disk.as_ref().is_some_and(|d| d.dev.is_some())),
         pvs,
     })
 }

@@ -33,7 +33,10 @@ pub fn parse_size(input: &str, relative: bool) -> Result<u64, String> {
             ))
         }
     };
-    if !matches!(chars.as_str().to_ascii_lowercase().as_str(), "" | "b" | "ib") {
+    if !matches!(
+        chars.as_str().to_ascii_lowercase().as_str(),
+        "" | "b" | "ib"
+    ) {
         return Err(format!("unknown unit {unit:?}: write e.g. 5G or 5GiB"));
     }
     if n == 0 {
