@@ -51,6 +51,7 @@ enum Command {
         /// VG name (cinder.conf volume_group, e.g. cinder-volumes).
         name: String,
         /// Size of the backing file, e.g. 20G.
+        #[arg(allow_hyphen_values = true)]
         size: String,
         /// Reserve the blocks now (fallocate; zeros are written, with progress, where
         /// the filesystem cannot) instead of a sparse file.
