@@ -123,6 +123,19 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// The metadata section of a PV this run made: the whole file, extents from 1 MiB.
+fn new_pv_meta(pv: &PvOnDisk, extent_size: u64) -> PvMeta {
+    let sectors = pv.file_size / SECTOR;
+    PvMeta {
+        key: String::new(),
+        id: pv.label.pv_uuid,
+        device: pv.write_path().display().to_string(),
+        dev_size: sectors,
+        pe_start: DEFAULT_PE_START_SECTORS,
+        pe_count: vg::pe_count(sectors, DEFAULT_PE_START_SECTORS, extent_size),
+    }
+}
+
 /// Bytes available to unprivileged writers on the filesystem holding `dir`.
 fn free_space(dir: &Path) -> Result<u64> {
     let st = nix::sys::statvfs::statvfs(dir)
@@ -306,24 +319,29 @@ impl Loopvg<'_> {
         fs::create_dir_all(&self.dir).map_err(io(format!("create {}", self.dir.display())))?;
         check_space(&self.dir, size)?;
         let (mut guard, pv) = self.new_pv(&path, size, preallocate)?;
-        let sectors = size / SECTOR;
         let meta = VgMeta::new(
             name,
             random_uuid()?,
             DEFAULT_EXTENT_SECTORS,
-            &[PvMeta {
-                key: String::new(),
-                id: pv.label.pv_uuid,
-                device: pv.write_path().display().to_string(),
-                dev_size: sectors,
-                pe_start: DEFAULT_PE_START_SECTORS,
-                pe_count: vg::pe_count(sectors, DEFAULT_PE_START_SECTORS, DEFAULT_EXTENT_SECTORS),
-            }],
+            &[new_pv_meta(&pv, DEFAULT_EXTENT_SECTORS)],
             &self.writer(),
         )?;
+        self.commit_vg(name, &[Target::from(&pv)], &meta, &mut guard.keep)
+    }
+
+    /// Commits `meta` to `targets`. Once any header carries it, `keep` is set: what this
+    /// run added (a new file, a grown file) is part of the VG from then on.
+    fn commit_vg(
+        &self,
+        name: &str,
+        targets: &[Target],
+        meta: &VgMeta,
+        keep: &mut bool,
+    ) -> Result<VgReport> {
         let mut committed = 0;
-        commit(self.io, &[Target::from(&pv)], &meta, &mut committed)?;
-        guard.keep = true;
+        let result = commit(self.io, targets, meta, &mut committed);
+        *keep = committed > 0;
+        result?;
         touch_newhints();
         self.reread(name)
     }
@@ -357,24 +375,10 @@ impl Loopvg<'_> {
         check_space(&dir, size)?;
         let (mut guard, pv) = self.new_pv(&path, size, false)?;
         let mut meta = self.next_version(&vg, &disks)?;
-        let sectors = size / SECTOR;
-        meta.add_pv(&PvMeta {
-            key: String::new(),
-            id: pv.label.pv_uuid,
-            device: pv.write_path().display().to_string(),
-            dev_size: sectors,
-            pe_start: DEFAULT_PE_START_SECTORS,
-            pe_count: vg::pe_count(sectors, DEFAULT_PE_START_SECTORS, vg.meta.extent_size()),
-        })?;
+        meta.add_pv(&new_pv_meta(&pv, vg.meta.extent_size()))?;
         let mut targets: Vec<Target> = disks.iter().map(|d| Target::from(*d)).collect();
         targets.push(Target::from(&pv));
-        let mut committed = 0;
-        let result = commit(self.io, &targets, &meta, &mut committed);
-        // Once one header carries the new seqno the new PV is part of the VG: keep it.
-        guard.keep = committed > 0;
-        result?;
-        touch_newhints();
-        self.reread(name)
+        self.commit_vg(name, &targets, &meta, &mut guard.keep)
     }
 
     /// `loopvg extend NAME +SIZE --grow`: grows the last backing file, refreshes the loop
@@ -433,12 +437,7 @@ impl Loopvg<'_> {
             vg::pe_count(sectors, pe_start, vg.meta.extent_size()),
         )?;
         let targets: Vec<Target> = disks.iter().map(|d| Target::from(*d)).collect();
-        let mut committed = 0;
-        let result = commit(self.io, &targets, &meta, &mut committed);
-        grown.keep = committed > 0;
-        result?;
-        touch_newhints();
-        self.reread(name)
+        self.commit_vg(name, &targets, &meta, &mut grown.keep)
     }
 
     /// `loopvg list [NAME]`.
@@ -469,11 +468,23 @@ impl Loopvg<'_> {
         let mut names = Vec::new();
         for vg in &vgs {
             let _locks = lock_vg(&self.lock_dir, vg.name())?;
+            let mut bound = Vec::new();
             for disk in vg.disks(false)? {
-                if disk.dev.is_none() && loopdev::find_by_file(&disk.file).ok().flatten().is_none()
+                if disk.dev.is_some() || loopdev::find_by_file(&disk.file).ok().flatten().is_some()
                 {
-                    let file = open_backing(&disk.file)?;
-                    loopdev::attach(&file, &disk.file)?;
+                    continue;
+                }
+                let attached = open_backing(&disk.file)
+                    .and_then(|file| Ok(loopdev::attach(&file, &disk.file)?));
+                match attached {
+                    Ok(dev) => bound.push(dev),
+                    Err(e) => {
+                        // all or nothing for this VG
+                        for dev in bound {
+                            let _ = dev.detach();
+                        }
+                        return Err(e);
+                    }
                 }
             }
             names.push(vg.name().to_string());

@@ -127,7 +127,7 @@ fn text_placement_matches_lvm2() {
         assert_eq!(writes[0].offset, DEFAULT_MDA_START + at as u64);
         h.committed = Some(locn);
         copies += 1;
-        at = at + len.next_multiple_of(512);
+        at += len.next_multiple_of(512);
     }
     assert_eq!(copies, 4);
     assert_eq!(h, header(LVS_PV0));
