@@ -2,14 +2,15 @@
 //! tests wrap it in [`FailAfter`] to fail every write after the first `n`, which is how
 //! the crash matrix is driven.
 
-use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
-/// One open device (a `/dev/loopN` or a backing file).
-pub trait Disk {
+/// One open device (a `/dev/loopN` or a backing file). `Sync` so the syncs of several
+/// devices can run side by side.
+pub trait Disk: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes every write so far durable (fsync).
@@ -17,7 +18,7 @@ pub trait Disk {
 }
 
 /// Opens devices for metadata I/O.
-pub trait DiskIo {
+pub trait DiskIo: Sync {
     fn open(&self, path: &Path) -> io::Result<Box<dyn Disk + '_>>;
 }
 
@@ -54,29 +55,29 @@ impl DiskIo for RealIo {
 /// write and sync after it, like a device that died (or a process that was killed).
 pub struct FailAfter<'a> {
     inner: &'a dyn DiskIo,
-    left: Cell<usize>,
-    done: Cell<usize>,
-    failed: Cell<bool>,
+    left: AtomicUsize,
+    done: AtomicUsize,
+    failed: AtomicBool,
 }
 
 impl<'a> FailAfter<'a> {
     pub fn new(inner: &'a dyn DiskIo, writes: usize) -> Self {
         FailAfter {
             inner,
-            left: Cell::new(writes),
-            done: Cell::new(0),
-            failed: Cell::new(false),
+            left: AtomicUsize::new(writes),
+            done: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
         }
     }
 
     /// Writes that went through.
     pub fn writes_done(&self) -> usize {
-        self.done.get()
+        self.done.load(SeqCst)
     }
 
     /// Whether the injected failure happened.
     pub fn tripped(&self) -> bool {
-        self.failed.get()
+        self.failed.load(SeqCst)
     }
 }
 
@@ -91,19 +92,21 @@ impl Disk for FailingDisk<'_> {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let left = self.owner.left.get();
-        if left == 0 {
-            self.owner.failed.set(true);
+        let o = self.owner;
+        if o.left
+            .fetch_update(SeqCst, SeqCst, |l| l.checked_sub(1))
+            .is_err()
+        {
+            o.failed.store(true, SeqCst);
             return Err(io::Error::other("injected write failure"));
         }
         self.inner.write_at(buf, offset)?;
-        self.owner.left.set(left - 1);
-        self.owner.done.set(self.owner.done.get() + 1);
+        o.done.fetch_add(1, SeqCst);
         Ok(())
     }
 
     fn sync(&self) -> io::Result<()> {
-        if self.owner.failed.get() {
+        if self.owner.failed.load(SeqCst) {
             return Err(io::Error::other("injected sync failure"));
         }
         self.inner.sync()

@@ -1,6 +1,6 @@
 //! Reading PVs and VGs from backing files and loop devices, and writing new metadata in
-//! lvm2's order: text into every metadata area, sync, then each area header (the commit
-//! point), synced one by one.
+//! lvm2's order: text into every metadata area, sync, then the area headers (the commit
+//! point), sync.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -54,13 +54,22 @@ impl PvOnDisk {
         };
         let mut mdas = Vec::new();
         let mut meta = None;
+        let read = |buf: &mut [u8], at: u64| {
+            Disk::read_at(&f, buf, at).map_err(io(format!("read metadata of {}", file.display())))
+        };
         for area in &label.metadata_areas {
-            let mut buf = vec![0u8; area.size as usize];
-            Disk::read_at(&f, &mut buf, area.offset)
-                .map_err(io(format!("read metadata area of {}", file.display())))?;
-            let h = MdaHeader::decode(&buf, area.offset)?;
+            let mut sector = [0u8; SECTOR as usize];
+            read(&mut sector, area.offset)?;
+            let h = MdaHeader::decode(&sector, area.offset)?;
             if meta.is_none() {
-                if let Some(text) = h.committed_text(&buf)? {
+                if let Some(pieces) = h.committed_pieces()? {
+                    let mut text = Vec::new();
+                    for (at, len) in pieces {
+                        let mut piece = vec![0u8; len as usize];
+                        read(&mut piece, at)?;
+                        text.extend_from_slice(&piece);
+                    }
+                    h.check_text(&text)?;
                     meta = Some(VgMeta::parse(&text)?);
                 }
             }
@@ -227,23 +236,38 @@ pub fn commit(
         }
         open.push((disk, headers, &t.path));
     }
-    for (disk, _, path) in &open {
-        disk.sync()
-            .map_err(io(format!("sync {}", path.display())))?;
-    }
+    sync_each(&open)?;
+    // The commit: one sector per area header. Any subset of them landing is readable
+    // (lvm2 takes the highest seqno), so they are all written, then synced.
     for (disk, headers, path) in &open {
         for h in headers {
             disk.write_at(&h.encode(), h.start)
                 .map_err(io(format!("commit metadata on {}", path.display())))?;
-            disk.sync()
-                .map_err(io(format!("sync {}", path.display())))?;
             *committed += 1;
         }
     }
-    Ok(())
+    sync_each(&open)
 }
 
-/// Writes a new PV's label and empty area header (before its VG metadata), synced.
+/// Syncs every device side by side (the filesystem under the loop devices can then
+/// commit them together) and reports the first failure.
+fn sync_each<T: Sync>(open: &[(Box<dyn Disk + '_>, T, &PathBuf)]) -> Result<()> {
+    std::thread::scope(|scope| {
+        let syncs: Vec<_> = open
+            .iter()
+            .map(|(disk, _, path)| {
+                scope.spawn(move || disk.sync().map_err(io(format!("sync {}", path.display()))))
+            })
+            .collect();
+        syncs
+            .into_iter()
+            .map(|t| t.join().expect("sync thread"))
+            .collect::<Result<Vec<()>>>()
+            .map(drop)
+    })
+}
+
+/// Writes a new PV's label and empty area header (before its VG metadata).
 pub fn write_new_pv(io_: &dyn DiskIo, path: &Path, label: &PvLabel) -> Result<Vec<MdaHeader>> {
     let disk = io_
         .open(path)
@@ -259,8 +283,7 @@ pub fn write_new_pv(io_: &dyn DiskIo, path: &Path, label: &PvLabel) -> Result<Ve
         disk.write_at(&h.encode(), h.start)
             .map_err(io(format!("write metadata header to {}", path.display())))?;
     }
-    disk.sync()
-        .map_err(io(format!("sync {}", path.display())))?;
+    // Synced with the text by `commit`, before any header points at it.
     Ok(mdas)
 }
 

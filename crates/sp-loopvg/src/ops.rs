@@ -255,7 +255,8 @@ impl Loopvg<'_> {
         if preallocate {
             self.preallocate(&file, size)?;
         }
-        file.sync_all().map_err(io("sync the backing file"))?;
+        // The size becomes durable with the first sync of the loop device (loop turns a
+        // flush into fsync of the file); the directory entry needs its own sync.
         if let Some(parent) = path.parent() {
             sync_dir(parent)?;
         }

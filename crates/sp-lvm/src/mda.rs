@@ -117,24 +117,52 @@ impl MdaHeader {
         (self.size - MDA_HEADER_SIZE) / 2 - SECTOR
     }
 
-    /// The committed text (NUL included), checked against its checksum. `area` holds the
-    /// whole area, read from `start`.
-    pub fn committed_text(&self, area: &[u8]) -> Result<Option<Vec<u8>>, FormatError> {
+    /// Where the committed text is, as absolute `(offset, length)` pieces (two when it
+    /// wraps), or `None` when the area holds no (or ignored) metadata.
+    pub fn committed_pieces(&self) -> Result<Option<Vec<(u64, u64)>>, FormatError> {
         let Some(rl) = self.committed.filter(|rl| rl.flags & RAW_LOCN_IGNORED == 0) else {
             return Ok(None);
         };
-        if area.len() < self.size as usize || rl.size > self.size - MDA_HEADER_SIZE {
+        if rl.offset < MDA_HEADER_SIZE
+            || rl.offset >= self.size
+            || rl.size > self.size - MDA_HEADER_SIZE
+        {
             return Err(FormatError::MdaHeader(
                 "text location outside the area".into(),
             ));
         }
-        let mut text = Vec::with_capacity(rl.size as usize);
-        for (off, len) in self.pieces(rl.offset, rl.size) {
-            text.extend_from_slice(&area[off as usize..(off + len) as usize]);
+        Ok(Some(
+            self.pieces(rl.offset, rl.size)
+                .into_iter()
+                .map(|(off, len)| (self.start + off, len))
+                .collect(),
+        ))
+    }
+
+    /// Checks text read from [`committed_pieces`](Self::committed_pieces) against the
+    /// committed checksum.
+    pub fn check_text(&self, text: &[u8]) -> Result<(), FormatError> {
+        match self.committed {
+            Some(rl) if rl.size == text.len() as u64 && crc::calc(text) == rl.checksum => Ok(()),
+            _ => Err(FormatError::TextChecksum),
         }
-        if crc::calc(&text) != rl.checksum {
-            return Err(FormatError::TextChecksum);
+    }
+
+    /// The committed text (NUL included), checked. `area` holds the whole area, read
+    /// from `start`.
+    pub fn committed_text(&self, area: &[u8]) -> Result<Option<Vec<u8>>, FormatError> {
+        let Some(pieces) = self.committed_pieces()? else {
+            return Ok(None);
+        };
+        if area.len() < self.size as usize {
+            return Err(FormatError::MdaHeader("area shorter than its size".into()));
         }
+        let mut text = Vec::new();
+        for (off, len) in pieces {
+            let at = (off - self.start) as usize;
+            text.extend_from_slice(&area[at..at + len as usize]);
+        }
+        self.check_text(&text)?;
         Ok(Some(text))
     }
 
