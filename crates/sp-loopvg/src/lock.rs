@@ -1,6 +1,7 @@
 //! LVM's own file locks (lvm2 `lib/locking/file_locking.c`): `flock` on
 //! `<locking_dir>/P_global` and `<locking_dir>/V_<vg>`, so real lvm2 commands and other
-//! loopvg runs are excluded while we write.
+//! loopvg runs are excluded while we write. lvm2 2.03 takes `<name>:aux` first while it
+//! waits (write priority); we do the same.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -15,8 +16,22 @@ pub const DEFAULT_LOCK_DIR: &str = "/run/lock/lvm";
 
 /// Held locks, released on drop (global last).
 pub struct Locks {
-    _vg: Flock<File>,
+    _vg: VgLock,
     _global: Flock<File>,
+}
+
+/// The VG lock; its file is removed while still held on release, as lvm2 does
+/// (`_undo_flock`), so lock files of VGs do not pile up. Waiters notice the unlinked
+/// file and take the lock again on a new one.
+struct VgLock {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Drop for VgLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
 }
 
 /// Takes `P_global` then `V_<vg>`, both exclusive, blocking like lvm2 does. Creates the
@@ -32,12 +47,27 @@ pub fn lock_vg(lock_dir: &Path, vg: &str) -> Result<Locks> {
             Err(e) => return Err(io(format!("create {}", lock_dir.display()))(e)),
         }
     }
-    let global = flock(&lock_dir.join("P_global"))?;
-    let vg = flock(&lock_dir.join(format!("V_{vg}")))?;
+    let global = write_priority_lock(lock_dir, "P_global")?;
+    let name = format!("V_{vg}");
+    let vg = VgLock {
+        _lock: write_priority_lock(lock_dir, &name)?,
+        path: lock_dir.join(name),
+    };
     Ok(Locks {
         _vg: vg,
         _global: global,
     })
+}
+
+/// lvm2's write-priority protocol (`_do_write_priority_flock`): hold `<name>:aux` while
+/// waiting for `<name>`, so queued writers are not starved by readers; then drop `:aux`.
+fn write_priority_lock(lock_dir: &Path, name: &str) -> Result<Flock<File>> {
+    let aux_path = lock_dir.join(format!("{name}:aux"));
+    let aux = flock(&aux_path)?;
+    let main = flock(&lock_dir.join(name))?;
+    let _ = fs::remove_file(&aux_path);
+    drop(aux);
+    Ok(main)
 }
 
 /// Opens and locks `path`, again when lvm2 unlinked the file between our open and our

@@ -431,7 +431,8 @@ fn missing_backing_and_lock_dirs_are_created() {
         ..loopvg(&s)
     };
     let vg = lv.create("dirvg", "32M", false).unwrap();
-    assert!(s.path("run/lock/lvm/V_dirvg").exists());
+    assert!(s.path("run/lock/lvm/P_global").exists());
+    assert!(!s.path("run/lock/lvm/V_dirvg").exists(), "VG lock file removed on release");
     assert!(s.path("var/lib/cinder/dirvg").is_file());
     let lvm = Lvm::new(
         vg.pvs
