@@ -14,6 +14,7 @@ pub mod io;
 pub mod lock;
 pub mod ondisk;
 pub mod ops;
+pub mod pending;
 pub mod report;
 pub mod size;
 pub mod unit;

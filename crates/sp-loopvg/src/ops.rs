@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,6 +21,7 @@ use crate::error::{io, Error, Result};
 use crate::io::{DiskIo, RealIo};
 use crate::lock::{lock_vg, DEFAULT_LOCK_DIR};
 use crate::ondisk::{commit, open_backing, scan, write_new_pv, FoundVg, PvOnDisk, Target};
+use crate::pending::{check_new_path, name_free, sync_dir, tidy, NewFile};
 use crate::report::{report, VgReport};
 use crate::size::{human, parse_size};
 
@@ -63,24 +64,6 @@ impl Default for Loopvg<'_> {
             io: &RealIo,
             progress: None,
             description: "Write from loopvg".into(),
-        }
-    }
-}
-
-/// A backing file this run created: unbound and deleted on drop unless kept.
-struct NewFile {
-    path: PathBuf,
-    dev: Option<LoopDevice>,
-    keep: bool,
-}
-
-impl Drop for NewFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            if let Some(d) = self.dev {
-                let _ = d.detach();
-            }
-            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -169,22 +152,6 @@ fn parse(input: &str, relative: bool) -> Result<u64> {
     Ok(size)
 }
 
-/// Refuses a path that exists in any form (a symlink is never followed or replaced).
-fn check_new_path(path: &Path) -> Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(Error::Symlink(path.to_path_buf())),
-        Ok(_) => Err(Error::FileExists(path.to_path_buf())),
-        Err(_) => Ok(()),
-    }
-}
-
-/// Syncs a directory so a new entry in it survives a crash.
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(format!("sync directory {}", dir.display())))
-}
-
 /// Tells lvm2 its device hints are stale (lvm2 `_touch_newhints`).
 fn touch_newhints() {
     if Path::new("/run/lvm").is_dir() {
@@ -227,6 +194,27 @@ impl Loopvg<'_> {
         }
     }
 
+    /// The VG, after finishing what killed runs left next to its files.
+    fn finished(&self, name: &str) -> Result<FoundVg> {
+        let vg = self.find(name)?;
+        let mut dirs: Vec<PathBuf> = vg
+            .pvs
+            .iter()
+            .filter_map(|p| Some(p.disk.as_ref()?.file.parent()?.to_path_buf()))
+            .collect();
+        dirs.push(self.dir.clone());
+        dirs.dedup();
+        let mut changed = false;
+        for dir in dirs {
+            changed |= tidy(&dir, name, Some(&vg))?;
+        }
+        if changed {
+            self.find(name)
+        } else {
+            Ok(vg)
+        }
+    }
+
     fn reread(&self, name: &str) -> Result<VgReport> {
         report(&self.find(name)?)
     }
@@ -234,38 +222,24 @@ impl Loopvg<'_> {
     /// Creates the backing file (0600, never through a symlink), sized and optionally
     /// preallocated, bound to a loop device, with a PV label and empty metadata area.
     fn new_pv(&self, path: &Path, size: u64, preallocate: bool) -> Result<(NewFile, PvOnDisk)> {
-        check_new_path(path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(io(format!("create {}", path.display())))?;
-        let mut guard = NewFile {
-            path: path.to_path_buf(),
-            dev: None,
-            keep: false,
-        };
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(io("chmod 0600"))?;
+        let mut guard = NewFile::create(path)?;
+        let file = &*guard.file;
         file.set_len(size)
             .map_err(io(format!("size {} to {}", path.display(), human(size))))?;
         if preallocate {
-            self.preallocate(&file, size)?;
+            self.preallocate(file, size)?;
         }
         // The size becomes durable with the first sync of the loop device (loop turns a
         // flush into fsync of the file); the directory entry needs its own sync.
         if let Some(parent) = path.parent() {
             sync_dir(parent)?;
         }
-        let dev = loopdev::attach(&file, path)?;
+        let dev = loopdev::attach(file, path)?;
         guard.dev = Some(dev);
         let label = PvLabel::new_in_vg(random_uuid()?, size, DEFAULT_PE_START_SECTORS);
         let mdas = write_new_pv(self.io, &dev.path(), &label)?;
         let pv = PvOnDisk {
-            file: path.to_path_buf(),
+            file: guard.pending.clone(),
             dev: Some(dev),
             file_size: size,
             label,
@@ -315,6 +289,7 @@ impl Loopvg<'_> {
         if scan(&self.dir)?.iter().any(|v| v.name() == name) {
             return Err(Error::VgExists(name.to_string()));
         }
+        tidy(&self.dir, name, None)?;
         let path = self.dir.join(name);
         check_new_path(&path)?;
         fs::create_dir_all(&self.dir).map_err(io(format!("create {}", self.dir.display())))?;
@@ -327,24 +302,20 @@ impl Loopvg<'_> {
             &[new_pv_meta(&pv, DEFAULT_EXTENT_SECTORS)],
             &self.writer(),
         )?;
-        self.commit_vg(name, &[Target::from(&pv)], &meta, &mut guard.keep)
+        self.commit_vg(&[Target::from(&pv)], &meta, &mut guard.keep)?;
+        guard.publish()?;
+        self.reread(name)
     }
 
     /// Commits `meta` to `targets`. Once any header carries it, `keep` is set: what this
     /// run added (a new file, a grown file) is part of the VG from then on.
-    fn commit_vg(
-        &self,
-        name: &str,
-        targets: &[Target],
-        meta: &VgMeta,
-        keep: &mut bool,
-    ) -> Result<VgReport> {
+    fn commit_vg(&self, targets: &[Target], meta: &VgMeta, keep: &mut bool) -> Result<()> {
         let mut committed = 0;
         let result = commit(self.io, targets, meta, &mut committed);
         *keep = committed > 0;
         result?;
         touch_newhints();
-        self.reread(name)
+        Ok(())
     }
 
     /// The new metadata version: seqno + 1, current device hints, who wrote it.
@@ -365,13 +336,13 @@ impl Loopvg<'_> {
         let size = parse(size, true)?;
         require_root()?;
         let _locks = lock_vg(&self.lock_dir, name)?;
-        let vg = self.find(name)?;
+        let vg = self.finished(name)?;
         let disks = vg.disks(true)?;
         let last = disks.last().expect("a VG has a PV");
         let dir = last.file.parent().unwrap_or(&self.dir).to_path_buf();
         let path = (2..)
             .map(|n| dir.join(format!("{name}{n:02}")))
-            .find(|p| fs::symlink_metadata(p).is_err())
+            .find(|p| name_free(p))
             .expect("a free name");
         check_space(&dir, size)?;
         let (mut guard, pv) = self.new_pv(&path, size, false)?;
@@ -379,7 +350,9 @@ impl Loopvg<'_> {
         meta.add_pv(&new_pv_meta(&pv, vg.meta.extent_size()))?;
         let mut targets: Vec<Target> = disks.iter().map(|d| Target::from(*d)).collect();
         targets.push(Target::from(&pv));
-        self.commit_vg(name, &targets, &meta, &mut guard.keep)
+        self.commit_vg(&targets, &meta, &mut guard.keep)?;
+        guard.publish()?;
+        self.reread(name)
     }
 
     /// `loopvg extend NAME +SIZE --grow`: grows the last backing file, refreshes the loop
@@ -438,7 +411,8 @@ impl Loopvg<'_> {
             vg::pe_count(sectors, pe_start, vg.meta.extent_size()),
         )?;
         let targets: Vec<Target> = disks.iter().map(|d| Target::from(*d)).collect();
-        self.commit_vg(name, &targets, &meta, &mut grown.keep)
+        self.commit_vg(&targets, &meta, &mut grown.keep)?;
+        self.reread(name)
     }
 
     /// `loopvg list [NAME]`.
@@ -454,21 +428,22 @@ impl Loopvg<'_> {
     /// file is there.
     pub fn activate(&self, name: Option<&str>) -> Result<Vec<VgReport>> {
         require_root()?;
-        let vgs = match name {
-            Some(n) => vec![self.find(n)?],
+        let names: Vec<String> = match name {
+            Some(n) => vec![n.to_string()],
             None => {
                 let dir = fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
                 let in_dir =
                     |d: &PvOnDisk| d.file.starts_with(&dir) || d.file.starts_with(&self.dir);
                 scan(&self.dir)?
-                    .into_iter()
+                    .iter()
                     .filter(|v| v.pvs.iter().any(|p| p.disk.as_ref().is_some_and(in_dir)))
+                    .map(|v| v.name().to_string())
                     .collect()
             }
         };
-        let mut names = Vec::new();
-        for vg in &vgs {
-            let _locks = lock_vg(&self.lock_dir, vg.name())?;
+        for name in &names {
+            let _locks = lock_vg(&self.lock_dir, name)?;
+            let vg = self.finished(name)?;
             let mut bound = Vec::new();
             for disk in vg.disks(false)? {
                 if disk.dev.is_some() || loopdev::find_by_file(&disk.file).ok().flatten().is_some()
@@ -488,7 +463,6 @@ impl Loopvg<'_> {
                     }
                 }
             }
-            names.push(vg.name().to_string());
         }
         touch_newhints();
         names.iter().map(|n| self.reread(n)).collect()

@@ -3,11 +3,14 @@
 //! `loop` test group.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::Command;
 
 use sp_loopvg::io::{FailAfter, RealIo};
-use sp_loopvg::ondisk::{scan, PvOnDisk};
+use sp_loopvg::ondisk::{scan, write_new_pv, PvOnDisk};
 use sp_loopvg::{Error, Loopvg, VgReport};
+use sp_lvm::label::PvLabel;
+use sp_lvm::uuid::Uuid;
 use sp_testenv::lvm::{num, Lvm, Scratch};
 use sp_testenv::require;
 
@@ -432,7 +435,10 @@ fn missing_backing_and_lock_dirs_are_created() {
     };
     let vg = lv.create("dirvg", "32M", false).unwrap();
     assert!(s.path("run/lock/lvm/P_global").exists());
-    assert!(!s.path("run/lock/lvm/V_dirvg").exists(), "VG lock file removed on release");
+    assert!(
+        !s.path("run/lock/lvm/V_dirvg").exists(),
+        "VG lock file removed on release"
+    );
     assert!(s.path("var/lib/cinder/dirvg").is_file());
     let lvm = Lvm::new(
         vg.pvs
@@ -441,4 +447,65 @@ fn missing_backing_and_lock_dirs_are_created() {
             .collect(),
     );
     lvm.check("dirvg").unwrap();
+}
+
+/// What a run killed between binding its new file and the commit leaves behind: a
+/// pending file with a PV label, bound, named by no VG.
+fn leftover_of_a_killed_run(s: &Scratch, name: &str) {
+    let path = s.path(&format!(".{name}.loopvg-new"));
+    require::run(Command::new("truncate").args(["-s", "16M"]).arg(&path));
+    let dev = s.losetup(&path);
+    let label = PvLabel::new_in_vg(Uuid::from_random([3; 32]), 16 << 20, 2048);
+    write_new_pv(&RealIo, Path::new(&dev), &label).unwrap();
+}
+
+#[test]
+fn a_run_killed_before_its_commit_is_cleared_by_the_next() {
+    let s = Scratch::new("killed-before");
+    let lv = loopvg(&s);
+    lv.create("killvg", "32M", false).unwrap();
+    leftover_of_a_killed_run(&s, "killvg02");
+    let vg = lv.extend("killvg", "+16M").unwrap();
+    assert_eq!(s.files(), ["killvg", "killvg02"]);
+    assert_eq!(s.bound().len(), 2, "the leftover's loop device was unbound");
+    assert_agrees(&s, &vg);
+    // a killed create is cleared by the next create of that VG
+    leftover_of_a_killed_run(&s, "othervg");
+    let vg = lv.create("othervg", "32M", false).unwrap();
+    assert!(s.files().contains(&"othervg".to_string()));
+    assert!(!s.files().iter().any(|f| f.ends_with(".loopvg-new")));
+    assert_agrees(&s, &vg);
+}
+
+#[test]
+fn a_run_killed_after_its_commit_is_finished_by_the_next() {
+    let s = Scratch::new("killed-after");
+    let lv = loopvg(&s);
+    lv.create("donevg", "32M", false).unwrap();
+    lv.extend("donevg", "+16M").unwrap();
+    lv.deactivate("donevg").unwrap();
+    // committed, but killed before the rename: the PV is still under its pending name
+    std::fs::rename(s.path("donevg02"), s.path(".donevg02.loopvg-new")).unwrap();
+    let vg = lv.activate(Some("donevg")).unwrap().remove(0);
+    assert_eq!(s.files(), ["donevg", "donevg02"]);
+    assert!(vg.active);
+    assert_agrees(&s, &vg);
+}
+
+#[test]
+fn a_live_runs_pending_file_is_left_alone() {
+    let s = Scratch::new("live");
+    let lv = loopvg(&s);
+    lv.create("livevg", "32M", false).unwrap();
+    leftover_of_a_killed_run(&s, "livevg02");
+    let held = std::fs::File::open(s.path(".livevg02.loopvg-new")).unwrap();
+    let held = nix::fcntl::Flock::lock(held, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let vg = lv.extend("livevg", "+16M").unwrap();
+    assert_eq!(
+        s.files(),
+        [".livevg02.loopvg-new", "livevg", "livevg03"],
+        "the live run's name is skipped, its file untouched"
+    );
+    drop(held);
+    assert_agrees(&s, &vg);
 }
