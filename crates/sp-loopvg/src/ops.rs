@@ -194,6 +194,18 @@ impl Loopvg<'_> {
         }
     }
 
+    /// The VG for a change of its PVs, refused where lvm2 would refuse it.
+    fn changeable(&self, name: &str, adding_pv: bool) -> Result<FoundVg> {
+        let vg = self.finished(name)?;
+        match vg.meta.change_refused(adding_pv) {
+            Some(why) => Err(Error::InUse {
+                vg: name.to_string(),
+                what: why,
+            }),
+            None => Ok(vg),
+        }
+    }
+
     /// The VG, after finishing what killed runs left next to its files.
     fn finished(&self, name: &str) -> Result<FoundVg> {
         let vg = self.find(name)?;
@@ -336,7 +348,7 @@ impl Loopvg<'_> {
         let size = parse(size, true)?;
         require_root()?;
         let _locks = lock_vg(&self.lock_dir, name)?;
-        let vg = self.finished(name)?;
+        let vg = self.changeable(name, true)?;
         let disks = vg.disks(true)?;
         let last = disks.last().expect("a VG has a PV");
         let dir = last.file.parent().unwrap_or(&self.dir).to_path_buf();
@@ -364,7 +376,7 @@ impl Loopvg<'_> {
         })?;
         require_root()?;
         let _locks = lock_vg(&self.lock_dir, name)?;
-        let vg = self.find(name)?;
+        let vg = self.changeable(name, false)?;
         let disks = vg.disks(true)?;
         let (last_pv, last) = (vg.pvs.last().expect("a PV"), *disks.last().expect("a PV"));
         if last

@@ -509,3 +509,31 @@ fn a_live_runs_pending_file_is_left_alone() {
     drop(held);
     assert_agrees(&s, &vg);
 }
+
+#[test]
+fn vgs_lvm2_would_not_change_are_refused_untouched() {
+    let s = Scratch::new("refused");
+    let lvm = packstack_vg(&s);
+    let lv = loopvg(&s);
+    lvm.run(&["vgchange", "-x", "n", "cinder-volumes"]);
+    let seqno = lv.list(Some("cinder-volumes")).unwrap()[0].seqno;
+    let err = lv.extend("cinder-volumes", "+16M").unwrap_err();
+    assert!(err.to_string().contains("not resizeable"), "{err}");
+    lvm.run(&["vgchange", "-x", "y", "cinder-volumes"]);
+    lvm.run(&["vgexport", "cinder-volumes"]);
+    for err in [
+        lv.extend("cinder-volumes", "+16M").unwrap_err(),
+        lv.grow("cinder-volumes", "+16M").unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("exported"), "{err}");
+    }
+    assert_eq!(s.files(), ["cinder-volumes"]);
+    assert_eq!(
+        std::fs::metadata(s.path("cinder-volumes")).unwrap().len(),
+        64 << 20
+    );
+    lvm.run(&["vgimport", "cinder-volumes"]);
+    let vg = lv.list(Some("cinder-volumes")).unwrap().remove(0);
+    assert_eq!(vg.seqno, seqno + 3, "only lvm2's own changes");
+    assert_agrees(&s, &vg);
+}

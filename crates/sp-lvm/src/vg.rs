@@ -171,6 +171,35 @@ impl VgMeta {
         self.vg_num("extent_size")
     }
 
+    /// Why lvm2 would refuse to change this VG's PVs (`vgextend`, `pvresize`), if it
+    /// would: not writable or resizeable, exported, shared (lvmlockd), at `max_pv`.
+    pub fn change_refused(&self, adding_pv: bool) -> Option<String> {
+        let vg = self.vg().ok()?;
+        let status: Vec<String> = vg
+            .get("status")
+            .and_then(Value::as_list)
+            .map(|l| l.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let has = |s: &str| status.iter().any(|x| x == s);
+        if !has("WRITE") {
+            return Some("it is read-only".into());
+        }
+        if has("EXPORTED") {
+            return Some("it is exported (vgimport it first)".into());
+        }
+        if vg.get_str("lock_type").is_some_and(|t| t != "none") {
+            return Some("it is a shared VG (lvmlockd); use lvm2 with lvmlockd".into());
+        }
+        if adding_pv && !has("RESIZEABLE") {
+            return Some("it is not resizeable (vgchange -x y)".into());
+        }
+        let max_pv = vg.get_u64("max_pv").unwrap_or(0);
+        if adding_pv && max_pv > 0 && self.pvs().ok()?.len() as u64 >= max_pv {
+            return Some(format!("it already has max_pv = {max_pv} PVs"));
+        }
+        None
+    }
+
     pub fn set_seqno(&mut self, seqno: u64) {
         set(self.vg_mut(), "seqno", Value::int(seqno));
     }
@@ -354,6 +383,31 @@ mod tests {
         for bad in ["", "-vg", ".", "..", "vg/x", "vg x", "vé", long.as_str()] {
             assert!(validate_vg_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn refuses_what_lvm2_refuses() {
+        let vg = |status: &str, extra: &str| {
+            let text = format!(
+                "v {{\nid = \"4pnc8A-5xeH-8S4N-K0v8-zVUi-1vUm-6giz0f\"\nseqno = 1\n\
+                 status = [{status}]\nextent_size = 8192\nmax_lv = 0\n{extra}\n}}\n\
+                 contents = \"Text Format Volume Group\"\nversion = 1\n"
+            );
+            VgMeta::parse(text.as_bytes()).unwrap()
+        };
+        let rw = "\"RESIZEABLE\", \"READ\", \"WRITE\"";
+        assert_eq!(vg(rw, "max_pv = 0").change_refused(true), None);
+        assert!(vg("\"READ\"", "").change_refused(false).is_some());
+        assert!(vg(&format!("{rw}, \"EXPORTED\""), "")
+            .change_refused(false)
+            .is_some());
+        assert!(vg(rw, "lock_type = \"sanlock\"")
+            .change_refused(false)
+            .is_some());
+        assert!(vg("\"READ\", \"WRITE\"", "").change_refused(true).is_some());
+        assert_eq!(vg("\"READ\", \"WRITE\"", "").change_refused(false), None);
+        let full = vg(rw, "max_pv = 1\nphysical_volumes {\npv0 {\nid = \"4pnc8A-5xeH-8S4N-K0v8-zVUi-1vUm-6giz0f\"\npe_start = 2048\npe_count = 1\n}\n}");
+        assert!(full.change_refused(true).unwrap().contains("max_pv"));
     }
 
     #[test]
