@@ -22,6 +22,17 @@ fn loopvg(s: &Scratch) -> Loopvg<'static> {
     }
 }
 
+/// A scratch directory with VG `name`: a 32 MiB file, then one PV more per size.
+fn scene(tag: &str, name: &str, extends: &[&str]) -> (Scratch, Loopvg<'static>) {
+    let s = Scratch::new(tag);
+    let lv = loopvg(&s);
+    lv.create(name, "32M", false).unwrap();
+    for size in extends {
+        lv.extend(name, size).unwrap();
+    }
+    (s, lv)
+}
+
 /// Our report and lvm2's agree on every number, and vgck/pvck accept the VG.
 fn assert_agrees(s: &Scratch, ours: &VgReport) {
     let lvm = Lvm::of(s);
@@ -97,27 +108,21 @@ fn create_preallocate_reserves_the_blocks() {
 
 #[test]
 fn extend_adds_numbered_files_as_pvs_on_every_pvs_metadata() {
-    let s = Scratch::new("extend");
-    let lv = loopvg(&s);
-    lv.create("cinder-volumes", "64M", false).unwrap();
-    lv.extend("cinder-volumes", "+32M").unwrap();
+    let (s, lv) = scene("extend", "cinder-volumes", &["+32M"]);
     let vg = lv.extend("cinder-volumes", "+16M").unwrap();
     assert_eq!(
         s.files(),
         ["cinder-volumes", "cinder-volumes02", "cinder-volumes03"]
     );
     assert_eq!(vg.seqno, 3);
-    assert_eq!(vg.extent_count, 15 + 7 + 3);
+    assert_eq!(vg.extent_count, 7 + 7 + 3);
     assert_eq!(seqnos(&s, "cinder-volumes"), [3, 3, 3]);
     assert_agrees(&s, &vg);
 }
 
 #[test]
 fn extend_grow_resizes_the_last_pv_like_pvresize() {
-    let s = Scratch::new("grow");
-    let lv = loopvg(&s);
-    lv.create("growvg", "64M", false).unwrap();
-    lv.extend("growvg", "+32M").unwrap();
+    let (s, lv) = scene("grow", "growvg", &["+32M"]);
     let vg = lv.grow("growvg", "+64M").unwrap();
     assert_eq!(vg.seqno, 3);
     assert_eq!(vg.pvs[1].file_size, Some(96 << 20));
@@ -127,7 +132,7 @@ fn extend_grow_resizes_the_last_pv_like_pvresize() {
         (96 << 20) - (1 << 20),
         "pvresize's dev_size"
     );
-    assert_eq!(vg.pvs[0].pe_count, 15);
+    assert_eq!(vg.pvs[0].pe_count, 7);
     assert_agrees(&s, &vg);
     // lvm2's own pvresize finds nothing left to do.
     let lvm = Lvm::of(&s);
@@ -204,10 +209,7 @@ fn lvm2_made_vg_is_listed_extended_grown_and_lvm2_keeps_working() {
 
 #[test]
 fn lvm2_vgextend_and_vgs_work_on_a_loopvg_vg() {
-    let s = Scratch::new("vgextend");
-    let lv = loopvg(&s);
-    lv.create("ours", "32M", false).unwrap();
-    lv.extend("ours", "+32M").unwrap();
+    let (s, lv) = scene("vgextend", "ours", &["+32M"]);
     let extra = s.path("by-hand");
     require::run(Command::new("truncate").args(["-s", "32M"]).arg(&extra));
     let dev = s.losetup(&extra);
@@ -308,8 +310,7 @@ fn crash_after_any_write_of_grow_leaves_old_or_new_metadata() {
 
 #[test]
 fn concurrent_extends_serialise_and_both_land() {
-    let s = Scratch::new("concurrent");
-    loopvg(&s).create("busyvg", "32M", false).unwrap();
+    let (s, _) = scene("concurrent", "busyvg", &[]);
     std::thread::scope(|scope| {
         let a = scope.spawn(|| loopvg(&s).extend("busyvg", "+16M"));
         let b = scope.spawn(|| loopvg(&s).extend("busyvg", "+16M"));
@@ -323,8 +324,7 @@ fn concurrent_extends_serialise_and_both_land() {
 
 #[test]
 fn lvm2_holding_the_vg_lock_makes_extend_wait() {
-    let s = Scratch::new("lvmlock");
-    loopvg(&s).create("lockedvg", "32M", false).unwrap();
+    let (s, _) = scene("lvmlock", "lockedvg", &[]);
     require::program("flock", "util-linux");
     // Hold lvm2's VG lock file the way lvm2 does (flock) for a while.
     let mut holder = Command::new("flock")
@@ -344,10 +344,7 @@ fn lvm2_holding_the_vg_lock_makes_extend_wait() {
 
 #[test]
 fn activate_after_a_reboot_binds_every_file_again() {
-    let s = Scratch::new("activate");
-    let lv = loopvg(&s);
-    lv.create("bootvg", "32M", false).unwrap();
-    lv.extend("bootvg", "+32M").unwrap();
+    let (s, lv) = scene("activate", "bootvg", &["+32M"]);
     let vg = lv.deactivate("bootvg").unwrap();
     assert!(!vg.active);
     assert!(s.bound().is_empty(), "deactivate left {:?}", s.bound());
@@ -373,10 +370,7 @@ fn activate_after_a_reboot_binds_every_file_again() {
 
 #[test]
 fn activate_refuses_when_a_file_is_missing_and_binds_nothing() {
-    let s = Scratch::new("missing");
-    let lv = loopvg(&s);
-    lv.create("partvg", "32M", false).unwrap();
-    lv.extend("partvg", "+32M").unwrap();
+    let (s, lv) = scene("missing", "partvg", &["+32M"]);
     lv.deactivate("partvg").unwrap();
     std::fs::rename(
         s.path("partvg02"),
@@ -392,10 +386,7 @@ fn activate_refuses_when_a_file_is_missing_and_binds_nothing() {
 
 #[test]
 fn remove_wipes_unbinds_and_deletes() {
-    let s = Scratch::new("remove");
-    let lv = loopvg(&s);
-    lv.create("gonevg", "32M", false).unwrap();
-    lv.extend("gonevg", "+32M").unwrap();
+    let (s, lv) = scene("remove", "gonevg", &["+32M"]);
     let r = lv.remove("gonevg", false).unwrap();
     assert_eq!(r.files.len(), 2);
     assert!(s.files().is_empty());
@@ -461,9 +452,7 @@ fn leftover_of_a_killed_run(s: &Scratch, name: &str) {
 
 #[test]
 fn a_run_killed_before_its_commit_is_cleared_by_the_next() {
-    let s = Scratch::new("killed-before");
-    let lv = loopvg(&s);
-    lv.create("killvg", "32M", false).unwrap();
+    let (s, lv) = scene("killed-before", "killvg", &[]);
     leftover_of_a_killed_run(&s, "killvg02");
     let vg = lv.extend("killvg", "+16M").unwrap();
     assert_eq!(s.files(), ["killvg", "killvg02"]);
@@ -479,10 +468,7 @@ fn a_run_killed_before_its_commit_is_cleared_by_the_next() {
 
 #[test]
 fn a_run_killed_after_its_commit_is_finished_by_the_next() {
-    let s = Scratch::new("killed-after");
-    let lv = loopvg(&s);
-    lv.create("donevg", "32M", false).unwrap();
-    lv.extend("donevg", "+16M").unwrap();
+    let (s, lv) = scene("killed-after", "donevg", &["+16M"]);
     lv.deactivate("donevg").unwrap();
     // committed, but killed before the rename: the PV is still under its pending name
     std::fs::rename(s.path("donevg02"), s.path(".donevg02.loopvg-new")).unwrap();
@@ -494,9 +480,7 @@ fn a_run_killed_after_its_commit_is_finished_by_the_next() {
 
 #[test]
 fn a_live_runs_pending_file_is_left_alone() {
-    let s = Scratch::new("live");
-    let lv = loopvg(&s);
-    lv.create("livevg", "32M", false).unwrap();
+    let (s, lv) = scene("live", "livevg", &[]);
     leftover_of_a_killed_run(&s, "livevg02");
     let held = std::fs::File::open(s.path(".livevg02.loopvg-new")).unwrap();
     let held = nix::fcntl::Flock::lock(held, nix::fcntl::FlockArg::LockExclusive).unwrap();
