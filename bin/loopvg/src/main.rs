@@ -157,6 +157,11 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
     let vgs = |vgs: &[VgReport]| {
         if cli.json {
             print_json(&vgs);
+        } else if vgs.is_empty() {
+            println!(
+                "no loop-file volume groups (bound loop devices and {} searched)",
+                cli.dir.display()
+            );
         } else {
             vgs.iter().for_each(print_vg);
         }

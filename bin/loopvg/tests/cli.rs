@@ -338,3 +338,26 @@ fn loop_devices_exhausted_fails_cleanly() {
     assert!(err.contains("no free loop device"), "{err}");
     assert!(s.files().is_empty(), "{:?}", s.files());
 }
+
+/// Two `loopvg extend` processes on one VG at once: both land, one after the other.
+#[test]
+fn two_extend_processes_at_once_both_land() {
+    let s = Scratch::new("cli-race");
+    let dir = s.dir.as_path();
+    ok_json(dir, &["create", "racevg", "32M"]);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_loopvg"))
+            .arg("--dir")
+            .arg(dir)
+            .args(["extend", "racevg", "+16M"])
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    assert_eq!(s.files(), ["racevg", "racevg02", "racevg03"]);
+    assert_eq!(seqno(dir, "racevg"), 3);
+    let lvm = Lvm::of(&s);
+    lvm.check("racevg").unwrap();
+    assert_eq!(num(&lvm.vgs("racevg"), "pv_count"), 3);
+}
