@@ -51,10 +51,15 @@ impl DiskIo for RealIo {
     }
 }
 
+/// Exit status of a process [`FailAfter::killing`] ended.
+pub const KILLED_EXIT: i32 = 86;
+
 /// Test wrapper: lets the first `writes` writes through, then fails that write and every
-/// write and sync after it, like a device that died (or a process that was killed).
+/// write and sync after it, like a device that died. [`killing`](Self::killing) instead
+/// ends the process right there, without unwinding, like `kill -9`.
 pub struct FailAfter<'a> {
     inner: &'a dyn DiskIo,
+    kill: bool,
     left: AtomicUsize,
     done: AtomicUsize,
     failed: AtomicBool,
@@ -64,9 +69,19 @@ impl<'a> FailAfter<'a> {
     pub fn new(inner: &'a dyn DiskIo, writes: usize) -> Self {
         FailAfter {
             inner,
+            kill: false,
             left: AtomicUsize::new(writes),
             done: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Like [`new`](Self::new), but the process exits with [`KILLED_EXIT`] instead of
+    /// the failing write: no rollback, no destructors.
+    pub fn killing(inner: &'a dyn DiskIo, writes: usize) -> Self {
+        FailAfter {
+            kill: true,
+            ..Self::new(inner, writes)
         }
     }
 
@@ -97,6 +112,9 @@ impl Disk for FailingDisk<'_> {
             .fetch_update(SeqCst, SeqCst, |l| l.checked_sub(1))
             .is_err()
         {
+            if o.kill {
+                std::process::exit(KILLED_EXIT);
+            }
             o.failed.store(true, SeqCst);
             return Err(io::Error::other("injected write failure"));
         }

@@ -235,7 +235,7 @@ impl Loopvg<'_> {
     /// preallocated, bound to a loop device, with a PV label and empty metadata area.
     fn new_pv(&self, path: &Path, size: u64, preallocate: bool) -> Result<(NewFile, PvOnDisk)> {
         let mut guard = NewFile::create(path)?;
-        let file = &*guard.file;
+        let file = &guard.file;
         file.set_len(size)
             .map_err(io(format!("size {} to {}", path.display(), human(size))))?;
         if preallocate {

@@ -45,7 +45,11 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 /// A backing file this run is making: unbound and deleted on drop unless kept.
 pub struct NewFile {
-    pub file: Flock<File>,
+    /// The file, for binding to a loop device.
+    pub file: File,
+    /// The lock, on a second open of the file: a loop device keeps the file it binds
+    /// open after this process is gone, so that one must not carry the lock.
+    _lock: Flock<File>,
     pub pending: PathBuf,
     final_path: PathBuf,
     pub dev: Option<LoopDevice>,
@@ -67,10 +71,16 @@ impl NewFile {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&pending)
             .map_err(io(format!("create {}", pending.display())))?;
-        let file = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        let lock = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&pending)
+            .map_err(io(format!("open {}", pending.display())))?;
+        let lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| io(format!("lock {}", pending.display()))(e.into()))?;
         let new = NewFile {
             file,
+            _lock: lock,
             pending,
             final_path: final_path.to_path_buf(),
             dev: None,

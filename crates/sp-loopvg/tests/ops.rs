@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use sp_loopvg::io::{FailAfter, RealIo};
+use sp_loopvg::io::{FailAfter, RealIo, KILLED_EXIT};
 use sp_loopvg::ondisk::{scan, write_new_pv, PvOnDisk};
 use sp_loopvg::{Error, Loopvg, VgReport};
 use sp_lvm::label::PvLabel;
@@ -515,4 +515,103 @@ fn vgs_lvm2_would_not_change_are_refused_untouched() {
     let vg = lv.list(Some("cinder-volumes")).unwrap().remove(0);
     assert_eq!(vg.seqno, seqno + 3, "only lvm2's own changes");
     assert_agrees(&s, &vg);
+}
+
+/// Runs `op` in a child process killed (no rollback, no destructors) before write
+/// number `writes`, for every number until it completes. After each kill lvm2 must accept
+/// the VG with the old or the new seqno, and the next run (`next`) must finish or clear
+/// what the killed one left: afterwards every file in the directory is a PV of the VG,
+/// bound, and no pending file is left.
+fn kill_matrix(vg: &str, setup: &Op, op: &Op, next: &Op) -> usize {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    for writes in 0.. {
+        let s = Scratch::new("kill");
+        let before = setup(&loopvg(&s)).ok().map(|v| v.seqno);
+        // SAFETY: the child only runs the operation and exits.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => {
+                let fail = FailAfter::killing(&RealIo, writes);
+                let lv = Loopvg {
+                    io: &fail,
+                    ..loopvg(&s)
+                };
+                let code = if op(&lv).is_ok() { 0 } else { 1 };
+                std::process::exit(code);
+            }
+            ForkResult::Parent { child } => {
+                let status = waitpid(child, None).expect("waitpid");
+                let WaitStatus::Exited(_, code) = status else {
+                    panic!("child: {status:?}");
+                };
+                let after = loopvg(&s).list(Some(vg)).map(|mut v| v.remove(0)).ok();
+                if let Some(now) = &after {
+                    let old = before.unwrap_or(0);
+                    assert!(
+                        now.seqno == old || now.seqno == old + 1,
+                        "{old} -> {}",
+                        now.seqno
+                    );
+                    // the VG's own devices (a killed run's new file may not be a PV yet)
+                    let devs = now.pvs.iter().filter_map(|p| p.device.as_ref());
+                    Lvm::new(devs.map(|d| d.display().to_string()).collect())
+                        .check(vg)
+                        .unwrap_or_else(|e| panic!("killed before write {writes}: {e}"));
+                }
+                let vg_now = next(&loopvg(&s)).unwrap_or_else(|e| panic!("next run: {e}"));
+                let mut pv_files: Vec<String> = vg_now
+                    .pvs
+                    .iter()
+                    .map(|p| {
+                        assert!(p.device.is_some(), "{p:?} unbound");
+                        let f = p.file.as_ref().unwrap();
+                        f.file_name().unwrap().to_string_lossy().into_owned()
+                    })
+                    .collect();
+                pv_files.sort();
+                assert_eq!(s.files(), pv_files, "killed before write {writes}");
+                assert_eq!(s.bound().len(), pv_files.len());
+                assert_agrees(&s, &vg_now);
+                match code {
+                    0 => return writes,
+                    KILLED_EXIT => {}
+                    c => panic!("child failed ({c}) without the kill"),
+                }
+            }
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_create_killed_at_any_write_is_cleared_by_the_next() {
+    let create: &Op = &|lv| lv.create("killvg", "32M", false);
+    let next: &Op = &|lv| {
+        lv.create("killvg", "32M", false)
+            .or_else(|_| lv.extend("killvg", "+8M"))
+    };
+    assert_eq!(
+        kill_matrix("killvg", &|_| Err(Error::NotRoot), create, next),
+        4
+    );
+}
+
+#[test]
+fn an_extend_killed_at_any_write_is_finished_by_the_next() {
+    let setup: &Op = &|lv| {
+        lv.create("killvg", "32M", false)?;
+        lv.extend("killvg", "+16M")
+    };
+    let extend: &Op = &|lv| lv.extend("killvg", "+16M");
+    assert_eq!(kill_matrix("killvg", setup, extend, extend), 8);
+}
+
+#[test]
+fn a_grow_killed_at_any_write_is_finished_by_the_next() {
+    let setup: &Op = &|lv| {
+        lv.create("killvg", "32M", false)?;
+        lv.extend("killvg", "+16M")
+    };
+    let grow: &Op = &|lv| lv.grow("killvg", "+8M");
+    assert_eq!(kill_matrix("killvg", setup, grow, grow), 4);
 }
