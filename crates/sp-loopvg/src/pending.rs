@@ -36,7 +36,7 @@ pub fn name_free(path: &Path) -> bool {
     check_new_path(path).is_ok() && check_new_path(&pending_path(path)).is_ok()
 }
 
-/// Syncs a directory so a new or renamed entry in it survives a crash.
+/// Syncs a directory so a new entry in it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -110,10 +110,10 @@ impl Drop for NewFile {
     }
 }
 
+/// Not synced: after a crash either name is found, and the next run finishes the rename.
 fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
     renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
-        .map_err(|e| io(format!("rename {} to {}", from.display(), to.display()))(e.into()))?;
-    sync_dir(to.parent().unwrap_or(Path::new("/")))
+        .map_err(|e| io(format!("rename {} to {}", from.display(), to.display()))(e.into()))
 }
 
 /// Whether `file_name` is a pending name of a backing file of VG `vg`
