@@ -69,9 +69,10 @@ for vg in benchvg benchlvm benchdd; do lvm vgck --config "$(lvmcfg)" "$vg" 2>/de
 
 a=$(median < "$tmp/a.times"); b=$(median < "$tmp/b.times"); c=$(median < "$tmp/c.times")
 ms() { awk -v n="$1" 'BEGIN {printf "%8.1f ms", n / 1e6}'; }
+range() { sort -n "$1" | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "(%.1f-%.1f)", lo / 1e6, hi / 1e6}'; }
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%6.1fx", x / y}'; }
-echo "add space to a loop-file VG, median of $RUNS runs ($(uname -r), lvm2 $(lvm version | awk '/LVM version/ {print $3}'))"
-echo "  A  loopvg extend VG +5G                               $(ms "$a")"
-echo "  B  truncate 5G + losetup -f + pvcreate + vgextend     $(ms "$b")   B/A $(ratio "$b" "$a")"
-echo "  C  dd ${DD_SIZE_MIB}M of zeros + losetup + pvcreate + vgextend  $(ms "$c")   C/A $(ratio "$c" "$a")"
+echo "add space to a loop-file VG, median (min-max) of $RUNS runs ($(uname -r), lvm2 $(lvm version | awk '/LVM version/ {print $3}'))"
+echo "  A  loopvg extend VG +5G                               $(ms "$a") $(range "$tmp/a.times")"
+echo "  B  truncate 5G + losetup -f + pvcreate + vgextend     $(ms "$b") $(range "$tmp/b.times")   B/A $(ratio "$b" "$a")"
+echo "  C  dd ${DD_SIZE_MIB}M of zeros + losetup + pvcreate + vgextend  $(ms "$c") $(range "$tmp/c.times")   C/A $(ratio "$c" "$a")"
 echo "  (C writes ${DD_SIZE_MIB} MiB instead of the notes' 5 GiB: the real dd way is ~$((5120 / DD_SIZE_MIB))x the zeros)"
