@@ -79,10 +79,6 @@ impl LoopDevice {
         LoopDevice { index }
     }
 
-    pub fn index(&self) -> u32 {
-        self.index
-    }
-
     /// `/dev/loopN`.
     pub fn path(&self) -> PathBuf {
         PathBuf::from(format!("/dev/loop{}", self.index))

@@ -23,11 +23,6 @@ impl Value {
         Value::Num(v.to_string())
     }
 
-    /// A list of plain strings.
-    pub fn strings(items: &[&str]) -> Self {
-        Value::List(items.iter().map(|s| Value::string(s)).collect())
-    }
-
     /// The unescaped text of a string value.
     pub fn as_str(&self) -> Option<String> {
         let Value::Str(raw) = self else { return None };
@@ -153,13 +148,6 @@ impl Items {
 
     pub fn section(&self, name: &str) -> Option<&[Item]> {
         self.sections().find(|(n, _)| *n == name).map(|(_, i)| i)
-    }
-
-    pub fn section_mut(&mut self, name: &str) -> Option<&mut Vec<Item>> {
-        self.0.iter_mut().find_map(|i| match i {
-            Item::Section { name: n, items } if n == name => Some(items),
-            _ => None,
-        })
     }
 
     /// Every subsection, in order, as `(name, items)`.
@@ -414,11 +402,13 @@ mod tests {
     #[test]
     fn set_rewrites_in_lvm_style() {
         let mut doc = Items::parse(TEXT).unwrap();
-        let vg = doc.section_mut("vg").unwrap();
-        let mut v = Items(std::mem::take(vg));
+        let Some(Item::Section { items, .. }) = doc.0.first_mut() else {
+            panic!("vg section first")
+        };
+        let mut v = Items(std::mem::take(items));
         v.set("seqno", Value::int(4));
-        v.set("flags", Value::strings(&[]));
-        *doc.section_mut("vg").unwrap() = v.0;
+        v.set("flags", Value::List(Vec::new()));
+        *items = v.0;
         doc.set("creation_host", Value::string("a\\b"));
         let mut out = String::new();
         doc.write(&mut out);
