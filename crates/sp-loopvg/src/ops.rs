@@ -119,6 +119,23 @@ fn new_pv_meta(pv: &PvOnDisk, extent_size: u64) -> PvMeta {
     }
 }
 
+/// Writes `size` bytes of zeros from the start of `file`, reporting progress per chunk.
+fn write_zeros(file: &File, size: u64, progress: Option<Progress>) -> Result<()> {
+    const CHUNK: u64 = 8 << 20;
+    let zeros = vec![0u8; CHUNK as usize];
+    let mut done = 0;
+    while done < size {
+        let n = CHUNK.min(size - done);
+        std::os::unix::fs::FileExt::write_all_at(file, &zeros[..n as usize], done)
+            .map_err(io("write zeros"))?;
+        done += n;
+        if let Some(p) = progress {
+            p(done, size);
+        }
+    }
+    Ok(())
+}
+
 /// Bytes available to unprivileged writers on the filesystem holding `dir`.
 fn free_space(dir: &Path) -> Result<u64> {
     let st = nix::sys::statvfs::statvfs(dir)
@@ -268,19 +285,7 @@ impl Loopvg<'_> {
             Err(e) => return Err(io("fallocate")(e.into())),
         }
         // No fallocate here: write zeros, showing progress.
-        const CHUNK: u64 = 8 << 20;
-        let zeros = vec![0u8; CHUNK as usize];
-        let mut done = 0;
-        while done < size {
-            let n = CHUNK.min(size - done);
-            std::os::unix::fs::FileExt::write_all_at(file, &zeros[..n as usize], done)
-                .map_err(io("write zeros"))?;
-            done += n;
-            if let Some(p) = self.progress {
-                p(done, size);
-            }
-        }
-        Ok(())
+        write_zeros(file, size, self.progress)
     }
 
     /// `loopvg create NAME SIZE`: backing file `<dir>/NAME`, loop device, PV and VG.
@@ -557,5 +562,36 @@ impl Loopvg<'_> {
             files,
             files_kept: keep_files,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn zeros_fill_the_file_with_progress() {
+        let path = std::env::temp_dir().join(format!("loopvg-zeros-{}", std::process::id()));
+        let file = File::create(&path).unwrap();
+        let seen = RefCell::new(Vec::new());
+        let progress = |done: u64, total: u64| seen.borrow_mut().push((done, total));
+        write_zeros(&file, 20 << 20, Some(&progress)).unwrap();
+        let meta = file.metadata().unwrap();
+        fs::remove_file(&path).unwrap();
+        assert_eq!(meta.len(), 20 << 20);
+        assert!(
+            meta.blocks() * 512 >= 20 << 20,
+            "blocks written, not a hole"
+        );
+        assert_eq!(
+            *seen.borrow(),
+            [
+                (8 << 20, 20 << 20),
+                (16 << 20, 20 << 20),
+                (20 << 20, 20 << 20)
+            ]
+        );
     }
 }

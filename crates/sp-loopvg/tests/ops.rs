@@ -117,6 +117,10 @@ fn extend_adds_numbered_files_as_pvs_on_every_pvs_metadata() {
     assert_eq!(vg.seqno, 3);
     assert_eq!(vg.extent_count, 7 + 7 + 3);
     assert_eq!(seqnos(&s, "cinder-volumes"), [3, 3, 3]);
+    for f in s.files() {
+        let mode = std::fs::metadata(s.path(&f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600, "{f}");
+    }
     assert_agrees(&s, &vg);
 }
 
