@@ -619,3 +619,37 @@ fn a_grow_killed_at_any_write_is_finished_by_the_next() {
     let grow: &Op = &|lv| lv.grow("killvg", "+8M");
     assert_eq!(kill_matrix("killvg", setup, grow, grow), 4);
 }
+
+#[test]
+fn metadata_wraps_around_the_area_and_lvm2_follows() {
+    // A long description makes each copy ~200 KB, so the 1 MiB area wraps every five
+    // writes or so (lvm2 puts at most half the area in one copy).
+    let s = Scratch::new("wrap");
+    let lv = Loopvg {
+        description: "w".repeat(200_000),
+        ..loopvg(&s)
+    };
+    lv.create("wrapvg", "32M", false).unwrap();
+    lv.extend("wrapvg", "+16M").unwrap();
+    let offset = || {
+        let pv = PvOnDisk::read(&s.path("wrapvg"), None).unwrap().unwrap();
+        pv.mdas[0].committed.unwrap().offset
+    };
+    let mut wraps = 0;
+    let mut last = offset();
+    for _ in 0..14 {
+        let vg = lv.grow("wrapvg", "+4M").unwrap();
+        let now = offset();
+        if now < last {
+            wraps += 1;
+        }
+        last = now;
+        assert_agrees(&s, &vg);
+    }
+    assert!(wraps >= 2, "the area wrapped {wraps} times");
+    // lvm2 writes after our wrapped copies, and we after lvm2's
+    let lvm = Lvm::of(&s);
+    lvm.run(&["vgchange", "--addtag", "wrapped", "wrapvg"]);
+    let vg = lv.grow("wrapvg", "+4M").unwrap();
+    assert_agrees(&s, &vg);
+}
