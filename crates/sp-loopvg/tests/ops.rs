@@ -653,3 +653,25 @@ fn metadata_wraps_around_the_area_and_lvm2_follows() {
     let vg = lv.grow("wrapvg", "+4M").unwrap();
     assert_agrees(&s, &vg);
 }
+
+#[test]
+fn real_lvm2_waits_while_loopvg_holds_the_vg_lock() {
+    let (s, _) = scene("lvmwaits", "heldvg", &[]);
+    let lvm = Lvm::of(&s);
+    let held =
+        sp_loopvg::lock::lock_vg(Path::new(sp_loopvg::lock::DEFAULT_LOCK_DIR), "heldvg").unwrap();
+    let t = std::time::Instant::now();
+    let mut vgs = lvm
+        .cmd(&["vgs", "heldvg"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert!(
+        vgs.try_wait().unwrap().is_none(),
+        "vgs did not wait for the lock"
+    );
+    drop(held);
+    assert!(vgs.wait().unwrap().success());
+    assert!(t.elapsed().as_millis() >= 1200);
+}
