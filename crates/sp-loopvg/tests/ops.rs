@@ -550,8 +550,13 @@ fn kill_matrix(vg: &str, setup: &Op, op: &Op, next: &Op) -> usize {
                     io: &fail,
                     ..loopvg(&s)
                 };
-                let code = if op(&lv).is_ok() { 0 } else { 1 };
-                std::process::exit(code);
+                // never unwind into the parent's frames (they would clean up `s`)
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&lv).is_ok()));
+                std::process::exit(match ok {
+                    Ok(true) => 0,
+                    Ok(false) => 1,
+                    Err(_) => 2,
+                });
             }
             ForkResult::Parent { child } => {
                 let status = waitpid(child, None).expect("waitpid");
