@@ -5,9 +5,11 @@
 //!   so no thread of an async runtime is ever left in a foreign namespace.
 //! * [`netlink`] — one rtnetlink handle per namespace, opened inside it.
 //! * [`procs`] — which process lives in which network namespace (one pass over `/proc`).
+//! * [`loopdev`] — loop devices through ioctl on `/dev/loop-control` and `/dev/loopN`.
 
 pub mod attrs;
 pub mod error;
+pub mod loopdev;
 pub mod netlink;
 pub mod netns;
 pub mod procs;

@@ -6,10 +6,13 @@
 //! * [`scene`] builds scenes with the real tools (`ip`, processes parked in namespaces).
 //! * [`oracle`] runs the real tools (`ip -j …`, `ip netns pids`) and parses what they say,
 //!   so assertions compare our view with iproute2's.
+//! * [`lvm`] keeps loop-device tests in their own directory and runs real lvm2
+//!   restricted to the test's devices.
 //! * [`require`] turns a missing privilege, kernel feature or package into a test
 //!   **failure** with a message saying what is missing — never a silent skip.
 
 pub mod guide;
+pub mod lvm;
 pub mod oracle;
 pub mod ovs;
 pub mod require;

@@ -1,0 +1,243 @@
+//! `loopvg`: loop-file-backed LVM volume groups (the Cinder backing store), natively.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sp_loopvg::size::human;
+use sp_loopvg::unit::{install_unit, UNIT_NAME};
+use sp_loopvg::{Loopvg, VgReport, DEFAULT_DIR};
+
+const AFTER_HELP: &str = "\
+Examples (the packstack notes' Cinder store, done natively):
+  loopvg create cinder-volumes 20G            # /var/lib/cinder/cinder-volumes, loop device, PV, VG
+  loopvg extend cinder-volumes +5G            # replaces: dd … >> cinder-volumes02; losetup /dev/loop3 …;
+                                              #           fdisk /dev/loop3; pvcreate /dev/loop3; vgextend
+  loopvg extend cinder-volumes +5G --grow     # grow the last file instead (losetup -c + pvresize)
+  loopvg list --json                          # numbers as vgs/pvs --units b print them
+  loopvg activate --all                       # after a reboot, before cinder-volume starts
+  loopvg install-unit                         # a systemd unit that runs `activate --all` at boot
+  loopvg deactivate cinder-volumes
+  loopvg remove cinder-volumes [--keep-files]
+
+Sizes are binary: 20G = 20 GiB (also 20GiB, 20g, 512M, 1T). Backing files are sparse,
+created 0600, never through a symlink. loopvg takes lvm2's own locks
+(/run/lock/lvm/P_global and V_<vg>), so it never races lvm2 commands; real pvs, vgs,
+vgck and vgextend work on what it writes, and it works on VGs lvm2 made on loop files.";
+
+#[derive(Parser)]
+#[command(
+    name = "loopvg",
+    version,
+    about = "Loop-file-backed LVM volume groups for Cinder, without losetup, dd, fdisk or lvm2 tools",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Directory of the backing files (new VGs go here; inactive files are found here).
+    #[arg(long, global = true, default_value = DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a VG on a new backing file <DIR>/<NAME> bound to a loop device.
+    #[command(after_help = "Example: loopvg create cinder-volumes 20G --dir /var/lib/cinder")]
+    Create {
+        /// VG name (cinder.conf volume_group, e.g. cinder-volumes).
+        name: String,
+        /// Size of the backing file, e.g. 20G.
+        #[arg(allow_hyphen_values = true)]
+        size: String,
+        /// Reserve the blocks now (fallocate; zeros are written, with progress, where
+        /// the filesystem cannot) instead of a sparse file.
+        #[arg(long)]
+        preallocate: bool,
+    },
+    /// Add space: a new backing file <NAME>02, 03, … as a new PV (default), or --grow.
+    #[command(
+        after_help = "Examples: loopvg extend cinder-volumes +5G\n          loopvg extend cinder-volumes +5G --grow"
+    )]
+    Extend {
+        name: String,
+        /// Space to add, e.g. +5G.
+        #[arg(allow_hyphen_values = true)]
+        size: String,
+        /// Grow the last backing file and its PV in place instead of adding a file.
+        #[arg(long)]
+        grow: bool,
+    },
+    /// Show VGs on loop devices and backing files: PVs, devices, files, sizes, free extents.
+    List {
+        /// Only this VG.
+        name: Option<String>,
+    },
+    /// Bind every backing file of a VG to a loop device again (after a reboot).
+    #[command(
+        after_help = "Example: loopvg activate --all   (what the systemd unit runs at boot)"
+    )]
+    Activate {
+        /// The VG to activate.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Every VG whose backing files are in --dir.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Unbind the loop devices of a VG (its files stay; `activate` brings it back).
+    Deactivate { name: String },
+    /// Delete a VG: wipe its PV labels, unbind its loop devices, delete its files.
+    Remove {
+        name: String,
+        /// Keep the (wiped) backing files.
+        #[arg(long)]
+        keep_files: bool,
+    },
+    /// Install loopvg.service, which runs `loopvg activate --all` at boot before cinder-volume.
+    #[command(after_help = "Then: systemctl daemon-reload && systemctl enable loopvg.service")]
+    InstallUnit {
+        /// Where unit files go.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: PathBuf,
+        /// Absolute path of loopvg in the unit (default: this executable).
+        #[arg(long)]
+        bin: Option<PathBuf>,
+    },
+}
+
+fn print_vg(vg: &VgReport) {
+    println!(
+        "{}  {}  seqno {}  size {}  free {}  ({} of {} extents of {} free)  LVs {}  {}",
+        vg.name,
+        vg.uuid,
+        vg.seqno,
+        human(vg.size),
+        human(vg.free),
+        vg.free_count,
+        vg.extent_count,
+        human(vg.extent_size),
+        vg.lv_count,
+        if vg.active { "active" } else { "inactive" }
+    );
+    for pv in &vg.pvs {
+        let show = |p: &Option<PathBuf>| p.as_ref().map_or("-".into(), |p| p.display().to_string());
+        println!(
+            "  {:<5} {:<12} {}  size {}  free {}  ({} extents, {} used)",
+            pv.key,
+            show(&pv.device),
+            show(&pv.file),
+            human(pv.size),
+            human(pv.free),
+            pv.pe_count,
+            pv.pe_alloc
+        );
+    }
+}
+
+fn run(cli: Cli) -> sp_loopvg::Result<()> {
+    let progress = |done: u64, total: u64| {
+        eprint!("\rpreallocating: {} of {}", human(done), human(total));
+        if done == total {
+            eprintln!();
+        }
+    };
+    let lv = Loopvg {
+        dir: cli.dir.clone(),
+        progress: Some(&progress),
+        description: format!(
+            "Write from {}",
+            std::env::args().collect::<Vec<_>>().join(" ")
+        ),
+        ..Loopvg::default()
+    };
+    let vgs = |vgs: &[VgReport]| {
+        if cli.json {
+            print_json(&vgs);
+        } else if vgs.is_empty() {
+            println!(
+                "no loop-file volume groups (bound loop devices and {} searched)",
+                cli.dir.display()
+            );
+        } else {
+            vgs.iter().for_each(print_vg);
+        }
+    };
+    match &cli.command {
+        Command::Create {
+            name,
+            size,
+            preallocate,
+        } => vgs(&[lv.create(name, size, *preallocate)?]),
+        Command::Extend { name, size, grow } => {
+            let vg = if *grow {
+                lv.grow(name, size)?
+            } else {
+                lv.extend(name, size)?
+            };
+            vgs(&[vg]);
+        }
+        Command::List { name } => vgs(&lv.list(name.as_deref())?),
+        Command::Activate { name, .. } => vgs(&lv.activate(name.as_deref())?),
+        Command::Deactivate { name } => vgs(&[lv.deactivate(name)?]),
+        Command::Remove { name, keep_files } => {
+            let r = lv.remove(name, *keep_files)?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                println!(
+                    "removed volume group {}; {} {}",
+                    r.name,
+                    if r.files_kept {
+                        "kept (wiped)"
+                    } else {
+                        "deleted"
+                    },
+                    r.files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        Command::InstallUnit { unit_dir, bin } => {
+            let bin = match bin {
+                Some(b) => b.clone(),
+                None => std::env::current_exe()
+                    .and_then(|p| p.canonicalize())
+                    .map_err(sp_loopvg::error::io("find this executable"))?,
+            };
+            let path = install_unit(unit_dir, &bin, &cli.dir)?;
+            if cli.json {
+                print_json(&serde_json::json!({ "unit": path }));
+            } else {
+                println!(
+                    "wrote {}\nenable it with: systemctl daemon-reload && systemctl enable {UNIT_NAME}",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("reports serialise")
+    );
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loopvg: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

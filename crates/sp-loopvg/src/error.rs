@@ -1,0 +1,61 @@
+//! Errors of the loopvg operations, each saying what to do about it.
+
+use std::io;
+use std::path::PathBuf;
+
+use sp_kernel::loopdev::LoopError;
+use sp_lvm::FormatError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "loopvg must run as root (it binds loop devices and takes LVM's locks in /run/lock/lvm)"
+    )]
+    NotRoot,
+    #[error("invalid volume group name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("invalid size {input:?}: {reason}")]
+    InvalidSize { input: String, reason: String },
+    #[error("volume group {0:?} already exists")]
+    VgExists(String),
+    #[error(
+        "volume group {name:?} not found (looked at bound loop devices and the files in {dir}); \
+         `loopvg list` shows what there is"
+    )]
+    VgNotFound { name: String, dir: PathBuf },
+    #[error("{0} already exists; loopvg never reuses or overwrites a file")]
+    FileExists(PathBuf),
+    #[error("{0} is a symbolic link; loopvg never follows links for backing files")]
+    Symlink(PathBuf),
+    #[error("not enough space in {dir}: {need} requested, {free} available on that filesystem")]
+    NoSpace {
+        dir: PathBuf,
+        need: String,
+        free: String,
+    },
+    #[error("{size} is too small: a PV needs at least {min} (1 MiB metadata + one 4 MiB extent)")]
+    TooSmall { size: String, min: String },
+    #[error("volume group {vg:?}: physical volume {pv} ({uuid}) {problem}")]
+    PvUnavailable {
+        vg: String,
+        pv: String,
+        uuid: String,
+        problem: String,
+    },
+    #[error("volume group {vg:?} is in use: {what}")]
+    InUse { vg: String, what: String },
+    #[error(transparent)]
+    Loop(#[from] LoopError),
+    #[error("LVM metadata: {0}")]
+    Format(#[from] FormatError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+}
+
+/// `map_err` helper: `.map_err(io("open x"))`.
+pub fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,24 @@
+//! Layer 3: loop-file-backed LVM volume groups — the Cinder backing store of the guides
+//! (`/var/lib/cinder/cinder-volumes` on a loop device), done natively: loop devices
+//! through ioctls ([`sp_kernel::loopdev`]) and the LVM2 on-disk format through our own
+//! writer ([`sp_lvm`]). No lvm2 tool and no losetup is ever run.
+//!
+//! Safety rules kept by every operation: LVM's own locks (`/run/lock/lvm/P_global`,
+//! `V_<vg>`) are held while writing; new metadata goes into every area before any header
+//! changes, synced, and the header write is the commit point; a failure before the first
+//! commit undoes the run's own steps (new files deleted, loop devices unbound, grown files
+//! shrunk back).
+
+pub mod error;
+pub mod io;
+pub mod lock;
+pub mod ondisk;
+pub mod ops;
+pub mod pending;
+pub mod report;
+pub mod size;
+pub mod unit;
+
+pub use error::{Error, Result};
+pub use ops::{Loopvg, Removed, DEFAULT_DIR};
+pub use report::{PvReport, VgReport};

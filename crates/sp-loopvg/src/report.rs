@@ -1,0 +1,97 @@
+//! What `loopvg list` (and every command that changes a VG) reports, in the numbers
+//! `vgs`/`pvs --units b` print.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sp_lvm::SECTOR;
+
+use crate::error::Result;
+use crate::ondisk::FoundVg;
+
+/// One VG, as `vgs` would count it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VgReport {
+    pub name: String,
+    pub uuid: String,
+    pub seqno: u64,
+    /// Bytes.
+    pub extent_size: u64,
+    pub extent_count: u64,
+    pub free_count: u64,
+    /// `vg_size` in bytes.
+    pub size: u64,
+    /// `vg_free` in bytes.
+    pub free: u64,
+    pub lv_count: usize,
+    /// Every PV has a backing file bound to a loop device.
+    pub active: bool,
+    pub pvs: Vec<PvReport>,
+}
+
+/// One PV, as `pvs` would count it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PvReport {
+    /// `pvN` in the metadata.
+    pub key: String,
+    pub uuid: String,
+    /// `/dev/loopN` when bound.
+    pub device: Option<PathBuf>,
+    pub file: Option<PathBuf>,
+    /// `pv_size` in bytes as `pvs` reports it for a PV in a VG: `pe_count` extents.
+    pub size: u64,
+    /// The metadata's `dev_size`, in bytes.
+    pub recorded_size: u64,
+    /// Size of the backing file in bytes (`dev_size` of `pvs`).
+    pub file_size: Option<u64>,
+    /// Bytes.
+    pub pe_start: u64,
+    pub pe_count: u64,
+    pub pe_alloc: u64,
+    /// `pv_free` in bytes.
+    pub free: u64,
+}
+
+pub fn report(vg: &FoundVg) -> Result<VgReport> {
+    let extent = vg.meta.extent_size() * SECTOR;
+    let used = vg.meta.allocated()?;
+    let pvs: Vec<PvReport> = vg
+        .pvs
+        .iter()
+        .map(|pv| {
+            let pe_alloc = used.get(&pv.meta.key).copied().unwrap_or(0);
+            PvReport {
+                key: pv.meta.key.clone(),
+                uuid: pv.meta.id.to_string(),
+                device: pv.disk.as_ref().and_then(|d| d.dev).map(|d| d.path()),
+                file: pv.disk.as_ref().map(|d| d.file.clone()),
+                size: pv.meta.pe_count * extent,
+                recorded_size: pv.meta.dev_size * SECTOR,
+                file_size: pv.disk.as_ref().map(|d| d.file_size),
+                pe_start: pv.meta.pe_start * SECTOR,
+                pe_count: pv.meta.pe_count,
+                pe_alloc,
+                free: (pv.meta.pe_count - pe_alloc.min(pv.meta.pe_count)) * extent,
+            }
+        })
+        .collect();
+    let extent_count: u64 = pvs.iter().map(|p| p.pe_count).sum();
+    let alloc: u64 = pvs.iter().map(|p| p.pe_alloc).sum();
+    let free_count = extent_count - alloc.min(extent_count);
+    Ok(VgReport {
+        name: vg.name().to_string(),
+        uuid: vg.meta.id()?.to_string(),
+        seqno: vg.meta.seqno(),
+        extent_size: extent,
+        extent_count,
+        free_count,
+        size: extent_count * extent,
+        free: free_count * extent,
+        lv_count: vg.meta.lv_count(),
+        active: vg
+            .pvs
+            .iter()
+            .all(|p| p.disk.as_ref().is_some_and(|d| d.dev.is_some())),
+        pvs,
+    })
+}

@@ -1,0 +1,214 @@
+//! Loop-file scenes and the lvm2 oracle for loop-device tests.
+//!
+//! Loop devices are global, so a test keeps everything in a [`Scratch`] directory of its
+//! own: dropping it unbinds every loop device whose backing file lives there (and no
+//! other) and deletes the directory. [`Lvm`] runs real lvm2 commands restricted by a
+//! device filter to the devices a test made, without the devices file, hints, udev,
+//! backups or archives — they never scan or touch the host's disks.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+use crate::require;
+
+/// A private directory for backing files; unbinds its loop devices on drop.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    /// A fresh directory under /tmp named after `tag`. Needs root (loop devices).
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        require::root();
+        let dir = std::env::temp_dir().join(format!(
+            "sp-loopvg-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Loop devices (`/dev/loopN`) bound to files in this directory.
+    pub fn bound(&self) -> Vec<String> {
+        bound_under(&self.dir)
+    }
+
+    /// Names of the files in the directory, sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Binds `file` with real losetup (the by-hand way of the guides); returns the device.
+    pub fn losetup(&self, file: &Path) -> String {
+        require::program("losetup", "util-linux");
+        require::run(Command::new("losetup").args(["-f", "--show"]).arg(file))
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for dev in self.bound() {
+            let _ = Command::new("losetup").args(["-d", &dev]).status();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Loop devices bound to files under `dir` (from sysfs).
+pub fn bound_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/sys/block").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        if let Ok(f) = fs::read_to_string(e.path().join("loop/backing_file")) {
+            if Path::new(f.trim_end()).starts_with(dir) {
+                out.push(format!("/dev/{name}"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Real lvm2, restricted to `devices`.
+pub struct Lvm {
+    pub devices: Vec<String>,
+}
+
+impl Lvm {
+    pub fn new(devices: Vec<String>) -> Self {
+        require::program("lvm", "lvm2");
+        assert!(
+            !devices.is_empty(),
+            "an lvm2 oracle needs devices to look at"
+        );
+        Lvm { devices }
+    }
+
+    /// Restricted to every loop device bound to a file of `scratch`.
+    pub fn of(scratch: &Scratch) -> Self {
+        Self::new(scratch.bound())
+    }
+
+    fn config(&self) -> String {
+        let accept: String = self
+            .devices
+            .iter()
+            .map(|d| format!("\"a|^{d}$|\","))
+            .collect();
+        format!(
+            "devices {{ use_devicesfile=0 hints=\"none\" filter=[{accept}\"r|.*|\"] \
+             global_filter=[{accept}\"r|.*|\"] }} \
+             activation {{ udev_sync=0 udev_rules=0 }} backup {{ backup=0 archive=0 }}"
+        )
+    }
+
+    /// `lvm <args> --config <restriction>`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("lvm");
+        c.args(args)
+            .arg("--config")
+            .arg(self.config())
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1");
+        c
+    }
+
+    /// Runs and returns stdout; panics with stderr on failure.
+    pub fn run(&self, args: &[&str]) -> String {
+        require::run(&mut self.cmd(args))
+    }
+
+    /// Exit status and stderr.
+    pub fn status(&self, args: &[&str]) -> (bool, String) {
+        let out = self.cmd(args).output().expect("run lvm");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn report(&self, cmd: &str, vg: &str, fields: &str, key: &str) -> Vec<Value> {
+        let select = format!("vg_name={vg}");
+        let out = self.run(&[
+            cmd,
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            fields,
+            "--select",
+            &select,
+        ]);
+        let v: Value = serde_json::from_str(&out).expect("lvm json");
+        v["report"][0][key].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `vgs` row of `vg`: name, size, free, seqno, extent size/count, free count, pv count.
+    pub fn vgs(&self, vg: &str) -> Value {
+        let rows = self.report(
+            "vgs",
+            vg,
+            "vg_name,vg_uuid,vg_size,vg_free,vg_seqno,vg_extent_size,vg_extent_count,vg_free_count,pv_count,lv_count",
+            "vg",
+        );
+        assert_eq!(rows.len(), 1, "vgs {vg}: {rows:?}");
+        rows[0].clone()
+    }
+
+    /// `pvs` rows of `vg`: name, uuid, sizes, extents.
+    pub fn pvs(&self, vg: &str) -> Vec<Value> {
+        self.report(
+            "pvs",
+            vg,
+            "pv_name,pv_uuid,pv_size,dev_size,pv_free,pv_pe_count,pv_pe_alloc_count,pe_start",
+            "pv",
+        )
+    }
+
+    /// `vgck vg` plus `pvck` on every device; `Err` carries what they said.
+    pub fn check(&self, vg: &str) -> Result<(), String> {
+        let (ok, err) = self.status(&["vgck", vg]);
+        if !ok {
+            return Err(format!("vgck {vg}: {err}"));
+        }
+        for d in &self.devices {
+            let (ok, err) = self.status(&["pvck", d]);
+            if !ok {
+                return Err(format!("pvck {d}: {err}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A report field as a number (lvm2 prints numbers as strings).
+pub fn num(v: &Value, field: &str) -> u64 {
+    v[field]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("field {field} of {v}"))
+}
