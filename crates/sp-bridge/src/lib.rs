@@ -30,31 +30,7 @@ pub mod teardown;
 pub mod uplink;
 
 pub use error::{Error, Result};
-use serde::Serialize;
-
-/// One change made to the kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Change {
-    /// What was changed: `bridge brq5b6a8b87-fd`, `address 192.168.0.1/24 on qr-…`.
-    pub object: String,
-    /// What was done: `created`, `set up`, `deleted`, `moved`…
-    pub action: String,
-}
-
-impl Change {
-    pub fn new(object: impl Into<String>, action: impl Into<String>) -> Self {
-        Change {
-            object: object.into(),
-            action: action.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Change {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.object, self.action)
-    }
-}
+pub use sp_kernel::Change;
 
 /// Counts the kernel-changing steps of an operation and fails on purpose at one of
 /// them. Production code passes [`Faults::none`]; tests use [`Faults::at`] to prove that

@@ -16,6 +16,30 @@ pub mod procs;
 
 pub use error::{Error, Result};
 
+/// One change made to the system, as operations report them (none on a second run).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// What was changed: `bridge brq5b6a8b87-fd`, `address 192.168.0.1/24 on qr-…`.
+    pub object: String,
+    /// What was done: `created`, `set up`, `deleted`, `moved`…
+    pub action: String,
+}
+
+impl Change {
+    pub fn new(object: impl Into<String>, action: impl Into<String>) -> Self {
+        Change {
+            object: object.into(),
+            action: action.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.action)
+    }
+}
+
 /// Raises the soft limit of open descriptors to the hard limit: tools that hold a
 /// descriptor (and a netlink socket) per namespace need more than the usual 1024.
 pub fn raise_fd_limit() {

@@ -1,0 +1,246 @@
+//! The DHCP agent's dnsmasq, run the way Neutron runs it: Liberty's command line and
+//! files (`sp_neutron::dhcp`), the process started *inside* the network's `qdhcp-`
+//! namespace (the child enters it before exec — no `ip netns exec`), reloaded with
+//! SIGHUP when its files change, started again when it died, stopped by PID.
+//!
+//! [`ensure`] is idempotent: files equal and the process alive with the same command
+//! line in the right namespace → no change.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use sp_kernel::netns::{self, NsId};
+use sp_kernel::Change;
+use sp_neutron::dhcp::Dnsmasq;
+
+/// Errors of running dnsmasq.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kernel(#[from] sp_kernel::Error),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("dnsmasq for network {network} did not start: {message}")]
+    Start { network: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a network's dnsmasq stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Running with this configuration's command line, in the namespace.
+    Running(u32),
+    /// A pid file whose process is gone, or runs something else.
+    Dead,
+    /// Never started (no pid file).
+    Stopped,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |e| Error::Io(what, e)
+}
+
+/// The pid in dnsmasq's pid file, if any.
+fn pid_of(d: &Dnsmasq) -> Option<u32> {
+    std::fs::read_to_string(d.pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` runs exactly `argv` inside namespace `ns`.
+fn runs(pid: u32, argv: &[String], ns: Option<NsId>) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let cmd: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    let same_ns =
+        ns.is_none_or(|id| NsId::of_path(format!("/proc/{pid}/ns/net").as_ref()).ok() == Some(id));
+    cmd == argv && same_ns
+}
+
+/// The state of `d`'s dnsmasq in `namespace`.
+pub fn status(d: &Dnsmasq, namespace: &str) -> Result<State> {
+    let ns = NsId::of_path(&netns::named_path(namespace)?).ok();
+    Ok(match pid_of(d) {
+        None => State::Stopped,
+        Some(pid) if runs(pid, &d.argv(), ns) => State::Running(pid),
+        Some(_) => State::Dead,
+    })
+}
+
+/// Writes `content` to `path` (0644, through a temporary file and a rename) unless it is
+/// already so; true when it changed.
+fn write_if_changed(path: &Path, content: &str) -> Result<bool> {
+    if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
+        return Ok(false);
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc_o_nofollow())
+        .open(&tmp)
+        .map_err(io(format!("write {}", tmp.display())))?;
+    f.write_all(content.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("rename to {}", path.display())))?;
+    Ok(true)
+}
+
+fn libc_o_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
+
+/// Files written, dnsmasq running in `namespace` with `d`'s command line; reloaded
+/// (SIGHUP) when the host or option files changed, started when it is not running.
+/// Returns the dnsmasq pid.
+pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result<u32> {
+    std::fs::create_dir_all(&d.dir).map_err(io(format!("create {}", d.dir.display())))?;
+    // dnsmasq re-reads its files as its own unprivileged user.
+    std::fs::set_permissions(&d.dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(io(format!("chmod {}", d.dir.display())))?;
+    let mut changed = false;
+    for (name, content) in [
+        ("host", d.hosts_file()),
+        ("addn_hosts", d.addn_hosts_file()),
+        ("opts", d.opts_file()),
+    ] {
+        if write_if_changed(&d.dir.join(name), &content)? {
+            changes.push(Change::new(
+                format!("dhcp {name} file of {}", d.network_id),
+                "written",
+            ));
+            changed = true;
+        }
+    }
+    match status(d, namespace)? {
+        State::Running(pid) => {
+            if changed {
+                kill(Pid::from_raw(pid as i32), Signal::SIGHUP)
+                    .map_err(|e| Error::Io(format!("reload dnsmasq {pid}"), e.into()))?;
+                changes.push(Change::new(
+                    format!("dnsmasq of {}", d.network_id),
+                    format!("reloaded (pid {pid})"),
+                ));
+            }
+            Ok(pid)
+        }
+        state => {
+            if let (State::Dead, Some(pid)) = (state, pid_of(d)) {
+                // A process still named by our pid file but with another command line
+                // (an older configuration of this network) is ours: end it first.
+                let marker = format!("--pid-file={}", d.pid_file().display());
+                let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == marker.as_bytes()));
+                if ours {
+                    end(pid)?;
+                }
+            }
+            let pid = start(d, namespace)?;
+            let what = if state == State::Dead {
+                "restarted"
+            } else {
+                "started"
+            };
+            changes.push(Change::new(
+                format!("dnsmasq of {}", d.network_id),
+                format!("{what} (pid {pid})"),
+            ));
+            Ok(pid)
+        }
+    }
+}
+
+/// Starts dnsmasq inside `namespace`. dnsmasq daemonises and its first process exits
+/// only once the daemon is ready (or failed, with the reason on stderr).
+fn start(d: &Dnsmasq, namespace: &str) -> Result<u32> {
+    let ns = netns::open(&netns::named_path(namespace)?)?;
+    let _ = std::fs::remove_file(d.pid_file());
+    let argv = d.argv();
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let fd = ns
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(io("duplicate namespace descriptor"))?;
+    // SAFETY: setns is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+        });
+    }
+    let out = cmd.output().map_err(|e| Error::Start {
+        network: d.network_id.clone(),
+        message: format!("cannot run dnsmasq: {e} (Debian package dnsmasq-base)"),
+    })?;
+    if !out.status.success() {
+        return Err(Error::Start {
+            network: d.network_id.clone(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    pid_of(d).ok_or_else(|| Error::Start {
+        network: d.network_id.clone(),
+        message: "no pid file after start".into(),
+    })
+}
+
+/// Kills `pid` and waits (up to 5 s) until it is gone, so its sockets are free.
+fn end(pid: u32) -> Result<()> {
+    let p = Pid::from_raw(pid as i32);
+    kill(p, Signal::SIGKILL).map_err(|e| Error::Io(format!("stop dnsmasq {pid}"), e.into()))?;
+    for _ in 0..500 {
+        // Gone, or a zombie of another parent: either way it holds no socket.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.is_empty()
+            || state
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(Error::Io(
+        format!("stop dnsmasq {pid}"),
+        std::io::Error::other("still running after 5 s"),
+    ))
+}
+
+/// Ends `d`'s dnsmasq (by the PID in its pid file, only if it is ours) and removes
+/// its state directory; nothing to do when it is not running.
+pub fn stop(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result<()> {
+    if let State::Running(pid) = status(d, namespace)? {
+        end(pid)?;
+        changes.push(Change::new(
+            format!("dnsmasq of {}", d.network_id),
+            format!("stopped (pid {pid})"),
+        ));
+    }
+    match std::fs::remove_dir_all(&d.dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io(format!("remove {}", d.dir.display()), e)),
+    }
+}
