@@ -136,7 +136,7 @@ impl Step<'_> {
 }
 
 /// Global addresses of a link (scope universe), in kernel order.
-async fn global_addresses(nl: &Netlink, index: u32) -> Result<Vec<AddressMessage>> {
+pub async fn global_addresses(nl: &Netlink, index: u32) -> Result<Vec<AddressMessage>> {
     Ok(nl
         .addresses()
         .await?
@@ -146,7 +146,7 @@ async fn global_addresses(nl: &Netlink, index: u32) -> Result<Vec<AddressMessage
 }
 
 /// Main-table routes through a link that did not come from its addresses.
-async fn routes_via(nl: &Netlink, index: u32) -> Result<Vec<RouteMessage>> {
+pub async fn routes_via(nl: &Netlink, index: u32) -> Result<Vec<RouteMessage>> {
     let mut out = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         out.extend(nl.routes(family).await?.into_iter().filter(|r| {
