@@ -11,7 +11,7 @@ use sp_kernel::netlink::Netlink;
 use sp_ovs::attach::{self, AttachOptions, Faults};
 use sp_ovs::{BridgeSpec, Error, Ovs};
 use sp_testenv::ovs::Ovs as Daemons;
-use sp_testenv::scene::{ip, netns_add};
+use sp_testenv::scene::{ip, nic_with_gateway};
 use sp_testenv::{oracle, require, sandbox};
 
 const BR: &str = "br-ex";
@@ -29,15 +29,7 @@ fn scene() -> Scene {
     sandbox::enter();
     require::program("ping", "iputils-ping");
     let daemons = Daemons::start();
-    netns_add("gw");
-    ip(&[
-        "link", "add", NIC, "type", "veth", "peer", "name", "gw0", "netns", "gw",
-    ]);
-    ip(&["-n", "gw", "addr", "add", "10.50.14.1/24", "dev", "gw0"]);
-    ip(&["-n", "gw", "link", "set", "gw0", "up"]);
-    ip(&["addr", "add", "10.50.14.50/24", "dev", NIC]);
-    ip(&["link", "set", NIC, "up"]);
-    ip(&["route", "add", "default", "via", "10.50.14.1", "dev", NIC]);
+    nic_with_gateway(NIC, "10.50.14.50/24", "10.50.14.1");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

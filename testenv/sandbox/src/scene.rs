@@ -71,3 +71,27 @@ impl Drop for Parked {
         let _ = self.child.wait();
     }
 }
+
+/// A host NIC with its gateway, as an uplink move finds it: veth `nic` here with
+/// `host_cidr`, up, and the default route via `gateway`; its peer `gw0` in a new
+/// namespace `gw` holds `gateway` with the same prefix length.
+pub fn nic_with_gateway(nic: &str, host_cidr: &str, gateway: &str) {
+    let prefix = host_cidr.split_once('/').expect("ADDRESS/PREFIX").1;
+    netns_add("gw");
+    ip(&[
+        "link", "add", nic, "type", "veth", "peer", "name", "gw0", "netns", "gw",
+    ]);
+    ip(&[
+        "-n",
+        "gw",
+        "addr",
+        "add",
+        &format!("{gateway}/{prefix}"),
+        "dev",
+        "gw0",
+    ]);
+    ip(&["-n", "gw", "link", "set", "gw0", "up"]);
+    ip(&["addr", "add", host_cidr, "dev", nic]);
+    ip(&["link", "set", nic, "up"]);
+    ip(&["route", "add", "default", "via", gateway, "dev", nic]);
+}
