@@ -123,10 +123,21 @@ fn default_gateways(routes: &[RouteMessage]) -> (Option<IpAddr>, Option<IpAddr>)
     (gw(true), gw(false))
 }
 
-/// Where the NIC's port is: `None` (no port), `Some(bridge name)`.
-fn port_owner(st: &State, nic: &str) -> Option<String> {
-    st.port(nic)
-        .map(|(_, owner)| owner.map_or_else(String::new, |b| b.str("name").to_owned()))
+/// Checks the names and reads the NIC, the OVS configuration and where the NIC's port
+/// is: `None` (no port), `Some(bridge name)` (empty for a port on no bridge).
+async fn read(
+    ovs: &Ovs,
+    nl: &Netlink,
+    bridge: &str,
+    nic: &str,
+) -> Result<(LinkMessage, State, Option<String>), Error> {
+    validate_name(bridge)?;
+    let link = nic_link(nl, nic).await?;
+    let st = State::read(&ovs.client).await?;
+    let owner = st
+        .port(nic)
+        .map(|(_, owner)| owner.map_or_else(String::new, |b| b.str("name").to_owned()));
+    Ok((link, st, owner))
 }
 
 /// Adds the step that pings `gateway` out of `device`, when asked and there is one.
@@ -184,10 +195,7 @@ pub async fn attach(
     opts: &AttachOptions,
     faults: &mut Faults,
 ) -> Result<Vec<HostChange>, Error> {
-    validate_name(bridge)?;
-    let link = nic_link(nl, nic).await?;
-    let st = State::read(&ovs.client).await?;
-    let owner = port_owner(&st, nic);
+    let (link, st, owner) = read(ovs, nl, bridge, nic).await?;
     if let Some(other) = owner.as_deref().filter(|o| *o != bridge) {
         if !opts.move_from_other_bridge {
             return Err(Error::PortOnOtherBridge {
@@ -353,10 +361,7 @@ pub async fn detach(
     opts: &AttachOptions,
     faults: &mut Faults,
 ) -> Result<Vec<HostChange>, Error> {
-    validate_name(bridge)?;
-    let link = nic_link(nl, nic).await?;
-    let st = State::read(&ovs.client).await?;
-    let owner = port_owner(&st, nic);
+    let (link, _, owner) = read(ovs, nl, bridge, nic).await?;
     if let Some(other) = owner.as_deref().filter(|o| *o != bridge) {
         return Err(Error::PortNotOnBridge {
             port: nic.to_owned(),

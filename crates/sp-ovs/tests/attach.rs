@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sp_kernel::netlink::Netlink;
-use sp_ovs::attach::{self, AttachOptions, Faults};
+use sp_ovs::attach::{self, AttachOptions, Faults, HostChange};
 use sp_ovs::{BridgeSpec, Error, Ovs};
 use sp_testenv::ovs::Ovs as Daemons;
 use sp_testenv::scene::{ip, nic_with_gateway};
@@ -50,6 +50,32 @@ fn scene() -> Scene {
     }
 }
 
+impl Scene {
+    /// Attaches (or detaches) eno1 to br-ex.
+    fn run(
+        &self,
+        detach: bool,
+        opts: &AttachOptions,
+        faults: &mut Faults,
+    ) -> Result<Vec<HostChange>, Error> {
+        self.rt.block_on(async {
+            match detach {
+                true => attach::detach(&self.ovs, &self.nl, BR, NIC, opts, faults).await,
+                false => attach::attach(&self.ovs, &self.nl, BR, NIC, opts, faults).await,
+            }
+        })
+    }
+
+    /// Attaches (or detaches) on the netdev datapath; the changes as text lines.
+    fn lines(&self, detach: bool) -> Vec<String> {
+        self.run(detach, &netdev(), &mut Faults::none())
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+}
+
 fn netdev() -> AttachOptions {
     AttachOptions {
         datapath_type: "netdev".into(),
@@ -69,31 +95,7 @@ struct State {
 }
 
 fn state(d: &Daemons) -> State {
-    let addrs = oracle::addrs(None)
-        .iter()
-        .flat_map(|l| {
-            let dev = l["ifname"].as_str().unwrap().to_owned();
-            l["addr_info"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|a| a["scope"] == "global")
-                .map(|a| (dev.clone(), format!("{}/{}", a["local"], a["prefixlen"])))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let routes = [false, true]
-        .into_iter()
-        .flat_map(|v6| oracle::routes(None, v6))
-        .map(|r| {
-            let field = |k: &str| r.get(k).map(Value::to_string).unwrap_or_default();
-            [
-                "dst", "gateway", "dev", "metric", "protocol", "scope", "prefsrc",
-            ]
-            .map(field)
-            .join(" ")
-        })
-        .collect();
+    let (addrs, routes) = (oracle::global_addrs(None), oracle::route_lines(None));
     let links = oracle::links(None)
         .iter()
         .map(|l| format!("{} {} {}", l["ifname"], l["flags"], l["master"]))
@@ -172,20 +174,8 @@ fn injected(e: &Error) -> Option<usize> {
 fn attach_moves_the_ip_onto_br_ex_and_the_gateway_answers_then_detach_restores() {
     let s = scene();
     let before = state(&s.daemons);
-    let mut faults = Faults::none();
-    let changes =
-        s.rt.block_on(attach::attach(
-            &s.ovs,
-            &s.nl,
-            BR,
-            NIC,
-            &netdev(),
-            &mut faults,
-        ))
-        .unwrap();
-    let text: Vec<String> = changes.iter().map(ToString::to_string).collect();
     assert_eq!(
-        text,
+        s.lines(false),
         [
             "bridge br-ex: created",
             "link br-ex: set up",
@@ -219,31 +209,10 @@ fn attach_moves_the_ip_onto_br_ex_and_the_gateway_answers_then_detach_restores()
     assert!(oracle::pings("gw", "10.50.14.50"));
 
     // Idempotent: the second run changes nothing.
-    let again =
-        s.rt.block_on(attach::attach(
-            &s.ovs,
-            &s.nl,
-            BR,
-            NIC,
-            &netdev(),
-            &mut faults,
-        ))
-        .unwrap();
-    assert!(again.is_empty(), "{again:?}");
+    assert!(s.lines(false).is_empty());
 
-    let changes =
-        s.rt.block_on(attach::detach(
-            &s.ovs,
-            &s.nl,
-            BR,
-            NIC,
-            &netdev(),
-            &mut faults,
-        ))
-        .unwrap();
-    let text: Vec<String> = changes.iter().map(ToString::to_string).collect();
     assert_eq!(
-        text,
+        s.lines(true),
         [
             "port eno1: deleted from bridge br-ex",
             "address 10.50.14.50/24: moved br-ex → eno1",
@@ -269,17 +238,7 @@ fn attach_moves_the_ip_onto_br_ex_and_the_gateway_answers_then_detach_restores()
         "br-ex stays, without eno1"
     );
     assert!(oracle::pings("gw", "10.50.14.50"));
-    let again =
-        s.rt.block_on(attach::detach(
-            &s.ovs,
-            &s.nl,
-            BR,
-            NIC,
-            &netdev(),
-            &mut faults,
-        ))
-        .unwrap();
-    assert!(again.is_empty(), "{again:?}");
+    assert!(s.lines(true).is_empty());
 }
 
 /// Runs attach (or detach) failing before step 0, 1, 2… until it succeeds; after each
@@ -289,14 +248,7 @@ fn every_step_rolls_back(s: &Scene, detach: bool) -> usize {
     let before = state(&s.daemons);
     for k in 0.. {
         let mut faults = Faults::at(k);
-        let res = s.rt.block_on(async {
-            if detach {
-                attach::detach(&s.ovs, &s.nl, BR, NIC, &netdev(), &mut faults).await
-            } else {
-                attach::attach(&s.ovs, &s.nl, BR, NIC, &netdev(), &mut faults).await
-            }
-        });
-        match res {
+        match s.run(detach, &netdev(), &mut faults) {
             Err(e) => {
                 assert_eq!(injected(&e), Some(k), "step {k}: {e}");
                 assert_eq!(
@@ -351,15 +303,8 @@ fn a_silent_gateway_undoes_the_attach() {
         gateway_timeout: Some(Duration::from_secs(1)),
         ..netdev()
     };
-    let e =
-        s.rt.block_on(attach::attach(
-            &s.ovs,
-            &s.nl,
-            BR,
-            NIC,
-            &opts,
-            &mut Faults::none(),
-        ))
+    let e = s
+        .run(false, &opts, &mut Faults::none())
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -414,16 +359,7 @@ fn bad_input_is_refused_before_anything_changes() {
         move_from_other_bridge: true,
         ..netdev()
     };
-    let changes =
-        s.rt.block_on(attach::attach(
-            &s.ovs,
-            &s.nl,
-            BR,
-            NIC,
-            &moving,
-            &mut Faults::none(),
-        ))
-        .unwrap();
+    let changes = s.run(false, &moving, &mut Faults::none()).unwrap();
     assert!(
         changes
             .iter()
