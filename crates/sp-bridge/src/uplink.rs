@@ -253,7 +253,8 @@ impl<'a> Plan<'a> {
     /// Moves `from`'s global addresses and its routes onto `to`, in the agent's order:
     /// (IPv6 on for `to` when it is off and IPv6 addresses come,) addresses added to
     /// `to`, routes replaced onto `to`, `from`'s routes deleted, `from`'s addresses
-    /// deleted (last first, so the primary goes last).
+    /// deleted (last first, so the primary goes last). An address already on `to` is
+    /// not added again, so a run killed midway is finished by the next.
     pub async fn move_ip(
         &mut self,
         nl: &Netlink,
@@ -282,7 +283,13 @@ impl<'a> Plan<'a> {
                 },
             );
         }
-        for a in &addrs {
+        // Already on `to` (a run killed midway): neither added nor, on undo, deleted.
+        let there: Vec<String> = global_addresses(nl, ti)
+            .await?
+            .iter()
+            .map(describe)
+            .collect();
+        for a in addrs.iter().filter(|a| !there.contains(&describe(a))) {
             self.push_inverse(Step::AddAddress(address_on(a, ti)));
         }
         for r in &routes {

@@ -209,7 +209,14 @@ pub async fn attach(
     let index = link.header.index;
     let has_addresses = !uplink::global_addresses(nl, index).await?.is_empty();
     let existing = nl.link_by_name(bridge).await?;
-    if !has_addresses && !is_port {
+    // A run killed after the move but before the port: the bridge holds the IP already.
+    let bridge_has_addresses = match &existing {
+        Some(b) => !uplink::global_addresses(nl, b.header.index)
+            .await?
+            .is_empty(),
+        None => false,
+    };
+    if !has_addresses && !is_port && !bridge_has_addresses {
         return Err(Error::NoAddress {
             nic: nic.to_owned(),
             bridge: bridge.to_owned(),

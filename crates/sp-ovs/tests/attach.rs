@@ -368,3 +368,42 @@ fn bad_input_is_refused_before_anything_changes() {
     );
     assert!(ports_on(&s.daemons, "br-other").iter().all(|p| p != NIC));
 }
+
+/// A run killed midway leaves a state the next run finishes: after the address was added
+/// to br-ex (it is on both), and after the move but before the port.
+#[test]
+fn a_run_killed_midway_is_finished_by_the_next() {
+    let s = scene();
+    let spec = BridgeSpec {
+        datapath_type: "netdev".into(),
+        ..BridgeSpec::default()
+    };
+    s.rt.block_on(s.ovs.add_br(BR, &spec)).unwrap();
+    ip(&["link", "set", BR, "up"]);
+    ip(&["addr", "add", "10.50.14.50/24", "dev", BR]);
+    assert_eq!(
+        s.lines(false),
+        [
+            "address 10.50.14.50/24: moved eno1 → br-ex",
+            "default via 10.50.14.1: moved eno1 → br-ex",
+            "port eno1: added to bridge br-ex",
+            "gateway 10.50.14.1: answers through br-ex",
+        ]
+    );
+    assert_eq!(addresses_of(BR), ["10.50.14.50/24"]);
+    assert!(addresses_of(NIC).is_empty());
+    assert_eq!(default_route_dev(), BR);
+    assert!(oracle::pings("gw", "10.50.14.50"));
+
+    // Killed after the move, before the port: only the port and the check are left.
+    s.rt.block_on(s.ovs.del_port(Some(BR), NIC, false)).unwrap();
+    assert_eq!(
+        s.lines(false),
+        [
+            "port eno1: added to bridge br-ex",
+            "gateway 10.50.14.1: answers through br-ex",
+        ]
+    );
+    assert!(ports_on(&s.daemons, BR).contains(NIC));
+    assert!(s.lines(false).is_empty());
+}
