@@ -132,6 +132,12 @@ async fn read(
     nic: &str,
 ) -> Result<(LinkMessage, State, Option<String>), Error> {
     validate_name(bridge)?;
+    if bridge == nic {
+        return Err(Error::InvalidName {
+            name: bridge.to_owned(),
+            reason: "the bridge and the NIC must be different devices",
+        });
+    }
     let link = nic_link(nl, nic).await?;
     let st = State::read(&ovs.client).await?;
     let owner = st

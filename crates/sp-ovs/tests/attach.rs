@@ -336,6 +336,10 @@ fn bad_input_is_refused_before_anything_changes() {
         "bridge name"
     );
     assert_eq!(run(BR, "eno9", &netdev()), "no network device named eno9");
+    assert_eq!(
+        run(NIC, NIC, &netdev()),
+        "invalid name \"eno1\": the bridge and the NIC must be different devices"
+    );
     ip(&[
         "link", "add", "eno2", "type", "veth", "peer", "name", "eno2p",
     ]);
