@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::LinkMessage;
-use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteAttribute, RouteFlags, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::LinkUnspec;
 use sp_kernel::attrs;
@@ -110,7 +110,13 @@ impl Step<'_> {
                     .await?);
             }
             Step::DelAddress(a) => h.address().del(a.clone()).execute().await,
-            Step::AddRoute(r) => h.route().add(r.clone()).replace().execute().await,
+            Step::AddRoute(r) => {
+                // A dumped route carries state flags (LINKDOWN when the NIC has no
+                // carrier) that the kernel refuses in a request (EINVAL): keep onlink.
+                let mut r = r.clone();
+                r.header.flags &= RouteFlags::Onlink;
+                h.route().add(r).replace().execute().await
+            }
             Step::DelRoute(r) => h.route().del(r.clone()).execute().await,
             Step::Sysctl { key, value } => {
                 return Ok(sp_kernel::netns::write_net_sysctl(key, value)?)

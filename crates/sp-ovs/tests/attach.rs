@@ -411,3 +411,36 @@ fn a_run_killed_midway_is_finished_by_the_next() {
     assert!(ports_on(&s.daemons, BR).contains(NIC));
     assert!(s.lines(false).is_empty());
 }
+
+/// A NIC without carrier (its peer is down): the kernel marks its routes `linkdown`, a
+/// flag it refuses in a request; the move and its undo must drop it. The gateway cannot
+/// answer, so the attach is undone and the linkdown default route is back on eno1.
+#[test]
+fn a_nic_without_carrier_is_moved_and_put_back() {
+    let s = scene();
+    ip(&["-n", "gw", "link", "set", "gw0", "down"]);
+    let before = state(&s.daemons);
+    assert!(
+        before.routes.iter().any(|r| r.starts_with("\"default\"")),
+        "{before:?}"
+    );
+    let opts = AttachOptions {
+        gateway_timeout: Some(Duration::from_millis(500)),
+        ..netdev()
+    };
+    let e = s
+        .run(false, &opts, &mut Faults::none())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "gateway 10.50.14.1 did not answer ICMP echo through br-ex within 500ms; rolled back"
+    );
+    assert_eq!(state(&s.daemons), before);
+    let opts = AttachOptions {
+        gateway_timeout: None,
+        ..netdev()
+    };
+    s.run(false, &opts, &mut Faults::none()).unwrap();
+    assert_eq!(default_route_dev(), BR);
+}
