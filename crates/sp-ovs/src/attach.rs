@@ -19,7 +19,7 @@
 //! every step.
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -33,7 +33,7 @@ use sp_kernel::netlink::Netlink;
 
 use crate::persist::HostIp;
 use crate::state::State;
-use crate::{echo, validate_name, BridgeSpec, Change, Error, Ovs, PortSpec};
+use crate::{announce, echo, validate_name, BridgeSpec, Change, Error, Ovs, PortSpec};
 
 /// How to attach.
 #[derive(Debug, Clone)]
@@ -177,6 +177,26 @@ fn push_gateway_check<'a>(
         Step::Nothing,
     );
     Some(gw.to_string())
+}
+
+/// Announces the moved IPv4 addresses on `link` by gratuitous ARP, so neighbours that
+/// cached the old MAC switch at once. Best effort: one that misses it asks again when its
+/// entry goes stale.
+fn announce(link: &LinkMessage, moved: &Moved, changes: &mut Vec<HostChange>) {
+    let Some(mac) = attrs::link_mac(link).and_then(|m| <[u8; 6]>::try_from(m).ok()) else {
+        return;
+    };
+    let name = attrs::link_name(link).unwrap_or("?");
+    for a in &moved.addresses {
+        let Some(Ok(ip)) = a.split('/').next().map(str::parse::<Ipv4Addr>) else {
+            continue;
+        };
+        let action = match announce::gratuitous_arp(link.header.index, mac, ip) {
+            Ok(()) => format!("announced on {name} (gratuitous ARP)"),
+            Err(e) => format!("not announced on {name}: {e}"),
+        };
+        changes.push(HostChange::new(format!("address {ip}"), action));
+    }
 }
 
 /// Folds a failure after the bridge was created, and the bridge's deletion, into one
@@ -360,6 +380,7 @@ async fn move_and_plug(
             format!("answers through {bridge}"),
         ));
     }
+    announce(&br, &moved, changes);
     Ok(())
 }
 
@@ -428,6 +449,7 @@ pub async fn detach(
             format!("answers through {nic}"),
         ));
     }
+    announce(&link, &moved, &mut changes);
     Ok(changes)
 }
 

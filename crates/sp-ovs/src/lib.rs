@@ -11,6 +11,7 @@
 //! `cur_cfg >= next_cfg` and checks the new interfaces' `error` column — exactly how
 //! ovs-vsctl knows a change has been applied.
 
+mod announce;
 pub mod attach;
 mod echo;
 mod error;

@@ -183,6 +183,7 @@ fn attach_moves_the_ip_onto_br_ex_and_the_gateway_answers_then_detach_restores()
             "default via 10.50.14.1: moved eno1 → br-ex",
             "port eno1: added to bridge br-ex",
             "gateway 10.50.14.1: answers through br-ex",
+            "address 10.50.14.50: announced on br-ex (gratuitous ARP)",
         ]
     );
     // ovs-vsctl: eno1 is a port (system interface) of br-ex, on the netdev datapath.
@@ -218,6 +219,7 @@ fn attach_moves_the_ip_onto_br_ex_and_the_gateway_answers_then_detach_restores()
             "address 10.50.14.50/24: moved br-ex → eno1",
             "default via 10.50.14.1: moved br-ex → eno1",
             "gateway 10.50.14.1: answers through eno1",
+            "address 10.50.14.50: announced on eno1 (gratuitous ARP)",
         ]
     );
     let after = state(&s.daemons);
@@ -392,6 +394,7 @@ fn a_run_killed_midway_is_finished_by_the_next() {
             "default via 10.50.14.1: moved eno1 → br-ex",
             "port eno1: added to bridge br-ex",
             "gateway 10.50.14.1: answers through br-ex",
+            "address 10.50.14.50: announced on br-ex (gratuitous ARP)",
         ]
     );
     assert_eq!(addresses_of(BR), ["10.50.14.50/24"]);
@@ -443,4 +446,34 @@ fn a_nic_without_carrier_is_moved_and_put_back() {
     };
     s.run(false, &opts, &mut Faults::none()).unwrap();
     assert_eq!(default_route_dev(), BR);
+}
+
+/// Without the gateway check nothing makes the gateway ask again, yet its neighbour entry
+/// for the host moves to br-ex's MAC at once (gratuitous ARP), and back on detach.
+#[test]
+fn neighbours_learn_the_new_mac_at_once() {
+    let s = scene();
+    let gw_entry = || {
+        oracle::neighbours(Some("gw"), "gw0")
+            .into_iter()
+            .find(|n| n["dst"] == "10.50.14.50")
+            .map(|n| n["lladdr"].as_str().unwrap().to_owned())
+    };
+    let mac = |dev: &str| {
+        oracle::link(None, dev)["address"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(oracle::pings("gw", "10.50.14.50"));
+    assert_eq!(gw_entry(), Some(mac(NIC)));
+    let quiet = AttachOptions {
+        gateway_timeout: None,
+        ..netdev()
+    };
+    s.run(false, &quiet, &mut Faults::none()).unwrap();
+    assert_ne!(mac(BR), mac(NIC));
+    assert_eq!(gw_entry(), Some(mac(BR)));
+    s.run(true, &quiet, &mut Faults::none()).unwrap();
+    assert_eq!(gw_entry(), Some(mac(NIC)));
 }
