@@ -37,11 +37,14 @@ Bridges and ports (the packstack notes' Open vSwitch layout):
 Every change waits until ovs-vswitchd has applied it (like ovs-vsctl) unless --no-wait,
 and fails after --timeout seconds with a message saying what did not answer.";
 
-/// Open vSwitch bridges and ports, spoken directly to ovsdb-server (RFC 7047).
+/// Open vSwitch bridges and ports, spoken directly to ovsdb-server (RFC 7047), and the
+/// host NIC moved into br-ex with its IP.
 ///
 /// ovs-attach never runs ovs-vsctl: each command is one OVSDB transaction that
 /// re-checks its assumptions at commit, bumps next_cfg, and then waits until
 /// ovs-vswitchd reports cur_cfg >= next_cfg and checks the new interfaces for errors.
+/// `ovs-attach BRIDGE NIC` adds the steps around it over netlink — addresses and routes
+/// moved, the gateway pinged — and undoes them all if any fails.
 #[derive(Parser)]
 #[command(
     version,
@@ -319,6 +322,15 @@ async fn move_nic(
             print!("{}", host.render(format));
         }
         return Ok(());
+    }
+    if cli.no_wait {
+        <Cli as clap::CommandFactory>::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--no-wait cannot be used to attach or detach: the addresses move only \
+                 once ovs-vswitchd has applied each change",
+            )
+            .exit()
     }
     let ovs = Ovs::connect(&db, cli.timeout, true).await?;
     let (options, mut faults) = (opts.options(), Faults::none());

@@ -386,4 +386,7 @@ fn attach_bad_input_is_named_and_exits_non_zero() {
     // The short form cannot be mixed with another command (clap's usage error).
     let out = ovs_attach(&db, &["br-ex", "eno1", "show"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = ovs_attach(&db, &["--no-wait", "br-ex", "eno1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-wait cannot be used"));
 }
