@@ -282,6 +282,12 @@ fn attach_in_the_short_form_then_detach_with_persistent_config() {
         "{v}"
     );
     assert!(d.row("Port", "eno1").is_some());
+    let show = ok(&db, &["show"]);
+    assert_eq!(show, d.vsctl(&["show"]));
+    assert!(
+        show.contains("        Port eno1\n            Interface eno1\n"),
+        "{show}"
+    );
     let addrs = oracle::addrs(None);
     let br = addrs.iter().find(|l| l["ifname"] == "br-ex").unwrap();
     assert_eq!(br["addr_info"][0]["local"], "10.50.14.50");
