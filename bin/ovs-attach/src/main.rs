@@ -92,7 +92,7 @@ struct AttachArgs {
     /// Datapath of br-ex when it has to be created: `netdev` without the OVS kernel module.
     #[arg(long, value_name = "TYPE")]
     datapath_type: Option<String>,
-    /// Do not ping the IPv4 default gateway through the bridge after the move.
+    /// Do not ping the default gateways (IPv4, IPv6) through the bridge after the move.
     #[arg(long)]
     no_gateway_check: bool,
     /// Seconds the gateway has to answer before everything is undone.

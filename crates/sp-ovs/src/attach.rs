@@ -11,7 +11,8 @@
 //!    replaced onto the bridge with the same metrics, its addresses deleted
 //!    ([`Plan::move_ip`] with [`Metric::Same`]);
 //! 4. the NIC added as a port of the bridge (or moved from another bridge when asked);
-//! 5. the IPv4 default gateway pinged through the bridge (ICMP over a raw socket).
+//! 5. the default gateways (IPv4, IPv6) pinged through the bridge (ICMP echo over a raw
+//!    socket).
 //!
 //! Every step records its undo; a failure at any step undoes the steps done in reverse,
 //! down to deleting the bridge if this call created it. [`detach`] is the reverse (the
@@ -146,37 +147,40 @@ async fn read(
     Ok((link, st, owner))
 }
 
-/// Adds the step that pings `gateway` out of `device`, when asked and there is one.
-fn push_gateway_check<'a>(
+/// Adds a step that pings each gateway out of `device`, when asked; returns them.
+fn push_gateway_checks<'a>(
     plan: &mut Plan<'a>,
-    gateway: Option<IpAddr>,
+    (v4, v6): (Option<IpAddr>, Option<IpAddr>),
     device: &'a str,
     within: Option<Duration>,
-) -> Option<String> {
-    let (Some(IpAddr::V4(gw)), Some(within)) = (gateway, within) else {
-        return None;
+) -> Vec<IpAddr> {
+    let Some(within) = within else {
+        return vec![];
     };
-    plan.push(
-        custom(
-            format!("check that gateway {gw} answers through {device}"),
-            move || async move {
-                match echo::answers(gw, device, within).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(Error::GatewaySilent {
-                        gateway: gw,
-                        device: device.to_owned(),
-                        after: within,
-                    }),
-                    Err(source) => Err(Error::GatewayCheck {
-                        device: device.to_owned(),
-                        source,
-                    }),
-                }
-            },
-        ),
-        Step::Nothing,
-    );
-    Some(gw.to_string())
+    let gateways: Vec<IpAddr> = [v4, v6].into_iter().flatten().collect();
+    for &gw in &gateways {
+        plan.push(
+            custom(
+                format!("check that gateway {gw} answers through {device}"),
+                move || async move {
+                    match echo::answers(gw, device, within).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(Error::GatewaySilent {
+                            gateway: gw,
+                            device: device.to_owned(),
+                            after: within,
+                        }),
+                        Err(source) => Err(Error::GatewayCheck {
+                            device: device.to_owned(),
+                            source,
+                        }),
+                    }
+                },
+            ),
+            Step::Nothing,
+        );
+    }
+    gateways
 }
 
 /// Announces the moved IPv4 addresses on `link` by gratuitous ARP, so neighbours that
@@ -310,9 +314,9 @@ async fn move_and_plug(
     let br = bridge_device(nl, bridge, ovs.timeout()).await?;
     let bi = br.header.index;
     let routes = uplink::routes_via(nl, link.header.index).await?;
-    // After a run killed midway the default route may be on the bridge already.
-    let gateway = match default_gateways(&routes).0 {
-        None => default_gateways(&uplink::routes_via(nl, bi).await?).0,
+    // After a run killed midway the default routes may be on the bridge already.
+    let gateways = match default_gateways(&routes) {
+        (None, None) => default_gateways(&uplink::routes_via(nl, bi).await?),
         found => found,
     };
     let mut plan = Plan::new();
@@ -358,7 +362,7 @@ async fn move_and_plug(
             undo,
         );
     }
-    let checked = push_gateway_check(&mut plan, gateway, bridge, opts.gateway_timeout);
+    let checked = push_gateway_checks(&mut plan, gateways, bridge, opts.gateway_timeout);
     if plan.is_empty() {
         return Ok(());
     }
@@ -374,7 +378,7 @@ async fn move_and_plug(
         };
         changes.push(HostChange::new(format!("port {nic}"), action));
     }
-    if let Some(gw) = checked {
+    for gw in checked {
         changes.push(HostChange::new(
             format!("gateway {gw}"),
             format!("answers through {bridge}"),
@@ -425,15 +429,15 @@ pub async fn detach(
         );
     }
     let mut moved = Moved::default();
-    let mut gateway = None;
+    let mut gateways = (None, None);
     if let Some(br) = &br {
-        gateway = default_gateways(&uplink::routes_via(nl, br.header.index).await?).0;
+        gateways = default_gateways(&uplink::routes_via(nl, br.header.index).await?);
         moved = plan.move_ip(nl, br, &link, Metric::Same).await?;
     }
     if plan.is_empty() {
         return Ok(vec![]);
     }
-    let checked = push_gateway_check(&mut plan, gateway, nic, opts.gateway_timeout);
+    let checked = push_gateway_checks(&mut plan, gateways, nic, opts.gateway_timeout);
     plan.run(nl, faults).await?;
     let mut changes = Vec::new();
     if is_port {
@@ -443,7 +447,7 @@ pub async fn detach(
         ));
     }
     uplink::report(&moved, bridge, nic, &mut changes);
-    if let Some(gw) = checked {
+    for gw in checked {
         changes.push(HostChange::new(
             format!("gateway {gw}"),
             format!("answers through {nic}"),

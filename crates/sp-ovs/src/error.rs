@@ -111,7 +111,7 @@ pub enum Error {
 
     #[error("gateway {gateway} did not answer ICMP echo through {device} within {after:?}")]
     GatewaySilent {
-        gateway: std::net::Ipv4Addr,
+        gateway: std::net::IpAddr,
         device: String,
         after: Duration,
     },

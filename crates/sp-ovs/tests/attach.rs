@@ -470,3 +470,55 @@ fn neighbours_learn_the_new_mac_at_once() {
     s.run(true, &quiet, &mut Faults::none()).unwrap();
     assert_eq!(gw_entry(), Some(mac(NIC)));
 }
+
+/// A dual-stack host: the IPv6 address and default route move too, and the IPv6 gateway
+/// is asked as well (ICMPv6 echo through br-ex), then everything goes back.
+#[test]
+fn an_ipv6_address_and_gateway_move_and_are_checked() {
+    let s = scene();
+    ip(&[
+        "-n",
+        "gw",
+        "addr",
+        "add",
+        "2001:db8::1/64",
+        "dev",
+        "gw0",
+        "nodad",
+    ]);
+    ip(&["addr", "add", "2001:db8::50/64", "dev", NIC, "nodad"]);
+    ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "2001:db8::1",
+        "dev",
+        NIC,
+    ]);
+    let before = state(&s.daemons);
+    let lines = s.lines(false);
+    for line in [
+        "address 2001:db8::50/64: moved eno1 → br-ex",
+        "default via 2001:db8::1: moved eno1 → br-ex",
+        "gateway 10.50.14.1: answers through br-ex",
+        "gateway 2001:db8::1: answers through br-ex",
+    ] {
+        assert!(lines.iter().any(|l| l == line), "{line:?} not in {lines:?}");
+    }
+    let v6 = oracle::routes(None, true);
+    let default = v6
+        .iter()
+        .find(|r| r["dst"] == "default")
+        .expect("v6 default");
+    assert_eq!(default["dev"], BR);
+    let lines = s.lines(true);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "gateway 2001:db8::1: answers through eno1"),
+        "{lines:?}"
+    );
+    assert_eq!(state(&s.daemons).addrs, before.addrs);
+}
