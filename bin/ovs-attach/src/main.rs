@@ -4,12 +4,25 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
+use sp_kernel::netlink::Netlink;
+use sp_ovs::attach::{self, AttachOptions, Faults, HostChange};
+use sp_ovs::persist::ConfigFormat;
 use sp_ovs::{BridgeSpec, Change, Endpoint, Error, Ovs, PatchSpec, PortSpec, DEFAULT_DB};
 
 const EXAMPLES: &str = "\
-Examples (the packstack notes' Open vSwitch layout):
+The host NIC into br-ex, as the packstack notes do with ifcfg-eno1 / ifcfg-br-ex
+(10.50.14.50/24, gateway 10.50.14.1) and a network restart — live, checked, undone
+on any failure:
+  ovs-attach br-ex eno1 --emit-config ifcfg       # print the notes' two ifcfg files (no change)
+  ovs-attach br-ex eno1                           # br-ex created if missing, IP + routes moved,
+                                                  # eno1 added as a port, gateway 10.50.14.1 pinged
+  ovs-attach br-ex eno1 --datapath-type netdev    # on a host without the OVS kernel module
+  ovs-attach --detach br-ex eno1                  # the reverse (br-ex stays)
+  (same as: ovs-attach attach br-ex eno1, ovs-attach detach br-ex eno1)
+
+Bridges and ports (the packstack notes' Open vSwitch layout):
   ovs-attach add-br br-ex                          # the external bridge
   ovs-attach add-br br-ex --datapath-type netdev   # on a host without the OVS kernel module
   ovs-attach add-port br-ex qg-48cdaf68-67 --type internal
@@ -24,13 +37,21 @@ Examples (the packstack notes' Open vSwitch layout):
 Every change waits until ovs-vswitchd has applied it (like ovs-vsctl) unless --no-wait,
 and fails after --timeout seconds with a message saying what did not answer.";
 
-/// Open vSwitch bridges and ports, spoken directly to ovsdb-server (RFC 7047).
+/// Open vSwitch bridges and ports, spoken directly to ovsdb-server (RFC 7047), and the
+/// host NIC moved into br-ex with its IP.
 ///
 /// ovs-attach never runs ovs-vsctl: each command is one OVSDB transaction that
 /// re-checks its assumptions at commit, bumps next_cfg, and then waits until
 /// ovs-vswitchd reports cur_cfg >= next_cfg and checks the new interfaces for errors.
+/// `ovs-attach BRIDGE NIC` adds the steps around it over netlink — addresses and routes
+/// moved, the gateway pinged — and undoes them all if any fails.
 #[derive(Parser)]
-#[command(version, after_help = EXAMPLES)]
+#[command(
+    version,
+    after_help = EXAMPLES,
+    subcommand_negates_reqs = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     /// ovsdb-server to talk to: unix:PATH or tcp:HOST:PORT.
     #[arg(long, global = true, default_value = DEFAULT_DB, value_name = "ADDRESS")]
@@ -44,12 +65,83 @@ struct Cli {
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    short: Short,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+/// `ovs-attach [--detach] BRIDGE NIC`: the issue's short form of attach/detach.
+#[derive(Args)]
+struct Short {
+    /// The bridge the NIC goes into (short form of `attach BRIDGE NIC`).
+    #[arg(requires = "nic")]
+    bridge: Option<String>,
+    /// The host NIC whose addresses and routes move onto the bridge.
+    nic: Option<String>,
+    /// Reverse an attach (short form of `detach BRIDGE NIC`).
+    #[arg(long, requires = "bridge")]
+    detach: bool,
+    #[command(flatten)]
+    opts: AttachArgs,
+}
+
+/// The NIC move's options.
+#[derive(Args)]
+struct AttachArgs {
+    /// Datapath of br-ex when it has to be created: `netdev` without the OVS kernel module.
+    #[arg(long, value_name = "TYPE")]
+    datapath_type: Option<String>,
+    /// Do not ping the default gateways (IPv4, IPv6) through the bridge after the move.
+    #[arg(long)]
+    no_gateway_check: bool,
+    /// Seconds the gateway has to answer before everything is undone.
+    #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = seconds)]
+    gateway_timeout: Duration,
+    /// Move the NIC's port if it is on another bridge (refused otherwise).
+    #[arg(long = "move")]
+    move_it: bool,
+    /// Print the files that make the attach persistent (from the live addresses and
+    /// gateway, before or after attaching) and change nothing.
+    #[arg(long, value_name = "FORMAT")]
+    emit_config: Option<Format>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// CentOS/RHEL `ifcfg-NIC` + `ifcfg-BRIDGE` (initscripts' OVS support).
+    Ifcfg,
+    /// Debian/Ubuntu `/etc/network/interfaces` stanzas (openvswitch-switch).
+    Interfaces,
+}
+
+impl AttachArgs {
+    fn options(&self) -> AttachOptions {
+        AttachOptions {
+            datapath_type: self.datapath_type.clone().unwrap_or_default(),
+            gateway_timeout: (!self.no_gateway_check).then_some(self.gateway_timeout),
+            move_from_other_bridge: self.move_it,
+        }
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Move the host NIC into BRIDGE with its addresses and routes (see the examples).
+    #[command(after_help = EXAMPLES)]
+    Attach {
+        bridge: String,
+        nic: String,
+        #[command(flatten)]
+        opts: AttachArgs,
+    },
+    /// Take the NIC out of BRIDGE, its addresses and routes back on it.
+    Detach {
+        bridge: String,
+        nic: String,
+        #[command(flatten)]
+        opts: AttachArgs,
+    },
     /// Create a bridge (with its internal port of the same name).
     #[command(after_help = "Example: ovs-attach add-br br-ex --datapath-type netdev")]
     AddBr {
@@ -197,11 +289,112 @@ fn report(json: bool, object: serde_json::Value, label: &str, change: &Change) {
     }
 }
 
+/// Attach or detach (`detach`), or print the persistent configuration.
+async fn move_nic(
+    cli: &Cli,
+    bridge: &str,
+    nic: &str,
+    detach: bool,
+    opts: &AttachArgs,
+) -> Result<(), Error> {
+    let db: Endpoint = cli.db.parse()?;
+    let nl = Netlink::current()?;
+    if let Some(format) = opts.emit_config {
+        // The bridge's datapath is read when ovsdb-server answers; the files do not
+        // need it otherwise.
+        let ovs = Ovs::connect(&db, cli.timeout, false).await.ok();
+        let host = attach::host_ip(
+            ovs.as_ref(),
+            &nl,
+            bridge,
+            nic,
+            opts.datapath_type.as_deref(),
+        )
+        .await?;
+        let format = match format {
+            Format::Ifcfg => ConfigFormat::Ifcfg,
+            Format::Interfaces => ConfigFormat::Interfaces,
+        };
+        if cli.json {
+            let v = json!({"host": host, "config": host.render(format)});
+            println!("{v}");
+        } else {
+            print!("{}", host.render(format));
+        }
+        return Ok(());
+    }
+    if cli.no_wait {
+        <Cli as clap::CommandFactory>::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--no-wait cannot be used to attach or detach: the addresses move only \
+                 once ovs-vswitchd has applied each change",
+            )
+            .exit()
+    }
+    let ovs = Ovs::connect(&db, cli.timeout, true).await?;
+    let (options, mut faults) = (opts.options(), Faults::none());
+    let (op, changes) = if detach {
+        let c = attach::detach(&ovs, &nl, bridge, nic, &options, &mut faults);
+        ("detach", c.await?)
+    } else {
+        let c = attach::attach(&ovs, &nl, bridge, nic, &options, &mut faults);
+        ("attach", c.await?)
+    };
+    print_changes(cli.json, op, bridge, nic, &changes);
+    Ok(())
+}
+
+fn print_changes(json: bool, op: &str, bridge: &str, nic: &str, changes: &[HostChange]) {
+    let result = if changes.is_empty() {
+        "unchanged"
+    } else {
+        "changed"
+    };
+    if json {
+        let v =
+            json!({"result": result, "op": op, "bridge": bridge, "nic": nic, "changes": changes});
+        println!("{v}");
+    } else if changes.is_empty() {
+        let state = if op == "attach" {
+            "attached to"
+        } else {
+            "not attached to"
+        };
+        println!("{nic}: already {state} {bridge}, nothing changed");
+    } else {
+        changes.iter().for_each(|c| println!("{c}"));
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), Error> {
+    let command = match &cli.command {
+        Some(Command::Attach { bridge, nic, opts }) => {
+            return move_nic(&cli, bridge, nic, false, opts).await
+        }
+        Some(Command::Detach { bridge, nic, opts }) => {
+            return move_nic(&cli, bridge, nic, true, opts).await
+        }
+        Some(_) if cli.short.bridge.is_some() => <Cli as clap::CommandFactory>::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "BRIDGE NIC (attach) cannot be combined with another command",
+            )
+            .exit(),
+        Some(_) => cli.command.expect("a subcommand"),
+        None => {
+            let s = &cli.short;
+            let (Some(bridge), Some(nic)) = (&s.bridge, &s.nic) else {
+                unreachable!("clap requires BRIDGE NIC without a subcommand")
+            };
+            return move_nic(&cli, bridge, nic, s.detach, &s.opts).await;
+        }
+    };
     let db: Endpoint = cli.db.parse()?;
     let ovs = Ovs::connect(&db, cli.timeout, !cli.no_wait).await?;
     let json = cli.json;
-    match cli.command {
+    match command {
+        Command::Attach { .. } | Command::Detach { .. } => unreachable!("handled above"),
         Command::AddBr {
             bridge,
             datapath_type,

@@ -5,7 +5,8 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 use sp_testenv::ovs::Ovs;
-use sp_testenv::sandbox;
+use sp_testenv::scene::nic_with_gateway;
+use sp_testenv::{oracle, require, sandbox};
 
 fn ovs_attach(db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ovs-attach"))
@@ -207,10 +208,191 @@ fn help_teaches_with_the_notes_examples() {
     let help = String::from_utf8(out.stdout).unwrap();
     for needle in [
         "ovs-attach add-br br-ex --datapath-type netdev",
+        "ovs-attach br-ex eno1 --emit-config ifcfg",
+        "ovs-attach --detach br-ex eno1",
+        "10.50.14.50/24, gateway 10.50.14.1",
         "ovs-attach add-patch br-int patch-tun br-tun patch-int",
         "--no-wait",
         "unix:/var/run/openvswitch/db.sock",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
+}
+
+/// The notes' host: eno1 with 10.50.14.50/24, default via 10.50.14.1 (namespace gw).
+fn notes_host() -> Ovs {
+    sandbox::enter();
+    require::program("ping", "iputils-ping");
+    let d = Ovs::start();
+    nic_with_gateway("eno1", "10.50.14.50/24", "10.50.14.1");
+    d
+}
+
+const IFCFG: &str = "\
+# /etc/sysconfig/network-scripts/ifcfg-eno1
+TYPE=OVSPort
+DEVICETYPE=ovs
+OVS_BRIDGE=br-ex
+NM_CONTROLLED=no
+BOOTPROTO=none
+ONBOOT=yes
+DEVICE=eno1
+PEERDNS=no
+
+# /etc/sysconfig/network-scripts/ifcfg-br-ex
+DEVICE=br-ex
+DEVICETYPE=ovs
+TYPE=OVSBridge
+BOOTPROTO=static
+IPADDR=10.50.14.50
+NETMASK=255.255.255.0
+GATEWAY=10.50.14.1
+";
+
+#[test]
+fn attach_in_the_short_form_then_detach_with_persistent_config() {
+    let d = notes_host();
+    let db = d.db();
+    // Before the attach: the notes' two files, from the live address and gateway.
+    assert_eq!(
+        ok(&db, &["br-ex", "eno1", "--emit-config", "ifcfg"]),
+        format!("{IFCFG}ONBOOT=yes\n")
+    );
+    assert!(
+        d.row("Bridge", "br-ex").is_none(),
+        "emit-config changes nothing"
+    );
+
+    let out = ok(
+        &db,
+        &["--json", "br-ex", "eno1", "--datapath-type", "netdev"],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["result"], "changed");
+    assert_eq!(v["op"], "attach");
+    assert_eq!(
+        v["changes"][0],
+        json!({"object": "bridge br-ex", "action": "created"})
+    );
+    assert!(
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"object": "gateway 10.50.14.1", "action": "answers through br-ex"})),
+        "{v}"
+    );
+    assert!(d.row("Port", "eno1").is_some());
+    let show = ok(&db, &["show"]);
+    assert_eq!(show, d.vsctl(&["show"]));
+    assert!(
+        show.contains("        Port eno1\n            Interface eno1\n"),
+        "{show}"
+    );
+    let addrs = oracle::addrs(None);
+    let br = addrs.iter().find(|l| l["ifname"] == "br-ex").unwrap();
+    assert_eq!(br["addr_info"][0]["local"], "10.50.14.50");
+    let routes = oracle::routes(None, false);
+    let default = routes.iter().find(|r| r["dst"] == "default").unwrap();
+    assert_eq!(default["dev"], "br-ex");
+    assert!(oracle::pings("gw", "10.50.14.50"));
+
+    // After the attach the same files come from br-ex; the bridge's datapath is kept.
+    assert_eq!(
+        ok(&db, &["br-ex", "eno1", "--emit-config", "ifcfg"]),
+        format!("{IFCFG}OVS_EXTRA=\"set bridge br-ex datapath_type=netdev\"\nONBOOT=yes\n")
+    );
+    assert_eq!(
+        ok(
+            &db,
+            &["attach", "br-ex", "eno1", "--emit-config", "interfaces"]
+        ),
+        "# /etc/network/interfaces
+allow-ovs br-ex
+iface br-ex inet static
+    address 10.50.14.50
+    netmask 255.255.255.0
+    gateway 10.50.14.1
+    ovs_type OVSBridge
+    ovs_ports eno1
+    ovs_extra set bridge br-ex datapath_type=netdev
+
+allow-br-ex eno1
+iface eno1 inet manual
+    ovs_bridge br-ex
+    ovs_type OVSPort
+"
+    );
+    assert_eq!(
+        ok(&db, &["br-ex", "eno1"]),
+        "eno1: already attached to br-ex, nothing changed\n"
+    );
+
+    assert_eq!(
+        ok(&db, &["--detach", "br-ex", "eno1"]),
+        "port eno1: deleted from bridge br-ex
+address 10.50.14.50/24: moved br-ex → eno1
+default via 10.50.14.1: moved br-ex → eno1
+gateway 10.50.14.1: answers through eno1
+address 10.50.14.50: announced on eno1 (gratuitous ARP)
+"
+    );
+    assert!(d.row("Port", "eno1").is_none());
+    let routes = oracle::routes(None, false);
+    let default = routes.iter().find(|r| r["dst"] == "default").unwrap();
+    assert_eq!(default["dev"], "eno1");
+    let out = ok(&db, &["--json", "detach", "br-ex", "eno1"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"result": "unchanged", "op": "detach", "bridge": "br-ex", "nic": "eno1", "changes": []})
+    );
+}
+
+#[test]
+fn attach_bad_input_is_named_and_exits_non_zero() {
+    let d = notes_host();
+    let db = d.db();
+    let missing = format!("unix:{}/nothing-here.sock", d.dir().display());
+    let e = fails(&missing, &["br-ex", "eno1"]);
+    assert!(
+        e.contains(&format!(
+            "OVSDB socket {}/nothing-here.sock does not exist",
+            d.dir().display()
+        )),
+        "{e}"
+    );
+    assert_eq!(
+        fails(&db, &["br-ex-external-01", "eno1"]),
+        "ovs-attach: invalid name \"br-ex-external-01\": longer than 15 bytes (the kernel's IFNAMSIZ limit)\n"
+    );
+    assert_eq!(
+        fails(&db, &["br-ex", "eno9"]),
+        "ovs-attach: no network device named eno9\n"
+    );
+    sp_testenv::scene::ip(&[
+        "link", "add", "eno2", "type", "veth", "peer", "name", "eno2p",
+    ]);
+    assert_eq!(
+        fails(&db, &["attach", "br-ex", "eno2", "--datapath-type=netdev"]),
+        "ovs-attach: eno2 has no global address to move onto br-ex (nothing to attach: \
+         `ovs-attach add-port br-ex eno2` adds the port alone)\n"
+    );
+    assert!(d.row("Bridge", "br-ex").is_none(), "nothing was created");
+    ok(&db, &["add-br", "br-other", "--datapath-type=netdev"]);
+    ok(&db, &["add-port", "br-other", "eno1"]);
+    assert_eq!(
+        fails(&db, &["br-ex", "eno1", "--datapath-type=netdev"]),
+        "ovs-attach: cannot add port eno1 to bridge br-ex: it is already on bridge br-other \
+         (--move moves it, in one transaction)\n"
+    );
+    let out = ok(&db, &["br-ex", "eno1", "--datapath-type=netdev", "--move"]);
+    assert!(
+        out.contains("port eno1: moved to bridge br-ex from bridge br-other\n"),
+        "{out}"
+    );
+    // The short form cannot be mixed with another command (clap's usage error).
+    let out = ovs_attach(&db, &["br-ex", "eno1", "show"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = ovs_attach(&db, &["--no-wait", "br-ex", "eno1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-wait cannot be used"));
 }

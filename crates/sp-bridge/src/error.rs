@@ -36,6 +36,9 @@ pub enum Error {
     },
     #[error("{0} is enslaved to {1}; detach it first (or it is the uplink of another network)")]
     Busy(String, String),
+    /// A [`crate::uplink::Custom`] step failed (an OVSDB transaction, a reachability check).
+    #[error(transparent)]
+    Custom(Box<dyn std::error::Error + Send + Sync>),
     #[error("injected failure before step {0}")]
     Injected(usize),
     #[error("{cause}; rolled back{}", if rollback.is_empty() { String::new() } else {

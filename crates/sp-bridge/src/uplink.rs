@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::LinkMessage;
-use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteAttribute, RouteFlags, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::LinkUnspec;
 use sp_kernel::attrs;
@@ -110,7 +110,13 @@ impl Step<'_> {
                     .await?);
             }
             Step::DelAddress(a) => h.address().del(a.clone()).execute().await,
-            Step::AddRoute(r) => h.route().add(r.clone()).replace().execute().await,
+            Step::AddRoute(r) => {
+                // A dumped route carries state flags (LINKDOWN when the NIC has no
+                // carrier) that the kernel refuses in a request (EINVAL): keep onlink.
+                let mut r = r.clone();
+                r.header.flags &= RouteFlags::Onlink;
+                h.route().add(r).replace().execute().await
+            }
             Step::DelRoute(r) => h.route().del(r.clone()).execute().await,
             Step::Sysctl { key, value } => {
                 return Ok(sp_kernel::netns::write_net_sysctl(key, value)?)
@@ -136,7 +142,7 @@ impl Step<'_> {
 }
 
 /// Global addresses of a link (scope universe), in kernel order.
-async fn global_addresses(nl: &Netlink, index: u32) -> Result<Vec<AddressMessage>> {
+pub async fn global_addresses(nl: &Netlink, index: u32) -> Result<Vec<AddressMessage>> {
     Ok(nl
         .addresses()
         .await?
@@ -146,7 +152,7 @@ async fn global_addresses(nl: &Netlink, index: u32) -> Result<Vec<AddressMessage
 }
 
 /// Main-table routes through a link that did not come from its addresses.
-async fn routes_via(nl: &Netlink, index: u32) -> Result<Vec<RouteMessage>> {
+pub async fn routes_via(nl: &Netlink, index: u32) -> Result<Vec<RouteMessage>> {
     let mut out = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         out.extend(nl.routes(family).await?.into_iter().filter(|r| {
@@ -253,7 +259,8 @@ impl<'a> Plan<'a> {
     /// Moves `from`'s global addresses and its routes onto `to`, in the agent's order:
     /// (IPv6 on for `to` when it is off and IPv6 addresses come,) addresses added to
     /// `to`, routes replaced onto `to`, `from`'s routes deleted, `from`'s addresses
-    /// deleted (last first, so the primary goes last).
+    /// deleted (last first, so the primary goes last). An address already on `to` is
+    /// not added again, so a run killed midway is finished by the next.
     pub async fn move_ip(
         &mut self,
         nl: &Netlink,
@@ -282,7 +289,13 @@ impl<'a> Plan<'a> {
                 },
             );
         }
-        for a in &addrs {
+        // Already on `to` (a run killed midway): neither added nor, on undo, deleted.
+        let there: Vec<String> = global_addresses(nl, ti)
+            .await?
+            .iter()
+            .map(describe)
+            .collect();
+        for a in addrs.iter().filter(|a| !there.contains(&describe(a))) {
             self.push_inverse(Step::AddAddress(address_on(a, ti)));
         }
         for r in &routes {

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
 use sp_bridge::{network, uplink, Error, Faults};
 use sp_kernel::netlink::Netlink;
 use sp_testenv::scene::{self, ip};
@@ -20,41 +19,7 @@ type State = (
 );
 
 fn state() -> State {
-    let addrs = oracle::addrs(None)
-        .iter()
-        .flat_map(|l| {
-            let dev = l["ifname"].as_str().unwrap().to_owned();
-            l["addr_info"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|a| a["scope"] == "global")
-                .map(|a| {
-                    (
-                        dev.clone(),
-                        format!(
-                            "{}/{} brd {}",
-                            a["local"].as_str().unwrap(),
-                            a["prefixlen"],
-                            a["broadcast"]
-                        ),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let routes = [false, true]
-        .into_iter()
-        .flat_map(|v6| oracle::routes(None, v6))
-        .map(|r| {
-            let field = |k: &str| r.get(k).map(Value::to_string).unwrap_or_default();
-            [
-                "dst", "gateway", "dev", "metric", "protocol", "scope", "prefsrc",
-            ]
-            .map(field)
-            .join(" ")
-        })
-        .collect();
+    let (addrs, routes) = (oracle::global_addrs(None), oracle::route_lines(None));
     let masters = oracle::links(None)
         .iter()
         .map(|l| {

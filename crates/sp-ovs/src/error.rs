@@ -83,6 +83,45 @@ pub enum Error {
         after: Duration,
     },
 
+    /// A netlink step of an attach, or its rollback.
+    #[error(transparent)]
+    Plumbing(#[from] sp_bridge::Error),
+
+    #[error(transparent)]
+    Kernel(#[from] sp_kernel::Error),
+
+    #[error("no network device named {0}")]
+    NoDevice(String),
+
+    #[error(
+        "{nic} has no global address to move onto {bridge} (nothing to attach: \
+         `ovs-attach add-port {bridge} {nic}` adds the port alone)"
+    )]
+    NoAddress { nic: String, bridge: String },
+
+    #[error("{nic} is enslaved to {master} (a Linux bridge or bond); release it first")]
+    Enslaved { nic: String, master: String },
+
+    #[error(
+        "bridge {bridge} has no network device after {after:?} — is ovs-vswitchd running, \
+         and does the datapath exist (without the openvswitch kernel module use \
+         --datapath-type netdev)?"
+    )]
+    NoBridgeDevice { bridge: String, after: Duration },
+
+    #[error("gateway {gateway} did not answer ICMP echo through {device} within {after:?}")]
+    GatewaySilent {
+        gateway: std::net::IpAddr,
+        device: String,
+        after: Duration,
+    },
+
+    #[error("checking the gateway through {device}: {source}")]
+    GatewayCheck {
+        device: String,
+        source: std::io::Error,
+    },
+
     #[error("error detected while setting up {iface}: {error} (see the ovs-vswitchd log)")]
     Interface { iface: String, error: String },
 }

@@ -11,8 +11,12 @@
 //! `cur_cfg >= next_cfg` and checks the new interfaces' `error` column — exactly how
 //! ovs-vsctl knows a change has been applied.
 
+mod announce;
+pub mod attach;
+mod echo;
 mod error;
 mod name;
+pub mod persist;
 mod show;
 mod state;
 
@@ -152,6 +156,11 @@ impl Ovs {
             client: Client::connect(db, timeout).await?,
             wait,
         })
+    }
+
+    /// The bound on every request and on the wait for ovs-vswitchd.
+    pub fn timeout(&self) -> Duration {
+        self.client.timeout()
     }
 
     /// `add-br NAME` (`--may-exist`), with the bridge's internal port and interface.

@@ -106,3 +106,42 @@ pub fn pings(netns: &str, target: &str) -> bool {
         .expect("run ping")
         .success()
 }
+
+/// Global addresses as (device, `LOCAL/PREFIX brd BROADCAST`), in kernel order —
+/// `ip -j addr show` reduced to what an uplink move must keep.
+pub fn global_addrs(netns: Option<&str>) -> Vec<(String, String)> {
+    addrs(netns)
+        .iter()
+        .flat_map(|l| {
+            let dev = l["ifname"].as_str().expect("ifname").to_owned();
+            l["addr_info"]
+                .as_array()
+                .expect("addr_info")
+                .iter()
+                .filter(|a| a["scope"] == "global")
+                .map(|a| {
+                    let local = a["local"].as_str().expect("local");
+                    let brd = &a["broadcast"];
+                    (dev.clone(), format!("{local}/{} brd {brd}", a["prefixlen"]))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Main-table routes of both families, one line each:
+/// `dst gateway dev metric protocol scope prefsrc` (JSON values, empty when absent).
+pub fn route_lines(netns: Option<&str>) -> std::collections::BTreeSet<String> {
+    [false, true]
+        .into_iter()
+        .flat_map(|v6| routes(netns, v6))
+        .map(|r| {
+            let field = |k: &str| r.get(k).map(Value::to_string).unwrap_or_default();
+            [
+                "dst", "gateway", "dev", "metric", "protocol", "scope", "prefsrc",
+            ]
+            .map(field)
+            .join(" ")
+        })
+        .collect()
+}

@@ -72,11 +72,11 @@ impl Drop for Parked {
     }
 }
 
-/// A host NIC `nic` with `addr` (e.g. `10.0.0.101/24`) and a default route via
-/// `gateway`, whose other end is `gw0` in namespace `gw` holding `gateway` — the scene
-/// of every uplink move (flat network, br-ex).
-pub fn nic_with_gateway(nic: &str, addr: &str, gateway: &str) {
-    let prefix = addr.split('/').nth(1).expect("ADDRESS/PREFIX");
+/// A host NIC with its gateway, as an uplink move finds it: veth `nic` here with
+/// `host_cidr`, up, and the default route via `gateway`; its peer `gw0` in a new
+/// namespace `gw` holds `gateway` with the same prefix length.
+pub fn nic_with_gateway(nic: &str, host_cidr: &str, gateway: &str) {
+    let prefix = host_cidr.split_once('/').expect("ADDRESS/PREFIX").1;
     netns_add("gw");
     ip(&[
         "link", "add", nic, "type", "veth", "peer", "name", "gw0", "netns", "gw",
@@ -91,7 +91,7 @@ pub fn nic_with_gateway(nic: &str, addr: &str, gateway: &str) {
         "gw0",
     ]);
     ip(&["-n", "gw", "link", "set", "gw0", "up"]);
-    ip(&["addr", "add", addr, "dev", nic]);
+    ip(&["addr", "add", host_cidr, "dev", nic]);
     ip(&["link", "set", nic, "up"]);
     ip(&["route", "add", "default", "via", gateway, "dev", nic]);
 }

@@ -1,0 +1,525 @@
+//! The host NIC into an Open vSwitch bridge with its IP — what the packstack notes do by
+//! hand with `ifcfg-eno1` (`TYPE=OVSPort`, `OVS_BRIDGE=br-ex`), `ifcfg-br-ex` and a network
+//! restart, done live and undone on any failure.
+//!
+//! [`attach`] runs, in order:
+//!
+//! 1. `add-br` (only when the bridge is missing; `datapath_type` as asked), then waits
+//!    until its internal interface exists in the kernel;
+//! 2. the internal interface set up (if it is down);
+//! 3. the NIC's global addresses added to the bridge, its routes (default included)
+//!    replaced onto the bridge with the same metrics, its addresses deleted
+//!    ([`Plan::move_ip`] with [`Metric::Same`]);
+//! 4. the NIC added as a port of the bridge (or moved from another bridge when asked);
+//! 5. the default gateways (IPv4, IPv6) pinged through the bridge (ICMP echo over a raw
+//!    socket).
+//!
+//! Every step records its undo; a failure at any step undoes the steps done in reverse,
+//! down to deleting the bridge if this call created it. [`detach`] is the reverse (the
+//! bridge stays: it may carry Neutron's `qg-` ports). [`Faults`] lets tests fail at
+//! every step.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::route::RouteMessage;
+use sp_bridge::uplink::{self, Custom, Metric, Moved, Plan, Step};
+pub use sp_bridge::{Change as HostChange, Faults};
+use sp_kernel::attrs;
+use sp_kernel::netlink::Netlink;
+
+use crate::persist::HostIp;
+use crate::state::State;
+use crate::{announce, echo, validate_name, BridgeSpec, Change, Error, Ovs, PortSpec};
+
+/// How to attach.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// Datapath of a bridge this call creates (`netdev` without the kernel module).
+    pub datapath_type: String,
+    /// How long the gateway has to answer; `None` skips the check.
+    pub gateway_timeout: Option<Duration>,
+    /// A NIC that is a port of another bridge is moved instead of refused.
+    pub move_from_other_bridge: bool,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        AttachOptions {
+            datapath_type: String::new(),
+            gateway_timeout: Some(Duration::from_secs(5)),
+            move_from_other_bridge: false,
+        }
+    }
+}
+
+/// A step that is not a netlink request, from an async closure failing with our error.
+fn custom<'a, F, Fut>(what: String, f: F) -> Step<'a>
+where
+    F: Fn() -> Fut + Send + Sync + 'a,
+    Fut: Future<Output = Result<(), Error>> + Send + 'a,
+{
+    Step::Custom(Custom {
+        what,
+        run: Box::new(move || {
+            f().map(|r| r.map_err(|e| sp_bridge::Error::Custom(Box::new(e))))
+                .boxed()
+        }),
+    })
+}
+
+/// The NIC: it must exist and not be enslaved to a Linux bridge or bond.
+async fn nic_link(nl: &Netlink, nic: &str) -> Result<LinkMessage, Error> {
+    validate_name(nic)?;
+    let link = nl
+        .link_by_name(nic)
+        .await?
+        .ok_or_else(|| Error::NoDevice(nic.to_owned()))?;
+    if let Some(master) = attrs::link_master(&link) {
+        let links = nl.links().await?;
+        let name = links
+            .iter()
+            .find(|l| l.header.index == master)
+            .and_then(attrs::link_name)
+            .unwrap_or("?");
+        // ovs-vswitchd's netdev ports are not kernel masters, so this is not OVS.
+        return Err(Error::Enslaved {
+            nic: nic.to_owned(),
+            master: name.to_owned(),
+        });
+    }
+    Ok(link)
+}
+
+/// Waits (up to `within`) until ovs-vswitchd has made the bridge's internal device.
+async fn bridge_device(nl: &Netlink, bridge: &str, within: Duration) -> Result<LinkMessage, Error> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(link) = nl.link_by_name(bridge).await? {
+            return Ok(link);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::NoBridgeDevice {
+                bridge: bridge.to_owned(),
+                after: within,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The IPv4 and IPv6 default gateways among `routes`.
+fn default_gateways(routes: &[RouteMessage]) -> (Option<IpAddr>, Option<IpAddr>) {
+    let gw = |v4: bool| {
+        routes
+            .iter()
+            .filter(|r| r.header.destination_prefix_length == 0)
+            .filter_map(attrs::route_gateway)
+            .find(|g| g.is_ipv4() == v4)
+    };
+    (gw(true), gw(false))
+}
+
+/// Checks the names and reads the NIC, the OVS configuration and where the NIC's port
+/// is: `None` (no port), `Some(bridge name)` (empty for a port on no bridge).
+async fn read(
+    ovs: &Ovs,
+    nl: &Netlink,
+    bridge: &str,
+    nic: &str,
+) -> Result<(LinkMessage, State, Option<String>), Error> {
+    validate_name(bridge)?;
+    if bridge == nic {
+        return Err(Error::InvalidName {
+            name: bridge.to_owned(),
+            reason: "the bridge and the NIC must be different devices",
+        });
+    }
+    let link = nic_link(nl, nic).await?;
+    let st = State::read(&ovs.client).await?;
+    let owner = st
+        .port(nic)
+        .map(|(_, owner)| owner.map_or_else(String::new, |b| b.str("name").to_owned()));
+    Ok((link, st, owner))
+}
+
+/// Adds a step that pings each gateway out of `device`, when asked; returns them.
+fn push_gateway_checks<'a>(
+    plan: &mut Plan<'a>,
+    (v4, v6): (Option<IpAddr>, Option<IpAddr>),
+    device: &'a str,
+    within: Option<Duration>,
+) -> Vec<IpAddr> {
+    let Some(within) = within else {
+        return vec![];
+    };
+    let gateways: Vec<IpAddr> = [v4, v6].into_iter().flatten().collect();
+    for &gw in &gateways {
+        plan.push(
+            custom(
+                format!("check that gateway {gw} answers through {device}"),
+                move || async move {
+                    match echo::answers(gw, device, within).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(Error::GatewaySilent {
+                            gateway: gw,
+                            device: device.to_owned(),
+                            after: within,
+                        }),
+                        Err(source) => Err(Error::GatewayCheck {
+                            device: device.to_owned(),
+                            source,
+                        }),
+                    }
+                },
+            ),
+            Step::Nothing,
+        );
+    }
+    gateways
+}
+
+/// Announces the moved IPv4 addresses on `link` by gratuitous ARP, so neighbours that
+/// cached the old MAC switch at once. Best effort: one that misses it asks again when its
+/// entry goes stale.
+fn announce(link: &LinkMessage, moved: &Moved, changes: &mut Vec<HostChange>) {
+    let Some(mac) = attrs::link_mac(link).and_then(|m| <[u8; 6]>::try_from(m).ok()) else {
+        return;
+    };
+    let name = attrs::link_name(link).unwrap_or("?");
+    for a in &moved.addresses {
+        let Some(Ok(ip)) = a.split('/').next().map(str::parse::<Ipv4Addr>) else {
+            continue;
+        };
+        let action = match announce::gratuitous_arp(link.header.index, mac, ip) {
+            Ok(()) => format!("announced on {name} (gratuitous ARP)"),
+            Err(e) => format!("not announced on {name}: {e}"),
+        };
+        changes.push(HostChange::new(format!("address {ip}"), action));
+    }
+}
+
+/// Folds a failure after the bridge was created, and the bridge's deletion, into one
+/// rolled-back error.
+fn undo_created(e: Error, deleted: Result<Change, Error>) -> Error {
+    let (cause, mut rollback) = match e {
+        Error::Plumbing(sp_bridge::Error::RolledBack { cause, rollback }) => (cause, rollback),
+        other => (Box::new(sp_bridge::Error::Custom(Box::new(other))), vec![]),
+    };
+    if let Err(d) = deleted {
+        rollback.push(sp_bridge::Error::Custom(Box::new(d)));
+    }
+    Error::Plumbing(sp_bridge::Error::RolledBack { cause, rollback })
+}
+
+/// `ovs-attach BRIDGE NIC` (see the module docs). A second run changes nothing.
+pub async fn attach(
+    ovs: &Ovs,
+    nl: &Netlink,
+    bridge: &str,
+    nic: &str,
+    opts: &AttachOptions,
+    faults: &mut Faults,
+) -> Result<Vec<HostChange>, Error> {
+    let (link, st, owner) = read(ovs, nl, bridge, nic).await?;
+    if let Some(other) = owner.as_deref().filter(|o| *o != bridge) {
+        if !opts.move_from_other_bridge {
+            return Err(Error::PortOnOtherBridge {
+                port: nic.to_owned(),
+                bridge: bridge.to_owned(),
+                other: other.to_owned(),
+            });
+        }
+    }
+    let is_port = owner.as_deref() == Some(bridge);
+    let index = link.header.index;
+    let has_addresses = !uplink::global_addresses(nl, index).await?.is_empty();
+    let existing = nl.link_by_name(bridge).await?;
+    // A run killed after the move but before the port: the bridge holds the IP already.
+    let bridge_has_addresses = match &existing {
+        Some(b) => !uplink::global_addresses(nl, b.header.index)
+            .await?
+            .is_empty(),
+        None => false,
+    };
+    if !has_addresses && !is_port && !bridge_has_addresses {
+        return Err(Error::NoAddress {
+            nic: nic.to_owned(),
+            bridge: bridge.to_owned(),
+        });
+    }
+    let mut changes = Vec::new();
+    let created = st.bridge(bridge).is_none();
+    if created {
+        let spec = BridgeSpec {
+            datapath_type: opts.datapath_type.clone(),
+            may_exist: true,
+            fail_mode: None,
+        };
+        let within = ovs.timeout();
+        let mut plan = Plan::new();
+        plan.push(
+            custom(format!("create bridge {bridge}"), move || {
+                let spec = spec.clone();
+                async move {
+                    ovs.add_br(bridge, &spec).await?;
+                    bridge_device(nl, bridge, within).await.map(drop)
+                }
+            }),
+            custom(format!("delete bridge {bridge}"), move || async move {
+                ovs.del_br(bridge, true).await.map(drop)
+            }),
+        );
+        plan.run(nl, faults).await?;
+        changes.push(HostChange::new(format!("bridge {bridge}"), "created"));
+    } else if is_port && !has_addresses && existing.as_ref().is_some_and(attrs::link_is_up) {
+        return Ok(changes);
+    }
+    let res = move_and_plug(
+        ovs,
+        nl,
+        bridge,
+        nic,
+        &link,
+        owner,
+        opts,
+        faults,
+        &mut changes,
+    )
+    .await;
+    match res {
+        Ok(()) => Ok(changes),
+        Err(e) if created => Err(undo_created(e, ovs.del_br(bridge, true).await)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Steps 2–5 of [`attach`], once the bridge's device exists.
+#[allow(clippy::too_many_arguments)]
+async fn move_and_plug(
+    ovs: &Ovs,
+    nl: &Netlink,
+    bridge: &str,
+    nic: &str,
+    link: &LinkMessage,
+    owner: Option<String>,
+    opts: &AttachOptions,
+    faults: &mut Faults,
+    changes: &mut Vec<HostChange>,
+) -> Result<(), Error> {
+    let br = bridge_device(nl, bridge, ovs.timeout()).await?;
+    let bi = br.header.index;
+    let routes = uplink::routes_via(nl, link.header.index).await?;
+    // After a run killed midway the default routes may be on the bridge already.
+    let gateways = match default_gateways(&routes) {
+        (None, None) => default_gateways(&uplink::routes_via(nl, bi).await?),
+        found => found,
+    };
+    let mut plan = Plan::new();
+    let was_down = !attrs::link_is_up(&br);
+    if was_down {
+        plan.push(
+            Step::SetUp {
+                link: bi,
+                name: bridge.into(),
+                up: true,
+            },
+            Step::SetUp {
+                link: bi,
+                name: bridge.into(),
+                up: false,
+            },
+        );
+    }
+    let moved = plan.move_ip(nl, link, &br, Metric::Same).await?;
+    let plugged = owner.as_deref() != Some(bridge);
+    if plugged {
+        let spec = PortSpec {
+            move_from_other_bridge: opts.move_from_other_bridge,
+            may_exist: true,
+            ..PortSpec::new(nic, "")
+        };
+        let back = spec.clone();
+        let undo = match owner.clone().filter(|o| !o.is_empty()) {
+            Some(from) => custom(format!("move port {nic} back to {from}"), move || {
+                let (from, spec) = (from.clone(), back.clone());
+                async move { ovs.add_port(&from, &spec).await.map(drop) }
+            }),
+            None => custom(
+                format!("delete port {nic} from {bridge}"),
+                move || async move { ovs.del_port(Some(bridge), nic, true).await.map(drop) },
+            ),
+        };
+        plan.push(
+            custom(format!("add port {nic} to {bridge}"), move || {
+                let spec = spec.clone();
+                async move { ovs.add_port(bridge, &spec).await.map(drop) }
+            }),
+            undo,
+        );
+    }
+    let checked = push_gateway_checks(&mut plan, gateways, bridge, opts.gateway_timeout);
+    if plan.is_empty() {
+        return Ok(());
+    }
+    plan.run(nl, faults).await?;
+    if was_down {
+        changes.push(HostChange::new(format!("link {bridge}"), "set up"));
+    }
+    uplink::report(&moved, nic, bridge, changes);
+    if plugged {
+        let action = match owner.filter(|o| !o.is_empty()) {
+            Some(from) => format!("moved to bridge {bridge} from bridge {from}"),
+            None => format!("added to bridge {bridge}"),
+        };
+        changes.push(HostChange::new(format!("port {nic}"), action));
+    }
+    for gw in checked {
+        changes.push(HostChange::new(
+            format!("gateway {gw}"),
+            format!("answers through {bridge}"),
+        ));
+    }
+    announce(&br, &moved, changes);
+    Ok(())
+}
+
+/// `ovs-attach --detach BRIDGE NIC`: the port leaves the bridge and the bridge's
+/// addresses and routes go back onto the NIC (same metrics); the gateway is checked
+/// through the NIC. The bridge stays. Already detached: no change.
+pub async fn detach(
+    ovs: &Ovs,
+    nl: &Netlink,
+    bridge: &str,
+    nic: &str,
+    opts: &AttachOptions,
+    faults: &mut Faults,
+) -> Result<Vec<HostChange>, Error> {
+    let (link, _, owner) = read(ovs, nl, bridge, nic).await?;
+    if let Some(other) = owner.as_deref().filter(|o| *o != bridge) {
+        return Err(Error::PortNotOnBridge {
+            port: nic.to_owned(),
+            bridge: bridge.to_owned(),
+            actual: other.to_owned(),
+        });
+    }
+    let is_port = owner.is_some();
+    let br = nl.link_by_name(bridge).await?;
+    let mut plan = Plan::new();
+    if is_port {
+        plan.push(
+            custom(
+                format!("delete port {nic} from {bridge}"),
+                move || async move { ovs.del_port(Some(bridge), nic, true).await.map(drop) },
+            ),
+            custom(
+                format!("add port {nic} back to {bridge}"),
+                move || async move {
+                    let spec = PortSpec {
+                        may_exist: true,
+                        ..PortSpec::new(nic, "")
+                    };
+                    ovs.add_port(bridge, &spec).await.map(drop)
+                },
+            ),
+        );
+    }
+    let mut moved = Moved::default();
+    let mut gateways = (None, None);
+    if let Some(br) = &br {
+        gateways = default_gateways(&uplink::routes_via(nl, br.header.index).await?);
+        moved = plan.move_ip(nl, br, &link, Metric::Same).await?;
+    }
+    if plan.is_empty() {
+        return Ok(vec![]);
+    }
+    let checked = push_gateway_checks(&mut plan, gateways, nic, opts.gateway_timeout);
+    plan.run(nl, faults).await?;
+    let mut changes = Vec::new();
+    if is_port {
+        changes.push(HostChange::new(
+            format!("port {nic}"),
+            format!("deleted from bridge {bridge}"),
+        ));
+    }
+    uplink::report(&moved, bridge, nic, &mut changes);
+    for gw in checked {
+        changes.push(HostChange::new(
+            format!("gateway {gw}"),
+            format!("answers through {nic}"),
+        ));
+    }
+    announce(&link, &moved, &mut changes);
+    Ok(changes)
+}
+
+/// Whether an address was handed out with a lifetime (DHCP), not configured for good.
+fn is_dynamic(a: &AddressMessage) -> bool {
+    a.attributes
+        .iter()
+        .any(|x| matches!(x, AddressAttribute::CacheInfo(c) if c.ifa_valid != u32::MAX))
+}
+
+/// The host IP configuration for [`HostIp::render`]: read live from the NIC, or from the
+/// bridge once attached. `datapath_type` overrides the bridge's own (when `ovs` is given
+/// and knows the bridge).
+pub async fn host_ip(
+    ovs: Option<&Ovs>,
+    nl: &Netlink,
+    bridge: &str,
+    nic: &str,
+    datapath_type: Option<&str>,
+) -> Result<HostIp, Error> {
+    validate_name(bridge)?;
+    let link = nl
+        .link_by_name(nic)
+        .await?
+        .ok_or_else(|| Error::NoDevice(nic.to_owned()))?;
+    let mut holder = link.header.index;
+    let mut addrs = uplink::global_addresses(nl, holder).await?;
+    if addrs.is_empty() {
+        if let Some(br) = nl.link_by_name(bridge).await? {
+            holder = br.header.index;
+            addrs = uplink::global_addresses(nl, holder).await?;
+        }
+    }
+    if addrs.is_empty() {
+        return Err(Error::NoAddress {
+            nic: nic.to_owned(),
+            bridge: bridge.to_owned(),
+        });
+    }
+    let (gateway, gateway6) = default_gateways(&uplink::routes_via(nl, holder).await?);
+    let datapath_type = match (datapath_type, ovs) {
+        (Some(d), _) => d.to_owned(),
+        (None, Some(ovs)) => State::read(&ovs.client)
+            .await?
+            .bridge(bridge)
+            .map(|b| b.str("datapath_type").to_owned())
+            .unwrap_or_default(),
+        (None, None) => String::new(),
+    };
+    let mac = attrs::link_mac(&link)
+        .unwrap_or_default()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    Ok(HostIp {
+        bridge: bridge.to_owned(),
+        nic: nic.to_owned(),
+        mac,
+        addresses: addrs
+            .iter()
+            .filter_map(|a| ipnet::IpNet::new(attrs::address_ip(a)?, a.header.prefix_len).ok())
+            .collect(),
+        gateway,
+        gateway6,
+        dhcp: addrs.iter().any(is_dynamic),
+        datapath_type,
+    })
+}
