@@ -111,7 +111,17 @@ pub(crate) async fn require_link(nl: &Netlink, name: &str) -> Result<LinkMessage
 /// Returns the bridge's index. IPv6 is switched off through `/proc/sys`, so `nl` must
 /// be a handle of the calling thread's namespace.
 pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) -> Result<u32> {
+    Ok(ensure_bridge_made(nl, name, changes).await?.0)
+}
+
+/// [`ensure_bridge`], also telling whether this call created the bridge.
+async fn ensure_bridge_made(
+    nl: &Netlink,
+    name: &str,
+    changes: &mut Vec<Change>,
+) -> Result<(u32, bool)> {
     input::ifname(name)?;
+    let mut made = false;
     let link = match nl.link_by_name(name).await? {
         Some(link) => {
             if attrs::link_kind(&link) != Some(&InfoKind::Bridge) {
@@ -170,6 +180,7 @@ pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) 
                 .await
                 .map_err(|e| sp_kernel::Error::netlink(format!("create bridge {name}"), e))?;
             changes.push(Change::new(format!("bridge {name}"), "created"));
+            made = true;
             // As the agent (7.0.4+): IPv6 off on a bridge it creates — once, so that an
             // uplink attach may switch it back on for the NIC's IPv6 addresses. No such
             // file: the kernel runs without IPv6.
@@ -180,7 +191,7 @@ pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) 
             require_link(nl, name).await?
         }
     };
-    Ok(link.header.index)
+    Ok((link.header.index, made))
 }
 
 /// What an existing VXLAN device is, to compare with what is wanted.
@@ -372,8 +383,7 @@ async fn ensure_one(
     changes: &mut Vec<Change>,
 ) -> Result<Network> {
     let bridge = bridge_name(&spec.network_id);
-    let made_bridge = nl.link_by_name(&bridge).await?.is_none();
-    let bridge_index = ensure_bridge(nl, &bridge, changes).await?;
+    let (bridge_index, made_bridge) = ensure_bridge_made(nl, &bridge, changes).await?;
     let (vxlan, mtu) = match spec.vxlan.as_ref().zip(dev) {
         Some((cfg, dev)) => {
             match ensure_vxlan(nl, cfg, dev, &bridge, bridge_index, changes).await {
