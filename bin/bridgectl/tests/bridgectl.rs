@@ -121,6 +121,10 @@ fn network_is_made_like_the_agent_makes_it() {
     assert!(data.get("group").is_none() && data.get("local").is_none());
     assert_eq!(vx["master"], BR);
     assert_eq!(vx["mtu"], 1450);
+    assert_eq!(
+        vx["inet6_addr_gen_mode"], "none",
+        "host-side ports get no link-local"
+    );
     assert!(vx["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
 
     // Again: nothing to do.
@@ -208,6 +212,7 @@ fn ports_are_born_in_their_namespaces() {
         assert_eq!(l["master"], BR);
         assert_eq!(l["mtu"], 1450);
         assert_eq!(l["operstate"], "UP");
+        assert_eq!(l["inet6_addr_gen_mode"], "none");
     }
     // Namespace ends: prefix + port id[:11], MAC, MTU, addresses with broadcast.
     let qr = oracle::link(Some(QROUTER), "qr-7337070d-45");

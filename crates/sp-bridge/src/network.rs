@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use futures::StreamExt;
 
 use netlink_packet_route::link::{
-    BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVxlan, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, BridgeStpState, In6AddrGenMode, InfoBridge, InfoData, InfoKind,
+    InfoVxlan, LinkAttribute, LinkFlags, LinkMessage,
 };
 use rtnetlink::{LinkBridge, LinkUnspec, LinkVxlan};
 use sp_kernel::attrs;
@@ -75,6 +76,39 @@ pub(crate) async fn set_link(nl: &Netlink, msg: LinkMessage, name: &str, what: &
         .execute()
         .await
         .map_err(|e| sp_kernel::Error::netlink(format!("{what} {name}"), e).into())
+}
+
+/// Brings a link this call just created up (no change record: its creation is one).
+pub(crate) async fn set_up_new(nl: &Netlink, link: &mut LinkMessage, name: &str) -> Result<()> {
+    let msg = LinkUnspec::new_with_index(link.header.index).up().build();
+    set_link(nl, msg, name, "set up").await?;
+    link.header.flags.insert(LinkFlags::Up);
+    Ok(())
+}
+
+/// Gives a new host-side port (tap, VXLAN device) no IPv6 link-local address
+/// (`addrgenmode none`), before it is first set up. An L2 port needs none, and every
+/// IPv6 route it would add makes each later link change walk a longer IPv6 routing
+/// table (measured: the cost of plugging grew with the square of the networks).
+pub(crate) async fn no_link_local(nl: &Netlink, index: u32, name: &str) -> Result<()> {
+    addrgenmode_none(nl, LinkUnspec::new_with_index(index).build(), name).await
+}
+
+/// [`no_link_local`] for a link addressed by name.
+pub(crate) async fn no_link_local_by_name(nl: &Netlink, name: &str) -> Result<()> {
+    addrgenmode_none(nl, LinkUnspec::new_with_name(name).build(), name).await
+}
+
+async fn addrgenmode_none(nl: &Netlink, mut msg: LinkMessage, name: &str) -> Result<()> {
+    msg.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+        )]));
+    match set_link(nl, msg, name, "set addrgenmode none on").await {
+        // A kernel without IPv6 has nothing to generate.
+        Err(Error::Kernel(e)) if e.errno() == Some(libc::EAFNOSUPPORT) => Ok(()),
+        other => other,
+    }
 }
 
 /// Enslaves `link` to the bridge `bridge_index` unless it already is.
@@ -171,7 +205,6 @@ async fn ensure_bridge_made(
             let msg = LinkBridge::new(name)
                 .forward_delay(0)
                 .stp_state(BridgeStpState::Disabled)
-                .up()
                 .build();
             nl.handle()
                 .link()
@@ -185,10 +218,13 @@ async fn ensure_bridge_made(
             // uplink attach may switch it back on for the NIC's IPv6 addresses. No such
             // file: the kernel runs without IPv6.
             let key = format!("ipv6/conf/{name}/disable_ipv6");
+            // Off before it is up, so it never gets a link-local address.
             if netns::read_net_sysctl(&key).is_ok() {
                 netns::write_net_sysctl(&key, "1")?;
             }
-            require_link(nl, name).await?
+            let mut link = require_link(nl, name).await?;
+            set_up_new(nl, &mut link, name).await?;
+            link
         }
     };
     Ok((link.header.index, made))
@@ -272,7 +308,7 @@ pub async fn ensure_vxlan(
                         sp_kernel::Error::netlink(format!("delete {name} to recreate it"), e)
                     })?;
             }
-            let mut b = LinkVxlan::new(&name, cfg.vni).dev(dev).up();
+            let mut b = LinkVxlan::new(&name, cfg.vni).dev(dev);
             if cfg.l2_population {
                 b = b.proxy(true);
             }
@@ -297,7 +333,10 @@ pub async fn ensure_vxlan(
                 "created"
             };
             changes.push(Change::new(format!("vxlan {name}"), action));
-            require_link(nl, &name).await?
+            let mut link = require_link(nl, &name).await?;
+            no_link_local(nl, link.header.index, &name).await?;
+            set_up_new(nl, &mut link, &name).await?;
+            link
         }
     };
     ensure_master(nl, &link, &name, bridge, bridge_index, changes).await?;

@@ -17,7 +17,7 @@ use sp_kernel::netlink::{self, Netlink};
 use sp_kernel::{attrs, netns};
 use sp_neutron::{tap_name, PortKind};
 
-use crate::network::{ensure_master, ensure_up, require_link, set_link};
+use crate::network::{ensure_master, ensure_up, no_link_local_by_name, require_link, set_link};
 use crate::{input, Change, Error, Result};
 
 /// One port to plug.
@@ -147,20 +147,22 @@ pub async fn plug(host: &Netlink, ports: &[PortSpec], changes: &mut Vec<Change>)
     for p in ports {
         p.validate()?;
     }
-    let before: BTreeSet<String> = host
+    // One dump of the host's links serves every lookup below (a query per link would
+    // cost the kernel a walk over every namespace id per answer).
+    let host_links: BTreeMap<String, LinkMessage> = host
         .links()
         .await?
-        .iter()
-        .filter_map(|l| attrs::link_name(l).map(str::to_owned))
+        .into_iter()
+        .filter_map(|l| Some((attrs::link_name(&l)?.to_owned(), l)))
         .collect();
     let mut created_ns = Vec::new();
-    let result = plug_all(host, ports, &mut created_ns, changes).await;
+    let result = plug_all(host, &host_links, ports, &mut created_ns, changes).await;
     if let Err(cause) = result {
         let mut rollback = Vec::new();
         for tap in ports
             .iter()
             .map(PortSpec::tap)
-            .filter(|t| !before.contains(t))
+            .filter(|t| !host_links.contains_key(t))
         {
             if let Err(e) = crate::teardown::delete_link(host, &tap).await {
                 rollback.push(e);
@@ -181,6 +183,7 @@ pub async fn plug(host: &Netlink, ports: &[PortSpec], changes: &mut Vec<Change>)
 
 async fn plug_all(
     host: &Netlink,
+    host_links: &BTreeMap<String, LinkMessage>,
     ports: &[PortSpec],
     created_ns: &mut Vec<String>,
     changes: &mut Vec<Change>,
@@ -188,11 +191,13 @@ async fn plug_all(
     let bridges: BTreeSet<&str> = ports.iter().map(|p| p.bridge.as_str()).collect();
     let mut bridge_links = BTreeMap::new();
     for b in bridges {
-        let link = require_link(host, b).await?;
-        if attrs::link_kind(&link) != Some(&InfoKind::Bridge) {
+        let link = host_links
+            .get(b)
+            .ok_or_else(|| Error::NoSuchLink(b.to_owned()))?;
+        if attrs::link_kind(link) != Some(&InfoKind::Bridge) {
             return Err(Error::WrongKind {
                 name: b.into(),
-                found: attrs::link_kind(&link).map_or("device".into(), |k| k.to_string()),
+                found: attrs::link_kind(link).map_or("device".into(), |k| k.to_string()),
                 wanted: "bridge",
             });
         }
@@ -228,8 +233,8 @@ async fn plug_all(
     }
     let per_port = ports.iter().map(|p| {
         let ns = &namespaces[&p.namespace];
-        let bridge = &bridge_links[&p.bridge];
-        plug_one(host, ns, bridge, p)
+        let bridge = bridge_links[&p.bridge];
+        plug_one(host, ns, bridge, host_links.get(&p.tap()).cloned(), p)
     });
     for res in futures::future::join_all(per_port).await {
         changes.extend(res?);
@@ -242,13 +247,13 @@ async fn plug_one(
     host: &Netlink,
     ns: &Opened,
     bridge: &LinkMessage,
+    tap_link: Option<LinkMessage>,
     p: &PortSpec,
 ) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
     let (tap, inner) = (p.tap(), p.inner());
     let mtu = p.mtu.or(attrs::link_mtu(bridge)).unwrap_or(1500);
-    let mut tap_link = host.link_by_name(&tap).await?;
-    let mut inner_link = ns.nl.link_by_name(&inner).await?;
+    let inner_link = ns.nl.link_by_name(&inner).await?;
     // A pair is right when both ends exist and point at each other.
     let paired = match (&tap_link, &inner_link) {
         (Some(t), Some(i)) => {
@@ -283,7 +288,6 @@ async fn plug_one(
         let msg = LinkVeth::new(&tap, &inner)
             .mtu(mtu)
             .controller(bridge.header.index)
-            .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
         host.handle().link().add(msg).execute().await.map_err(|e| {
@@ -293,10 +297,21 @@ async fn plug_one(
             format!("veth {tap}"),
             format!("created, peer {inner} in {}", p.namespace),
         ));
-        tap_link = Some(require_link(host, &tap).await?);
-        inner_link = Some(require_link(&ns.nl, &inner).await?);
+        // The tap is addressed by name from here on: a link query would make the
+        // kernel search this namespace's ids for the peer's, which costs a walk over
+        // every namespace with a veth into here.
+        no_link_local_by_name(host, &tap).await?;
+        set_link(
+            host,
+            LinkUnspec::new_with_name(&tap).up().build(),
+            &tap,
+            "set up",
+        )
+        .await?;
+        let inner_link = require_link(&ns.nl, &inner).await?;
+        return finish_inner(ns, p, &inner, inner_link, mtu, changes).await;
     }
-    let (tap_link, inner_link) = (tap_link.expect("exists"), inner_link.expect("exists"));
+    let (tap_link, inner_link) = (tap_link.expect("paired"), inner_link.expect("paired"));
     // Host end: on the bridge, up, at the MTU.
     let bridge_name = attrs::link_name(bridge).unwrap_or_default().to_owned();
     ensure_master(
@@ -310,28 +325,39 @@ async fn plug_one(
     .await?;
     ensure_mtu(host, &tap_link, &tap, mtu, &mut changes).await?;
     ensure_up(host, &tap_link, &tap, &mut changes).await?;
-    // Namespace end: MAC, MTU, up, addresses, default route.
+    finish_inner(ns, p, &inner, inner_link, mtu, changes).await
+}
+
+/// The namespace end: MAC, MTU, up, addresses, default route.
+async fn finish_inner(
+    ns: &Opened,
+    p: &PortSpec,
+    inner: &str,
+    inner_link: LinkMessage,
+    mtu: u32,
+    mut changes: Vec<Change>,
+) -> Result<Vec<Change>> {
     if let Some(mac) = p.mac {
         if attrs::link_mac(&inner_link) != Some(&mac[..]) {
             let msg = LinkUnspec::new_with_index(inner_link.header.index)
                 .address(mac.to_vec())
                 .build();
-            set_link(&ns.nl, msg, &inner, "set MAC of").await?;
+            set_link(&ns.nl, msg, inner, "set MAC of").await?;
             changes.push(Change::new(format!("link {inner}"), "MAC set"));
         }
     }
-    ensure_mtu(&ns.nl, &inner_link, &inner, mtu, &mut changes).await?;
-    ensure_up(&ns.nl, &inner_link, &inner, &mut changes).await?;
+    ensure_mtu(&ns.nl, &inner_link, inner, mtu, &mut changes).await?;
+    ensure_up(&ns.nl, &inner_link, inner, &mut changes).await?;
     ensure_addresses(
         &ns.nl,
         inner_link.header.index,
-        &inner,
+        inner,
         &p.addresses,
         &mut changes,
     )
     .await?;
     if let Some(gw) = p.gateway {
-        ensure_default_route(&ns.nl, inner_link.header.index, &inner, gw, &mut changes).await?;
+        ensure_default_route(&ns.nl, inner_link.header.index, inner, gw, &mut changes).await?;
     }
     Ok(changes)
 }

@@ -4,6 +4,8 @@
 //! then the group is deleted. Namespaces go with a lazy unmount each; the kernel frees
 //! them (and the links inside) in batches of its own.
 
+use std::collections::{HashMap, HashSet};
+
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkUnspec;
@@ -90,30 +92,38 @@ pub async fn delete_networks(
     changes: &mut Vec<Change>,
 ) -> Result<()> {
     let all = nl.links().await?;
+    // One pass to index the links: by name, and the ports of each master.
+    let mut by_name: HashMap<&str, &LinkMessage> = HashMap::new();
+    let mut ports_of: HashMap<u32, Vec<&LinkMessage>> = HashMap::new();
+    for l in &all {
+        if let Some(n) = attrs::link_name(l) {
+            by_name.insert(n, l);
+        }
+        if let Some(m) = attrs::link_master(l) {
+            ports_of.entry(m).or_default().push(l);
+        }
+    }
     let mut doomed = Vec::new();
     for id in network_ids {
         let name = bridge_name(id);
-        let Some(bridge) = all.iter().find(|l| attrs::link_name(l) == Some(&name)) else {
+        let Some(bridge) = by_name.get(name.as_str()) else {
             continue;
         };
-        for port in all
-            .iter()
-            .filter(|l| attrs::link_master(l) == Some(bridge.header.index))
-        {
+        for port in ports_of.get(&bridge.header.index).into_iter().flatten() {
             let pname = attrs::link_name(port).unwrap_or("?");
             if attrs::link_kind(port).is_none() {
                 // A physical NIC: the flat network's uplink goes back as it was.
                 uplink::detach(nl, &name, pname, &mut Faults::none(), changes).await?;
             } else {
-                doomed.push(port.clone());
+                doomed.push((*port).clone());
                 changes.push(Change::new(format!("link {pname}"), "deleted"));
             }
         }
-        doomed.push(bridge.clone());
+        doomed.push((*bridge).clone());
         changes.push(Change::new(format!("bridge {name}"), "deleted"));
     }
     delete_links(nl, &doomed).await?;
-    let live: Vec<String> = netns::list_named()?.into_iter().map(|e| e.name).collect();
+    let live: HashSet<String> = netns::list_named()?.into_iter().map(|e| e.name).collect();
     let namespaces: Vec<String> = network_ids
         .iter()
         .map(|id| qdhcp_namespace(id))
