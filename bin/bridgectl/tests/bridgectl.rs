@@ -395,37 +395,7 @@ fn l2population_entries_read_back() {
 fn instances_ping_across_the_tunnel_until_the_fdb_entry_goes() {
     sandbox::enter();
     require::program("ping", "iputils-ping");
-    ip(&["link", "add", "segment", "type", "bridge"]);
-    ip(&["link", "set", "segment", "up"]);
-    let nodes = [("node1", "10.0.0.101"), ("node2", "10.0.0.102")];
-    for (node, addr) in nodes {
-        netns_add(node);
-        ip(&[
-            "link",
-            "add",
-            &format!("{node}-seg"),
-            "master",
-            "segment",
-            "up",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            node,
-        ]);
-        ip(&[
-            "-n",
-            node,
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", node, "link", "set", "eth0", "up"]);
-    }
+    scene::nodes_on_segment(&[("node1", "10.0.0.101/24"), ("node2", "10.0.0.102/24")]);
     let vms = [
         (
             "node1",

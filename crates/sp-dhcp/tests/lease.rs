@@ -8,7 +8,7 @@ use std::process::Command;
 
 use sp_dhcp::{ensure, status, stop, State};
 use sp_neutron::dhcp::{DhcpHost, DhcpSubnet, Dnsmasq};
-use sp_testenv::scene::{ip, netns_add};
+use sp_testenv::scene::{self, ip, netns_add};
 use sp_testenv::{require, sandbox};
 
 const QDHCP: &str = "qdhcp-5b6a8b87-fd03-46b5-a968-72bac5091b7c";
@@ -17,38 +17,11 @@ const BR: &str = "brq5b6a8b87-fd";
 /// Two nodes on one segment, each with the network's bridge and vxlan-1 flooding to
 /// the other; the controller's qdhcp port and the compute node's vm1.
 fn two_nodes() {
-    ip(&["link", "add", "segment", "type", "bridge"]);
-    ip(&["link", "set", "segment", "up"]);
-    for (node, me, other) in [
-        ("controller", "10.0.0.101", "10.0.0.102"),
-        ("compute", "10.0.0.102", "10.0.0.101"),
-    ] {
-        netns_add(node);
-        ip(&[
-            "link",
-            "add",
-            &format!("{node}0"),
-            "master",
-            "segment",
-            "up",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            node,
-        ]);
-        ip(&[
-            "-n",
-            node,
-            "addr",
-            "add",
-            &format!("{me}/24"),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", node, "link", "set", "eth0", "up"]);
+    scene::nodes_on_segment(&[
+        ("controller", "10.0.0.101/24"),
+        ("compute", "10.0.0.102/24"),
+    ]);
+    for (node, other) in [("controller", "10.0.0.102"), ("compute", "10.0.0.101")] {
         ip(&[
             "-n",
             node,

@@ -95,3 +95,21 @@ pub fn nic_with_gateway(nic: &str, host_cidr: &str, gateway: &str) {
     ip(&["link", "set", nic, "up"]);
     ip(&["route", "add", "default", "via", gateway, "dev", nic]);
 }
+
+/// Hosts on one L2 segment: a bridge `segment` here and, for each `(name, cidr)`, a
+/// namespace `name` whose `eth0` — a veth onto `segment` — is up with `cidr`. The
+/// guide's controller and compute node (10.0.0.101/.102) are two such hosts.
+pub fn nodes_on_segment(nodes: &[(&str, &str)]) {
+    ip(&["link", "add", "segment", "type", "bridge"]);
+    ip(&["link", "set", "segment", "up"]);
+    for (node, cidr) in nodes {
+        netns_add(node);
+        let seg = format!("{node}-seg");
+        ip(&[
+            "link", "add", &seg, "master", "segment", "up", "type", "veth", "peer", "name", "eth0",
+            "netns", node,
+        ]);
+        ip(&["-n", node, "addr", "add", cidr, "dev", "eth0"]);
+        ip(&["-n", node, "link", "set", "eth0", "up"]);
+    }
+}
