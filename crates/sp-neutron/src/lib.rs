@@ -4,6 +4,7 @@
 //! prefix + the first 11 characters of a port or network id, always within IFNAMSIZ.
 
 pub mod dhcp;
+pub mod l3;
 
 use serde::Serialize;
 
