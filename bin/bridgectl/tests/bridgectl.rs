@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use sp_testenv::scene::{self, ip, netns_add};
+use sp_testenv::scene::{self, ip};
 use sp_testenv::{oracle, require, sandbox};
 
 const NET: &str = "5b6a8b87-fd03-46b5-a968-72bac5091b7c";
