@@ -2,6 +2,7 @@
 //! writes them), the topology of the cloud, and their validation — everything decided
 //! before any change is made.
 
+pub mod desired;
 pub mod guide;
 pub mod ini;
 pub mod topology;

@@ -1,0 +1,152 @@
+//! What each node of the guide's cloud should have, derived from the topology and the
+//! guide's files.
+
+use std::path::Path;
+
+use sp_config::desired::{dhcp_port, plan, L2Entry};
+use sp_config::{GuideConfig, Topology};
+use sp_neutron::PortKind;
+
+fn guide_plan() -> Vec<sp_config::desired::NodePlan> {
+    let cfg =
+        GuideConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide")).unwrap();
+    plan(&Topology::guide(), &cfg, Path::new("/var/lib/neutron")).unwrap()
+}
+
+#[test]
+fn the_controller_gets_bridges_router_dhcp_and_cinder() {
+    let plans = guide_plan();
+    let c = &plans[0];
+    assert_eq!(c.node, "controller");
+    let bridges: Vec<&str> = c.networks.iter().map(|n| n.bridge.as_str()).collect();
+    assert_eq!(bridges, ["brq78983ca2-77", "brq5b6a8b87-fd"]);
+    assert_eq!(
+        c.networks[0].uplink.as_deref(),
+        Some("eth0"),
+        "ext-net: public:eth0"
+    );
+    let vx = c.networks[1].vxlan.as_ref().unwrap();
+    assert_eq!(
+        (vx.vni, vx.local_ip.to_string(), vx.l2_population, vx.group),
+        (1, "10.0.0.101".into(), true, None)
+    );
+
+    let qg = c
+        .ports
+        .iter()
+        .find(|p| p.kind == PortKind::RouterGateway)
+        .unwrap();
+    assert_eq!(qg.namespace, "qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165");
+    let a: Vec<String> = qg.addresses.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        a,
+        ["10.0.0.200/24", "10.0.0.201/32"],
+        "the floating IP rides on qg-"
+    );
+    assert_eq!(qg.gateway, Some("10.0.0.1".parse().unwrap()));
+    let qr = c
+        .ports
+        .iter()
+        .find(|p| p.kind == PortKind::RouterInternal)
+        .unwrap();
+    assert_eq!(qr.addresses[0].to_string(), "192.168.0.1/24");
+
+    let d = c.ports.iter().find(|p| p.kind == PortKind::Dhcp).unwrap();
+    assert_eq!(d.namespace, "qdhcp-5b6a8b87-fd03-46b5-a968-72bac5091b7c");
+    let a: Vec<String> = d.addresses.iter().map(|a| a.to_string()).collect();
+    assert_eq!(a, ["192.168.0.2/24", "169.254.169.254/16"]);
+    assert_eq!(c.dhcp.len(), 1, "ext-net has DHCP off");
+    let dn = &c.dhcp[0];
+    assert_eq!(dn.interface, PortKind::Dhcp.device(&d.port_id));
+    assert_eq!(
+        dn.conf_file.as_deref(),
+        Some(Path::new("/etc/neutron/dnsmasq-neutron.conf"))
+    );
+    assert!(
+        !dn.subnets[0].isolated,
+        "demo-subnet has a router interface"
+    );
+    assert!(dn
+        .hosts_file()
+        .contains("fa:16:3e:5d:2c:01,host-192-168-0-3.openstacklocal.,192.168.0.3"));
+
+    let r = &c.routers[0];
+    assert_eq!(r.nat.gateway_device, "qg-9477c16b-e5");
+    assert_eq!(r.nat.floating_ips.len(), 1);
+    let cinder = c.cinder.as_ref().unwrap();
+    assert_eq!(
+        (cinder.volume_group.as_str(), cinder.size.as_str()),
+        ("cinder-volumes", "20G")
+    );
+
+    // l2population towards compute: its VTEP and vm1's port.
+    assert_eq!(
+        c.l2pop,
+        [
+            L2Entry::Flood {
+                vni: 1,
+                vtep: "10.0.0.102".parse().unwrap()
+            },
+            L2Entry::Port {
+                vni: 1,
+                mac: "fa:16:3e:5d:2c:01".into(),
+                ip: "192.168.0.3".parse().unwrap(),
+                vtep: "10.0.0.102".parse().unwrap()
+            },
+        ]
+    );
+}
+
+#[test]
+fn the_compute_node_gets_the_tenant_network_and_vm1() {
+    let plans = guide_plan();
+    let c = &plans[1];
+    assert_eq!(c.node, "compute");
+    assert_eq!(c.networks.len(), 1, "only demo-net: no instance on ext-net");
+    assert_eq!(
+        c.networks[0].vxlan.as_ref().unwrap().local_ip.to_string(),
+        "10.0.0.102"
+    );
+    assert_eq!(c.ports.len(), 1);
+    assert_eq!(
+        (c.ports[0].kind, c.ports[0].namespace.as_str()),
+        (PortKind::Instance, "vm1")
+    );
+    assert!(c.ports[0].addresses.is_empty(), "vm1 asks DHCP");
+    assert!(c.dhcp.is_empty() && c.routers.is_empty() && c.cinder.is_none());
+    let (dhcp_id, dhcp_mac) = dhcp_port("5b6a8b87-fd03-46b5-a968-72bac5091b7c");
+    assert!(c.l2pop.contains(&L2Entry::Flood {
+        vni: 1,
+        vtep: "10.0.0.101".parse().unwrap()
+    }));
+    assert!(c.l2pop.contains(&L2Entry::Port {
+        vni: 1,
+        mac: dhcp_mac.clone(),
+        ip: "192.168.0.2".parse().unwrap(),
+        vtep: "10.0.0.101".parse().unwrap()
+    }));
+    assert!(c.l2pop.contains(&L2Entry::Port {
+        vni: 1,
+        mac: "fa:16:3e:a7:24:00".into(),
+        ip: "192.168.0.1".parse().unwrap(),
+        vtep: "10.0.0.101".parse().unwrap()
+    }));
+    assert_eq!(c.l2pop.len(), 3);
+    assert_eq!(dhcp_id.len(), 36);
+    assert!(dhcp_mac.starts_with("fa:16:3e:"));
+    assert_eq!(
+        dhcp_port("5b6a8b87-fd03-46b5-a968-72bac5091b7c"),
+        (dhcp_id, dhcp_mac),
+        "stable"
+    );
+}
+
+#[test]
+fn an_invalid_topology_plans_nothing() {
+    let cfg =
+        GuideConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide")).unwrap();
+    let mut t = Topology::guide();
+    t.networks[1].segmentation_id = Some(4000);
+    let errs = plan(&t, &cfg, Path::new("/var/lib/neutron")).unwrap_err();
+    assert_eq!(errs, ["demo-net: VNI 4000 is outside vni_ranges (1:1000)"]);
+}
