@@ -67,7 +67,8 @@ enum Cmd {
         /// MTU of both ends (default: the bridge's, i.e. the VXLAN MTU).
         #[arg(long)]
         mtu: Option<u32>,
-        /// ADDRESS/PREFIX on the namespace end (repeatable; exactly these are kept).
+        /// ADDRESS/PREFIX on the namespace end (repeatable; exactly these are kept — none
+        /// given: none kept, except for an instance, whose addresses are left alone).
         #[arg(long = "address")]
         addresses: Vec<String>,
         /// Default route in the namespace via this gateway.
@@ -226,10 +227,16 @@ async fn run(args: &Args) -> BoxResult<()> {
                 bridge: bridge_name(network_id),
                 mac: mac.as_deref().map(input::mac).transpose()?,
                 mtu: *mtu,
-                addresses: addresses
-                    .iter()
-                    .map(|a| input::cidr(a))
-                    .collect::<Result<_, _>>()?,
+                // An instance without --address keeps what its guest takes by DHCP.
+                addresses: match (kind, addresses.is_empty()) {
+                    (Kind::Instance, true) => None,
+                    _ => Some(
+                        addresses
+                            .iter()
+                            .map(|a| input::cidr(a))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                },
                 gateway: gateway.as_deref().map(input::ip).transpose()?,
                 ip_forward: *ip_forward,
             };

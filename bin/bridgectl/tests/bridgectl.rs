@@ -725,4 +725,12 @@ fn uplink_moves_onto_the_bridge_and_back() {
     assert_eq!(default[0]["dev"], "eth0");
     assert!(oracle::link(None, "eth0").get("master").is_none());
     assert!(oracle::pings("gw", "10.0.0.101"));
+
+    // Deleting the network gives an attached uplink back and keeps it — even a veth,
+    // as a NIC is in a container.
+    changes(&["ensure-network", ext, "--uplink", "eth0"]);
+    changes(&["delete-network", ext]);
+    assert!(!link_names(None).contains(&br.to_owned()));
+    assert_eq!(addr_of("eth0"), ["10.0.0.101/24"]);
+    assert!(oracle::pings("gw", "10.0.0.101"));
 }

@@ -34,8 +34,9 @@ pub struct PortSpec {
     /// Both ends; `None` takes the bridge's MTU (the VXLAN MTU on a VXLAN network), so
     /// the namespace end does not stay at 1500 behind a 1450 tap as in Liberty.
     pub mtu: Option<u32>,
-    /// Addresses on the namespace end, exactly (other global ones are removed).
-    pub addresses: Vec<IpNet>,
+    /// Addresses on the namespace end, exactly (other global ones are removed); `None`
+    /// leaves them alone (an instance's guest takes its own by DHCP).
+    pub addresses: Option<Vec<IpNet>>,
     /// `ip route replace default via GATEWAY dev <inner>` in the namespace.
     pub gateway: Option<IpAddr>,
     /// `net.ipv4.ip_forward=1` in the namespace (routers).
@@ -211,7 +212,7 @@ async fn plug_all(
     }
     for p in ports {
         let (links, addrs) = &ns_addrs[p.namespace.as_str()];
-        for want in &p.addresses {
+        for want in p.addresses.iter().flatten() {
             let holder = addrs
                 .iter()
                 .find(|a| attrs::address_ip(a) == Some(want.addr()));
@@ -348,14 +349,16 @@ async fn finish_inner(
     }
     ensure_mtu(&ns.nl, &inner_link, inner, mtu, &mut changes).await?;
     ensure_up(&ns.nl, &inner_link, inner, &mut changes).await?;
-    ensure_addresses(
-        &ns.nl,
-        inner_link.header.index,
-        inner,
-        &p.addresses,
-        &mut changes,
-    )
-    .await?;
+    if let Some(addresses) = &p.addresses {
+        ensure_addresses(
+            &ns.nl,
+            inner_link.header.index,
+            inner,
+            addresses,
+            &mut changes,
+        )
+        .await?;
+    }
     if let Some(gw) = p.gateway {
         ensure_default_route(&ns.nl, inner_link.header.index, inner, gw, &mut changes).await?;
     }

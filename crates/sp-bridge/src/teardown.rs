@@ -11,7 +11,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkUnspec;
 use sp_kernel::netlink::Netlink;
 use sp_kernel::{attrs, netns};
-use sp_neutron::{bridge_name, qdhcp_namespace, tap_name};
+use sp_neutron::{bridge_name, qdhcp_namespace, tap_name, DeviceRole};
 
 use crate::network::set_link;
 use crate::{uplink, Change, Faults, Result};
@@ -84,8 +84,9 @@ pub async fn unplug(nl: &Netlink, port_ids: &[String], changes: &mut Vec<Change>
 }
 
 /// Deletes networks as the agent does on `network_delete`: the bridge, its VXLAN
-/// devices and taps (their namespace ends with them), the network's `qdhcp-` namespace;
-/// a physical uplink on the bridge gets its addresses and routes back first.
+/// devices and taps (their namespace ends with them), the network's `qdhcp-` namespace.
+/// Any other port of the bridge is an uplink, not ours: it gets its addresses and
+/// routes back and is left in place.
 pub async fn delete_networks(
     nl: &Netlink,
     network_ids: &[String],
@@ -111,8 +112,13 @@ pub async fn delete_networks(
         };
         for port in ports_of.get(&bridge.header.index).into_iter().flatten() {
             let pname = attrs::link_name(port).unwrap_or("?");
-            if attrs::link_kind(port).is_none() {
-                // A physical NIC: the flat network's uplink goes back as it was.
+            let ours = matches!(
+                sp_neutron::classify_device(pname),
+                Some(DeviceRole::Tap { .. } | DeviceRole::Vxlan { .. })
+            );
+            if !ours {
+                // Not a device of ours: the flat network's uplink (a NIC — or a veth or
+                // macvlan in a container), which goes back as it was and stays.
                 uplink::detach(nl, &name, pname, &mut Faults::none(), changes).await?;
             } else {
                 doomed.push((*port).clone());

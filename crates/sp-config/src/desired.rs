@@ -63,8 +63,8 @@ pub struct PortPlan {
     pub network_id: String,
     pub namespace: String,
     pub mac: String,
-    /// Fixed addresses (none for instances: they ask DHCP).
-    pub addresses: Vec<IpNet>,
+    /// Fixed addresses; `None` for instances, whose guest asks DHCP.
+    pub addresses: Option<Vec<IpNet>>,
     /// The port's own address on its network (also for instances), for l2population.
     pub ip: IpAddr,
     pub gateway: Option<IpAddr>,
@@ -186,7 +186,7 @@ pub fn plan(
                     network_id: net.id.clone(),
                     namespace: ns.clone(),
                     mac: leg.mac.clone().unwrap_or_else(|| dhcp_port(&leg.port_id).1),
-                    addresses,
+                    addresses: Some(addresses),
                     ip: leg.ip,
                     gateway,
                     ip_forward: true,
@@ -257,7 +257,12 @@ pub fn plan(
                 dhcp_ip,
             }],
             hosts,
-            conf_file: cfg.dhcp.dnsmasq_config_file.clone(),
+            // Read below the configuration root, like every other file.
+            conf_file: cfg
+                .dhcp
+                .dnsmasq_config_file
+                .as_deref()
+                .map(|f| crate::guide::reroot(&cfg.root, f)),
             isolated_metadata: cfg.dhcp.enable_isolated_metadata,
         });
         ports.push((
@@ -268,7 +273,7 @@ pub fn plan(
                 network_id: n.id.clone(),
                 namespace: qdhcp_namespace(&n.id),
                 mac,
-                addresses,
+                addresses: Some(addresses),
                 ip: dhcp_ip,
                 gateway: n.subnet.gateway,
                 ip_forward: false,
@@ -285,7 +290,7 @@ pub fn plan(
                 network_id: net.id.clone(),
                 namespace: i.name.clone(),
                 mac: i.mac.clone(),
-                addresses: vec![],
+                addresses: None,
                 ip: i.ip,
                 gateway: None,
                 ip_forward: false,

@@ -32,7 +32,7 @@ fn port(
         bridge: bridge_name(net),
         mac: None,
         mtu: None,
-        addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        addresses: Some(addrs.iter().map(|a| a.parse().unwrap()).collect()),
         gateway: gw.map(|g| g.parse().unwrap()),
         ip_forward: kind != PortKind::Instance,
     }

@@ -95,7 +95,7 @@ fn ours(n: usize) -> (Duration, Duration) {
                 bridge: bridge_name(&net_id(i)),
                 mac: None,
                 mtu: None,
-                addresses: vec![addr(i).parse().unwrap()],
+                addresses: Some(vec![addr(i).parse().unwrap()]),
                 gateway: None,
                 ip_forward: false,
             })

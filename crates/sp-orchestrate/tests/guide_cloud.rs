@@ -1,0 +1,201 @@
+//! The guide's two-node cloud realised in a sandbox from the guide's own files and the
+//! built-in topology, then checked the way the guide checks it (10-4, 10-5): vm1 on the
+//! compute node gets its address from dnsmasq on the controller across VXLAN with MTU
+//! 1450, pings its router, reaches the external PC through NAT, and is reached on its
+//! floating IP. Realising again changes nothing; taking down leaves nothing of ours.
+
+use std::future::Future;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sp_config::desired::{plan, NodePlan};
+use sp_config::{GuideConfig, Topology};
+use sp_kernel::netlink::Netlink;
+use sp_orchestrate::{realise, take_down};
+use sp_testenv::scene::{self, ip};
+use sp_testenv::{oracle, require, sandbox};
+
+/// Runs `f` on a thread inside node namespace `node`, with a runtime and a handle there.
+fn in_node<T, Fut>(node: &str, f: impl FnOnce(Netlink) -> Fut + Send) -> T
+where
+    T: Send,
+    Fut: Future<Output = T>,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = std::fs::File::open(format!("/run/netns/{node}")).unwrap();
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async { f(Netlink::current().unwrap()).await })
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// Ends the dnsmasq the state directory names, also when the test fails midway.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for pid in glob_pids(&self.0) {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn glob_pids(state: &Path) -> Vec<String> {
+    std::fs::read_dir(state.join("dhcp"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("pid")).ok())
+        .map(|p| p.trim().to_owned())
+        .collect()
+}
+
+/// udhcpc in vm1: "ip mask mtu router".
+fn lease(dir: &Path) -> String {
+    let script = dir.join("udhcpc.sh");
+    let out = dir.join("lease");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && echo \"$ip $mask $mtu $router\" > {}\nexit 0\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    require::run(
+        Command::new("ip")
+            .args([
+                "netns", "exec", "vm1", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T",
+                "1", "-O", "mtu", "-s",
+            ])
+            .arg(&script),
+    );
+    std::fs::read_to_string(&out).unwrap().trim().to_owned()
+}
+
+fn node_plans(state: &Path) -> Vec<NodePlan> {
+    let cfg =
+        GuideConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../sp-config/tests/guide"))
+            .unwrap();
+    plan(&Topology::guide(), &cfg, state).unwrap()
+}
+
+#[test]
+fn the_guides_cloud_works_end_to_end() {
+    sandbox::enter();
+    for (prog, pkg) in [
+        ("dnsmasq", "dnsmasq-base"),
+        ("udhcpc", "udhcpc"),
+        ("iptables-restore", "iptables"),
+        ("ping", "iputils-ping"),
+    ] {
+        require::program(prog, pkg);
+    }
+    // Two nodes and the external PC (the ext-net gateway 10.0.0.1) on one segment.
+    scene::nodes_on_segment(&[
+        ("controller", "10.0.0.101/24"),
+        ("compute", "10.0.0.102/24"),
+        ("extpc", "10.0.0.1/24"),
+    ]);
+    for node in ["controller", "compute"] {
+        ip(&["-n", node, "route", "add", "default", "via", "10.0.0.1"]);
+    }
+    let state = std::env::temp_dir().join(format!("sp-orchestrate-{}", std::process::id()));
+    let _cleanup = Cleanup(state.clone());
+    let plans = node_plans(&state);
+    let state = state.as_path();
+
+    for p in &plans {
+        let changes = in_node(&p.node, |nl| async move {
+            realise(&nl, p, state).await.unwrap()
+        });
+        assert!(!changes.is_empty(), "{} changed nothing", p.node);
+    }
+    // The controller's eth0 is ext-net's uplink now: its address moved to the bridge.
+    let ext_br = oracle::link(Some("controller"), "brq78983ca2-77");
+    assert_eq!(
+        oracle::link(Some("controller"), "eth0")["master"],
+        "brq78983ca2-77"
+    );
+    assert_eq!(ext_br["operstate"], "UP");
+
+    // 10-5: vm1 asks DHCP — dnsmasq is on the controller, vm1 on compute.
+    let lease = lease(state);
+    assert_eq!(
+        lease, "192.168.0.3 24 1450 192.168.0.1",
+        "address, MTU 1450 (option 26), router"
+    );
+    // What vm1's DHCP client would configure.
+    ip(&["-n", "vm1", "addr", "add", "192.168.0.3/24", "dev", "eth0"]);
+    ip(&["-n", "vm1", "link", "set", "eth0", "mtu", "1450"]);
+    ip(&["-n", "vm1", "route", "add", "default", "via", "192.168.0.1"]);
+    assert!(
+        oracle::pings("vm1", "192.168.0.1"),
+        "vm1 reaches its router across VXLAN"
+    );
+    assert!(
+        oracle::pings("vm1", "10.0.0.1"),
+        "vm1 reaches the external PC through NAT"
+    );
+    assert!(
+        oracle::pings("extpc", "10.0.0.201"),
+        "the external PC reaches vm1 on its floating IP"
+    );
+    assert!(
+        oracle::pings("extpc", "10.0.0.200"),
+        "10-4: the router's gateway answers"
+    );
+
+    // Realising again changes nothing.
+    for p in &plans {
+        let again = in_node(&p.node, |nl| async move {
+            realise(&nl, p, state).await.unwrap()
+        });
+        assert!(again.is_empty(), "{}: {again:?}", p.node);
+    }
+
+    // Taking down leaves nothing of ours: namespaces, links, dnsmasq.
+    let pids = glob_pids(state);
+    for p in plans.iter().rev() {
+        in_node(&p.node, |nl| async move {
+            take_down(&nl, p, state).await.unwrap()
+        });
+    }
+    let mut left = oracle::netns_list();
+    left.sort();
+    assert_eq!(left, ["compute", "controller", "extpc"]);
+    for node in ["controller", "compute"] {
+        let links: Vec<String> = oracle::links(Some(node))
+            .iter()
+            .map(|l| l["ifname"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(links, ["lo", "eth0"], "{node}");
+    }
+    let addrs = oracle::addrs(Some("controller"));
+    let eth0 = addrs.iter().find(|l| l["ifname"] == "eth0").unwrap();
+    assert!(
+        eth0["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["local"] == "10.0.0.101"),
+        "uplink address back on eth0"
+    );
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "dnsmasq {pid} still runs"
+        );
+    }
+}
