@@ -5,10 +5,13 @@
 //! floating IP. Realising again changes nothing; taking down leaves nothing of ours.
 
 use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sp_config::desired::{plan, NodePlan};
 use sp_config::{GuideConfig, Topology};
@@ -156,13 +159,70 @@ fn the_guides_cloud_works_end_to_end() {
         "10-4: the router's gateway answers"
     );
 
-    // Realising again changes nothing.
+    // Realising again changes nothing — by our own account, and by the kernel's: an
+    // `ip monitor` in every namespace of ours sees no event while it runs. The
+    // kernel's own delayed work from the first run (IPv6 DAD, link watch) is waited
+    // out first: the monitors must have been quiet for 1.5 s.
+    let mut watched = oracle::netns_list();
+    watched.retain(|n| n != "extpc");
+    let events: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let mut monitors = Vec::new();
+    for ns in &watched {
+        let mut child = Command::new("ip")
+            .args([
+                "-n", ns, "monitor", "link", "address", "route", "neigh", "netconf", "nsid",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (events, ns) = (events.clone(), ns.clone());
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                events
+                    .lock()
+                    .unwrap()
+                    .push((Instant::now(), format!("{ns}: {line}")));
+            }
+        });
+        monitors.push(child);
+    }
+    let started = Instant::now();
+    loop {
+        let last = events.lock().unwrap().last().map_or(started, |e| e.0);
+        if last.elapsed() > Duration::from_millis(1500) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the namespaces never went quiet"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t0 = Instant::now();
     for p in &plans {
         let again = in_node(&p.node, |nl| async move {
             realise(&nl, p, state).await.unwrap()
         });
         assert!(again.is_empty(), "{}: {again:?}", p.node);
     }
+    std::thread::sleep(Duration::from_millis(300));
+    for mut m in monitors {
+        m.kill().unwrap();
+        m.wait().unwrap();
+    }
+    let during: Vec<String> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.0 >= t0)
+        .map(|e| e.1.clone())
+        .collect();
+    assert!(
+        during.is_empty(),
+        "kernel changes on a second realise:\n{}",
+        during.join("\n")
+    );
 
     // Taking down leaves nothing of ours: namespaces, links, dnsmasq.
     let pids = glob_pids(state);
