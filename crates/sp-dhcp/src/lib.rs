@@ -7,13 +7,10 @@
 //! line in the right namespace → no change.
 
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use sp_kernel::netns::{self, NsId};
@@ -172,23 +169,13 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
 /// Starts dnsmasq inside `namespace`. dnsmasq daemonises and its first process exits
 /// only once the daemon is ready (or failed, with the reason on stderr).
 fn start(d: &Dnsmasq, namespace: &str) -> Result<u32> {
-    let ns = netns::open(&netns::named_path(namespace)?)?;
     let _ = std::fs::remove_file(d.pid_file());
     let argv = d.argv();
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    let fd = ns
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(io("duplicate namespace descriptor"))?;
-    // SAFETY: setns is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
-        });
-    }
+    netns::command_in(&mut cmd, namespace)?;
     let out = cmd.output().map_err(|e| Error::Start {
         network: d.network_id.clone(),
         message: format!("cannot run dnsmasq: {e} (Debian package dnsmasq-base)"),

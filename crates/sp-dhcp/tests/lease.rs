@@ -2,7 +2,6 @@
 //! compute node its address across VXLAN, with the MTU 1450 of the guide's
 //! `dhcp-option-force=26,1450`; reloads on change, comes back after it died, stops.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -142,27 +141,8 @@ impl Drop for Cleanup {
 
 /// What udhcpc in vm1 was offered: "ip mtu router dns".
 fn lease(dir: &std::path::Path) -> String {
-    let script = dir.join("udhcpc.sh");
-    let out = dir.join("lease");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = bound ] && echo \"$ip $mtu $router $dns\" > {}\nexit 0\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let _ = std::fs::remove_file(&out);
-    require::run(
-        Command::new("ip")
-            .args([
-                "netns", "exec", "vm1", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T",
-                "1", "-O", "mtu", "-s",
-            ])
-            .arg(&script),
-    );
-    std::fs::read_to_string(&out).unwrap().trim().to_owned()
+    let l = scene::dhcp_lease(dir, "vm1", "eth0");
+    format!("{} {} {} {}", l.ip, l.mtu, l.router, l.dns)
 }
 
 #[test]

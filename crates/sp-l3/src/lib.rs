@@ -10,12 +10,9 @@
 //! the same text again is no change.
 
 use std::io::Write;
-use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nix::sched::{setns, CloneFlags};
 use sp_kernel::{netns, Change};
 use sp_neutron::l3::RouterNat;
 
@@ -69,17 +66,11 @@ pub fn forget(state_dir: &Path, namespace: &str) -> Result<()> {
 
 /// `iptables-restore` of `text` inside `namespace`.
 fn restore(namespace: &str, text: &str) -> Result<()> {
-    let ns = netns::open(&netns::named_path(namespace)?)?;
     let mut cmd = Command::new("iptables-restore");
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: setns is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
-        });
-    }
+    netns::command_in(&mut cmd, namespace)?;
     let failed = |message: String| Error::Restore {
         namespace: namespace.to_owned(),
         message,

@@ -7,7 +7,6 @@
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -62,30 +61,6 @@ fn glob_pids(state: &Path) -> Vec<String> {
         .collect()
 }
 
-/// udhcpc in vm1: "ip mask mtu router".
-fn lease(dir: &Path) -> String {
-    let script = dir.join("udhcpc.sh");
-    let out = dir.join("lease");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = bound ] && echo \"$ip $mask $mtu $router\" > {}\nexit 0\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    require::run(
-        Command::new("ip")
-            .args([
-                "netns", "exec", "vm1", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T",
-                "1", "-O", "mtu", "-s",
-            ])
-            .arg(&script),
-    );
-    std::fs::read_to_string(&out).unwrap().trim().to_owned()
-}
-
 fn node_plans(state: &Path) -> Vec<NodePlan> {
     let cfg =
         GuideConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../sp-config/tests/guide"))
@@ -133,9 +108,15 @@ fn the_guides_cloud_works_end_to_end() {
     assert_eq!(ext_br["operstate"], "UP");
 
     // 10-5: vm1 asks DHCP — dnsmasq is on the controller, vm1 on compute.
-    let lease = lease(state);
+    let lease = scene::dhcp_lease(state, "vm1", "eth0");
     assert_eq!(
-        lease, "192.168.0.3 24 1450 192.168.0.1",
+        (
+            lease.ip.as_str(),
+            lease.mask.as_str(),
+            lease.mtu.as_str(),
+            lease.router.as_str()
+        ),
+        ("192.168.0.3", "24", "1450", "192.168.0.1"),
         "address, MTU 1450 (option 26), router"
     );
     // What vm1's DHCP client would configure.

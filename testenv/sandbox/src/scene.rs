@@ -113,3 +113,49 @@ pub fn nodes_on_segment(nodes: &[(&str, &str)]) {
         ip(&["-n", node, "link", "set", "eth0", "up"]);
     }
 }
+
+/// What a DHCP server offered: the fields udhcpc hands its script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub ip: String,
+    pub mask: String,
+    pub mtu: String,
+    pub router: String,
+    pub dns: String,
+}
+
+/// Runs udhcpc once on `dev` inside `netns` (asking for option 26, the MTU) and returns
+/// the lease it got; `dir` holds its script. Nothing is configured: the caller applies
+/// what it needs, so no file of the host (resolv.conf) is ever touched.
+pub fn dhcp_lease(dir: &std::path::Path, netns: &str, dev: &str) -> Lease {
+    use std::os::unix::fs::PermissionsExt;
+    require::program("udhcpc", "udhcpc");
+    let script = dir.join("udhcpc.sh");
+    let out = dir.join("lease");
+    let body = format!(
+        "#!/bin/sh\n[ \"$1\" = bound ] && printf '%s\\n' \"$ip\" \"$mask\" \"$mtu\" \"$router\" \"$dns\" > {}\nexit 0\n",
+        out.display()
+    );
+    std::fs::write(&script, body).expect("write udhcpc script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let _ = std::fs::remove_file(&out);
+    let udhcpc = [
+        "udhcpc", "-i", dev, "-n", "-q", "-f", "-t", "5", "-T", "1", "-O", "mtu", "-s",
+    ];
+    require::run(
+        Command::new("ip")
+            .args(["netns", "exec", netns])
+            .args(udhcpc)
+            .arg(&script),
+    );
+    let text = std::fs::read_to_string(&out).expect("udhcpc bound a lease");
+    let mut f = text.lines().map(str::to_owned);
+    let mut next = || f.next().unwrap_or_default();
+    Lease {
+        ip: next(),
+        mask: next(),
+        mtu: next(),
+        router: next(),
+        dns: next(),
+    }
+}
