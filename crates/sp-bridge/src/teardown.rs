@@ -14,7 +14,7 @@ use sp_kernel::{attrs, netns};
 use sp_neutron::{bridge_name, qdhcp_namespace, tap_name, DeviceRole};
 
 use crate::network::set_link;
-use crate::{uplink, Change, Faults, Result};
+use crate::{uplink, Change, Error, Faults, Result};
 
 /// Deletes link `name` if it exists; true when it did.
 pub async fn delete_link(nl: &Netlink, name: &str) -> Result<bool> {
@@ -56,7 +56,11 @@ pub async fn delete_links(nl: &Netlink, links: &[LinkMessage]) -> Result<()> {
         async move { set_link(nl, msg, &name, "mark for deletion").await }
     });
     for r in futures::future::join_all(moves).await {
-        r?;
+        match r {
+            // Gone meanwhile (a veth whose other end's namespace is being freed).
+            Err(Error::Kernel(e)) if e.errno() == Some(libc::ENODEV) => {}
+            other => other?,
+        }
     }
     let mut msg = LinkMessage::default();
     msg.attributes.push(LinkAttribute::Group(group));

@@ -15,6 +15,7 @@
 
 use std::path::Path;
 
+use serde::Serialize;
 use sp_bridge::network::{self, NetworkSpec, VxlanConfig};
 use sp_bridge::port::{self, PortSpec};
 use sp_bridge::{input, l2pop, teardown, uplink, Faults};
@@ -126,4 +127,105 @@ pub async fn take_down(nl: &Netlink, plan: &NodePlan, state: &Path) -> Result<Ve
     let ids: Vec<String> = plan.networks.iter().map(|n| n.network_id.clone()).collect();
     teardown::delete_networks(nl, &ids, &mut changes).await?;
     Ok(changes)
+}
+
+/// One object of a node's desired state and whether it is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item {
+    /// What: `bridge brq5b6a8b87-fd`, `fdb 00:00:00:00:00:00 dst 10.0.0.102 on vxlan-1`…
+    pub object: String,
+    pub present: bool,
+}
+
+/// Reads, without changing anything, which objects of `plan` exist on this node (the
+/// calling thread's namespace). Objects, not every attribute: an existing object with
+/// a drifted attribute reads as present, and `realise` puts the attribute right.
+pub async fn survey(nl: &Netlink, plan: &NodePlan, state: &Path) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut item = |object: String, present: bool| items.push(Item { object, present });
+    let links = nl.links().await?;
+    let by_name = |n: &str| {
+        links
+            .iter()
+            .find(|l| sp_kernel::attrs::link_name(l) == Some(n))
+    };
+    for n in &plan.networks {
+        let br = by_name(&n.bridge);
+        item(format!("bridge {}", n.bridge), br.is_some());
+        if let Some(v) = &n.vxlan {
+            let name = sp_neutron::vxlan_name(v.vni);
+            item(
+                format!("vxlan {name} on {}", n.bridge),
+                by_name(&name).is_some(),
+            );
+        }
+        if let Some(nic) = &n.uplink {
+            let attached = match (by_name(nic), br) {
+                (Some(l), Some(b)) => sp_kernel::attrs::link_master(l) == Some(b.header.index),
+                _ => false,
+            };
+            item(format!("uplink {nic} on {}", n.bridge), attached);
+        }
+    }
+    let live: std::collections::BTreeSet<String> = sp_kernel::netns::list_named()?
+        .into_iter()
+        .filter(|e| e.state.is_ok())
+        .map(|e| e.name)
+        .collect();
+    let mut namespaces: Vec<&str> = plan.ports.iter().map(|p| p.namespace.as_str()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    for ns in namespaces {
+        item(format!("namespace {ns}"), live.contains(ns));
+    }
+    for p in &plan.ports {
+        let tap = sp_neutron::tap_name(&p.port_id);
+        item(
+            format!(
+                "port {tap} ↔ {} in {}",
+                p.kind.device(&p.port_id),
+                p.namespace
+            ),
+            by_name(&tap).is_some(),
+        );
+    }
+    let mut fdb: std::collections::BTreeMap<u32, Vec<sp_bridge::l2pop::FdbEntry>> =
+        Default::default();
+    for e in &plan.l2pop {
+        let (vni, mac, vtep) = match e {
+            L2Entry::Flood { vni, vtep } => (*vni, "00:00:00:00:00:00".to_owned(), *vtep),
+            L2Entry::Port { vni, mac, vtep, .. } => (*vni, mac.clone(), *vtep),
+        };
+        if let std::collections::btree_map::Entry::Vacant(slot) = fdb.entry(vni) {
+            // One dump per VXLAN device, and none when the device is not there yet.
+            let entries = if by_name(&sp_neutron::vxlan_name(vni)).is_some() {
+                l2pop::fdb_entries(nl, vni).await?
+            } else {
+                vec![]
+            };
+            slot.insert(entries);
+        }
+        let present = fdb[&vni]
+            .iter()
+            .any(|f| f.mac == mac && f.dst == Some(vtep));
+        item(
+            format!("fdb {mac} dst {vtep} on {}", sp_neutron::vxlan_name(vni)),
+            present,
+        );
+    }
+    for d in &plan.dhcp {
+        let running = matches!(
+            live.contains(&sp_neutron::qdhcp_namespace(&d.network_id))
+                .then(|| sp_dhcp::status(d, &sp_neutron::qdhcp_namespace(&d.network_id)))
+                .transpose()?,
+            Some(sp_dhcp::State::Running(_))
+        );
+        item(format!("dnsmasq of {}", d.network_id), running);
+    }
+    for r in &plan.routers {
+        let loaded = std::fs::read_to_string(sp_l3::record(state, &r.namespace))
+            .is_ok_and(|t| t == r.nat.iptables_restore());
+        item(format!("nat rules in {}", r.namespace), loaded);
+    }
+    Ok(items)
 }

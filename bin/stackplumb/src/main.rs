@@ -1,0 +1,217 @@
+//! `stackplumb`: argument parsing and output only; the work is in `sp-config` (what
+//! should be) and `sp-orchestrate` (making it so).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use nix::fcntl::{Flock, FlockArg};
+use sp_config::desired::{plan, NodePlan, DEFAULT_STATE_PATH};
+use sp_config::{GuideConfig, Topology};
+use sp_kernel::netlink::Netlink;
+
+/// The Liberty guide's data plane, from the guide's own files.
+///
+/// Reads linuxbridge_agent.ini, ml2_conf.ini, l3_agent.ini, dhcp_agent.ini (and its
+/// dnsmasq file) and cinder.conf where the guide writes them, and a topology (the
+/// guide's cloud when none is given: docs/topology.toml), checks them all before any
+/// change, and realises this node's part — bridges, VXLAN with l2population, the flat
+/// network's uplink, router and DHCP namespaces, dnsmasq, the router's NAT — as the
+/// Neutron agents would have. Every run converges: a second apply changes nothing.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples:
+  stackplumb plan                       what apply would create on this node
+  stackplumb apply                      converge this node (found by its tunnel_ip)
+  stackplumb --node compute apply
+  stackplumb status --json              every object of this node, present or not
+  stackplumb destroy                    remove what apply made here
+
+Needs root. Not built yet: demo, Cinder's volume group, the OVS flavour (docs/status.md)."
+)]
+struct Args {
+    /// Where the guide's files are (neutron/…, cinder/…).
+    #[arg(long, default_value = "/etc")]
+    config_dir: PathBuf,
+    /// Topology file (TOML, docs/topology.md); default: the guide's cloud.
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// The agents' state_path (dnsmasq files, NAT records).
+    #[arg(long, default_value = DEFAULT_STATE_PATH)]
+    state_dir: PathBuf,
+    /// This host's node in the topology; default: the node whose tunnel_ip this host holds.
+    #[arg(long)]
+    node: Option<String>,
+    /// How long to wait for another stackplumb run to finish, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    lock_timeout: f64,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    /// What apply would create on this node (objects missing now).
+    Plan,
+    /// Converge this node to the topology; prints what changed.
+    Apply,
+    /// Every object of this node's desired state, present or missing.
+    Status,
+    /// Remove what apply made on this node (and nothing else).
+    Destroy,
+}
+
+/// Where concurrent runs on one state directory exclude each other.
+const LOCK: &str = "stackplumb.lock";
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("stackplumb: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &Args) -> BoxResult<Vec<NodePlan>> {
+    let cfg = GuideConfig::load(&args.config_dir)?;
+    let topology = match &args.topology {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            Topology::parse(&text, &f.display().to_string())?
+        }
+        None => Topology::guide(),
+    };
+    plan(&topology, &cfg, &args.state_dir).map_err(|errs| {
+        format!(
+            "the topology cannot be realised, nothing was changed:\n  {}",
+            errs.join("\n  ")
+        )
+        .into()
+    })
+}
+
+/// This host's node: `--node`, or the one whose tunnel_ip an interface here holds.
+async fn this_node<'a>(
+    args: &Args,
+    plans: &'a [NodePlan],
+    nl: &Netlink,
+) -> BoxResult<&'a NodePlan> {
+    if let Some(n) = &args.node {
+        return plans
+            .iter()
+            .find(|p| &p.node == n)
+            .ok_or_else(|| format!("no node {n:?} in the topology").into());
+    }
+    let mine: Vec<_> = nl
+        .addresses()
+        .await?
+        .iter()
+        .filter_map(sp_kernel::attrs::address_ip)
+        .collect();
+    plans
+        .iter()
+        .find(|p| mine.contains(&p.tunnel_ip))
+        .ok_or_else(|| {
+            "no interface here holds a node's tunnel_ip; name the node with --node".into()
+        })
+}
+
+/// Takes the run lock of `state`, waiting up to `--lock-timeout`.
+fn lock(state: &Path, timeout: Duration) -> BoxResult<Flock<File>> {
+    std::fs::create_dir_all(state)?;
+    let path = state.join(LOCK);
+    let start = Instant::now();
+    let mut file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < timeout => {
+                file = f;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(format!(
+                    "another stackplumb run holds {}; waited {timeout:?}",
+                    path.display()
+                )
+                .into())
+            }
+            Err((_, e)) => return Err(format!("lock {}: {e}", path.display()).into()),
+        }
+    }
+}
+
+fn run(args: &Args) -> BoxResult<ExitCode> {
+    let plans = load(args)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let nl = Netlink::current()?;
+        let node = this_node(args, &plans, &nl).await?;
+        let state = &args.state_dir;
+        match args.cmd {
+            Cmd::Plan | Cmd::Status => {
+                let items = sp_orchestrate::survey(&nl, node, state).await?;
+                let shown: Vec<_> = match args.cmd {
+                    Cmd::Plan => items.iter().filter(|i| !i.present).collect(),
+                    _ => items.iter().collect(),
+                };
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "node": node.node, "items": shown })
+                    );
+                } else if shown.is_empty() {
+                    println!("node {}: nothing to do", node.node);
+                } else {
+                    println!("node {}:", node.node);
+                    for i in shown {
+                        let mark = match (args.cmd == Cmd::Plan, i.present) {
+                            (true, _) => "create",
+                            (false, true) => "present",
+                            (false, false) => "MISSING",
+                        };
+                        println!("  {mark:<8} {}", i.object);
+                    }
+                }
+            }
+            Cmd::Apply | Cmd::Destroy => {
+                let _lock = lock(state, Duration::from_secs_f64(args.lock_timeout.max(0.0)))?;
+                let changes = if args.cmd == Cmd::Apply {
+                    sp_orchestrate::realise(&nl, node, state).await?
+                } else {
+                    sp_orchestrate::take_down(&nl, node, state).await?
+                };
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "node": node.node, "changes": changes })
+                    );
+                } else if changes.is_empty() {
+                    println!("node {}: no change", node.node);
+                } else {
+                    for c in &changes {
+                        println!("{c}");
+                    }
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,221 @@
+//! stackplumb on the guide's two nodes (namespaces in a sandbox), each run inside its
+//! node: plan, apply, a second apply, status, destroy; the lock; bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use sp_testenv::scene::{self, ip};
+use sp_testenv::{oracle, require, sandbox};
+
+fn guide_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/sp-config/tests/guide")
+}
+
+/// `stackplumb ARGS` run inside node `node` (nsenter: the network namespace only).
+fn on(node: &str, state: &Path, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{node}"))
+        .arg(env!("CARGO_BIN_EXE_stackplumb"))
+        .arg("--config-dir")
+        .arg(guide_dir())
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .output()
+        .expect("run stackplumb")
+}
+
+fn json(node: &str, state: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = on(node, state, &all);
+    assert!(
+        out.status.success(),
+        "{args:?} on {node}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Ends dnsmasq of the state directory if the test fails midway.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(dirs) = std::fs::read_dir(self.0.join("dhcp")) {
+            for d in dirs.flatten() {
+                if let Ok(pid) = std::fs::read_to_string(d.path().join("pid")) {
+                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn two_nodes() -> (PathBuf, Cleanup) {
+    sandbox::enter();
+    require::program("nsenter", "util-linux");
+    require::program("dnsmasq", "dnsmasq-base");
+    require::program("iptables-restore", "iptables");
+    scene::nodes_on_segment(&[
+        ("controller", "10.0.0.101/24"),
+        ("compute", "10.0.0.102/24"),
+        ("extpc", "10.0.0.1/24"),
+    ]);
+    for node in ["controller", "compute"] {
+        ip(&["-n", node, "route", "add", "default", "via", "10.0.0.1"]);
+    }
+    let state = std::env::temp_dir().join(format!("stackplumb-{}", std::process::id()));
+    (state.clone(), Cleanup(state))
+}
+
+#[test]
+fn plan_apply_status_destroy_converge() {
+    let (state, _cleanup) = two_nodes();
+    let st = state.as_path();
+    let plan = json("controller", st, &["plan"]);
+    assert_eq!(
+        plan["node"], "controller",
+        "found by its tunnel_ip 10.0.0.101"
+    );
+    let to_create: Vec<&str> = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["object"].as_str().unwrap())
+        .collect();
+    for o in [
+        "bridge brq78983ca2-77",
+        "uplink eth0 on brq78983ca2-77",
+        "namespace qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165",
+        "fdb 00:00:00:00:00:00 dst 10.0.0.102 on vxlan-1",
+        "dnsmasq of 5b6a8b87-fd03-46b5-a968-72bac5091b7c",
+    ] {
+        assert!(
+            to_create.contains(&o),
+            "{o} missing from the plan: {to_create:?}"
+        );
+    }
+
+    for node in ["controller", "compute"] {
+        let applied = json(node, st, &["apply"]);
+        assert!(!applied["changes"].as_array().unwrap().is_empty());
+    }
+    assert!(
+        oracle::pings("extpc", "10.0.0.200"),
+        "the router's gateway answers"
+    );
+    for node in ["controller", "compute"] {
+        assert_eq!(
+            json(node, st, &["plan"])["items"],
+            Value::Array(vec![]),
+            "{node}"
+        );
+        assert_eq!(
+            json(node, st, &["apply"])["changes"],
+            Value::Array(vec![]),
+            "{node}"
+        );
+        let out = on(node, st, &["apply"]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("node {node}: no change")
+        );
+        let status = json(node, st, &["status"]);
+        assert!(
+            status["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["present"] == true),
+            "{status}"
+        );
+    }
+
+    // Another run holding the lock: the second waits, then fails cleanly.
+    let lock = std::fs::File::create(state.join("stackplumb.lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let out = on("compute", st, &["--lock-timeout", "0.3", "apply"]);
+    drop(held);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another stackplumb run holds"),
+        "{out:?}"
+    );
+
+    for node in ["compute", "controller"] {
+        json(node, st, &["destroy"]);
+    }
+    let mut left = oracle::netns_list();
+    left.sort();
+    assert_eq!(left, ["compute", "controller", "extpc"]);
+    let links: Vec<String> = oracle::links(Some("controller"))
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(links, ["lo", "eth0"]);
+    let status = json("controller", st, &["status"]);
+    assert!(
+        status["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["present"] == false),
+        "{status}"
+    );
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let (state, _cleanup) = two_nodes();
+    let st = state.as_path();
+    let topo = state.join("bad.toml");
+    std::fs::create_dir_all(&state).unwrap();
+    let guide = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/topology.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        &topo,
+        guide
+            .replace("segmentation_id = 1", "segmentation_id = 5000")
+            .replace(
+                "floating_ip = \"10.0.0.201\"",
+                "floating_ip = \"10.0.0.99\"",
+            ),
+    )
+    .unwrap();
+    let out = on(
+        "controller",
+        st,
+        &["--topology", topo.to_str().unwrap(), "apply"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert!(
+        err.contains("VNI 5000 is outside vni_ranges (1:1000)"),
+        "{err}"
+    );
+    assert!(err.contains("floating IP 10.0.0.99 is outside"), "{err}");
+    assert_eq!(oracle::netns_list().len(), 3, "no namespace made");
+
+    let out = on("extpc", st, &["apply"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no interface here holds a node's tunnel_ip")
+    );
+    let out = on("controller", st, &["--node", "network1", "plan"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node \"network1\""));
+    let out = Command::new(env!("CARGO_BIN_EXE_stackplumb"))
+        .args(["--config-dir", "/nonexistent", "plan"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/nonexistent/neutron/plugins/ml2/linuxbridge_agent.ini:0: cannot read"),
+        "{out:?}"
+    );
+}
