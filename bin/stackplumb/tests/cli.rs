@@ -202,6 +202,44 @@ fn bad_input_changes_nothing() {
     assert!(err.contains("floating IP 10.0.0.99 is outside"), "{err}");
     assert_eq!(oracle::netns_list().len(), 3, "no namespace made");
 
+    // A flat network whose NIC does not exist: refused before anything is made.
+    let conf = state.join("etc");
+    for sub in ["neutron/plugins/ml2", "cinder"] {
+        std::fs::create_dir_all(conf.join(sub)).unwrap();
+    }
+    for f in [
+        "neutron/plugins/ml2/ml2_conf.ini",
+        "neutron/plugins/ml2/linuxbridge_agent.ini",
+        "neutron/l3_agent.ini",
+        "neutron/dhcp_agent.ini",
+        "neutron/dnsmasq-neutron.conf",
+        "cinder/cinder.conf",
+    ] {
+        let text = std::fs::read_to_string(guide_dir().join(f)).unwrap();
+        std::fs::write(conf.join(f), text.replace("public:eth0", "public:eth9")).unwrap();
+    }
+    let out = Command::new("nsenter")
+        .arg("--net=/run/netns/controller")
+        .arg(env!("CARGO_BIN_EXE_stackplumb"))
+        .arg("--config-dir")
+        .arg(&conf)
+        .arg("--state-dir")
+        .arg(st)
+        .arg("apply")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("uplink eth9 of network 78983ca2-77e3-4cdf-9747-ae1b34addeb7"),
+        "{err}"
+    );
+    let links: Vec<String> = oracle::links(Some("controller"))
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(links, ["lo", "eth0"], "nothing made");
+
     let out = on("extpc", st, &["apply"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no interface here holds a node's tunnel_ip")

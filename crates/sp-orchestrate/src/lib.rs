@@ -34,6 +34,8 @@ pub enum Error {
     Nat(#[from] sp_l3::Error),
     #[error(transparent)]
     Kernel(#[from] sp_kernel::Error),
+    #[error("{0}")]
+    Preflight(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -60,6 +62,7 @@ fn port_specs(plan: &NodePlan) -> Result<Vec<PortSpec>> {
 /// Realises `plan` in the calling thread's namespace (that namespace is the node);
 /// `state` is the agents' `state_path` (dnsmasq files, NAT records).
 pub async fn realise(nl: &Netlink, plan: &NodePlan, state: &Path) -> Result<Vec<Change>> {
+    preflight(nl, plan).await?;
     let mut changes = Vec::new();
     // 1. Flat networks and their uplinks.
     for n in plan.networks.iter().filter(|n| n.vxlan.is_none()) {
@@ -107,6 +110,35 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, state: &Path) -> Result<Vec<
         sp_l3::ensure_nat(state, &r.namespace, &r.nat, &mut changes)?;
     }
     Ok(changes)
+}
+
+/// What this node must already have before anything is changed: every uplink NIC, and
+/// an interface holding the tunnel address (`local_ip`) when a VXLAN network is wanted.
+async fn preflight(nl: &Netlink, plan: &NodePlan) -> Result<()> {
+    for n in &plan.networks {
+        if let Some(nic) = &n.uplink {
+            if nl.link_by_name(nic).await?.is_none() {
+                return Err(Error::Preflight(format!(
+                    "uplink {nic} of network {} (physical_interface_mappings) does not exist on node {}; nothing was changed",
+                    n.network_id, plan.node
+                )));
+            }
+        }
+    }
+    if plan.networks.iter().any(|n| n.vxlan.is_some()) {
+        let held = nl
+            .addresses()
+            .await?
+            .iter()
+            .any(|a| sp_kernel::attrs::address_ip(a) == Some(plan.tunnel_ip));
+        if !held {
+            return Err(Error::Preflight(format!(
+                "no interface of node {} holds its tunnel address {} (local_ip); nothing was changed",
+                plan.node, plan.tunnel_ip
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Takes down what [`realise`] made on this node: dnsmasq ended, the namespaces of
