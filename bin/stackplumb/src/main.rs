@@ -28,9 +28,9 @@ use sp_kernel::netlink::Netlink;
   stackplumb apply                      converge this node (found by its tunnel_ip)
   stackplumb --node compute apply
   stackplumb status --json              every object of this node, present or not
-  stackplumb destroy                    remove what apply made here
+  stackplumb destroy [--purge]          remove what apply made here (--purge: Cinder's files too)
 
-Needs root. Not built yet: demo, Cinder's volume group, the OVS flavour (docs/status.md)."
+Needs root. Not built yet: demo, the OVS flavour (docs/status.md)."
 )]
 struct Args {
     /// Where the guide's files are (neutron/…, cinder/…).
@@ -42,6 +42,9 @@ struct Args {
     /// The agents' state_path (dnsmasq files, NAT records).
     #[arg(long, default_value = DEFAULT_STATE_PATH)]
     state_dir: PathBuf,
+    /// Where Cinder's loop-backed files are kept.
+    #[arg(long, default_value = "/var/lib/cinder")]
+    cinder_dir: PathBuf,
     /// This host's node in the topology; default: the node whose tunnel_ip this host holds.
     #[arg(long)]
     node: Option<String>,
@@ -63,8 +66,12 @@ enum Cmd {
     Apply,
     /// Every object of this node's desired state, present or missing.
     Status,
-    /// Remove what apply made on this node (and nothing else).
-    Destroy,
+    /// Remove what apply made on this node (and nothing else); Cinder's files are kept.
+    Destroy {
+        /// Delete Cinder's backing files too.
+        #[arg(long)]
+        purge: bool,
+    },
 }
 
 /// Where concurrent runs on one state directory exclude each other.
@@ -165,9 +172,13 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
         let nl = Netlink::current()?;
         let node = this_node(args, &plans, &nl).await?;
         let state = &args.state_dir;
+        let dirs = sp_orchestrate::Dirs {
+            state: args.state_dir.clone(),
+            cinder: args.cinder_dir.clone(),
+        };
         match args.cmd {
             Cmd::Plan | Cmd::Status => {
-                let items = sp_orchestrate::survey(&nl, node, state).await?;
+                let items = sp_orchestrate::survey(&nl, node, &dirs).await?;
                 let shown: Vec<_> = match args.cmd {
                     Cmd::Plan => items.iter().filter(|i| !i.present).collect(),
                     _ => items.iter().collect(),
@@ -191,12 +202,13 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
                     }
                 }
             }
-            Cmd::Apply | Cmd::Destroy => {
+            Cmd::Apply | Cmd::Destroy { .. } => {
                 let _lock = lock(state, Duration::from_secs_f64(args.lock_timeout.max(0.0)))?;
-                let changes = if args.cmd == Cmd::Apply {
-                    sp_orchestrate::realise(&nl, node, state).await?
-                } else {
-                    sp_orchestrate::take_down(&nl, node, state).await?
+                let changes = match args.cmd {
+                    Cmd::Destroy { purge } => {
+                        sp_orchestrate::take_down(&nl, node, &dirs, purge).await?
+                    }
+                    _ => sp_orchestrate::realise(&nl, node, &dirs).await?,
                 };
                 if args.json {
                     println!(

@@ -21,6 +21,8 @@ fn on(node: &str, state: &Path, args: &[&str]) -> Output {
         .arg(guide_dir())
         .arg("--state-dir")
         .arg(state)
+        .arg("--cinder-dir")
+        .arg(state.join("cinder"))
         .args(args)
         .output()
         .expect("run stackplumb")
@@ -43,6 +45,9 @@ struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        for dev in sp_testenv::lvm::bound_under(&self.0) {
+            let _ = Command::new("losetup").args(["-d", &dev]).status();
+        }
         if let Ok(dirs) = std::fs::read_dir(self.0.join("dhcp")) {
             for d in dirs.flatten() {
                 if let Ok(pid) = std::fs::read_to_string(d.path().join("pid")) {
@@ -87,6 +92,7 @@ fn plan_apply_status_destroy_converge() {
         .map(|i| i["object"].as_str().unwrap())
         .collect();
     for o in [
+        "volume group cinder-volumes (20G)",
         "bridge brq78983ca2-77",
         "uplink eth0 on brq78983ca2-77",
         "namespace qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165",
@@ -148,6 +154,11 @@ fn plan_apply_status_destroy_converge() {
     for node in ["compute", "controller"] {
         json(node, st, &["destroy"]);
     }
+    // Cinder's files are kept without --purge; the loop devices are released.
+    assert!(sp_testenv::lvm::bound_under(&state.join("cinder")).is_empty());
+    assert!(state.join("cinder/cinder-volumes").exists());
+    json("controller", st, &["destroy", "--purge"]);
+    assert!(!state.join("cinder/cinder-volumes").exists());
     let mut left = oracle::netns_list();
     left.sort();
     assert_eq!(left, ["compute", "controller", "extpc"]);

@@ -8,12 +8,13 @@
 //! 3. router, DHCP and instance ports (namespaces made when missing);
 //! 4. l2population entries towards the other nodes;
 //! 5. dnsmasq per DHCP network, in its `qdhcp-` namespace;
-//! 6. each router's NAT in its `qrouter-` namespace.
+//! 6. each router's NAT in its `qrouter-` namespace;
+//! 7. Cinder's volume group on loop-backed files (`sp-loopvg`), on its node.
 //!
 //! Every step is ensure-style: realising twice changes nothing the second time.
 //! [`take_down`] removes what [`realise`] made, and nothing else.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use serde::Serialize;
 use sp_bridge::network::{self, NetworkSpec, VxlanConfig};
@@ -34,8 +35,27 @@ pub enum Error {
     Nat(#[from] sp_l3::Error),
     #[error(transparent)]
     Kernel(#[from] sp_kernel::Error),
+    #[error(transparent)]
+    Cinder(#[from] sp_loopvg::Error),
     #[error("{0}")]
     Preflight(String),
+}
+
+/// Where state lives.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// The agents' `state_path` (dnsmasq files, NAT records).
+    pub state: PathBuf,
+    /// Cinder's backing files (`/var/lib/cinder`, as the packstack notes keep them).
+    pub cinder: PathBuf,
+}
+
+fn loopvg(dirs: &Dirs) -> sp_loopvg::Loopvg<'static> {
+    sp_loopvg::Loopvg {
+        dir: dirs.cinder.clone(),
+        description: "Write from stackplumb".into(),
+        ..Default::default()
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -61,7 +81,8 @@ fn port_specs(plan: &NodePlan) -> Result<Vec<PortSpec>> {
 
 /// Realises `plan` in the calling thread's namespace (that namespace is the node);
 /// `state` is the agents' `state_path` (dnsmasq files, NAT records).
-pub async fn realise(nl: &Netlink, plan: &NodePlan, state: &Path) -> Result<Vec<Change>> {
+pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<Change>> {
+    let state = dirs.state.as_path();
     preflight(nl, plan).await?;
     let mut changes = Vec::new();
     // 1. Flat networks and their uplinks.
@@ -109,6 +130,32 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, state: &Path) -> Result<Vec<
     for r in &plan.routers {
         sp_l3::ensure_nat(state, &r.namespace, &r.nat, &mut changes)?;
     }
+    // 7. Cinder's volume group: made once, bound again after a reboot.
+    if let Some(c) = &plan.cinder {
+        let lv = loopvg(dirs);
+        match lv.list(Some(&c.volume_group)) {
+            Ok(vgs) if vgs.iter().all(|v| v.active) => {}
+            Ok(_) => {
+                lv.activate(Some(&c.volume_group))?;
+                changes.push(Change::new(
+                    format!("volume group {}", c.volume_group),
+                    "activated",
+                ));
+            }
+            Err(sp_loopvg::Error::VgNotFound { .. }) => {
+                lv.create(&c.volume_group, &c.size, false)?;
+                changes.push(Change::new(
+                    format!("volume group {}", c.volume_group),
+                    format!(
+                        "created ({} on loop files in {})",
+                        c.size,
+                        dirs.cinder.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(changes)
 }
 
@@ -144,8 +191,37 @@ async fn preflight(nl: &Netlink, plan: &NodePlan) -> Result<()> {
 /// Takes down what [`realise`] made on this node: dnsmasq ended, the namespaces of
 /// its ports deleted (their veths with them), uplinks given their addresses back,
 /// bridges and VXLAN devices deleted in one batch.
-pub async fn take_down(nl: &Netlink, plan: &NodePlan, state: &Path) -> Result<Vec<Change>> {
+/// Cinder's volume group is deactivated (its loop devices released), its files kept —
+/// removed with them only when `purge`.
+pub async fn take_down(
+    nl: &Netlink,
+    plan: &NodePlan,
+    dirs: &Dirs,
+    purge: bool,
+) -> Result<Vec<Change>> {
+    let state = dirs.state.as_path();
     let mut changes = Vec::new();
+    if let Some(c) = &plan.cinder {
+        let lv = loopvg(dirs);
+        match lv.list(Some(&c.volume_group)) {
+            Ok(_) if purge => {
+                lv.remove(&c.volume_group, false)?;
+                changes.push(Change::new(
+                    format!("volume group {}", c.volume_group),
+                    "removed with its files",
+                ));
+            }
+            Ok(vgs) if vgs.iter().any(|v| v.active) => {
+                lv.deactivate(&c.volume_group)?;
+                changes.push(Change::new(
+                    format!("volume group {}", c.volume_group),
+                    "deactivated (files kept)",
+                ));
+            }
+            Ok(_) | Err(sp_loopvg::Error::VgNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     for d in &plan.dhcp {
         sp_dhcp::stop(d, &sp_neutron::qdhcp_namespace(&d.network_id), &mut changes)?;
     }
@@ -172,7 +248,8 @@ pub struct Item {
 /// Reads, without changing anything, which objects of `plan` exist on this node (the
 /// calling thread's namespace). Objects, not every attribute: an existing object with
 /// a drifted attribute reads as present, and `realise` puts the attribute right.
-pub async fn survey(nl: &Netlink, plan: &NodePlan, state: &Path) -> Result<Vec<Item>> {
+pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<Item>> {
+    let state = dirs.state.as_path();
     let mut items = Vec::new();
     let mut item = |object: String, present: bool| items.push(Item { object, present });
     let links = nl.links().await?;
@@ -258,6 +335,15 @@ pub async fn survey(nl: &Netlink, plan: &NodePlan, state: &Path) -> Result<Vec<I
         let loaded = std::fs::read_to_string(sp_l3::record(state, &r.namespace))
             .is_ok_and(|t| t == r.nat.iptables_restore());
         item(format!("nat rules in {}", r.namespace), loaded);
+    }
+    if let Some(c) = &plan.cinder {
+        let active = loopvg(dirs)
+            .list(Some(&c.volume_group))
+            .is_ok_and(|vgs| vgs.iter().all(|v| v.active));
+        item(
+            format!("volume group {} ({})", c.volume_group, c.size),
+            active,
+        );
     }
     Ok(items)
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sp_config::desired::{plan, NodePlan};
 use sp_config::{GuideConfig, Topology};
 use sp_kernel::netlink::Netlink;
-use sp_orchestrate::{realise, take_down};
+use sp_orchestrate::{realise, take_down, Dirs};
 use sp_testenv::scene::{self, ip};
 use sp_testenv::{oracle, require, sandbox};
 
@@ -45,6 +45,9 @@ struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        for dev in sp_testenv::lvm::bound_under(&self.0) {
+            let _ = Command::new("losetup").args(["-d", &dev]).status();
+        }
         for pid in glob_pids(&self.0) {
             let _ = Command::new("kill").args(["-9", &pid]).status();
         }
@@ -91,14 +94,29 @@ fn the_guides_cloud_works_end_to_end() {
     let state = std::env::temp_dir().join(format!("sp-orchestrate-{}", std::process::id()));
     let _cleanup = Cleanup(state.clone());
     let plans = node_plans(&state);
+    let dirs = Dirs {
+        state: state.clone(),
+        cinder: state.join("cinder"),
+    };
+    let dirs = &dirs;
     let state = state.as_path();
 
     for p in &plans {
         let changes = in_node(&p.node, |nl| async move {
-            realise(&nl, p, state).await.unwrap()
+            realise(&nl, p, &dirs).await.unwrap()
         });
         assert!(!changes.is_empty(), "{} changed nothing", p.node);
     }
+    // Cinder's volume group on loop files, as lvm2 sees it: 20G less the metadata area.
+    let lvm = sp_testenv::lvm::Lvm::new(sp_testenv::lvm::bound_under(&state.join("cinder")));
+    let vg = lvm.vgs("cinder-volumes");
+    let size = sp_testenv::lvm::num(&vg, "vg_size");
+    assert!(
+        size <= 20 << 30 && size > (20 << 30) - (8 << 20),
+        "vg_size {size}"
+    );
+    lvm.check("cinder-volumes").unwrap();
+
     // The controller's eth0 is ext-net's uplink now: its address moved to the bridge.
     let ext_br = oracle::link(Some("controller"), "brq78983ca2-77");
     assert_eq!(
@@ -183,7 +201,7 @@ fn the_guides_cloud_works_end_to_end() {
     let t0 = Instant::now();
     for p in &plans {
         let again = in_node(&p.node, |nl| async move {
-            realise(&nl, p, state).await.unwrap()
+            realise(&nl, p, &dirs).await.unwrap()
         });
         assert!(again.is_empty(), "{}: {again:?}", p.node);
     }
@@ -209,7 +227,7 @@ fn the_guides_cloud_works_end_to_end() {
     let pids = glob_pids(state);
     for p in plans.iter().rev() {
         in_node(&p.node, |nl| async move {
-            take_down(&nl, p, state).await.unwrap()
+            take_down(&nl, p, &dirs, true).await.unwrap()
         });
     }
     let mut left = oracle::netns_list();
@@ -232,6 +250,11 @@ fn the_guides_cloud_works_end_to_end() {
             .any(|a| a["local"] == "10.0.0.101"),
         "uplink address back on eth0"
     );
+    assert!(
+        sp_testenv::lvm::bound_under(&state.join("cinder")).is_empty(),
+        "loop devices released"
+    );
+    assert!(!state.join("cinder/cinder-volumes").exists(), "purged");
     for pid in pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         assert!(
