@@ -103,7 +103,7 @@ fn the_guides_cloud_works_end_to_end() {
 
     for p in &plans {
         let changes = in_node(&p.node, |nl| async move {
-            realise(&nl, p, &dirs).await.unwrap()
+            realise(&nl, p, dirs).await.unwrap()
         });
         assert!(!changes.is_empty(), "{} changed nothing", p.node);
     }
@@ -201,7 +201,7 @@ fn the_guides_cloud_works_end_to_end() {
     let t0 = Instant::now();
     for p in &plans {
         let again = in_node(&p.node, |nl| async move {
-            realise(&nl, p, &dirs).await.unwrap()
+            realise(&nl, p, dirs).await.unwrap()
         });
         assert!(again.is_empty(), "{}: {again:?}", p.node);
     }
@@ -227,7 +227,7 @@ fn the_guides_cloud_works_end_to_end() {
     let pids = glob_pids(state);
     for p in plans.iter().rev() {
         in_node(&p.node, |nl| async move {
-            take_down(&nl, p, &dirs, true).await.unwrap()
+            take_down(&nl, p, dirs, true).await.unwrap()
         });
     }
     let mut left = oracle::netns_list();
