@@ -102,9 +102,10 @@ fn the_guides_cloud_works_end_to_end() {
     let state = state.as_path();
 
     for p in &plans {
-        let changes = in_node(&p.node, |nl| async move {
-            realise(&nl, p, dirs).await.unwrap()
-        });
+        let changes = in_node(
+            &p.node,
+            |nl| async move { realise(&nl, p, dirs).await.unwrap() },
+        );
         assert!(!changes.is_empty(), "{} changed nothing", p.node);
     }
     // Cinder's volume group on loop files, as lvm2 sees it: 20G less the metadata area.
@@ -200,9 +201,10 @@ fn the_guides_cloud_works_end_to_end() {
     }
     let t0 = Instant::now();
     for p in &plans {
-        let again = in_node(&p.node, |nl| async move {
-            realise(&nl, p, dirs).await.unwrap()
-        });
+        let again = in_node(
+            &p.node,
+            |nl| async move { realise(&nl, p, dirs).await.unwrap() },
+        );
         assert!(again.is_empty(), "{}: {again:?}", p.node);
     }
     std::thread::sleep(Duration::from_millis(300));
