@@ -268,3 +268,156 @@ fn bad_input_changes_nothing() {
         "{out:?}"
     );
 }
+
+/// What the two nodes hold, as the real tools report it: per namespace of ours its
+/// links (name, kind, master, MTU, up) and global addresses, the FDB and neighbour
+/// entries of each `vxlan-N`, whether dnsmasq runs, the volume group's size.
+fn fingerprint(state: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut namespaces = oracle::netns_list();
+    namespaces.retain(|n| n != "extpc");
+    namespaces.sort();
+    for ns in &namespaces {
+        for l in oracle::links(Some(ns)) {
+            out.push(format!(
+                "{ns} link {} {} master={} mtu={} flags={}",
+                l["ifname"],
+                l["linkinfo"]["info_kind"],
+                l["master"],
+                l["mtu"],
+                l["flags"].as_array().unwrap().iter().any(|f| f == "UP")
+            ));
+        }
+        for l in oracle::addrs(Some(ns)) {
+            for a in l["addr_info"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["scope"] == "global")
+            {
+                out.push(format!(
+                    "{ns} addr {} {}/{}",
+                    l["ifname"], a["local"], a["prefixlen"]
+                ));
+            }
+        }
+        for r in oracle::routes(Some(ns), false) {
+            out.push(format!(
+                "{ns} route {} via {} dev {} metric {}",
+                r["dst"], r["gateway"], r["dev"], r["metric"]
+            ));
+        }
+    }
+    for node in ["controller", "compute"] {
+        let mut fdb: Vec<String> = oracle::fdb(Some(node), "vxlan-1")
+            .iter()
+            // l2population's entries: towards other VTEPs, permanent (not the device's
+            // own local entry, nor what it learned from traffic).
+            .filter(|e| e["dst"].is_string() && e["state"] == "permanent")
+            .map(|e| format!("{node} fdb {} {}", e["mac"], e["dst"]))
+            .collect();
+        fdb.sort();
+        out.extend(fdb);
+        let mut neigh: Vec<String> = oracle::neighbours(Some(node), "vxlan-1")
+            .iter()
+            .map(|n| format!("{node} neigh {} {}", n["dst"], n["lladdr"]))
+            .collect();
+        neigh.sort();
+        out.extend(neigh);
+    }
+    let pid = std::fs::read_to_string(state.join("dhcp/5b6a8b87-fd03-46b5-a968-72bac5091b7c/pid"))
+        .unwrap_or_default();
+    out.push(format!(
+        "dnsmasq alive {}",
+        std::path::Path::new(&format!("/proc/{}/cmdline", pid.trim())).exists()
+    ));
+    let lvm = sp_testenv::lvm::Lvm::new(sp_testenv::lvm::bound_under(&state.join("cinder")));
+    out.push(format!(
+        "vg {}",
+        sp_testenv::lvm::num(&lvm.vgs("cinder-volumes"), "vg_size")
+    ));
+    out
+}
+
+/// Starts `stackplumb apply` inside `node`; the process is stackplumb itself (nsenter
+/// execs it), so killing it kills the apply.
+fn spawn_apply(node: &str, state: &Path) -> std::process::Child {
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{node}"))
+        .arg(env!("CARGO_BIN_EXE_stackplumb"))
+        .arg("--config-dir")
+        .arg(guide_dir())
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--cinder-dir")
+        .arg(state.join("cinder"))
+        .arg("apply")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
+    let (state, _cleanup) = two_nodes();
+    let st = state.as_path();
+    // The reference: a clean apply of both nodes.
+    let t = std::time::Instant::now();
+    for node in ["controller", "compute"] {
+        json(node, st, &["apply"]);
+    }
+    let clean = t.elapsed();
+    let reference = fingerprint(st);
+    for node in ["compute", "controller"] {
+        json(node, st, &["destroy"]);
+    }
+    // Ten moments spread over a clean run (a fixed sequence, printed on failure).
+    let mut seed: u64 = 0x5eed;
+    for round in 0..10 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = clean.mul_f64((seed >> 11) as f64 / (1u64 << 53) as f64);
+        let node = if round % 3 == 2 {
+            "compute"
+        } else {
+            "controller"
+        };
+        let mut child = spawn_apply(node, st);
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        for n in ["controller", "compute"] {
+            let out = on(n, st, &["apply"]);
+            assert!(
+                out.status.success(),
+                "round {round}: apply on {n} after a kill of {node} at {delay:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let now = fingerprint(st);
+        let extra: Vec<&String> = now.iter().filter(|l| !reference.contains(l)).collect();
+        let missing: Vec<&String> = reference.iter().filter(|l| !now.contains(l)).collect();
+        assert!(
+            extra.is_empty() && missing.is_empty(),
+            "round {round}: killed {node} at {delay:?}\nextra: {extra:#?}\nmissing: {missing:#?}"
+        );
+        for n in ["compute", "controller"] {
+            json(n, st, &["destroy"]);
+        }
+    }
+    json("controller", st, &["destroy", "--purge"]);
+    // Nothing of ours is left: namespaces, links, processes, loop devices.
+    let mut left = oracle::netns_list();
+    left.sort();
+    assert_eq!(left, ["compute", "controller", "extpc"]);
+    for node in ["controller", "compute"] {
+        let links: Vec<String> = oracle::links(Some(node))
+            .iter()
+            .map(|l| l["ifname"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(links, ["lo", "eth0"], "{node}");
+    }
+    assert!(sp_testenv::lvm::bound_under(st).is_empty());
+}

@@ -220,6 +220,10 @@ pub enum Metric {
     Agent,
     /// Unchanged: the replace takes the old route over in place (same key).
     Same,
+    /// The inverse of [`Metric::Agent`], for moving back: 100 → none, m → m + 1. So an
+    /// attach and a detach leave the route as it was (but for an original metric of
+    /// 101, which comes back as none).
+    Unagent,
 }
 
 /// What a [`Plan::move_ip`] will move, for reporting.
@@ -305,6 +309,10 @@ impl<'a> Plan<'a> {
                     let m = if m == 0 { 100 } else { m - 1 };
                     self.push_inverse(Step::AddRoute(route_on(r, ti, m)));
                 }
+                Metric::Unagent => {
+                    let m = if m == 100 { 0 } else { m + 1 };
+                    self.push_inverse(Step::AddRoute(route_on(r, ti, m)));
+                }
                 // The replace takes the old route over in place, so undoing it means
                 // putting the old route back.
                 Metric::Same => self.push(
@@ -313,7 +321,7 @@ impl<'a> Plan<'a> {
                 ),
             }
         }
-        if metric == Metric::Agent {
+        if metric != Metric::Same {
             for r in &routes {
                 self.push_inverse(Step::DelRoute(r.clone()));
             }
@@ -450,7 +458,8 @@ pub fn report(moved: &Moved, from: &str, to: &str, changes: &mut Vec<Change>) {
 }
 
 /// Reverses [`attach`]: the NIC leaves the bridge and gets the bridge's addresses and
-/// routes back (same metrics). Not attached and nothing on the bridge: no change.
+/// routes back, metrics as they were before the attach ([`Metric::Unagent`]). Not
+/// attached and nothing on the bridge: no change.
 pub async fn detach(
     nl: &Netlink,
     bridge: &str,
@@ -476,9 +485,25 @@ pub async fn detach(
             },
         );
     }
-    let moved = plan.move_ip(nl, &br, &link, Metric::Same).await?;
+    let moved = plan.move_ip(nl, &br, &link, Metric::Unagent).await?;
     if plan.is_empty() {
         return Ok(());
+    }
+    // IPv6 was switched on for the NIC's IPv6 addresses: off again, as the agent keeps it.
+    let key = format!("ipv6/conf/{bridge}/disable_ipv6");
+    if moved.addresses.iter().any(|a| a.contains(':'))
+        && sp_kernel::netns::read_net_sysctl(&key).is_ok_and(|v| v == "0")
+    {
+        plan.push(
+            Step::Sysctl {
+                key: key.clone(),
+                value: "1".into(),
+            },
+            Step::Sysctl {
+                key,
+                value: "0".into(),
+            },
+        );
     }
     plan.run(nl, faults).await?;
     report(&moved, bridge, nic, changes);

@@ -143,17 +143,13 @@ fn attach_and_detach_roll_back_at_every_step() {
     assert!(oracle::pings("gw", "10.0.0.101"));
 
     let steps = every_step_rolls_back(&rt, &nl, false);
-    assert_eq!(steps, 9);
+    // Release, 3 addresses and 2 routes added, 2 routes and 3 addresses deleted, IPv6
+    // off again on the bridge.
+    assert_eq!(steps, 12);
     let detached = state();
-    assert_eq!(detached.0, original.0, "addresses back, in order");
-    assert_eq!(detached.2, original.2, "eth0 released");
-    assert!(
-        detached
-            .1
-            .iter()
-            .any(|r| r.starts_with("\"default\" \"10.0.0.1\" \"eth0\" 49")),
-        "{:?}",
-        detached.1
+    assert_eq!(
+        detached, original,
+        "addresses (in order), routes (metrics too), masters: as before the attach"
     );
     assert!(oracle::pings("gw", "10.0.0.101"));
 }

@@ -240,6 +240,12 @@ where
 /// On the calling (dedicated) thread: a new network namespace, mounted at `name`.
 fn create_here(name: &str) -> Result<()> {
     let path = named_path(name)?;
+    // A stale entry (a run killed between creating the file and mounting the namespace
+    // on it) is finished: removed, then made anew.
+    if named_state(&path).is_err() && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        std::fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("remove stale {}", path.display()), e))?;
+    }
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
