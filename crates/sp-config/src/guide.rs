@@ -250,3 +250,42 @@ impl Cinder {
         }
     }
 }
+
+/// The guide's files as the Liberty guide leaves them on the controller (its
+/// `linuxbridge_agent.ini`, `ml2_conf.ini`, `l3_agent.ini`, `dhcp_agent.ini`,
+/// `dnsmasq-neutron.conf`, `cinder.conf`), written below `root` — for the demo, which
+/// runs on machines that have none.
+pub fn write_guide_files(root: &Path) -> std::io::Result<()> {
+    let files: [(&str, &str); 6] = [
+        (
+            LINUXBRIDGE_AGENT,
+            include_str!("../tests/guide/neutron/plugins/ml2/linuxbridge_agent.ini"),
+        ),
+        (
+            ML2_CONF,
+            include_str!("../tests/guide/neutron/plugins/ml2/ml2_conf.ini"),
+        ),
+        (
+            L3_AGENT,
+            include_str!("../tests/guide/neutron/l3_agent.ini"),
+        ),
+        (
+            DHCP_AGENT,
+            include_str!("../tests/guide/neutron/dhcp_agent.ini"),
+        ),
+        (
+            "neutron/dnsmasq-neutron.conf",
+            include_str!("../tests/guide/neutron/dnsmasq-neutron.conf"),
+        ),
+        (
+            CINDER_CONF,
+            include_str!("../tests/guide/cinder/cinder.conf"),
+        ),
+    ];
+    for (rel, text) in files {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        std::fs::write(path, text)?;
+    }
+    Ok(())
+}

@@ -12,6 +12,7 @@ pub mod error;
 pub mod loopdev;
 pub mod netlink;
 pub mod netns;
+pub mod probe;
 pub mod procs;
 
 pub use error::{Error, Result};

@@ -282,6 +282,32 @@ pub fn delete(name: &str) -> Result<()> {
     std::fs::remove_file(&path).map_err(|e| Error::io(format!("remove {}", path.display()), e))
 }
 
+/// Puts the calling thread (and the threads and processes it starts afterwards) into a
+/// new network namespace and a private mount namespace whose `/run/netns` is an empty
+/// tmpfs: a sandbox whose named namespaces, links and mounts vanish with the process,
+/// and from which the host's interfaces cannot be changed.
+pub fn enter_sandbox() -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Error::from_errno("enter a sandbox (unshare)", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Error::from_errno("make / private in the sandbox", e))?;
+    std::fs::create_dir_all(RUN_DIR).map_err(|e| Error::io(format!("create {RUN_DIR}"), e))?;
+    mount(
+        Some("tmpfs"),
+        RUN_DIR,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0755"),
+    )
+    .map_err(|e| Error::from_errno(format!("tmpfs on {RUN_DIR} in the sandbox"), e))
+}
+
 /// Makes `cmd` run inside named namespace `name`: the child enters it between fork and
 /// exec (what `ip netns exec` does, without the extra process and the slave mount
 /// namespace — a process started this way sees the same `/run/netns` as we do).

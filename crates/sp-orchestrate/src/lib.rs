@@ -16,6 +16,8 @@
 
 use std::path::PathBuf;
 
+pub mod demo;
+
 use serde::Serialize;
 use sp_bridge::network::{self, NetworkSpec, VxlanConfig};
 use sp_bridge::port::{self, PortSpec};

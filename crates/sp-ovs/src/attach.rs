@@ -34,7 +34,9 @@ use sp_kernel::netlink::Netlink;
 
 use crate::persist::HostIp;
 use crate::state::State;
-use crate::{announce, echo, validate_name, BridgeSpec, Change, Error, Ovs, PortSpec};
+use sp_kernel::probe::echo;
+
+use crate::{announce, validate_name, BridgeSpec, Change, Error, Ovs, PortSpec};
 
 /// How to attach.
 #[derive(Debug, Clone)]

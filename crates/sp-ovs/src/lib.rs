@@ -13,7 +13,7 @@
 
 mod announce;
 pub mod attach;
-mod echo;
+
 mod error;
 mod name;
 pub mod persist;

@@ -1,0 +1,264 @@
+//! `stackplumb demo`: the guide's two-node cloud built in a sandbox on this machine, the
+//! guide's checks (10-4, 10-5, 12-x) run against it natively, and everything torn down.
+//! The sandbox is a network + mount namespace of its own: the host's interfaces are
+//! never touched. Loop devices are global, so Cinder's are released and its files
+//! removed at the end.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Duration;
+
+use sp_bridge::port::{self, PortSpec};
+use sp_bridge::{input, network};
+use sp_config::desired::{plan, NodePlan};
+use sp_config::{GuideConfig, Topology};
+use sp_kernel::netlink::Netlink;
+use sp_kernel::netns;
+use sp_kernel::probe::{dhcp, echo};
+use sp_neutron::PortKind;
+
+use crate::{realise, take_down, Dirs, Error, Result};
+
+/// One line of the live report.
+pub enum Line {
+    /// A step that was done.
+    Step(String),
+    /// A check and whether it held.
+    Check(String, bool),
+}
+
+/// Runs `f` on a thread inside node namespace `node` with a runtime and a handle there.
+fn in_node<T: Send>(node: &str, f: impl AsyncFnOnce(Netlink) -> T + Send) -> Result<T> {
+    let ns = netns::open(&netns::named_path(node)?)?;
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<T> {
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| sp_kernel::Error::from_errno("enter node namespace", e))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| sp_kernel::Error::io("start a runtime", e))?;
+            rt.block_on(async { Ok(f(Netlink::current()?).await) })
+        })
+        .join()
+        .expect("node thread panicked")
+    })
+}
+
+/// The guide's physical network: a segment (a bridge in the sandbox) with the
+/// controller (10.0.0.101), the compute node (10.0.0.102) and an external PC (10.0.0.1,
+/// the ext-net gateway) as namespaces whose `eth0` sits on it.
+async fn physical(nl: &Netlink) -> Result<()> {
+    let mut changes = Vec::new();
+    network::ensure_bridge(nl, "segment", &mut changes).await?;
+    let hosts = [
+        ("controller", "10.0.0.101/24", Some("10.0.0.1")),
+        ("compute", "10.0.0.102/24", Some("10.0.0.1")),
+        ("extpc", "10.0.0.1/24", None),
+    ];
+    let ports: Vec<PortSpec> = hosts
+        .iter()
+        .map(|(name, cidr, gw)| {
+            Ok(PortSpec {
+                port_id: format!("{name}-seg"),
+                kind: PortKind::Instance,
+                namespace: (*name).to_owned(),
+                bridge: "segment".into(),
+                mac: None,
+                mtu: Some(1500),
+                addresses: Some(vec![input::cidr(cidr)?]),
+                gateway: gw.map(input::ip).transpose()?,
+                ip_forward: false,
+            })
+        })
+        .collect::<Result<_, sp_bridge::Error>>()?;
+    port::plug(nl, &ports, &mut changes).await?;
+    Ok(())
+}
+
+/// What vm1's DHCP client would configure.
+async fn configure(nl: &Netlink, lease: &dhcp::Lease) -> Result<()> {
+    let eth0 = nl
+        .link_by_name("eth0")
+        .await?
+        .ok_or_else(|| sp_bridge::Error::NoSuchLink("eth0".into()))?;
+    let h = nl.handle();
+    let wrap = |what: &'static str| move |e| Error::Kernel(sp_kernel::Error::netlink(what, e));
+    h.address()
+        .add(eth0.header.index, lease.ip.into(), lease.prefix_len)
+        .execute()
+        .await
+        .map_err(wrap("address from the lease"))?;
+    if let Some(mtu) = lease.mtu {
+        let msg = rtnetlink::LinkUnspec::new_with_index(eth0.header.index)
+            .mtu(mtu.into())
+            .build();
+        h.link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(wrap("MTU from the lease"))?;
+    }
+    if let Some(gw) = lease.router {
+        let msg = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gw)
+            .output_interface(eth0.header.index)
+            .build();
+        h.route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(wrap("router from the lease"))?;
+    }
+    Ok(())
+}
+
+/// The Cinder size the topology asks for.
+fn cfg_size(plans: &[NodePlan]) -> String {
+    plans
+        .iter()
+        .find_map(|p| p.cinder.as_ref().map(|c| c.size.clone()))
+        .unwrap_or_default()
+}
+
+/// Whether `target` answers an ICMP echo from `node` out of `eth0`.
+fn pings(node: &str, target: &str) -> Result<bool> {
+    let ip: IpAddr = target.parse().expect("literal");
+    in_node(node, async move |_nl| {
+        echo::answers(ip, "eth0", Duration::from_secs(3))
+            .await
+            .unwrap_or(false)
+    })
+}
+
+/// Builds, checks and tears down the guide's cloud under `work` (a fresh directory for
+/// configuration, state and Cinder's files). Must run on a thread of its own: it moves
+/// that thread into the sandbox. True when every check held.
+/// With `inspect` (the netns-inspect binary), its view of the routers' and DHCP
+/// namespaces is printed before the teardown.
+pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) -> Result<bool> {
+    netns::enter_sandbox()?;
+    report(Line::Step(
+        "sandbox: a network + mount namespace of its own; the host is not touched".into(),
+    ));
+    let etc = work.join("etc");
+    sp_config::guide::write_guide_files(&etc)
+        .map_err(|e| sp_kernel::Error::io("write the guide's files", e))?;
+    let cfg = GuideConfig::load(&etc).map_err(|e| Error::Preflight(e.to_string()))?;
+    let dirs = Dirs {
+        state: work.join("state"),
+        cinder: work.join("cinder"),
+    };
+    let plans: Vec<NodePlan> =
+        plan(&Topology::guide(), &cfg, &dirs.state).map_err(|e| Error::Preflight(e.join("; ")))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| sp_kernel::Error::io("start a runtime", e))?;
+    rt.block_on(async { physical(&Netlink::current()?).await })?;
+    report(Line::Step("the guide's hosts: controller 10.0.0.101, compute 10.0.0.102, external PC 10.0.0.1 on one segment".into()));
+
+    let mut ok = true;
+    let outcome = (|| -> Result<()> {
+        for p in &plans {
+            let changes = in_node(&p.node, async |nl| realise(&nl, p, &dirs).await)??;
+            report(Line::Step(format!(
+                "stackplumb apply on {}: {} changes",
+                p.node,
+                changes.len()
+            )));
+        }
+        let vm1 = Topology::guide().instances.remove(0);
+        let mac = input::mac(&vm1.mac)?;
+        let lease = in_node("vm1", async |_nl| {
+            dhcp::lease("eth0", mac, Duration::from_secs(10))
+        })?;
+        let check = |report: &mut dyn FnMut(Line), ok: &mut bool, what: String, held: bool| {
+            *ok &= held;
+            report(Line::Check(what, held));
+        };
+        match lease {
+            Ok(l) => {
+                check(
+                    report,
+                    &mut ok,
+                    format!(
+                        "10-5: vm1 (compute) gets {}/{} from dnsmasq on the controller, across VXLAN; router {}, MTU {}",
+                        l.ip,
+                        l.prefix_len,
+                        l.router.map_or("none".into(), |r| r.to_string()),
+                        l.mtu.map_or("none".into(), |m| m.to_string())
+                    ),
+                    l.mtu == Some(1450) && l.router.is_some(),
+                );
+                in_node("vm1", async |nl| configure(&nl, &l).await)??;
+            }
+            Err(e) => check(
+                report,
+                &mut ok,
+                format!("10-5: vm1 gets a DHCP lease: {e}"),
+                false,
+            ),
+        }
+        for (from, to, what) in [
+            ("vm1", "192.168.0.1", "vm1 pings its router 192.168.0.1"),
+            (
+                "vm1",
+                "10.0.0.1",
+                "vm1 reaches the external PC 10.0.0.1 (SNAT)",
+            ),
+            (
+                "extpc",
+                "10.0.0.200",
+                "10-4: the external PC pings the router's gateway 10.0.0.200",
+            ),
+            (
+                "extpc",
+                "10.0.0.201",
+                "the external PC reaches vm1 on its floating IP 10.0.0.201",
+            ),
+        ] {
+            check(report, &mut ok, what.into(), pings(from, to)?);
+        }
+        let vg = sp_loopvg::Loopvg {
+            dir: dirs.cinder.clone(),
+            ..Default::default()
+        }
+        .list(Some(&cfg.cinder.volume_group));
+        match vg {
+            Ok(v) => check(
+                report,
+                &mut ok,
+                format!(
+                    "12-x: volume group {} on loop files, {:.2} GiB usable ({} configured)",
+                    v[0].name,
+                    v[0].size as f64 / f64::from(1u32 << 30),
+                    cfg_size(&plans)
+                ),
+                v[0].active,
+            ),
+            Err(e) => check(report, &mut ok, format!("12-x: volume group: {e}"), false),
+        }
+        if let Some(bin) = inspect {
+            report(Line::Step(
+                "what netns-inspect sees on the controller's namespaces:".into(),
+            ));
+            let _ = std::process::Command::new(bin)
+                .args(["--kind", "qrouter", "--kind", "qdhcp"])
+                .status();
+        }
+        Ok(())
+    })();
+    // Always taken down, whatever happened.
+    for p in plans.iter().rev() {
+        let changes = in_node(&p.node, async |nl| take_down(&nl, p, &dirs, true).await)??;
+        report(Line::Step(format!(
+            "stackplumb destroy --purge on {}: {} changes",
+            p.node,
+            changes.len()
+        )));
+    }
+    outcome?;
+    Ok(ok)
+}
