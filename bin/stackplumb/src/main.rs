@@ -65,7 +65,8 @@ enum Cmd {
     Plan,
     /// Converge this node to the topology; prints what changed.
     Apply,
-    /// Every object of this node's desired state, present or missing.
+    /// Every object of this node's desired state, present or missing, and the problems
+    /// netns-inspect finds in its namespaces.
     Status,
     /// Build the guide's two-node cloud in a sandbox on this machine, run the guide's
     /// checks, show netns-inspect's view, tear it all down. The host is not touched.
@@ -186,6 +187,10 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
         match args.cmd {
             Cmd::Plan | Cmd::Status => {
                 let items = sp_orchestrate::survey(&nl, node, &dirs).await?;
+                let problems = match args.cmd {
+                    Cmd::Status => sp_orchestrate::problems(node).await?,
+                    _ => vec![],
+                };
                 let shown: Vec<_> = match args.cmd {
                     Cmd::Plan => items.iter().filter(|i| !i.present).collect(),
                     _ => items.iter().collect(),
@@ -193,7 +198,7 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
                 if args.json {
                     println!(
                         "{}",
-                        serde_json::json!({ "node": node.node, "items": shown })
+                        serde_json::json!({ "node": node.node, "items": shown, "problems": problems })
                     );
                 } else if shown.is_empty() {
                     println!("node {}: nothing to do", node.node);
@@ -206,6 +211,11 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
                             (false, false) => "MISSING",
                         };
                         println!("  {mark:<8} {}", i.object);
+                    }
+                }
+                if !args.json && args.cmd == Cmd::Status {
+                    for p in &problems {
+                        println!("  problem  {}", p.message);
                     }
                 }
             }

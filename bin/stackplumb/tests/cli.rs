@@ -140,6 +140,41 @@ fn plan_apply_status_destroy_converge() {
         );
     }
 
+    // status names what netns-inspect finds wrong: none now; dnsmasq gone, it says so.
+    assert_eq!(
+        json("controller", st, &["status"])["problems"],
+        Value::Array(vec![])
+    );
+    let pid = std::fs::read_to_string(state.join("dhcp/5b6a8b87-fd03-46b5-a968-72bac5091b7c/pid"))
+        .unwrap();
+    Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let status = json("controller", st, &["status"]);
+    let kinds: Vec<&str> = status["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["qdhcp-without-dnsmasq"], "{status}");
+    assert!(status["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["object"].as_str().unwrap().starts_with("dnsmasq of") && i["present"] == false));
+    let again = json("controller", st, &["apply"]);
+    assert!(
+        again["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["action"].as_str().unwrap().starts_with("restarted")),
+        "{again}"
+    );
+
     // Another run holding the lock: the second waits, then fails cleanly.
     let lock = std::fs::File::create(state.join("stackplumb.lock")).unwrap();
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();

@@ -349,3 +349,21 @@ pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<It
     }
     Ok(items)
 }
+
+/// What netns-inspect finds wrong in this node's namespaces (its own, shown as
+/// `current`, and those of its ports): a qdhcp without dnsmasq, a router that does not
+/// forward, an orphan veth, an MTU mismatch, a leaked namespace…
+pub async fn problems(plan: &NodePlan) -> Result<Vec<sp_inspect::Problem>> {
+    let ours: std::collections::BTreeSet<&str> = plan
+        .ports
+        .iter()
+        .map(|p| p.namespace.as_str())
+        .chain(["current"])
+        .collect();
+    Ok(sp_inspect::inspect()
+        .await?
+        .problems
+        .into_iter()
+        .filter(|p| ours.contains(p.namespace.as_str()))
+        .collect())
+}
