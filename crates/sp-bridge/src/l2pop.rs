@@ -299,3 +299,76 @@ pub async fn port_del(
     neigh_del(nl, vni, ip, changes).await?;
     fdb_del(nl, vni, mac, vtep, changes).await
 }
+
+/// Every l2population entry present in the namespace, read with one dump of each
+/// table: for deciding, across many VXLAN devices, which entries are missing without
+/// a dump per entry.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// (device, MAC, destination) of permanent FDB entries.
+    fdb: std::collections::HashSet<(String, String, IpAddr)>,
+    /// (device, IP, MAC) of permanent neighbours.
+    neigh: std::collections::HashSet<(String, IpAddr, String)>,
+}
+
+impl Snapshot {
+    pub async fn read(nl: &Netlink) -> Result<Self> {
+        let links = nl.links().await?;
+        let name = |i: u32| {
+            links
+                .iter()
+                .find(|l| l.header.index == i)
+                .and_then(attrs::link_name)
+                .map(str::to_owned)
+        };
+        let dump = |family| async move {
+            nl.handle()
+                .neighbours()
+                .get()
+                .set_address_family(family)
+                .execute()
+                .try_collect::<Vec<NeighbourMessage>>()
+                .await
+                .map_err(|e| sp_kernel::Error::netlink("dump neighbours", e))
+        };
+        let mut snap = Snapshot::default();
+        for n in dump(AddressFamily::Bridge).await? {
+            if let (Some(dev), Some(mac), Some(dst)) = (
+                name(n.header.ifindex),
+                attrs::neighbour_mac(&n),
+                attrs::neighbour_dst(&n),
+            ) {
+                if n.header.state == NeighbourState::Permanent {
+                    snap.fdb.insert((dev, mac_str(mac), dst));
+                }
+            }
+        }
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            for n in dump(family).await? {
+                if let (Some(dev), Some(mac), Some(ip)) = (
+                    name(n.header.ifindex),
+                    attrs::neighbour_mac(&n),
+                    attrs::neighbour_dst(&n),
+                ) {
+                    if n.header.state == NeighbourState::Permanent {
+                        snap.neigh.insert((dev, ip, mac_str(mac)));
+                    }
+                }
+            }
+        }
+        Ok(snap)
+    }
+
+    /// The flood entry towards `vtep` on `vxlan-N` is there.
+    pub fn has_flood(&self, vni: u32, vtep: IpAddr) -> bool {
+        self.fdb
+            .contains(&(vxlan_name(vni), mac_str(&FLOOD_MAC), vtep))
+    }
+
+    /// A remote port's FDB entry and permanent neighbour on `vxlan-N` are there.
+    pub fn has_port(&self, vni: u32, mac: [u8; 6], ip: IpAddr, vtep: IpAddr) -> bool {
+        let dev = vxlan_name(vni);
+        self.fdb.contains(&(dev.clone(), mac_str(&mac), vtep))
+            && self.neigh.contains(&(dev, ip, mac_str(&mac)))
+    }
+}

@@ -235,7 +235,8 @@ async fn plug_all(
     let per_port = ports.iter().map(|p| {
         let ns = &namespaces[&p.namespace];
         let bridge = bridge_links[&p.bridge];
-        plug_one(host, ns, bridge, host_links.get(&p.tap()).cloned(), p)
+        let view = &ns_addrs[p.namespace.as_str()];
+        plug_one(host, ns, view, bridge, host_links.get(&p.tap()).cloned(), p)
     });
     for res in futures::future::join_all(per_port).await {
         changes.extend(res?);
@@ -244,9 +245,12 @@ async fn plug_all(
 }
 
 /// One port: the veth (created in place if missing), then both ends' settings.
+/// `view` is what the namespace held when the plugging began (links, addresses): it
+/// answers every question about ports that were already there without a query each.
 async fn plug_one(
     host: &Netlink,
     ns: &Opened,
+    view: &(Vec<LinkMessage>, Vec<AddressMessage>),
     bridge: &LinkMessage,
     tap_link: Option<LinkMessage>,
     p: &PortSpec,
@@ -254,7 +258,11 @@ async fn plug_one(
     let mut changes = Vec::new();
     let (tap, inner) = (p.tap(), p.inner());
     let mtu = p.mtu.or(attrs::link_mtu(bridge)).unwrap_or(1500);
-    let inner_link = ns.nl.link_by_name(&inner).await?;
+    let inner_link = view
+        .0
+        .iter()
+        .find(|l| attrs::link_name(l) == Some(&inner))
+        .cloned();
     // A pair is right when both ends exist and point at each other.
     let paired = match (&tap_link, &inner_link) {
         (Some(t), Some(i)) => {
@@ -310,7 +318,7 @@ async fn plug_one(
         )
         .await?;
         let inner_link = require_link(&ns.nl, &inner).await?;
-        return finish_inner(ns, p, &inner, inner_link, mtu, changes).await;
+        return finish_inner(ns, p, &inner, inner_link, &[], mtu, changes).await;
     }
     let (tap_link, inner_link) = (tap_link.expect("paired"), inner_link.expect("paired"));
     // Host end: on the bridge, up, at the MTU.
@@ -326,15 +334,17 @@ async fn plug_one(
     .await?;
     ensure_mtu(host, &tap_link, &tap, mtu, &mut changes).await?;
     ensure_up(host, &tap_link, &tap, &mut changes).await?;
-    finish_inner(ns, p, &inner, inner_link, mtu, changes).await
+    finish_inner(ns, p, &inner, inner_link, &view.1, mtu, changes).await
 }
 
 /// The namespace end: MAC, MTU, up, addresses, default route.
+/// `addresses` are the namespace's addresses as they were (none for a new link).
 async fn finish_inner(
     ns: &Opened,
     p: &PortSpec,
     inner: &str,
     inner_link: LinkMessage,
+    addresses: &[AddressMessage],
     mtu: u32,
     mut changes: Vec<Change>,
 ) -> Result<Vec<Change>> {
@@ -349,11 +359,12 @@ async fn finish_inner(
     }
     ensure_mtu(&ns.nl, &inner_link, inner, mtu, &mut changes).await?;
     ensure_up(&ns.nl, &inner_link, inner, &mut changes).await?;
-    if let Some(addresses) = &p.addresses {
+    if let Some(want) = &p.addresses {
         ensure_addresses(
             &ns.nl,
             inner_link.header.index,
             inner,
+            want,
             addresses,
             &mut changes,
         )
@@ -388,18 +399,18 @@ async fn ensure_mtu(
 }
 
 /// Exactly `want` as the global addresses of link `index` (link-local ones untouched):
-/// `ip addr add CIDR scope global dev X brd +`, stale ones deleted.
-pub(crate) async fn ensure_addresses(
+/// `ip addr add CIDR scope global dev X brd +`, stale ones deleted. `current` is what the
+/// namespace holds (any links).
+async fn ensure_addresses(
     nl: &Netlink,
     index: u32,
     name: &str,
     want: &[IpNet],
+    current: &[AddressMessage],
     changes: &mut Vec<Change>,
 ) -> Result<()> {
-    let have: Vec<AddressMessage> = nl
-        .addresses()
-        .await?
-        .into_iter()
+    let have: Vec<&AddressMessage> = current
+        .iter()
         .filter(|a| a.header.index == index && u8::from(a.header.scope) == 0)
         .collect();
     let same = |a: &AddressMessage, w: &IpNet| {
@@ -409,7 +420,7 @@ pub(crate) async fn ensure_addresses(
         if !want.iter().any(|w| same(a, w)) {
             nl.handle()
                 .address()
-                .del(a.clone())
+                .del((*a).clone())
                 .execute()
                 .await
                 .map_err(|e| {

@@ -115,13 +115,20 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
     network::ensure_networks(nl, &specs, &mut changes).await?;
     // 3. Ports.
     port::plug(nl, &port_specs(plan)?, &mut changes).await?;
-    // 4. l2population.
+    // 4. l2population: what is there read once, only the missing entries written.
+    let have = l2pop::Snapshot::read(nl).await?;
     for e in &plan.l2pop {
         match e {
-            L2Entry::Flood { vni, vtep } => l2pop::flood_add(nl, *vni, *vtep, &mut changes).await?,
-            L2Entry::Port { vni, mac, ip, vtep } => {
-                l2pop::port_add(nl, *vni, input::mac(mac)?, *ip, *vtep, &mut changes).await?
+            L2Entry::Flood { vni, vtep } if !have.has_flood(*vni, *vtep) => {
+                l2pop::flood_add(nl, *vni, *vtep, &mut changes).await?
             }
+            L2Entry::Port { vni, mac, ip, vtep } => {
+                let mac = input::mac(mac)?;
+                if !have.has_port(*vni, mac, *ip, *vtep) {
+                    l2pop::port_add(nl, *vni, mac, *ip, *vtep, &mut changes).await?
+                }
+            }
+            L2Entry::Flood { .. } => {}
         }
     }
     // 5. DHCP.

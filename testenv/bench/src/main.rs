@@ -5,6 +5,7 @@
 
 mod bridgectl;
 mod netns_inspect;
+mod stackplumb;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -40,6 +41,14 @@ enum Bench {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// The guide's topology scaled to N tenant networks with a router each: stackplumb
+    /// apply / re-apply / destroy on the controller vs the same kernel objects by iproute2.
+    Stackplumb {
+        #[arg(long, value_delimiter = ',', default_value = "100")]
+        counts: Vec<usize>,
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
 }
 
 fn main() {
@@ -53,6 +62,11 @@ fn main() {
         Bench::Bridgectl { counts, runs } => {
             for n in counts {
                 bridgectl::run(n, runs);
+            }
+        }
+        Bench::Stackplumb { counts, runs } => {
+            for n in counts {
+                stackplumb::run(n, runs);
             }
         }
     }

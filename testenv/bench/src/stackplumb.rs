@@ -1,0 +1,357 @@
+//! The guide's topology scaled to N tenant networks with a router each, realised on the
+//! controller by stackplumb's orchestration and, side by side, the same kernel objects
+//! made by iproute2 (one process per command as the agents did, and `ip -batch`), with
+//! the L3 agent's `iptables-restore` per router in every form. Tenant networks have DHCP
+//! off here, so no dnsmasq runs: the comparison is about the kernel objects.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sp_config::desired::{plan, NodePlan};
+use sp_config::topology::{Network, NetworkType, Router, RouterPort, Subnet, Topology};
+use sp_config::GuideConfig;
+use sp_kernel::netlink::Netlink;
+use sp_neutron::{bridge_name, qrouter_namespace, tap_name, PortKind};
+use sp_orchestrate::{realise, take_down, Dirs};
+use sp_testenv::require;
+use sp_testenv::scene::{self, ip};
+
+use crate::netns_inspect::ip_batch;
+
+/// A Neutron-style id whose first 11 characters (what device names keep) differ per
+/// kind and index.
+fn id(kind: u32, i: usize) -> String {
+    format!("{kind:04x}{i:04x}-0000-4000-8000-000000000000")
+}
+
+/// The guide's cloud with `n` tenant networks (172.16.i.0/24, VNI i+1), each behind a
+/// router of its own whose gateway sits on ext-net (10.0.0.0/16 here, to fit n routers).
+fn topology(n: usize) -> Topology {
+    let mut t = Topology::guide();
+    t.instances.clear();
+    t.cinder = None;
+    t.networks[0].subnet.cidr = "10.0.0.0/16".parse().unwrap();
+    t.networks.truncate(1);
+    t.routers.clear();
+    for i in 0..n {
+        let net = format!("net{i}");
+        t.networks.push(Network {
+            name: net.clone(),
+            id: id(1, i),
+            network_type: NetworkType::Vxlan,
+            physical_network: None,
+            segmentation_id: Some(i as u32 + 1),
+            external: false,
+            subnet: Subnet {
+                cidr: format!("172.16.{i}.0/24").parse().unwrap(),
+                gateway: Some(format!("172.16.{i}.1").parse().unwrap()),
+                enable_dhcp: false,
+                dns_nameservers: vec![],
+                allocation_pools: vec![],
+            },
+        });
+        t.routers.push(Router {
+            name: format!("router{i}"),
+            id: id(2, i),
+            gateway: Some(RouterPort {
+                network: "ext-net".into(),
+                ip: format!("10.0.2.{}", i + 1).parse().unwrap(),
+                port_id: id(3, i),
+                mac: None,
+            }),
+            interfaces: vec![RouterPort {
+                network: net,
+                ip: format!("172.16.{i}.1").parse().unwrap(),
+                port_id: id(4, i),
+                mac: None,
+            }],
+        });
+    }
+    t
+}
+
+fn in_controller<T: Send>(f: impl AsyncFnOnce(Netlink) -> T + Send) -> T {
+    use std::os::fd::AsFd;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = std::fs::File::open("/run/netns/controller").unwrap();
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async { f(Netlink::current().unwrap()).await })
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+/// The same kernel objects as ours on the controller, as `ip` command lines: the
+/// namespaces to add (run without `-n`: `ip -n X netns add` would mount the new
+/// namespace in a private mount namespace of its own), the host's lines (run with
+/// `-n controller`), and per router its namespace's lines.
+type IpLines = (Vec<String>, Vec<String>, Vec<(String, Vec<String>)>);
+
+fn ip_lines(n: usize, in_place: bool) -> IpLines {
+    let ext_br = "brq78983ca2-77";
+    let mut host = vec![
+        format!("link add {ext_br} type bridge forward_delay 0 stp_state 0"),
+        format!("link set {ext_br} up"),
+        format!("addr add 10.0.0.101/16 dev {ext_br}"),
+        format!("route replace default via 10.0.0.1 dev {ext_br} metric 100"),
+        "route del default via 10.0.0.1 dev eth0".to_owned(),
+        "addr del 10.0.0.101/16 dev eth0".to_owned(),
+        format!("link set eth0 master {ext_br}"),
+    ];
+    let mut inside = Vec::new();
+    let mut namespaces = Vec::new();
+    for i in 0..n {
+        let br = bridge_name(&id(1, i));
+        let ns = qrouter_namespace(&id(2, i));
+        let vx = format!("vxlan-{}", i + 1);
+        host.push(format!(
+            "link add {br} type bridge forward_delay 0 stp_state 0"
+        ));
+        host.push(format!("link set {br} up"));
+        host.push(format!(
+            "link add {vx} type vxlan id {} dev {ext_br} dstport 0 proxy",
+            i + 1
+        ));
+        host.push(format!("link set {vx} master {br} up"));
+        namespaces.push(format!("netns add {ns}"));
+        for (port, kind, bridge) in [
+            (id(4, i), PortKind::RouterInternal, &br),
+            (id(3, i), PortKind::RouterGateway, &ext_br.to_owned()),
+        ] {
+            let (tap, dev) = (tap_name(&port), kind.device(&port));
+            if in_place {
+                host.push(format!(
+                    "link add {tap} master {bridge} up type veth peer name {dev} netns {ns}"
+                ));
+            } else {
+                host.push(format!("link add {tap} type veth peer name {dev}"));
+                host.push(format!("link set {dev} netns {ns}"));
+                host.push(format!("link set {tap} master {bridge} up"));
+            }
+        }
+        let (qr, qg) = (
+            PortKind::RouterInternal.device(&id(4, i)),
+            PortKind::RouterGateway.device(&id(3, i)),
+        );
+        inside.push((
+            ns,
+            vec![
+                "link set lo up".to_owned(),
+                format!("link set {qr} up"),
+                format!("link set {qg} up"),
+                format!("addr add 172.16.{i}.1/24 dev {qr}"),
+                format!("addr add 10.0.2.{}/16 dev {qg}", i + 1),
+                format!("route replace default via 10.0.0.1 dev {qg}"),
+            ],
+        ));
+    }
+    (namespaces, host, inside)
+}
+
+/// What the L3 agent adds per router besides `ip`: ip_forward and the NAT rules.
+fn router_extras(plans: &NodePlan) {
+    for r in &plans.routers {
+        let rules = r.nat.iptables_restore();
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &r.namespace,
+                "sh",
+                "-c",
+                "sysctl -qw net.ipv4.ip_forward=1 && iptables-restore",
+            ])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+fn per_command(n: usize, plan: &NodePlan) -> Duration {
+    let (namespaces, host, inside) = ip_lines(n, false);
+    timed(|| {
+        for l in &namespaces {
+            ip(&l.split(' ').collect::<Vec<_>>());
+        }
+        for l in &host {
+            let mut args = vec!["-n", "controller"];
+            args.extend(l.split(' '));
+            ip(&args);
+        }
+        for (ns, lines) in &inside {
+            for l in lines {
+                let mut args = vec!["-n", ns.as_str()];
+                args.extend(l.split(' '));
+                ip(&args);
+            }
+        }
+        router_extras(plan);
+    })
+}
+
+fn batch(n: usize, plan: &NodePlan, in_place: bool) -> Duration {
+    let (namespaces, host, inside) = ip_lines(n, in_place);
+    timed(|| {
+        ip_batch(None, &(namespaces.join("\n") + "\n"));
+        ip_batch(Some("controller"), &(host.join("\n") + "\n"));
+        for (ns, lines) in &inside {
+            ip_batch(Some(ns), &(lines.join("\n") + "\n"));
+        }
+        router_extras(plan);
+    })
+}
+
+/// Back to the scene: namespaces of ours gone, the controller's links and eth0's
+/// address and default route as before.
+fn reset(n: usize) {
+    for i in 0..n {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &qrouter_namespace(&id(2, i))])
+            .status();
+    }
+    let mut lines = vec!["link set eth0 nomaster".to_owned()];
+    for i in 0..n {
+        lines.push(format!("link del {}", bridge_name(&id(1, i))));
+        lines.push(format!("link del vxlan-{}", i + 1));
+    }
+    lines.push("link del brq78983ca2-77".to_owned());
+    let _ = Command::new("ip")
+        .args(["-n", "controller", "-force", "-batch", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all((lines.join("\n") + "\n").as_bytes())?;
+            c.wait()
+        });
+    let _ = Command::new("ip")
+        .args([
+            "-n",
+            "controller",
+            "addr",
+            "replace",
+            "10.0.0.101/16",
+            "dev",
+            "eth0",
+        ])
+        .status();
+    let _ = Command::new("ip")
+        .args([
+            "-n",
+            "controller",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "10.0.0.1",
+            "dev",
+            "eth0",
+        ])
+        .status();
+}
+
+fn teardown_per_command(n: usize) -> Duration {
+    timed(|| {
+        for i in 0..n {
+            ip(&["-n", "controller", "link", "del", &tap_name(&id(4, i))]);
+            ip(&["-n", "controller", "link", "del", &tap_name(&id(3, i))]);
+            ip(&[
+                "-n",
+                "controller",
+                "link",
+                "del",
+                &format!("vxlan-{}", i + 1),
+            ]);
+            ip(&["-n", "controller", "link", "del", &bridge_name(&id(1, i))]);
+            ip(&["netns", "del", &qrouter_namespace(&id(2, i))]);
+        }
+    })
+}
+
+pub fn run(n: usize, runs: usize) {
+    if !crate::in_sandbox_child("stackplumb", n, runs) {
+        return;
+    }
+    require::program("iptables-restore", "iptables");
+    scene::nodes_on_segment(&[
+        ("controller", "10.0.0.101/16"),
+        ("compute", "10.0.0.102/16"),
+        ("extpc", "10.0.0.1/16"),
+    ]);
+    ip(&[
+        "-n",
+        "controller",
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.0.0.1",
+    ]);
+    let work = std::env::temp_dir().join(format!("sp-bench-stackplumb-{}", std::process::id()));
+    sp_config::guide::write_guide_files(&work.join("etc")).unwrap();
+    let cfg = GuideConfig::load(&work.join("etc")).unwrap();
+    let dirs = Dirs {
+        state: work.join("state"),
+        cinder: work.join("cinder"),
+    };
+    let plans = plan(&topology(n), &cfg, &dirs.state).unwrap();
+    let controller = plans.iter().find(|p| p.node == "controller").unwrap();
+
+    let (apply, reapply, destroy) = in_controller(async |nl| {
+        let t = Instant::now();
+        realise(&nl, controller, &dirs).await.unwrap();
+        let apply = t.elapsed();
+        let t = Instant::now();
+        let again = realise(&nl, controller, &dirs).await.unwrap();
+        let reapply = t.elapsed();
+        assert!(again.is_empty(), "{again:?}");
+        let t = Instant::now();
+        take_down(&nl, controller, &dirs, true).await.unwrap();
+        (apply, reapply, t.elapsed())
+    });
+    let cmd = per_command(n, controller);
+    let cmd_down = teardown_per_command(n);
+    reset(n);
+    let mv = batch(n, controller, false);
+    reset(n);
+    let inplace = batch(n, controller, true);
+    reset(n);
+    crate::report(
+        &format!("stackplumb apply: {n} tenant networks with a router each (controller)"),
+        apply,
+        &[("ip/cmd", cmd), ("batch mv", mv), ("batch in", inplace)],
+    );
+    println!(
+        "  re-apply, no change: {:.1} ms (target < 50 ms)",
+        reapply.as_secs_f64() * 1e3
+    );
+    crate::report(
+        &format!("stackplumb destroy: {n} networks"),
+        destroy,
+        &[("ip/cmd", cmd_down)],
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
