@@ -227,6 +227,7 @@ fn reset(n: usize) {
     for i in 0..n {
         let _ = Command::new("ip")
             .args(["netns", "del", &qrouter_namespace(&id(2, i))])
+            .stderr(Stdio::null())
             .status();
     }
     let mut lines = vec!["link set eth0 nomaster".to_owned()];
@@ -238,6 +239,7 @@ fn reset(n: usize) {
     let _ = Command::new("ip")
         .args(["-n", "controller", "-force", "-batch", "-"])
         .stdin(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
