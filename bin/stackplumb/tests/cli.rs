@@ -5,17 +5,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use sp_testenv::scene::{self, ip};
+use sp_testenv::scene;
 use sp_testenv::{oracle, require, sandbox};
 
 fn guide_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/sp-config/tests/guide")
 }
 
-/// `stackplumb ARGS` run inside node `node` (nsenter: the network namespace only).
-fn on(node: &str, state: &Path, args: &[&str]) -> Output {
-    Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{node}"))
+/// `stackplumb ARGS` to run inside node `node` (nsenter switches the network
+/// namespace only, and execs stackplumb: its PID is stackplumb's).
+fn stackplumb(node: &str, state: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{node}"))
         .arg(env!("CARGO_BIN_EXE_stackplumb"))
         .arg("--config-dir")
         .arg(guide_dir())
@@ -23,7 +24,12 @@ fn on(node: &str, state: &Path, args: &[&str]) -> Output {
         .arg(state)
         .arg("--cinder-dir")
         .arg(state.join("cinder"))
-        .args(args)
+        .args(args);
+    cmd
+}
+
+fn on(node: &str, state: &Path, args: &[&str]) -> Output {
+    stackplumb(node, state, args)
         .output()
         .expect("run stackplumb")
 }
@@ -64,14 +70,7 @@ fn two_nodes() -> (PathBuf, Cleanup) {
     require::program("nsenter", "util-linux");
     require::program("dnsmasq", "dnsmasq-base");
     require::program("iptables-restore", "iptables");
-    scene::nodes_on_segment(&[
-        ("controller", "10.0.0.101/24"),
-        ("compute", "10.0.0.102/24"),
-        ("extpc", "10.0.0.1/24"),
-    ]);
-    for node in ["controller", "compute"] {
-        ip(&["-n", node, "route", "add", "default", "via", "10.0.0.1"]);
-    }
+    scene::guide_hosts();
     let state = std::env::temp_dir().join(format!("stackplumb-{}", std::process::id()));
     (state.clone(), Cleanup(state))
 }
@@ -374,19 +373,9 @@ fn fingerprint(state: &Path) -> Vec<String> {
     out
 }
 
-/// Starts `stackplumb apply` inside `node`; the process is stackplumb itself (nsenter
-/// execs it), so killing it kills the apply.
+/// Starts `stackplumb apply` inside `node`; killing the child kills the apply.
 fn spawn_apply(node: &str, state: &Path) -> std::process::Child {
-    Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{node}"))
-        .arg(env!("CARGO_BIN_EXE_stackplumb"))
-        .arg("--config-dir")
-        .arg(guide_dir())
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--cinder-dir")
-        .arg(state.join("cinder"))
-        .arg("apply")
+    stackplumb(node, state, &["apply"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -83,14 +83,7 @@ fn the_guides_cloud_works_end_to_end() {
         require::program(prog, pkg);
     }
     // Two nodes and the external PC (the ext-net gateway 10.0.0.1) on one segment.
-    scene::nodes_on_segment(&[
-        ("controller", "10.0.0.101/24"),
-        ("compute", "10.0.0.102/24"),
-        ("extpc", "10.0.0.1/24"),
-    ]);
-    for node in ["controller", "compute"] {
-        ip(&["-n", node, "route", "add", "default", "via", "10.0.0.1"]);
-    }
+    scene::guide_hosts();
     let state = std::env::temp_dir().join(format!("sp-orchestrate-{}", std::process::id()));
     let _cleanup = Cleanup(state.clone());
     let plans = node_plans(&state);

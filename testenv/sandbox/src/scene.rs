@@ -159,3 +159,17 @@ pub fn dhcp_lease(dir: &std::path::Path, netns: &str, dev: &str) -> Lease {
         dns: next(),
     }
 }
+
+/// The guide's physical network: the controller (10.0.0.101), the compute node
+/// (10.0.0.102) and an external PC (10.0.0.1, the ext-net gateway, which knows no route
+/// to the tenant subnets) on one segment; both nodes route by default via 10.0.0.1.
+pub fn guide_hosts() {
+    nodes_on_segment(&[
+        ("controller", "10.0.0.101/24"),
+        ("compute", "10.0.0.102/24"),
+        ("extpc", "10.0.0.1/24"),
+    ]);
+    for node in ["controller", "compute"] {
+        ip(&["-n", node, "route", "add", "default", "via", "10.0.0.1"]);
+    }
+}
