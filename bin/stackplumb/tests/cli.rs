@@ -249,20 +249,10 @@ fn bad_input_changes_nothing() {
 
     // A flat network whose NIC does not exist: refused before anything is made.
     let conf = state.join("etc");
-    for sub in ["neutron/plugins/ml2", "cinder"] {
-        std::fs::create_dir_all(conf.join(sub)).unwrap();
-    }
-    for f in [
-        "neutron/plugins/ml2/ml2_conf.ini",
-        "neutron/plugins/ml2/linuxbridge_agent.ini",
-        "neutron/l3_agent.ini",
-        "neutron/dhcp_agent.ini",
-        "neutron/dnsmasq-neutron.conf",
-        "cinder/cinder.conf",
-    ] {
-        let text = std::fs::read_to_string(guide_dir().join(f)).unwrap();
-        std::fs::write(conf.join(f), text.replace("public:eth0", "public:eth9")).unwrap();
-    }
+    sp_config::guide::write_guide_files(&conf).unwrap();
+    let agent = conf.join(sp_config::guide::LINUXBRIDGE_AGENT);
+    let text = std::fs::read_to_string(&agent).unwrap();
+    std::fs::write(&agent, text.replace("public:eth0", "public:eth9")).unwrap();
     let out = Command::new("nsenter")
         .arg("--net=/run/netns/controller")
         .arg(env!("CARGO_BIN_EXE_stackplumb"))

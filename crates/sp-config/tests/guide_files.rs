@@ -50,19 +50,7 @@ fn with_file(rel: &str, text: &str) -> (PathBuf, Result<GuideConfig, sp_config::
         rel.replace('/', "_")
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    for sub in ["neutron/plugins/ml2", "cinder"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-    }
-    for f in [
-        "neutron/plugins/ml2/ml2_conf.ini",
-        "neutron/plugins/ml2/linuxbridge_agent.ini",
-        "neutron/l3_agent.ini",
-        "neutron/dhcp_agent.ini",
-        "neutron/dnsmasq-neutron.conf",
-        "cinder/cinder.conf",
-    ] {
-        std::fs::copy(guide_root().join(f), dir.join(f)).unwrap();
-    }
+    sp_config::guide::write_guide_files(&dir).unwrap();
     std::fs::write(dir.join(rel), text).unwrap();
     let res = GuideConfig::load(&dir);
     (dir, res)
