@@ -107,12 +107,14 @@ pub async fn fdb_entries(nl: &Netlink, vni: u32) -> Result<Vec<FdbEntry>> {
         .collect())
 }
 
+/// Whether l2population's (permanent) entry `mac → dst` is on `vxlan-N`. An entry the
+/// device learned from traffic does not count: it ages out, and `replace` makes it ours.
 async fn has_fdb(nl: &Netlink, vni: u32, mac: [u8; 6], dst: IpAddr) -> Result<bool> {
     let want = mac_str(&mac);
     Ok(fdb_entries(nl, vni)
         .await?
         .iter()
-        .any(|e| e.mac == want && e.dst == Some(dst)))
+        .any(|e| e.permanent && e.mac == want && e.dst == Some(dst)))
 }
 
 /// Adds an FDB entry `mac → vtep` on `vxlan-N` unless present, with `flags`

@@ -208,7 +208,13 @@ async fn plug_all(
     // Addresses already used in each namespace, to refuse duplicates before any change.
     let mut ns_addrs: BTreeMap<&str, (Vec<LinkMessage>, Vec<AddressMessage>)> = BTreeMap::new();
     for (name, o) in &namespaces {
-        ns_addrs.insert(name, (o.nl.links().await?, o.nl.addresses().await?));
+        let links = o.nl.links().await?;
+        // `lo` up in every namespace of ours — also in one a killed run made but did
+        // not finish.
+        if let Some(lo) = links.iter().find(|l| attrs::link_name(l) == Some("lo")) {
+            ensure_up(&o.nl, lo, &format!("lo in {name}"), changes).await?;
+        }
+        ns_addrs.insert(name, (links, o.nl.addresses().await?));
     }
     for p in ports {
         let (links, addrs) = &ns_addrs[p.namespace.as_str()];
