@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sp_bridge::network::VxlanConfig;
-use sp_bridge::port::PortSpec;
+use sp_bridge::port::{HostEnd, PortSpec};
 use sp_bridge::{input, l2pop, network, port, show, teardown, uplink, Change, Faults};
 use sp_kernel::netlink::Netlink;
 use sp_neutron::{bridge_name, PortKind};
@@ -224,7 +224,7 @@ async fn run(args: &Args) -> BoxResult<()> {
                     Kind::Instance => PortKind::Instance,
                 },
                 namespace: namespace.clone(),
-                bridge: bridge_name(network_id),
+                host: HostEnd::Bridge(bridge_name(network_id)),
                 mac: mac.as_deref().map(input::mac).transpose()?,
                 mtu: *mtu,
                 // An instance without --address keeps what its guest takes by DHCP.

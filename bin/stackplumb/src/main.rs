@@ -31,7 +31,12 @@ use sp_kernel::netlink::Netlink;
   stackplumb destroy [--purge]          remove what apply made here (--purge: Cinder's files too)
   stackplumb demo                       the guide's two-node cloud in a sandbox, checked
 
-Needs root. Not built yet: the OVS flavour (docs/status.md)."
+With `external_network_bridge = br-ex` in l3_agent.ini (the packstack notes' flavour),
+the routers' external network is the Open vSwitch bridge br-ex holding the uplink NIC
+(its address moved onto br-ex), and each qg- port an OVS internal port on it: that needs
+a running ovsdb-server + ovs-vswitchd (--ovsdb).
+
+Needs root."
 )]
 struct Args {
     /// Where the guide's files are (neutron/…, cinder/…).
@@ -46,6 +51,10 @@ struct Args {
     /// Where Cinder's loop-backed files are kept.
     #[arg(long, default_value = "/var/lib/cinder")]
     cinder_dir: PathBuf,
+    /// ovsdb-server of this host's Open vSwitch (used with external_network_bridge):
+    /// unix:PATH or tcp:HOST:PORT.
+    #[arg(long, default_value = sp_ovs::DEFAULT_DB)]
+    ovsdb: sp_ovs::Endpoint,
     /// This host's node in the topology; default: the node whose tunnel_ip this host holds.
     #[arg(long)]
     node: Option<String>,
@@ -183,6 +192,7 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
         let dirs = sp_orchestrate::Dirs {
             state: args.state_dir.clone(),
             cinder: args.cinder_dir.clone(),
+            ovsdb: args.ovsdb.clone(),
         };
         match args.cmd {
             Cmd::Plan | Cmd::Status => {

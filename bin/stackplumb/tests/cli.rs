@@ -1,85 +1,20 @@
 //! stackplumb on the guide's two nodes (namespaces in a sandbox), each run inside its
 //! node: plan, apply, a second apply, status, destroy; the lock; bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::{link_names, two_nodes, Cli};
 use serde_json::Value;
-use sp_testenv::scene;
-use sp_testenv::{oracle, require, sandbox};
-
-fn guide_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/sp-config/tests/guide")
-}
-
-/// `stackplumb ARGS` to run inside node `node` (nsenter switches the network
-/// namespace only, and execs stackplumb: its PID is stackplumb's).
-fn stackplumb(node: &str, state: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/run/netns/{node}"))
-        .arg(env!("CARGO_BIN_EXE_stackplumb"))
-        .arg("--config-dir")
-        .arg(guide_dir())
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--cinder-dir")
-        .arg(state.join("cinder"))
-        .args(args);
-    cmd
-}
-
-fn on(node: &str, state: &Path, args: &[&str]) -> Output {
-    stackplumb(node, state, args)
-        .output()
-        .expect("run stackplumb")
-}
-
-fn json(node: &str, state: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = on(node, state, &all);
-    assert!(
-        out.status.success(),
-        "{args:?} on {node}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Ends dnsmasq of the state directory if the test fails midway.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for dev in sp_testenv::lvm::bound_under(&self.0) {
-            let _ = Command::new("losetup").args(["-d", &dev]).status();
-        }
-        if let Ok(dirs) = std::fs::read_dir(self.0.join("dhcp")) {
-            for d in dirs.flatten() {
-                if let Ok(pid) = std::fs::read_to_string(d.path().join("pid")) {
-                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn two_nodes() -> (PathBuf, Cleanup) {
-    sandbox::enter();
-    require::program("nsenter", "util-linux");
-    require::program("dnsmasq", "dnsmasq-base");
-    require::program("iptables-restore", "iptables");
-    scene::guide_hosts();
-    let state = std::env::temp_dir().join(format!("stackplumb-{}", std::process::id()));
-    (state.clone(), Cleanup(state))
-}
+use sp_testenv::oracle;
 
 #[test]
 fn plan_apply_status_destroy_converge() {
-    let (state, _cleanup) = two_nodes();
-    let st = state.as_path();
-    let plan = json("controller", st, &["plan"]);
+    let (cli, _cleanup) = two_nodes();
+    let state = &cli.state;
+    let plan = cli.json("controller", &["plan"]);
     assert_eq!(
         plan["node"], "controller",
         "found by its tunnel_ip 10.0.0.101"
@@ -105,7 +40,7 @@ fn plan_apply_status_destroy_converge() {
     }
 
     for node in ["controller", "compute"] {
-        let applied = json(node, st, &["apply"]);
+        let applied = cli.json(node, &["apply"]);
         assert!(!applied["changes"].as_array().unwrap().is_empty());
     }
     assert!(
@@ -114,21 +49,21 @@ fn plan_apply_status_destroy_converge() {
     );
     for node in ["controller", "compute"] {
         assert_eq!(
-            json(node, st, &["plan"])["items"],
+            cli.json(node, &["plan"])["items"],
             Value::Array(vec![]),
             "{node}"
         );
         assert_eq!(
-            json(node, st, &["apply"])["changes"],
+            cli.json(node, &["apply"])["changes"],
             Value::Array(vec![]),
             "{node}"
         );
-        let out = on(node, st, &["apply"]);
+        let out = cli.on(node, &["apply"]);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             format!("node {node}: no change")
         );
-        let status = json(node, st, &["status"]);
+        let status = cli.json(node, &["status"]);
         assert!(
             status["items"]
                 .as_array()
@@ -141,7 +76,7 @@ fn plan_apply_status_destroy_converge() {
 
     // status names what netns-inspect finds wrong: none now; dnsmasq gone, it says so.
     assert_eq!(
-        json("controller", st, &["status"])["problems"],
+        cli.json("controller", &["status"])["problems"],
         Value::Array(vec![])
     );
     let pid = std::fs::read_to_string(state.join("dhcp/5b6a8b87-fd03-46b5-a968-72bac5091b7c/pid"))
@@ -151,7 +86,7 @@ fn plan_apply_status_destroy_converge() {
         .status()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
-    let status = json("controller", st, &["status"]);
+    let status = cli.json("controller", &["status"]);
     let kinds: Vec<&str> = status["problems"]
         .as_array()
         .unwrap()
@@ -164,7 +99,7 @@ fn plan_apply_status_destroy_converge() {
         .unwrap()
         .iter()
         .any(|i| i["object"].as_str().unwrap().starts_with("dnsmasq of") && i["present"] == false));
-    let again = json("controller", st, &["apply"]);
+    let again = cli.json("controller", &["apply"]);
     assert!(
         again["changes"]
             .as_array()
@@ -177,7 +112,7 @@ fn plan_apply_status_destroy_converge() {
     // Another run holding the lock: the second waits, then fails cleanly.
     let lock = std::fs::File::create(state.join("stackplumb.lock")).unwrap();
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
-    let out = on("compute", st, &["--lock-timeout", "0.3", "apply"]);
+    let out = cli.on("compute", &["--lock-timeout", "0.3", "apply"]);
     drop(held);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -186,22 +121,18 @@ fn plan_apply_status_destroy_converge() {
     );
 
     for node in ["compute", "controller"] {
-        json(node, st, &["destroy"]);
+        cli.json(node, &["destroy"]);
     }
     // Cinder's files are kept without --purge; the loop devices are released.
     assert!(sp_testenv::lvm::bound_under(&state.join("cinder")).is_empty());
     assert!(state.join("cinder/cinder-volumes").exists());
-    json("controller", st, &["destroy", "--purge"]);
+    cli.json("controller", &["destroy", "--purge"]);
     assert!(!state.join("cinder/cinder-volumes").exists());
     let mut left = oracle::netns_list();
     left.sort();
     assert_eq!(left, ["compute", "controller", "extpc"]);
-    let links: Vec<String> = oracle::links(Some("controller"))
-        .iter()
-        .map(|l| l["ifname"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(links, ["lo", "eth0"]);
-    let status = json("controller", st, &["status"]);
+    assert_eq!(link_names("controller"), ["lo", "eth0"]);
+    let status = cli.json("controller", &["status"]);
     assert!(
         status["items"]
             .as_array()
@@ -214,10 +145,10 @@ fn plan_apply_status_destroy_converge() {
 
 #[test]
 fn bad_input_changes_nothing() {
-    let (state, _cleanup) = two_nodes();
-    let st = state.as_path();
+    let (cli, _cleanup) = two_nodes();
+    let state = &cli.state;
     let topo = state.join("bad.toml");
-    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(state).unwrap();
     let guide = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/topology.toml"),
     )
@@ -232,9 +163,8 @@ fn bad_input_changes_nothing() {
             ),
     )
     .unwrap();
-    let out = on(
+    let out = cli.on(
         "controller",
-        st,
         &["--topology", topo.to_str().unwrap(), "apply"],
     );
     assert_eq!(out.status.code(), Some(1));
@@ -253,33 +183,25 @@ fn bad_input_changes_nothing() {
     let agent = conf.join(sp_config::guide::LINUXBRIDGE_AGENT);
     let text = std::fs::read_to_string(&agent).unwrap();
     std::fs::write(&agent, text.replace("public:eth0", "public:eth9")).unwrap();
-    let out = Command::new("nsenter")
-        .arg("--net=/run/netns/controller")
-        .arg(env!("CARGO_BIN_EXE_stackplumb"))
-        .arg("--config-dir")
-        .arg(&conf)
-        .arg("--state-dir")
-        .arg(st)
-        .arg("apply")
-        .output()
-        .unwrap();
+    let bad_nic = Cli {
+        config: conf,
+        state: state.clone(),
+        extra: vec![],
+    };
+    let out = bad_nic.on("controller", &["apply"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("uplink eth9 of network 78983ca2-77e3-4cdf-9747-ae1b34addeb7"),
         "{err}"
     );
-    let links: Vec<String> = oracle::links(Some("controller"))
-        .iter()
-        .map(|l| l["ifname"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(links, ["lo", "eth0"], "nothing made");
+    assert_eq!(link_names("controller"), ["lo", "eth0"], "nothing made");
 
-    let out = on("extpc", st, &["apply"]);
+    let out = cli.on("extpc", &["apply"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no interface here holds a node's tunnel_ip")
     );
-    let out = on("controller", st, &["--node", "network1", "plan"]);
+    let out = cli.on("controller", &["--node", "network1", "plan"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node \"network1\""));
     let out = Command::new(env!("CARGO_BIN_EXE_stackplumb"))
         .args(["--config-dir", "/nonexistent", "plan"])
@@ -364,8 +286,8 @@ fn fingerprint(state: &Path) -> Vec<String> {
 }
 
 /// Starts `stackplumb apply` inside `node`; killing the child kills the apply.
-fn spawn_apply(node: &str, state: &Path) -> std::process::Child {
-    stackplumb(node, state, &["apply"])
+fn spawn_apply(cli: &Cli, node: &str) -> std::process::Child {
+    cli.cmd(node, &["apply"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -374,17 +296,17 @@ fn spawn_apply(node: &str, state: &Path) -> std::process::Child {
 
 #[test]
 fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
-    let (state, _cleanup) = two_nodes();
-    let st = state.as_path();
+    let (cli, _cleanup) = two_nodes();
+    let st = cli.state.as_path();
     // The reference: a clean apply of both nodes.
     let t = std::time::Instant::now();
     for node in ["controller", "compute"] {
-        json(node, st, &["apply"]);
+        cli.json(node, &["apply"]);
     }
     let clean = t.elapsed();
     let reference = fingerprint(st);
     for node in ["compute", "controller"] {
-        json(node, st, &["destroy"]);
+        cli.json(node, &["destroy"]);
     }
     // Ten moments spread over a clean run (a fixed sequence, printed on failure).
     let mut seed: u64 = 0x5eed;
@@ -398,12 +320,12 @@ fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
         } else {
             "controller"
         };
-        let mut child = spawn_apply(node, st);
+        let mut child = spawn_apply(&cli, node);
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
         for n in ["controller", "compute"] {
-            let out = on(n, st, &["apply"]);
+            let out = cli.on(n, &["apply"]);
             assert!(
                 out.status.success(),
                 "round {round}: apply on {n} after a kill of {node} at {delay:?}: {}",
@@ -418,20 +340,16 @@ fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
             "round {round}: killed {node} at {delay:?}\nextra: {extra:#?}\nmissing: {missing:#?}"
         );
         for n in ["compute", "controller"] {
-            json(n, st, &["destroy"]);
+            cli.json(n, &["destroy"]);
         }
     }
-    json("controller", st, &["destroy", "--purge"]);
+    cli.json("controller", &["destroy", "--purge"]);
     // Nothing of ours is left: namespaces, links, processes, loop devices.
     let mut left = oracle::netns_list();
     left.sort();
     assert_eq!(left, ["compute", "controller", "extpc"]);
     for node in ["controller", "compute"] {
-        let links: Vec<String> = oracle::links(Some(node))
-            .iter()
-            .map(|l| l["ifname"].as_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(links, ["lo", "eth0"], "{node}");
+        assert_eq!(link_names(node), ["lo", "eth0"], "{node}");
     }
     assert!(sp_testenv::lvm::bound_under(st).is_empty());
 }

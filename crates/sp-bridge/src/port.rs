@@ -1,7 +1,9 @@
 //! Router and DHCP ports: a veth whose namespace end is born inside the namespace
 //! (`ns-`/`qr-`/`qg-` + port id), whose host end (`tap` + port id) sits on the network's
 //! bridge — as the L3 and DHCP agents' `BridgeInterfaceDriver` plugs them — plus the
-//! addresses, default route and namespace sysctls around it.
+//! addresses, default route and namespace sysctls around it. A port whose device someone
+//! else made on the host (an Open vSwitch internal port, as `OVSInterfaceDriver` plugs
+//! them) is moved into its namespace instead ([`HostEnd::Moved`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -27,8 +29,8 @@ pub struct PortSpec {
     pub kind: PortKind,
     /// `qdhcp-<network>` or `qrouter-<router>`; created when missing.
     pub namespace: String,
-    /// The network's bridge (`brq…`), which must exist.
-    pub bridge: String,
+    /// What is on the host side.
+    pub host: HostEnd,
     /// Neutron's port MAC, set on the namespace end.
     pub mac: Option<[u8; 6]>,
     /// Both ends; `None` takes the bridge's MTU (the VXLAN MTU on a VXLAN network), so
@@ -41,6 +43,17 @@ pub struct PortSpec {
     pub gateway: Option<IpAddr>,
     /// `net.ipv4.ip_forward=1` in the namespace (routers).
     pub ip_forward: bool,
+}
+
+/// The host side of a port.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostEnd {
+    /// A veth whose host end `tap…` sits on this Linux bridge (`brq…`), which must exist.
+    Bridge(String),
+    /// No host end: a device named like the namespace end (`qg-…`), made on the host by
+    /// someone else — an Open vSwitch internal port — is moved into the namespace. It
+    /// keeps its MTU unless one is asked for.
+    Moved,
 }
 
 impl PortSpec {
@@ -57,7 +70,9 @@ impl PortSpec {
     fn validate(&self) -> Result<()> {
         input::ifname(&self.tap())?;
         input::ifname(&self.inner())?;
-        input::ifname(&self.bridge)?;
+        if let HostEnd::Bridge(b) = &self.host {
+            input::ifname(b)?;
+        }
         netns::validate_name(&self.namespace)?;
         Ok(())
     }
@@ -162,6 +177,7 @@ pub async fn plug(host: &Netlink, ports: &[PortSpec], changes: &mut Vec<Change>)
         let mut rollback = Vec::new();
         for tap in ports
             .iter()
+            .filter(|p| matches!(p.host, HostEnd::Bridge(_)))
             .map(PortSpec::tap)
             .filter(|t| !host_links.contains_key(t))
         {
@@ -189,7 +205,13 @@ async fn plug_all(
     created_ns: &mut Vec<String>,
     changes: &mut Vec<Change>,
 ) -> Result<()> {
-    let bridges: BTreeSet<&str> = ports.iter().map(|p| p.bridge.as_str()).collect();
+    let bridges: BTreeSet<&str> = ports
+        .iter()
+        .filter_map(|p| match &p.host {
+            HostEnd::Bridge(b) => Some(b.as_str()),
+            HostEnd::Moved => None,
+        })
+        .collect();
     let mut bridge_links = BTreeMap::new();
     for b in bridges {
         let link = host_links
@@ -238,11 +260,19 @@ async fn plug_all(
             }
         }
     }
+    let (namespaces, ns_addrs, bridge_links) = (&namespaces, &ns_addrs, &bridge_links);
     let per_port = ports.iter().map(|p| {
         let ns = &namespaces[&p.namespace];
-        let bridge = bridge_links[&p.bridge];
         let view = &ns_addrs[p.namespace.as_str()];
-        plug_one(host, ns, view, bridge, host_links.get(&p.tap()).cloned(), p)
+        async move {
+            match &p.host {
+                HostEnd::Bridge(b) => {
+                    let tap = host_links.get(&p.tap()).cloned();
+                    plug_one(host, ns, view, bridge_links[b.as_str()], tap, p).await
+                }
+                HostEnd::Moved => move_in(host, ns, view, host_links.get(&p.inner()), p).await,
+            }
+        }
     });
     for res in futures::future::join_all(per_port).await {
         changes.extend(res?);
@@ -341,6 +371,36 @@ async fn plug_one(
     ensure_mtu(host, &tap_link, &tap, mtu, &mut changes).await?;
     ensure_up(host, &tap_link, &tap, &mut changes).await?;
     finish_inner(ns, p, &inner, inner_link, &view.1, mtu, changes).await
+}
+
+/// A device made on the host by someone else, moved into the namespace when it is not
+/// there yet, then set like a veth's namespace end.
+async fn move_in(
+    host: &Netlink,
+    ns: &Opened,
+    view: &(Vec<LinkMessage>, Vec<AddressMessage>),
+    on_host: Option<&LinkMessage>,
+    p: &PortSpec,
+) -> Result<Vec<Change>> {
+    let inner = p.inner();
+    let mut changes = Vec::new();
+    let (link, addresses) = match view.0.iter().find(|l| attrs::link_name(l) == Some(&inner)) {
+        Some(l) => (l.clone(), &view.1[..]),
+        None => {
+            let l = on_host.ok_or_else(|| Error::NoSuchLink(inner.clone()))?;
+            let msg = LinkUnspec::new_with_index(l.header.index)
+                .setns_by_fd(ns.fd.as_raw_fd())
+                .build();
+            set_link(host, msg, &format!("{inner} into {}", p.namespace), "move").await?;
+            changes.push(Change::new(
+                format!("link {inner}"),
+                format!("moved into {}", p.namespace),
+            ));
+            (require_link(&ns.nl, &inner).await?, &[][..])
+        }
+    };
+    let mtu = p.mtu.or(attrs::link_mtu(&link)).unwrap_or(1500);
+    finish_inner(ns, p, &inner, link, addresses, mtu, changes).await
 }
 
 /// The namespace end: MAC, MTU, up, addresses, default route.

@@ -45,6 +45,11 @@ pub struct NetPlan {
     pub vxlan: Option<VxlanPlan>,
     /// Flat networks: the NIC `physical_interface_mappings` names.
     pub uplink: Option<String>,
+    /// The network is the L3 agent's `external_network_bridge` on this node: `bridge`
+    /// is an Open vSwitch bridge (`br-ex`) holding the uplink, and the router gateway
+    /// ports on it are OVS internal ports (the packstack notes' flavour), not veths on
+    /// a Linux bridge.
+    pub ovs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -298,6 +303,8 @@ pub fn plan(
         ));
     }
 
+    let ext_bridge = cfg.l3.external_network_bridge.as_str();
+    let mut errors = Vec::new();
     let mut out = Vec::new();
     for node in &t.nodes {
         let mine: Vec<PortPlan> = ports
@@ -306,18 +313,50 @@ pub fn plan(
             .map(|(_, p)| p.clone())
             .collect();
         let net_ids: BTreeSet<&str> = mine.iter().map(|p| p.network_id.as_str()).collect();
+        // With `external_network_bridge`, the networks the network node's routers have
+        // their gateway on live on that OVS bridge there.
+        let on_ovs = |net: &str| {
+            !ext_bridge.is_empty()
+                && node.name == network_node.name
+                && mine
+                    .iter()
+                    .any(|p| p.network_id == net && p.kind == PortKind::RouterGateway)
+        };
+        for n in t.networks.iter().filter(|n| on_ovs(&n.id)) {
+            for p in mine
+                .iter()
+                .filter(|p| p.network_id == n.id && p.kind != PortKind::RouterGateway)
+            {
+                errors.push(format!(
+                    "l3_agent.ini external_network_bridge = {ext_bridge} puts network {} on the Open vSwitch bridge {ext_bridge} on node {}, where it also has a {} port ({}): only router gateways can be on {ext_bridge}; disable DHCP on {} or set external_network_bridge empty",
+                    n.name,
+                    node.name,
+                    p.kind.device_owner(),
+                    p.port_id,
+                    n.name
+                ));
+            }
+        }
         let networks: Vec<NetPlan> = t
             .networks
             .iter()
             .filter(|n| net_ids.contains(n.id.as_str()))
             .map(|n| NetPlan {
                 network_id: n.id.clone(),
-                bridge: bridge_name(&n.id),
-                vxlan: (n.network_type == NetworkType::Vxlan).then(|| VxlanPlan {
-                    vni: n.segmentation_id.expect("validated"),
-                    local_ip: node.tunnel_ip,
-                    l2_population: cfg.agent.l2_population,
-                    group: (!cfg.agent.l2_population).then_some(group),
+                ovs: on_ovs(&n.id),
+                bridge: if on_ovs(&n.id) {
+                    ext_bridge.to_owned()
+                } else {
+                    bridge_name(&n.id)
+                },
+                // On br-ex a gateway is plugged untagged, whatever the network's type.
+                vxlan: (n.network_type == NetworkType::Vxlan && !on_ovs(&n.id)).then(|| {
+                    VxlanPlan {
+                        vni: n.segmentation_id.expect("validated"),
+                        local_ip: node.tunnel_ip,
+                        l2_population: cfg.agent.l2_population,
+                        group: (!cfg.agent.l2_population).then_some(group),
+                    }
                 }),
                 uplink: n
                     .physical_network
@@ -412,6 +451,9 @@ pub fn plan(
                     size: c.size.clone(),
                 }),
         });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     Ok(out)
 }

@@ -165,3 +165,53 @@ fn an_invalid_topology_plans_nothing() {
     let errs = plan(&t, &cfg, Path::new("/var/lib/neutron")).unwrap_err();
     assert_eq!(errs, ["demo-net: VNI 4000 is outside vni_ranges (1:1000)"]);
 }
+
+fn guide_config() -> GuideConfig {
+    GuideConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide")).unwrap()
+}
+
+#[test]
+fn external_network_bridge_puts_the_gateway_network_on_ovs_on_the_network_node_only() {
+    let mut cfg = guide_config();
+    cfg.l3.external_network_bridge = "br-ex".into();
+    let plans = plan(&Topology::guide(), &cfg, Path::new("/var/lib/neutron")).unwrap();
+    let c = &plans[0];
+    let nets: Vec<(&str, bool, Option<&str>)> = c
+        .networks
+        .iter()
+        .map(|n| (n.bridge.as_str(), n.ovs, n.uplink.as_deref()))
+        .collect();
+    assert_eq!(
+        nets,
+        [
+            ("br-ex", true, Some("eth0")),
+            ("brq5b6a8b87-fd", false, None)
+        ],
+        "ext-net is br-ex holding public:eth0; demo-net stays a Linux bridge"
+    );
+    // Everything else is as in the Linux bridge flavour.
+    let linux = guide_plan();
+    assert_eq!(c.ports, linux[0].ports);
+    assert_eq!(c.routers, linux[0].routers);
+    assert_eq!(plans[1], linux[1], "compute has no router: unchanged");
+}
+
+#[test]
+fn external_network_bridge_refuses_other_ports_on_the_gateway_network() {
+    let mut cfg = guide_config();
+    cfg.l3.external_network_bridge = "br-ex".into();
+    let mut t = Topology::guide();
+    t.networks[0].subnet.enable_dhcp = true;
+    let errs = plan(&t, &cfg, Path::new("/var/lib/neutron")).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "l3_agent.ini external_network_bridge = br-ex puts network ext-net on the Open vSwitch bridge br-ex on node controller, where it also has a network:dhcp port"
+        ),
+        "{}",
+        errs[0]
+    );
+    cfg.l3.external_network_bridge = "br-ex/../x".into();
+    let errs = plan(&Topology::guide(), &cfg, Path::new("/var/lib/neutron")).unwrap_err();
+    assert!(errs[0].contains("is not a device name"), "{errs:?}");
+}

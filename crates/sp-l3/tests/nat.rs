@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use sp_bridge::network;
-use sp_bridge::port::{self, PortSpec};
+use sp_bridge::port::{self, HostEnd, PortSpec};
 use sp_kernel::netlink::Netlink;
 use sp_l3::ensure_nat;
 use sp_neutron::l3::{FloatingIp, RouterNat};
@@ -29,7 +29,7 @@ fn port(
         port_id: id.into(),
         kind,
         namespace: ns.into(),
-        bridge: bridge_name(net),
+        host: HostEnd::Bridge(bridge_name(net)),
         mac: None,
         mtu: None,
         addresses: Some(addrs.iter().map(|a| a.parse().unwrap()).collect()),

@@ -58,6 +58,16 @@ impl PortKind {
         }
     }
 
+    /// Neutron's `device_owner` of such a port.
+    pub fn device_owner(self) -> &'static str {
+        match self {
+            Self::Dhcp => "network:dhcp",
+            Self::RouterInternal => "network:router_interface",
+            Self::RouterGateway => "network:router_gateway",
+            Self::Instance => "compute:nova",
+        }
+    }
+
     /// The device name inside the namespace for `port_id` (`eth0` for an instance).
     pub fn device(self, port_id: &str) -> String {
         match self {

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
-use sp_bridge::port::{self, PortSpec};
+use sp_bridge::port::{self, HostEnd, PortSpec};
 use sp_bridge::{input, network};
 use sp_config::desired::{plan, NodePlan};
 use sp_config::{GuideConfig, Topology};
@@ -64,7 +64,7 @@ async fn physical(nl: &Netlink) -> Result<()> {
                 port_id: format!("{name}-seg"),
                 kind: PortKind::Instance,
                 namespace: (*name).to_owned(),
-                bridge: "segment".into(),
+                host: HostEnd::Bridge("segment".into()),
                 mac: None,
                 mtu: Some(1500),
                 addresses: Some(vec![input::cidr(cidr)?]),
@@ -146,10 +146,7 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
     sp_config::guide::write_guide_files(&etc)
         .map_err(|e| sp_kernel::Error::io("write the guide's files", e))?;
     let cfg = GuideConfig::load(&etc).map_err(|e| Error::Preflight(e.to_string()))?;
-    let dirs = Dirs {
-        state: work.join("state"),
-        cinder: work.join("cinder"),
-    };
+    let dirs = Dirs::new(work.join("state"), work.join("cinder"));
     let plans: Vec<NodePlan> =
         plan(&Topology::guide(), &cfg, &dirs.state).map_err(|e| Error::Preflight(e.join("; ")))?;
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -3,9 +3,11 @@
 //!
 //! 1. flat networks: bridge, then the uplink NIC moved under it (its address and
 //!    default route with it) — before VXLAN, so `vxlan-N` is bound to the device that
-//!    holds `local_ip` afterwards;
+//!    holds `local_ip` afterwards; with `external_network_bridge`, the router gateways'
+//!    network on the Open vSwitch bridge instead ([`ovs`]);
 //! 2. tenant networks: bridge + `vxlan-N`;
-//! 3. router, DHCP and instance ports (namespaces made when missing);
+//! 3. router, DHCP and instance ports (namespaces made when missing; OVS gateway ports
+//!    made on their bridge first, then moved in);
 //! 4. l2population entries towards the other nodes;
 //! 5. dnsmasq per DHCP network, in its `qdhcp-` namespace;
 //! 6. each router's NAT in its `qrouter-` namespace;
@@ -17,10 +19,11 @@
 use std::path::PathBuf;
 
 pub mod demo;
+pub mod ovs;
 
 use serde::Serialize;
 use sp_bridge::network::{self, NetworkSpec, VxlanConfig};
-use sp_bridge::port::{self, PortSpec};
+use sp_bridge::port::{self, HostEnd, PortSpec};
 use sp_bridge::{input, l2pop, teardown, uplink, Faults};
 use sp_config::desired::{L2Entry, NodePlan};
 use sp_kernel::netlink::Netlink;
@@ -39,17 +42,35 @@ pub enum Error {
     Kernel(#[from] sp_kernel::Error),
     #[error(transparent)]
     Cinder(#[from] sp_loopvg::Error),
+    #[error(transparent)]
+    Ovs(#[from] sp_ovs::Error),
     #[error("{0}")]
     Preflight(String),
+    #[error("state file {path}: {1}", path = .0.display())]
+    State(PathBuf, #[source] std::io::Error),
 }
 
-/// Where state lives.
+/// Where state lives, and where Open vSwitch listens.
 #[derive(Debug, Clone)]
 pub struct Dirs {
-    /// The agents' `state_path` (dnsmasq files, NAT records).
+    /// The agents' `state_path` (dnsmasq files, NAT records, bridges we made).
     pub state: PathBuf,
     /// Cinder's backing files (`/var/lib/cinder`, as the packstack notes keep them).
     pub cinder: PathBuf,
+    /// ovsdb-server, for `external_network_bridge` ([`sp_ovs::DEFAULT_DB`]).
+    pub ovsdb: sp_ovs::Endpoint,
+}
+
+impl Dirs {
+    /// State and Cinder's files where given; Open vSwitch where a standard install
+    /// has it.
+    pub fn new(state: PathBuf, cinder: PathBuf) -> Dirs {
+        Dirs {
+            state,
+            cinder,
+            ovsdb: sp_ovs::DEFAULT_DB.parse().expect("a valid endpoint"),
+        }
+    }
 }
 
 fn loopvg(dirs: &Dirs) -> sp_loopvg::Loopvg<'static> {
@@ -66,11 +87,18 @@ fn port_specs(plan: &NodePlan) -> Result<Vec<PortSpec>> {
     plan.ports
         .iter()
         .map(|p| {
+            let ovs = plan
+                .networks
+                .iter()
+                .any(|n| n.ovs && n.network_id == p.network_id);
             Ok(PortSpec {
                 port_id: p.port_id.clone(),
                 kind: p.kind,
                 namespace: p.namespace.clone(),
-                bridge: bridge_name(&p.network_id),
+                host: match ovs {
+                    true => HostEnd::Moved,
+                    false => HostEnd::Bridge(bridge_name(&p.network_id)),
+                },
                 mac: Some(input::mac(&p.mac)?),
                 mtu: None,
                 addresses: p.addresses.clone(),
@@ -86,13 +114,17 @@ fn port_specs(plan: &NodePlan) -> Result<Vec<PortSpec>> {
 pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<Change>> {
     let state = dirs.state.as_path();
     preflight(nl, plan).await?;
+    let ovs = ovs::connect(plan, dirs).await?;
     let mut changes = Vec::new();
-    // 1. Flat networks and their uplinks.
-    for n in plan.networks.iter().filter(|n| n.vxlan.is_none()) {
+    // 1. Flat networks and their uplinks; the external network on Open vSwitch.
+    for n in plan.networks.iter().filter(|n| n.vxlan.is_none() && !n.ovs) {
         network::ensure_network(nl, &n.network_id, None, &mut changes).await?;
         if let Some(nic) = &n.uplink {
             uplink::attach(nl, &n.bridge, nic, &mut Faults::none(), &mut changes).await?;
         }
+    }
+    if let Some(ovs) = &ovs {
+        ovs::ensure_bridges(ovs, nl, plan, state, &mut changes).await?;
     }
     // 2. Tenant networks.
     let specs: Vec<NetworkSpec> = plan
@@ -114,6 +146,9 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
         .collect();
     network::ensure_networks(nl, &specs, &mut changes).await?;
     // 3. Ports.
+    if let Some(ovs) = &ovs {
+        ovs::ensure_ports(ovs, nl, plan, &mut changes).await?;
+    }
     port::plug(nl, &port_specs(plan)?, &mut changes).await?;
     // 4. l2population: what is there read once, only the missing entries written.
     let have = l2pop::Snapshot::read(nl).await?;
@@ -237,12 +272,24 @@ pub async fn take_down(
     for r in &plan.routers {
         sp_l3::forget(state, &r.namespace)?;
     }
+    let ovs = ovs::connect(plan, dirs).await?;
+    if let Some(ovs) = &ovs {
+        ovs::remove_ports(ovs, plan, &mut changes).await?;
+    }
     let mut namespaces: Vec<String> = plan.ports.iter().map(|p| p.namespace.clone()).collect();
     namespaces.sort();
     namespaces.dedup();
     teardown::delete_namespaces(&namespaces, &mut changes)?;
-    let ids: Vec<String> = plan.networks.iter().map(|n| n.network_id.clone()).collect();
+    let ids: Vec<String> = plan
+        .networks
+        .iter()
+        .filter(|n| !n.ovs)
+        .map(|n| n.network_id.clone())
+        .collect();
     teardown::delete_networks(nl, &ids, &mut changes).await?;
+    if let Some(ovs) = &ovs {
+        ovs::take_down(ovs, nl, plan, state, &mut changes).await?;
+    }
     Ok(changes)
 }
 
@@ -267,7 +314,7 @@ pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<It
             .iter()
             .find(|l| sp_kernel::attrs::link_name(l) == Some(n))
     };
-    for n in &plan.networks {
+    for n in plan.networks.iter().filter(|n| !n.ovs) {
         let br = by_name(&n.bridge);
         item(format!("bridge {}", n.bridge), br.is_some());
         if let Some(v) = &n.vxlan {
@@ -296,7 +343,14 @@ pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<It
     for ns in namespaces {
         item(format!("namespace {ns}"), live.contains(ns));
     }
-    for p in &plan.ports {
+    let on_ovs: Vec<&str> = ovs::ovs_ports(plan)
+        .map(|(p, _)| p.port_id.as_str())
+        .collect();
+    for p in plan
+        .ports
+        .iter()
+        .filter(|p| !on_ovs.contains(&p.port_id.as_str()))
+    {
         let tap = sp_neutron::tap_name(&p.port_id);
         item(
             format!(
@@ -307,6 +361,7 @@ pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<It
             by_name(&tap).is_some(),
         );
     }
+    ovs::survey(nl, plan, dirs, &mut item).await?;
     let mut fdb: std::collections::BTreeMap<u32, Vec<sp_bridge::l2pop::FdbEntry>> =
         Default::default();
     for e in &plan.l2pop {

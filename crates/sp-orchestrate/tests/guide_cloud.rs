@@ -87,10 +87,7 @@ fn the_guides_cloud_works_end_to_end() {
     let state = std::env::temp_dir().join(format!("sp-orchestrate-{}", std::process::id()));
     let _cleanup = Cleanup(state.clone());
     let plans = node_plans(&state);
-    let dirs = Dirs {
-        state: state.clone(),
-        cinder: state.join("cinder"),
-    };
+    let dirs = Dirs::new(state.clone(), state.join("cinder"));
     let dirs = &dirs;
     let state = state.as_path();
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sp_bridge::network::{NetworkSpec, VxlanConfig};
-use sp_bridge::port::PortSpec;
+use sp_bridge::port::{HostEnd, PortSpec};
 use sp_bridge::{network, port, teardown};
 use sp_kernel::netlink::Netlink;
 use sp_neutron::{bridge_name, qdhcp_namespace, tap_name, PortKind};
@@ -92,7 +92,7 @@ fn ours(n: usize) -> (Duration, Duration) {
                 port_id: port_id(i),
                 kind: PortKind::Dhcp,
                 namespace: qdhcp_namespace(&net_id(i)),
-                bridge: bridge_name(&net_id(i)),
+                host: HostEnd::Bridge(bridge_name(&net_id(i))),
                 mac: None,
                 mtu: None,
                 addresses: Some(vec![addr(i).parse().unwrap()]),

@@ -315,10 +315,7 @@ pub fn run(n: usize, runs: usize) {
     let work = std::env::temp_dir().join(format!("sp-bench-stackplumb-{}", std::process::id()));
     sp_config::guide::write_guide_files(&work.join("etc")).unwrap();
     let cfg = GuideConfig::load(&work.join("etc")).unwrap();
-    let dirs = Dirs {
-        state: work.join("state"),
-        cinder: work.join("cinder"),
-    };
+    let dirs = Dirs::new(work.join("state"), work.join("cinder"));
     let plans = plan(&topology(n), &cfg, &dirs.state).unwrap();
     let controller = plans.iter().find(|p| p.node == "controller").unwrap();
 

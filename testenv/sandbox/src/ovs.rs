@@ -27,10 +27,17 @@ pub struct Ovs {
 impl Ovs {
     /// Starts ovsdb-server with an initialised `Open_vSwitch` row, and ovs-vswitchd.
     pub fn start() -> Ovs {
+        Ovs::start_in(None)
+    }
+
+    /// As [`Ovs::start`], with ovs-vswitchd in named network namespace `netns` (a node
+    /// of a scene): its bridges' devices are born there and it reaches the NICs there.
+    pub fn start_in(netns: Option<&str>) -> Ovs {
         let mut ovs = Ovs::start_db_only();
         let dir = &ovs.dir;
         ovs.vswitchd = Some(spawn(
             dir,
+            netns,
             "ovs-vswitchd",
             &[
                 &format!("unix:{}", ovs.socket().display()),
@@ -65,6 +72,7 @@ impl Ovs {
         );
         let ovsdb = spawn(
             &dir,
+            None,
             "ovsdb-server",
             &[
                 &db.display().to_string(),
@@ -173,17 +181,25 @@ fn env(cmd: &mut Command, dir: &Path) {
     }
 }
 
-fn spawn(dir: &Path, program: &str, args: &[&str]) -> Child {
+fn spawn(dir: &Path, netns: Option<&str>, program: &str, args: &[&str]) -> Child {
+    let ns = netns.map(|n| {
+        std::fs::File::open(format!("/run/netns/{n}"))
+            .unwrap_or_else(|e| panic!("network namespace {n}: {e}"))
+    });
     let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     env(&mut cmd, dir);
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    // If the test process dies without unwinding (killed on timeout), the daemons die too.
+    // SAFETY: prctl and setns are async-signal-safe; nothing else runs between fork and
+    // exec. If the test process dies without unwinding (killed on timeout), the daemons
+    // die too.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            if let Some(f) = &ns {
+                nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            }
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
                 .map_err(std::io::Error::from)
         });

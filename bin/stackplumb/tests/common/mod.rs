@@ -1,0 +1,99 @@
+//! Running stackplumb inside the guide's nodes (namespaces in a sandbox).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use sp_testenv::scene;
+use sp_testenv::{require, sandbox};
+
+/// stackplumb's files and flags for every run of a test.
+pub struct Cli {
+    /// `--config-dir`: the guide's files.
+    pub config: PathBuf,
+    /// `--state-dir`; `--cinder-dir` is `cinder/` in it.
+    pub state: PathBuf,
+    /// Flags given to every run (`--ovsdb …`).
+    pub extra: Vec<String>,
+}
+
+impl Cli {
+    /// `stackplumb ARGS` to run inside node `node` (nsenter switches the network
+    /// namespace only, and execs stackplumb: its PID is stackplumb's).
+    pub fn cmd(&self, node: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{node}"))
+            .arg(env!("CARGO_BIN_EXE_stackplumb"))
+            .arg("--config-dir")
+            .arg(&self.config)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--cinder-dir")
+            .arg(self.state.join("cinder"))
+            .args(&self.extra)
+            .args(args);
+        cmd
+    }
+
+    pub fn on(&self, node: &str, args: &[&str]) -> Output {
+        self.cmd(node, args).output().expect("run stackplumb")
+    }
+
+    /// The `--json` output of a run that must succeed.
+    pub fn json(&self, node: &str, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.on(node, &all);
+        assert!(
+            out.status.success(),
+            "{args:?} on {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// Ends dnsmasq of the state directory and releases its loop devices if the test
+/// fails midway.
+pub struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for dev in sp_testenv::lvm::bound_under(&self.0) {
+            let _ = Command::new("losetup").args(["-d", &dev]).status();
+        }
+        if let Ok(dirs) = std::fs::read_dir(self.0.join("dhcp")) {
+            for d in dirs.flatten() {
+                if let Ok(pid) = std::fs::read_to_string(d.path().join("pid")) {
+                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A sandbox with the guide's two nodes and the external PC on one segment, and
+/// stackplumb reading the guide's files.
+pub fn two_nodes() -> (Cli, Cleanup) {
+    sandbox::enter();
+    require::program("nsenter", "util-linux");
+    require::program("dnsmasq", "dnsmasq-base");
+    require::program("iptables-restore", "iptables");
+    scene::guide_hosts();
+    let state = std::env::temp_dir().join(format!("stackplumb-{}", std::process::id()));
+    let cli = Cli {
+        config: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/sp-config/tests/guide"),
+        state: state.clone(),
+        extra: vec![],
+    };
+    (cli, Cleanup(state))
+}
+
+/// The names of `node`'s links.
+pub fn link_names(node: &str) -> Vec<String> {
+    sp_testenv::oracle::links(Some(node))
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_owned())
+        .collect()
+}

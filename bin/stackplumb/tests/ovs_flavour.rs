@@ -1,0 +1,212 @@
+//! The packstack notes' flavour of the external side: with `external_network_bridge =
+//! br-ex` in l3_agent.ini, the controller's uplink eth0 is a port of the Open vSwitch
+//! bridge br-ex with its address moved onto br-ex, and the router's gateway `qg-` is
+//! an OVS internal port on br-ex moved into the router's namespace. A private
+//! ovsdb-server + ovs-vswitchd (userspace datapath) runs on the controller node. The
+//! guide's checks hold across it, a second apply changes nothing, destroy gives eth0
+//! its address back and removes the bridge it made.
+
+mod common;
+
+use common::{link_names, two_nodes};
+use serde_json::{json, Value};
+use sp_testenv::ovs::Ovs;
+use sp_testenv::{oracle, require, scene};
+
+const QROUTER: &str = "qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165";
+const QG: &str = "qg-9477c16b-e5";
+
+fn objects(v: &Value) -> Vec<(String, bool)> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["object"].as_str().unwrap().to_owned(),
+                i["present"] == true,
+            )
+        })
+        .collect()
+}
+
+/// `inet` addresses of `dev` in `netns`, as `ip -j addr` shows them.
+fn inet(netns: &str, dev: &str) -> Vec<String> {
+    oracle::addrs(Some(netns))
+        .iter()
+        .filter(|l| l["ifname"] == dev)
+        .flat_map(|l| l["addr_info"].as_array().unwrap().clone())
+        .filter(|a| a["family"] == "inet")
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+        .collect()
+}
+
+/// The IPv4 default route of `netns`: (gateway, device).
+fn default_route(netns: &str) -> Option<(String, String)> {
+    oracle::routes(Some(netns), false)
+        .iter()
+        .find(|r| r["dst"] == "default")
+        .map(|r| {
+            (
+                r["gateway"].as_str().unwrap().into(),
+                r["dev"].as_str().unwrap().into(),
+            )
+        })
+}
+
+fn via(gw: &str, dev: &str) -> Option<(String, String)> {
+    Some((gw.into(), dev.into()))
+}
+
+#[test]
+fn external_network_bridge_puts_the_uplink_and_the_gateways_on_br_ex() {
+    let (mut cli, _cleanup) = two_nodes();
+    let ovs = Ovs::start_in(Some("controller"));
+    let conf = cli.state.join("etc");
+    sp_config::guide::write_guide_files(&conf).unwrap();
+    let l3 = conf.join(sp_config::guide::L3_AGENT);
+    let text = std::fs::read_to_string(&l3).unwrap();
+    assert!(text.contains("external_network_bridge =\n"));
+    std::fs::write(
+        &l3,
+        text.replace(
+            "external_network_bridge =\n",
+            "external_network_bridge = br-ex\n",
+        ),
+    )
+    .unwrap();
+    cli.config = conf;
+
+    // Without Open vSwitch reachable: refused before anything is made.
+    cli.extra = vec!["--ovsdb".into(), "unix:/nonexistent/db.sock".into()];
+    let out = cli.on("controller", &["apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "needs Open vSwitch, but ovsdb-server at unix:/nonexistent/db.sock does not answer"
+        ) && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(link_names("controller"), ["lo", "eth0"]);
+
+    cli.extra = vec!["--ovsdb".into(), ovs.db()];
+    let plan = objects(&cli.json("controller", &["plan"]));
+    for o in [
+        "ovs bridge br-ex",
+        "uplink eth0 on ovs bridge br-ex",
+        &format!("ovs port {QG} on br-ex in {QROUTER}"),
+        "bridge brq5b6a8b87-fd",
+    ] {
+        assert!(plan.contains(&(o.to_owned(), false)), "{o}: {plan:?}");
+    }
+    assert!(
+        !plan.iter().any(|(o, _)| o.contains("brq78983ca2-77")),
+        "no Linux bridge for ext-net on the controller: {plan:?}"
+    );
+
+    for node in ["controller", "compute"] {
+        cli.json(node, &["apply"]);
+    }
+
+    // What Open vSwitch holds, by ovs-vsctl.
+    assert_eq!(ovs.vsctl(&["list-br"]).trim(), "br-ex");
+    let mut ports: Vec<String> = ovs
+        .vsctl(&["list-ports", "br-ex"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ports.sort();
+    assert_eq!(ports, ["eth0", QG]);
+    let qg = ovs.row("Interface", QG).expect("qg- interface row");
+    assert_eq!(qg["type"], "internal");
+    assert_eq!(
+        qg["external_ids"],
+        json!([
+            "map",
+            [
+                ["attached-mac", "fa:16:3e:b2:d8:f0"],
+                ["iface-id", "9477c16b-e5f1-4b52-9a3c-6d1e2f3a4b5c"],
+                ["iface-status", "active"]
+            ]
+        ]),
+        "as the OVS interface driver marks it"
+    );
+    // What the kernel holds, by ip: the host address on br-ex, qg- in the router.
+    assert_eq!(inet("controller", "br-ex"), ["10.0.0.101/24"]);
+    assert!(inet("controller", "eth0").is_empty());
+    assert_eq!(default_route("controller"), via("10.0.0.1", "br-ex"));
+    assert!(!link_names("controller").contains(&"brq78983ca2-77".to_owned()));
+    assert_eq!(inet(QROUTER, QG), ["10.0.0.200/24", "10.0.0.201/32"]);
+    assert_eq!(
+        oracle::link(Some(QROUTER), QG)["address"],
+        "fa:16:3e:b2:d8:f0"
+    );
+    assert_eq!(default_route(QROUTER), via("10.0.0.1", QG));
+
+    // The guide's checks, the external side through br-ex.
+    // A NIC hands ovs-vswitchd's raw socket frames with complete checksums; the
+    // sandbox's veth segment would hand it the other nodes' UDP (VXLAN, DHCP) with the
+    // checksum left to an offload that never comes. The other hosts compute theirs.
+    require::program("ethtool", "ethtool");
+    for host in ["compute", "extpc"] {
+        scene::ip(&["netns", "exec", host, "ethtool", "-K", "eth0", "tx", "off"]);
+    }
+    let lease = scene::dhcp_lease(&cli.state, "vm1", "eth0");
+    assert_eq!(
+        (lease.ip.as_str(), lease.mtu.as_str()),
+        ("192.168.0.3", "1450"),
+        "vm1's lease across VXLAN, whose underlay on the controller is br-ex"
+    );
+    scene::ip(&["-n", "vm1", "addr", "add", "192.168.0.3/24", "dev", "eth0"]);
+    scene::ip(&["-n", "vm1", "link", "set", "eth0", "mtu", "1450"]);
+    scene::ip(&["-n", "vm1", "route", "add", "default", "via", "192.168.0.1"]);
+    assert!(
+        oracle::pings("vm1", "192.168.0.1"),
+        "vm1 reaches its router"
+    );
+    assert!(
+        oracle::pings("vm1", "10.0.0.1"),
+        "vm1 reaches the external PC through SNAT on qg- on br-ex"
+    );
+    assert!(
+        oracle::pings("extpc", "10.0.0.201"),
+        "the external PC reaches vm1 on its floating IP"
+    );
+    assert!(
+        oracle::pings("extpc", "10.0.0.101"),
+        "the controller answers on br-ex"
+    );
+
+    // Converged: nothing to do, nothing changed, everything present.
+    for node in ["controller", "compute"] {
+        assert_eq!(cli.json(node, &["plan"])["items"], json!([]), "{node}");
+        assert_eq!(cli.json(node, &["apply"])["changes"], json!([]), "{node}");
+    }
+    let status = objects(&cli.json("controller", &["status"]));
+    assert!(status.iter().all(|(_, present)| *present), "{status:?}");
+    assert!(status.contains(&(format!("ovs port {QG} on br-ex in {QROUTER}"), true)));
+
+    for node in ["compute", "controller"] {
+        cli.json(node, &["destroy", "--purge"]);
+    }
+    assert_eq!(
+        ovs.vsctl(&["list-br"]).trim(),
+        "",
+        "the br-ex it made is gone"
+    );
+    assert_eq!(
+        inet("controller", "eth0"),
+        ["10.0.0.101/24"],
+        "address back"
+    );
+    assert_eq!(default_route("controller"), via("10.0.0.1", "eth0"));
+    let mut left = oracle::netns_list();
+    left.sort();
+    assert_eq!(left, ["compute", "controller", "extpc"]);
+    assert_eq!(link_names("compute"), ["lo", "eth0"]);
+    let mut links = link_names("controller");
+    // ovs-vswitchd's own datapath device lives as long as it runs.
+    links.retain(|l| l != "ovs-netdev");
+    assert_eq!(links, ["lo", "eth0"]);
+}
