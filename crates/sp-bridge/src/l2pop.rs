@@ -24,7 +24,7 @@ use sp_kernel::netlink::Netlink;
 use sp_neutron::vxlan_name;
 
 use crate::network::require_link;
-use crate::{Change, Result};
+use crate::{Change, Links, Result};
 
 /// The all-zeros MAC of flood entries.
 pub const FLOOD_MAC: [u8; 6] = [0; 6];
@@ -315,14 +315,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub async fn read(nl: &Netlink) -> Result<Self> {
-        let links = nl.links().await?;
-        let name = |i: u32| {
-            links
-                .iter()
-                .find(|l| l.header.index == i)
-                .and_then(attrs::link_name)
-                .map(str::to_owned)
-        };
+        Self::read_with(nl, &Links::read(nl).await?).await
+    }
+
+    /// [`Snapshot::read`] with the links (for their names) read by the caller.
+    pub async fn read_with(nl: &Netlink, links: &Links) -> Result<Self> {
+        let name = |i: u32| links.name(i).map(str::to_owned);
         let dump = |family| async move {
             nl.handle()
                 .neighbours()

@@ -32,6 +32,43 @@ pub mod uplink;
 pub use error::{Error, Result};
 pub use sp_kernel::Change;
 
+use std::collections::BTreeMap;
+
+use netlink_packet_route::link::LinkMessage;
+use sp_kernel::attrs;
+use sp_kernel::netlink::Netlink;
+
+/// One dump of a namespace's links, by name and by index: the steps of one run look
+/// links up here instead of asking the kernel once per link (a dump costs about what
+/// fifty single queries do). Valid until something adds or removes a link.
+#[derive(Debug, Default)]
+pub struct Links {
+    by_name: BTreeMap<String, LinkMessage>,
+    names: BTreeMap<u32, String>,
+}
+
+impl Links {
+    pub async fn read(nl: &Netlink) -> Result<Links> {
+        let mut out = Links::default();
+        for l in nl.links().await? {
+            if let Some(n) = attrs::link_name(&l).map(str::to_owned) {
+                out.names.insert(l.header.index, n.clone());
+                out.by_name.insert(n, l);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&LinkMessage> {
+        self.by_name.get(name)
+    }
+
+    /// The name of link `index`.
+    pub fn name(&self, index: u32) -> Option<&str> {
+        self.names.get(&index).map(String::as_str)
+    }
+}
+
 /// Counts the kernel-changing steps of an operation and fails on purpose at one of
 /// them. Production code passes [`Faults::none`]; tests use [`Faults::at`] to prove that
 /// a failure at any step is rolled back completely.

@@ -14,7 +14,7 @@ use sp_kernel::netlink::Netlink;
 use sp_kernel::netns;
 use sp_neutron::{bridge_name, vxlan_name};
 
-use crate::{input, Change, Error, Result};
+use crate::{input, Change, Error, Links, Result};
 
 /// The kernel's VXLAN UDP port when none is given (what the Liberty agent relies on).
 pub const KERNEL_VXLAN_PORT: u16 = 8472;
@@ -145,18 +145,29 @@ pub(crate) async fn require_link(nl: &Netlink, name: &str) -> Result<LinkMessage
 /// Returns the bridge's index. IPv6 is switched off through `/proc/sys`, so `nl` must
 /// be a handle of the calling thread's namespace.
 pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) -> Result<u32> {
-    Ok(ensure_bridge_made(nl, name, changes).await?.0)
+    input::ifname(name)?;
+    let existing = nl.link_by_name(name).await?;
+    Ok(ensure_bridge_made(nl, name, existing, changes).await?.0)
 }
 
-/// [`ensure_bridge`], also telling whether this call created the bridge.
+/// Link `name`: from `known` when given, else asked for.
+async fn lookup(nl: &Netlink, known: Option<&Links>, name: &str) -> Result<Option<LinkMessage>> {
+    Ok(match known {
+        Some(k) => k.get(name).cloned(),
+        None => nl.link_by_name(name).await?,
+    })
+}
+
+/// [`ensure_bridge`] of the bridge found as `existing`, also telling whether this call
+/// created it.
 async fn ensure_bridge_made(
     nl: &Netlink,
     name: &str,
+    existing: Option<LinkMessage>,
     changes: &mut Vec<Change>,
 ) -> Result<(u32, bool)> {
-    input::ifname(name)?;
     let mut made = false;
-    let link = match nl.link_by_name(name).await? {
+    let link = match existing {
         Some(link) => {
             if attrs::link_kind(&link) != Some(&InfoKind::Bridge) {
                 return Err(Error::WrongKind {
@@ -265,18 +276,17 @@ fn shape(link: &LinkMessage) -> VxlanShape {
 }
 
 /// `ip link add vxlan-N type vxlan id N dev <local_ip's interface> [group G] [proxy]`,
-/// enslaved to the bridge, up. An existing device with other options is recreated
-/// (they cannot be changed in place).
+/// enslaved to the bridge, up. An existing device (`existing`) with other options is
+/// recreated (they cannot be changed in place).
 /// `dev` is the index of the interface holding `cfg.local_ip`.
-pub async fn ensure_vxlan(
+async fn ensure_vxlan(
     nl: &Netlink,
     cfg: &VxlanConfig,
     dev: u32,
-    bridge: &str,
-    bridge_index: u32,
+    (bridge, bridge_index): (&str, u32),
+    existing: Option<LinkMessage>,
     changes: &mut Vec<Change>,
 ) -> Result<(String, LinkMessage)> {
-    input::vni(cfg.vni.into())?;
     let name = vxlan_name(cfg.vni);
     let want = VxlanShape {
         vni: Some(cfg.vni),
@@ -285,7 +295,6 @@ pub async fn ensure_vxlan(
         group: cfg.group,
         port: cfg.port.unwrap_or(KERNEL_VXLAN_PORT),
     };
-    let existing = nl.link_by_name(&name).await?;
     if let Some(link) = &existing {
         if attrs::link_kind(link) != Some(&InfoKind::Vxlan) {
             return Err(Error::WrongKind {
@@ -362,16 +371,18 @@ pub async fn ensure_network(
         network_id: network_id.to_owned(),
         vxlan: vxlan.cloned(),
     };
-    let mut nets = ensure_networks(nl, std::slice::from_ref(&spec), changes).await?;
+    let mut nets = ensure_networks(nl, std::slice::from_ref(&spec), None, changes).await?;
     Ok(nets.pop().expect("one network"))
 }
 
 /// Many networks at once: all input checked and every `local_ip` resolved (one
 /// address dump) before anything is made, then the networks made concurrently on one
 /// socket. A network whose VXLAN device fails loses the bridge this call made for it.
+/// `known`: the links as they are now (one dump for all), else each is asked for.
 pub async fn ensure_networks(
     nl: &Netlink,
     specs: &[NetworkSpec],
+    known: Option<&Links>,
     changes: &mut Vec<Change>,
 ) -> Result<Vec<Network>> {
     for s in specs {
@@ -400,7 +411,7 @@ pub async fn ensure_networks(
         futures::stream::iter(specs.iter().zip(devs))
             .map(|(s, dev)| async move {
                 let mut changes = Vec::new();
-                let net = ensure_one(nl, s, dev, &mut changes).await?;
+                let net = ensure_one(nl, s, dev, known, &mut changes).await?;
                 Ok((net, changes))
             })
             .buffered(64)
@@ -419,13 +430,17 @@ async fn ensure_one(
     nl: &Netlink,
     spec: &NetworkSpec,
     dev: Option<u32>,
+    known: Option<&Links>,
     changes: &mut Vec<Change>,
 ) -> Result<Network> {
     let bridge = bridge_name(&spec.network_id);
-    let (bridge_index, made_bridge) = ensure_bridge_made(nl, &bridge, changes).await?;
+    let existing = lookup(nl, known, &bridge).await?;
+    let (bridge_index, made_bridge) = ensure_bridge_made(nl, &bridge, existing, changes).await?;
     let (vxlan, mtu) = match spec.vxlan.as_ref().zip(dev) {
         Some((cfg, dev)) => {
-            match ensure_vxlan(nl, cfg, dev, &bridge, bridge_index, changes).await {
+            let existing = lookup(nl, known, &vxlan_name(cfg.vni)).await?;
+            let on = (bridge.as_str(), bridge_index);
+            match ensure_vxlan(nl, cfg, dev, on, existing, changes).await {
                 Ok((name, link)) => (Some(name), attrs::link_mtu(&link)),
                 Err(cause) => {
                     // Nothing half-made: a bridge this call created goes again.
@@ -442,7 +457,13 @@ async fn ensure_one(
                 }
             }
         }
-        None => (None, attrs::link_mtu(&require_link(nl, &bridge).await?)),
+        None => {
+            let link = match lookup(nl, known, &bridge).await? {
+                Some(l) if !made_bridge => l,
+                _ => require_link(nl, &bridge).await?,
+            };
+            (None, attrs::link_mtu(&link))
+        }
     };
     Ok(Network {
         bridge,

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use ipnet::IpNet;
 use netlink_packet_route::address::AddressMessage;
@@ -20,7 +20,7 @@ use sp_kernel::{attrs, netns};
 use sp_neutron::{tap_name, PortKind};
 
 use crate::network::{ensure_master, ensure_up, no_link_local_by_name, require_link, set_link};
-use crate::{input, Change, Error, Result};
+use crate::{input, Change, Error, Links, Result};
 
 /// One port to plug.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +82,8 @@ impl PortSpec {
 struct Opened {
     nl: Netlink,
     fd: OwnedFd,
+    /// What it held when it was opened.
+    view: View,
 }
 
 /// Opens (creating when missing) every namespace the ports name, in one thread hop:
@@ -104,7 +106,22 @@ async fn open_namespaces(
         forward.keys().copied().partition(|n| live.contains(*n));
 
     // Inside each namespace: sysctls, a netlink socket, a descriptor of the namespace.
-    let inside = |name: &str, fresh: bool| -> sp_kernel::Result<(OwnedFd, OwnedFd, Vec<Change>)> {
+    // The route families whose default route a port of each namespace wants.
+    let mut families: BTreeMap<&str, Vec<AddressFamily>> = BTreeMap::new();
+    for p in ports {
+        let f = families.entry(&p.namespace).or_default();
+        if let Some(gw) = p.gateway {
+            let family = match gw {
+                IpAddr::V4(_) => AddressFamily::Inet,
+                IpAddr::V6(_) => AddressFamily::Inet6,
+            };
+            if !f.contains(&family) {
+                f.push(family);
+            }
+        }
+    }
+    type Inside = (OwnedFd, OwnedFd, View, Vec<Change>);
+    let inside = |name: &str, fresh: bool| -> sp_kernel::Result<Inside> {
         let mut done = Vec::new();
         if fresh {
             netns::write_net_sysctl("ipv4/conf/all/promote_secondaries", "1")?;
@@ -114,11 +131,15 @@ async fn open_namespaces(
             netns::write_net_sysctl("ipv4/ip_forward", "1")?;
             done.push(Change::new(format!("namespace {name}"), "ip_forward=1"));
         }
-        Ok((
-            netlink::open_socket()?,
-            netns::open(netns::THREAD_SELF.as_ref())?,
-            done,
-        ))
+        let sock = netlink::open_socket()?;
+        // Read while here, on this thread: no request of the runtime waits for it.
+        let c = netlink::Contents::read(sock.as_fd(), &families[name])?;
+        let view = View {
+            links: c.links,
+            addresses: c.addresses,
+            defaults: c.routes.into_iter().filter(is_main_default).collect(),
+        };
+        Ok((sock, netns::open(netns::THREAD_SELF.as_ref())?, view, done))
     };
     let made = netns::create_each(&missing, |i| inside(missing[i], true))?;
     let paths: Vec<OwnedFd> = existing
@@ -129,7 +150,7 @@ async fn open_namespaces(
 
     let mut out = BTreeMap::new();
     for (name, res) in missing.iter().zip(made) {
-        let (sock, fd, done) = res?;
+        let (sock, fd, view, done) = res?;
         created.push((*name).to_owned());
         changes.push(Change::new(format!("namespace {name}"), "created"));
         changes.extend(done);
@@ -141,18 +162,21 @@ async fn open_namespaces(
             "set up",
         )
         .await?;
-        out.insert((*name).to_owned(), Opened { nl, fd });
+        out.insert((*name).to_owned(), Opened { nl, fd, view });
     }
     for (name, res) in existing.iter().zip(entered) {
-        let (sock, fd, done) = res?;
+        let (sock, fd, view, done) = res?;
         changes.extend(done);
-        out.insert(
-            (*name).to_owned(),
-            Opened {
-                nl: Netlink::from_socket(sock)?,
-                fd,
-            },
-        );
+        let nl = Netlink::from_socket(sock)?;
+        // `lo` up — also in a namespace a killed run made but did not finish.
+        if let Some(lo) = view
+            .links
+            .iter()
+            .find(|l| attrs::link_name(l) == Some("lo"))
+        {
+            ensure_up(&nl, lo, &format!("lo in {name}"), changes).await?;
+        }
+        out.insert((*name).to_owned(), Opened { nl, fd, view });
     }
     Ok(out)
 }
@@ -160,26 +184,30 @@ async fn open_namespaces(
 /// Plugs every port; changes only what differs. On failure, the veths and namespaces
 /// this call created are removed again before the error is returned.
 pub async fn plug(host: &Netlink, ports: &[PortSpec], changes: &mut Vec<Change>) -> Result<()> {
+    plug_with(host, &Links::read(host).await?, ports, changes).await
+}
+
+/// [`plug`] with the host's links as they are now, read by the caller: one dump serves
+/// every lookup (a query per link would cost the kernel a walk over every namespace id
+/// per answer).
+pub async fn plug_with(
+    host: &Netlink,
+    host_links: &Links,
+    ports: &[PortSpec],
+    changes: &mut Vec<Change>,
+) -> Result<()> {
     for p in ports {
         p.validate()?;
     }
-    // One dump of the host's links serves every lookup below (a query per link would
-    // cost the kernel a walk over every namespace id per answer).
-    let host_links: BTreeMap<String, LinkMessage> = host
-        .links()
-        .await?
-        .into_iter()
-        .filter_map(|l| Some((attrs::link_name(&l)?.to_owned(), l)))
-        .collect();
     let mut created_ns = Vec::new();
-    let result = plug_all(host, &host_links, ports, &mut created_ns, changes).await;
+    let result = plug_all(host, host_links, ports, &mut created_ns, changes).await;
     if let Err(cause) = result {
         let mut rollback = Vec::new();
         for tap in ports
             .iter()
             .filter(|p| matches!(p.host, HostEnd::Bridge(_)))
             .map(PortSpec::tap)
-            .filter(|t| !host_links.contains_key(t))
+            .filter(|t| host_links.get(t).is_none())
         {
             if let Err(e) = crate::teardown::delete_link(host, &tap).await {
                 rollback.push(e);
@@ -200,7 +228,7 @@ pub async fn plug(host: &Netlink, ports: &[PortSpec], changes: &mut Vec<Change>)
 
 async fn plug_all(
     host: &Netlink,
-    host_links: &BTreeMap<String, LinkMessage>,
+    host_links: &Links,
     ports: &[PortSpec],
     created_ns: &mut Vec<String>,
     changes: &mut Vec<Change>,
@@ -227,19 +255,14 @@ async fn plug_all(
         bridge_links.insert(b.to_owned(), link);
     }
     let namespaces = open_namespaces(ports, created_ns, changes).await?;
-    // Addresses already used in each namespace, to refuse duplicates before any change.
-    let mut ns_addrs: BTreeMap<&str, (Vec<LinkMessage>, Vec<AddressMessage>)> = BTreeMap::new();
-    for (name, o) in &namespaces {
-        let links = o.nl.links().await?;
-        // `lo` up in every namespace of ours — also in one a killed run made but did
-        // not finish.
-        if let Some(lo) = links.iter().find(|l| attrs::link_name(l) == Some("lo")) {
-            ensure_up(&o.nl, lo, &format!("lo in {name}"), changes).await?;
-        }
-        ns_addrs.insert(name, (links, o.nl.addresses().await?));
-    }
+    // What each namespace holds; also to refuse duplicate addresses before any change.
+    // What each namespace held: to refuse duplicate addresses before any change.
     for p in ports {
-        let (links, addrs) = &ns_addrs[p.namespace.as_str()];
+        let View {
+            links,
+            addresses: addrs,
+            ..
+        } = &namespaces[&p.namespace].view;
         for want in p.addresses.iter().flatten() {
             let holder = addrs
                 .iter()
@@ -260,10 +283,10 @@ async fn plug_all(
             }
         }
     }
-    let (namespaces, ns_addrs, bridge_links) = (&namespaces, &ns_addrs, &bridge_links);
+    let (namespaces, bridge_links) = (&namespaces, &bridge_links);
     let per_port = ports.iter().map(|p| {
         let ns = &namespaces[&p.namespace];
-        let view = &ns_addrs[p.namespace.as_str()];
+        let view = &ns.view;
         async move {
             match &p.host {
                 HostEnd::Bridge(b) => {
@@ -286,7 +309,7 @@ async fn plug_all(
 async fn plug_one(
     host: &Netlink,
     ns: &Opened,
-    view: &(Vec<LinkMessage>, Vec<AddressMessage>),
+    view: &View,
     bridge: &LinkMessage,
     tap_link: Option<LinkMessage>,
     p: &PortSpec,
@@ -295,7 +318,7 @@ async fn plug_one(
     let (tap, inner) = (p.tap(), p.inner());
     let mtu = p.mtu.or(attrs::link_mtu(bridge)).unwrap_or(1500);
     let inner_link = view
-        .0
+        .links
         .iter()
         .find(|l| attrs::link_name(l) == Some(&inner))
         .cloned();
@@ -354,7 +377,7 @@ async fn plug_one(
         )
         .await?;
         let inner_link = require_link(&ns.nl, &inner).await?;
-        return finish_inner(ns, p, &inner, inner_link, &[], mtu, changes).await;
+        return finish_inner(ns, p, (&inner, inner_link, true), view, mtu, changes).await;
     }
     let (tap_link, inner_link) = (tap_link.expect("paired"), inner_link.expect("paired"));
     // Host end: on the bridge, up, at the MTU.
@@ -370,7 +393,7 @@ async fn plug_one(
     .await?;
     ensure_mtu(host, &tap_link, &tap, mtu, &mut changes).await?;
     ensure_up(host, &tap_link, &tap, &mut changes).await?;
-    finish_inner(ns, p, &inner, inner_link, &view.1, mtu, changes).await
+    finish_inner(ns, p, (&inner, inner_link, false), view, mtu, changes).await
 }
 
 /// A device made on the host by someone else, moved into the namespace when it is not
@@ -378,14 +401,18 @@ async fn plug_one(
 async fn move_in(
     host: &Netlink,
     ns: &Opened,
-    view: &(Vec<LinkMessage>, Vec<AddressMessage>),
+    view: &View,
     on_host: Option<&LinkMessage>,
     p: &PortSpec,
 ) -> Result<Vec<Change>> {
     let inner = p.inner();
     let mut changes = Vec::new();
-    let (link, addresses) = match view.0.iter().find(|l| attrs::link_name(l) == Some(&inner)) {
-        Some(l) => (l.clone(), &view.1[..]),
+    let (link, fresh) = match view
+        .links
+        .iter()
+        .find(|l| attrs::link_name(l) == Some(&inner))
+    {
+        Some(l) => (l.clone(), false),
         None => {
             let l = on_host.ok_or_else(|| Error::NoSuchLink(inner.clone()))?;
             let msg = LinkUnspec::new_with_index(l.header.index)
@@ -396,24 +423,36 @@ async fn move_in(
                 format!("link {inner}"),
                 format!("moved into {}", p.namespace),
             ));
-            (require_link(&ns.nl, &inner).await?, &[][..])
+            (require_link(&ns.nl, &inner).await?, true)
         }
     };
     let mtu = p.mtu.or(attrs::link_mtu(&link)).unwrap_or(1500);
-    finish_inner(ns, p, &inner, link, addresses, mtu, changes).await
+    finish_inner(ns, p, (&inner, link, fresh), view, mtu, changes).await
 }
 
-/// The namespace end: MAC, MTU, up, addresses, default route.
-/// `addresses` are the namespace's addresses as they were (none for a new link).
+/// What a namespace held when the plugging began: it answers every question about
+/// ports that were already there without a query each.
+struct View {
+    links: Vec<LinkMessage>,
+    addresses: Vec<AddressMessage>,
+    /// The main table's default routes of the families its ports want one of.
+    defaults: Vec<RouteMessage>,
+}
+
+/// The namespace end (`inner`, its link, whether it is new here — then the view knows
+/// nothing of it): MAC, MTU, up, addresses, default route.
 async fn finish_inner(
     ns: &Opened,
     p: &PortSpec,
-    inner: &str,
-    inner_link: LinkMessage,
-    addresses: &[AddressMessage],
+    (inner, inner_link, fresh): (&str, LinkMessage, bool),
+    view: &View,
     mtu: u32,
     mut changes: Vec<Change>,
 ) -> Result<Vec<Change>> {
+    let addresses = match fresh {
+        true => &[][..],
+        false => &view.addresses[..],
+    };
     if let Some(mac) = p.mac {
         if attrs::link_mac(&inner_link) != Some(&mac[..]) {
             let msg = LinkUnspec::new_with_index(inner_link.header.index)
@@ -437,7 +476,9 @@ async fn finish_inner(
         .await?;
     }
     if let Some(gw) = p.gateway {
-        ensure_default_route(&ns.nl, inner_link.header.index, inner, gw, &mut changes).await?;
+        // A default route through a link new here cannot be among the view's.
+        let on = (inner_link.header.index, inner);
+        ensure_default_route(&ns.nl, on, gw, &view.defaults, &mut changes).await?;
     }
     Ok(changes)
 }
@@ -513,37 +554,22 @@ async fn ensure_addresses(
     Ok(())
 }
 
-/// The main table's default route of `gw`'s family.
-pub(crate) async fn default_routes(
-    nl: &Netlink,
-    family: AddressFamily,
-) -> Result<Vec<RouteMessage>> {
-    Ok(nl
-        .routes(family)
-        .await?
-        .into_iter()
-        .filter(|r| {
-            r.header.destination_prefix_length == 0
-                && attrs::route_table(r) == 254
-                && u8::from(r.header.kind) == 1
-        })
-        .collect())
+/// A default route of the main table.
+fn is_main_default(r: &RouteMessage) -> bool {
+    r.header.destination_prefix_length == 0
+        && attrs::route_table(r) == 254
+        && u8::from(r.header.kind) == 1
 }
 
 /// `ip route replace default via GW dev NAME`, unless it is already so.
+/// `current`: the namespace's default routes.
 async fn ensure_default_route(
     nl: &Netlink,
-    index: u32,
-    name: &str,
+    (index, name): (u32, &str),
     gw: IpAddr,
+    current: &[RouteMessage],
     changes: &mut Vec<Change>,
 ) -> Result<()> {
-    let family = if gw.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let current = default_routes(nl, family).await?;
     if current
         .iter()
         .any(|r| attrs::route_gateway(r) == Some(gw) && attrs::route_oif(r) == Some(index))

@@ -8,9 +8,9 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use futures::TryStreamExt;
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::address::AddressMessage;
-use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -98,12 +98,9 @@ impl Netlink {
 
     /// The link named `name`, or `None` when there is none.
     pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
+        let mut req = self.handle.link().get().match_name(name.to_owned());
+        skip_stats(req.message_mut());
+        let mut links = req.execute();
         match links.try_next().await {
             Ok(link) => Ok(link),
             Err(rtnetlink::Error::NetlinkError(e))
@@ -115,12 +112,11 @@ impl Netlink {
         }
     }
 
-    /// Every link (`ip link show`).
+    /// Every link (`ip link show`), without their counters.
     pub async fn links(&self) -> Result<Vec<LinkMessage>> {
-        self.handle
-            .link()
-            .get()
-            .execute()
+        let mut req = self.handle.link().get();
+        skip_stats(req.message_mut());
+        req.execute()
             .try_collect()
             .await
             .map_err(|e| Error::netlink("dump links", e))
@@ -183,4 +179,101 @@ impl Netlink {
         }
         Ok(None)
     }
+}
+
+/// What a namespace holds, read over a blocking socket from [`open_socket`] on the
+/// calling thread — for threads that run no async runtime, such as a namespace hop
+/// ([`netns::run_in_each`]) reading what is inside while it is there.
+#[derive(Debug, Default)]
+pub struct Contents {
+    pub links: Vec<LinkMessage>,
+    pub addresses: Vec<AddressMessage>,
+    /// Routes of the families asked for, all tables.
+    pub routes: Vec<RouteMessage>,
+}
+
+impl Contents {
+    /// Links, addresses, and the routes of `route_families`.
+    pub fn read(sock: BorrowedFd<'_>, route_families: &[AddressFamily]) -> Result<Contents> {
+        let mut out = Contents::default();
+        let mut link = LinkMessage::default();
+        skip_stats(&mut link);
+        for m in dump_blocking(sock, RouteNetlinkMessage::GetLink(link), "dump links")? {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                out.links.push(l);
+            }
+        }
+        let addr = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+        for m in dump_blocking(sock, addr, "dump addresses")? {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                out.addresses.push(a);
+            }
+        }
+        for family in route_families {
+            let mut route = RouteMessage::default();
+            route.header.address_family = *family;
+            let req = RouteNetlinkMessage::GetRoute(route);
+            for m in dump_blocking(sock, req, "dump routes")? {
+                if let RouteNetlinkMessage::NewRoute(r) = m {
+                    out.routes.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One dump request answered on a blocking socket.
+fn dump_blocking(
+    sock: BorrowedFd<'_>,
+    request: RouteNetlinkMessage,
+    context: &str,
+) -> Result<Vec<RouteNetlinkMessage>> {
+    use nix::sys::socket::{recv, send, MsgFlags};
+    let io = |e: nix::errno::Errno| Error::io(context, std::io::Error::from(e));
+    let bad = |e: netlink_packet_core::DecodeError| {
+        Error::io(
+            context,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        )
+    };
+    let mut req = NetlinkMessage::from(request);
+    req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.header.sequence_number = 1;
+    req.finalize();
+    let mut buf = vec![0; req.buffer_len()];
+    req.serialize(&mut buf);
+    send(sock.as_raw_fd(), &buf, MsgFlags::empty()).map_err(io)?;
+    let mut out = Vec::new();
+    // The kernel fills a dump's reads up to the page size it picked (32 KiB at most).
+    let mut rx = vec![0u8; 64 * 1024];
+    loop {
+        let n = recv(sock.as_raw_fd(), &mut rx, MsgFlags::empty()).map_err(io)?;
+        let mut at = 0;
+        while at < n {
+            let msg =
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[at..n]).map_err(bad)?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(m) => out.push(m),
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(Error::netlink(context, rtnetlink::Error::NetlinkError(e)))
+                }
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            at += (len + 3) & !3;
+        }
+    }
+}
+
+/// Asks the kernel to leave the counters out of link answers (`RTEXT_FILTER_SKIP_STATS`,
+/// as `ip link show` without `-s` does): nothing here reads them, and filling and
+/// parsing them is a large share of a dump's cost.
+fn skip_stats(msg: &mut LinkMessage) {
+    msg.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
 }

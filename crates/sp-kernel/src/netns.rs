@@ -140,32 +140,46 @@ pub fn open(path: &Path) -> Result<OwnedFd> {
         .map_err(|e| Error::io(format!("open namespace {}", path.display()), e))
 }
 
-/// Runs `f(i)` for every namespace `namespaces[i]` on one dedicated thread that has
-/// entered that namespace, returning one result per namespace. The thread ends
-/// afterwards, so no other thread — in particular no async runtime worker — ever
+/// Runs `f(i)` for every namespace `namespaces[i]` on a dedicated thread that has
+/// entered that namespace, returning one result per namespace, in order. The threads
+/// end afterwards, so no other thread — in particular no async runtime worker — ever
 /// leaves its own namespace. Whatever `f` opens there (netlink sockets,
-/// `/proc/sys/net` files) stays bound to that namespace.
+/// `/proc/sys/net` files) stays bound to that namespace. Many namespaces are shared
+/// out over one thread per CPU.
 pub fn run_in_each<N, T, F>(namespaces: &[N], f: F) -> Vec<Result<T>>
 where
     N: AsFd + Sync,
     T: Send,
     F: Fn(usize) -> Result<T> + Send + Sync,
 {
+    /// Fewer namespaces than this per thread are not worth another thread.
+    const PER_THREAD: usize = 16;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (namespaces.len() / PER_THREAD).clamp(1, cpus);
+    let chunk = namespaces.len().div_ceil(threads).max(1);
+    let f = &f;
     std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                namespaces
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ns)| {
-                        setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
-                            .map_err(|e| Error::from_errno("enter network namespace (setns)", e))?;
-                        f(i)
-                    })
-                    .collect()
+        let workers: Vec<_> = namespaces
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, ns)| {
+                            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+                                Error::from_errno("enter network namespace (setns)", e)
+                            })?;
+                            f(c * chunk + i)
+                        })
+                        .collect::<Vec<_>>()
+                })
             })
-            .join()
-            .expect("namespace thread panicked")
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("namespace thread panicked"))
+            .collect()
     })
 }
 

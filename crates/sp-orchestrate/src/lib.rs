@@ -24,7 +24,7 @@ pub mod ovs;
 use serde::Serialize;
 use sp_bridge::network::{self, NetworkSpec, VxlanConfig};
 use sp_bridge::port::{self, HostEnd, PortSpec};
-use sp_bridge::{input, l2pop, teardown, uplink, Faults};
+use sp_bridge::{input, l2pop, teardown, uplink, Faults, Links};
 use sp_config::desired::{L2Entry, NodePlan};
 use sp_kernel::netlink::Netlink;
 use sp_kernel::Change;
@@ -144,14 +144,24 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
             })
         })
         .collect();
-    network::ensure_networks(nl, &specs, &mut changes).await?;
+    // One dump of the links serves the networks, the ports and l2population — read
+    // again only when a step before the ports added some.
+    let mut links = Links::read(nl).await?;
+    let mark = changes.len();
+    network::ensure_networks(nl, &specs, Some(&links), &mut changes).await?;
     // 3. Ports.
     if let Some(ovs) = &ovs {
         ovs::ensure_ports(ovs, nl, plan, &mut changes).await?;
     }
-    port::plug(nl, &port_specs(plan)?, &mut changes).await?;
+    if changes.len() > mark {
+        links = Links::read(nl).await?;
+    }
+    port::plug_with(nl, &links, &port_specs(plan)?, &mut changes).await?;
     // 4. l2population: what is there read once, only the missing entries written.
-    let have = l2pop::Snapshot::read(nl).await?;
+    let have = match plan.l2pop.is_empty() {
+        true => l2pop::Snapshot::default(),
+        false => l2pop::Snapshot::read_with(nl, &links).await?,
+    };
     for e in &plan.l2pop {
         match e {
             L2Entry::Flood { vni, vtep } if !have.has_flood(*vni, *vtep) => {
