@@ -1,13 +1,11 @@
 //! `stackplumb`: argument parsing and output only; the work is in `sp-config` (what
 //! should be) and `sp-orchestrate` (making it so).
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use nix::fcntl::{Flock, FlockArg};
 use sp_config::desired::{plan, NodePlan, DEFAULT_STATE_PATH};
 use sp_config::{GuideConfig, Topology};
 use sp_kernel::netlink::Netlink;
@@ -29,6 +27,7 @@ use sp_kernel::netlink::Netlink;
   stackplumb --node compute apply
   stackplumb status --json              every object of this node, present or not
   stackplumb destroy [--purge]          remove what apply made here (--purge: Cinder's files too)
+  stackplumb supervise                  restart this node's dnsmasq whenever one ends
   stackplumb demo                       the guide's two-node cloud in a sandbox, checked
 
 With `external_network_bridge = br-ex` in l3_agent.ini (the packstack notes' flavour),
@@ -68,7 +67,7 @@ struct Args {
     cmd: Cmd,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq)]
 enum Cmd {
     /// What apply would create on this node (objects missing now).
     Plan,
@@ -86,10 +85,16 @@ enum Cmd {
         #[arg(long)]
         purge: bool,
     },
+    /// Keep this node's dnsmasq processes running, as Neutron's process monitor does:
+    /// one that ends is started again at once (pidfd), under the run lock; prints one
+    /// line per event (--json: one object per line). Runs until SIGTERM or SIGINT —
+    /// e.g. as a systemd service after `stackplumb apply` (docs/stackplumb.md).
+    Supervise {
+        /// Also look again this often (seconds) without being woken by an exit.
+        #[arg(long, default_value_t = 60.0)]
+        interval: f64,
+    },
 }
-
-/// Where concurrent runs on one state directory exclude each other.
-const LOCK: &str = "stackplumb.lock";
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -148,35 +153,6 @@ async fn this_node<'a>(
         })
 }
 
-/// Takes the run lock of `state`, waiting up to `--lock-timeout`.
-fn lock(state: &Path, timeout: Duration) -> BoxResult<Flock<File>> {
-    std::fs::create_dir_all(state)?;
-    let path = state.join(LOCK);
-    let start = Instant::now();
-    let mut file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < timeout => {
-                file = f;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                return Err(format!(
-                    "another stackplumb run holds {}; waited {timeout:?}",
-                    path.display()
-                )
-                .into())
-            }
-            Err((_, e)) => return Err(format!("lock {}: {e}", path.display()).into()),
-        }
-    }
-}
-
 fn run(args: &Args) -> BoxResult<ExitCode> {
     if args.cmd == Cmd::Demo {
         return demo();
@@ -185,15 +161,25 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let lock_timeout = Duration::from_secs_f64(args.lock_timeout.max(0.0));
+    if let Cmd::Supervise { interval } = args.cmd {
+        let node = rt.block_on(async { this_node(args, &plans, &Netlink::current()?).await })?;
+        drop(rt);
+        let opts = sp_orchestrate::supervise::Options {
+            interval: Duration::from_secs_f64(interval.max(0.1)),
+            lock_timeout,
+        };
+        let json = args.json;
+        sp_orchestrate::supervise::supervise(node, &dirs(args), &opts, &mut |e| {
+            print_event(&e, json)
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     rt.block_on(async {
         let nl = Netlink::current()?;
         let node = this_node(args, &plans, &nl).await?;
         let state = &args.state_dir;
-        let dirs = sp_orchestrate::Dirs {
-            state: args.state_dir.clone(),
-            cinder: args.cinder_dir.clone(),
-            ovsdb: args.ovsdb.clone(),
-        };
+        let dirs = dirs(args);
         match args.cmd {
             Cmd::Plan | Cmd::Status => {
                 let items = sp_orchestrate::survey(&nl, node, &dirs).await?;
@@ -229,9 +215,9 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
                     }
                 }
             }
-            Cmd::Demo => unreachable!("handled above"),
+            Cmd::Demo | Cmd::Supervise { .. } => unreachable!("handled above"),
             Cmd::Apply | Cmd::Destroy { .. } => {
-                let _lock = lock(state, Duration::from_secs_f64(args.lock_timeout.max(0.0)))?;
+                let _lock = sp_orchestrate::supervise::lock(state, lock_timeout)?;
                 let changes = match args.cmd {
                     Cmd::Destroy { purge } => {
                         sp_orchestrate::take_down(&nl, node, &dirs, purge).await?
@@ -254,6 +240,31 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn dirs(args: &Args) -> sp_orchestrate::Dirs {
+    sp_orchestrate::Dirs {
+        state: args.state_dir.clone(),
+        cinder: args.cinder_dir.clone(),
+        ovsdb: args.ovsdb.clone(),
+    }
+}
+
+/// One supervision event: a line of text, or of JSON.
+fn print_event(e: &sp_orchestrate::supervise::Event, json: bool) {
+    use sp_orchestrate::supervise::Event;
+    if json {
+        println!("{}", serde_json::json!(e));
+        return;
+    }
+    match e {
+        Event::Watching { network, pid } => println!("watching dnsmasq of {network} (pid {pid})"),
+        Event::Changed(c) => println!("{c}"),
+        Event::Failed { network, error } => {
+            println!("dnsmasq of {network}: restart failed, tried again later: {error}")
+        }
+        Event::Stopped { signal } => println!("stopped by {signal}"),
+    }
 }
 
 /// `stackplumb demo`, with a live report.

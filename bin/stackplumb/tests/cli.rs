@@ -353,3 +353,79 @@ fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
     }
     assert!(sp_testenv::lvm::bound_under(st).is_empty());
 }
+
+#[test]
+fn supervise_restarts_a_dead_dnsmasq_at_once_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let (cli, _cleanup) = two_nodes();
+    cli.json("controller", &["apply"]);
+    let pid_file = cli
+        .state
+        .join("dhcp/5b6a8b87-fd03-46b5-a968-72bac5091b7c/pid");
+    let first = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    // A long interval: only the pidfd can wake it in time.
+    let mut sup = cli
+        .cmd("controller", &["--json", "supervise", "--interval", "600"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = sup.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(5)).expect("an event");
+    assert_eq!(
+        next(),
+        serde_json::json!({"event": "watching", "network": "5b6a8b87-fd03-46b5-a968-72bac5091b7c", "pid": first.parse::<u32>().unwrap()})
+    );
+    let killed = Instant::now();
+    Command::new("kill").args(["-9", &first]).status().unwrap();
+    let restarted = next();
+    assert_eq!(restarted["event"], "changed");
+    assert!(
+        restarted["action"]
+            .as_str()
+            .unwrap()
+            .starts_with("restarted (pid "),
+        "{restarted}"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        killed.elapsed()
+    );
+    let second = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_ne!(first, second);
+    assert_eq!(next()["event"], "watching");
+    // The restarted dnsmasq is what apply would have started: nothing to do.
+    assert_eq!(
+        cli.json("controller", &["apply"])["changes"],
+        Value::Array(vec![])
+    );
+    assert!(
+        std::path::Path::new(&format!("/proc/{second}/cmdline")).exists(),
+        "the new dnsmasq runs"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &sup.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(
+        next(),
+        serde_json::json!({"event": "stopped", "signal": "SIGTERM"})
+    );
+    let status = sup.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    cli.json("controller", &["destroy"]);
+}

@@ -40,3 +40,25 @@ pub fn command_line(pid: i32) -> Option<Vec<String>> {
         _ => p.stat().ok().map(|s| vec![format!("[{}]", s.comm)]),
     }
 }
+
+/// A descriptor that becomes readable once process `pid` has ended (`pidfd_open`) —
+/// any process, not only a child of ours. A pid with no process fails with ESRCH.
+pub fn pidfd(pid: u32) -> crate::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid = libc::pid_t::try_from(pid).map_err(|_| {
+        crate::Error::io(
+            format!("pidfd_open {pid}"),
+            std::io::Error::from_raw_os_error(libc::ESRCH),
+        )
+    })?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(crate::Error::io(
+            format!("pidfd_open {pid}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}

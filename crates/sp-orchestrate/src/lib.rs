@@ -20,6 +20,7 @@ use std::path::PathBuf;
 
 pub mod demo;
 pub mod ovs;
+pub mod supervise;
 
 use serde::Serialize;
 use sp_bridge::network::{self, NetworkSpec, VxlanConfig};
@@ -48,6 +49,8 @@ pub enum Error {
     Preflight(String),
     #[error("state file {path}: {1}", path = .0.display())]
     State(PathBuf, #[source] std::io::Error),
+    #[error("{0}")]
+    Locked(String),
 }
 
 /// Where state lives, and where Open vSwitch listens.

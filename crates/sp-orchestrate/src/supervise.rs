@@ -1,0 +1,190 @@
+//! Neutron's process monitor for dnsmasq (`check_child_processes_action = respawn`), and
+//! the run lock every changing command takes.
+//!
+//! [`supervise`] watches every dnsmasq of a node with a pidfd: one that ends — killed,
+//! crashed, its namespace gone — is started again at once (under the run lock, so
+//! never while an apply or destroy runs), with the same command line and files. Every
+//! `interval` it also looks again without being woken (a dnsmasq an operator started
+//! by hand, a namespace made again). SIGTERM or SIGINT end it cleanly.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::SignalFd;
+use serde::Serialize;
+use sp_config::desired::NodePlan;
+use sp_kernel::Change;
+use sp_neutron::qdhcp_namespace;
+
+use crate::{Dirs, Error, Result};
+
+/// The lock file in the state directory.
+pub const LOCK: &str = "stackplumb.lock";
+
+/// Takes the run lock of `state`, waiting up to `timeout` for another run to finish.
+pub fn lock(state: &Path, timeout: Duration) -> Result<Flock<File>> {
+    let path = state.join(LOCK);
+    let io = |e| Error::State(path.clone(), e);
+    std::fs::create_dir_all(state).map_err(io)?;
+    let start = Instant::now();
+    let mut file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < timeout => {
+                file = f;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(Error::Locked(format!(
+                    "another stackplumb run holds {}; waited {timeout:?}",
+                    path.display()
+                )))
+            }
+            Err((_, e)) => return Err(io(e.into())),
+        }
+    }
+}
+
+/// What the supervisor saw or did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "event")]
+pub enum Event {
+    /// A dnsmasq found running, now watched.
+    Watching { network: String, pid: u32 },
+    /// A dnsmasq started again (or its files written).
+    Changed(Change),
+    /// A restart that failed; tried again after the interval.
+    Failed { network: String, error: String },
+    /// Ended by a signal.
+    Stopped { signal: String },
+}
+
+/// How to supervise.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How often to look again without being woken by an exit.
+    pub interval: Duration,
+    /// How long a restart waits for a running apply or destroy.
+    pub lock_timeout: Duration,
+}
+
+/// A network is not restarted more often than this (a dnsmasq that dies at once).
+const MIN_GAP: Duration = Duration::from_secs(1);
+
+/// Watches and restarts `plan`'s dnsmasq processes until SIGTERM or SIGINT; reports
+/// every event. Blocks those signals in the calling thread (they arrive through a
+/// signalfd): call it from the process's only thread.
+pub fn supervise(
+    plan: &NodePlan,
+    dirs: &Dirs,
+    opts: &Options,
+    report: &mut dyn FnMut(Event),
+) -> Result<()> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.thread_block()
+        .map_err(|e| sp_kernel::Error::from_errno("block SIGTERM and SIGINT", e))?;
+    let signals = SignalFd::new(&mask).map_err(|e| sp_kernel::Error::from_errno("signalfd", e))?;
+    let mut watched: BTreeMap<String, (u32, OwnedFd)> = BTreeMap::new();
+    let mut last_start: BTreeMap<String, Instant> = BTreeMap::new();
+    loop {
+        for d in &plan.dhcp {
+            let ns = qdhcp_namespace(&d.network_id);
+            let running = match sp_dhcp::status(d, &ns) {
+                Ok(sp_dhcp::State::Running(pid)) => Some(pid),
+                _ => None,
+            };
+            let pid = match running {
+                Some(pid) => pid,
+                None => {
+                    watched.remove(&d.network_id);
+                    if last_start
+                        .get(&d.network_id)
+                        .is_some_and(|t| t.elapsed() < MIN_GAP)
+                    {
+                        continue;
+                    }
+                    last_start.insert(d.network_id.clone(), Instant::now());
+                    let mut changes = Vec::new();
+                    let restarted = lock(&dirs.state, opts.lock_timeout).and_then(|_held| {
+                        sp_dhcp::ensure(d, &ns, &mut changes).map_err(Error::from)
+                    });
+                    changes
+                        .into_iter()
+                        .map(Event::Changed)
+                        .for_each(&mut *report);
+                    match restarted {
+                        Ok(pid) => pid,
+                        Err(e) => {
+                            report(Event::Failed {
+                                network: d.network_id.clone(),
+                                error: e.to_string(),
+                            });
+                            continue;
+                        }
+                    }
+                }
+            };
+            if watched.get(&d.network_id).is_some_and(|w| w.0 == pid) {
+                continue;
+            }
+            match sp_kernel::procs::pidfd(pid) {
+                Ok(fd) => {
+                    watched.insert(d.network_id.clone(), (pid, fd));
+                    report(Event::Watching {
+                        network: d.network_id.clone(),
+                        pid,
+                    });
+                }
+                // Gone already: looked at again right away.
+                Err(_) => {
+                    watched.remove(&d.network_id);
+                }
+            }
+        }
+        let mut fds: Vec<PollFd> = std::iter::once(signals.as_fd())
+            .chain(watched.values().map(|(_, fd)| fd.as_fd()))
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        // Woken early when a restart is due sooner than the interval.
+        let due = last_start
+            .values()
+            .map(|t| MIN_GAP.saturating_sub(t.elapsed()))
+            .filter(|d| !d.is_zero())
+            .min();
+        let wait = match (watched.len() < plan.dhcp.len(), due) {
+            (true, Some(d)) => d.min(opts.interval),
+            _ => opts.interval,
+        };
+        let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(sp_kernel::Error::from_errno("poll", e).into()),
+        }
+        let signalled = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        if signalled {
+            let signal = match signals.read_signal() {
+                Ok(Some(s)) => Signal::try_from(s.ssi_signo as i32)
+                    .map_or_else(|_| s.ssi_signo.to_string(), |s| s.as_str().to_owned()),
+                _ => "?".into(),
+            };
+            report(Event::Stopped { signal });
+            return Ok(());
+        }
+    }
+}
