@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{link_names, two_nodes};
+use common::{link_names, two_nodes, Cleanup, Cli};
 use serde_json::{json, Value};
 use sp_testenv::ovs::Ovs;
 use sp_testenv::{oracle, require, scene};
@@ -58,9 +58,10 @@ fn via(gw: &str, dev: &str) -> Option<(String, String)> {
     Some((gw.into(), dev.into()))
 }
 
-#[test]
-fn external_network_bridge_puts_the_uplink_and_the_gateways_on_br_ex() {
-    let (mut cli, _cleanup) = two_nodes();
+/// The guide's two nodes with `external_network_bridge = br-ex` in the controller's
+/// files and a private Open vSwitch on the controller node.
+fn ovs_nodes() -> (Cli, Cleanup, Ovs) {
+    let (mut cli, cleanup) = two_nodes();
     let ovs = Ovs::start_in(Some("controller"));
     let conf = cli.state.join("etc");
     sp_config::guide::write_guide_files(&conf).unwrap();
@@ -76,6 +77,19 @@ fn external_network_bridge_puts_the_uplink_and_the_gateways_on_br_ex() {
     )
     .unwrap();
     cli.config = conf;
+    // A NIC hands ovs-vswitchd's raw socket frames with complete checksums; the
+    // sandbox's veth segment would hand it the other nodes' UDP (VXLAN, DHCP) with the
+    // checksum left to an offload that never comes. The other hosts compute theirs.
+    require::program("ethtool", "ethtool");
+    for host in ["compute", "extpc"] {
+        scene::ip(&["netns", "exec", host, "ethtool", "-K", "eth0", "tx", "off"]);
+    }
+    (cli, cleanup, ovs)
+}
+
+#[test]
+fn external_network_bridge_puts_the_uplink_and_the_gateways_on_br_ex() {
+    let (mut cli, _cleanup, ovs) = ovs_nodes();
 
     // Without Open vSwitch reachable: refused before anything is made.
     cli.extra = vec!["--ovsdb".into(), "unix:/nonexistent/db.sock".into()];
@@ -145,13 +159,6 @@ fn external_network_bridge_puts_the_uplink_and_the_gateways_on_br_ex() {
     assert_eq!(default_route(QROUTER), via("10.0.0.1", QG));
 
     // The guide's checks, the external side through br-ex.
-    // A NIC hands ovs-vswitchd's raw socket frames with complete checksums; the
-    // sandbox's veth segment would hand it the other nodes' UDP (VXLAN, DHCP) with the
-    // checksum left to an offload that never comes. The other hosts compute theirs.
-    require::program("ethtool", "ethtool");
-    for host in ["compute", "extpc"] {
-        scene::ip(&["netns", "exec", host, "ethtool", "-K", "eth0", "tx", "off"]);
-    }
     let lease = scene::dhcp_lease(&cli.state, "vm1", "eth0");
     assert_eq!(
         (lease.ip.as_str(), lease.mtu.as_str()),
@@ -209,4 +216,87 @@ fn external_network_bridge_puts_the_uplink_and_the_gateways_on_br_ex() {
     // ovs-vswitchd's own datapath device lives as long as it runs.
     links.retain(|l| l != "ovs-netdev");
     assert_eq!(links, ["lo", "eth0"]);
+}
+
+/// What the controller holds on both sides, as ovs-vsctl and ip report it.
+fn fingerprint(ovs: &Ovs) -> Vec<String> {
+    let mut out = vec![format!("bridges {}", ovs.vsctl(&["list-br"]).trim())];
+    for i in ovs.list("Interface") {
+        out.push(format!(
+            "interface {} {} {}",
+            i["name"], i["type"], i["external_ids"]
+        ));
+    }
+    for ns in ["controller", QROUTER] {
+        for (dev, a) in oracle::global_addrs(Some(ns)) {
+            out.push(format!("{ns} addr {dev} {a}"));
+        }
+        out.push(format!("{ns} default {:?}", default_route(ns)));
+    }
+    let mut links = link_names("controller");
+    links.retain(|l| l != "ovs-netdev");
+    out.push(format!("links {links:?}"));
+    out.push(format!("router links {:?}", link_names(QROUTER)));
+    out.sort();
+    out
+}
+
+#[test]
+fn an_apply_killed_at_any_moment_converges_on_br_ex_too() {
+    let (cli, _cleanup, ovs) = ovs_nodes();
+    let mut cli = cli;
+    cli.extra = vec!["--ovsdb".into(), ovs.db()];
+    // The volume group's files are made by the first apply and kept by destroy: the
+    // clean run that sets the kill moments is the second.
+    cli.json("controller", &["apply"]);
+    cli.json("controller", &["destroy"]);
+    let t = std::time::Instant::now();
+    cli.json("controller", &["apply"]);
+    let clean = t.elapsed();
+    let reference = fingerprint(&ovs);
+    cli.json("controller", &["destroy"]);
+    let mut seed: u64 = 0x0b5e;
+    // Rounds whose kill left work for the next apply.
+    let mut interrupted = 0;
+    for round in 0..8 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = clean.mul_f64((seed >> 11) as f64 / (1u64 << 53) as f64);
+        let mut child = cli
+            .cmd("controller", &["apply"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = cli.on("controller", &["--json", "apply"]);
+        assert!(
+            out.status.success(),
+            "round {round}: apply after a kill at {delay:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let finished: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if !finished["changes"].as_array().unwrap().is_empty() {
+            interrupted += 1;
+        }
+        let now = fingerprint(&ovs);
+        let extra: Vec<&String> = now.iter().filter(|l| !reference.contains(l)).collect();
+        let missing: Vec<&String> = reference.iter().filter(|l| !now.contains(l)).collect();
+        assert!(
+            extra.is_empty() && missing.is_empty(),
+            "round {round}: killed at {delay:?}\nextra: {extra:#?}\nmissing: {missing:#?}"
+        );
+        cli.json("controller", &["destroy"]);
+    }
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} of 8 kills interrupted an apply"
+    );
+    cli.json("controller", &["destroy", "--purge"]);
+    assert_eq!(ovs.vsctl(&["list-br"]).trim(), "");
+    assert_eq!(inet("controller", "eth0"), ["10.0.0.101/24"]);
+    assert_eq!(default_route("controller"), via("10.0.0.1", "eth0"));
 }

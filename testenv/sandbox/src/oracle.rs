@@ -97,14 +97,18 @@ pub fn link(netns: Option<&str>, name: &str) -> Value {
     all.remove(0)
 }
 
-/// Whether `ping -c1 -W1 TARGET` from inside `netns` gets an answer.
+/// Whether `ping -c1 -W1 TARGET` from inside `netns` gets an answer, in one of three
+/// tries: a link just set up carries nothing until the kernel's link watch has seen
+/// its carrier (up to a second later under load), so a first echo may be dropped.
 pub fn pings(netns: &str, target: &str) -> bool {
-    Command::new("ip")
-        .args(["netns", "exec", netns, "ping", "-c1", "-W1", "-q", target])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run ping")
-        .success()
+    (0..3).any(|_| {
+        Command::new("ip")
+            .args(["netns", "exec", netns, "ping", "-c1", "-W1", "-q", target])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run ping")
+            .success()
+    })
 }
 
 /// Global addresses as (device, `LOCAL/PREFIX brd BROADCAST`), in kernel order —
