@@ -689,15 +689,7 @@ fn uplink_moves_onto_the_bridge_and_back() {
     let br = "brq78983ca2-77";
 
     changes(&["ensure-network", ext, "--uplink", "eth0"]);
-    let addr_of = |dev: &str| -> Vec<String> {
-        oracle::addrs(None)
-            .iter()
-            .filter(|l| l["ifname"] == dev)
-            .flat_map(|l| l["addr_info"].as_array().unwrap().clone())
-            .filter(|a| a["family"] == "inet")
-            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
-            .collect()
-    };
+    let addr_of = |dev: &str| oracle::inet_addrs(None, dev);
     assert_eq!(addr_of(br), ["10.0.0.101/24"]);
     assert!(addr_of("eth0").is_empty());
     let routes = oracle::routes(None, false);

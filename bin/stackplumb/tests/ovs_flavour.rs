@@ -32,13 +32,7 @@ fn objects(v: &Value) -> Vec<(String, bool)> {
 
 /// `inet` addresses of `dev` in `netns`, as `ip -j addr` shows them.
 fn inet(netns: &str, dev: &str) -> Vec<String> {
-    oracle::addrs(Some(netns))
-        .iter()
-        .filter(|l| l["ifname"] == dev)
-        .flat_map(|l| l["addr_info"].as_array().unwrap().clone())
-        .filter(|a| a["family"] == "inet")
-        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
-        .collect()
+    oracle::inet_addrs(Some(netns), dev)
 }
 
 /// The IPv4 default route of `netns`: (gateway, device).

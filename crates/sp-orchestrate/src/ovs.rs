@@ -72,6 +72,16 @@ fn datapath_type() -> &'static str {
     }
 }
 
+/// How the uplink is attached and detached: the gateway checked, a NIC on another
+/// bridge refused; `datapath_type` for a bridge the attach creates.
+fn attach_options(datapath_type: String) -> AttachOptions {
+    AttachOptions {
+        datapath_type,
+        gateway_timeout: Some(GATEWAY_TIMEOUT),
+        move_from_other_bridge: false,
+    }
+}
+
 /// Each OVS network's bridge with its uplink NIC, the NIC's addresses and routes moved
 /// onto the bridge (checked by pinging the default gateway through it; undone if it
 /// does not answer).
@@ -101,11 +111,7 @@ pub(crate) async fn ensure_bridges(
             }
             continue;
         };
-        let opts = AttachOptions {
-            datapath_type,
-            gateway_timeout: Some(GATEWAY_TIMEOUT),
-            move_from_other_bridge: false,
-        };
+        let opts = attach_options(datapath_type);
         match attach::attach(ovs, nl, &n.bridge, nic, &opts, &mut Faults::none()).await {
             Ok(done) => changes.extend(done),
             // A NIC without an address (a dedicated external NIC): only the port.
@@ -210,11 +216,7 @@ pub(crate) async fn take_down(
     for n in ovs_networks(plan) {
         let exists = ovs.list_br().await?.contains(&n.bridge);
         if let (Some(nic), true) = (&n.uplink, exists) {
-            let opts = AttachOptions {
-                datapath_type: String::new(),
-                gateway_timeout: Some(GATEWAY_TIMEOUT),
-                move_from_other_bridge: false,
-            };
+            let opts = attach_options(String::new());
             changes
                 .extend(attach::detach(ovs, nl, &n.bridge, nic, &opts, &mut Faults::none()).await?);
         }

@@ -97,6 +97,17 @@ pub fn link(netns: Option<&str>, name: &str) -> Value {
     all.remove(0)
 }
 
+/// The IPv4 addresses of `dev` as `ADDR/PREFIX`, in kernel order (`ip -4 -j addr`).
+pub fn inet_addrs(netns: Option<&str>, dev: &str) -> Vec<String> {
+    addrs(netns)
+        .iter()
+        .filter(|l| l["ifname"] == dev)
+        .flat_map(|l| l["addr_info"].as_array().expect("addr_info").clone())
+        .filter(|a| a["family"] == "inet")
+        .map(|a| format!("{}/{}", a["local"].as_str().expect("local"), a["prefixlen"]))
+        .collect()
+}
+
 /// Whether `ping -c1 -W1 TARGET` from inside `netns` gets an answer, in one of three
 /// tries: a link just set up carries nothing until the kernel's link watch has seen
 /// its carrier (up to a second later under load), so a first echo may be dropped.
