@@ -184,7 +184,13 @@ fn external_network_bridge_puts_the_uplink_and_the_gateways_on_br_ex() {
         assert_eq!(cli.json(node, &["plan"])["items"], json!([]), "{node}");
         assert_eq!(cli.json(node, &["apply"])["changes"], json!([]), "{node}");
     }
-    let status = objects(&cli.json("controller", &["status"]));
+    let status_json = cli.json("controller", &["status"]);
+    assert_eq!(
+        status_json["problems"],
+        json!([]),
+        "netns-inspect finds nothing wrong"
+    );
+    let status = objects(&status_json);
     assert!(status.iter().all(|(_, present)| *present), "{status:?}");
     assert!(status.contains(&(format!("ovs port {QG} on br-ex in {QROUTER}"), true)));
 
