@@ -40,17 +40,63 @@ pub fn ensure_nat(
     nat: &RouterNat,
     changes: &mut Vec<Change>,
 ) -> Result<()> {
-    let text = nat.iptables_restore();
-    let rec = record(state_dir, namespace);
-    if std::fs::read_to_string(&rec).is_ok_and(|r| r == text) {
-        return Ok(());
+    ensure_nat_each(state_dir, &[(namespace, nat)], changes)
+}
+
+/// How many `iptables-restore` run at once per CPU: each spends most of its ~30–50 ms
+/// starting and waiting on the kernel, and the nf_tables backend (Debian 12's default)
+/// takes no global lock, so routers load side by side (measured: 40 namespaces one
+/// after another 1245 ms, four at a time 411 ms, on 2 CPUs). The legacy backend
+/// serialises them on its lock (`--wait`).
+const RESTORES_PER_CPU: usize = 2;
+
+/// [`ensure_nat`] for many routers, several loads at a time. Every load that worked is
+/// recorded even when another failed (the first failure is returned), so the next run
+/// repeats only what is missing.
+pub fn ensure_nat_each(
+    state_dir: &Path,
+    routers: &[(&str, &RouterNat)],
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let todo: Vec<(&str, String, PathBuf)> = routers
+        .iter()
+        .map(|(ns, nat)| (*ns, nat.iptables_restore(), record(state_dir, ns)))
+        .filter(|(_, text, rec)| !std::fs::read_to_string(rec).is_ok_and(|r| r == *text))
+        .collect();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = (cpus * RESTORES_PER_CPU).min(todo.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<()>>>> =
+        todo.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((ns, text, _)) = todo.get(i) else {
+                    break;
+                };
+                let done = restore(ns, text);
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+            });
+        }
+    });
+    let mut first_error = None;
+    for ((ns, text, rec), res) in todo.iter().zip(results) {
+        let res = res.into_inner().unwrap_or_else(|e| e.into_inner());
+        match res.expect("every load ran") {
+            Ok(()) => {
+                let dir = rec.parent().expect("has a parent");
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| std::fs::write(rec, text))
+                    .map_err(|e| Error::Io(format!("write {}", rec.display()), e))?;
+                changes.push(Change::new(format!("nat rules in {ns}"), "loaded"));
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    restore(namespace, &text)?;
-    let dir = rec.parent().expect("has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("create {}", dir.display()), e))?;
-    std::fs::write(&rec, &text).map_err(|e| Error::Io(format!("write {}", rec.display()), e))?;
-    changes.push(Change::new(format!("nat rules in {namespace}"), "loaded"));
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Forgets the record (the namespace, and its rules with it, is being deleted).
@@ -67,7 +113,10 @@ pub fn forget(state_dir: &Path, namespace: &str) -> Result<()> {
 /// `iptables-restore` of `text` inside `namespace`.
 fn restore(namespace: &str, text: &str) -> Result<()> {
     let mut cmd = Command::new("iptables-restore");
-    cmd.stdin(Stdio::piped())
+    // The legacy backend's xtables lock is shared by all namespaces: wait for it
+    // rather than fail when another router's load holds it (nf_tables ignores it).
+    cmd.arg("--wait")
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     netns::command_in(&mut cmd, namespace)?;

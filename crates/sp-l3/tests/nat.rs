@@ -11,7 +11,7 @@ use sp_kernel::netlink::Netlink;
 use sp_l3::ensure_nat;
 use sp_neutron::l3::{FloatingIp, RouterNat};
 use sp_neutron::{bridge_name, PortKind};
-use sp_testenv::{oracle, require, sandbox};
+use sp_testenv::{oracle, require, sandbox, scene};
 
 const EXT: &str = "78983ca2-77e3-4cdf-9747-ae1b34addeb7";
 const DEMO: &str = "5b6a8b87-fd03-46b5-a968-72bac5091b7c";
@@ -187,4 +187,54 @@ fn a_namespace_that_does_not_exist_is_named() {
         .to_string();
     assert!(err.contains("/run/netns/qrouter-missing"), "{err}");
     assert!(!sp_l3::record(&state, "qrouter-missing").exists());
+}
+
+#[test]
+fn many_routers_load_side_by_side_and_a_failure_keeps_the_others() {
+    sandbox::enter();
+    require::program("iptables-restore", "iptables");
+    let state = std::env::temp_dir().join(format!("sp-l3-many-{}", std::process::id()));
+    let names: Vec<String> = (0..12).map(|i| format!("qrouter-{i}")).collect();
+    for n in &names {
+        scene::netns_add(n);
+    }
+    let nats: Vec<RouterNat> = (0..12)
+        .map(|i| RouterNat {
+            gateway_device: format!("qg-{i}"),
+            gateway_ip: Some(format!("10.0.1.{}", i + 1).parse().unwrap()),
+            enable_snat: true,
+            floating_ips: vec![],
+        })
+        .collect();
+    let mut routers: Vec<(&str, &RouterNat)> =
+        names.iter().map(String::as_str).zip(&nats).collect();
+    routers.insert(5, ("qrouter-missing", &nats[0]));
+    let mut changes = vec![];
+    let err = sp_l3::ensure_nat_each(&state, &routers, &mut changes).unwrap_err();
+    assert!(err.to_string().contains("qrouter-missing"), "{err}");
+    assert_eq!(changes.len(), 12, "every other router loaded: {changes:?}");
+    for (i, n) in names.iter().enumerate() {
+        let saved = require::run(Command::new("ip").args([
+            "netns",
+            "exec",
+            n,
+            "iptables-save",
+            "-t",
+            "nat",
+        ]));
+        let rule = format!(
+            "-A neutron-l3-agent-snat -o qg-{i} -j SNAT --to-source 10.0.1.{}",
+            i + 1
+        );
+        assert!(
+            saved.lines().any(|l| l == rule),
+            "{n}: {rule:?} not in\n{saved}"
+        );
+    }
+    // Only the missing one is tried again.
+    routers.remove(5);
+    let mut again = vec![];
+    sp_l3::ensure_nat_each(&state, &routers, &mut again).unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    let _ = std::fs::remove_dir_all(&state);
 }

@@ -184,9 +184,12 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
         sp_dhcp::ensure(d, &sp_neutron::qdhcp_namespace(&d.network_id), &mut changes)?;
     }
     // 6. NAT.
-    for r in &plan.routers {
-        sp_l3::ensure_nat(state, &r.namespace, &r.nat, &mut changes)?;
-    }
+    let routers: Vec<(&str, &sp_neutron::l3::RouterNat)> = plan
+        .routers
+        .iter()
+        .map(|r| (r.namespace.as_str(), &r.nat))
+        .collect();
+    sp_l3::ensure_nat_each(state, &routers, &mut changes)?;
     // 7. Cinder's volume group: made once, bound again after a reboot.
     if let Some(c) = &plan.cinder {
         let lv = loopvg(dirs);
