@@ -319,10 +319,49 @@ pub fn run(n: usize, runs: usize) {
     let plans = plan(&topology(n), &cfg, &dirs.state).unwrap();
     let controller = plans.iter().find(|p| p.node == "controller").unwrap();
 
-    let (apply, reapply, destroy) = in_controller(async |nl| {
+    // The same re-apply as an operator runs it: the stackplumb binary, a new process,
+    // reading the files and the topology.
+    let topo = work.join("topology.toml");
+    std::fs::write(&topo, toml::to_string(&topology(n)).unwrap()).unwrap();
+    let cli = std::env::current_exe()
+        .unwrap()
+        .with_file_name("stackplumb");
+    assert!(
+        cli.is_file(),
+        "{} missing: build the workspace (testenv/bench.sh does)",
+        cli.display()
+    );
+    let cli_reapply = || {
+        let t = Instant::now();
+        let out = std::process::Command::new("nsenter")
+            .arg("--net=/run/netns/controller")
+            .arg(&cli)
+            .arg("--config-dir")
+            .arg(work.join("etc"))
+            .arg("--topology")
+            .arg(&topo)
+            .arg("--state-dir")
+            .arg(&dirs.state)
+            .arg("--cinder-dir")
+            .arg(&dirs.cinder)
+            .args(["--node", "controller", "apply"])
+            .output()
+            .unwrap();
+        let took = t.elapsed();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.trim() == "node controller: no change",
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        took
+    };
+
+    let (apply, reapply, cli_times, destroy) = in_controller(async |nl| {
         let t = Instant::now();
         realise(&nl, controller, &dirs).await.unwrap();
         let apply = t.elapsed();
+        let cli_first = cli_reapply();
         // The first re-apply right after the apply, then nine more.
         let mut reapply = Vec::new();
         for _ in 0..10 {
@@ -331,9 +370,11 @@ pub fn run(n: usize, runs: usize) {
             reapply.push(t.elapsed());
             assert!(again.is_empty(), "{again:?}");
         }
+        let mut cli_times = vec![cli_first];
+        cli_times.extend((0..4).map(|_| cli_reapply()));
         let t = Instant::now();
         take_down(&nl, controller, &dirs, true).await.unwrap();
-        (apply, reapply, t.elapsed())
+        (apply, reapply, cli_times, t.elapsed())
     });
     let cmd = per_command(n, controller);
     let cmd_down = teardown_per_command(n);
@@ -348,6 +389,9 @@ pub fn run(n: usize, runs: usize) {
         &[("ip/cmd", cmd), ("batch mv", mv), ("batch in", inplace)],
     );
     let first = reapply[0];
+    let cli_first = cli_times[0];
+    let mut cli_rest = cli_times[1..].to_vec();
+    cli_rest.sort();
     let mut rest = reapply[1..].to_vec();
     rest.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -358,6 +402,12 @@ pub fn run(n: usize, runs: usize) {
         ms(rest[0]),
         ms(rest[rest.len() - 1]),
         rest.len()
+    );
+    println!(
+        "  the same by `stackplumb apply` (a new process, files and topology read): first {:.1} ms right after the apply, then median {:.1} ms of {}",
+        ms(cli_first),
+        ms(cli_rest[cli_rest.len() / 2]),
+        cli_rest.len()
     );
     crate::report(
         &format!("stackplumb destroy: {n} networks"),
