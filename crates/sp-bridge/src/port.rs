@@ -105,7 +105,6 @@ async fn open_namespaces(
     let (existing, missing): (Vec<&str>, Vec<&str>) =
         forward.keys().copied().partition(|n| live.contains(*n));
 
-    // Inside each namespace: sysctls, a netlink socket, a descriptor of the namespace.
     // The route families whose default route a port of each namespace wants.
     let mut families: BTreeMap<&str, Vec<AddressFamily>> = BTreeMap::new();
     for p in ports {
@@ -120,7 +119,8 @@ async fn open_namespaces(
             }
         }
     }
-    type Inside = (OwnedFd, OwnedFd, View, Vec<Change>);
+    // Inside each namespace: sysctls, a netlink socket, what it holds.
+    type Inside = (OwnedFd, View, Vec<Change>);
     let inside = |name: &str, fresh: bool| -> sp_kernel::Result<Inside> {
         let mut done = Vec::new();
         if fresh {
@@ -139,9 +139,14 @@ async fn open_namespaces(
             addresses: c.addresses,
             defaults: c.routes.into_iter().filter(is_main_default).collect(),
         };
-        Ok((sock, netns::open(netns::THREAD_SELF.as_ref())?, view, done))
+        Ok((sock, view, done))
     };
-    let made = netns::create_each(&missing, |i| inside(missing[i], true))?;
+    // A new namespace's descriptor (for `IFLA_NET_NS_FD`) is taken while inside it; an
+    // existing one's is the one the thread entered it by.
+    let made = netns::create_each(&missing, |i| {
+        let fd = netns::open(netns::THREAD_SELF.as_ref())?;
+        inside(missing[i], true).map(|r| (fd, r))
+    })?;
     let paths: Vec<OwnedFd> = existing
         .iter()
         .map(|n| netns::open(&netns::named_path(n)?))
@@ -150,7 +155,7 @@ async fn open_namespaces(
 
     let mut out = BTreeMap::new();
     for (name, res) in missing.iter().zip(made) {
-        let (sock, fd, view, done) = res?;
+        let (fd, (sock, view, done)) = res?;
         created.push((*name).to_owned());
         changes.push(Change::new(format!("namespace {name}"), "created"));
         changes.extend(done);
@@ -164,8 +169,8 @@ async fn open_namespaces(
         .await?;
         out.insert((*name).to_owned(), Opened { nl, fd, view });
     }
-    for (name, res) in existing.iter().zip(entered) {
-        let (sock, fd, view, done) = res?;
+    for ((name, res), fd) in existing.iter().zip(entered).zip(paths) {
+        let (sock, view, done) = res?;
         changes.extend(done);
         let nl = Netlink::from_socket(sock)?;
         // `lo` up — also in a namespace a killed run made but did not finish.

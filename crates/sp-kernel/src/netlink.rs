@@ -196,15 +196,17 @@ impl Contents {
     /// Links, addresses, and the routes of `route_families`.
     pub fn read(sock: BorrowedFd<'_>, route_families: &[AddressFamily]) -> Result<Contents> {
         let mut out = Contents::default();
+        // The kernel fills a dump's reads up to the page size it picked (32 KiB at most).
+        let rx = &mut vec![0u8; 64 * 1024];
         let mut link = LinkMessage::default();
         skip_stats(&mut link);
-        for m in dump_blocking(sock, RouteNetlinkMessage::GetLink(link), "dump links")? {
+        for m in dump_blocking(sock, RouteNetlinkMessage::GetLink(link), rx, "dump links")? {
             if let RouteNetlinkMessage::NewLink(l) = m {
                 out.links.push(l);
             }
         }
         let addr = RouteNetlinkMessage::GetAddress(AddressMessage::default());
-        for m in dump_blocking(sock, addr, "dump addresses")? {
+        for m in dump_blocking(sock, addr, rx, "dump addresses")? {
             if let RouteNetlinkMessage::NewAddress(a) = m {
                 out.addresses.push(a);
             }
@@ -213,7 +215,7 @@ impl Contents {
             let mut route = RouteMessage::default();
             route.header.address_family = *family;
             let req = RouteNetlinkMessage::GetRoute(route);
-            for m in dump_blocking(sock, req, "dump routes")? {
+            for m in dump_blocking(sock, req, rx, "dump routes")? {
                 if let RouteNetlinkMessage::NewRoute(r) = m {
                     out.routes.push(r);
                 }
@@ -223,10 +225,11 @@ impl Contents {
     }
 }
 
-/// One dump request answered on a blocking socket.
+/// One dump request answered on a blocking socket, read through `rx`.
 fn dump_blocking(
     sock: BorrowedFd<'_>,
     request: RouteNetlinkMessage,
+    rx: &mut [u8],
     context: &str,
 ) -> Result<Vec<RouteNetlinkMessage>> {
     use nix::sys::socket::{recv, send, MsgFlags};
@@ -245,10 +248,8 @@ fn dump_blocking(
     req.serialize(&mut buf);
     send(sock.as_raw_fd(), &buf, MsgFlags::empty()).map_err(io)?;
     let mut out = Vec::new();
-    // The kernel fills a dump's reads up to the page size it picked (32 KiB at most).
-    let mut rx = vec![0u8; 64 * 1024];
     loop {
-        let n = recv(sock.as_raw_fd(), &mut rx, MsgFlags::empty()).map_err(io)?;
+        let n = recv(sock.as_raw_fd(), rx, MsgFlags::empty()).map_err(io)?;
         let mut at = 0;
         while at < n {
             let msg =

@@ -260,6 +260,8 @@ pub async fn take_down(
     purge: bool,
 ) -> Result<Vec<Change>> {
     let state = dirs.state.as_path();
+    // Open vSwitch reachable before anything is taken down.
+    let ovs = ovs::connect(plan, dirs).await?;
     let mut changes = Vec::new();
     if let Some(c) = &plan.cinder {
         let lv = loopvg(dirs);
@@ -288,7 +290,6 @@ pub async fn take_down(
     for r in &plan.routers {
         sp_l3::forget(state, &r.namespace)?;
     }
-    let ovs = ovs::connect(plan, dirs).await?;
     if let Some(ovs) = &ovs {
         ovs::remove_ports(ovs, plan, &mut changes).await?;
     }

@@ -157,13 +157,18 @@ pub(crate) async fn ensure_ports(
     plan: &NodePlan,
     changes: &mut Vec<Change>,
 ) -> Result<()> {
+    // Each bridge's ports read once (a read of the whole database each).
+    let mut ports_of: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for n in ovs_networks(plan) {
+        ports_of.insert(&n.bridge, ovs.list_ports(&n.bridge).await?);
+    }
     for (p, bridge) in ovs_ports(plan) {
         let dev = p.kind.device(&p.port_id);
         let spec = PortSpec {
             may_exist: true,
             ..PortSpec::new(&dev, "internal").neutron(&p.port_id, &p.mac)
         };
-        let on_bridge = ovs.list_ports(bridge).await?.contains(&dev);
+        let on_bridge = ports_of[bridge].contains(&dev);
         if on_bridge
             && nl.link_by_name(&dev).await?.is_none()
             && !in_namespace(&p.namespace, &dev).await?
