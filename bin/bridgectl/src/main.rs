@@ -167,6 +167,8 @@ enum Action {
 }
 
 fn main() -> ExitCode {
+    // Before any thread: namespaces are entered by threads.
+    sp_kernel::procs::prepare_descriptors();
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

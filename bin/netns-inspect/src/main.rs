@@ -48,6 +48,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before any thread: namespaces are entered by threads.
+    sp_kernel::procs::prepare_descriptors();
     let args = Args::parse();
     match run(&args) {
         Ok(code) => code,

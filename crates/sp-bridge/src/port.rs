@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use ipnet::IpNet;
 use netlink_packet_route::address::AddressMessage;
@@ -119,27 +119,27 @@ async fn open_namespaces(
             }
         }
     }
-    // Inside each namespace: sysctls, a netlink socket, what it holds.
-    type Inside = (OwnedFd, View, Vec<Change>);
+    // Inside each namespace: sysctls, netlink sockets, what it holds.
+    type Inside = (netlink::Sockets, View, Vec<Change>);
     let inside = |name: &str, fresh: bool| -> sp_kernel::Result<Inside> {
         let mut done = Vec::new();
         if fresh {
             netns::write_net_sysctl("ipv4/conf/all/promote_secondaries", "1")?;
             netns::write_net_sysctl("ipv4/conf/default/promote_secondaries", "1")?;
         }
-        if forward[name] && netns::read_net_sysctl("ipv4/ip_forward")? != "1" {
+        let socks = netlink::open_sockets()?;
+        // Read while here, on this thread: no request of the runtime waits for it.
+        let c = socks.contents(&families[name])?;
+        if forward[name] && !c.ipv4_forwarding {
             netns::write_net_sysctl("ipv4/ip_forward", "1")?;
             done.push(Change::new(format!("namespace {name}"), "ip_forward=1"));
         }
-        let sock = netlink::open_socket()?;
-        // Read while here, on this thread: no request of the runtime waits for it.
-        let c = netlink::Contents::read(sock.as_fd(), &families[name])?;
         let view = View {
             links: c.links,
             addresses: c.addresses,
             defaults: c.routes.into_iter().filter(is_main_default).collect(),
         };
-        Ok((sock, view, done))
+        Ok((socks, view, done))
     };
     // A new namespace's descriptor (for `IFLA_NET_NS_FD`) is taken while inside it; an
     // existing one's is the one the thread entered it by.
@@ -155,11 +155,11 @@ async fn open_namespaces(
 
     let mut out = BTreeMap::new();
     for (name, res) in missing.iter().zip(made) {
-        let (fd, (sock, view, done)) = res?;
+        let (fd, (socks, view, done)) = res?;
         created.push((*name).to_owned());
         changes.push(Change::new(format!("namespace {name}"), "created"));
         changes.extend(done);
-        let nl = Netlink::from_socket(sock)?;
+        let nl = Netlink::from_sockets(socks)?;
         set_link(
             &nl,
             LinkUnspec::new_with_index(1).up().build(),
@@ -170,9 +170,9 @@ async fn open_namespaces(
         out.insert((*name).to_owned(), Opened { nl, fd, view });
     }
     for ((name, res), fd) in existing.iter().zip(entered).zip(paths) {
-        let (sock, view, done) = res?;
+        let (socks, view, done) = res?;
         changes.extend(done);
-        let nl = Netlink::from_socket(sock)?;
+        let nl = Netlink::from_sockets(socks)?;
         // `lo` up — also in a namespace a killed run made but did not finish.
         if let Some(lo) = view
             .links

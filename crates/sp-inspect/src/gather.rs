@@ -12,7 +12,7 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::AddressFamily;
-use sp_kernel::netlink::{self, Netlink};
+use sp_kernel::netlink::{self, Contents, Netlink};
 use sp_kernel::netns::{self, NsId};
 use sp_kernel::{attrs, procs, Error, Result};
 use sp_neutron::{classify_device, classify_namespace, NamespaceKind};
@@ -49,13 +49,6 @@ impl Found {
     }
 }
 
-/// What one namespace's dumps returned.
-struct Dumped {
-    links: Vec<LinkMessage>,
-    addrs: Vec<AddressMessage>,
-    routes: Vec<RouteMessage>,
-}
-
 /// Inspects every network namespace visible from here. Must run inside a tokio runtime.
 pub async fn inspect() -> Result<Report> {
     let mut problems = Vec::new();
@@ -90,21 +83,23 @@ pub async fn inspect() -> Result<Report> {
         }
     }
     let fds: Vec<BorrowedFd> = opened.iter().map(|(_, fd)| fd.as_fd()).collect();
-    // One hop through all namespaces: a netlink socket and ip_forward from each.
+    // One hop through all namespaces: netlink sockets, what each holds, ip_forward.
     let hopped = netns::run_in_each(&fds, |_| {
-        let sock = netlink::open_socket()?;
-        let fwd = netns::read_net_sysctl("ipv4/ip_forward")
-            .ok()
-            .map(|v| v == "1");
-        Ok((sock, fwd))
+        let socks = netlink::open_sockets()?;
+        let mut held = socks.contents(&[AddressFamily::Inet, AddressFamily::Inet6])?;
+        held.routes.retain(|r| attrs::route_table(r) == MAIN_TABLE);
+        let fwd = Some(held.ipv4_forwarding);
+        Ok((socks, held, fwd))
     });
     let mut namespaces = Vec::new();
     let mut handles = Vec::new();
     let mut ns_fds = Vec::new();
+    let mut dumps = Vec::new();
     for ((f, fd), hop) in opened.into_iter().zip(hopped) {
         match hop {
-            Ok((sock, fwd)) => {
-                handles.push(Netlink::from_socket(sock)?);
+            Ok((socks, held, fwd)) => {
+                handles.push(Netlink::from_sockets(socks)?);
+                dumps.push(held);
                 ns_fds.push(fd);
                 namespaces.push((f, fwd));
             }
@@ -119,7 +114,6 @@ pub async fn inspect() -> Result<Report> {
         }
     }
 
-    let dumps = futures::future::try_join_all(handles.iter().map(dump)).await?;
     let peer_ns = resolve_nsids(&handles, &ns_fds, &namespaces, &dumps).await?;
 
     let mut out: Vec<Namespace> = namespaces
@@ -211,24 +205,6 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
     Ok(found)
 }
 
-/// The dumps of one namespace, one after the other: a netlink socket runs one dump at
-/// a time (a second one concurrently is refused with EBUSY). Namespaces run in parallel.
-async fn dump(nl: &Netlink) -> Result<Dumped> {
-    let links = nl.links().await?;
-    let addrs = nl.addresses().await?;
-    let mut routes = nl.routes(AddressFamily::Inet).await?;
-    routes.extend(nl.routes(AddressFamily::Inet6).await?);
-    let routes = routes
-        .into_iter()
-        .filter(|r| attrs::route_table(r) == MAIN_TABLE)
-        .collect();
-    Ok(Dumped {
-        links,
-        addrs,
-        routes,
-    })
-}
-
 /// Maps (namespace index, nsid it uses) to the index of the namespace that id names.
 /// Candidates are tried root and current first (where Neutron's veth peers live), and
 /// only until every id a namespace uses is resolved.
@@ -236,7 +212,7 @@ async fn resolve_nsids(
     handles: &[Netlink],
     fds: &[OwnedFd],
     namespaces: &[(Found, Option<bool>)],
-    dumps: &[Dumped],
+    dumps: &[Contents],
 ) -> Result<HashMap<(usize, i32), usize>> {
     let mut candidates: Vec<usize> = (0..namespaces.len()).collect();
     candidates.sort_by_key(|&i| (!namespaces[i].0.root, !namespaces[i].0.current));
@@ -272,7 +248,7 @@ async fn resolve_nsids(
         .collect())
 }
 
-fn build_namespace(f: &Found, ip_forward: Option<bool>, d: &Dumped) -> Namespace {
+fn build_namespace(f: &Found, ip_forward: Option<bool>, d: &Contents) -> Namespace {
     let (kind, id) = match f
         .names
         .iter()
@@ -291,7 +267,7 @@ fn build_namespace(f: &Found, ip_forward: Option<bool>, d: &Dumped) -> Namespace
     let links = d
         .links
         .iter()
-        .map(|l| build_link(l, &names_by_index, &d.addrs))
+        .map(|l| build_link(l, &names_by_index, &d.addresses))
         .collect();
     let routes = d
         .routes
@@ -468,7 +444,7 @@ fn build_route(r: &RouteMessage, names: &HashMap<u32, String>) -> Route {
 
 /// Fills in every veth's peer: same namespace when the link carries no
 /// `IFLA_LINK_NETNSID`, else the namespace that id names.
-fn link_peers(out: &mut [Namespace], dumps: &[Dumped], peer_ns: &HashMap<(usize, i32), usize>) {
+fn link_peers(out: &mut [Namespace], dumps: &[Contents], peer_ns: &HashMap<(usize, i32), usize>) {
     let mut peers = Vec::new();
     for (a, d) in dumps.iter().enumerate() {
         for l in &d.links {

@@ -1,16 +1,27 @@
 //! rtnetlink, one handle per network namespace.
 //!
 //! A netlink socket stays in the namespace where it was created. [`Netlink::open_in`]
-//! (and [`open_sockets_in`] for many namespaces at once) create the socket on a dedicated
-//! thread that enters the namespace and ends afterwards; the async side only ever sees
-//! the finished socket. Strict checking is on, so filtered dumps are filtered by the kernel.
+//! (and [`open_sockets_in`] for many namespaces at once) create the sockets on a
+//! dedicated thread that enters the namespace and ends afterwards; the async side only
+//! ever sees the finished sockets. Strict checking is on, so filtered dumps are filtered
+//! by the kernel.
+//!
+//! Each handle holds two sockets. Changes go through rtnetlink's connection (requests
+//! answered by acks, many in flight at once). Reads — dumps and single link lookups —
+//! are answered on the second socket, read straight through by the caller: the kernel
+//! fills a dump's answers while it is read, so nothing there waits on anything else,
+//! and the link messages are parsed for what this workspace reads only ([`parse_link`]):
+//! parsing every attribute of every link was most of a dump's cost.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 
-use futures::TryStreamExt;
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::{
+    DecodeError, NetlinkMessage, NetlinkPayload, NlaBuffer, NlasIterator, Parseable,
+    ParseableParametrized, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
 use netlink_packet_route::address::AddressMessage;
-use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkHeader, LinkMessage};
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -23,11 +34,21 @@ use crate::{netns, Error, Result};
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// The socket reads are answered on (one dump at a time per socket).
+    reads: Arc<Mutex<OwnedFd>>,
+}
+
+/// The two route-netlink sockets of a [`Netlink`], opened in one namespace: one for
+/// rtnetlink's connection, one for reads. [`Sockets::contents`] reads on the second
+/// without any async runtime — for a namespace hop reading what is inside while there.
+pub struct Sockets {
+    requests: OwnedFd,
+    reads: OwnedFd,
 }
 
 /// Opens a blocking route-netlink socket in the calling thread's namespace, with strict
-/// dump checking. No async runtime needed; pass it to [`Netlink::from_socket`].
-pub fn open_socket() -> Result<OwnedFd> {
+/// dump checking.
+fn open_socket() -> Result<OwnedFd> {
     let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| Error::io("open netlink socket", e))?;
     sock.bind_auto()
         .map_err(|e| Error::io("bind netlink socket", e))?;
@@ -37,33 +58,69 @@ pub fn open_socket() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(sock.into_raw_fd()) })
 }
 
-/// Opens one route-netlink socket inside each namespace (one thread hop for all of them).
-pub fn open_sockets_in<N: AsFd + Sync>(namespaces: &[N]) -> Result<Vec<OwnedFd>> {
-    netns::run_in_each(namespaces, |_| open_socket())
+/// A [`Netlink`]'s sockets in the calling thread's namespace. No async runtime needed;
+/// pass them to [`Netlink::from_sockets`].
+pub fn open_sockets() -> Result<Sockets> {
+    Ok(Sockets {
+        requests: open_socket()?,
+        reads: open_socket()?,
+    })
+}
+
+/// Opens a [`Netlink`]'s sockets inside each namespace (one thread hop for all of them).
+pub fn open_sockets_in<N: AsFd + Sync>(namespaces: &[N]) -> Result<Vec<Sockets>> {
+    netns::run_in_each(namespaces, |_| open_sockets())
         .into_iter()
         .collect()
 }
 
+impl Sockets {
+    /// What the namespace holds: links, addresses, and the routes of `route_families`.
+    pub fn contents(&self, route_families: &[AddressFamily]) -> Result<Contents> {
+        let sock = self.reads.as_fd();
+        let mut routes = Vec::new();
+        for family in route_families {
+            routes.extend(read_routes(sock, *family)?);
+        }
+        Ok(Contents {
+            links: read_links(sock)?,
+            addresses: read_addresses(sock)?,
+            routes,
+            ipv4_forwarding: read_ipv4_forwarding(sock)?,
+        })
+    }
+}
+
 impl Netlink {
-    /// Wraps a socket opened by [`open_socket`] (in whatever namespace) and starts its
+    /// Wraps sockets opened by [`open_sockets`] (in whatever namespace) and starts the
     /// connection task. Must be called from within a tokio runtime.
-    pub fn from_socket(fd: OwnedFd) -> Result<Self> {
-        // SAFETY: we own `fd`; TokioSocket takes it over.
-        let sock = unsafe { TokioSocket::from_raw_fd(fd.into_raw_fd()) };
+    pub fn from_sockets(socks: Sockets) -> Result<Self> {
+        // SAFETY: we own the descriptor; TokioSocket takes it over.
+        let sock = unsafe { TokioSocket::from_raw_fd(socks.requests.into_raw_fd()) };
         let (conn, handle, _) = rtnetlink::from_socket(sock);
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            reads: Arc::new(Mutex::new(socks.reads)),
+        })
     }
 
     /// A handle in the calling thread's own namespace.
     pub fn current() -> Result<Self> {
-        Self::from_socket(open_socket()?)
+        Self::from_sockets(open_sockets()?)
     }
 
     /// A handle inside the namespace `ns` (an open nsfs file).
     pub fn open_in(ns: OwnedFd) -> Result<Self> {
         let mut socks = open_sockets_in(std::slice::from_ref(&ns))?;
-        Self::from_socket(socks.pop().expect("one socket per namespace"))
+        Self::from_sockets(socks.pop().expect("sockets per namespace"))
+    }
+
+    /// Runs `read` on the read socket (one reader at a time: a netlink socket answers
+    /// one dump at a time).
+    fn read<T>(&self, read: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
+        let sock = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        read(sock.as_fd())
     }
 
     /// The underlying rtnetlink handle, for requests this type does not wrap.
@@ -98,52 +155,31 @@ impl Netlink {
 
     /// The link named `name`, or `None` when there is none.
     pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
-        let mut req = self.handle.link().get().match_name(name.to_owned());
-        skip_stats(req.message_mut());
-        let mut links = req.execute();
-        match links.try_next().await {
-            Ok(link) => Ok(link),
-            Err(rtnetlink::Error::NetlinkError(e))
-                if e.code.is_some_and(|c| -c.get() == libc::ENODEV) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(Error::netlink(format!("look up link {name}"), e)),
+        let mut msg = LinkMessage::default();
+        skip_stats(&mut msg);
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        let context = || format!("look up link {name}");
+        let req = encode(RouteNetlinkMessage::GetLink(msg), false);
+        match self.read(|sock| exchange(sock, &req, false, &context(), parse_link)) {
+            Ok(mut found) => Ok(found.pop()),
+            Err(Error::Netlink { source, .. }) if is_errno(&source, libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
-    /// Every link (`ip link show`), without their counters.
+    /// Every link (`ip link show`), with the attributes [`parse_link`] keeps.
     pub async fn links(&self) -> Result<Vec<LinkMessage>> {
-        let mut req = self.handle.link().get();
-        skip_stats(req.message_mut());
-        req.execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink("dump links", e))
+        self.read(read_links)
     }
 
     /// Every address of both families (`ip addr show`).
     pub async fn addresses(&self) -> Result<Vec<AddressMessage>> {
-        self.handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink("dump addresses", e))
+        self.read(read_addresses)
     }
 
     /// Every route of one family, all tables (`ip route show table all`).
     pub async fn routes(&self, family: AddressFamily) -> Result<Vec<RouteMessage>> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = family;
-        self.handle
-            .route()
-            .get(msg)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink("dump routes", e))
+        self.read(|sock| read_routes(sock, family))
     }
 
     /// The id this namespace uses for the namespace open at `other`
@@ -181,99 +217,257 @@ impl Netlink {
     }
 }
 
-/// What a namespace holds, read over a blocking socket from [`open_socket`] on the
-/// calling thread — for threads that run no async runtime, such as a namespace hop
-/// ([`netns::run_in_each`]) reading what is inside while it is there.
+/// What a namespace holds ([`Sockets::contents`]).
 #[derive(Debug, Default)]
 pub struct Contents {
     pub links: Vec<LinkMessage>,
     pub addresses: Vec<AddressMessage>,
     /// Routes of the families asked for, all tables.
     pub routes: Vec<RouteMessage>,
+    /// `net.ipv4.ip_forward`.
+    pub ipv4_forwarding: bool,
 }
 
-impl Contents {
-    /// Links, addresses, and the routes of `route_families`.
-    pub fn read(sock: BorrowedFd<'_>, route_families: &[AddressFamily]) -> Result<Contents> {
-        let mut out = Contents::default();
-        // The kernel fills a dump's reads up to the page size it picked (32 KiB at most).
-        let rx = &mut vec![0u8; 64 * 1024];
-        let mut link = LinkMessage::default();
-        skip_stats(&mut link);
-        for m in dump_blocking(sock, RouteNetlinkMessage::GetLink(link), rx, "dump links")? {
-            if let RouteNetlinkMessage::NewLink(l) = m {
-                out.links.push(l);
-            }
-        }
-        let addr = RouteNetlinkMessage::GetAddress(AddressMessage::default());
-        for m in dump_blocking(sock, addr, rx, "dump addresses")? {
-            if let RouteNetlinkMessage::NewAddress(a) = m {
-                out.addresses.push(a);
-            }
-        }
-        for family in route_families {
-            let mut route = RouteMessage::default();
-            route.header.address_family = *family;
-            let req = RouteNetlinkMessage::GetRoute(route);
-            for m in dump_blocking(sock, req, rx, "dump routes")? {
-                if let RouteNetlinkMessage::NewRoute(r) = m {
-                    out.routes.push(r);
-                }
-            }
-        }
-        Ok(out)
-    }
+fn read_links(sock: BorrowedFd<'_>) -> Result<Vec<LinkMessage>> {
+    let mut msg = LinkMessage::default();
+    skip_stats(&mut msg);
+    let req = encode(RouteNetlinkMessage::GetLink(msg), true);
+    exchange(sock, &req, true, "dump links", parse_link)
 }
 
-/// One dump request answered on a blocking socket, read through `rx`.
-fn dump_blocking(
+fn read_addresses(sock: BorrowedFd<'_>) -> Result<Vec<AddressMessage>> {
+    let req = encode(
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        true,
+    );
+    exchange(sock, &req, true, "dump addresses", |t, b| {
+        (t == libc::RTM_NEWADDR)
+            .then(|| AddressMessage::parse(b))
+            .transpose()
+    })
+}
+
+fn read_routes(sock: BorrowedFd<'_>, family: AddressFamily) -> Result<Vec<RouteMessage>> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family;
+    let req = encode(RouteNetlinkMessage::GetRoute(msg), true);
+    exchange(sock, &req, true, "dump routes", |t, b| {
+        (t == libc::RTM_NEWROUTE)
+            .then(|| RouteMessage::parse(b))
+            .transpose()
+    })
+}
+
+/// Whether the namespace forwards IPv4 (`net.ipv4.ip_forward`, the same value as
+/// `conf/all/forwarding`), asked by `RTM_GETNETCONF`: reading the file under
+/// `/proc/sys/net` costs a walk over every namespace's entries of that name.
+fn read_ipv4_forwarding(sock: BorrowedFd<'_>) -> Result<bool> {
+    // netlink-packet-route has no netconf messages: encoded here
+    // (include/uapi/linux/netconf.h, rtnetlink.h).
+    const RTM_NEWNETCONF: u16 = 80;
+    const RTM_GETNETCONF: u16 = 82;
+    const NETCONFA_IFINDEX: u16 = 1;
+    const NETCONFA_FORWARDING: u16 = 2;
+    const NETCONFA_IFINDEX_ALL: i32 = -1;
+    let mut req = Vec::with_capacity(28);
+    req.extend_from_slice(&28u32.to_ne_bytes());
+    req.extend_from_slice(&RTM_GETNETCONF.to_ne_bytes());
+    req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    req.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+    req.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0]); // struct netconfmsg, padded
+    req.extend_from_slice(&8u16.to_ne_bytes());
+    req.extend_from_slice(&NETCONFA_IFINDEX.to_ne_bytes());
+    req.extend_from_slice(&NETCONFA_IFINDEX_ALL.to_ne_bytes());
+    let found = exchange(sock, &req, false, "read ipv4 forwarding", |t, b| {
+        if t != RTM_NEWNETCONF {
+            return Ok(None);
+        }
+        let attrs = b
+            .get(4..)
+            .ok_or("netconf message shorter than its header")?;
+        for nla in NlasIterator::new(attrs) {
+            let nla = nla?;
+            if nla.kind() == NETCONFA_FORWARDING {
+                let v = nla.value().get(..4).ok_or("short NETCONFA_FORWARDING")?;
+                return Ok(Some(
+                    i32::from_ne_bytes(v.try_into().expect("4 bytes")) != 0,
+                ));
+            }
+        }
+        Err("netconf answer without NETCONFA_FORWARDING".into())
+    })?;
+    found.first().copied().ok_or_else(|| {
+        Error::io(
+            "read ipv4 forwarding",
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "no netconf answer"),
+        )
+    })
+}
+
+/// `message` as a request, a dump when `dump`.
+fn encode(message: RouteNetlinkMessage, dump: bool) -> Vec<u8> {
+    let mut req = NetlinkMessage::from(message);
+    req.header.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 };
+    req.header.sequence_number = 1;
+    req.finalize();
+    let mut buf = vec![0; req.buffer_len()];
+    req.serialize(&mut buf);
+    buf
+}
+
+/// Sends `request` (a dump when `dump`) on a blocking socket and parses each answer
+/// with `parse` (message type, payload; `None` skips it) until the dump is done, or
+/// the single answer came.
+fn exchange<T>(
     sock: BorrowedFd<'_>,
-    request: RouteNetlinkMessage,
+    request: &[u8],
+    dump: bool,
+    context: &str,
+    parse: impl Fn(u16, &[u8]) -> std::result::Result<Option<T>, DecodeError>,
+) -> Result<Vec<T>> {
+    use nix::sys::socket::{send, MsgFlags};
+    let io = |e: nix::errno::Errno| Error::io(context, std::io::Error::from(e));
+    send(sock.as_raw_fd(), request, MsgFlags::empty()).map_err(io)?;
+    thread_local! {
+        // The kernel fills a dump's reads up to the size it picked (32 KiB at most).
+        // One buffer per thread: zeroing a new one per read cost more than the read.
+        static RX: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+    }
+    RX.with_borrow_mut(|rx| receive(sock, dump, rx, context, parse))
+}
+
+/// Reads the answers of [`exchange`]'s request through `rx`.
+fn receive<T>(
+    sock: BorrowedFd<'_>,
+    dump: bool,
     rx: &mut [u8],
     context: &str,
-) -> Result<Vec<RouteNetlinkMessage>> {
-    use nix::sys::socket::{recv, send, MsgFlags};
+    parse: impl Fn(u16, &[u8]) -> std::result::Result<Option<T>, DecodeError>,
+) -> Result<Vec<T>> {
+    use netlink_packet_core::{NetlinkBuffer, NLMSG_DONE, NLMSG_ERROR};
+    use nix::sys::socket::{recv, MsgFlags};
     let io = |e: nix::errno::Errno| Error::io(context, std::io::Error::from(e));
-    let bad = |e: netlink_packet_core::DecodeError| {
+    let bad = |e: DecodeError| {
         Error::io(
             context,
             std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
         )
     };
-    let mut req = NetlinkMessage::from(request);
-    req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    req.header.sequence_number = 1;
-    req.finalize();
-    let mut buf = vec![0; req.buffer_len()];
-    req.serialize(&mut buf);
-    send(sock.as_raw_fd(), &buf, MsgFlags::empty()).map_err(io)?;
     let mut out = Vec::new();
+    // A dump is read to its end even when an answer cannot be parsed: the socket
+    // could not start another dump before that.
+    let mut failed = None;
     loop {
-        let n = recv(sock.as_raw_fd(), rx, MsgFlags::empty()).map_err(io)?;
+        let n = match recv(sock.as_raw_fd(), rx, MsgFlags::empty()) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => r.map_err(io)?,
+        };
         let mut at = 0;
         while at < n {
-            let msg =
-                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[at..n]).map_err(bad)?;
-            let len = msg.header.length as usize;
-            match msg.payload {
-                NetlinkPayload::InnerMessage(m) => out.push(m),
-                NetlinkPayload::Done(_) => return Ok(out),
-                NetlinkPayload::Error(e) if e.code.is_some() => {
-                    return Err(Error::netlink(context, rtnetlink::Error::NetlinkError(e)))
+            let msg = NetlinkBuffer::new_checked(&rx[at..n]).map_err(bad)?;
+            let len = msg.length() as usize;
+            let last = match msg.message_type() {
+                NLMSG_DONE => true,
+                NLMSG_ERROR => {
+                    let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[at..n])
+                        .map_err(bad)?;
+                    if let NetlinkPayload::Error(e) = m.payload {
+                        if e.code.is_some() {
+                            let e = rtnetlink::Error::NetlinkError(e);
+                            failed.get_or_insert(Error::netlink(context, e));
+                        }
+                    }
+                    true
                 }
-                _ => {}
-            }
-            if len == 0 {
-                break;
+                t => {
+                    match parse(t, msg.payload()) {
+                        Ok(parsed) => out.extend(parsed),
+                        Err(e) => {
+                            failed.get_or_insert(bad(e));
+                        }
+                    }
+                    !dump
+                }
+            };
+            if last {
+                return failed.map_or(Ok(out), Err);
             }
             at += (len + 3) & !3;
         }
     }
 }
 
+/// Whether a netlink error is `errno`.
+fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.code.is_some_and(|c| -c.get() == errno))
+}
+
+// Link attribute numbers (include/uapi/linux/if_link.h).
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
+const IFLA_MASTER: u16 = 10;
+const IFLA_OPERSTATE: u16 = 16;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_GROUP: u16 = 27;
+const IFLA_LINK_NETNSID: u16 = 37;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+
+/// A link message with the attributes this workspace reads — name, MTU, MAC, master,
+/// operstate, group, the peer (`IFLA_LINK`, `IFLA_LINK_NETNSID`), kind and kind data —
+/// and the header (index, flags). The rest (per-family settings, a bridge port's data,
+/// queues, maps…) is most of a message's bytes and is skipped unparsed.
+pub fn parse_link(
+    kind: u16,
+    payload: &[u8],
+) -> std::result::Result<Option<LinkMessage>, DecodeError> {
+    if kind != libc::RTM_NEWLINK {
+        return Ok(None);
+    }
+    let mut link = LinkMessage::default();
+    link.header = LinkHeader::parse(payload)?;
+    let family = link.header.interface_family;
+    let attrs = payload
+        .get(16..)
+        .ok_or("link message shorter than its header")?;
+    for nla in NlasIterator::new(attrs) {
+        let nla = nla?;
+        match nla.kind() {
+            IFLA_ADDRESS | IFLA_IFNAME | IFLA_MTU | IFLA_LINK | IFLA_MASTER | IFLA_OPERSTATE
+            | IFLA_GROUP | IFLA_LINK_NETNSID => link
+                .attributes
+                .push(LinkAttribute::parse_with_param(&nla, family)?),
+            IFLA_LINKINFO => {
+                // Kind and data only: the port data a bridge's port carries is large
+                // and unread.
+                let mut kept = vec![0u8; 4];
+                for info in NlasIterator::new(nla.value()) {
+                    let info = info?;
+                    if matches!(info.kind(), IFLA_INFO_KIND | IFLA_INFO_DATA) {
+                        let raw = &info.into_inner()[..info.length() as usize];
+                        kept.extend_from_slice(raw);
+                        kept.resize(kept.len().next_multiple_of(4), 0);
+                    }
+                }
+                let len = u16::try_from(kept.len()).map_err(|_| "IFLA_LINKINFO too long")?;
+                kept[..2].copy_from_slice(&len.to_ne_bytes());
+                kept[2..4].copy_from_slice(&IFLA_LINKINFO.to_ne_bytes());
+                let info = NlaBuffer::new_checked(&kept[..])?;
+                link.attributes
+                    .push(LinkAttribute::parse_with_param(&info, family)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(link))
+}
+
 /// Asks the kernel to leave the counters out of link answers (`RTEXT_FILTER_SKIP_STATS`,
-/// as `ip link show` without `-s` does): nothing here reads them, and filling and
-/// parsing them is a large share of a dump's cost.
+/// as `ip link show` without `-s` does): nothing here reads them, and filling them is a
+/// large share of a dump's cost.
 fn skip_stats(msg: &mut LinkMessage) {
     msg.attributes
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));

@@ -2,7 +2,6 @@
 //! when the dump spans many reads.
 
 use std::collections::BTreeSet;
-use std::os::fd::AsFd;
 
 use netlink_packet_route::AddressFamily;
 use sp_kernel::{attrs, netlink};
@@ -28,8 +27,10 @@ fn contents_read_matches_ip_also_across_many_reads() {
     scene::ip(&["-batch", file.to_str().unwrap()]);
     std::fs::remove_file(&file).unwrap();
 
-    let sock = netlink::open_socket().unwrap();
-    let c = netlink::Contents::read(sock.as_fd(), &[AddressFamily::Inet]).unwrap();
+    let c = netlink::open_sockets()
+        .unwrap()
+        .contents(&[AddressFamily::Inet])
+        .unwrap();
     let ours: BTreeSet<String> = c
         .links
         .iter()
@@ -65,4 +66,91 @@ fn contents_read_matches_ip_also_across_many_reads() {
         .routes
         .iter()
         .all(|r| r.header.address_family == AddressFamily::Inet));
+}
+
+/// `ipv4_forwarding` (asked by RTM_GETNETCONF) is what `sysctl net.ipv4.ip_forward`
+/// reads, both ways; the links keep what the reconcilers read: kind, master, MTU, MAC,
+/// the veth peer, VXLAN settings.
+#[test]
+fn contents_forwarding_and_link_attributes_match_ip() {
+    sandbox::enter();
+    let forwarding = || {
+        let v = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+        netlink::open_sockets()
+            .unwrap()
+            .contents(&[])
+            .map(|c| (c.ipv4_forwarding, v.trim() == "1"))
+            .unwrap()
+    };
+    assert_eq!(forwarding(), (false, false));
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
+    assert_eq!(forwarding(), (true, true));
+
+    scene::ip(&["link", "add", "br0", "mtu", "1400", "type", "bridge"]);
+    scene::ip(&["link", "add", "v0", "type", "veth", "peer", "name", "p0"]);
+    scene::ip(&["link", "set", "v0", "master", "br0"]);
+    scene::ip(&[
+        "link",
+        "add",
+        "vx7",
+        "type",
+        "vxlan",
+        "id",
+        "7",
+        "dstport",
+        "8472",
+        "local",
+        "10.9.9.9",
+        "nolearning",
+    ]);
+    let c = netlink::open_sockets().unwrap().contents(&[]).unwrap();
+    for theirs in oracle::links(None) {
+        let name = theirs["ifname"].as_str().unwrap();
+        let ours = c
+            .links
+            .iter()
+            .find(|l| attrs::link_name(l) == Some(name))
+            .unwrap_or_else(|| panic!("{name} not read"));
+        assert_eq!(
+            attrs::link_mtu(ours),
+            theirs["mtu"].as_u64().map(|m| m as u32)
+        );
+        let mac = attrs::link_mac(ours).map(|m| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        });
+        assert_eq!(mac.as_deref(), theirs["address"].as_str(), "{name}");
+        let master = attrs::link_master(ours).and_then(|i| {
+            c.links
+                .iter()
+                .find(|l| l.header.index == i)
+                .and_then(attrs::link_name)
+        });
+        assert_eq!(master, theirs["master"].as_str(), "{name}");
+        let kind = attrs::link_kind(ours).map(|k| k.to_string());
+        let their_kind = theirs["linkinfo"]["info_kind"].as_str();
+        assert_eq!(kind.as_deref(), their_kind, "{name}");
+        if name == "v0" {
+            let peer = attrs::link_peer(ours).0.and_then(|i| {
+                c.links
+                    .iter()
+                    .find(|l| l.header.index == i)
+                    .and_then(attrs::link_name)
+            });
+            assert_eq!(peer, Some("p0"));
+            assert_eq!(theirs["link"].as_str(), Some("p0"));
+        }
+    }
+    let vx = c
+        .links
+        .iter()
+        .find(|l| attrs::link_name(l) == Some("vx7"))
+        .unwrap();
+    let Some(netlink_packet_route::link::InfoData::Vxlan(opts)) = attrs::link_data(vx) else {
+        panic!("no VXLAN data kept: {vx:?}");
+    };
+    assert!(opts.contains(&netlink_packet_route::link::InfoVxlan::Id(7)));
+    assert!(opts.contains(&netlink_packet_route::link::InfoVxlan::Learning(false)));
 }

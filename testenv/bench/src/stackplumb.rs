@@ -371,7 +371,7 @@ pub fn run(n: usize, runs: usize) {
             assert!(again.is_empty(), "{again:?}");
         }
         let mut cli_times = vec![cli_first];
-        cli_times.extend((0..4).map(|_| cli_reapply()));
+        cli_times.extend((0..9).map(|_| cli_reapply()));
         let t = Instant::now();
         take_down(&nl, controller, &dirs, true).await.unwrap();
         (apply, reapply, cli_times, t.elapsed())
@@ -404,9 +404,11 @@ pub fn run(n: usize, runs: usize) {
         rest.len()
     );
     println!(
-        "  the same by `stackplumb apply` (a new process, files and topology read): first {:.1} ms right after the apply, then median {:.1} ms of {}",
+        "  the same by `stackplumb apply` (a new process, files and topology read): first {:.1} ms right after the apply, then median {:.1} ms (min {:.1}, max {:.1}) of {}",
         ms(cli_first),
         ms(cli_rest[cli_rest.len() / 2]),
+        ms(cli_rest[0]),
+        ms(cli_rest[cli_rest.len() - 1]),
         cli_rest.len()
     );
     crate::report(
