@@ -142,8 +142,7 @@ async fn this_node<'a>(
             .ok_or_else(|| format!("no node {n:?} in the topology").into());
     }
     let mine: Vec<_> = nl
-        .addresses()
-        .await?
+        .addresses()?
         .iter()
         .filter_map(sp_kernel::attrs::address_ip)
         .collect();

@@ -315,7 +315,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub async fn read(nl: &Netlink) -> Result<Self> {
-        Self::read_with(nl, &Links::read(nl).await?).await
+        Self::read_with(nl, &Links::read(nl)?).await
     }
 
     /// [`Snapshot::read`] with the links (for their names) read by the caller.

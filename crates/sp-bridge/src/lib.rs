@@ -48,9 +48,9 @@ pub struct Links {
 }
 
 impl Links {
-    pub async fn read(nl: &Netlink) -> Result<Links> {
+    pub fn read(nl: &Netlink) -> Result<Links> {
         let mut out = Links::default();
-        for l in nl.links().await? {
+        for l in nl.links()? {
             if let Some(n) = attrs::link_name(&l).map(str::to_owned) {
                 out.names.insert(l.header.index, n.clone());
                 out.by_name.insert(n, l);

@@ -135,8 +135,7 @@ pub(crate) async fn ensure_master(
 
 /// Finds link `name`, failing when it is missing.
 pub(crate) async fn require_link(nl: &Netlink, name: &str) -> Result<LinkMessage> {
-    nl.link_by_name(name)
-        .await?
+    nl.link_by_name(name)?
         .ok_or_else(|| Error::NoSuchLink(name.to_owned()))
 }
 
@@ -146,7 +145,7 @@ pub(crate) async fn require_link(nl: &Netlink, name: &str) -> Result<LinkMessage
 /// be a handle of the calling thread's namespace.
 pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) -> Result<u32> {
     input::ifname(name)?;
-    let existing = nl.link_by_name(name).await?;
+    let existing = nl.link_by_name(name)?;
     Ok(ensure_bridge_made(nl, name, existing, changes).await?.0)
 }
 
@@ -154,7 +153,7 @@ pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) 
 async fn lookup(nl: &Netlink, known: Option<&Links>, name: &str) -> Result<Option<LinkMessage>> {
     Ok(match known {
         Some(k) => k.get(name).cloned(),
-        None => nl.link_by_name(name).await?,
+        None => nl.link_by_name(name)?,
     })
 }
 
@@ -392,7 +391,7 @@ pub async fn ensure_networks(
         }
     }
     let addrs = if specs.iter().any(|s| s.vxlan.is_some()) {
-        nl.addresses().await?
+        nl.addresses()?
     } else {
         Vec::new()
     };

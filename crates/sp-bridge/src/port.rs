@@ -86,51 +86,46 @@ struct Opened {
     view: View,
 }
 
-/// Opens (creating when missing) every namespace the ports name, in one thread hop:
-/// new ones get `promote_secondaries=1` and `lo` up, routers `ip_forward=1`.
-async fn open_namespaces(
-    ports: &[PortSpec],
-    created: &mut Vec<String>,
-    changes: &mut Vec<Change>,
-) -> Result<BTreeMap<String, Opened>> {
-    let mut forward: BTreeMap<&str, bool> = BTreeMap::new();
-    for p in ports {
-        *forward.entry(&p.namespace).or_default() |= p.ip_forward;
-    }
-    let live: BTreeSet<String> = netns::list_named()?
-        .into_iter()
-        .filter(|e| e.state.is_ok())
-        .map(|e| e.name)
-        .collect();
-    let (existing, missing): (Vec<&str>, Vec<&str>) =
-        forward.keys().copied().partition(|n| live.contains(*n));
+/// What each namespace the ports name wants: `ip_forward`, and the route families whose
+/// default route a port of it sets.
+struct Wants<'a> {
+    forward: BTreeMap<&'a str, bool>,
+    families: BTreeMap<&'a str, Vec<AddressFamily>>,
+}
 
-    // The route families whose default route a port of each namespace wants.
-    let mut families: BTreeMap<&str, Vec<AddressFamily>> = BTreeMap::new();
-    for p in ports {
-        let f = families.entry(&p.namespace).or_default();
-        if let Some(gw) = p.gateway {
-            let family = match gw {
-                IpAddr::V4(_) => AddressFamily::Inet,
-                IpAddr::V6(_) => AddressFamily::Inet6,
-            };
-            if !f.contains(&family) {
-                f.push(family);
+impl<'a> Wants<'a> {
+    fn of(ports: &'a [PortSpec]) -> Self {
+        let mut w = Wants {
+            forward: BTreeMap::new(),
+            families: BTreeMap::new(),
+        };
+        for p in ports {
+            *w.forward.entry(&p.namespace).or_default() |= p.ip_forward;
+            let f = w.families.entry(&p.namespace).or_default();
+            if let Some(gw) = p.gateway {
+                let family = match gw {
+                    IpAddr::V4(_) => AddressFamily::Inet,
+                    IpAddr::V6(_) => AddressFamily::Inet6,
+                };
+                if !f.contains(&family) {
+                    f.push(family);
+                }
             }
         }
+        w
     }
-    // Inside each namespace: sysctls, netlink sockets, what it holds.
-    type Inside = (netlink::Sockets, View, Vec<Change>);
-    let inside = |name: &str, fresh: bool| -> sp_kernel::Result<Inside> {
+
+    /// Inside namespace `name` (`fresh`: just made): sysctls, netlink sockets, what it
+    /// holds — read on this thread, so no request of the runtime waits for it.
+    fn inside(&self, name: &str, fresh: bool) -> sp_kernel::Result<Inside> {
         let mut done = Vec::new();
         if fresh {
             netns::write_net_sysctl("ipv4/conf/all/promote_secondaries", "1")?;
             netns::write_net_sysctl("ipv4/conf/default/promote_secondaries", "1")?;
         }
         let socks = netlink::open_sockets()?;
-        // Read while here, on this thread: no request of the runtime waits for it.
-        let c = socks.contents(&families[name])?;
-        if forward[name] && !c.ipv4_forwarding {
+        let c = socks.contents(&self.families[name])?;
+        if self.forward[name] && !c.ipv4_forwarding {
             netns::write_net_sysctl("ipv4/ip_forward", "1")?;
             done.push(Change::new(format!("namespace {name}"), "ip_forward=1"));
         }
@@ -140,18 +135,80 @@ async fn open_namespaces(
             defaults: c.routes.into_iter().filter(is_main_default).collect(),
         };
         Ok((socks, view, done))
+    }
+}
+
+type Inside = (netlink::Sockets, View, Vec<Change>);
+
+/// The ports' namespaces that exist, entered and read (and `ip_forward` set where a
+/// port wants it): what [`plug_with`] starts from.
+pub struct Entered {
+    /// By name: the descriptor it was entered by (for `IFLA_NET_NS_FD`), and what the
+    /// hop found.
+    namespaces: BTreeMap<String, (OwnedFd, Inside)>,
+}
+
+/// Enters every existing namespace `ports` name (one hop, a thread per CPU) while the
+/// calling thread runs `meanwhile` — reading the host's links, say.
+pub fn enter_while<R>(ports: &[PortSpec], meanwhile: impl FnOnce() -> R) -> (Result<Entered>, R) {
+    let wants = Wants::of(ports);
+    let existing = || -> Result<(Vec<&str>, Vec<OwnedFd>)> {
+        for p in ports {
+            p.validate()?;
+        }
+        let live: BTreeSet<String> = netns::list_named()?
+            .into_iter()
+            .filter(|e| e.state.is_ok())
+            .map(|e| e.name)
+            .collect();
+        let names: Vec<&str> = wants
+            .forward
+            .keys()
+            .copied()
+            .filter(|n| live.contains(*n))
+            .collect();
+        let fds = names
+            .iter()
+            .map(|n| netns::open(&netns::named_path(n)?))
+            .collect::<sp_kernel::Result<_>>()?;
+        Ok((names, fds))
     };
-    // A new namespace's descriptor (for `IFLA_NET_NS_FD`) is taken while inside it; an
-    // existing one's is the one the thread entered it by.
+    let (names, fds) = match existing() {
+        Ok(found) => found,
+        Err(e) => return (Err(e), meanwhile()),
+    };
+    let (read, here) = netns::run_in_each_while(&fds, |i| wants.inside(names[i], false), meanwhile);
+    let entered = names
+        .iter()
+        .zip(fds)
+        .zip(read)
+        .map(|((name, fd), r)| Ok(((*name).to_owned(), (fd, r?))))
+        .collect::<Result<_>>()
+        .map(|namespaces| Entered { namespaces });
+    (entered, here)
+}
+
+/// Makes the namespaces `ports` name that `entered` lacks (one thread hop: like `ip netns
+/// add`, `promote_secondaries=1`, `lo` up, routers `ip_forward=1`), and opens all of them
+/// for plugging.
+async fn open_namespaces(
+    ports: &[PortSpec],
+    entered: Entered,
+    created: &mut Vec<String>,
+    changes: &mut Vec<Change>,
+) -> Result<BTreeMap<String, Opened>> {
+    let wants = Wants::of(ports);
+    let missing: Vec<&str> = wants
+        .forward
+        .keys()
+        .copied()
+        .filter(|n| !entered.namespaces.contains_key(*n))
+        .collect();
+    // A new namespace's descriptor (for `IFLA_NET_NS_FD`) is taken while inside it.
     let made = netns::create_each(&missing, |i| {
         let fd = netns::open(netns::THREAD_SELF.as_ref())?;
-        inside(missing[i], true).map(|r| (fd, r))
+        wants.inside(missing[i], true).map(|r| (fd, r))
     })?;
-    let paths: Vec<OwnedFd> = existing
-        .iter()
-        .map(|n| netns::open(&netns::named_path(n)?))
-        .collect::<sp_kernel::Result<_>>()?;
-    let entered = netns::run_in_each(&paths, |i| inside(existing[i], false));
 
     let mut out = BTreeMap::new();
     for (name, res) in missing.iter().zip(made) {
@@ -169,8 +226,7 @@ async fn open_namespaces(
         .await?;
         out.insert((*name).to_owned(), Opened { nl, fd, view });
     }
-    for ((name, res), fd) in existing.iter().zip(entered).zip(paths) {
-        let (socks, view, done) = res?;
+    for (name, (fd, (socks, view, done))) in entered.namespaces {
         changes.extend(done);
         let nl = Netlink::from_sockets(socks)?;
         // `lo` up — also in a namespace a killed run made but did not finish.
@@ -181,7 +237,7 @@ async fn open_namespaces(
         {
             ensure_up(&nl, lo, &format!("lo in {name}"), changes).await?;
         }
-        out.insert((*name).to_owned(), Opened { nl, fd, view });
+        out.insert(name, Opened { nl, fd, view });
     }
     Ok(out)
 }
@@ -189,15 +245,17 @@ async fn open_namespaces(
 /// Plugs every port; changes only what differs. On failure, the veths and namespaces
 /// this call created are removed again before the error is returned.
 pub async fn plug(host: &Netlink, ports: &[PortSpec], changes: &mut Vec<Change>) -> Result<()> {
-    plug_with(host, &Links::read(host).await?, ports, changes).await
+    let (entered, links) = enter_while(ports, || Links::read(host));
+    plug_with(host, &links?, entered?, ports, changes).await
 }
 
-/// [`plug`] with the host's links as they are now, read by the caller: one dump serves
-/// every lookup (a query per link would cost the kernel a walk over every namespace id
-/// per answer).
+/// [`plug`] from what is known already: the host's links as they are now (one dump
+/// serves every lookup — a query per link would cost the kernel a walk over every
+/// namespace id per answer), and the ports' existing namespaces, [`enter_while`]d.
 pub async fn plug_with(
     host: &Netlink,
     host_links: &Links,
+    entered: Entered,
     ports: &[PortSpec],
     changes: &mut Vec<Change>,
 ) -> Result<()> {
@@ -205,7 +263,7 @@ pub async fn plug_with(
         p.validate()?;
     }
     let mut created_ns = Vec::new();
-    let result = plug_all(host, host_links, ports, &mut created_ns, changes).await;
+    let result = plug_all(host, host_links, entered, ports, &mut created_ns, changes).await;
     if let Err(cause) = result {
         let mut rollback = Vec::new();
         for tap in ports
@@ -234,6 +292,7 @@ pub async fn plug_with(
 async fn plug_all(
     host: &Netlink,
     host_links: &Links,
+    entered: Entered,
     ports: &[PortSpec],
     created_ns: &mut Vec<String>,
     changes: &mut Vec<Change>,
@@ -259,7 +318,7 @@ async fn plug_all(
         }
         bridge_links.insert(b.to_owned(), link);
     }
-    let namespaces = open_namespaces(ports, created_ns, changes).await?;
+    let namespaces = open_namespaces(ports, entered, created_ns, changes).await?;
     // What each namespace holds; also to refuse duplicate addresses before any change.
     // What each namespace held: to refuse duplicate addresses before any change.
     for p in ports {

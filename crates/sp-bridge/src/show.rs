@@ -48,8 +48,8 @@ pub struct VxlanView {
 
 /// Every bridge of the handle's namespace.
 pub async fn show(nl: &Netlink) -> Result<Vec<BridgeView>> {
-    let links = nl.links().await?;
-    let addrs = nl.addresses().await?;
+    let links = nl.links()?;
+    let addrs = nl.addresses()?;
     let name_of = |i: u32| {
         links
             .iter()

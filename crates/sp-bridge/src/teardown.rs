@@ -18,7 +18,7 @@ use crate::{uplink, Change, Error, Faults, Result};
 
 /// Deletes link `name` if it exists; true when it did.
 pub async fn delete_link(nl: &Netlink, name: &str) -> Result<bool> {
-    match nl.link_by_name(name).await? {
+    match nl.link_by_name(name)? {
         Some(l) => {
             delete_links(nl, &[l]).await?;
             Ok(true)
@@ -43,7 +43,7 @@ pub async fn delete_links(nl: &Netlink, links: &[LinkMessage]) -> Result<()> {
     if links.is_empty() {
         return Ok(());
     }
-    let used: Vec<u32> = nl.links().await?.iter().map(group_of).collect();
+    let used: Vec<u32> = nl.links()?.iter().map(group_of).collect();
     let mut group = 0x5350_0000 | (std::process::id() & 0xffff);
     while used.contains(&group) {
         group = group.wrapping_add(0x1_0000);
@@ -76,7 +76,7 @@ pub async fn unplug(nl: &Netlink, port_ids: &[String], changes: &mut Vec<Change>
     let mut doomed = Vec::new();
     for id in port_ids {
         let tap = tap_name(id);
-        if let Some(l) = nl.link_by_name(&tap).await? {
+        if let Some(l) = nl.link_by_name(&tap)? {
             doomed.push(l);
             changes.push(Change::new(
                 format!("veth {tap}"),
@@ -96,7 +96,7 @@ pub async fn delete_networks(
     network_ids: &[String],
     changes: &mut Vec<Change>,
 ) -> Result<()> {
-    let all = nl.links().await?;
+    let all = nl.links()?;
     // One pass to index the links: by name, and the ports of each master.
     let mut by_name: HashMap<&str, &LinkMessage> = HashMap::new();
     let mut ports_of: HashMap<u32, Vec<&LinkMessage>> = HashMap::new();

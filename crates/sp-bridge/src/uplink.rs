@@ -144,8 +144,7 @@ impl Step<'_> {
 /// Global addresses of a link (scope universe), in kernel order.
 pub async fn global_addresses(nl: &Netlink, index: u32) -> Result<Vec<AddressMessage>> {
     Ok(nl
-        .addresses()
-        .await?
+        .addresses()?
         .into_iter()
         .filter(|a| a.header.index == index && u8::from(a.header.scope) == 0)
         .collect())
@@ -155,7 +154,7 @@ pub async fn global_addresses(nl: &Netlink, index: u32) -> Result<Vec<AddressMes
 pub async fn routes_via(nl: &Netlink, index: u32) -> Result<Vec<RouteMessage>> {
     let mut out = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        out.extend(nl.routes(family).await?.into_iter().filter(|r| {
+        out.extend(nl.routes(family)?.into_iter().filter(|r| {
             attrs::route_oif(r) == Some(index)
                 && attrs::route_table(r) == 254
                 && u8::from(r.header.protocol) != PROTO_KERNEL

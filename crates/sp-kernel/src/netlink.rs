@@ -8,8 +8,9 @@
 //!
 //! Each handle holds two sockets. Changes go through rtnetlink's connection (requests
 //! answered by acks, many in flight at once). Reads — dumps and single link lookups —
-//! are answered on the second socket, read straight through by the caller: the kernel
-//! fills a dump's answers while it is read, so nothing there waits on anything else,
+//! are answered on the second socket, read straight through by the caller (they are
+//! plain functions): the kernel fills a dump's answers while it is read, so nothing
+//! there waits on anything else,
 //! and the link messages are parsed for what this workspace reads only ([`parse_link`]):
 //! parsing every attribute of every link was most of a dump's cost.
 
@@ -154,7 +155,7 @@ impl Netlink {
     }
 
     /// The link named `name`, or `None` when there is none.
-    pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
+    pub fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
         let mut msg = LinkMessage::default();
         skip_stats(&mut msg);
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
@@ -168,17 +169,17 @@ impl Netlink {
     }
 
     /// Every link (`ip link show`), with the attributes [`parse_link`] keeps.
-    pub async fn links(&self) -> Result<Vec<LinkMessage>> {
+    pub fn links(&self) -> Result<Vec<LinkMessage>> {
         self.read(read_links)
     }
 
     /// Every address of both families (`ip addr show`).
-    pub async fn addresses(&self) -> Result<Vec<AddressMessage>> {
+    pub fn addresses(&self) -> Result<Vec<AddressMessage>> {
         self.read(read_addresses)
     }
 
     /// Every route of one family, all tables (`ip route show table all`).
-    pub async fn routes(&self, family: AddressFamily) -> Result<Vec<RouteMessage>> {
+    pub fn routes(&self, family: AddressFamily) -> Result<Vec<RouteMessage>> {
         self.read(|sock| read_routes(sock, family))
     }
 

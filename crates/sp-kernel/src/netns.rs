@@ -152,6 +152,21 @@ where
     T: Send,
     F: Fn(usize) -> Result<T> + Send + Sync,
 {
+    run_in_each_while(namespaces, f, || ()).0
+}
+
+/// [`run_in_each`], while the calling thread runs `meanwhile` where it is (reading its
+/// own namespace, say) instead of only waiting for the hop.
+pub fn run_in_each_while<N, T, F, R>(
+    namespaces: &[N],
+    f: F,
+    meanwhile: impl FnOnce() -> R,
+) -> (Vec<Result<T>>, R)
+where
+    N: AsFd + Sync,
+    T: Send,
+    F: Fn(usize) -> Result<T> + Send + Sync,
+{
     /// Fewer namespaces than this per thread are not worth another thread.
     const PER_THREAD: usize = 16;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -176,10 +191,12 @@ where
                 })
             })
             .collect();
-        workers
+        let here = meanwhile();
+        let results = workers
             .into_iter()
             .flat_map(|w| w.join().expect("namespace thread panicked"))
-            .collect()
+            .collect();
+        (results, here)
     })
 }
 

@@ -80,8 +80,7 @@ async fn physical(nl: &Netlink) -> Result<()> {
 /// What vm1's DHCP client would configure.
 async fn configure(nl: &Netlink, lease: &dhcp::Lease) -> Result<()> {
     let eth0 = nl
-        .link_by_name("eth0")
-        .await?
+        .link_by_name("eth0")?
         .ok_or_else(|| sp_bridge::Error::NoSuchLink("eth0".into()))?;
     let h = nl.handle();
     let wrap = |what: &'static str| move |e| Error::Kernel(sp_kernel::Error::netlink(what, e));

@@ -148,8 +148,11 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
         })
         .collect();
     // One dump of the links serves the networks, the ports and l2population — read
-    // again only when a step before the ports added some.
-    let mut links = Links::read(nl).await?;
+    // again only when a step before the ports added some — read by this thread while
+    // others enter the ports' namespaces and read what they hold.
+    let ports = port_specs(plan)?;
+    let (entered, links) = port::enter_while(&ports, || Links::read(nl));
+    let (entered, mut links) = (entered?, links?);
     let mark = changes.len();
     network::ensure_networks(nl, &specs, Some(&links), &mut changes).await?;
     // 3. Ports.
@@ -157,9 +160,9 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
         ovs::ensure_ports(ovs, nl, plan, &mut changes).await?;
     }
     if changes.len() > mark {
-        links = Links::read(nl).await?;
+        links = Links::read(nl)?;
     }
-    port::plug_with(nl, &links, &port_specs(plan)?, &mut changes).await?;
+    port::plug_with(nl, &links, entered, &ports, &mut changes).await?;
     // 4. l2population: what is there read once, only the missing entries written.
     let have = match plan.l2pop.is_empty() {
         true => l2pop::Snapshot::default(),
@@ -224,7 +227,7 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
 async fn preflight(nl: &Netlink, plan: &NodePlan) -> Result<()> {
     for n in &plan.networks {
         if let Some(nic) = &n.uplink {
-            if nl.link_by_name(nic).await?.is_none() {
+            if nl.link_by_name(nic)?.is_none() {
                 return Err(Error::Preflight(format!(
                     "uplink {nic} of network {} (physical_interface_mappings) does not exist on node {}; nothing was changed",
                     n.network_id, plan.node
@@ -234,8 +237,7 @@ async fn preflight(nl: &Netlink, plan: &NodePlan) -> Result<()> {
     }
     if plan.networks.iter().any(|n| n.vxlan.is_some()) {
         let held = nl
-            .addresses()
-            .await?
+            .addresses()?
             .iter()
             .any(|a| sp_kernel::attrs::address_ip(a) == Some(plan.tunnel_ip));
         if !held {
@@ -325,7 +327,7 @@ pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<It
     let state = dirs.state.as_path();
     let mut items = Vec::new();
     let mut item = |object: String, present: bool| items.push(Item { object, present });
-    let links = nl.links().await?;
+    let links = nl.links()?;
     let by_name = |n: &str| {
         links
             .iter()

@@ -145,7 +145,7 @@ async fn in_namespace(ns: &str, name: &str) -> Result<bool> {
         // A stale entry (a killed run): port::plug makes the namespace afresh.
         return Ok(false);
     };
-    Ok(Netlink::open_in(fd)?.link_by_name(name).await?.is_some())
+    Ok(Netlink::open_in(fd)?.link_by_name(name)?.is_some())
 }
 
 /// Each gateway port as an OVS internal port on its bridge, its device on the host or
@@ -170,7 +170,7 @@ pub(crate) async fn ensure_ports(
         };
         let on_bridge = ports_of[bridge].contains(&dev);
         if on_bridge
-            && nl.link_by_name(&dev).await?.is_none()
+            && nl.link_by_name(&dev)?.is_none()
             && !in_namespace(&p.namespace, &dev).await?
         {
             ovs.del_port(Some(bridge), &dev, true).await?;
@@ -288,7 +288,7 @@ pub(crate) async fn survey(
 }
 
 async fn has_addresses(nl: &Netlink, nic: &str) -> Result<bool> {
-    Ok(match nl.link_by_name(nic).await? {
+    Ok(match nl.link_by_name(nic)? {
         Some(l) => !uplink::global_addresses(nl, l.header.index)
             .await?
             .is_empty(),

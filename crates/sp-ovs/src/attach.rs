@@ -78,11 +78,10 @@ where
 async fn nic_link(nl: &Netlink, nic: &str) -> Result<LinkMessage, Error> {
     validate_name(nic)?;
     let link = nl
-        .link_by_name(nic)
-        .await?
+        .link_by_name(nic)?
         .ok_or_else(|| Error::NoDevice(nic.to_owned()))?;
     if let Some(master) = attrs::link_master(&link) {
-        let links = nl.links().await?;
+        let links = nl.links()?;
         let name = links
             .iter()
             .find(|l| l.header.index == master)
@@ -101,7 +100,7 @@ async fn nic_link(nl: &Netlink, nic: &str) -> Result<LinkMessage, Error> {
 async fn bridge_device(nl: &Netlink, bridge: &str, within: Duration) -> Result<LinkMessage, Error> {
     let deadline = Instant::now() + within;
     loop {
-        if let Some(link) = nl.link_by_name(bridge).await? {
+        if let Some(link) = nl.link_by_name(bridge)? {
             return Ok(link);
         }
         if Instant::now() >= deadline {
@@ -240,7 +239,7 @@ pub async fn attach(
     let is_port = owner.as_deref() == Some(bridge);
     let index = link.header.index;
     let has_addresses = !uplink::global_addresses(nl, index).await?.is_empty();
-    let existing = nl.link_by_name(bridge).await?;
+    let existing = nl.link_by_name(bridge)?;
     // A run killed after the move but before the port: the bridge holds the IP already.
     let bridge_has_addresses = match &existing {
         Some(b) => !uplink::global_addresses(nl, b.header.index)
@@ -410,7 +409,7 @@ pub async fn detach(
         });
     }
     let is_port = owner.is_some();
-    let br = nl.link_by_name(bridge).await?;
+    let br = nl.link_by_name(bridge)?;
     let mut plan = Plan::new();
     if is_port {
         plan.push(
@@ -478,13 +477,12 @@ pub async fn host_ip(
 ) -> Result<HostIp, Error> {
     validate_name(bridge)?;
     let link = nl
-        .link_by_name(nic)
-        .await?
+        .link_by_name(nic)?
         .ok_or_else(|| Error::NoDevice(nic.to_owned()))?;
     let mut holder = link.header.index;
     let mut addrs = uplink::global_addresses(nl, holder).await?;
     if addrs.is_empty() {
-        if let Some(br) = nl.link_by_name(bridge).await? {
+        if let Some(br) = nl.link_by_name(bridge)? {
             holder = br.header.index;
             addrs = uplink::global_addresses(nl, holder).await?;
         }
