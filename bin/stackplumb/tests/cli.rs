@@ -448,3 +448,40 @@ fn supervise_restarts_a_dead_dnsmasq_at_once_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
     cli.json("controller", &["destroy"]);
 }
+
+/// stackplumb raises its own soft descriptor limit (a run keeps three descriptors per
+/// router namespace), and gives what it starts in a namespace — dnsmasq here — the
+/// limit it was started with.
+#[test]
+fn dnsmasq_gets_the_descriptor_limit_stackplumb_was_started_with() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    use std::os::unix::process::CommandExt;
+    let (cli, _cleanup) = two_nodes();
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        hard > 512,
+        "a hard descriptor limit above 512 is needed: {hard}"
+    );
+    let mut apply = cli.cmd("controller", &["apply"]);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        apply.pre_exec(move || Ok(setrlimit(Resource::RLIMIT_NOFILE, 512, hard)?));
+    }
+    let out = apply.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pid = std::fs::read_to_string(
+        cli.state
+            .join("dhcp/5b6a8b87-fd03-46b5-a968-72bac5091b7c/pid"),
+    )
+    .unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", pid.trim())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect();
+    assert_eq!(open_files, ["512", hard.to_string().as_str()], "{limits}");
+}

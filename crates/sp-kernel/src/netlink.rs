@@ -274,7 +274,7 @@ fn read_ipv4_forwarding(sock: BorrowedFd<'_>) -> Result<bool> {
     req.extend_from_slice(&28u32.to_ne_bytes());
     req.extend_from_slice(&RTM_GETNETCONF.to_ne_bytes());
     req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    req.extend_from_slice(&next_sequence().to_ne_bytes());
     req.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
     req.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0]); // struct netconfmsg, padded
     req.extend_from_slice(&8u16.to_ne_bytes());
@@ -306,11 +306,18 @@ fn read_ipv4_forwarding(sock: BorrowedFd<'_>) -> Result<bool> {
     })
 }
 
+/// A sequence number no other read of this process uses: answers to an earlier read
+/// that ended early (an error mid-dump) are told apart and skipped.
+fn next_sequence() -> u32 {
+    static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// `message` as a request, a dump when `dump`.
 fn encode(message: RouteNetlinkMessage, dump: bool) -> Vec<u8> {
     let mut req = NetlinkMessage::from(message);
     req.header.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 };
-    req.header.sequence_number = 1;
+    req.header.sequence_number = next_sequence();
     req.finalize();
     let mut buf = vec![0; req.buffer_len()];
     req.serialize(&mut buf);
@@ -330,17 +337,19 @@ fn exchange<T>(
     use nix::sys::socket::{send, MsgFlags};
     let io = |e: nix::errno::Errno| Error::io(context, std::io::Error::from(e));
     send(sock.as_raw_fd(), request, MsgFlags::empty()).map_err(io)?;
+    let sequence = u32::from_ne_bytes(request[8..12].try_into().expect("a netlink header"));
     thread_local! {
         // The kernel fills a dump's reads up to the size it picked (32 KiB at most).
         // One buffer per thread: zeroing a new one per read cost more than the read.
         static RX: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
     }
-    RX.with_borrow_mut(|rx| receive(sock, dump, rx, context, parse))
+    RX.with_borrow_mut(|rx| receive(sock, sequence, dump, rx, context, parse))
 }
 
-/// Reads the answers of [`exchange`]'s request through `rx`.
+/// Reads the answers of [`exchange`]'s request (`sequence`) through `rx`.
 fn receive<T>(
     sock: BorrowedFd<'_>,
+    sequence: u32,
     dump: bool,
     rx: &mut [u8],
     context: &str,
@@ -360,18 +369,39 @@ fn receive<T>(
     // could not start another dump before that.
     let mut failed = None;
     loop {
-        let n = match recv(sock.as_raw_fd(), rx, MsgFlags::empty()) {
+        // MSG_TRUNC: the datagram's whole length, to tell one larger than `rx`.
+        let n = match recv(sock.as_raw_fd(), rx, MsgFlags::MSG_TRUNC) {
             Err(nix::errno::Errno::EINTR) => continue,
             r => r.map_err(io)?,
         };
+        if n > rx.len() {
+            let e = format!("an answer of {n} bytes, more than the {} read", rx.len());
+            failed.get_or_insert(bad(DecodeError::from(e)));
+            continue;
+        }
         let mut at = 0;
         while at < n {
             let msg = NetlinkBuffer::new_checked(&rx[at..n]).map_err(bad)?;
             let len = msg.length() as usize;
+            at += (len + 3) & !3;
+            if msg.sequence_number() != sequence {
+                continue; // left over from an earlier read that ended early
+            }
             let last = match msg.message_type() {
-                NLMSG_DONE => true,
+                // A dump that failed in the kernel says so in its DONE: an errno.
+                NLMSG_DONE => {
+                    let code = msg
+                        .payload()
+                        .get(..4)
+                        .map_or(0, |c| i32::from_ne_bytes(c.try_into().expect("4 bytes")));
+                    if code < 0 {
+                        let e = std::io::Error::from_raw_os_error(-code);
+                        failed.get_or_insert(Error::io(context, e));
+                    }
+                    true
+                }
                 NLMSG_ERROR => {
-                    let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[at..n])
+                    let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg.into_inner())
                         .map_err(bad)?;
                     if let NetlinkPayload::Error(e) = m.payload {
                         if e.code.is_some() {
@@ -394,7 +424,6 @@ fn receive<T>(
             if last {
                 return failed.map_or(Ok(out), Err);
             }
-            at += (len + 3) & !3;
         }
     }
 }
@@ -453,6 +482,11 @@ pub fn parse_link(
                         kept.resize(kept.len().next_multiple_of(4), 0);
                     }
                 }
+                // A device of no kind of its own (a NIC) on a bridge carries only the
+                // port's data: nothing to keep.
+                if kept.len() == 4 {
+                    continue;
+                }
                 let len = u16::try_from(kept.len()).map_err(|_| "IFLA_LINKINFO too long")?;
                 kept[..2].copy_from_slice(&len.to_ne_bytes());
                 kept[2..4].copy_from_slice(&IFLA_LINKINFO.to_ne_bytes());
@@ -472,4 +506,69 @@ pub fn parse_link(
 fn skip_stats(msg: &mut LinkMessage) {
     msg.attributes
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One attribute: header, value, padding.
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+
+    /// An `RTM_NEWLINK` payload: `ifinfomsg` (index 7, flags up) and `attrs`.
+    fn link(attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = vec![0u8; 16];
+        out[4..8].copy_from_slice(&7i32.to_ne_bytes());
+        out[8..12].copy_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
+        attrs.iter().for_each(|a| out.extend_from_slice(a));
+        out
+    }
+
+    #[test]
+    fn a_nic_on_a_bridge_has_no_kind_and_still_parses() {
+        // A NIC has no rtnl_link_ops: on a bridge its IFLA_LINKINFO holds only the
+        // port's kind and data (IFLA_INFO_SLAVE_KIND = 4, IFLA_INFO_SLAVE_DATA = 5).
+        let info = [nla(4, b"bridge\0"), nla(5, &nla(1, &[3]))].concat();
+        let payload = link(&[
+            nla(IFLA_IFNAME, b"eno1\0"),
+            nla(IFLA_MASTER, &9u32.to_ne_bytes()),
+            nla(IFLA_LINKINFO, &info),
+        ]);
+        let l = parse_link(libc::RTM_NEWLINK, &payload).unwrap().unwrap();
+        assert_eq!(l.header.index, 7);
+        assert_eq!(crate::attrs::link_name(&l), Some("eno1"));
+        assert_eq!(crate::attrs::link_master(&l), Some(9));
+        assert_eq!(crate::attrs::link_kind(&l), None);
+    }
+
+    #[test]
+    fn a_veth_on_a_bridge_keeps_its_kind_not_the_port_data() {
+        let info = [
+            nla(IFLA_INFO_KIND, b"veth\0"),
+            nla(4, b"bridge\0"),
+            nla(5, &nla(1, &[3])),
+        ]
+        .concat();
+        let payload = link(&[nla(IFLA_IFNAME, b"tap1\0"), nla(IFLA_LINKINFO, &info)]);
+        let l = parse_link(libc::RTM_NEWLINK, &payload).unwrap().unwrap();
+        assert_eq!(
+            crate::attrs::link_kind(&l),
+            Some(&netlink_packet_route::link::InfoKind::Veth)
+        );
+        let LinkAttribute::LinkInfo(infos) = &l.attributes[1] else {
+            panic!("{l:?}");
+        };
+        assert_eq!(infos.len(), 1, "{infos:?}");
+    }
+
+    #[test]
+    fn other_messages_are_not_links() {
+        assert!(parse_link(libc::RTM_NEWADDR, &link(&[])).unwrap().is_none());
+    }
 }

@@ -345,10 +345,19 @@ pub fn enter_sandbox() -> Result<()> {
 pub fn command_in(cmd: &mut std::process::Command, name: &str) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let ns = open(&named_path(name)?)?;
-    // SAFETY: setns is async-signal-safe; nothing else runs between fork and exec.
+    let limit = crate::procs::inherited_descriptor_limit();
+    // SAFETY: setns and setrlimit are async-signal-safe; nothing else runs between fork
+    // and exec.
     unsafe {
         cmd.pre_exec(move || {
-            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            // The soft descriptor limit this process started with, not the one it raised
+            // for itself (programs that close or select() up to it expect the usual).
+            if let Some((soft, hard)) = limit {
+                use nix::sys::resource::{setrlimit, Resource};
+                setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?;
+            }
+            Ok(())
         });
     }
     Ok(())
