@@ -88,8 +88,7 @@ pub async fn inspect() -> Result<Report> {
         let socks = netlink::open_sockets()?;
         let mut held = socks.contents(&[AddressFamily::Inet, AddressFamily::Inet6])?;
         held.routes.retain(|r| attrs::route_table(r) == MAIN_TABLE);
-        let fwd = Some(held.ipv4_forwarding);
-        Ok((socks, held, fwd))
+        Ok((socks, held))
     });
     let mut namespaces = Vec::new();
     let mut handles = Vec::new();
@@ -97,11 +96,11 @@ pub async fn inspect() -> Result<Report> {
     let mut dumps = Vec::new();
     for ((f, fd), hop) in opened.into_iter().zip(hopped) {
         match hop {
-            Ok((socks, held, fwd)) => {
+            Ok((socks, held)) => {
                 handles.push(Netlink::from_sockets(socks)?);
                 dumps.push(held);
                 ns_fds.push(fd);
-                namespaces.push((f, fwd));
+                namespaces.push(f);
             }
             Err(e @ Error::NotPermitted { .. }) => return Err(e),
             Err(e) => problems.push(Problem {
@@ -119,7 +118,7 @@ pub async fn inspect() -> Result<Report> {
     let mut out: Vec<Namespace> = namespaces
         .iter()
         .zip(&dumps)
-        .map(|((f, fwd), d)| build_namespace(f, *fwd, d))
+        .map(|(f, d)| build_namespace(f, d))
         .collect();
     link_peers(&mut out, &dumps, &peer_ns);
     crate::problems::find(&out, &mut problems);
@@ -211,11 +210,11 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
 async fn resolve_nsids(
     handles: &[Netlink],
     fds: &[OwnedFd],
-    namespaces: &[(Found, Option<bool>)],
+    namespaces: &[Found],
     dumps: &[Contents],
 ) -> Result<HashMap<(usize, i32), usize>> {
     let mut candidates: Vec<usize> = (0..namespaces.len()).collect();
-    candidates.sort_by_key(|&i| (!namespaces[i].0.root, !namespaces[i].0.current));
+    candidates.sort_by_key(|&i| (!namespaces[i].root, !namespaces[i].current));
     let per_ns = dumps.iter().enumerate().map(|(a, d)| {
         let mut needed: HashSet<i32> = d
             .links
@@ -248,7 +247,7 @@ async fn resolve_nsids(
         .collect())
 }
 
-fn build_namespace(f: &Found, ip_forward: Option<bool>, d: &Contents) -> Namespace {
+fn build_namespace(f: &Found, d: &Contents) -> Namespace {
     let (kind, id) = match f
         .names
         .iter()
@@ -290,7 +289,7 @@ fn build_namespace(f: &Found, ip_forward: Option<bool>, d: &Contents) -> Namespa
         current: f.current,
         kind,
         neutron_id: id,
-        ip_forward,
+        ip_forward: Some(d.ipv4_forwarding),
         links,
         routes,
         processes,

@@ -388,28 +388,13 @@ pub fn run(n: usize, runs: usize) {
         apply,
         &[("ip/cmd", cmd), ("batch mv", mv), ("batch in", inplace)],
     );
-    let first = reapply[0];
-    let cli_first = cli_times[0];
-    let mut cli_rest = cli_times[1..].to_vec();
-    cli_rest.sort();
-    let mut rest = reapply[1..].to_vec();
-    rest.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "  re-apply, no change (target < 50 ms): first {:.1} ms right after the apply, then median {:.1} ms (min {:.1}, max {:.1}) of {}",
-        ms(first),
-        ms(rest[rest.len() / 2]),
-        ms(rest[0]),
-        ms(rest[rest.len() - 1]),
-        rest.len()
+        "  re-apply, no change (target < 50 ms): {}",
+        first_then_median(&reapply)
     );
     println!(
-        "  the same by `stackplumb apply` (a new process, files and topology read): first {:.1} ms right after the apply, then median {:.1} ms (min {:.1}, max {:.1}) of {}",
-        ms(cli_first),
-        ms(cli_rest[cli_rest.len() / 2]),
-        ms(cli_rest[0]),
-        ms(cli_rest[cli_rest.len() - 1]),
-        cli_rest.len()
+        "  the same by `stackplumb apply` (a new process, files and topology read): {}",
+        first_then_median(&cli_times)
     );
     crate::report(
         &format!("stackplumb destroy: {n} networks"),
@@ -417,4 +402,20 @@ pub fn run(n: usize, runs: usize) {
         &[("ip/cmd", cmd_down)],
     );
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// "first X ms right after the apply, then median Y ms (min, max) of N" for timings
+/// whose first was taken right after the apply.
+fn first_then_median(times: &[Duration]) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut rest = times[1..].to_vec();
+    rest.sort();
+    format!(
+        "first {:.1} ms right after the apply, then median {:.1} ms (min {:.1}, max {:.1}) of {}",
+        ms(times[0]),
+        ms(rest[rest.len() / 2]),
+        ms(rest[0]),
+        ms(rest[rest.len() - 1]),
+        rest.len()
+    )
 }
