@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use sp_bridge::network::VxlanConfig;
 use sp_bridge::port::{HostEnd, PortSpec};
-use sp_bridge::{input, l2pop, network, port, show, teardown, uplink, Change, Faults};
+use sp_bridge::{input, l2pop, network, port, show, teardown, uplink, Change};
 use sp_kernel::netlink::Netlink;
+use sp_kernel::steps::Faults;
 use sp_neutron::{bridge_name, PortKind};
 
 /// The Linux bridge agent's plumbing, natively over netlink.
@@ -168,7 +169,7 @@ enum Action {
 
 fn main() -> ExitCode {
     // Before any thread: namespaces are entered by threads.
-    sp_kernel::procs::prepare_descriptors();
+    sp_kernel::limits::prepare_descriptors();
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -49,7 +49,7 @@ struct Args {
 
 fn main() -> ExitCode {
     // Before any thread: namespaces are entered by threads.
-    sp_kernel::procs::prepare_descriptors();
+    sp_kernel::limits::prepare_descriptors();
     let args = Args::parse();
     match run(&args) {
         Ok(code) => code,
@@ -62,8 +62,6 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let filter = Filter::new(args.names.clone(), args.kinds.clone())?;
-    // Two descriptors per namespace (the namespace and its netlink socket).
-    sp_kernel::raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

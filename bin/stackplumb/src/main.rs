@@ -100,7 +100,7 @@ type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> ExitCode {
     // Before any thread: namespaces are entered by threads.
-    sp_kernel::procs::prepare_descriptors();
+    sp_kernel::limits::prepare_descriptors();
     let args = Args::parse();
     match run(&args) {
         Ok(code) => code,

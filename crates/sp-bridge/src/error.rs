@@ -6,8 +6,8 @@
 pub enum Error {
     #[error(transparent)]
     Kernel(#[from] sp_kernel::Error),
-    #[error("invalid interface name {name:?}: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    #[error(transparent)]
+    Name(#[from] sp_names::NameError),
     #[error("invalid VNI {0}: a VXLAN id is 1–16777215")]
     InvalidVni(u64),
     #[error("invalid MAC address {0:?} (expected six hex pairs like fa:16:3e:a7:24:00)")]
@@ -16,8 +16,6 @@ pub enum Error {
     InvalidCidr(String),
     #[error("invalid IP address {0:?}")]
     InvalidIp(String),
-    #[error("no link named {0}")]
-    NoSuchLink(String),
     #[error("{name} exists but is a {found}, not a {wanted}")]
     WrongKind {
         name: String,
@@ -36,9 +34,6 @@ pub enum Error {
     },
     #[error("{0} is enslaved to {1}; detach it first (or it is the uplink of another network)")]
     Busy(String, String),
-    /// A [`crate::uplink::Custom`] step failed (an OVSDB transaction, a reachability check).
-    #[error(transparent)]
-    Custom(Box<dyn std::error::Error + Send + Sync>),
     #[error("injected failure before step {0}")]
     Injected(usize),
     #[error("{cause}; rolled back{}", if rollback.is_empty() { String::new() } else {
@@ -51,3 +46,18 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<sp_kernel::steps::Injected> for Error {
+    fn from(i: sp_kernel::steps::Injected) -> Self {
+        Error::Injected(i.0)
+    }
+}
+
+impl From<sp_kernel::steps::RolledBack<Error>> for Error {
+    fn from(r: sp_kernel::steps::RolledBack<Error>) -> Self {
+        Error::RolledBack {
+            cause: Box::new(r.cause),
+            rollback: r.rollback,
+        }
+    }
+}

@@ -1,35 +1,11 @@
-//! Checking what users give us before anything touches the kernel.
+//! Checking what users give us before anything touches the kernel (names are
+//! `sp_names`' types).
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use sp_neutron::IFNAME_MAX;
 
 use crate::{Error, Result};
-
-/// An interface name the kernel will take: 1–15 bytes, no `/`, no whitespace, not `.`/`..`.
-pub fn ifname(name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
-        Some("empty")
-    } else if name.len() > IFNAME_MAX {
-        Some("longer than 15 bytes (IFNAMSIZ)")
-    } else if name.contains('/') {
-        Some("contains '/'")
-    } else if name.chars().any(|c| c.is_whitespace() || c == ':') {
-        Some("contains whitespace or ':'")
-    } else if name == "." || name == ".." {
-        Some("is '.' or '..'")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(Error::InvalidName {
-            name: name.to_owned(),
-            reason,
-        }),
-        None => Ok(()),
-    }
-}
 
 /// A VXLAN network identifier: 1–16777215.
 pub fn vni(v: u64) -> Result<u32> {
@@ -74,10 +50,6 @@ mod tests {
 
     #[test]
     fn bad_input_is_named() {
-        assert!(ifname("brq5b6a8b87-fd").is_ok());
-        for bad in ["", "brq5b6a8b87-fd03", "a/b", "a b", "..", "eth0:1"] {
-            assert!(ifname(bad).is_err(), "{bad:?}");
-        }
         assert_eq!(vni(1).unwrap(), 1);
         assert_eq!(vni(16_777_215).unwrap(), 16_777_215);
         assert!(vni(0).is_err() && vni(16_777_216).is_err());

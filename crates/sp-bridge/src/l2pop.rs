@@ -23,8 +23,9 @@ use sp_kernel::attrs;
 use sp_kernel::netlink::Netlink;
 use sp_neutron::vxlan_name;
 
-use crate::network::require_link;
-use crate::{Change, Links, Result};
+use sp_kernel::links::{require_link, Links};
+
+use crate::{Change, Result};
 
 /// The all-zeros MAC of flood entries.
 pub const FLOOD_MAC: [u8; 6] = [0; 6];
@@ -84,7 +85,7 @@ fn neigh_message(ifindex: u32, ip: IpAddr, mac: [u8; 6]) -> NeighbourMessage {
 
 /// The FDB entries of `vxlan-N` (`bridge fdb show dev vxlan-N`).
 pub async fn fdb_entries(nl: &Netlink, vni: u32) -> Result<Vec<FdbEntry>> {
-    let link = require_link(nl, &vxlan_name(vni)).await?;
+    let link = require_link(nl, &vxlan_name(vni))?;
     let all: Vec<NeighbourMessage> = nl
         .handle()
         .neighbours()
@@ -128,7 +129,7 @@ async fn fdb_put(
     changes: &mut Vec<Change>,
 ) -> Result<()> {
     let dev = vxlan_name(vni);
-    let link = require_link(nl, &dev).await?;
+    let link = require_link(nl, &dev)?;
     if has_fdb(nl, vni, mac, vtep).await? {
         return Ok(());
     }
@@ -180,7 +181,7 @@ pub async fn fdb_del(
     changes: &mut Vec<Change>,
 ) -> Result<()> {
     let dev = vxlan_name(vni);
-    let link = require_link(nl, &dev).await?;
+    let link = require_link(nl, &dev)?;
     if !has_fdb(nl, vni, mac, dst).await? {
         return Ok(());
     }
@@ -220,7 +221,7 @@ pub async fn neigh_add(
     changes: &mut Vec<Change>,
 ) -> Result<()> {
     let dev = vxlan_name(vni);
-    let link = require_link(nl, &dev).await?;
+    let link = require_link(nl, &dev)?;
     let current = neighbour(nl, link.header.index, ip).await?;
     if current.as_ref().is_some_and(|n| {
         attrs::neighbour_mac(n) == Some(&mac[..]) && n.header.state == NeighbourState::Permanent
@@ -254,7 +255,7 @@ pub async fn neigh_del(
     changes: &mut Vec<Change>,
 ) -> Result<()> {
     let dev = vxlan_name(vni);
-    let link = require_link(nl, &dev).await?;
+    let link = require_link(nl, &dev)?;
     if let Some(n) = neighbour(nl, link.header.index, ip).await? {
         nl.ack(RouteNetlinkMessage::DelNeighbour(n), 0, || {
             format!("ip neigh del {ip} dev {dev}")

@@ -4,20 +4,18 @@ use std::net::IpAddr;
 
 use futures::StreamExt;
 
-use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, BridgeStpState, In6AddrGenMode, InfoBridge, InfoData, InfoKind,
-    InfoVxlan, LinkAttribute, LinkFlags, LinkMessage,
+use netlink_packet_route::link::{BridgeStpState, InfoKind, LinkMessage};
+use rtnetlink::{LinkBridge, LinkVxlan};
+use sp_kernel::attrs::{self, KERNEL_VXLAN_PORT};
+use sp_kernel::links::{
+    delete_link, ensure_master, ensure_up, no_link_local, require_link, set_up_new, Links,
 };
-use rtnetlink::{LinkBridge, LinkUnspec, LinkVxlan};
-use sp_kernel::attrs;
 use sp_kernel::netlink::Netlink;
 use sp_kernel::netns;
+use sp_names::IfName;
 use sp_neutron::{bridge_name, vxlan_name};
 
-use crate::{input, Change, Error, Links, Result};
-
-/// The kernel's VXLAN UDP port when none is given (what the Liberty agent relies on).
-pub const KERNEL_VXLAN_PORT: u16 = 8472;
+use crate::{input, Change, Error, Result};
 
 /// A tenant network's VXLAN segment, from `linuxbridge_agent.ini`'s `[vxlan]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,107 +42,12 @@ pub struct Network {
     pub mtu: u32,
 }
 
-fn kind_word(l: &LinkMessage) -> String {
-    attrs::link_kind(l).map_or_else(|| "device".into(), |k| k.to_string())
-}
-
-/// Sets a link administratively up when it is not.
-pub(crate) async fn ensure_up(
-    nl: &Netlink,
-    link: &LinkMessage,
-    name: &str,
-    changes: &mut Vec<Change>,
-) -> Result<()> {
-    if !attrs::link_is_up(link) {
-        set_link(
-            nl,
-            LinkUnspec::new_with_index(link.header.index).up().build(),
-            name,
-            "set up",
-        )
-        .await?;
-        changes.push(Change::new(format!("link {name}"), "set up"));
-    }
-    Ok(())
-}
-
-/// One `RTM_SETLINK`, with the link named in the error.
-pub(crate) async fn set_link(nl: &Netlink, msg: LinkMessage, name: &str, what: &str) -> Result<()> {
-    nl.handle()
-        .link()
-        .set(msg)
-        .execute()
-        .await
-        .map_err(|e| sp_kernel::Error::netlink(format!("{what} {name}"), e).into())
-}
-
-/// Brings a link this call just created up (no change record: its creation is one).
-pub(crate) async fn set_up_new(nl: &Netlink, link: &mut LinkMessage, name: &str) -> Result<()> {
-    let msg = LinkUnspec::new_with_index(link.header.index).up().build();
-    set_link(nl, msg, name, "set up").await?;
-    link.header.flags.insert(LinkFlags::Up);
-    Ok(())
-}
-
-/// Gives a new host-side port (tap, VXLAN device) no IPv6 link-local address
-/// (`addrgenmode none`), before it is first set up. An L2 port needs none, and every
-/// IPv6 route it would add makes each later link change walk a longer IPv6 routing
-/// table (measured: the cost of plugging grew with the square of the networks).
-pub(crate) async fn no_link_local(nl: &Netlink, index: u32, name: &str) -> Result<()> {
-    addrgenmode_none(nl, LinkUnspec::new_with_index(index).build(), name).await
-}
-
-/// [`no_link_local`] for a link addressed by name.
-pub(crate) async fn no_link_local_by_name(nl: &Netlink, name: &str) -> Result<()> {
-    addrgenmode_none(nl, LinkUnspec::new_with_name(name).build(), name).await
-}
-
-async fn addrgenmode_none(nl: &Netlink, mut msg: LinkMessage, name: &str) -> Result<()> {
-    msg.attributes
-        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
-        )]));
-    match set_link(nl, msg, name, "set addrgenmode none on").await {
-        // A kernel without IPv6 has nothing to generate.
-        Err(Error::Kernel(e)) if e.errno() == Some(libc::EAFNOSUPPORT) => Ok(()),
-        other => other,
-    }
-}
-
-/// Enslaves `link` to the bridge `bridge_index` unless it already is.
-pub(crate) async fn ensure_master(
-    nl: &Netlink,
-    link: &LinkMessage,
-    name: &str,
-    bridge: &str,
-    bridge_index: u32,
-    changes: &mut Vec<Change>,
-) -> Result<()> {
-    if attrs::link_master(link) != Some(bridge_index) {
-        let msg = LinkUnspec::new_with_index(link.header.index)
-            .controller(bridge_index)
-            .build();
-        set_link(nl, msg, name, &format!("enslave to {bridge}:")).await?;
-        changes.push(Change::new(
-            format!("link {name}"),
-            format!("enslaved to {bridge}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Finds link `name`, failing when it is missing.
-pub(crate) async fn require_link(nl: &Netlink, name: &str) -> Result<LinkMessage> {
-    nl.link_by_name(name)?
-        .ok_or_else(|| Error::NoSuchLink(name.to_owned()))
-}
-
 /// `brctl addbr`, `setfd 0`, `stp off`, up — changing only what differs; IPv6 is
 /// switched off when the bridge is created.
 /// Returns the bridge's index. IPv6 is switched off through `/proc/sys`, so `nl` must
 /// be a handle of the calling thread's namespace.
 pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) -> Result<u32> {
-    input::ifname(name)?;
+    IfName::check(name)?;
     let existing = nl.link_by_name(name)?;
     Ok(ensure_bridge_made(nl, name, existing, changes).await?.0)
 }
@@ -171,24 +74,12 @@ async fn ensure_bridge_made(
             if attrs::link_kind(&link) != Some(&InfoKind::Bridge) {
                 return Err(Error::WrongKind {
                     name: name.into(),
-                    found: kind_word(&link),
+                    found: attrs::link_kind_word(&link),
                     wanted: "bridge",
                 });
             }
-            let (fd, stp) = match attrs::link_data(&link) {
-                Some(InfoData::Bridge(opts)) => (
-                    opts.iter().find_map(|o| match o {
-                        InfoBridge::ForwardDelay(d) => Some(*d),
-                        _ => None,
-                    }),
-                    opts.iter().find_map(|o| match o {
-                        InfoBridge::StpState(s) => Some(*s),
-                        _ => None,
-                    }),
-                ),
-                _ => (None, None),
-            };
-            if fd != Some(0) || stp != Some(BridgeStpState::Disabled) {
+            let opts = attrs::bridge(&link).unwrap_or_default();
+            if opts.forward_delay != Some(0) || opts.stp != Some(BridgeStpState::Disabled) {
                 // Bridge options take effect through RTM_NEWLINK on the existing link.
                 let mut msg = LinkBridge::new(name)
                     .forward_delay(0)
@@ -232,7 +123,7 @@ async fn ensure_bridge_made(
             if netns::read_net_sysctl(&key).is_ok() {
                 netns::write_net_sysctl(&key, "1")?;
             }
-            let mut link = require_link(nl, name).await?;
+            let mut link = require_link(nl, name)?;
             set_up_new(nl, &mut link, name).await?;
             link
         }
@@ -251,27 +142,14 @@ struct VxlanShape {
 }
 
 fn shape(link: &LinkMessage) -> VxlanShape {
-    let mut s = VxlanShape {
-        vni: None,
-        dev: None,
-        proxy: false,
-        group: None,
-        port: KERNEL_VXLAN_PORT,
-    };
-    if let Some(InfoData::Vxlan(opts)) = attrs::link_data(link) {
-        for o in opts {
-            match o {
-                InfoVxlan::Id(v) => s.vni = Some(*v),
-                InfoVxlan::Link(d) => s.dev = Some(*d),
-                InfoVxlan::Proxy(p) => s.proxy = *p,
-                InfoVxlan::Group(g) if !g.is_unspecified() => s.group = Some((*g).into()),
-                InfoVxlan::Group6(g) if !g.is_unspecified() => s.group = Some((*g).into()),
-                InfoVxlan::Port(p) => s.port = *p,
-                _ => {}
-            }
-        }
+    let v = attrs::vxlan(link).unwrap_or_default();
+    VxlanShape {
+        vni: v.vni,
+        dev: v.dev,
+        proxy: v.proxy.unwrap_or(false),
+        group: v.group,
+        port: v.port_or_default(),
     }
-    s
 }
 
 /// `ip link add vxlan-N type vxlan id N dev <local_ip's interface> [group G] [proxy]`,
@@ -298,7 +176,7 @@ async fn ensure_vxlan(
         if attrs::link_kind(link) != Some(&InfoKind::Vxlan) {
             return Err(Error::WrongKind {
                 name,
-                found: kind_word(link),
+                found: attrs::link_kind_word(link),
                 wanted: "vxlan",
             });
         }
@@ -341,7 +219,7 @@ async fn ensure_vxlan(
                 "created"
             };
             changes.push(Change::new(format!("vxlan {name}"), action));
-            let mut link = require_link(nl, &name).await?;
+            let mut link = require_link(nl, &name)?;
             no_link_local(nl, link.header.index, &name).await?;
             set_up_new(nl, &mut link, &name).await?;
             link
@@ -385,7 +263,7 @@ pub async fn ensure_networks(
     changes: &mut Vec<Change>,
 ) -> Result<Vec<Network>> {
     for s in specs {
-        input::ifname(&bridge_name(&s.network_id))?;
+        IfName::check(&bridge_name(&s.network_id))?;
         if let Some(cfg) = &s.vxlan {
             input::vni(cfg.vni.into())?;
         }
@@ -445,8 +323,8 @@ async fn ensure_one(
                     // Nothing half-made: a bridge this call created goes again.
                     let mut rollback = Vec::new();
                     if made_bridge {
-                        if let Err(e) = crate::teardown::delete_link(nl, &bridge).await {
-                            rollback.push(e);
+                        if let Err(e) = delete_link(nl, &bridge).await {
+                            rollback.push(e.into());
                         }
                     }
                     return Err(Error::RolledBack {
@@ -459,7 +337,7 @@ async fn ensure_one(
         None => {
             let link = match lookup(nl, known, &bridge).await? {
                 Some(l) if !made_bridge => l,
-                _ => require_link(nl, &bridge).await?,
+                _ => require_link(nl, &bridge)?,
             };
             (None, attrs::link_mtu(&link))
         }

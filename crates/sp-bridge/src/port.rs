@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use ipnet::IpNet;
 use netlink_packet_route::address::AddressMessage;
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkMessage};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkMessage};
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -19,8 +19,12 @@ use sp_kernel::netlink::{self, Netlink};
 use sp_kernel::{attrs, netns};
 use sp_neutron::{tap_name, PortKind};
 
-use crate::network::{ensure_master, ensure_up, no_link_local_by_name, require_link, set_link};
-use crate::{input, Change, Error, Links, Result};
+use sp_kernel::links::{
+    delete_link, ensure_master, ensure_up, no_link_local_by_name, require_link, set_link, Links,
+};
+use sp_names::{IfName, NsName};
+
+use crate::{Change, Error, Result};
 
 /// One port to plug.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,12 +72,12 @@ impl PortSpec {
     }
 
     fn validate(&self) -> Result<()> {
-        input::ifname(&self.tap())?;
-        input::ifname(&self.inner())?;
+        IfName::check(&self.tap())?;
+        IfName::check(&self.inner())?;
         if let HostEnd::Bridge(b) = &self.host {
-            input::ifname(b)?;
+            IfName::check(b)?;
         }
-        netns::validate_name(&self.namespace)?;
+        NsName::check(&self.namespace)?;
         Ok(())
     }
 }
@@ -272,8 +276,8 @@ pub async fn plug_with(
             .map(PortSpec::tap)
             .filter(|t| host_links.get(t).is_none())
         {
-            if let Err(e) = crate::teardown::delete_link(host, &tap).await {
-                rollback.push(e);
+            if let Err(e) = delete_link(host, &tap).await {
+                rollback.push(e.into());
             }
         }
         for ns in &created_ns {
@@ -308,11 +312,11 @@ async fn plug_all(
     for b in bridges {
         let link = host_links
             .get(b)
-            .ok_or_else(|| Error::NoSuchLink(b.to_owned()))?;
-        if attrs::link_kind(link) != Some(&InfoKind::Bridge) {
+            .ok_or_else(|| sp_kernel::Error::NoSuchLink(b.to_owned()))?;
+        if attrs::bridge(link).is_none() {
             return Err(Error::WrongKind {
                 name: b.into(),
-                found: attrs::link_kind(link).map_or("device".into(), |k| k.to_string()),
+                found: attrs::link_kind_word(link),
                 wanted: "bridge",
             });
         }
@@ -440,7 +444,7 @@ async fn plug_one(
             "set up",
         )
         .await?;
-        let inner_link = require_link(&ns.nl, &inner).await?;
+        let inner_link = require_link(&ns.nl, &inner)?;
         return finish_inner(ns, p, (&inner, inner_link, true), view, mtu, changes).await;
     }
     let (tap_link, inner_link) = (tap_link.expect("paired"), inner_link.expect("paired"));
@@ -478,7 +482,7 @@ async fn move_in(
     {
         Some(l) => (l.clone(), false),
         None => {
-            let l = on_host.ok_or_else(|| Error::NoSuchLink(inner.clone()))?;
+            let l = on_host.ok_or_else(|| sp_kernel::Error::NoSuchLink(inner.clone()))?;
             let msg = LinkUnspec::new_with_index(l.header.index)
                 .setns_by_fd(ns.fd.as_raw_fd())
                 .build();
@@ -487,7 +491,7 @@ async fn move_in(
                 format!("link {inner}"),
                 format!("moved into {}", p.namespace),
             ));
-            (require_link(&ns.nl, &inner).await?, true)
+            (require_link(&ns.nl, &inner)?, true)
         }
     };
     let mtu = p.mtu.or(attrs::link_mtu(&link)).unwrap_or(1500);

@@ -1,13 +1,11 @@
 //! What is there: every bridge with its ports, VXLAN options and forwarding entries.
 
-use netlink_packet_route::link::{BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVxlan};
 use serde::Serialize;
 use sp_kernel::attrs;
 use sp_kernel::netlink::Netlink;
 use sp_kernel::netns;
 
 use crate::l2pop::{fdb_entries, FdbEntry};
-use crate::network::KERNEL_VXLAN_PORT;
 use crate::Result;
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,51 +56,24 @@ pub async fn show(nl: &Netlink) -> Result<Vec<BridgeView>> {
             .map(str::to_owned)
     };
     let mut out = Vec::new();
-    for br in links
-        .iter()
-        .filter(|l| attrs::link_kind(l) == Some(&InfoKind::Bridge))
-    {
+    for (br, opts) in links.iter().filter_map(|l| Some((l, attrs::bridge(l)?))) {
         let name = attrs::link_name(br).unwrap_or_default().to_owned();
-        let (mut forward_delay, mut stp) = (None, false);
-        if let Some(InfoData::Bridge(opts)) = attrs::link_data(br) {
-            for o in opts {
-                match o {
-                    InfoBridge::ForwardDelay(d) => forward_delay = Some(*d),
-                    InfoBridge::StpState(s) => stp = *s != BridgeStpState::Disabled,
-                    _ => {}
-                }
-            }
-        }
         let mut ports = Vec::new();
         for p in links
             .iter()
             .filter(|l| attrs::link_master(l) == Some(br.header.index))
         {
             let mut vxlan = None;
-            if let Some(InfoData::Vxlan(opts)) = attrs::link_data(p) {
+            if let Some(data) = attrs::vxlan(p) {
                 let mut v = VxlanView {
-                    vni: None,
-                    dev: None,
-                    port: KERNEL_VXLAN_PORT,
-                    proxy: false,
-                    learning: false,
-                    group: None,
+                    vni: data.vni,
+                    dev: data.dev.and_then(name_of),
+                    port: data.port_or_default(),
+                    proxy: data.proxy.unwrap_or(false),
+                    learning: data.learning.unwrap_or(false),
+                    group: data.group.map(|g| g.to_string()),
                     fdb: vec![],
                 };
-                for o in opts {
-                    match o {
-                        InfoVxlan::Id(i) => v.vni = Some(*i),
-                        InfoVxlan::Link(i) => v.dev = name_of(*i),
-                        InfoVxlan::Port(p) => v.port = *p,
-                        InfoVxlan::Proxy(b) => v.proxy = *b,
-                        InfoVxlan::Learning(b) => v.learning = *b,
-                        InfoVxlan::Group(g) if !g.is_unspecified() => v.group = Some(g.to_string()),
-                        InfoVxlan::Group6(g) if !g.is_unspecified() => {
-                            v.group = Some(g.to_string())
-                        }
-                        _ => {}
-                    }
-                }
                 if let Some(vni) = v.vni {
                     v.fdb = fdb_entries(nl, vni).await?;
                 }
@@ -110,7 +81,7 @@ pub async fn show(nl: &Netlink) -> Result<Vec<BridgeView>> {
             }
             ports.push(PortView {
                 name: attrs::link_name(p).unwrap_or_default().to_owned(),
-                kind: attrs::link_kind(p).map_or("device".into(), |k| k.to_string()),
+                kind: attrs::link_kind_word(p),
                 up: attrs::link_is_up(p),
                 mtu: attrs::link_mtu(p),
                 vxlan,
@@ -129,8 +100,8 @@ pub async fn show(nl: &Netlink) -> Result<Vec<BridgeView>> {
             index: br.header.index,
             up: attrs::link_is_up(br),
             mtu: attrs::link_mtu(br),
-            forward_delay,
-            stp,
+            forward_delay: opts.forward_delay,
+            stp: opts.stp_on(),
             addresses: addrs
                 .iter()
                 .filter(|a| a.header.index == br.header.index)

@@ -1,75 +1,18 @@
-//! Deleting in batches. Each link deleted on its own costs an RCU grace period
-//! (20–40 ms measured here); the kernel deletes every link of a *link group* in one
-//! request, one batch. So links to delete are first moved into a group of their own,
-//! then the group is deleted. Namespaces go with a lazy unmount each; the kernel frees
-//! them (and the links inside) in batches of its own.
+//! Deleting in batches: links through one link group per call
+//! (`sp_kernel::links::delete_links`: each link deleted on its own costs an RCU grace
+//! period, 20–40 ms measured here). Namespaces go with a lazy unmount each; the kernel
+//! frees them (and the links inside) in batches of its own.
 
 use std::collections::{HashMap, HashSet};
 
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use netlink_packet_route::RouteNetlinkMessage;
-use rtnetlink::LinkUnspec;
+use netlink_packet_route::link::LinkMessage;
+use sp_kernel::links::delete_links;
 use sp_kernel::netlink::Netlink;
+use sp_kernel::steps::Faults;
 use sp_kernel::{attrs, netns};
 use sp_neutron::{bridge_name, qdhcp_namespace, tap_name, DeviceRole};
 
-use crate::network::set_link;
-use crate::{uplink, Change, Error, Faults, Result};
-
-/// Deletes link `name` if it exists; true when it did.
-pub async fn delete_link(nl: &Netlink, name: &str) -> Result<bool> {
-    match nl.link_by_name(name)? {
-        Some(l) => {
-            delete_links(nl, &[l]).await?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
-}
-
-fn group_of(l: &LinkMessage) -> u32 {
-    l.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::Group(g) => Some(*g),
-            _ => None,
-        })
-        .unwrap_or(0)
-}
-
-/// Deletes `links` in one kernel batch: moves them into a link group no other link
-/// uses, then deletes that group (`ip link delete group N`).
-pub async fn delete_links(nl: &Netlink, links: &[LinkMessage]) -> Result<()> {
-    if links.is_empty() {
-        return Ok(());
-    }
-    let used: Vec<u32> = nl.links()?.iter().map(group_of).collect();
-    let mut group = 0x5350_0000 | (std::process::id() & 0xffff);
-    while used.contains(&group) {
-        group = group.wrapping_add(0x1_0000);
-    }
-    let moves = links.iter().map(|l| {
-        let name = attrs::link_name(l).unwrap_or("?").to_owned();
-        let msg = LinkUnspec::new_with_index(l.header.index)
-            .link_group(group)
-            .build();
-        async move { set_link(nl, msg, &name, "mark for deletion").await }
-    });
-    for r in futures::future::join_all(moves).await {
-        match r {
-            // Gone meanwhile (a veth whose other end's namespace is being freed).
-            Err(Error::Kernel(e)) if e.errno() == Some(libc::ENODEV) => {}
-            other => other?,
-        }
-    }
-    let mut msg = LinkMessage::default();
-    msg.attributes.push(LinkAttribute::Group(group));
-    nl.ack(RouteNetlinkMessage::DelLink(msg), 0, || {
-        format!("delete {} links (group {group:#x})", links.len())
-    })
-    .await?;
-    Ok(())
-}
+use crate::{uplink, Change, Result};
 
 /// Unplugs ports: deletes their `tap…` host ends (the namespace ends go with them).
 pub async fn unplug(nl: &Netlink, port_ids: &[String], changes: &mut Vec<Change>) -> Result<()> {
@@ -84,7 +27,7 @@ pub async fn unplug(nl: &Netlink, port_ids: &[String], changes: &mut Vec<Change>
             ));
         }
     }
-    delete_links(nl, &doomed).await
+    Ok(delete_links(nl, &doomed).await?)
 }
 
 /// Deletes networks as the agent does on `network_delete`: the bridge, its VXLAN

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use sp_bridge::{network, uplink, Error, Faults};
+use sp_bridge::{network, uplink, Error};
 use sp_kernel::netlink::Netlink;
+use sp_kernel::steps::Faults;
 use sp_testenv::scene::{self, ip};
 use sp_testenv::{oracle, require, sandbox};
 

@@ -23,10 +23,13 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
         }
     }
     let ext = &cfg.l3.external_network_bridge;
-    if ext.len() > 15 || ext.contains(|c: char| c == '/' || c == ':' || c.is_whitespace()) {
-        errs.push(format!(
-            "l3_agent.ini external_network_bridge = {ext:?} is not a device name (at most 15 characters, no '/', ':' or spaces)"
-        ));
+    if !ext.is_empty() {
+        if let Err(e) = sp_names::IfName::check(ext) {
+            errs.push(format!(
+                "l3_agent.ini external_network_bridge = {ext:?} is not a device name: {}",
+                e.reason
+            ));
+        }
     }
     if !t.nodes.iter().any(|n| n.roles.contains(&Role::Network)) {
         errs.push("no node has the network role (it runs the routers and DHCP)".into());

@@ -7,9 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::AddressFamily;
 use sp_kernel::netlink::{self, Contents, Netlink};
@@ -321,6 +319,7 @@ fn build_link(l: &LinkMessage, names: &HashMap<u32, String>, addrs: &[AddressMes
             .collect(),
     };
     link.neutron = classify_device(&link.name);
+    link.vxlan = build_vxlan(l, names);
     for a in &l.attributes {
         match a {
             LinkAttribute::Mtu(m) => link.mtu = Some(*m),
@@ -334,9 +333,6 @@ fn build_link(l: &LinkMessage, names: &HashMap<u32, String>, addrs: &[AddressMes
                     match info {
                         LinkInfo::Kind(InfoKind::Other(k)) => link.kind = k.clone(),
                         LinkInfo::Kind(k) => link.kind = k.to_string(),
-                        LinkInfo::Data(InfoData::Vxlan(v)) => {
-                            link.vxlan = Some(build_vxlan(v, names))
-                        }
                         _ => {}
                     }
                 }
@@ -347,31 +343,17 @@ fn build_link(l: &LinkMessage, names: &HashMap<u32, String>, addrs: &[AddressMes
     link
 }
 
-fn build_vxlan(attrs: &[InfoVxlan], names: &HashMap<u32, String>) -> Vxlan {
-    let mut v = Vxlan {
-        vni: None,
-        port: None,
-        dev: None,
-        local: None,
-        group: None,
-        learning: None,
-        proxy: None,
-    };
-    for a in attrs {
-        match a {
-            InfoVxlan::Id(id) => v.vni = Some(*id),
-            InfoVxlan::Port(p) => v.port = Some(*p),
-            InfoVxlan::Link(i) => v.dev = names.get(i).cloned(),
-            InfoVxlan::Local(ip) => v.local = Some(ip.to_string()),
-            InfoVxlan::Local6(ip) => v.local = Some(ip.to_string()),
-            InfoVxlan::Group(ip) => v.group = Some(ip.to_string()),
-            InfoVxlan::Group6(ip) => v.group = Some(ip.to_string()),
-            InfoVxlan::Learning(b) => v.learning = Some(*b),
-            InfoVxlan::Proxy(b) => v.proxy = Some(*b),
-            _ => {}
-        }
-    }
-    v
+fn build_vxlan(l: &LinkMessage, names: &HashMap<u32, String>) -> Option<Vxlan> {
+    let v = attrs::vxlan(l)?;
+    Some(Vxlan {
+        vni: v.vni,
+        port: v.port,
+        dev: v.dev.and_then(|i| names.get(&i).cloned()),
+        local: v.local.map(|ip| ip.to_string()),
+        group: v.group.map(|ip| ip.to_string()),
+        learning: v.learning,
+        proxy: v.proxy,
+    })
 }
 
 fn family_word(f: AddressFamily) -> Option<&'static str> {

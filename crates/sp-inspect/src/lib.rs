@@ -28,7 +28,7 @@ pub struct Filter {
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
     #[error(transparent)]
-    InvalidName(#[from] sp_kernel::Error),
+    InvalidName(#[from] sp_names::NameError),
     #[error("no network namespace named {0:?} (or starting with it); `netns-inspect` alone lists them all")]
     NoSuchNamespace(String),
 }
@@ -41,7 +41,7 @@ impl Filter {
             .into_iter()
             .map(|n| {
                 let n = n.strip_suffix('…').map(str::to_owned).unwrap_or(n);
-                sp_kernel::netns::validate_name(&n).map(|_| n)
+                sp_names::NsName::check(&n).map(|_| n)
             })
             .collect::<Result<_, _>>()?;
         Ok(Filter { names, kinds })

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
 };
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
@@ -79,6 +80,109 @@ pub fn link_peer(l: &LinkMessage) -> (Option<u32>, Option<i32>) {
         }
     }
     peer
+}
+
+/// `IFLA_GROUP`: the link's group, 0 (the default group) when absent.
+pub fn link_group(l: &LinkMessage) -> u32 {
+    l.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Group(g) => Some(*g),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// The kernel's VXLAN UDP port when none is given (what the Liberty agent relies on).
+pub const KERNEL_VXLAN_PORT: u16 = 8472;
+
+/// A VXLAN device's settings (`IFLA_INFO_DATA` of kind `vxlan`), as the kernel reports
+/// them. The kernel leaves out a group or local address that is unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VxlanData {
+    /// `IFLA_VXLAN_ID`.
+    pub vni: Option<u32>,
+    /// `IFLA_VXLAN_LINK`: the index of the underlying device (`dev`).
+    pub dev: Option<u32>,
+    /// `IFLA_VXLAN_LOCAL` / `LOCAL6`.
+    pub local: Option<IpAddr>,
+    /// `IFLA_VXLAN_GROUP` / `GROUP6`: the multicast group or the unicast remote.
+    pub group: Option<IpAddr>,
+    /// `IFLA_VXLAN_PORT`: the UDP destination port; `None` when not reported.
+    pub port: Option<u16>,
+    pub learning: Option<bool>,
+    pub proxy: Option<bool>,
+}
+
+impl VxlanData {
+    /// The UDP port, the kernel's default when not reported.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(KERNEL_VXLAN_PORT)
+    }
+}
+
+/// The VXLAN settings of `l`, when it is a VXLAN device.
+pub fn vxlan(l: &LinkMessage) -> Option<VxlanData> {
+    let Some(InfoData::Vxlan(opts)) = link_data(l) else {
+        return None;
+    };
+    let mut v = VxlanData::default();
+    for o in opts {
+        match o {
+            InfoVxlan::Id(i) => v.vni = Some(*i),
+            InfoVxlan::Link(i) => v.dev = Some(*i),
+            InfoVxlan::Local(ip) if !ip.is_unspecified() => v.local = Some((*ip).into()),
+            InfoVxlan::Local6(ip) if !ip.is_unspecified() => v.local = Some((*ip).into()),
+            InfoVxlan::Group(g) if !g.is_unspecified() => v.group = Some((*g).into()),
+            InfoVxlan::Group6(g) if !g.is_unspecified() => v.group = Some((*g).into()),
+            InfoVxlan::Port(p) => v.port = Some(*p),
+            InfoVxlan::Learning(b) => v.learning = Some(*b),
+            InfoVxlan::Proxy(b) => v.proxy = Some(*b),
+            _ => {}
+        }
+    }
+    Some(v)
+}
+
+/// A bridge's settings (`IFLA_INFO_DATA` of kind `bridge`) that the agent sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgeData {
+    /// `IFLA_BR_FORWARD_DELAY`, in the kernel's centiseconds.
+    pub forward_delay: Option<u32>,
+    /// `IFLA_BR_STP_STATE`.
+    pub stp: Option<BridgeStpState>,
+}
+
+impl BridgeData {
+    /// STP is on (any state but disabled).
+    pub fn stp_on(&self) -> bool {
+        self.stp.is_some_and(|s| s != BridgeStpState::Disabled)
+    }
+}
+
+/// The bridge settings of `l`: `Some` for a bridge (empty when its data was not
+/// reported), `None` for any other link.
+pub fn bridge(l: &LinkMessage) -> Option<BridgeData> {
+    if link_kind(l) != Some(&InfoKind::Bridge) {
+        return None;
+    }
+    let mut b = BridgeData::default();
+    if let Some(InfoData::Bridge(opts)) = link_data(l) {
+        for o in opts {
+            match o {
+                InfoBridge::ForwardDelay(d) => b.forward_delay = Some(*d),
+                InfoBridge::StpState(s) => b.stp = Some(*s),
+                _ => {}
+            }
+        }
+    }
+    Some(b)
+}
+
+/// The kind as a word: `veth`, `bridge`, `vxlan`… or `device` for a link without a kind
+/// of its own (a NIC).
+pub fn link_kind_word(l: &LinkMessage) -> String {
+    link_kind(l).map_or_else(|| "device".into(), |k| k.to_string())
 }
 
 /// Administratively up (`IFF_UP`).

@@ -22,9 +22,13 @@ pub enum Error {
     /// The caller lacks the privilege the operation needs.
     #[error("{context}: permission denied — this needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")]
     NotPermitted { context: String },
-    /// A namespace name iproute2 would not accept or that could escape `/run/netns`.
-    #[error("invalid namespace name {name:?}: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    /// A name refused before anything touched the system (an interface name the
+    /// kernel would not take, a namespace name that could escape `/run/netns`).
+    #[error(transparent)]
+    Name(#[from] sp_names::NameError),
+    /// A link that must exist does not.
+    #[error("no link named {0}")]
+    NoSuchLink(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

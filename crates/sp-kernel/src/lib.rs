@@ -5,15 +5,25 @@
 //!   so no thread of an async runtime is ever left in a foreign namespace.
 //! * [`netlink`] — one rtnetlink handle per namespace, opened inside it.
 //! * [`procs`] — which process lives in which network namespace (one pass over `/proc`).
+//! * [`limits`] — the process's descriptor limits, raised once before threads start.
+//! * [`links`] — link primitives every operation uses: set, ensure up / master, require,
+//!   delete in one batch, and one dump of a namespace's links ([`links::Links`]).
+//! * [`steps`] — reversible plans: ordered steps with their undos, rolled back in
+//!   reverse on failure; the move of a link's addresses and routes onto another.
+//! * [`attrs`] — reading rtnetlink messages, the link data of VXLAN devices and
+//!   bridges included, in one place.
 //! * [`loopdev`] — loop devices through ioctl on `/dev/loop-control` and `/dev/loopN`.
 
 pub mod attrs;
 pub mod error;
+pub mod limits;
+pub mod links;
 pub mod loopdev;
 pub mod netlink;
 pub mod netns;
 pub mod probe;
 pub mod procs;
+pub mod steps;
 
 pub use error::{Error, Result};
 
@@ -38,16 +48,5 @@ impl Change {
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.object, self.action)
-    }
-}
-
-/// Raises the soft limit of open descriptors to the hard limit: tools that hold a
-/// descriptor (and a netlink socket) per namespace need more than the usual 1024.
-pub fn raise_fd_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
     }
 }

@@ -59,31 +59,6 @@ impl NsId {
     }
 }
 
-/// Checks a namespace name the way it will be used as a file under `/run/netns`:
-/// non-empty, at most 255 bytes, no `/`, no NUL, not `.` or `..` and no `..` inside.
-pub fn validate_name(name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
-        Some("empty")
-    } else if name.len() > 255 {
-        Some("longer than 255 bytes")
-    } else if name.contains('/') {
-        Some("contains '/'")
-    } else if name.contains('\0') {
-        Some("contains NUL")
-    } else if name.contains("..") || name == "." {
-        Some("contains '..' or is '.'")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(Error::InvalidName {
-            name: name.to_owned(),
-            reason,
-        }),
-        None => Ok(()),
-    }
-}
-
 /// An entry of `/run/netns`.
 #[derive(Debug, Clone)]
 pub struct NamedEntry {
@@ -235,7 +210,7 @@ fn prepare_run_dir() -> Result<()> {
 
 /// The file of named namespace `name`.
 pub fn named_path(name: &str) -> Result<PathBuf> {
-    validate_name(name)?;
+    sp_names::NsName::check(name)?;
     Ok(Path::new(RUN_DIR).join(name))
 }
 
@@ -315,8 +290,10 @@ pub fn delete(name: &str) -> Result<()> {
 
 /// Puts the calling thread (and the threads and processes it starts afterwards) into a
 /// new network namespace and a private mount namespace whose `/run/netns` is an empty
-/// tmpfs: a sandbox whose named namespaces, links and mounts vanish with the process,
-/// and from which the host's interfaces cannot be changed.
+/// tmpfs and whose `/sys` is a fresh sysfs showing this namespace's devices (to the
+/// tools started inside: `ip`, dnsmasq): a sandbox whose named namespaces, links and
+/// mounts vanish with the process, and from which the host's interfaces cannot be
+/// changed. The demo runs in one; so does every root test (`sp_testenv::sandbox`).
 pub fn enter_sandbox() -> Result<()> {
     unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::from_errno("enter a sandbox (unshare)", e))?;
@@ -336,7 +313,15 @@ pub fn enter_sandbox() -> Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("mode=0755"),
     )
-    .map_err(|e| Error::from_errno(format!("tmpfs on {RUN_DIR} in the sandbox"), e))
+    .map_err(|e| Error::from_errno(format!("tmpfs on {RUN_DIR} in the sandbox"), e))?;
+    mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| Error::from_errno("mount a fresh sysfs on /sys in the sandbox", e))
 }
 
 /// Makes `cmd` run inside named namespace `name`: the child enters it between fork and
@@ -345,7 +330,7 @@ pub fn enter_sandbox() -> Result<()> {
 pub fn command_in(cmd: &mut std::process::Command, name: &str) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let ns = open(&named_path(name)?)?;
-    let limit = crate::procs::inherited_descriptor_limit();
+    let limit = crate::limits::inherited_descriptor_limit();
     // SAFETY: setns and setrlimit are async-signal-safe; nothing else runs between fork
     // and exec.
     unsafe {
@@ -385,15 +370,15 @@ mod tests {
     #[test]
     fn names_that_could_escape_are_refused() {
         for bad in ["", "a/b", "..", "../x", "x..y", ".", "a\0b"] {
-            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+            assert!(named_path(bad).is_err(), "{bad:?} accepted");
         }
         for good in [
             "qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165",
             "blue",
             "a.b",
         ] {
-            validate_name(good).unwrap();
+            assert_eq!(named_path(good).unwrap(), Path::new(RUN_DIR).join(good));
         }
-        assert!(validate_name(&"x".repeat(256)).is_err());
+        assert!(named_path(&"x".repeat(256)).is_err());
     }
 }

@@ -81,7 +81,7 @@ async fn physical(nl: &Netlink) -> Result<()> {
 async fn configure(nl: &Netlink, lease: &dhcp::Lease) -> Result<()> {
     let eth0 = nl
         .link_by_name("eth0")?
-        .ok_or_else(|| sp_bridge::Error::NoSuchLink("eth0".into()))?;
+        .ok_or_else(|| sp_kernel::Error::NoSuchLink("eth0".into()))?;
     let h = nl.handle();
     let wrap = |what: &'static str| move |e| Error::Kernel(sp_kernel::Error::netlink(what, e));
     h.address()

@@ -25,9 +25,11 @@ pub mod supervise;
 use serde::Serialize;
 use sp_bridge::network::{self, NetworkSpec, VxlanConfig};
 use sp_bridge::port::{self, HostEnd, PortSpec};
-use sp_bridge::{input, l2pop, teardown, uplink, Faults, Links};
+use sp_bridge::{input, l2pop, teardown, uplink};
 use sp_config::desired::{L2Entry, NodePlan};
+use sp_kernel::links::Links;
 use sp_kernel::netlink::Netlink;
+use sp_kernel::steps::Faults;
 use sp_kernel::Change;
 use sp_neutron::bridge_name;
 

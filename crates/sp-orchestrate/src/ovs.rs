@@ -13,9 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sp_bridge::{uplink, Faults};
 use sp_config::desired::{NetPlan, NodePlan, PortPlan};
 use sp_kernel::netlink::Netlink;
+use sp_kernel::steps::{self, Faults};
 use sp_kernel::{netns, Change};
 use sp_ovs::attach::{self, AttachOptions};
 use sp_ovs::{BridgeSpec, Endpoint, Ovs, PortSpec};
@@ -289,9 +289,7 @@ pub(crate) async fn survey(
 
 async fn has_addresses(nl: &Netlink, nic: &str) -> Result<bool> {
     Ok(match nl.link_by_name(nic)? {
-        Some(l) => !uplink::global_addresses(nl, l.header.index)
-            .await?
-            .is_empty(),
+        Some(l) => !steps::global_addresses(nl, l.header.index)?.is_empty(),
         None => false,
     })
 }

@@ -27,16 +27,17 @@ use futures::FutureExt;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::RouteMessage;
-use sp_bridge::uplink::{self, Custom, Metric, Moved, Plan, Step};
-pub use sp_bridge::{Change as HostChange, Faults};
 use sp_kernel::attrs;
 use sp_kernel::netlink::Netlink;
+use sp_kernel::steps::{self, Custom, Metric, Moved, Plan, Step};
+pub use sp_kernel::{steps::Faults, Change as HostChange};
+use sp_names::IfName;
 
 use crate::persist::HostIp;
 use crate::state::State;
 use sp_kernel::probe::echo;
 
-use crate::{announce, validate_name, BridgeSpec, Change, Error, Ovs, PortSpec};
+use crate::{announce, BridgeSpec, Change, Error, Ovs, PortSpec};
 
 /// How to attach.
 #[derive(Debug, Clone)]
@@ -60,23 +61,20 @@ impl Default for AttachOptions {
 }
 
 /// A step that is not a netlink request, from an async closure failing with our error.
-fn custom<'a, F, Fut>(what: String, f: F) -> Step<'a>
+fn custom<'a, F, Fut>(what: String, f: F) -> Step<'a, Error>
 where
     F: Fn() -> Fut + Send + Sync + 'a,
     Fut: Future<Output = Result<(), Error>> + Send + 'a,
 {
     Step::Custom(Custom {
         what,
-        run: Box::new(move || {
-            f().map(|r| r.map_err(|e| sp_bridge::Error::Custom(Box::new(e))))
-                .boxed()
-        }),
+        run: Box::new(move || f().boxed()),
     })
 }
 
 /// The NIC: it must exist and not be enslaved to a Linux bridge or bond.
 async fn nic_link(nl: &Netlink, nic: &str) -> Result<LinkMessage, Error> {
-    validate_name(nic)?;
+    IfName::check(nic)?;
     let link = nl
         .link_by_name(nic)?
         .ok_or_else(|| Error::NoDevice(nic.to_owned()))?;
@@ -133,7 +131,7 @@ async fn read(
     bridge: &str,
     nic: &str,
 ) -> Result<(LinkMessage, State, Option<String>), Error> {
-    validate_name(bridge)?;
+    IfName::check(bridge)?;
     if bridge == nic {
         return Err(Error::InvalidName {
             name: bridge.to_owned(),
@@ -150,7 +148,7 @@ async fn read(
 
 /// Adds a step that pings each gateway out of `device`, when asked; returns them.
 fn push_gateway_checks<'a>(
-    plan: &mut Plan<'a>,
+    plan: &mut Plan<'a, Error>,
     (v4, v6): (Option<IpAddr>, Option<IpAddr>),
     device: &'a str,
     within: Option<Duration>,
@@ -208,13 +206,13 @@ fn announce(link: &LinkMessage, moved: &Moved, changes: &mut Vec<HostChange>) {
 /// rolled-back error.
 fn undo_created(e: Error, deleted: Result<Change, Error>) -> Error {
     let (cause, mut rollback) = match e {
-        Error::Plumbing(sp_bridge::Error::RolledBack { cause, rollback }) => (cause, rollback),
-        other => (Box::new(sp_bridge::Error::Custom(Box::new(other))), vec![]),
+        Error::RolledBack { cause, rollback } => (cause, rollback),
+        other => (Box::new(other), vec![]),
     };
     if let Err(d) = deleted {
-        rollback.push(sp_bridge::Error::Custom(Box::new(d)));
+        rollback.push(d);
     }
-    Error::Plumbing(sp_bridge::Error::RolledBack { cause, rollback })
+    Error::RolledBack { cause, rollback }
 }
 
 /// `ovs-attach BRIDGE NIC` (see the module docs). A second run changes nothing.
@@ -238,13 +236,11 @@ pub async fn attach(
     }
     let is_port = owner.as_deref() == Some(bridge);
     let index = link.header.index;
-    let has_addresses = !uplink::global_addresses(nl, index).await?.is_empty();
+    let has_addresses = !steps::global_addresses(nl, index)?.is_empty();
     let existing = nl.link_by_name(bridge)?;
     // A run killed after the move but before the port: the bridge holds the IP already.
     let bridge_has_addresses = match &existing {
-        Some(b) => !uplink::global_addresses(nl, b.header.index)
-            .await?
-            .is_empty(),
+        Some(b) => !steps::global_addresses(nl, b.header.index)?.is_empty(),
         None => false,
     };
     if !has_addresses && !is_port && !bridge_has_addresses {
@@ -262,7 +258,7 @@ pub async fn attach(
             fail_mode: None,
         };
         let within = ovs.timeout();
-        let mut plan = Plan::new();
+        let mut plan: Plan<Error> = Plan::new();
         plan.push(
             custom(format!("create bridge {bridge}"), move || {
                 let spec = spec.clone();
@@ -314,13 +310,13 @@ async fn move_and_plug(
 ) -> Result<(), Error> {
     let br = bridge_device(nl, bridge, ovs.timeout()).await?;
     let bi = br.header.index;
-    let routes = uplink::routes_via(nl, link.header.index).await?;
+    let routes = steps::routes_via(nl, link.header.index)?;
     // After a run killed midway the default routes may be on the bridge already.
     let gateways = match default_gateways(&routes) {
-        (None, None) => default_gateways(&uplink::routes_via(nl, bi).await?),
+        (None, None) => default_gateways(&steps::routes_via(nl, bi)?),
         found => found,
     };
-    let mut plan = Plan::new();
+    let mut plan: Plan<Error> = Plan::new();
     let was_down = !attrs::link_is_up(&br);
     if was_down {
         plan.push(
@@ -336,7 +332,7 @@ async fn move_and_plug(
             },
         );
     }
-    let moved = plan.move_ip(nl, link, &br, Metric::Same).await?;
+    let moved = plan.move_ip(nl, link, &br, Metric::Same)?;
     let plugged = owner.as_deref() != Some(bridge);
     if plugged {
         let spec = PortSpec {
@@ -371,7 +367,7 @@ async fn move_and_plug(
     if was_down {
         changes.push(HostChange::new(format!("link {bridge}"), "set up"));
     }
-    uplink::report(&moved, nic, bridge, changes);
+    moved.report(nic, bridge, changes);
     if plugged {
         let action = match owner.filter(|o| !o.is_empty()) {
             Some(from) => format!("moved to bridge {bridge} from bridge {from}"),
@@ -410,7 +406,7 @@ pub async fn detach(
     }
     let is_port = owner.is_some();
     let br = nl.link_by_name(bridge)?;
-    let mut plan = Plan::new();
+    let mut plan: Plan<Error> = Plan::new();
     if is_port {
         plan.push(
             custom(
@@ -432,8 +428,8 @@ pub async fn detach(
     let mut moved = Moved::default();
     let mut gateways = (None, None);
     if let Some(br) = &br {
-        gateways = default_gateways(&uplink::routes_via(nl, br.header.index).await?);
-        moved = plan.move_ip(nl, br, &link, Metric::Same).await?;
+        gateways = default_gateways(&steps::routes_via(nl, br.header.index)?);
+        moved = plan.move_ip(nl, br, &link, Metric::Same)?;
     }
     if plan.is_empty() {
         return Ok(vec![]);
@@ -447,7 +443,7 @@ pub async fn detach(
             format!("deleted from bridge {bridge}"),
         ));
     }
-    uplink::report(&moved, bridge, nic, &mut changes);
+    moved.report(bridge, nic, &mut changes);
     for gw in checked {
         changes.push(HostChange::new(
             format!("gateway {gw}"),
@@ -475,16 +471,16 @@ pub async fn host_ip(
     nic: &str,
     datapath_type: Option<&str>,
 ) -> Result<HostIp, Error> {
-    validate_name(bridge)?;
+    IfName::check(bridge)?;
     let link = nl
         .link_by_name(nic)?
         .ok_or_else(|| Error::NoDevice(nic.to_owned()))?;
     let mut holder = link.header.index;
-    let mut addrs = uplink::global_addresses(nl, holder).await?;
+    let mut addrs = steps::global_addresses(nl, holder)?;
     if addrs.is_empty() {
         if let Some(br) = nl.link_by_name(bridge)? {
             holder = br.header.index;
-            addrs = uplink::global_addresses(nl, holder).await?;
+            addrs = steps::global_addresses(nl, holder)?;
         }
     }
     if addrs.is_empty() {
@@ -493,7 +489,7 @@ pub async fn host_ip(
             bridge: bridge.to_owned(),
         });
     }
-    let (gateway, gateway6) = default_gateways(&uplink::routes_via(nl, holder).await?);
+    let (gateway, gateway6) = default_gateways(&steps::routes_via(nl, holder)?);
     let datapath_type = match (datapath_type, ovs) {
         (Some(d), _) => d.to_owned(),
         (None, Some(ovs)) => State::read(&ovs.client)

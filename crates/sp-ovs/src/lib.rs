@@ -15,7 +15,6 @@ mod announce;
 pub mod attach;
 
 mod error;
-mod name;
 pub mod persist;
 mod show;
 mod state;
@@ -24,13 +23,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use sp_names::IfName;
 pub use sp_ovsdb::Endpoint;
 use sp_ovsdb::{
     Client, Condition, Datum, MonitorRequest, Mutation, Mutator, Operation, Row, TableUpdates,
 };
 
 pub use error::Error;
-pub use name::{validate as validate_name, MAX_NAME_LEN};
 pub use show::{Bridge, Interface, Port, Show, Target};
 use state::State;
 
@@ -165,7 +164,7 @@ impl Ovs {
 
     /// `add-br NAME` (`--may-exist`), with the bridge's internal port and interface.
     pub async fn add_br(&self, name: &str, spec: &BridgeSpec) -> Result<Change, Error> {
-        validate_name(name)?;
+        IfName::check(name)?;
         let st = State::read(&self.client).await?;
         if st.bridge(name).is_some() {
             return match spec.may_exist {
@@ -477,7 +476,7 @@ fn plan_port(
     spec: &PortSpec,
     suffix: &str,
 ) -> Result<(), Error> {
-    validate_name(&spec.name)?;
+    IfName::check(&spec.name)?;
     if let Some((_, owner)) = st.port(&spec.name) {
         return Err(Error::PortExists {
             what,
@@ -525,7 +524,7 @@ fn plan_add_port(
     spec: &PortSpec,
     suffix: &str,
 ) -> Result<Change, Error> {
-    validate_name(&spec.name)?;
+    IfName::check(&spec.name)?;
     let br = st
         .bridge(bridge)
         .ok_or_else(|| Error::NoBridge(bridge.to_owned()))?;

@@ -159,10 +159,10 @@ fn default_route_dev() -> String {
 /// The injected failure behind a rolled-back error.
 fn injected(e: &Error) -> Option<usize> {
     match e {
-        Error::Plumbing(sp_bridge::Error::RolledBack { cause, rollback }) => {
+        Error::RolledBack { cause, rollback } => {
             assert!(rollback.is_empty(), "undo failed: {rollback:?}");
             match **cause {
-                sp_bridge::Error::Injected(n) => Some(n),
+                Error::Injected(n) => Some(n),
                 _ => None,
             }
         }
