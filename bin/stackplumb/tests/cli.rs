@@ -1,13 +1,11 @@
 //! stackplumb on the guide's two nodes (namespaces in a sandbox), each run inside its
 //! node: plan, apply, a second apply, status, destroy; the lock; bad input.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{link_names, two_nodes, Cli};
 use serde_json::Value;
+use sp_testenv::nodes::{link_names, two_nodes, Cli};
 use sp_testenv::oracle;
 
 #[test]

@@ -186,9 +186,9 @@ pub fn plan(
             ports.push((
                 network_node.name.clone(),
                 PortPlan {
-                    port_id: leg.port_id.clone(),
+                    port_id: leg.port_id.to_string(),
                     kind,
-                    network_id: net.id.clone(),
+                    network_id: net.id.to_string(),
                     namespace: ns.clone(),
                     mac: leg.mac.clone().unwrap_or_else(|| dhcp_port(&leg.port_id).1),
                     addresses: Some(addresses),
@@ -251,7 +251,7 @@ pub fn plan(
             ip: dhcp_ip,
         });
         dhcp.push(Dnsmasq {
-            network_id: n.id.clone(),
+            network_id: n.id.to_string(),
             dir: state_path.join("dhcp").join(&n.id),
             interface: inner,
             subnets: vec![DhcpSubnet {
@@ -275,7 +275,7 @@ pub fn plan(
             PortPlan {
                 port_id,
                 kind: PortKind::Dhcp,
-                network_id: n.id.clone(),
+                network_id: n.id.to_string(),
                 namespace: qdhcp_namespace(&n.id),
                 mac,
                 addresses: Some(addresses),
@@ -290,9 +290,9 @@ pub fn plan(
         ports.push((
             i.node.clone(),
             PortPlan {
-                port_id: i.port_id.clone(),
+                port_id: i.port_id.to_string(),
                 kind: PortKind::Instance,
-                network_id: net.id.clone(),
+                network_id: net.id.to_string(),
                 namespace: i.name.clone(),
                 mac: i.mac.clone(),
                 addresses: None,
@@ -342,7 +342,7 @@ pub fn plan(
             .iter()
             .filter(|n| net_ids.contains(n.id.as_str()))
             .map(|n| NetPlan {
-                network_id: n.id.clone(),
+                network_id: n.id.to_string(),
                 ovs: on_ovs(&n.id),
                 bridge: if on_ovs(&n.id) {
                     ext_bridge.to_owned()

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use sp_names::NeutronId;
 
 /// The whole topology.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,7 +53,7 @@ pub enum NetworkType {
 #[serde(deny_unknown_fields)]
 pub struct Network {
     pub name: String,
-    pub id: String,
+    pub id: NeutronId,
     #[serde(rename = "type")]
     pub network_type: NetworkType,
     /// Flat networks: the physical network (`public`), mapped to a NIC by
@@ -94,7 +95,7 @@ pub struct Pool {
 #[serde(deny_unknown_fields)]
 pub struct Router {
     pub name: String,
-    pub id: String,
+    pub id: NeutronId,
     /// `router-gateway-set`: the external network and the router's address on it.
     pub gateway: Option<RouterPort>,
     /// `router-interface-add`: one leg per tenant subnet.
@@ -107,7 +108,7 @@ pub struct Router {
 pub struct RouterPort {
     pub network: String,
     pub ip: IpAddr,
-    pub port_id: String,
+    pub port_id: NeutronId,
     pub mac: Option<String>,
 }
 
@@ -117,7 +118,7 @@ pub struct Instance {
     pub name: String,
     pub node: String,
     pub network: String,
-    pub port_id: String,
+    pub port_id: NeutronId,
     pub mac: String,
     pub ip: IpAddr,
     pub floating_ip: Option<IpAddr>,
@@ -152,6 +153,7 @@ impl Topology {
     /// and qg 10.0.0.200; vm1 on compute with a floating IP; cinder-volumes 20G.
     pub fn guide() -> Topology {
         let ip = |s: &str| s.parse::<IpAddr>().expect("literal");
+        let uuid = |s: &str| s.parse::<NeutronId>().expect("literal");
         Topology {
             nodes: vec![
                 Node {
@@ -168,7 +170,7 @@ impl Topology {
             networks: vec![
                 Network {
                     name: "ext-net".into(),
-                    id: "78983ca2-77e3-4cdf-9747-ae1b34addeb7".into(),
+                    id: uuid("78983ca2-77e3-4cdf-9747-ae1b34addeb7"),
                     network_type: NetworkType::Flat,
                     physical_network: Some("public".into()),
                     segmentation_id: None,
@@ -186,7 +188,7 @@ impl Topology {
                 },
                 Network {
                     name: "demo-net".into(),
-                    id: "5b6a8b87-fd03-46b5-a968-72bac5091b7c".into(),
+                    id: uuid("5b6a8b87-fd03-46b5-a968-72bac5091b7c"),
                     network_type: NetworkType::Vxlan,
                     physical_network: None,
                     segmentation_id: Some(1),
@@ -202,17 +204,17 @@ impl Topology {
             ],
             routers: vec![Router {
                 name: "demo-router".into(),
-                id: "006df4cc-6fb2-40e7-af58-dc68b6755165".into(),
+                id: uuid("006df4cc-6fb2-40e7-af58-dc68b6755165"),
                 gateway: Some(RouterPort {
                     network: "ext-net".into(),
                     ip: ip("10.0.0.200"),
-                    port_id: "9477c16b-e5f1-4b52-9a3c-6d1e2f3a4b5c".into(),
+                    port_id: uuid("9477c16b-e5f1-4b52-9a3c-6d1e2f3a4b5c"),
                     mac: Some("fa:16:3e:b2:d8:f0".into()),
                 }),
                 interfaces: vec![RouterPort {
                     network: "demo-net".into(),
                     ip: ip("192.168.0.1"),
-                    port_id: "7337070d-45e1-4a2b-9c3d-1234567890ab".into(),
+                    port_id: uuid("7337070d-45e1-4a2b-9c3d-1234567890ab"),
                     mac: Some("fa:16:3e:a7:24:00".into()),
                 }],
             }],
@@ -220,7 +222,7 @@ impl Topology {
                 name: "vm1".into(),
                 node: "compute".into(),
                 network: "demo-net".into(),
-                port_id: "a7b1762b-3b4c-4d5e-8f90-123456789abc".into(),
+                port_id: uuid("a7b1762b-3b4c-4d5e-8f90-123456789abc"),
                 mac: "fa:16:3e:5d:2c:01".into(),
                 ip: ip("192.168.0.3"),
                 floating_ip: Some(ip("10.0.0.201")),

@@ -194,6 +194,31 @@ macro_rules! name_type {
                 self.0 == *other
             }
         }
+
+        impl PartialEq<$ty> for String {
+            fn eq(&self, other: &$ty) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl PartialEq<$ty> for str {
+            fn eq(&self, other: &$ty) -> bool {
+                self == other.0
+            }
+        }
+
+        /// One path component: the name can hold neither `/` nor `..`.
+        impl AsRef<std::path::Path> for $ty {
+            fn as_ref(&self) -> &std::path::Path {
+                std::path::Path::new(&self.0)
+            }
+        }
+
+        impl AsRef<std::ffi::OsStr> for $ty {
+            fn as_ref(&self) -> &std::ffi::OsStr {
+                std::ffi::OsStr::new(&self.0)
+            }
+        }
     };
 }
 

@@ -16,12 +16,14 @@ use sp_orchestrate::{realise, take_down, Dirs};
 use sp_testenv::require;
 use sp_testenv::scene::{self, ip};
 
+use sp_names::NeutronId;
+
 use crate::netns_inspect::ip_batch;
 
 /// A Neutron-style id whose first 11 characters (what device names keep) differ per
 /// kind and index.
-fn id(kind: u32, i: usize) -> String {
-    format!("{kind:04x}{i:04x}-0000-4000-8000-000000000000")
+fn id(kind: u32, i: usize) -> NeutronId {
+    NeutronId::new(format!("{kind:04x}{i:04x}-0000-4000-8000-000000000000")).expect("a UUID")
 }
 
 /// The guide's cloud with `n` tenant networks (172.16.i.0/24, VNI i+1), each behind a

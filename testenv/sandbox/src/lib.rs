@@ -6,6 +6,7 @@
 //! * [`scene`] builds scenes with the real tools (`ip`, processes parked in namespaces).
 //! * [`oracle`] runs the real tools (`ip -j …`, `ip netns pids`) and parses what they say,
 //!   so assertions compare our view with iproute2's.
+//! * [`nodes`] runs the `stackplumb` binary inside the guide's nodes.
 //! * [`lvm`] keeps loop-device tests in their own directory and runs real lvm2
 //!   restricted to the test's devices.
 //! * [`require`] turns a missing privilege, kernel feature or package into a test
@@ -13,13 +14,20 @@
 
 pub mod guide;
 pub mod lvm;
+pub mod nodes;
 pub mod oracle;
 pub mod ovs;
 pub mod require;
 pub mod sandbox;
 pub mod scene;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The Liberty guide's configuration files (`crates/sp-config/tests/guide`: the
+/// controller's and the compute node's as the guide writes them).
+pub fn guide_config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/sp-config/tests/guide")
+}
 
 /// Path of a binary of this workspace, built next to the test executable
 /// (`target/<profile>/<name>`). Panics with a clear message when it is missing.

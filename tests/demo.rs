@@ -10,7 +10,7 @@ fn the_demo_holds_every_check_and_leaves_nothing() {
     require::root();
     require::program("dnsmasq", "dnsmasq-base");
     require::program("iptables-restore", "iptables");
-    let child = Command::new(env!("CARGO_BIN_EXE_stackplumb"))
+    let child = Command::new(sp_testenv::workspace_bin("stackplumb"))
         .arg("demo")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

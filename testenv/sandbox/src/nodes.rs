@@ -1,11 +1,12 @@
-//! Running stackplumb inside the guide's nodes (namespaces in a sandbox).
+//! Running the `stackplumb` binary inside the guide's nodes (namespaces in a sandbox):
+//! its CLI tests and the end-to-end tests of `tests/` share this.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use crate::scene;
+use crate::{require, sandbox};
 use serde_json::Value;
-use sp_testenv::scene;
-use sp_testenv::{require, sandbox};
 
 /// stackplumb's files and flags for every run of a test.
 pub struct Cli {
@@ -23,7 +24,7 @@ impl Cli {
     pub fn cmd(&self, node: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/run/netns/{node}"))
-            .arg(env!("CARGO_BIN_EXE_stackplumb"))
+            .arg(crate::workspace_bin("stackplumb"))
             .arg("--config-dir")
             .arg(&self.config)
             .arg("--state-dir")
@@ -59,7 +60,7 @@ pub struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for dev in sp_testenv::lvm::bound_under(&self.0) {
+        for dev in crate::lvm::bound_under(&self.0) {
             let _ = Command::new("losetup").args(["-d", &dev]).status();
         }
         if let Ok(dirs) = std::fs::read_dir(self.0.join("dhcp")) {
@@ -83,7 +84,7 @@ pub fn two_nodes() -> (Cli, Cleanup) {
     scene::guide_hosts();
     let state = std::env::temp_dir().join(format!("stackplumb-{}", std::process::id()));
     let cli = Cli {
-        config: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/sp-config/tests/guide"),
+        config: crate::guide_config_dir(),
         state: state.clone(),
         extra: vec![],
     };
@@ -92,7 +93,7 @@ pub fn two_nodes() -> (Cli, Cleanup) {
 
 /// The names of `node`'s links.
 pub fn link_names(node: &str) -> Vec<String> {
-    sp_testenv::oracle::links(Some(node))
+    crate::oracle::links(Some(node))
         .iter()
         .map(|l| l["ifname"].as_str().unwrap().to_owned())
         .collect()

@@ -6,10 +6,8 @@
 //! guide's checks hold across it, a second apply changes nothing, destroy gives eth0
 //! its address back and removes the bridge it made.
 
-mod common;
-
-use common::{link_names, two_nodes, Cleanup, Cli};
 use serde_json::{json, Value};
+use sp_testenv::nodes::{link_names, two_nodes, Cleanup, Cli};
 use sp_testenv::ovs::Ovs;
 use sp_testenv::{oracle, require, scene};
 

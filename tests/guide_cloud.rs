@@ -65,9 +65,7 @@ fn glob_pids(state: &Path) -> Vec<String> {
 }
 
 fn node_plans(state: &Path) -> Vec<NodePlan> {
-    let cfg =
-        GuideConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../sp-config/tests/guide"))
-            .unwrap();
+    let cfg = GuideConfig::load(&sp_testenv::guide_config_dir()).unwrap();
     plan(&Topology::guide(), &cfg, state).unwrap()
 }
 
