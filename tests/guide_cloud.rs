@@ -4,9 +4,7 @@
 //! 1450, pings its router, reaches the external PC through NAT, and is reached on its
 //! floating IP. Realising again changes nothing; taking down leaves nothing of ours.
 
-use std::future::Future;
 use std::io::{BufRead, BufReader};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,27 +16,6 @@ use sp_kernel::netlink::Netlink;
 use sp_orchestrate::{realise, take_down, Dirs};
 use sp_testenv::scene::{self, ip};
 use sp_testenv::{oracle, require, sandbox};
-
-/// Runs `f` on a thread inside node namespace `node`, with a runtime and a handle there.
-fn in_node<T, Fut>(node: &str, f: impl FnOnce(Netlink) -> Fut + Send) -> T
-where
-    T: Send,
-    Fut: Future<Output = T>,
-{
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let ns = std::fs::File::open(format!("/run/netns/{node}")).unwrap();
-            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async { f(Netlink::current().unwrap()).await })
-        })
-        .join()
-        .unwrap()
-    })
-}
 
 /// Ends the dnsmasq the state directory names, also when the test fails midway.
 struct Cleanup(PathBuf);
@@ -90,10 +67,8 @@ fn the_guides_cloud_works_end_to_end() {
     let state = state.as_path();
 
     for p in &plans {
-        let changes = in_node(
-            &p.node,
-            |nl| async move { realise(&nl, p, dirs).await.unwrap() },
-        );
+        let changes =
+            Netlink::block_on_in(&p.node, async |nl| realise(&nl, p, dirs).await.unwrap()).unwrap();
         assert!(!changes.is_empty(), "{} changed nothing", p.node);
     }
     // Cinder's volume group on loop files, as lvm2 sees it: 20G less the metadata area.
@@ -189,10 +164,8 @@ fn the_guides_cloud_works_end_to_end() {
     }
     let t0 = Instant::now();
     for p in &plans {
-        let again = in_node(
-            &p.node,
-            |nl| async move { realise(&nl, p, dirs).await.unwrap() },
-        );
+        let again =
+            Netlink::block_on_in(&p.node, async |nl| realise(&nl, p, dirs).await.unwrap()).unwrap();
         assert!(again.is_empty(), "{}: {again:?}", p.node);
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -216,9 +189,10 @@ fn the_guides_cloud_works_end_to_end() {
     // Taking down leaves nothing of ours: namespaces, links, dnsmasq.
     let pids = glob_pids(state);
     for p in plans.iter().rev() {
-        in_node(&p.node, |nl| async move {
+        Netlink::block_on_in(&p.node, async |nl| {
             take_down(&nl, p, dirs, true).await.unwrap()
-        });
+        })
+        .unwrap();
     }
     let mut left = oracle::netns_list();
     left.sort();

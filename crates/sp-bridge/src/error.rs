@@ -34,30 +34,11 @@ pub enum Error {
     },
     #[error("{0} is enslaved to {1}; detach it first (or it is the uplink of another network)")]
     Busy(String, String),
-    #[error("injected failure before step {0}")]
-    Injected(usize),
-    #[error("{cause}; rolled back{}", if rollback.is_empty() { String::new() } else {
-        format!(", but undoing failed too: {}", rollback.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
-    })]
-    RolledBack {
-        cause: Box<Error>,
-        rollback: Vec<Error>,
-    },
+    #[error(transparent)]
+    Injected(#[from] sp_kernel::steps::Injected),
+    /// Steps failed; those done were undone in reverse.
+    #[error(transparent)]
+    RolledBack(#[from] Box<sp_kernel::steps::RolledBack<Error>>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl From<sp_kernel::steps::Injected> for Error {
-    fn from(i: sp_kernel::steps::Injected) -> Self {
-        Error::Injected(i.0)
-    }
-}
-
-impl From<sp_kernel::steps::RolledBack<Error>> for Error {
-    fn from(r: sp_kernel::steps::RolledBack<Error>) -> Self {
-        Error::RolledBack {
-            cause: Box::new(r.cause),
-            rollback: r.rollback,
-        }
-    }
-}

@@ -15,6 +15,8 @@ use sp_kernel::netns;
 use sp_names::IfName;
 use sp_neutron::{bridge_name, vxlan_name};
 
+use sp_kernel::steps::RolledBack;
+
 use crate::{input, Change, Error, Result};
 
 /// A tenant network's VXLAN segment, from `linuxbridge_agent.ini`'s `[vxlan]`.
@@ -327,10 +329,7 @@ async fn ensure_one(
                             rollback.push(e.into());
                         }
                     }
-                    return Err(Error::RolledBack {
-                        cause: Box::new(cause),
-                        rollback,
-                    });
+                    return Err(Error::RolledBack(Box::new(RolledBack { cause, rollback })));
                 }
             }
         }

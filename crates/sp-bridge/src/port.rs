@@ -24,6 +24,8 @@ use sp_kernel::links::{
 };
 use sp_names::{IfName, NsName};
 
+use sp_kernel::steps::RolledBack;
+
 use crate::{Change, Error, Result};
 
 /// One port to plug.
@@ -285,10 +287,7 @@ pub async fn plug_with(
                 rollback.push(e.into());
             }
         }
-        return Err(Error::RolledBack {
-            cause: Box::new(cause),
-            rollback,
-        });
+        return Err(Error::RolledBack(Box::new(RolledBack { cause, rollback })));
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use sp_bridge::{network, uplink, Error};
 use sp_kernel::netlink::Netlink;
-use sp_kernel::steps::Faults;
+use sp_kernel::steps::{Faults, Injected};
 use sp_testenv::scene::{self, ip};
 use sp_testenv::{oracle, require, sandbox};
 
@@ -77,12 +77,17 @@ fn every_step_rolls_back(rt: &tokio::runtime::Runtime, nl: &Netlink, attach: boo
             }
         });
         match res {
-            Err(Error::RolledBack { cause, rollback }) => {
+            Err(Error::RolledBack(r)) => {
                 assert!(
-                    matches!(*cause, Error::Injected(n) if n == k),
-                    "step {k}: {cause}"
+                    matches!(r.cause, Error::Injected(Injected(n)) if n == k),
+                    "step {k}: {}",
+                    r.cause
                 );
-                assert!(rollback.is_empty(), "step {k}: undo failed: {rollback:?}");
+                assert!(
+                    r.rollback.is_empty(),
+                    "step {k}: undo failed: {:?}",
+                    r.rollback
+                );
                 assert_eq!(state(), before, "state after a failure before step {k}");
                 assert!(changes.is_empty());
             }

@@ -111,6 +111,27 @@ impl Netlink {
         Self::from_sockets(open_sockets()?)
     }
 
+    /// Runs `f` on a thread of its own inside named namespace `name`, with a
+    /// current-thread runtime and a handle there; the thread ends with `f`, so no other
+    /// thread ever changes namespace. For work that must run entirely inside one
+    /// namespace (a node of a sandbox, a test host).
+    pub fn block_on_in<T: Send>(name: &str, f: impl AsyncFnOnce(Netlink) -> T + Send) -> Result<T> {
+        let ns = netns::open(&netns::named_path(name)?)?;
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<T> {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| Error::from_errno(format!("enter namespace {name}"), e))?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::io("start a runtime", e))?;
+                rt.block_on(async { Ok(f(Netlink::current()?).await) })
+            })
+            .join()
+            .expect("namespace thread panicked")
+        })
+    }
+
     /// A handle inside the namespace `ns` (an open nsfs file).
     pub fn open_in(ns: OwnedFd) -> Result<Self> {
         let mut socks = open_sockets_in(std::slice::from_ref(&ns))?;

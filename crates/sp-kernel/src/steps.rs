@@ -68,11 +68,33 @@ impl Faults {
 }
 
 /// A plan that failed: the cause, and every undo that failed too (empty when the
-/// rollback was complete).
+/// rollback was complete). Operations keep it boxed in a variant of their error
+/// (`RolledBack(#[from] Box<RolledBack<Error>>)`).
 #[derive(Debug)]
 pub struct RolledBack<E> {
     pub cause: E,
     pub rollback: Vec<E>,
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for RolledBack<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; rolled back", self.cause)?;
+        for (i, e) in self.rollback.iter().enumerate() {
+            f.write_str(if i == 0 {
+                ", but undoing failed too: "
+            } else {
+                "; "
+            })?;
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for RolledBack<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
 }
 
 /// A step that is not a netlink request (an OVSDB transaction, a reachability check):
@@ -404,7 +426,7 @@ impl<'a, E: From<Error> + From<Injected>> Plan<'a, E> {
 
     /// Runs the plan; on failure undoes what was done, in reverse, and reports both
     /// the cause and any undo that failed.
-    pub async fn run(self, nl: &Netlink, faults: &mut Faults) -> Result<(), RolledBack<E>> {
+    pub async fn run(self, nl: &Netlink, faults: &mut Faults) -> Result<(), Box<RolledBack<E>>> {
         let mut done: Vec<Step<'a, E>> = Vec::new();
         for (step, undo) in self.steps {
             let res = match faults.step() {
@@ -418,7 +440,7 @@ impl<'a, E: From<Error> + From<Injected>> Plan<'a, E> {
                         rollback.push(e);
                     }
                 }
-                return Err(RolledBack { cause, rollback });
+                return Err(Box::new(RolledBack { cause, rollback }));
             }
             done.push(undo);
         }

@@ -5,7 +5,6 @@
 //! removed at the end.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,24 +25,6 @@ pub enum Line {
     Step(String),
     /// A check and whether it held.
     Check(String, bool),
-}
-
-/// Runs `f` on a thread inside node namespace `node` with a runtime and a handle there.
-fn in_node<T: Send>(node: &str, f: impl AsyncFnOnce(Netlink) -> T + Send) -> Result<T> {
-    let ns = netns::open(&netns::named_path(node)?)?;
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<T> {
-            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| sp_kernel::Error::from_errno("enter node namespace", e))?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| sp_kernel::Error::io("start a runtime", e))?;
-            rt.block_on(async { Ok(f(Netlink::current()?).await) })
-        })
-        .join()
-        .expect("node thread panicked")
-    })
 }
 
 /// The guide's physical network: a segment (a bridge in the sandbox) with the
@@ -124,11 +105,11 @@ fn cfg_size(plans: &[NodePlan]) -> String {
 /// Whether `target` answers an ICMP echo from `node` out of `eth0`.
 fn pings(node: &str, target: &str) -> Result<bool> {
     let ip: IpAddr = target.parse().expect("literal");
-    in_node(node, async move |_nl| {
+    Ok(Netlink::block_on_in(node, async move |_nl| {
         echo::answers(ip, "eth0", Duration::from_secs(3))
             .await
             .unwrap_or(false)
-    })
+    })?)
 }
 
 /// Builds, checks and tears down the guide's cloud under `work` (a fresh directory for
@@ -158,7 +139,7 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
     let mut ok = true;
     let outcome = (|| -> Result<()> {
         for p in &plans {
-            let changes = in_node(&p.node, async |nl| realise(&nl, p, &dirs).await)??;
+            let changes = Netlink::block_on_in(&p.node, async |nl| realise(&nl, p, &dirs).await)??;
             report(Line::Step(format!(
                 "stackplumb apply on {}: {} changes",
                 p.node,
@@ -167,7 +148,7 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
         }
         let vm1 = Topology::guide().instances.remove(0);
         let mac = input::mac(&vm1.mac)?;
-        let lease = in_node("vm1", async |_nl| {
+        let lease = Netlink::block_on_in("vm1", async |_nl| {
             dhcp::lease("eth0", mac, Duration::from_secs(10))
         })?;
         let check = |report: &mut dyn FnMut(Line), ok: &mut bool, what: String, held: bool| {
@@ -188,7 +169,7 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
                     ),
                     l.mtu == Some(1450) && l.router.is_some(),
                 );
-                in_node("vm1", async |nl| configure(&nl, &l).await)??;
+                Netlink::block_on_in("vm1", async |nl| configure(&nl, &l).await)??;
             }
             Err(e) => check(
                 report,
@@ -248,7 +229,8 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
     })();
     // Always taken down, whatever happened.
     for p in plans.iter().rev() {
-        let changes = in_node(&p.node, async |nl| take_down(&nl, p, &dirs, true).await)??;
+        let changes =
+            Netlink::block_on_in(&p.node, async |nl| take_down(&nl, p, &dirs, true).await)??;
         report(Line::Step(format!(
             "stackplumb destroy --purge on {}: {} changes",
             p.node,

@@ -29,7 +29,7 @@ use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::RouteMessage;
 use sp_kernel::attrs;
 use sp_kernel::netlink::Netlink;
-use sp_kernel::steps::{self, Custom, Metric, Moved, Plan, Step};
+use sp_kernel::steps::{self, Custom, Metric, Moved, Plan, RolledBack, Step};
 pub use sp_kernel::{steps::Faults, Change as HostChange};
 use sp_names::IfName;
 
@@ -206,13 +206,13 @@ fn announce(link: &LinkMessage, moved: &Moved, changes: &mut Vec<HostChange>) {
 /// rolled-back error.
 fn undo_created(e: Error, deleted: Result<Change, Error>) -> Error {
     let (cause, mut rollback) = match e {
-        Error::RolledBack { cause, rollback } => (cause, rollback),
-        other => (Box::new(other), vec![]),
+        Error::RolledBack(r) => (r.cause, r.rollback),
+        other => (other, vec![]),
     };
     if let Err(d) = deleted {
         rollback.push(d);
     }
-    Error::RolledBack { cause, rollback }
+    Error::RolledBack(Box::new(RolledBack { cause, rollback }))
 }
 
 /// `ovs-attach BRIDGE NIC` (see the module docs). A second run changes nothing.

@@ -86,17 +86,12 @@ pub enum Error {
     #[error(transparent)]
     Name(#[from] sp_names::NameError),
 
-    #[error("injected failure before step {0}")]
-    Injected(usize),
+    #[error(transparent)]
+    Injected(#[from] sp_kernel::steps::Injected),
 
-    /// A step of an attach or detach failed; the steps done were undone in reverse.
-    #[error("{cause}; rolled back{}", if rollback.is_empty() { String::new() } else {
-        format!(", but undoing failed too: {}", rollback.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
-    })]
-    RolledBack {
-        cause: Box<Error>,
-        rollback: Vec<Error>,
-    },
+    /// Steps failed; those done were undone in reverse.
+    #[error(transparent)]
+    RolledBack(#[from] Box<sp_kernel::steps::RolledBack<Error>>),
 
     #[error(transparent)]
     Kernel(#[from] sp_kernel::Error),
@@ -135,19 +130,4 @@ pub enum Error {
 
     #[error("error detected while setting up {iface}: {error} (see the ovs-vswitchd log)")]
     Interface { iface: String, error: String },
-}
-
-impl From<sp_kernel::steps::Injected> for Error {
-    fn from(i: sp_kernel::steps::Injected) -> Self {
-        Error::Injected(i.0)
-    }
-}
-
-impl From<sp_kernel::steps::RolledBack<Error>> for Error {
-    fn from(r: sp_kernel::steps::RolledBack<Error>) -> Self {
-        Error::RolledBack {
-            cause: Box::new(r.cause),
-            rollback: r.rollback,
-        }
-    }
 }

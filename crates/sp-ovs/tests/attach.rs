@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sp_kernel::netlink::Netlink;
+use sp_kernel::steps::Injected;
 use sp_ovs::attach::{self, AttachOptions, Faults, HostChange};
 use sp_ovs::{BridgeSpec, Error, Ovs};
 use sp_testenv::ovs::Ovs as Daemons;
@@ -159,10 +160,10 @@ fn default_route_dev() -> String {
 /// The injected failure behind a rolled-back error.
 fn injected(e: &Error) -> Option<usize> {
     match e {
-        Error::RolledBack { cause, rollback } => {
-            assert!(rollback.is_empty(), "undo failed: {rollback:?}");
-            match **cause {
-                Error::Injected(n) => Some(n),
+        Error::RolledBack(r) => {
+            assert!(r.rollback.is_empty(), "undo failed: {:?}", r.rollback);
+            match r.cause {
+                Error::Injected(Injected(n)) => Some(n),
                 _ => None,
             }
         }

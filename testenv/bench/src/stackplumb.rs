@@ -72,23 +72,6 @@ fn topology(n: usize) -> Topology {
     t
 }
 
-fn in_controller<T: Send>(f: impl AsyncFnOnce(Netlink) -> T + Send) -> T {
-    use std::os::fd::AsFd;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let ns = std::fs::File::open("/run/netns/controller").unwrap();
-            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async { f(Netlink::current().unwrap()).await })
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 fn timed(f: impl FnOnce()) -> Duration {
     let t = Instant::now();
     f();
@@ -359,7 +342,7 @@ pub fn run(n: usize, runs: usize) {
         took
     };
 
-    let (apply, reapply, cli_times, destroy) = in_controller(async |nl| {
+    let (apply, reapply, cli_times, destroy) = Netlink::block_on_in("controller", async |nl| {
         let t = Instant::now();
         realise(&nl, controller, &dirs).await.unwrap();
         let apply = t.elapsed();
@@ -377,7 +360,8 @@ pub fn run(n: usize, runs: usize) {
         let t = Instant::now();
         take_down(&nl, controller, &dirs, true).await.unwrap();
         (apply, reapply, cli_times, t.elapsed())
-    });
+    })
+    .expect("the bench scene's controller namespace");
     let cmd = per_command(n, controller);
     let cmd_down = teardown_per_command(n);
     reset(n);
