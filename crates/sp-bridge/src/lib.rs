@@ -23,7 +23,7 @@
 //! Every operation is `ensure`-style: it reads first and changes only what differs,
 //! returning the [`Change`]s made (none on a second run).
 
-pub mod error;
+mod error;
 pub mod input;
 pub mod l2pop;
 pub mod network;

@@ -4,9 +4,9 @@
 
 pub mod desired;
 pub mod guide;
-pub mod ini;
+mod ini;
 pub mod topology;
-pub mod validate;
+mod validate;
 
 pub use guide::GuideConfig;
 pub use ini::ConfigError;

@@ -7,7 +7,7 @@
 //! [`Filter`] narrows a report to the namespaces asked for.
 
 mod gather;
-pub mod model;
+mod model;
 mod names;
 mod problems;
 

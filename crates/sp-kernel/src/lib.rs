@@ -15,7 +15,7 @@
 //! * [`loopdev`] — loop devices through ioctl on `/dev/loop-control` and `/dev/loopN`.
 
 pub mod attrs;
-pub mod error;
+mod error;
 pub mod limits;
 pub mod links;
 pub mod loopdev;

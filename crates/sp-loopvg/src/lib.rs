@@ -13,9 +13,9 @@ pub mod error;
 pub mod io;
 pub mod lock;
 pub mod ondisk;
-pub mod ops;
-pub mod pending;
-pub mod report;
+mod ops;
+mod pending;
+mod report;
 pub mod size;
 pub mod unit;
 

@@ -11,7 +11,7 @@
 //! Sizes are bytes unless a name says `sectors`; a sector is 512 bytes.
 
 pub mod config;
-pub mod crc;
+mod crc;
 pub mod label;
 pub mod mda;
 pub mod uuid;

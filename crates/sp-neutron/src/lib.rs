@@ -7,9 +7,7 @@ pub mod dhcp;
 pub mod l3;
 
 use serde::Serialize;
-
-/// Longest interface name the kernel accepts (IFNAMSIZ 16 minus the NUL).
-pub const IFNAME_MAX: usize = 15;
+use sp_names::NeutronId;
 
 /// `prefix` + the first 11 characters of `id` (all of it when shorter), as every
 /// Neutron device name is made.
@@ -168,22 +166,12 @@ pub fn classify_namespace(name: &str) -> (NamespaceKind, Option<&str>) {
     ];
     for (prefix, kind) in PREFIXES {
         if let Some(id) = name.strip_prefix(prefix) {
-            if is_uuid(id) {
+            if NeutronId::check(id).is_ok() {
                 return (kind, Some(id));
             }
         }
     }
     (NamespaceKind::Plain, None)
-}
-
-/// `8-4-4-4-12` hexadecimal digits, as Neutron's ids are.
-pub fn is_uuid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// What a device is in Neutron's scheme, judged by its name.
@@ -281,8 +269,16 @@ mod tests {
         assert_eq!(classify_device("vxlan-16777216"), None);
         assert_eq!(classify_device("eth0"), None);
         assert_eq!(classify_device("tapb5cfa271-7"), None);
-        for name in ["qr-7337070d-45", "brq5b6a8b87-fd", "tapb5cfa271-71"] {
-            assert!(name.len() <= IFNAME_MAX);
+        let id = "7337070d-45e1-4a2b-9c3d-1234567890ab";
+        for name in [
+            bridge_name(id),
+            tap_name(id),
+            PortKind::RouterInternal.device(id),
+            PortKind::RouterGateway.device(id),
+            PortKind::Dhcp.device(id),
+            vxlan_name(16_777_215),
+        ] {
+            sp_names::IfName::check(&name).unwrap();
         }
     }
 

@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 
 pub mod demo;
-pub mod ovs;
+mod ovs;
 pub mod supervise;
 
 use serde::Serialize;
