@@ -1,4 +1,4 @@
-//! Layer 2, pure: the guide's own configuration files (read from where the guide
+//! Floor 3, pure: the guide's own configuration files (read from where the guide
 //! writes them), the topology of the cloud, and their validation — everything decided
 //! before any change is made.
 

@@ -1,4 +1,4 @@
-//! Layer 1: thin, typed kernel interfaces.
+//! Floor 1: thin, typed kernel interfaces.
 //!
 //! * [`netns`] — named network namespaces the way iproute2 keeps them (bind mounts under
 //!   `/run/netns`), namespace identities, and entering a namespace on a dedicated thread

@@ -1,4 +1,4 @@
-//! Layer 3: loop-file-backed LVM volume groups — the Cinder backing store of the guides
+//! Floor 4: loop-file-backed LVM volume groups — the Cinder backing store of the guides
 //! (`/var/lib/cinder/cinder-volumes` on a loop device), done natively: loop devices
 //! through ioctls ([`sp_kernel::loopdev`]) and the LVM2 on-disk format through our own
 //! writer ([`sp_lvm`]). No lvm2 tool and no losetup is ever run.

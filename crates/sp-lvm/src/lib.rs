@@ -1,4 +1,4 @@
-//! Layer 2: the LVM2 on-disk format, pure code without syscalls.
+//! Floor 2: the LVM2 on-disk format, pure code without syscalls.
 //!
 //! * [`crc`] — LVM's CRC-32 (initial value `0xf597a6cf`, no final XOR).
 //! * [`label`] — the label sector (`LABELONE`) with the PV header and its extension.

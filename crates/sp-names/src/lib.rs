@@ -1,4 +1,4 @@
-//! Layer 0: the names every layer passes around, each checked in one place.
+//! Floor 0: the names every layer passes around, each checked in one place.
 //!
 //! * [`IfName`] — a network device name the kernel takes (`dev_valid_name`): 1–15 bytes,
 //!   not `.`/`..`, no `/`, `:`, whitespace or control character.

@@ -1,5 +1,5 @@
 //! Realising one node's desired state ([`sp_config::desired::NodePlan`]) in the calling
-//! thread's network namespace, in the agents' order, with the operations of layer 3:
+//! thread's network namespace, in the agents' order, with the operations (floor 4):
 //!
 //! 1. flat networks: bridge, then the uplink NIC moved under it (its address and
 //!    default route with it) — before VXLAN, so `vxlan-N` is bound to the device that

@@ -1,4 +1,4 @@
-//! Layer 3: Open vSwitch bridges and ports over the OVSDB protocol — what `ovs-vsctl`
+//! Floor 4: Open vSwitch bridges and ports over the OVSDB protocol — what `ovs-vsctl`
 //! does for add-br / del-br / add-port / del-port / show, without running it.
 //!
 //! Every change is one OVSDB transaction that

@@ -1,4 +1,4 @@
-//! Layer 1: a small client for the OVSDB management protocol (RFC 7047).
+//! Floor 1: a small client for the OVSDB management protocol (RFC 7047).
 //!
 //! * [`Client`] speaks JSON-RPC 1.0 over a unix or tcp socket: `list_dbs`, `get_schema`,
 //!   `transact`, `monitor`/`monitor_cancel`; it answers the server's `echo` by itself and
