@@ -9,6 +9,6 @@ pub mod topology;
 mod validate;
 
 pub use guide::GuideConfig;
-pub use ini::ConfigError;
+pub use ini::{ConfigError, Ini};
 pub use topology::Topology;
 pub use validate::validate;
