@@ -16,9 +16,23 @@ fn the_demo_holds_every_check_and_leaves_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let work = std::env::temp_dir().join(format!("stackplumb-demo-{}", child.id()));
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    // The demo works in a directory made by mkdtemp (0700) and says which.
+    let work = std::path::PathBuf::from(
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("· work directory "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_else(|| panic!("no work directory line in\n{text}")),
+    );
+    assert!(
+        work.starts_with(std::env::temp_dir())
+            && work
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("stackplumb-demo-")),
+        "{}",
+        work.display()
+    );
     assert!(
         out.status.success(),
         "{text}\n{}",

@@ -57,9 +57,9 @@ struct Args {
     /// This host's node in the topology; default: the node whose tunnel_ip this host holds.
     #[arg(long)]
     node: Option<String>,
-    /// How long to wait for another stackplumb run to finish, in seconds.
-    #[arg(long, default_value_t = 60.0)]
-    lock_timeout: f64,
+    /// How long to wait for another stackplumb run to finish, in seconds (0–86400).
+    #[arg(long, default_value = "60", value_parser = seconds(0.0))]
+    lock_timeout: Duration,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
@@ -90,13 +90,29 @@ enum Cmd {
     /// line per event (--json: one object per line). Runs until SIGTERM or SIGINT —
     /// e.g. as a systemd service after `stackplumb apply` (docs/stackplumb.md).
     Supervise {
-        /// Also look again this often (seconds) without being woken by an exit.
-        #[arg(long, default_value_t = 60.0)]
-        interval: f64,
+        /// Also look again this often (seconds, 0.1–86400) without being woken by an exit.
+        #[arg(long, default_value = "60", value_parser = seconds(0.1))]
+        interval: Duration,
     },
 }
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The longest wait or interval taken, in seconds (a day).
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// A clap parser of a number of seconds from `min` to [`MAX_SECONDS`].
+fn seconds(min: f64) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |s| {
+        let v: f64 = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        if !(min..=MAX_SECONDS).contains(&v) {
+            return Err(format!("{s} seconds: must be from {min} to {MAX_SECONDS}"));
+        }
+        Ok(Duration::from_secs_f64(v))
+    }
+}
 
 fn main() -> ExitCode {
     // Before any thread: namespaces are entered by threads.
@@ -115,7 +131,8 @@ fn load(args: &Args) -> BoxResult<Vec<NodePlan>> {
     let cfg = GuideConfig::load(&args.config_dir)?;
     let topology = match &args.topology {
         Some(f) => {
-            let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let text = sp_kernel::files::read_config(f)
+                .map_err(|e| format!("{}: cannot read: {e}", f.display()))?;
             Topology::parse(&text, &f.display().to_string())?
         }
         None => Topology::guide(),
@@ -162,12 +179,12 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let lock_timeout = Duration::from_secs_f64(args.lock_timeout.max(0.0));
+    let lock_timeout = args.lock_timeout;
     if let Cmd::Supervise { interval } = args.cmd {
         let node = rt.block_on(async { this_node(args, &plans, &Netlink::current()?).await })?;
         drop(rt);
         let opts = sp_orchestrate::supervise::Options {
-            interval: Duration::from_secs_f64(interval.max(0.1)),
+            interval,
             lock_timeout,
         };
         let json = args.json;
@@ -271,11 +288,16 @@ fn print_event(e: &sp_orchestrate::supervise::Event, json: bool) {
 /// `stackplumb demo`, with a live report.
 fn demo() -> BoxResult<ExitCode> {
     use sp_orchestrate::demo::{self, Line};
-    let work = std::env::temp_dir().join(format!("stackplumb-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
+    // A fresh directory only this run can have written into (mkdtemp); 0755, as dnsmasq
+    // (running as nobody) reads its files below it.
+    let work = sp_kernel::files::fresh_temp_dir(&std::env::temp_dir(), "stackplumb-demo-", 0o755)?;
     let inspect = std::env::current_exe()?.with_file_name("netns-inspect");
     let inspect = inspect.is_file().then_some(inspect);
     println!("stackplumb demo: the Liberty guide's cloud, built and checked in a sandbox\n");
+    println!(
+        "  · work directory {} (fresh; removed at the end)",
+        work.display()
+    );
     // The demo moves its thread into the sandbox; this one stays where it is.
     let result = std::thread::scope(|s| {
         s.spawn(|| {

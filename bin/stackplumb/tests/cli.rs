@@ -483,3 +483,145 @@ fn dnsmasq_gets_the_descriptor_limit_stackplumb_was_started_with() {
         .collect();
     assert_eq!(open_files, ["512", hard.to_string().as_str()], "{limits}");
 }
+
+/// Hostile arguments, files and a hostile state directory: each refused with a clear
+/// message (usage errors exit 2), or written around — never a panic, a hang, or a write
+/// through a planted symlink.
+#[test]
+fn hostile_arguments_files_and_state_are_refused_or_written_around() {
+    let (cli, _cleanup) = two_nodes();
+    let state = &cli.state;
+    std::fs::create_dir_all(state).unwrap();
+    // Durations: out of range or not finite.
+    for args in [
+        ["--lock-timeout", "inf", "plan"].as_slice(),
+        &["--lock-timeout", "1e300", "plan"],
+        &["--lock-timeout=-1", "plan"],
+        &["--lock-timeout", "NaN", "plan"],
+        &["supervise", "--interval", "inf"],
+        &["supervise", "--interval", "0"],
+    ] {
+        let out = cli.on("controller", args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("seconds"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // A FIFO as the topology or as a config file: refused at once, not waited on.
+    let fifo = state.join("topology.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let t = std::time::Instant::now();
+    let out = cli.on(
+        "controller",
+        &["--topology", fifo.to_str().unwrap(), "plan"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    let conf = state.join("etc");
+    sp_config::guide::write_guide_files(&conf).unwrap();
+    let ml2 = conf.join(sp_config::guide::ML2_CONF);
+    std::fs::remove_file(&ml2).unwrap();
+    nix::unistd::mkfifo(&ml2, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo_conf = Cli {
+        config: conf.clone(),
+        state: state.clone(),
+        extra: vec![],
+    };
+    let out = fifo_conf.on("controller", &["plan"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ml2_conf.ini:0: cannot read: not a regular file"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "a FIFO hung a run"
+    );
+    // The MTU that dnsmasq would force, out of range: refused before any change.
+    std::fs::remove_file(&ml2).unwrap();
+    sp_config::guide::write_guide_files(&conf).unwrap();
+    let dnsmasq_conf = std::fs::read_dir(conf.join("neutron"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("dnsmasq"))
+        .expect("the guide's dnsmasq file");
+    let text = std::fs::read_to_string(&dnsmasq_conf).unwrap();
+    std::fs::write(&dnsmasq_conf, text.replace("26,1450", "26,99999")).unwrap();
+    let out = fifo_conf.on("controller", &["apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("from 68 to 65535"), "{err}");
+    assert_eq!(link_names("controller"), ["lo", "eth0"], "nothing made");
+
+    // Symlinks planted in the state directory are not written through, and the files
+    // made there get their modes whatever the umask.
+    let victim = state.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, state.join("stackplumb.lock")).unwrap();
+    let out = cli.on("controller", &["apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("symlink"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    std::fs::remove_file(state.join("stackplumb.lock")).unwrap();
+    let mut apply = cli.cmd("controller", &["apply"]);
+    // SAFETY: umask is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut apply, || {
+            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            Ok(())
+        });
+    }
+    let out = apply.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::MetadataExt;
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(&state.join("stackplumb.lock")), 0o600);
+    let l3 = state.join("l3");
+    assert_eq!(mode(&l3), 0o700);
+    for e in std::fs::read_dir(&l3).unwrap().flatten() {
+        assert_eq!(mode(&e.path()), 0o700, "{}", e.path().display());
+        assert_eq!(mode(&e.path().join("iptables")), 0o600);
+    }
+    let dhcp = state.join("dhcp");
+    assert_eq!(mode(&dhcp), 0o755);
+    for e in std::fs::read_dir(&dhcp).unwrap().flatten() {
+        assert_eq!(mode(&e.path()), 0o755, "{}", e.path().display());
+        for f in ["host", "addn_hosts", "opts"] {
+            assert_eq!(mode(&e.path().join(f)), 0o644, "{f}");
+        }
+    }
+    // A record replaced by a symlink: the next apply neither follows it nor fails.
+    let rec = std::fs::read_dir(&l3)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path()
+        .join("iptables");
+    std::fs::remove_file(&rec).unwrap();
+    std::os::unix::fs::symlink(&victim, &rec).unwrap();
+    let out = cli.on("controller", &["apply"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(std::fs::symlink_metadata(&rec)
+        .unwrap()
+        .file_type()
+        .is_file());
+    let out = cli.on("controller", &["destroy"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

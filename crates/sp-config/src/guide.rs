@@ -201,10 +201,13 @@ pub fn reroot(root: &Path, path: &Path) -> PathBuf {
     }
 }
 
+/// The MTUs an interface can have (IPv4's minimum to the largest IP packet).
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
+
 /// The MTU a dnsmasq configuration file forces with `dhcp-option-force=26,N` (or
 /// `dhcp-option=26,N`, `option:mtu,N`).
 fn forced_mtu(path: &Path) -> Result<Option<u32>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = sp_kernel::files::read_config(path).map_err(|e| ConfigError {
         file: path.to_owned(),
         line: 0,
         message: format!("cannot read (named by dnsmasq_config_file): {e}"),
@@ -228,10 +231,15 @@ fn forced_mtu(path: &Path) -> Result<Option<u32>, ConfigError> {
                 let n = fields
                     .get(o + 1)
                     .and_then(|n| n.parse().ok())
+                    .filter(|n| MTU_RANGE.contains(n))
                     .ok_or_else(|| ConfigError {
                         file: path.to_owned(),
                         line: i + 1,
-                        message: format!("DHCP option 26 (MTU) needs a number: {line:?}"),
+                        message: format!(
+                            "DHCP option 26 (MTU) needs a number from {} to {}: {line:?}",
+                            MTU_RANGE.start(),
+                            MTU_RANGE.end()
+                        ),
                     })?;
                 mtu = Some(n);
             }

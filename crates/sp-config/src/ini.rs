@@ -32,7 +32,7 @@ pub struct Ini {
 impl Ini {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<Ini, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let text = sp_kernel::files::read_config(path).map_err(|e| ConfigError {
             file: path.to_owned(),
             line: 0,
             message: format!("cannot read: {e}"),

@@ -4,17 +4,17 @@
 //! SIGHUP when its files change, started again when it died, stopped by PID.
 //!
 //! [`ensure`] is idempotent: files equal and the process alive with the same command
-//! line in the right namespace → no change.
+//! line in the right namespace → no change. dnsmasq is started by absolute path from
+//! the system's directories with a fixed environment (`sp_kernel::exec`); its files are
+//! written without following symlinks (`sp_kernel::files`).
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use sp_kernel::netns::{self, NsId};
-use sp_kernel::Change;
+use sp_kernel::{exec, files, Change};
 use sp_neutron::dhcp::Dnsmasq;
 
 /// Errors of running dnsmasq.
@@ -39,11 +39,6 @@ pub enum State {
     Dead,
     /// Never started (no pid file).
     Stopped,
-}
-
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
-    let what = what.into();
-    move |e| Error::Io(what, e)
 }
 
 /// The pid in dnsmasq's pid file, if any.
@@ -80,40 +75,24 @@ pub fn status(d: &Dnsmasq, namespace: &str) -> Result<State> {
     })
 }
 
-/// Writes `content` to `path` (0644, through a temporary file and a rename) unless it is
-/// already so; true when it changed.
+/// Writes `content` to `path` (0644 — dnsmasq re-reads it as its own unprivileged user —
+/// through a new file and a rename, never through a symlink) unless it is already so;
+/// true when it changed.
 fn write_if_changed(path: &Path, content: &str) -> Result<bool> {
     if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
         return Ok(false);
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .custom_flags(libc_o_nofollow())
-        .open(&tmp)
-        .map_err(io(format!("write {}", tmp.display())))?;
-    f.write_all(content.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io(format!("write {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io(format!("rename to {}", path.display())))?;
+    files::write_file(path, content.as_bytes(), 0o644)?;
     Ok(true)
-}
-
-fn libc_o_nofollow() -> i32 {
-    nix::fcntl::OFlag::O_NOFOLLOW.bits()
 }
 
 /// Files written, dnsmasq running in `namespace` with `d`'s command line; reloaded
 /// (SIGHUP) when the host or option files changed, started when it is not running.
 /// Returns the dnsmasq pid.
 pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result<u32> {
-    std::fs::create_dir_all(&d.dir).map_err(io(format!("create {}", d.dir.display())))?;
-    // dnsmasq re-reads its files as its own unprivileged user.
-    std::fs::set_permissions(&d.dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(io(format!("chmod {}", d.dir.display())))?;
+    // dnsmasq re-reads its files as its own unprivileged user: 0755 (a symlink planted
+    // here is refused, not followed).
+    files::ensure_dir(&d.dir, 0o755)?;
     let mut changed = false;
     for (name, content) in [
         ("host", d.hosts_file()),
@@ -171,7 +150,12 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
 fn start(d: &Dnsmasq, namespace: &str) -> Result<u32> {
     let _ = std::fs::remove_file(d.pid_file());
     let argv = d.argv();
-    let mut cmd = Command::new(&argv[0]);
+    let mut cmd = exec::command("dnsmasq", "dnsmasq-base").map_err(|e| Error::Start {
+        network: d.network_id.clone(),
+        message: e.to_string(),
+    })?;
+    // argv[0] stays `dnsmasq`, as Neutron's agent leaves it: a running dnsmasq of this
+    // configuration is recognised by its whole command line.
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null());

@@ -5,6 +5,10 @@
 //!   so no thread of an async runtime is ever left in a foreign namespace.
 //! * [`netlink`] — one rtnetlink handle per namespace, opened inside it.
 //! * [`procs`] — which process lives in which network namespace (one pass over `/proc`).
+//! * [`exec`] — programs started by absolute path from the system's directories, with a
+//!   fixed environment.
+//! * [`files`] — files written without following planted symlinks, modes set explicitly;
+//!   configuration read only from regular files.
 //! * [`limits`] — the process's descriptor limits, raised once before threads start.
 //! * [`links`] — link primitives every operation uses: set, ensure up / master, require,
 //!   delete in one batch, and one dump of a namespace's links ([`links::Links`]).
@@ -16,6 +20,8 @@
 
 pub mod attrs;
 mod error;
+pub mod exec;
+pub mod files;
 pub mod limits;
 pub mod links;
 pub mod loopdev;

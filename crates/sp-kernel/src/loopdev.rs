@@ -7,6 +7,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -91,8 +92,14 @@ impl LoopDevice {
     /// The bound file as the kernel names it (`None` when unbound); a deleted file keeps
     /// its old path with `" (deleted)"` appended.
     pub fn backing_file(&self) -> io::Result<Option<PathBuf>> {
-        match fs::read_to_string(self.sysfs().join("loop/backing_file")) {
-            Ok(s) => Ok(Some(PathBuf::from(s.trim_end_matches('\n')))),
+        // Bytes, not UTF-8: another job's file may have any name.
+        match fs::read(self.sysfs().join("loop/backing_file")) {
+            Ok(mut s) => {
+                if s.last() == Some(&b'\n') {
+                    s.pop();
+                }
+                Ok(Some(PathBuf::from(std::ffi::OsString::from_vec(s))))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }

@@ -11,9 +11,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use sp_kernel::{netns, Change};
+use sp_kernel::{exec, files, netns, Change};
 use sp_neutron::l3::RouterNat;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +85,18 @@ pub fn ensure_nat_each(
         let res = res.into_inner().unwrap_or_else(|e| e.into_inner());
         match res.expect("every load ran") {
             Ok(()) => {
-                let dir = rec.parent().expect("has a parent");
-                std::fs::create_dir_all(dir)
-                    .and_then(|()| std::fs::write(rec, text))
-                    .map_err(|e| Error::Io(format!("write {}", rec.display()), e))?;
+                // STATE/l3 and STATE/l3/<ns>: ours alone.
+                for dir in rec
+                    .ancestors()
+                    .skip(1)
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    files::ensure_dir(dir, 0o700)?;
+                }
+                files::write_file(rec, text.as_bytes(), 0o600)?;
                 changes.push(Change::new(format!("nat rules in {ns}"), "loaded"));
             }
             Err(e) => {
@@ -112,7 +120,7 @@ pub fn forget(state_dir: &Path, namespace: &str) -> Result<()> {
 
 /// `iptables-restore` of `text` inside `namespace`.
 fn restore(namespace: &str, text: &str) -> Result<()> {
-    let mut cmd = Command::new("iptables-restore");
+    let mut cmd = exec::command("iptables-restore", "iptables")?;
     // The legacy backend's xtables lock is shared by all namespaces: wait for it
     // rather than fail when another router's load holds it (nf_tables ignores it).
     cmd.arg("--wait")
@@ -124,11 +132,9 @@ fn restore(namespace: &str, text: &str) -> Result<()> {
         namespace: namespace.to_owned(),
         message,
     };
-    let mut child = cmd.spawn().map_err(|e| {
-        failed(format!(
-            "cannot run iptables-restore: {e} (Debian package iptables)"
-        ))
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| failed(format!("cannot run iptables-restore: {e}")))?;
     child
         .stdin
         .take()

@@ -96,9 +96,10 @@ pub(crate) async fn ensure_bridges(
         let datapath_type = datapath_type().to_owned();
         if !ovs.list_br().await?.contains(&n.bridge) {
             let m = marker(state, &n.bridge);
-            std::fs::create_dir_all(m.parent().expect("in a directory"))
-                .and_then(|()| std::fs::write(&m, b""))
-                .map_err(|e| Error::State(m.clone(), e))?;
+            if let Some(dir) = m.parent() {
+                sp_kernel::files::ensure_dir(dir, 0o700)?;
+            }
+            sp_kernel::files::write_file(&m, b"", 0o600)?;
         }
         let spec = BridgeSpec {
             datapath_type: datapath_type.clone(),

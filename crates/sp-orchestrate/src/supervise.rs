@@ -19,7 +19,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use serde::Serialize;
 use sp_config::desired::NodePlan;
-use sp_kernel::Change;
+use sp_kernel::{files, Change};
 use sp_neutron::qdhcp_namespace;
 
 use crate::{Dirs, Error, Result};
@@ -31,14 +31,10 @@ pub const LOCK: &str = "stackplumb.lock";
 pub fn lock(state: &Path, timeout: Duration) -> Result<Flock<File>> {
     let path = state.join(LOCK);
     let io = |e| Error::State(path.clone(), e);
-    std::fs::create_dir_all(state).map_err(io)?;
+    // The state directory 0755: dnsmasq, as nobody, reads its files below it.
+    files::ensure_dir(state, 0o755)?;
     let start = Instant::now();
-    let mut file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
+    let mut file = files::open_lock(&path)?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => return Ok(l),

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+use std::os::unix::ffi::OsStrExt;
+
 use crate::require;
 
 /// A private directory for backing files; unbinds its loop devices on drop.
@@ -82,8 +84,12 @@ pub fn bound_under(dir: &Path) -> Vec<String> {
         if !name.starts_with("loop") {
             continue;
         }
-        if let Ok(f) = fs::read_to_string(e.path().join("loop/backing_file")) {
-            if Path::new(f.trim_end()).starts_with(dir) {
+        // Bytes: a backing file's name need not be UTF-8.
+        if let Ok(mut f) = fs::read(e.path().join("loop/backing_file")) {
+            if f.last() == Some(&b'\n') {
+                f.pop();
+            }
+            if Path::new(std::ffi::OsStr::from_bytes(&f)).starts_with(dir) {
                 out.push(format!("/dev/{name}"));
             }
         }
