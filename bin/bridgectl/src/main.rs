@@ -65,8 +65,8 @@ enum Cmd {
         /// Port MAC, set on the namespace end.
         #[arg(long)]
         mac: Option<String>,
-        /// MTU of both ends (default: the bridge's, i.e. the VXLAN MTU).
-        #[arg(long)]
+        /// MTU of both ends, 68–65535 (default: the bridge's, i.e. the VXLAN MTU).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(68..=65535))]
         mtu: Option<u32>,
         /// ADDRESS/PREFIX on the namespace end (repeatable; exactly these are kept — none
         /// given: none kept, except for an instance, whose addresses are left alone).
@@ -202,9 +202,14 @@ async fn run(args: &Args) -> BoxResult<()> {
             uplink: nic,
         } => {
             let cfg = vxlan.config()?;
-            let net = network::ensure_network(&nl, network_id, cfg.as_ref(), &mut changes).await?;
-            if let Some(nic) = nic {
-                uplink::attach(&nl, &net.bridge, nic, &mut Faults::none(), &mut changes).await?;
+            match nic {
+                Some(nic) => {
+                    let mut faults = Faults::none();
+                    uplink::ensure_flat(&nl, network_id, nic, &mut faults, &mut changes).await?;
+                }
+                None => {
+                    network::ensure_network(&nl, network_id, cfg.as_ref(), &mut changes).await?;
+                }
             }
         }
         Cmd::Plug {

@@ -25,7 +25,9 @@ use sp_neutron::vxlan_name;
 
 use sp_kernel::links::{require_link, Links};
 
-use crate::{Change, Result};
+use sp_kernel::steps::RolledBack;
+
+use crate::{Change, Error, Result};
 
 /// The all-zeros MAC of flood entries.
 pub const FLOOD_MAC: [u8; 6] = [0; 6];
@@ -80,6 +82,24 @@ fn neigh_message(ifindex: u32, ip: IpAddr, mac: [u8; 6]) -> NeighbourMessage {
         .push(NeighbourAttribute::Destination(ip_attr(ip)));
     m.attributes
         .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    m
+}
+
+/// A dumped neighbour as a request that puts it back: its header, destination and
+/// hardware address (the dump's cache data is not for requests).
+fn as_request(old: NeighbourMessage) -> NeighbourMessage {
+    let mut m = NeighbourMessage::default();
+    m.header = old.header;
+    m.attributes = old
+        .attributes
+        .into_iter()
+        .filter(|a| {
+            matches!(
+                a,
+                NeighbourAttribute::Destination(_) | NeighbourAttribute::LinkLayerAddress(_)
+            )
+        })
+        .collect();
     m
 }
 
@@ -286,8 +306,31 @@ pub async fn port_add(
     vtep: IpAddr,
     changes: &mut Vec<Change>,
 ) -> Result<()> {
-    neigh_add(nl, vni, ip, mac, changes).await?;
-    fdb_add(nl, vni, mac, vtep, changes).await
+    let link = require_link(nl, &vxlan_name(vni))?;
+    let before = neighbour(nl, link.header.index, ip).await?;
+    let mut made = Vec::new();
+    neigh_add(nl, vni, ip, mac, &mut made).await?;
+    if let Err(cause) = fdb_add(nl, vni, mac, vtep, &mut made).await {
+        // Nothing half-done: the neighbour goes back to what it was.
+        let undo = match (made.is_empty(), before) {
+            (true, _) => Ok(()),
+            (false, Some(old)) => nl
+                .ack(
+                    RouteNetlinkMessage::NewNeighbour(as_request(old)),
+                    NLM_F_CREATE | NLM_F_REPLACE,
+                    || format!("put neighbour {ip} on vxlan-{vni} back"),
+                )
+                .await
+                .map_err(Into::into),
+            (false, None) => neigh_del(nl, vni, ip, &mut Vec::new()).await,
+        };
+        return Err(Error::RolledBack(Box::new(RolledBack {
+            cause,
+            rollback: undo.err().into_iter().collect(),
+        })));
+    }
+    changes.extend(made);
+    Ok(())
 }
 
 /// Removes a remote port: [`neigh_del`] and [`fdb_del`].

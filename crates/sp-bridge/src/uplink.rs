@@ -17,7 +17,7 @@ use netlink_packet_route::link::LinkMessage;
 use sp_kernel::attrs;
 use sp_kernel::links::require_link;
 use sp_kernel::netlink::Netlink;
-use sp_kernel::steps::{Faults, Metric, Plan, Step};
+use sp_kernel::steps::{Faults, Metric, Plan, RolledBack, Step};
 use sp_names::IfName;
 
 use crate::{Change, Error, Result};
@@ -85,6 +85,38 @@ pub async fn attach(
         ));
     }
     Ok(())
+}
+
+/// A flat network as `bridgectl ensure-network --uplink NIC` makes it: its bridge, with
+/// `nic` moved under it ([`attach`]). The NIC must exist before anything is made; when
+/// the attach fails, a bridge this call made is deleted again, so nothing is left.
+pub async fn ensure_flat(
+    nl: &Netlink,
+    network_id: &str,
+    nic: &str,
+    faults: &mut Faults,
+    changes: &mut Vec<Change>,
+) -> Result<crate::network::Network> {
+    IfName::check(nic)?;
+    require_link(nl, nic)?;
+    let bridge = sp_neutron::bridge_name(network_id);
+    let existed = nl.link_by_name(&bridge)?.is_some();
+    let mut made = Vec::new();
+    let net = crate::network::ensure_network(nl, network_id, None, &mut made).await?;
+    if let Err(cause) = attach(nl, &net.bridge, nic, faults, &mut made).await {
+        let rollback = match existed {
+            true => vec![],
+            false => sp_kernel::links::delete_link(nl, &net.bridge)
+                .await
+                .err()
+                .map(Error::from)
+                .into_iter()
+                .collect(),
+        };
+        return Err(Error::RolledBack(Box::new(RolledBack { cause, rollback })));
+    }
+    changes.extend(made);
+    Ok(net)
 }
 
 /// Reverses [`attach`]: the NIC leaves the bridge and gets the bridge's addresses and
