@@ -16,12 +16,14 @@ mod client;
 mod codec;
 mod datum;
 mod error;
+mod message;
 mod op;
 
-pub use client::{Client, Endpoint, Monitor, MonitorRequest, RowUpdate, TableUpdates};
-pub use codec::Decoder;
+pub use client::{Client, Dropped, Endpoint, Monitor, MonitorRequest, RowUpdate, TableUpdates};
+pub use codec::{Decoder, MAX_DEPTH, MAX_MESSAGE_SIZE};
 pub use datum::{Atom, Datum, Row};
 pub use error::Error;
+pub use message::{parse_table_updates, Incoming};
 pub use op::{Condition, Function, Mutation, Mutator, OpResult, Operation, Until};
 
 /// Result of this crate's calls.
