@@ -10,6 +10,11 @@
 //! * Every failure is an [`Error`]: a missing socket names its path, an OVSDB error reply
 //!   keeps its `error` and `details`, a failed operation inside a transaction says which.
 //!
+//! * What the server sends is untrusted: [`Decoder`] is linear in its input and bounded
+//!   ([`MAX_MESSAGE_SIZE`], [`MAX_DEPTH`]); [`Incoming::from_json`], [`Datum::from_json`]
+//!   and [`Row::from_json`] are total over any JSON, a wrong shape being
+//!   [`Error::Malformed`] (`docs/ovs-attach.md`, "What the client accepts").
+//!
 //! Nothing here knows about Open vSwitch's schema: that is `sp-ovs`.
 
 mod client;
