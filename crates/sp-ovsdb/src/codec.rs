@@ -127,7 +127,8 @@ impl Decoder {
                     self.scanned += 1;
                     continue;
                 }
-                let rest = &self.buf[self.scanned..self.buf.len().min(self.start + self.limit)];
+                let end = self.buf.len().min(self.start.saturating_add(self.limit));
+                let rest = &self.buf[self.scanned..end];
                 match rest.iter().position(|&b| b == b'"' || b == b'\\') {
                     Some(i) => {
                         if rest[i] == b'"' {

@@ -336,4 +336,59 @@ mod tests {
         assert_eq!(change.new.as_ref().unwrap().int("cur_cfg"), Some(4));
         assert_eq!(change.old.as_ref().unwrap().int("cur_cfg"), Some(3));
     }
+
+    /// A cheap stand-in for the fuzz targets: pseudo-random streams of JSON-ish bytes,
+    /// split at random, through the decoder, the classifier and the datum parser. The
+    /// property is only that nothing panics.
+    #[test]
+    fn random_streams_never_panic() {
+        let tokens: Vec<&str> = r#"{ } [ ] [ ] { } , , : : " \\ "update" "method" "params" "id" "echo" "set" "map" "uuid" "named-uuid" "result" "error" "new" "old" "m1" 1 -2 3.5 1e999 18446744073709551616 true null"#
+            .split(' ')
+            .collect();
+        let mut seed: u64 = 0x5eed;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        let mut values = 0;
+        for _ in 0..20_000 {
+            let len = next() % 24;
+            let stream: Vec<u8> = (0..len)
+                .flat_map(|_| tokens[next() % tokens.len()].bytes())
+                .collect();
+            for limit in [usize::MAX, 64, 0] {
+                let mut d = crate::Decoder::with_limit(limit);
+                let mut rest = &stream[..];
+                'feed: while !rest.is_empty() {
+                    let cut = (next() % 16).min(rest.len()).max(1);
+                    d.push(&rest[..cut]);
+                    rest = &rest[cut..];
+                    loop {
+                        match d.next_value() {
+                            Ok(Some(v)) => {
+                                values += 1;
+                                let _ = crate::Datum::from_json(&v);
+                                let _ = Row::from_json(&v);
+                                let _ = parse_table_updates(&v);
+                                let _ = Incoming::from_json(v);
+                            }
+                            Ok(None) => break,
+                            Err(_) => break 'feed,
+                        }
+                    }
+                }
+            }
+        }
+        assert!(values > 100, "only {values} values decoded");
+        // Shapes the tokens rarely make.
+        for v in [
+            json!({"method": "update", "params": ["m1", {"T": {"u": {"new": {"c": ["map", [[["set", []], 1]]]}}}}]}),
+            json!({"method": "update", "params": ["m1", {"T": {"u": {"old": {"c": ["set", [["uuid", "a"], ["named-uuid", "b"], ["uuid"]]]}}}}]}),
+            json!({"id": 1, "method": "echo", "params": ["set", ["map", []]]}),
+        ] {
+            let _ = Incoming::from_json(v);
+        }
+    }
 }
