@@ -363,7 +363,8 @@ impl Ovs {
             .await
             .map_err(|e| match e {
                 sp_ovsdb::Error::Operation { index, ref op, .. } if op == "wait" => Error::Raced {
-                    table: op_table(&txn.ops[index]),
+                    // The index is the server's, checked against `ops` by sp-ovsdb.
+                    table: txn.ops.get(index).map(op_table).unwrap_or_default(),
                 },
                 e => e.into(),
             })?;

@@ -1,12 +1,18 @@
 //! The JSON-RPC connection: one reader task dispatches replies by id, answers the
 //! server's `echo` and routes `update` notifications to their monitor.
+//!
+//! Total over what the server sends: a message of the wrong shape is an error for the
+//! call or monitor it concerns (never a panic); one that concerns nobody is counted
+//! ([`Client::dropped`]) and the session goes on. Only a stream that cannot be decoded
+//! any more (invalid JSON, a value over [`crate::MAX_MESSAGE_SIZE`] or nested deeper than
+//! [`crate::MAX_DEPTH`]) ends the connection, and every waiting call fails with why.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -14,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 
+use crate::message::{parse_table_updates, Incoming};
 use crate::{Decoder, Error, OpResult, Operation, Result, Row};
 
 /// Where ovsdb-server listens: `unix:PATH` (or a bare absolute path) or `tcp:HOST:PORT`.
@@ -50,19 +57,44 @@ impl fmt::Display for Endpoint {
 
 type Writer = Arc<AsyncMutex<Box<dyn AsyncWrite + Send + Unpin>>>;
 
+/// A reply's `result` and `error`.
+type Reply = (Value, Value);
+
 #[derive(Default)]
 struct Shared {
-    pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
-    monitors: Mutex<HashMap<String, mpsc::UnboundedSender<Value>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    monitors: Mutex<HashMap<String, mpsc::UnboundedSender<Result<TableUpdates>>>>,
     closed: Mutex<Option<String>>,
+    dropped: Mutex<Dropped>,
+}
+
+/// Messages from the server that concerned no call or monitor and were dropped
+/// (RFC 7047 violations the session survives).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// How many.
+    pub count: u64,
+    /// What was wrong with the last one.
+    pub last: Option<String>,
+}
+
+/// Locks `m`, whatever a panicking holder left (nothing here panics while holding one).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Shared {
     fn close(&self, reason: String) {
-        self.closed.lock().unwrap().get_or_insert(reason);
+        lock(&self.closed).get_or_insert(reason);
         // Dropping the senders wakes every waiter with "closed".
-        self.pending.lock().unwrap().clear();
-        self.monitors.lock().unwrap().clear();
+        lock(&self.pending).clear();
+        lock(&self.monitors).clear();
+    }
+
+    fn drop_message(&self, why: String) {
+        let mut d = lock(&self.dropped);
+        d.count += 1;
+        d.last = Some(why);
     }
 }
 
@@ -105,14 +137,16 @@ pub struct Monitor {
     endpoint: String,
     /// The monitored rows as they were when the monitor started.
     pub initial: TableUpdates,
-    updates: mpsc::UnboundedReceiver<Value>,
+    updates: mpsc::UnboundedReceiver<Result<TableUpdates>>,
 }
 
 impl Monitor {
     /// Waits for the next `update` notification of this monitor (at most `within`).
+    /// A malformed notification is an error ([`Error::Malformed`]); the monitor and the
+    /// connection go on.
     pub async fn next(&mut self, within: Duration) -> Result<TableUpdates> {
         match tokio::time::timeout(within, self.updates.recv()).await {
-            Ok(Some(v)) => parse_updates(&v),
+            Ok(Some(updates)) => updates,
             Ok(None) => Err(Error::Closed {
                 endpoint: self.endpoint.clone(),
                 reason: format!("the connection ended while monitor {} ran", self.id),
@@ -124,28 +158,6 @@ impl Monitor {
             }),
         }
     }
-}
-
-fn parse_updates(v: &Value) -> Result<TableUpdates> {
-    let bad = || Error::Protocol(format!("malformed table-updates: {v}"));
-    let tables = v.as_object().ok_or_else(bad)?;
-    let mut out = TableUpdates::new();
-    for (table, rows) in tables {
-        let rows = rows.as_object().ok_or_else(bad)?;
-        let mut changes = BTreeMap::new();
-        for (uuid, change) in rows {
-            let side = |k: &str| change.get(k).map(Row::from_json).transpose();
-            changes.insert(
-                uuid.clone(),
-                RowUpdate {
-                    old: side("old")?,
-                    new: side("new")?,
-                },
-            );
-        }
-        out.insert(table.clone(), changes);
-    }
-    Ok(out)
 }
 
 impl Client {
@@ -217,11 +229,7 @@ impl Client {
     fn closed_error(&self) -> Error {
         Error::Closed {
             endpoint: self.endpoint.to_string(),
-            reason: self
-                .shared
-                .closed
-                .lock()
-                .unwrap()
+            reason: lock(&self.shared.closed)
                 .clone()
                 .unwrap_or_else(|| "connection lost".into()),
         }
@@ -232,9 +240,9 @@ impl Client {
     pub async fn call(&self, method: &str, params: Value) -> Result<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.shared.pending.lock().unwrap().insert(id, tx);
+        lock(&self.shared.pending).insert(id, tx);
         let exchange = async {
-            if self.shared.closed.lock().unwrap().is_some() {
+            if lock(&self.shared.closed).is_some() {
                 return Err(self.closed_error());
             }
             let msg = json!({"method": method, "params": params, "id": id});
@@ -247,33 +255,39 @@ impl Client {
             rx.await.map_err(|_| self.closed_error())
         };
         let outcome = tokio::time::timeout(self.timeout, exchange).await;
-        self.shared.pending.lock().unwrap().remove(&id);
-        let mut reply = outcome.map_err(|_| Error::Timeout {
+        lock(&self.shared.pending).remove(&id);
+        let (result, error) = outcome.map_err(|_| Error::Timeout {
             endpoint: self.endpoint.to_string(),
             what: method.to_owned(),
             after: self.timeout,
         })??;
-        if !reply["error"].is_null() {
-            let (error, details) = Error::parts(&reply["error"]);
+        if !error.is_null() {
+            let (error, details) = Error::parts(&error);
             return Err(Error::Rpc {
                 method: method.to_owned(),
                 error,
                 details,
             });
         }
-        Ok(reply["result"].take())
+        Ok(result)
+    }
+
+    /// The server's messages that concerned no call or monitor (a reply to an id never
+    /// sent, a message that is not a JSON-RPC object…), dropped without ending the
+    /// session.
+    pub fn dropped(&self) -> Dropped {
+        lock(&self.shared.dropped).clone()
     }
 
     /// `list_dbs`: the databases the server holds.
     pub async fn list_dbs(&self) -> Result<Vec<String>> {
         let v = self.call("list_dbs", json!([])).await?;
+        let bad = || Error::malformed("list_dbs result (expected an array of strings)", &v);
         v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .ok_or_else(|| Error::Protocol(format!("list_dbs result is not an array: {v}")))
+            .ok_or_else(bad)?
+            .iter()
+            .map(|d| d.as_str().map(str::to_owned).ok_or_else(bad))
+            .collect()
     }
 
     /// `get_schema`: the database schema as JSON.
@@ -285,7 +299,10 @@ impl Client {
     pub async fn echo(&self) -> Result<()> {
         let v = self.call("echo", json!(["stackplumb"])).await?;
         if v != json!(["stackplumb"]) {
-            return Err(Error::Protocol(format!("echo answered {v}")));
+            return Err(Error::malformed(
+                "echo result (expected the params sent, [\"stackplumb\"])",
+                &v,
+            ));
         }
         Ok(())
     }
@@ -303,15 +320,19 @@ impl Client {
     pub async fn monitor(&self, db: &str, requests: &[MonitorRequest]) -> Result<Monitor> {
         let id = format!("m{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::unbounded_channel();
-        self.shared.monitors.lock().unwrap().insert(id.clone(), tx);
+        lock(&self.shared.monitors).insert(id.clone(), tx);
         let spec: serde_json::Map<String, Value> = requests
             .iter()
             .map(|r| (r.table.clone(), json!({"columns": r.columns})))
             .collect();
-        let initial = match self.call("monitor", json!([db, id, spec])).await {
-            Ok(v) => parse_updates(&v)?,
+        let initial = match self
+            .call("monitor", json!([db, id, spec]))
+            .await
+            .and_then(|v| parse_table_updates(&v))
+        {
+            Ok(initial) => initial,
             Err(e) => {
-                self.shared.monitors.lock().unwrap().remove(&id);
+                lock(&self.shared.monitors).remove(&id);
                 return Err(e);
             }
         };
@@ -325,14 +346,14 @@ impl Client {
 
     /// `monitor_cancel`.
     pub async fn monitor_cancel(&self, monitor: Monitor) -> Result<()> {
-        self.shared.monitors.lock().unwrap().remove(&monitor.id);
+        lock(&self.shared.monitors).remove(&monitor.id);
         self.call("monitor_cancel", json!([monitor.id])).await?;
         Ok(())
     }
 }
 
 async fn write_message(writer: &Writer, msg: &Value) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(msg).expect("a JSON value serialises");
+    let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     let mut w = writer.lock().await;
     w.write_all(&bytes).await?;
     w.flush().await
@@ -360,36 +381,75 @@ async fn read_loop(mut rd: Box<dyn AsyncRead + Send + Unpin>, writer: Writer, sh
         }
     };
     shared.close(reason);
+    // Drop the connection: with both halves gone the socket is closed.
+    drop(rd);
+    *writer.lock().await = Box::new(tokio::io::sink());
 }
 
-async fn dispatch(mut msg: Value, writer: &Writer, shared: &Shared) -> std::io::Result<()> {
-    let method = msg["method"].as_str().map(str::to_owned);
-    match method.as_deref() {
-        Some("echo") => {
-            let reply =
-                json!({"id": msg["id"].take(), "result": msg["params"].take(), "error": null});
+async fn dispatch(msg: Value, writer: &Writer, shared: &Shared) -> std::io::Result<()> {
+    let msg = match Incoming::from_json(msg) {
+        Ok(msg) => msg,
+        Err(e) => {
+            shared.drop_message(e.to_string());
+            return Ok(());
+        }
+    };
+    match msg {
+        Incoming::Reply { id, result, error } => match lock(&shared.pending).remove(&id) {
+            Some(tx) => {
+                let _ = tx.send((result, error));
+            }
+            // Late (the call timed out) or never asked for.
+            None => shared.drop_message(format!("a reply to id {id}, which nobody waits for")),
+        },
+        Incoming::StrayReply { id } => shared.drop_message(format!(
+            "a reply to id {}, which this client never sends",
+            crate::error::excerpt(&id)
+        )),
+        Incoming::Echo {
+            id: Value::Null, ..
+        } => shared.drop_message("an echo notification (echo is a request)".into()),
+        Incoming::Echo { id, params } => {
+            let reply = json!({"id": id, "result": params, "error": null});
             write_message(writer, &reply).await?;
         }
-        Some("update") => {
-            let id = msg["params"][0].as_str().unwrap_or_default().to_owned();
-            if let Some(tx) = shared.monitors.lock().unwrap().get(&id) {
-                let _ = tx.send(msg["params"][1].take());
+        Incoming::Update {
+            monitor: Some(monitor),
+            updates,
+        } => {
+            // An unknown monitor: an update sent before our monitor_cancel arrived.
+            if let Some(tx) = lock(&shared.monitors).get(&monitor) {
+                let _ = tx.send(updates);
             }
         }
-        Some(other) => {
-            if !msg["id"].is_null() {
-                let reply = json!({"id": msg["id"].take(), "result": null,
-                                   "error": format!("unknown method {other}")});
-                write_message(writer, &reply).await?;
+        Incoming::Update {
+            monitor: None,
+            updates,
+        } => {
+            // Any monitor may have missed an update: each is told.
+            let (what, got) = match updates {
+                Err(Error::Malformed { what, got }) => (what, got),
+                Err(e) => (e.to_string(), String::new()),
+                Ok(_) => (
+                    "update notification naming no monitor".into(),
+                    String::new(),
+                ),
+            };
+            for tx in lock(&shared.monitors).values() {
+                let _ = tx.send(Err(Error::Malformed {
+                    what: what.clone(),
+                    got: got.clone(),
+                }));
             }
+            shared.drop_message(Error::Malformed { what, got }.to_string());
         }
-        None => {
-            if let Some(tx) = msg["id"]
-                .as_u64()
-                .and_then(|id| shared.pending.lock().unwrap().remove(&id))
-            {
-                let _ = tx.send(msg);
-            }
+        Incoming::Other {
+            id: Value::Null, ..
+        } => {}
+        Incoming::Other { method, id } => {
+            let reply =
+                json!({"id": id, "result": null, "error": format!("unknown method {method}")});
+            write_message(writer, &reply).await?;
         }
     }
     Ok(())

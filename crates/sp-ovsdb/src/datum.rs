@@ -32,18 +32,22 @@ impl Atom {
         }
     }
 
-    /// Parses an atom; `None` when `v` is not one.
+    /// Parses an atom; `None` when `v` is not one. Total over any JSON: an integer that
+    /// does not fit an `i64` (RFC 7047's integers are 64-bit signed) is not an atom.
     pub fn from_json(v: &Value) -> Option<Atom> {
         Some(match v {
             Value::Bool(b) => Atom::Boolean(*b),
             Value::String(s) => Atom::String(s.clone()),
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Atom::Integer(i),
-                None => Atom::Real(n.as_f64()?),
+                None if n.is_f64() => Atom::Real(n.as_f64()?),
+                None => return None,
             },
-            Value::Array(a) => match (a.first()?.as_str()?, a.get(1)?.as_str()?, a.len()) {
-                ("uuid", u, 2) => Atom::Uuid(u.to_owned()),
-                ("named-uuid", n, 2) => Atom::NamedUuid(n.to_owned()),
+            Value::Array(a) => match a.as_slice() {
+                [Value::String(tag), Value::String(id)] if tag == "uuid" => Atom::Uuid(id.clone()),
+                [Value::String(tag), Value::String(id)] if tag == "named-uuid" => {
+                    Atom::NamedUuid(id.clone())
+                }
                 _ => return None,
             },
             _ => return None,
@@ -149,31 +153,34 @@ impl Datum {
         }
     }
 
-    /// Parses a datum in the RFC's notation.
+    /// Parses a datum in the RFC's notation: an atom, `["set", [atom…]]` or
+    /// `["map", [[atom, atom]…]]`. Total over any JSON (no recursion, so any depth):
+    /// anything else is [`Error::Malformed`] naming the offending part.
     pub fn from_json(v: &Value) -> Result<Datum, Error> {
-        let bad = || Error::Protocol(format!("not an OVSDB value: {v}"));
+        const VALUE: &str = "OVSDB value (expected an atom, [\"uuid\",…], [\"named-uuid\",…], \
+                             [\"set\",[atoms]] or [\"map\",[[atom,atom]…]])";
         if let Some(atom) = Atom::from_json(v) {
             return Ok(Datum::Atom(atom));
         }
-        let a = v.as_array().ok_or_else(bad)?;
-        let items = a.get(1).and_then(Value::as_array).ok_or_else(bad)?;
-        match a.first().and_then(Value::as_str) {
-            Some("set") => items
+        let atom = |what: &str, i: &Value| {
+            Atom::from_json(i)
+                .ok_or_else(|| Error::malformed(format!("{what} (expected an atom)"), i))
+        };
+        match v.as_array().map(Vec::as_slice) {
+            Some([Value::String(tag), Value::Array(items)]) if tag == "set" => items
                 .iter()
-                .map(|i| Atom::from_json(i).ok_or_else(bad))
+                .map(|i| atom("set element", i))
                 .collect::<Result<_, _>>()
                 .map(Datum::Set),
-            Some("map") => items
+            Some([Value::String(tag), Value::Array(items)]) if tag == "map" => items
                 .iter()
-                .map(|pair| {
-                    let kv = pair.as_array().filter(|p| p.len() == 2).ok_or_else(bad)?;
-                    let k = Atom::from_json(&kv[0]).ok_or_else(bad)?;
-                    let v = Atom::from_json(&kv[1]).ok_or_else(bad)?;
-                    Ok((k, v))
+                .map(|pair| match pair.as_array().map(Vec::as_slice) {
+                    Some([k, v]) => Ok((atom("map key", k)?, atom("map value", v)?)),
+                    _ => Err(Error::malformed("map pair (expected [key, value])", pair)),
                 })
                 .collect::<Result<_, _>>()
                 .map(Datum::Map),
-            _ => Err(bad()),
+            _ => Err(Error::malformed(VALUE, v)),
         }
     }
 
@@ -287,13 +294,23 @@ impl Row {
         )
     }
 
-    /// Parses a row object as the server sends it.
+    /// Parses a row object as the server sends it: column name → datum. Anything else
+    /// is [`Error::Malformed`], naming the column whose value is wrong.
     pub fn from_json(v: &Value) -> Result<Row, Error> {
         let obj = v
             .as_object()
-            .ok_or_else(|| Error::Protocol(format!("a row must be a JSON object: {v}")))?;
+            .ok_or_else(|| Error::malformed("row (expected a JSON object)", v))?;
         obj.iter()
-            .map(|(k, v)| Ok((k.clone(), Datum::from_json(v)?)))
+            .map(|(k, v)| {
+                let datum = Datum::from_json(v).map_err(|e| match e {
+                    Error::Malformed { what, got } => Error::Malformed {
+                        what: format!("column {k:?}: {what}"),
+                        got,
+                    },
+                    other => other,
+                })?;
+                Ok((k.clone(), datum))
+            })
             .collect::<Result<_, _>>()
             .map(Row)
     }
@@ -359,5 +376,96 @@ mod tests {
             row.to_json(),
             json!({"name": "br-ex", "ports": ["named-uuid", "p"], "interfaces": ["set", [["uuid", "x"]]]})
         );
+    }
+
+    #[test]
+    fn every_malformed_shape_is_an_error_naming_it() {
+        // (JSON, what the error must mention)
+        let cases = [
+            (json!(null), "OVSDB value"),
+            (json!({"a": 1}), "OVSDB value"),
+            (json!([]), "OVSDB value"),
+            (json!(["set"]), "OVSDB value"),
+            (json!(["set", []]), ""),
+            (json!(["set", [], []]), "OVSDB value"),
+            (json!(["set", {}]), "OVSDB value"),
+            (json!(["set", "x"]), "OVSDB value"),
+            (json!(["set", [{}]]), "set element"),
+            (json!(["set", [null]]), "set element"),
+            (json!(["set", [["set", []]]]), "set element"),
+            (json!(["set", [["uuid"]]]), "set element"),
+            (json!(["set", [["uuid", 1]]]), "set element"),
+            (json!(["set", [["uuid", "a", "b"]]]), "set element"),
+            (json!(["set", [18446744073709551615u64]]), "set element"),
+            (json!(["map"]), "OVSDB value"),
+            (json!(["map", {}]), "OVSDB value"),
+            (json!(["map", [["k"]]]), "map pair"),
+            (json!(["map", [["k", "v", "w"]]]), "map pair"),
+            (json!(["map", ["k"]]), "map pair"),
+            (json!(["map", [[{}, "v"]]]), "map key"),
+            (json!(["map", [["k", ["map", []]]]]), "map value"),
+            (json!(["map", [[null, null]]]), "map key"),
+            (json!(["uuid"]), "OVSDB value"),
+            (json!(["uuid", 7]), "OVSDB value"),
+            (json!(["uuid", "a", "b"]), "OVSDB value"),
+            (json!(["named-uuid"]), "OVSDB value"),
+            (json!(["named-uuid", ["uuid", "a"]]), "OVSDB value"),
+            (json!([1, 2]), "OVSDB value"),
+            (json!([["set", []]]), "OVSDB value"),
+            (json!(18446744073709551615u64), "OVSDB value"),
+        ];
+        for (v, want) in cases {
+            match Datum::from_json(&v) {
+                Ok(d) => assert!(want.is_empty(), "{v} parsed as {d:?}"),
+                Err(e @ Error::Malformed { .. }) => {
+                    assert!(!want.is_empty(), "{v}: {e}");
+                    assert!(e.to_string().contains(want), "{v}: {e}");
+                }
+                Err(e) => panic!("{v}: not Malformed: {e}"),
+            }
+        }
+        // Non-string map keys are atoms like any other.
+        assert_eq!(
+            Datum::from_json(&json!(["map", [[1, true], [["uuid", "u"], 2.5]]])).unwrap(),
+            Datum::Map(vec![
+                (Atom::Integer(1), Atom::Boolean(true)),
+                (Atom::Uuid("u".into()), Atom::Real(2.5)),
+            ])
+        );
+        // Rows name the column.
+        for bad in [json!(null), json!([]), json!("row"), json!(1)] {
+            assert!(Row::from_json(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("row"));
+        }
+        let e = Row::from_json(&json!({"ports": ["set", [{}]]})).unwrap_err();
+        assert!(
+            e.to_string().contains("column \"ports\": set element"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn huge_and_deep_values_do_not_hurt() {
+        let n = 200_000;
+        let set = json!(["set", (0..n).collect::<Vec<_>>()]);
+        assert_eq!(Datum::from_json(&set).unwrap().atoms().len(), n);
+        let mut bad = (0..n).map(|i| json!(i)).collect::<Vec<_>>();
+        bad.push(json!({"x": "y".repeat(1 << 20)}));
+        let e = Datum::from_json(&json!(["set", bad]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 600, "{} bytes", e.len());
+        // Nesting far beyond what serde_json parses, built by hand.
+        let mut deep = json!(["set", []]);
+        for _ in 0..100_000 {
+            deep = Value::Array(vec![json!("set"), Value::Array(vec![deep])]);
+        }
+        assert!(Datum::from_json(&deep).is_err());
+        let row = Value::Object([("c".to_owned(), deep)].into_iter().collect());
+        assert!(Row::from_json(&row).is_err());
+        // Dropping it recursively would overflow the test thread's stack.
+        std::mem::forget(row);
     }
 }

@@ -317,9 +317,12 @@ impl OpResult {
     /// Splits a `transact` result array into per-operation results, turning the first
     /// failed operation (or the commit failure after the last operation) into an error.
     pub(crate) fn parse_all(ops: &[Operation], result: &Value) -> Result<Vec<OpResult>, Error> {
-        let items = result
-            .as_array()
-            .ok_or_else(|| Error::Protocol(format!("transact result is not an array: {result}")))?;
+        let items = result.as_array().ok_or_else(|| {
+            Error::malformed(
+                "transact result (expected an array of operation results)",
+                result,
+            )
+        })?;
         for (index, item) in items.iter().enumerate() {
             if item.get("error").is_some_and(|e| !e.is_null()) {
                 let (error, details) = Error::parts(item);
@@ -341,22 +344,52 @@ impl OpResult {
                 ops.len()
             )));
         }
-        items[..ops.len()]
-            .iter()
-            .map(|item| {
-                Ok(OpResult {
-                    uuid: item["uuid"]
-                        .get(1)
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    rows: match item.get("rows").and_then(Value::as_array) {
-                        Some(rows) => rows.iter().map(Row::from_json).collect::<Result<_, _>>()?,
-                        None => vec![],
-                    },
-                    count: item["count"].as_u64(),
-                })
-            })
+        ops.iter()
+            .zip(items)
+            .enumerate()
+            .map(|(index, (op, item))| OpResult::parse(index, op, item))
             .collect()
+    }
+
+    /// One successful operation's result, in the shape RFC 7047 §5.2 gives for `op`.
+    fn parse(index: usize, op: &Operation, item: &Value) -> Result<OpResult, Error> {
+        let what = |expected: &str| {
+            format!(
+                "result of operation {index} ({}) (expected {expected})",
+                op.name()
+            )
+        };
+        let obj = item
+            .as_object()
+            .ok_or_else(|| Error::malformed(what("a JSON object"), item))?;
+        let mut out = OpResult::default();
+        match op {
+            Operation::Insert { .. } => match obj.get("uuid").and_then(Value::as_array) {
+                Some(u) => match u.as_slice() {
+                    [Value::String(tag), Value::String(uuid)] if tag == "uuid" => {
+                        out.uuid = Some(uuid.clone())
+                    }
+                    _ => return Err(Error::malformed(what("{\"uuid\": [\"uuid\", …]}"), item)),
+                },
+                None => return Err(Error::malformed(what("{\"uuid\": [\"uuid\", …]}"), item)),
+            },
+            Operation::Select { .. } => {
+                let rows = obj
+                    .get("rows")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| Error::malformed(what("{\"rows\": [row…]}"), item))?;
+                out.rows = rows.iter().map(Row::from_json).collect::<Result<_, _>>()?;
+            }
+            Operation::Update { .. } | Operation::Mutate { .. } | Operation::Delete { .. } => {
+                out.count = Some(
+                    obj.get("count")
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| Error::malformed(what("{\"count\": n}"), item))?,
+                );
+            }
+            Operation::Wait { .. } | Operation::Comment(_) => {}
+        }
+        Ok(out)
     }
 }
 
@@ -465,5 +498,70 @@ mod tests {
             e.to_string(),
             "OVSDB transaction could not commit: referential integrity violation (x)"
         );
+    }
+
+    #[test]
+    fn results_of_the_wrong_shape_are_errors_naming_the_operation() {
+        let insert = Operation::insert("Bridge", Row::new(), None);
+        let select = Operation::select("Bridge", vec![], None);
+        let mutate = Operation::mutate("Bridge", vec![], vec![]);
+        let wait = Operation::assert_absent("Port", vec![]);
+        // (operation, its result, what the error says; "" = fine)
+        let cases = [
+            (&insert, json!({"uuid": ["uuid", "u"]}), ""),
+            (&insert, json!({}), "operation 0 (insert)"),
+            (&insert, json!({"uuid": "u"}), "operation 0 (insert)"),
+            (&insert, json!({"uuid": ["uuid"]}), "operation 0 (insert)"),
+            (
+                &insert,
+                json!({"uuid": ["uuid", 1]}),
+                "operation 0 (insert)",
+            ),
+            (
+                &insert,
+                json!({"uuid": ["named-uuid", "u"]}),
+                "operation 0 (insert)",
+            ),
+            (&insert, json!(null), "operation 0 (insert)"),
+            (&select, json!({"rows": []}), ""),
+            (&select, json!({}), "operation 0 (select)"),
+            (&select, json!({"rows": {}}), "operation 0 (select)"),
+            (&select, json!({"rows": [1]}), "malformed row"),
+            (&select, json!({"rows": [{"c": {}}]}), "column \"c\""),
+            (&select, json!([]), "operation 0 (select)"),
+            (&mutate, json!({"count": 0}), ""),
+            (&mutate, json!({"count": -1}), "operation 0 (mutate)"),
+            (&mutate, json!({"count": "1"}), "operation 0 (mutate)"),
+            (&mutate, json!({}), "operation 0 (mutate)"),
+            (&wait, json!({}), ""),
+            (&wait, json!({"anything": [1]}), ""),
+            (&wait, json!(5), "operation 0 (wait)"),
+        ];
+        for (op, item, want) in cases {
+            let ops = [op.clone()];
+            match OpResult::parse_all(&ops, &json!([item])) {
+                Ok(_) => assert!(want.is_empty(), "{item}"),
+                Err(e) => {
+                    assert!(
+                        !want.is_empty() && e.to_string().contains(want),
+                        "{item}: {e}"
+                    )
+                }
+            }
+        }
+        // The whole result of the wrong shape.
+        for result in [json!(null), json!({}), json!("x"), json!(1)] {
+            let e = OpResult::parse_all(std::slice::from_ref(&wait), &result).unwrap_err();
+            assert!(e.to_string().contains("malformed transact result"), "{e}");
+        }
+        // Short, or errors of odd shapes.
+        let e = OpResult::parse_all(&[wait.clone(), wait.clone()], &json!([{}])).unwrap_err();
+        assert!(e.to_string().contains("1 results for 2 operations"), "{e}");
+        let e = OpResult::parse_all(std::slice::from_ref(&wait), &json!([{"error": {"a": 1}}]))
+            .unwrap_err();
+        assert!(matches!(e, Error::Operation { .. }), "{e}");
+        let e = OpResult::parse_all(std::slice::from_ref(&wait), &json!([{}, {"error": 7}]))
+            .unwrap_err();
+        assert!(matches!(e, Error::Commit { .. }), "{e}");
     }
 }
