@@ -10,6 +10,10 @@ pub const MDA_MAGIC: &[u8; 16] = b" LVM2 x[5A%r0N*>";
 pub const MDA_VERSION: u32 = 1;
 /// Bytes of the header at the area start; text starts after it.
 pub const MDA_HEADER_SIZE: u64 = 512;
+/// Largest text (NUL included) read or written, whatever the area's size: 64 MiB, 128
+/// times the text of a VG that fills lvm2's default 1 MiB area. What a header claims
+/// beyond it is refused before anything is allocated.
+pub const MAX_TEXT_SIZE: u64 = 64 << 20;
 /// `RAW_LOCN_IGNORED`.
 pub const RAW_LOCN_IGNORED: u32 = 1;
 
@@ -79,6 +83,13 @@ impl MdaHeader {
     /// end does not wrap, and raw locations inside the area (see
     /// [`decode_within`](Self::decode_within) for the device-size check).
     pub fn decode(s: &[u8], expected_start: u64) -> Result<Self, FormatError> {
+        let h = Self::decode_unchecked_locns(s, expected_start)?;
+        h.check_locns()?;
+        Ok(h)
+    }
+
+    /// The header's own fields checked, its raw locations not yet.
+    fn decode_unchecked_locns(s: &[u8], expected_start: u64) -> Result<Self, FormatError> {
         let s = s
             .get(..512)
             .ok_or_else(|| FormatError::MdaHeader("shorter than a sector".into()))?;
@@ -121,19 +132,25 @@ impl MdaHeader {
                 flags: get_u32(s, at + 20)?,
             }))
         };
-        let h = MdaHeader {
+        Ok(MdaHeader {
             start,
             size,
             committed: locn(40)?,
             precommit: locn(64)?,
-        };
-        for (slot, rl) in [("committed", h.committed), ("precommitted", h.precommit)] {
+        })
+    }
+
+    fn check_locns(&self) -> Result<(), FormatError> {
+        for (slot, rl) in [
+            ("committed", self.committed),
+            ("precommitted", self.precommit),
+        ] {
             if let Some(rl) = rl {
-                h.check_locn(rl)
+                self.check_locn(rl)
                     .map_err(|why| FormatError::MdaHeader(format!("{slot} text {why}")))?;
             }
         }
-        Ok(h)
+        Ok(())
     }
 
     /// [`decode`](Self::decode), and the area must end within the device (`device_size`
@@ -144,14 +161,15 @@ impl MdaHeader {
         expected_start: u64,
         device_size: u64,
     ) -> Result<Self, FormatError> {
-        let h = Self::decode(s, expected_start)?;
-        // decode checked that start + size does not wrap.
+        let h = Self::decode_unchecked_locns(s, expected_start)?;
+        // start + size was checked not to wrap.
         if h.start.saturating_add(h.size) > device_size {
             return Err(FormatError::MdaHeader(format!(
                 "area at {} of {} bytes ends beyond the device of {device_size} bytes",
                 h.start, h.size
             )));
         }
+        h.check_locns()?;
         Ok(h)
     }
 
@@ -163,6 +181,12 @@ impl MdaHeader {
             return Err(format!(
                 "offset {} is outside the area's text space [{MDA_HEADER_SIZE}, {})",
                 rl.offset, self.size
+            ));
+        }
+        if rl.size > MAX_TEXT_SIZE {
+            return Err(format!(
+                "size {} is larger than the {MAX_TEXT_SIZE} bytes loopvg reads",
+                rl.size
             ));
         }
         if rl.size == 0 || rl.size > self.size - MDA_HEADER_SIZE {
@@ -178,7 +202,9 @@ impl MdaHeader {
     /// Largest text (NUL included) the area holds next to a previous copy (0 for an area
     /// too small to hold any).
     pub fn max_text(&self) -> u64 {
-        (self.size.saturating_sub(MDA_HEADER_SIZE) / 2).saturating_sub(SECTOR)
+        (self.size.saturating_sub(MDA_HEADER_SIZE) / 2)
+            .saturating_sub(SECTOR)
+            .min(MAX_TEXT_SIZE)
     }
 
     /// Where the committed text is, as absolute `(offset, length)` pieces (two when it
@@ -424,10 +450,10 @@ mod tests {
 
     #[test]
     fn header_sizes_are_checked_before_anything_is_read() {
-        let mut h = MdaHeader::empty(4096, (2 << 40) + 512);
+        let mut h = MdaHeader::empty(4096, (32 << 20) + 512);
         h.committed = Some(RawLocn {
             offset: 512,
-            size: 2 << 40,
+            size: 32 << 20,
             checksum: 0,
             flags: 0,
         });
@@ -437,6 +463,17 @@ mod tests {
         // ... but not the 16 KiB device it came from.
         let e = MdaHeader::decode_within(&raw, 4096, 16384).unwrap_err();
         assert!(e.to_string().contains("ends beyond the device"), "{e}");
+        // Beyond what is ever read, whatever the area says.
+        let mut huge = MdaHeader::empty(4096, (2 << 40) + 512);
+        huge.committed = h.committed.map(|rl| RawLocn {
+            size: 2 << 40,
+            ..rl
+        });
+        let e = MdaHeader::decode(&huge.encode(), 4096).unwrap_err();
+        assert!(
+            e.to_string().contains("larger than the 67108864 bytes"),
+            "{e}"
+        );
         // The area's own bounds: a copy larger than its text space is refused.
         h.size = 8 * SECTOR;
         let e = MdaHeader::decode(&h.encode(), 4096).unwrap_err();
