@@ -53,7 +53,9 @@ pub struct PvReport {
 }
 
 pub fn report(vg: &FoundVg) -> Result<VgReport> {
-    let extent = vg.meta.extent_size() * SECTOR;
+    // VgMeta::parse checked that every PV's and the VG's extents in bytes fit a u64;
+    // the arithmetic saturates all the same.
+    let extent = vg.meta.extent_size().saturating_mul(SECTOR);
     let used = vg.meta.allocated()?;
     let pvs: Vec<PvReport> = vg
         .pvs
@@ -65,18 +67,18 @@ pub fn report(vg: &FoundVg) -> Result<VgReport> {
                 uuid: pv.meta.id.to_string(),
                 device: pv.disk.as_ref().and_then(|d| d.dev).map(|d| d.path()),
                 file: pv.disk.as_ref().map(|d| d.file.clone()),
-                size: pv.meta.pe_count * extent,
-                recorded_size: pv.meta.dev_size * SECTOR,
+                size: pv.meta.pe_count.saturating_mul(extent),
+                recorded_size: pv.meta.dev_size.saturating_mul(SECTOR),
                 file_size: pv.disk.as_ref().map(|d| d.file_size),
-                pe_start: pv.meta.pe_start * SECTOR,
+                pe_start: pv.meta.pe_start.saturating_mul(SECTOR),
                 pe_count: pv.meta.pe_count,
                 pe_alloc,
-                free: (pv.meta.pe_count - pe_alloc.min(pv.meta.pe_count)) * extent,
+                free: (pv.meta.pe_count - pe_alloc.min(pv.meta.pe_count)).saturating_mul(extent),
             }
         })
         .collect();
-    let extent_count: u64 = pvs.iter().map(|p| p.pe_count).sum();
-    let alloc: u64 = pvs.iter().map(|p| p.pe_alloc).sum();
+    let extent_count = pvs.iter().fold(0u64, |n, p| n.saturating_add(p.pe_count));
+    let alloc = pvs.iter().fold(0u64, |n, p| n.saturating_add(p.pe_alloc));
     let free_count = extent_count - alloc.min(extent_count);
     Ok(VgReport {
         name: vg.name().to_string(),
@@ -85,8 +87,8 @@ pub fn report(vg: &FoundVg) -> Result<VgReport> {
         extent_size: extent,
         extent_count,
         free_count,
-        size: extent_count * extent,
-        free: free_count * extent,
+        size: extent_count.saturating_mul(extent),
+        free: free_count.saturating_mul(extent),
         lv_count: vg.meta.lv_count(),
         active: vg
             .pvs
