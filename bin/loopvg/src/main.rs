@@ -34,7 +34,8 @@ vgck and vgextend work on what it writes, and it works on VGs lvm2 made on loop 
 )]
 struct Cli {
     /// Directory of the backing files (new VGs go here; inactive files are found here).
-    #[arg(long, global = true, default_value = DEFAULT_DIR)]
+    /// Any bytes: a path need not be UTF-8.
+    #[arg(long, global = true, default_value = DEFAULT_DIR, value_parser = clap::value_parser!(PathBuf))]
     dir: PathBuf,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -101,10 +102,10 @@ enum Command {
     #[command(after_help = "Then: systemctl daemon-reload && systemctl enable loopvg.service")]
     InstallUnit {
         /// Where unit files go.
-        #[arg(long, default_value = "/etc/systemd/system")]
+        #[arg(long, default_value = "/etc/systemd/system", value_parser = clap::value_parser!(PathBuf))]
         unit_dir: PathBuf,
         /// Absolute path of loopvg in the unit (default: this executable).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(PathBuf))]
         bin: Option<PathBuf>,
     },
 }
@@ -148,9 +149,13 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
     let lv = Loopvg {
         dir: cli.dir.clone(),
         progress: Some(&progress),
+        // args_os: an argument need not be UTF-8 (std::env::args would panic on one).
         description: format!(
             "Write from {}",
-            std::env::args().collect::<Vec<_>>().join(" ")
+            std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         ..Loopvg::default()
     };
