@@ -159,9 +159,9 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
         ),
         ..Loopvg::default()
     };
-    let vgs = |vgs: &[VgReport]| {
+    let vgs = |vgs: &[VgReport]| -> sp_loopvg::Result<()> {
         if cli.json {
-            print_json(&vgs);
+            print_json(&vgs)?;
         } else if vgs.is_empty() {
             println!(
                 "no loop-file volume groups (bound loop devices and {} searched)",
@@ -170,28 +170,29 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
         } else {
             vgs.iter().for_each(print_vg);
         }
+        Ok(())
     };
     match &cli.command {
         Command::Create {
             name,
             size,
             preallocate,
-        } => vgs(&[lv.create(name, size, *preallocate)?]),
+        } => vgs(&[lv.create(name, size, *preallocate)?])?,
         Command::Extend { name, size, grow } => {
             let vg = if *grow {
                 lv.grow(name, size)?
             } else {
                 lv.extend(name, size)?
             };
-            vgs(&[vg]);
+            vgs(&[vg])?;
         }
-        Command::List { name } => vgs(&lv.list(name.as_deref())?),
-        Command::Activate { name, .. } => vgs(&lv.activate(name.as_deref())?),
-        Command::Deactivate { name } => vgs(&[lv.deactivate(name)?]),
+        Command::List { name } => vgs(&lv.list(name.as_deref())?)?,
+        Command::Activate { name, .. } => vgs(&lv.activate(name.as_deref())?)?,
+        Command::Deactivate { name } => vgs(&[lv.deactivate(name)?])?,
         Command::Remove { name, keep_files } => {
             let r = lv.remove(name, *keep_files)?;
             if cli.json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
                 println!(
                     "removed volume group {}; {} {}",
@@ -218,7 +219,7 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
             };
             let path = install_unit(unit_dir, &bin, &cli.dir)?;
             if cli.json {
-                print_json(&serde_json::json!({ "unit": path }));
+                print_json(&serde_json::json!({ "unit": path.to_string_lossy() }))?;
             } else {
                 println!(
                     "wrote {}\nenable it with: systemctl daemon-reload && systemctl enable {UNIT_NAME}",
@@ -230,11 +231,13 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
     Ok(())
 }
 
-fn print_json<T: serde::Serialize>(v: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("reports serialise")
-    );
+fn print_json<T: serde::Serialize>(v: &T) -> sp_loopvg::Result<()> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| sp_loopvg::Error::Io {
+        what: "write the JSON report".into(),
+        source: std::io::Error::other(e),
+    })?;
+    println!("{text}");
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -41,6 +41,11 @@ pub enum Error {
     },
     #[error("{pv}; nothing was changed on it (`pvck` shows what lvm2 makes of it)")]
     CorruptPv { pv: String },
+    #[error(
+        "{0:?} is not UTF-8: loopvg binds only files whose path is (the kernel's list of loop \
+         devices is read as text; one such binding would stop every scan); use a UTF-8 --dir"
+    )]
+    NotUtf8Path(PathBuf),
     #[error("{0} already exists; loopvg never reuses or overwrites a file")]
     FileExists(PathBuf),
     #[error("{0} is a symbolic link; loopvg never follows links for backing files")]

@@ -36,6 +36,16 @@ const MIN_SIZE: u64 = (DEFAULT_PE_START_SECTORS + DEFAULT_EXTENT_SECTORS) * SECT
 /// Backing files of one VG: `NAME`, then `NAME02` to `NAME999`.
 const MAX_FILES: u32 = 1000;
 
+/// Refuses to bind a file whose path is not UTF-8: `sp_kernel::loopdev::bound` reads
+/// every loop device's backing file as text, so one such binding would make every later
+/// scan fail.
+fn check_bindable(path: &Path) -> Result<()> {
+    match path.to_str() {
+        Some(_) => Ok(()),
+        None => Err(Error::NotUtf8Path(path.to_path_buf())),
+    }
+}
+
 /// The error for a VG whose metadata names no PV (parsing refuses such metadata).
 fn no_pv(name: &str) -> Error {
     Error::InUse {
@@ -64,7 +74,9 @@ pub struct Loopvg<'a> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Removed {
     pub name: String,
+    #[serde(serialize_with = "crate::report::lossy_paths")]
     pub detached: Vec<PathBuf>,
+    #[serde(serialize_with = "crate::report::lossy_paths")]
     pub files: Vec<PathBuf>,
     pub files_kept: bool,
 }
@@ -297,6 +309,7 @@ impl Loopvg<'_> {
     /// Creates the backing file (0600, never through a symlink), sized and optionally
     /// preallocated, bound to a loop device, with a PV label and empty metadata area.
     fn new_pv(&self, path: &Path, size: u64, preallocate: bool) -> Result<(NewFile, PvOnDisk)> {
+        check_bindable(path)?;
         let mut guard = NewFile::create(path)?;
         let file = &guard.file;
         file.set_len(size)
@@ -344,6 +357,7 @@ impl Loopvg<'_> {
             });
         }
         let size = parse(size, false)?;
+        check_bindable(&self.dir)?;
         require_root()?;
         let _locks = lock_vg(&self.lock_dir, name)?;
         if scan(&self.dir)?.iter().any(|v| v.name() == name) {
@@ -531,7 +545,11 @@ impl Loopvg<'_> {
             let _locks = lock_vg(&self.lock_dir, name)?;
             let vg = self.finished(name)?;
             let mut bound = Vec::new();
-            for disk in vg.disks(false)? {
+            let disks = vg.disks(false)?;
+            for disk in &disks {
+                check_bindable(&disk.file)?;
+            }
+            for disk in disks {
                 if disk.dev.is_some() || loopdev::find_by_file(&disk.file).ok().flatten().is_some()
                 {
                     continue;

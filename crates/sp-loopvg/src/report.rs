@@ -36,7 +36,10 @@ pub struct PvReport {
     pub key: String,
     pub uuid: String,
     /// `/dev/loopN` when bound.
+    #[serde(serialize_with = "lossy_path")]
     pub device: Option<PathBuf>,
+    /// In JSON, a path that is not UTF-8 has U+FFFD in place of its bad bytes.
+    #[serde(serialize_with = "lossy_path")]
     pub file: Option<PathBuf>,
     /// `pv_size` in bytes as `pvs` reports it for a PV in a VG: `pe_count` extents.
     pub size: u64,
@@ -50,6 +53,20 @@ pub struct PvReport {
     pub pe_alloc: u64,
     /// `pv_free` in bytes.
     pub free: u64,
+}
+
+/// Serialises a path as text, lossily where it is not UTF-8 (serde refuses such paths,
+/// and a file name must not make a report fail).
+fn lossy_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Like [`lossy_path`], for a list.
+pub(crate) fn lossy_paths<S: serde::Serializer>(v: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|p| p.to_string_lossy()))
 }
 
 pub fn report(vg: &FoundVg) -> Result<VgReport> {
