@@ -131,12 +131,9 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Longest `description` written into the metadata (the command line can be long; the
-/// text must fit the metadata area).
-const MAX_DESCRIPTION: usize = 1024;
-
 /// `s` with control characters replaced by `?`, cut to `max` characters: what goes
-/// into the metadata's writer lines stays one line of text.
+/// into the metadata's writer lines stays one line of text. (A description too long
+/// for the area fails the placement with `TextTooLarge`, before anything is written.)
 fn printable(s: &str, max: usize) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })
@@ -232,7 +229,7 @@ fn touch_newhints() {
 impl Loopvg<'_> {
     fn writer(&self) -> Writer {
         Writer {
-            description: printable(&self.description, MAX_DESCRIPTION),
+            description: printable(&self.description, usize::MAX),
             creation_host: hostname(),
             creation_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -89,6 +89,11 @@ impl PvLabel {
             at = put_list(&mut s, at, list)?;
         }
         if self.ext_version != 0 {
+            if at + 8 + 16 * (self.bootloader_areas.len() + 1) > 512 {
+                return Err(FormatError::PvHeader(
+                    "area lists overflow the label sector".into(),
+                ));
+            }
             put_u32(&mut s, at, self.ext_version);
             put_u32(&mut s, at + 4, self.ext_flags);
             put_list(&mut s, at + 8, &self.bootloader_areas)?;
@@ -290,6 +295,25 @@ mod tests {
         let ours = PvLabel::new_in_vg(l.pv_uuid, 64 << 20, DEFAULT_PE_START_SECTORS);
         assert_eq!(ours, l);
         assert_eq!(ours.encode().unwrap(), raw);
+    }
+
+    #[test]
+    fn too_many_areas_are_an_error_not_a_panic() {
+        let mut l = PvLabel::new_in_vg(Uuid::from_random([1; 32]), 64 << 20, 2048);
+        let many = vec![DiskLocn { offset: 1, size: 1 }; 26];
+        l.data_areas = many.clone();
+        assert!(l.encode().is_err());
+        l.data_areas = many[..25].to_vec();
+        l.metadata_areas.clear();
+        assert!(l.encode().is_err(), "no room for the extension");
+        l.ext_version = 0;
+        l.ext_flags = 0;
+        let raw = l.encode().unwrap();
+        let mut head = vec![0u8; 2048];
+        head[512..1024].copy_from_slice(&raw);
+        assert_eq!(PvLabel::find(&head).unwrap(), l);
+        // Cut short: a label in the last, partial sector is not read past the end.
+        assert_eq!(PvLabel::find(&head[..600]), Err(FormatError::NoLabel));
     }
 
     #[test]
