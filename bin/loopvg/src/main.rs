@@ -186,7 +186,14 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
             };
             vgs(&[vg])?;
         }
-        Command::List { name } => vgs(&lv.list(name.as_deref())?)?,
+        Command::List { name: Some(name) } => vgs(&lv.list(Some(name))?)?,
+        Command::List { name: None } => {
+            let (found, corrupt) = lv.survey()?;
+            for c in &corrupt {
+                eprintln!("loopvg: warning: {c}; skipped (`pvck` shows what lvm2 makes of it)");
+            }
+            vgs(&found)?;
+        }
         Command::Activate { name, .. } => vgs(&lv.activate(name.as_deref())?)?,
         Command::Deactivate { name } => vgs(&[lv.deactivate(name)?])?,
         Command::Remove { name, keep_files } => {

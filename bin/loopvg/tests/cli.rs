@@ -441,3 +441,39 @@ fn install_unit_refuses_paths_that_would_inject_lines() {
         assert!(!units.exists(), "nothing written for {dir:?} {b:?}");
     }
 }
+
+#[test]
+fn a_corrupt_pv_is_named_by_list_and_by_commands_and_left_as_it_is() {
+    let s = Scratch::new("cli-corrupt");
+    let dir = s.dir.as_path();
+    ok_json(dir, &["create", "badvg", "32M"]);
+    ok_json(dir, &["deactivate", "badvg"]);
+    // One byte of the committed text flipped: its checksum no longer matches.
+    let file = s.path("badvg");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[4096 + 512 + 3] ^= 0x20;
+    std::fs::write(&file, &bytes).unwrap();
+    let out = loopvg(dir, &["list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("warning: {}", file.display()))
+            && err.contains("metadata text checksum mismatch"),
+        "{err}"
+    );
+    for args in [
+        vec!["list", "badvg"],
+        vec!["extend", "badvg", "+8M"],
+        vec!["activate", "badvg"],
+        vec!["remove", "badvg"],
+    ] {
+        fails(
+            dir,
+            &args,
+            "corrupt LVM metadata: area at 4096: metadata text checksum mismatch",
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    assert_eq!(s.files(), ["badvg"]);
+    assert!(s.bound().is_empty());
+}

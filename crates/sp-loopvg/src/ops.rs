@@ -21,7 +21,7 @@ use crate::error::{io, Error, Result};
 use crate::io::{DiskIo, RealIo};
 use crate::lock::{lock_vg, DEFAULT_LOCK_DIR};
 use crate::ondisk::{
-    commit, open_backing, scan, scan_all, write_new_pv, FoundVg, PvOnDisk, Target,
+    commit, open_backing, scan, scan_all, write_new_pv, CorruptPv, FoundVg, PvOnDisk, Target,
 };
 use crate::pending::{check_new_path, name_free, sync_dir, tidy, NewFile};
 use crate::report::{report, VgReport};
@@ -514,7 +514,15 @@ impl Loopvg<'_> {
             check_name(n)?;
             return Ok(vec![self.reread(n)?]);
         }
-        scan(&self.dir)?.iter().map(report).collect()
+        Ok(self.survey()?.0)
+    }
+
+    /// `loopvg list`: every VG, and the PVs whose LVM metadata failed a check (which
+    /// hold no VG that can be listed; the binary warns about them).
+    pub fn survey(&self) -> Result<(Vec<VgReport>, Vec<CorruptPv>)> {
+        let found = scan_all(&self.dir)?;
+        let vgs = found.vgs.iter().map(report).collect::<Result<_>>()?;
+        Ok((vgs, found.corrupt))
     }
 
     /// `loopvg activate [NAME]`: binds every unbound backing file of the VG (of every VG

@@ -130,7 +130,13 @@ impl PvLabel {
                     a.offset, a.size
                 ))
             })?;
-            if a.size < 2 * SECTOR || end > device_size {
+            if a.size < 2 * SECTOR {
+                return Err(FormatError::PvHeader(format!(
+                    "metadata area at {} of {} bytes is smaller than two sectors",
+                    a.offset, a.size
+                )));
+            }
+            if end > device_size {
                 return Err(FormatError::PvHeader(format!(
                     "metadata area at {} of {} bytes does not fit the device of {device_size} bytes",
                     a.offset, a.size
