@@ -34,7 +34,8 @@ vgck and vgextend work on what it writes, and it works on VGs lvm2 made on loop 
 )]
 struct Cli {
     /// Directory of the backing files (new VGs go here; inactive files are found here).
-    #[arg(long, global = true, default_value = DEFAULT_DIR)]
+    /// Any bytes: a path need not be UTF-8.
+    #[arg(long, global = true, default_value = DEFAULT_DIR, value_parser = clap::value_parser!(PathBuf))]
     dir: PathBuf,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -101,10 +102,10 @@ enum Command {
     #[command(after_help = "Then: systemctl daemon-reload && systemctl enable loopvg.service")]
     InstallUnit {
         /// Where unit files go.
-        #[arg(long, default_value = "/etc/systemd/system")]
+        #[arg(long, default_value = "/etc/systemd/system", value_parser = clap::value_parser!(PathBuf))]
         unit_dir: PathBuf,
         /// Absolute path of loopvg in the unit (default: this executable).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(PathBuf))]
         bin: Option<PathBuf>,
     },
 }
@@ -148,15 +149,19 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
     let lv = Loopvg {
         dir: cli.dir.clone(),
         progress: Some(&progress),
+        // args_os: an argument need not be UTF-8 (std::env::args would panic on one).
         description: format!(
             "Write from {}",
-            std::env::args().collect::<Vec<_>>().join(" ")
+            std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         ..Loopvg::default()
     };
-    let vgs = |vgs: &[VgReport]| {
+    let vgs = |vgs: &[VgReport]| -> sp_loopvg::Result<()> {
         if cli.json {
-            print_json(&vgs);
+            print_json(&vgs)?;
         } else if vgs.is_empty() {
             println!(
                 "no loop-file volume groups (bound loop devices and {} searched)",
@@ -165,28 +170,36 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
         } else {
             vgs.iter().for_each(print_vg);
         }
+        Ok(())
     };
     match &cli.command {
         Command::Create {
             name,
             size,
             preallocate,
-        } => vgs(&[lv.create(name, size, *preallocate)?]),
+        } => vgs(&[lv.create(name, size, *preallocate)?])?,
         Command::Extend { name, size, grow } => {
             let vg = if *grow {
                 lv.grow(name, size)?
             } else {
                 lv.extend(name, size)?
             };
-            vgs(&[vg]);
+            vgs(&[vg])?;
         }
-        Command::List { name } => vgs(&lv.list(name.as_deref())?),
-        Command::Activate { name, .. } => vgs(&lv.activate(name.as_deref())?),
-        Command::Deactivate { name } => vgs(&[lv.deactivate(name)?]),
+        Command::List { name: Some(name) } => vgs(&lv.list(Some(name))?)?,
+        Command::List { name: None } => {
+            let (found, corrupt) = lv.survey()?;
+            for c in &corrupt {
+                eprintln!("loopvg: warning: {c}; skipped (`pvck` shows what lvm2 makes of it)");
+            }
+            vgs(&found)?;
+        }
+        Command::Activate { name, .. } => vgs(&lv.activate(name.as_deref())?)?,
+        Command::Deactivate { name } => vgs(&[lv.deactivate(name)?])?,
         Command::Remove { name, keep_files } => {
             let r = lv.remove(name, *keep_files)?;
             if cli.json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
                 println!(
                     "removed volume group {}; {} {}",
@@ -213,7 +226,7 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
             };
             let path = install_unit(unit_dir, &bin, &cli.dir)?;
             if cli.json {
-                print_json(&serde_json::json!({ "unit": path }));
+                print_json(&serde_json::json!({ "unit": path.to_string_lossy() }))?;
             } else {
                 println!(
                     "wrote {}\nenable it with: systemctl daemon-reload && systemctl enable {UNIT_NAME}",
@@ -225,11 +238,13 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
     Ok(())
 }
 
-fn print_json<T: serde::Serialize>(v: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("reports serialise")
-    );
+fn print_json<T: serde::Serialize>(v: &T) -> sp_loopvg::Result<()> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| sp_loopvg::Error::Io {
+        what: "write the JSON report".into(),
+        source: std::io::Error::other(e),
+    })?;
+    println!("{text}");
+    Ok(())
 }
 
 fn main() -> ExitCode {

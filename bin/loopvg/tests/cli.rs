@@ -361,3 +361,119 @@ fn two_extend_processes_at_once_both_land() {
     lvm.check("racevg").unwrap();
     assert_eq!(num(&lvm.vgs("racevg"), "pv_count"), 3);
 }
+
+#[test]
+fn a_non_utf8_dir_works() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let s = Scratch::new("cli-bytes");
+    let dir = s.dir.join(OsStr::from_bytes(b"x\xff"));
+    let out = loopvg(&dir, &["list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no loop-file volume groups"));
+    // A binding to a non-UTF-8 file would stop every scan (the loop device list is read
+    // as text): refused before anything is made.
+    std::fs::create_dir_all(&dir).unwrap();
+    fails(&dir, &["create", "bytesvg", "32M"], "is not UTF-8");
+    assert!(s.bound().is_empty());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    // A VG made elsewhere, its file moved into the non-UTF-8 directory: listed, not
+    // bound by activate.
+    ok_json(&s.dir, &["create", "bytesvg", "32M"]);
+    ok_json(&s.dir, &["deactivate", "bytesvg"]);
+    std::fs::rename(s.path("bytesvg"), dir.join("bytesvg")).unwrap();
+    let listed = ok_json(&dir, &["list", "bytesvg"]);
+    assert_eq!(listed[0]["active"], false);
+    fails(&dir, &["activate", "bytesvg"], "is not UTF-8");
+    fails(&dir, &["activate", "--all"], "is not UTF-8");
+    assert!(s.bound().is_empty());
+}
+
+#[test]
+fn names_that_climb_out_are_refused_and_nothing_is_touched() {
+    let s = Scratch::new("cli-names");
+    let victim = s.path("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let climb = format!("x/../../..{}", victim.display());
+    for args in [
+        vec!["extend", climb.as_str(), "+8M"],
+        vec!["extend", climb.as_str(), "+8M", "--grow"],
+        vec!["create", climb.as_str(), "32M"],
+        vec!["remove", climb.as_str()],
+        vec!["deactivate", climb.as_str()],
+        vec!["activate", climb.as_str()],
+        vec!["list", climb.as_str()],
+    ] {
+        fails(&s.dir, &args, "invalid volume group name");
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert_eq!(s.files(), ["victim"]);
+}
+
+#[test]
+fn install_unit_refuses_paths_that_would_inject_lines() {
+    let s = Scratch::new("cli-unit-inject");
+    let units = s.path("units");
+    let bin = env!("CARGO_BIN_EXE_loopvg");
+    let cases: [(&str, &str, &str); 5] = [
+        ("/x\nExecStartPre=/bin/touch /tmp/pwned", bin, "--dir"),
+        (
+            "/var/lib/cinder",
+            "/bin/loopvg\nExecStartPre=/bin/id",
+            "--bin",
+        ),
+        ("relative/dir", bin, "not absolute"),
+        ("/var/lib/cinder", "loopvg", "not absolute"),
+        ("/x %h", bin, "may not appear"),
+    ];
+    for (dir, b, why) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_loopvg"))
+            .args(["--dir", dir, "install-unit", "--unit-dir"])
+            .arg(&units)
+            .args(["--bin", b])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{dir:?} {b:?}: {err}");
+        assert!(err.contains(why), "{dir:?} {b:?}: {err}");
+        assert!(!units.exists(), "nothing written for {dir:?} {b:?}");
+    }
+}
+
+#[test]
+fn a_corrupt_pv_is_named_by_list_and_by_commands_and_left_as_it_is() {
+    let s = Scratch::new("cli-corrupt");
+    let dir = s.dir.as_path();
+    ok_json(dir, &["create", "badvg", "32M"]);
+    ok_json(dir, &["deactivate", "badvg"]);
+    // One byte of the committed text flipped: its checksum no longer matches.
+    let file = s.path("badvg");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[4096 + 512 + 3] ^= 0x20;
+    std::fs::write(&file, &bytes).unwrap();
+    let out = loopvg(dir, &["list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("warning: {}", file.display()))
+            && err.contains("metadata text checksum mismatch"),
+        "{err}"
+    );
+    for args in [
+        vec!["list", "badvg"],
+        vec!["extend", "badvg", "+8M"],
+        vec!["activate", "badvg"],
+        vec!["remove", "badvg"],
+    ] {
+        fails(
+            dir,
+            &args,
+            "corrupt LVM metadata: area at 4096: metadata text checksum mismatch",
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    assert_eq!(s.files(), ["badvg"]);
+    assert!(s.bound().is_empty());
+}

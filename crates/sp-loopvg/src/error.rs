@@ -14,6 +14,12 @@ pub enum Error {
     NotRoot,
     #[error("invalid volume group name {name:?}: {reason}")]
     InvalidName { name: String, reason: String },
+    #[error("invalid {what} {path:?} for the systemd unit: {reason}")]
+    InvalidUnitPath {
+        what: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("invalid size {input:?}: {reason}")]
     InvalidSize { input: String, reason: String },
     #[error("volume group {0:?} already exists")]
@@ -23,6 +29,23 @@ pub enum Error {
          `loopvg list` shows what there is"
     )]
     VgNotFound { name: String, dir: PathBuf },
+    #[error(
+        "volume group {name:?} not found intact (looked at bound loop devices and the files in \
+         {dir}); these PVs carry corrupt LVM metadata and may hold it, nothing was changed on \
+         them (`pvck` shows what lvm2 makes of them): {corrupt}"
+    )]
+    VgCorrupt {
+        name: String,
+        dir: PathBuf,
+        corrupt: String,
+    },
+    #[error("{pv}; nothing was changed on it (`pvck` shows what lvm2 makes of it)")]
+    CorruptPv { pv: String },
+    #[error(
+        "{0:?} is not UTF-8: loopvg binds only files whose path is (the kernel's list of loop \
+         devices is read as text; one such binding would stop every scan); use a UTF-8 --dir"
+    )]
+    NotUtf8Path(PathBuf),
     #[error("{0} already exists; loopvg never reuses or overwrites a file")]
     FileExists(PathBuf),
     #[error("{0} is a symbolic link; loopvg never follows links for backing files")]

@@ -37,6 +37,12 @@ impl Drop for VgLock {
 /// Takes `P_global` then `V_<vg>`, both exclusive, blocking like lvm2 does. Creates the
 /// lock directory when it is missing (containers).
 pub fn lock_vg(lock_dir: &Path, vg: &str) -> Result<Locks> {
+    // The name becomes a file name in lock_dir: only names lvm2 accepts (no `/`, not
+    // `.`/`..`), checked before anything is created or opened.
+    sp_lvm::vg::validate_vg_name(vg).map_err(|reason| Error::InvalidName {
+        name: vg.to_string(),
+        reason,
+    })?;
     if !lock_dir.is_dir() {
         if let Some(parent) = lock_dir.parent() {
             fs::create_dir_all(parent).map_err(io(format!("create {}", parent.display())))?;

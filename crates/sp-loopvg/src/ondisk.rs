@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use sp_kernel::loopdev::{self, LoopDevice};
 use sp_lvm::label::PvLabel;
 use sp_lvm::mda::MdaHeader;
+use sp_lvm::uuid::Uuid;
 use sp_lvm::vg::{PvMeta, VgMeta};
-use sp_lvm::SECTOR;
+use sp_lvm::{FormatError, SECTOR};
 
 use crate::error::{io, Error, Result};
 use crate::io::{Disk, DiskIo};
@@ -32,10 +33,55 @@ pub struct PvOnDisk {
     pub meta: Option<VgMeta>,
 }
 
+/// A device with an LVM2 label (or something claiming to be one) that failed a check:
+/// which file and loop device, the PV's id when the label was readable, and what failed.
+#[derive(Debug, Clone)]
+pub struct CorruptPv {
+    pub file: PathBuf,
+    pub dev: Option<LoopDevice>,
+    pub pv_uuid: Option<Uuid>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for CorruptPv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(d) = self.dev {
+            write!(f, " ({})", d.path().display())?;
+        }
+        if let Some(u) = self.pv_uuid {
+            write!(f, ", PV {u}")?;
+        }
+        write!(f, ": corrupt LVM metadata: {}", self.problem)
+    }
+}
+
+/// What a file turned out to be.
+#[derive(Debug, Clone)]
+pub enum Inspected {
+    /// No LVM2 label: not ours to report.
+    NotPv,
+    Pv(Box<PvOnDisk>),
+    Corrupt(CorruptPv),
+}
+
 impl PvOnDisk {
     /// Reads the label, area headers and committed text of `file` (never through a
-    /// symlink). `Ok(None)` when it carries no LVM2 label.
+    /// symlink). `Ok(None)` when it carries no LVM2 label; a PV that fails a check is
+    /// [`Error::CorruptPv`], naming the file and the check.
     pub fn read(file: &Path, dev: Option<LoopDevice>) -> Result<Option<Self>> {
+        match Self::inspect(file, dev)? {
+            Inspected::NotPv => Ok(None),
+            Inspected::Pv(pv) => Ok(Some(*pv)),
+            Inspected::Corrupt(c) => Err(Error::CorruptPv { pv: c.to_string() }),
+        }
+    }
+
+    /// Like [`read`](Self::read), with a corrupt PV as a value. Everything read is
+    /// bounded before it is allocated: the label's areas and every area header are
+    /// checked against the file's size, a text is at most the area (and
+    /// [`sp_lvm::mda::MAX_TEXT_SIZE`]). Only I/O failures are errors.
+    pub fn inspect(file: &Path, dev: Option<LoopDevice>) -> Result<Inspected> {
         let f = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -44,14 +90,26 @@ impl PvOnDisk {
         let file_size = f.metadata().map_err(io("stat"))?.len();
         let mut head = vec![0u8; 4 * SECTOR as usize];
         if file_size < head.len() as u64 {
-            return Ok(None);
+            return Ok(Inspected::NotPv);
         }
         Disk::read_at(&f, &mut head, 0).map_err(io(format!("read {}", file.display())))?;
+        let corrupt = |pv_uuid: Option<Uuid>, problem: String| {
+            Ok(Inspected::Corrupt(CorruptPv {
+                file: file.to_path_buf(),
+                dev,
+                pv_uuid,
+                problem,
+            }))
+        };
         let label = match PvLabel::find(&head) {
             Ok(l) => l,
-            Err(sp_lvm::FormatError::NoLabel) => return Ok(None),
-            Err(e) => return Err(e.into()),
+            Err(FormatError::NoLabel) => return Ok(Inspected::NotPv),
+            Err(e) => return corrupt(None, e.to_string()),
         };
+        let uuid = Some(label.pv_uuid);
+        if let Err(e) = label.check_within(file_size) {
+            return corrupt(uuid, e.to_string());
+        }
         let mut mdas = Vec::new();
         let mut meta = None;
         let read = |buf: &mut [u8], at: u64| {
@@ -60,29 +118,46 @@ impl PvOnDisk {
         for area in &label.metadata_areas {
             let mut sector = [0u8; SECTOR as usize];
             read(&mut sector, area.offset)?;
-            let h = MdaHeader::decode(&sector, area.offset)?;
+            let h = match MdaHeader::decode_within(&sector, area.offset, file_size) {
+                Ok(h) => h,
+                Err(e) => return corrupt(uuid, format!("area at {}: {e}", area.offset)),
+            };
             if meta.is_none() {
-                if let Some(pieces) = h.committed_pieces()? {
+                let pieces = match h.committed_pieces() {
+                    Ok(p) => p,
+                    Err(e) => return corrupt(uuid, format!("area at {}: {e}", area.offset)),
+                };
+                if let Some(pieces) = pieces {
                     let mut text = Vec::new();
                     for (at, len) in pieces {
-                        let mut piece = vec![0u8; len as usize];
+                        // Bounded: at most the area, which is inside the file, and at
+                        // most MAX_TEXT_SIZE.
+                        let len = usize::try_from(len).unwrap_or(usize::MAX);
+                        let mut piece = Vec::new();
+                        if piece.try_reserve_exact(len).is_err() {
+                            return corrupt(uuid, format!("text of {len} bytes"));
+                        }
+                        piece.resize(len, 0);
                         read(&mut piece, at)?;
                         text.extend_from_slice(&piece);
                     }
-                    h.check_text(&text)?;
-                    meta = Some(VgMeta::parse(&text)?);
+                    let parsed = h.check_text(&text).and_then(|()| VgMeta::parse(&text));
+                    match parsed {
+                        Ok(m) => meta = Some(m),
+                        Err(e) => return corrupt(uuid, format!("area at {}: {e}", area.offset)),
+                    }
                 }
             }
             mdas.push(h);
         }
-        Ok(Some(PvOnDisk {
+        Ok(Inspected::Pv(Box::new(PvOnDisk {
             file: file.to_path_buf(),
             dev,
             file_size,
             label,
             mdas,
             meta,
-        }))
+        })))
     }
 
     /// Where metadata is written: the loop device when bound, else the file.
@@ -96,6 +171,8 @@ impl PvOnDisk {
 pub struct FoundPv {
     pub meta: PvMeta,
     pub disk: Option<PvOnDisk>,
+    /// The device carrying this PV's label, when its metadata failed a check.
+    pub corrupt: Option<CorruptPv>,
 }
 
 /// A VG: its newest metadata and its PVs in metadata order.
@@ -117,6 +194,15 @@ impl FoundVg {
             .iter()
             .map(|pv| {
                 let problem = match &pv.disk {
+                    None if pv.corrupt.is_some() => {
+                        let c = pv.corrupt.as_ref().map(ToString::to_string).unwrap_or_default();
+                        return Err(Error::PvUnavailable {
+                            vg: self.name().to_string(),
+                            pv: pv.meta.key.clone(),
+                            uuid: pv.meta.id.to_string(),
+                            problem: format!("is on {c}; nothing was changed"),
+                        });
+                    }
                     None => "has no backing file in the places searched; `loopvg activate` needs every file",
                     Some(d) if bound && d.dev.is_none() => {
                         "is not bound to a loop device; run `loopvg activate` first"
@@ -134,10 +220,24 @@ impl FoundVg {
     }
 }
 
+/// What a scan found: the VGs, and the devices whose LVM metadata failed a check.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub vgs: Vec<FoundVg>,
+    pub corrupt: Vec<CorruptPv>,
+}
+
 /// Every volume group on bound loop devices and on regular files in `dir`.
 pub fn scan(dir: &Path) -> Result<Vec<FoundVg>> {
+    Ok(scan_all(dir)?.vgs)
+}
+
+/// [`scan`], with the corrupt PVs seen on the way (a corrupt PV is never a VG's
+/// candidate: nothing is written to it).
+pub fn scan_all(dir: &Path) -> Result<Scan> {
     let mut seen = HashSet::new();
     let mut candidates = Vec::new();
+    let mut corrupt = Vec::new();
     let mut consider = |file: PathBuf, dev: Option<LoopDevice>| {
         let Ok(m) = fs::symlink_metadata(&file) else {
             return;
@@ -146,8 +246,10 @@ pub fn scan(dir: &Path) -> Result<Vec<FoundVg>> {
             return;
         }
         // Files we cannot read or that are not PVs are not ours to report.
-        if let Ok(Some(pv)) = PvOnDisk::read(&file, dev) {
-            candidates.push(pv);
+        match PvOnDisk::inspect(&file, dev) {
+            Ok(Inspected::Pv(pv)) => candidates.push(*pv),
+            Ok(Inspected::Corrupt(c)) => corrupt.push(c),
+            Ok(Inspected::NotPv) | Err(_) => {}
         }
     };
     for (dev, file) in loopdev::bound().map_err(io("list loop devices in /sys/block"))? {
@@ -183,13 +285,14 @@ pub fn scan(dir: &Path) -> Result<Vec<FoundVg>> {
                     .iter()
                     .find(|c| c.label.pv_uuid == pv.id)
                     .cloned(),
+                corrupt: corrupt.iter().find(|c| c.pv_uuid == Some(pv.id)).cloned(),
                 meta: pv,
             })
             .collect();
         vgs.push(FoundVg { meta, pvs });
     }
     vgs.sort_by(|a, b| a.name().cmp(b.name()));
-    Ok(vgs)
+    Ok(Scan { vgs, corrupt })
 }
 
 /// One device to commit metadata to: where to write and its current area headers.

@@ -20,7 +20,9 @@ use sp_lvm::SECTOR;
 use crate::error::{io, Error, Result};
 use crate::io::{DiskIo, RealIo};
 use crate::lock::{lock_vg, DEFAULT_LOCK_DIR};
-use crate::ondisk::{commit, open_backing, scan, write_new_pv, FoundVg, PvOnDisk, Target};
+use crate::ondisk::{
+    commit, open_backing, scan, scan_all, write_new_pv, CorruptPv, FoundVg, PvOnDisk, Target,
+};
 use crate::pending::{check_new_path, name_free, sync_dir, tidy, NewFile};
 use crate::report::{report, VgReport};
 use crate::size::{human, parse_size};
@@ -30,6 +32,27 @@ pub const DEFAULT_DIR: &str = "/var/lib/cinder";
 
 /// Smallest backing file: the metadata before `pe_start` plus one extent.
 const MIN_SIZE: u64 = (DEFAULT_PE_START_SECTORS + DEFAULT_EXTENT_SECTORS) * SECTOR;
+
+/// Backing files of one VG: `NAME`, then `NAME02` to `NAME999`.
+const MAX_FILES: u32 = 1000;
+
+/// Refuses to bind a file whose path is not UTF-8: `sp_kernel::loopdev::bound` reads
+/// every loop device's backing file as text, so one such binding would make every later
+/// scan fail.
+fn check_bindable(path: &Path) -> Result<()> {
+    match path.to_str() {
+        Some(_) => Ok(()),
+        None => Err(Error::NotUtf8Path(path.to_path_buf())),
+    }
+}
+
+/// The error for a VG whose metadata names no PV (parsing refuses such metadata).
+fn no_pv(name: &str) -> Error {
+    Error::InUse {
+        vg: name.to_string(),
+        what: "its metadata names no physical volume".into(),
+    }
+}
 
 /// Progress of a long write (`--preallocate` on a filesystem without fallocate).
 pub type Progress<'a> = &'a dyn Fn(u64, u64);
@@ -51,7 +74,9 @@ pub struct Loopvg<'a> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Removed {
     pub name: String,
+    #[serde(serialize_with = "crate::report::lossy_paths")]
     pub detached: Vec<PathBuf>,
+    #[serde(serialize_with = "crate::report::lossy_paths")]
     pub files: Vec<PathBuf>,
     pub files_kept: bool,
 }
@@ -102,8 +127,27 @@ fn random_uuid() -> Result<Uuid> {
 
 fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
+        .map(|h| printable(h.trim(), 255))
         .unwrap_or_default()
+}
+
+/// `s` with control characters replaced by `?`, cut to `max` characters: what goes
+/// into the metadata's writer lines stays one line of text. (A description too long
+/// for the area fails the placement with `TextTooLarge`, before anything is written.)
+fn printable(s: &str, max: usize) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(max)
+        .collect()
+}
+
+/// lvm2's name rules ([`vg::validate_vg_name`]), checked before a name touches anything
+/// (lock files, backing-file names, `/dev`).
+fn check_name(name: &str) -> Result<()> {
+    vg::validate_vg_name(name).map_err(|reason| Error::InvalidName {
+        name: name.to_string(),
+        reason,
+    })
 }
 
 /// The metadata section of a PV this run made: the whole file, extents from 1 MiB.
@@ -185,7 +229,7 @@ fn touch_newhints() {
 impl Loopvg<'_> {
     fn writer(&self) -> Writer {
         Writer {
-            description: self.description.clone(),
+            description: printable(&self.description, usize::MAX),
             creation_host: hostname(),
             creation_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -194,11 +238,20 @@ impl Loopvg<'_> {
     }
 
     fn find(&self, name: &str) -> Result<FoundVg> {
-        let mut vgs: Vec<FoundVg> = scan(&self.dir)?
-            .into_iter()
-            .filter(|v| v.name() == name)
-            .collect();
+        check_name(name)?;
+        let found = scan_all(&self.dir)?;
+        let mut vgs: Vec<FoundVg> = found.vgs.into_iter().filter(|v| v.name() == name).collect();
         match vgs.len() {
+            0 if !found.corrupt.is_empty() => Err(Error::VgCorrupt {
+                name: name.to_string(),
+                dir: self.dir.clone(),
+                corrupt: found
+                    .corrupt
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
             0 => Err(Error::VgNotFound {
                 name: name.to_string(),
                 dir: self.dir.clone(),
@@ -214,6 +267,8 @@ impl Loopvg<'_> {
     /// The VG for a change of its PVs, refused where lvm2 would refuse it.
     fn changeable(&self, name: &str, adding_pv: bool) -> Result<FoundVg> {
         let vg = self.finished(name)?;
+        // A change needs a seqno lvm2 can hold: checked before anything is touched.
+        vg.meta.next_seqno()?;
         match vg.meta.change_refused(adding_pv) {
             Some(why) => Err(Error::InUse {
                 vg: name.to_string(),
@@ -251,6 +306,7 @@ impl Loopvg<'_> {
     /// Creates the backing file (0600, never through a symlink), sized and optionally
     /// preallocated, bound to a loop device, with a PV label and empty metadata area.
     fn new_pv(&self, path: &Path, size: u64, preallocate: bool) -> Result<(NewFile, PvOnDisk)> {
+        check_bindable(path)?;
         let mut guard = NewFile::create(path)?;
         let file = &guard.file;
         file.set_len(size)
@@ -290,10 +346,7 @@ impl Loopvg<'_> {
 
     /// `loopvg create NAME SIZE`: backing file `<dir>/NAME`, loop device, PV and VG.
     pub fn create(&self, name: &str, size: &str, preallocate: bool) -> Result<VgReport> {
-        vg::validate_vg_name(name).map_err(|reason| Error::InvalidName {
-            name: name.to_string(),
-            reason,
-        })?;
+        check_name(name)?;
         if Path::new("/dev").join(name).exists() {
             return Err(Error::InvalidName {
                 name: name.to_string(),
@@ -301,6 +354,7 @@ impl Loopvg<'_> {
             });
         }
         let size = parse(size, false)?;
+        check_bindable(&self.dir)?;
         require_root()?;
         let _locks = lock_vg(&self.lock_dir, name)?;
         if scan(&self.dir)?.iter().any(|v| v.name() == name) {
@@ -338,7 +392,7 @@ impl Loopvg<'_> {
     /// The new metadata version: seqno + 1, current device hints, who wrote it.
     fn next_version(&self, vg: &FoundVg, disks: &[&PvOnDisk]) -> Result<VgMeta> {
         let mut meta = vg.meta.clone();
-        meta.set_seqno(vg.meta.seqno() + 1);
+        meta.set_seqno(vg.meta.next_seqno()?)?;
         for (pv, disk) in vg.pvs.iter().zip(disks) {
             let hint = Value::string(&disk.write_path().display().to_string());
             meta.update_pv(&pv.meta.key, &[("device", hint)])?;
@@ -350,17 +404,25 @@ impl Loopvg<'_> {
     /// `loopvg extend NAME +SIZE`: a new backing file `<NAME>02`, `…03` next to the last
     /// one, as a new PV on every PV's metadata.
     pub fn extend(&self, name: &str, size: &str) -> Result<VgReport> {
+        check_name(name)?;
         let size = parse(size, true)?;
         require_root()?;
         let _locks = lock_vg(&self.lock_dir, name)?;
         let vg = self.changeable(name, true)?;
         let disks = vg.disks(true)?;
-        let last = disks.last().expect("a VG has a PV");
+        let last = disks.last().ok_or_else(|| no_pv(name))?;
         let dir = last.file.parent().unwrap_or(&self.dir).to_path_buf();
-        let path = (2..)
+        let path = (2..MAX_FILES)
             .map(|n| dir.join(format!("{name}{n:02}")))
             .find(|p| name_free(p))
-            .expect("a free name");
+            .ok_or_else(|| Error::InUse {
+                vg: name.to_string(),
+                what: format!(
+                    "{name}02 to {name}{} are all taken in {}",
+                    MAX_FILES - 1,
+                    dir.display()
+                ),
+            })?;
         check_space(&dir, size)?;
         let (mut guard, pv) = self.new_pv(&path, size, false)?;
         let mut meta = self.next_version(&vg, &disks)?;
@@ -375,6 +437,7 @@ impl Loopvg<'_> {
     /// `loopvg extend NAME +SIZE --grow`: grows the last backing file, refreshes the loop
     /// device's capacity and records the larger PV (what `pvresize` does).
     pub fn grow(&self, name: &str, size: &str) -> Result<VgReport> {
+        check_name(name)?;
         let delta = parse_size(size, true).map_err(|reason| Error::InvalidSize {
             input: size.to_string(),
             reason,
@@ -383,12 +446,11 @@ impl Loopvg<'_> {
         let _locks = lock_vg(&self.lock_dir, name)?;
         let vg = self.changeable(name, false)?;
         let disks = vg.disks(true)?;
-        let (last_pv, last) = (vg.pvs.last().expect("a PV"), *disks.last().expect("a PV"));
-        if last
-            .mdas
-            .iter()
-            .any(|m| m.start > last.label.metadata_areas[0].offset)
-        {
+        let (Some(last_pv), Some(&last)) = (vg.pvs.last(), disks.last()) else {
+            return Err(no_pv(name));
+        };
+        let first_area = last.label.metadata_areas.first().map_or(0, |a| a.offset);
+        if last.mdas.iter().any(|m| m.start > first_area) {
             return Err(Error::InUse {
                 vg: name.to_string(),
                 what: format!(
@@ -397,7 +459,14 @@ impl Loopvg<'_> {
                 ),
             });
         }
-        let dev = last.dev.expect("disks(true) checked the binding");
+        let Some(dev) = last.dev else {
+            return Err(Error::PvUnavailable {
+                vg: name.to_string(),
+                pv: last_pv.meta.key.clone(),
+                uuid: last_pv.meta.id.to_string(),
+                problem: "is not bound to a loop device; run `loopvg activate` first".into(),
+            });
+        };
         let dir = last.file.parent().unwrap_or(&self.dir).to_path_buf();
         check_space(&dir, delta)?;
         let file = open_backing(&last.file)?;
@@ -422,9 +491,16 @@ impl Loopvg<'_> {
         let pe_start = last_pv.meta.pe_start;
         let mut meta = self.next_version(&vg, &disks)?;
         // lvm2's pvresize records dev_size = sectors - pe_start.
+        let dev_size = sectors.checked_sub(pe_start).ok_or_else(|| Error::InUse {
+            vg: name.to_string(),
+            what: format!(
+                "{} records pe_start {pe_start} sectors, beyond its device of {sectors} sectors",
+                last_pv.meta.key
+            ),
+        })?;
         meta.resize_pv(
             &last_pv.meta.key,
-            sectors - pe_start,
+            dev_size,
             vg::pe_count(sectors, pe_start, vg.meta.extent_size()),
         )?;
         let targets: Vec<Target> = disks.iter().map(|d| Target::from(*d)).collect();
@@ -435,9 +511,18 @@ impl Loopvg<'_> {
     /// `loopvg list [NAME]`.
     pub fn list(&self, name: Option<&str>) -> Result<Vec<VgReport>> {
         if let Some(n) = name {
+            check_name(n)?;
             return Ok(vec![self.reread(n)?]);
         }
-        scan(&self.dir)?.iter().map(report).collect()
+        Ok(self.survey()?.0)
+    }
+
+    /// `loopvg list`: every VG, and the PVs whose LVM metadata failed a check (which
+    /// hold no VG that can be listed; the binary warns about them).
+    pub fn survey(&self) -> Result<(Vec<VgReport>, Vec<CorruptPv>)> {
+        let found = scan_all(&self.dir)?;
+        let vgs = found.vgs.iter().map(report).collect::<Result<_>>()?;
+        Ok((vgs, found.corrupt))
     }
 
     /// `loopvg activate [NAME]`: binds every unbound backing file of the VG (of every VG
@@ -446,7 +531,10 @@ impl Loopvg<'_> {
     pub fn activate(&self, name: Option<&str>) -> Result<Vec<VgReport>> {
         require_root()?;
         let names: Vec<String> = match name {
-            Some(n) => vec![n.to_string()],
+            Some(n) => {
+                check_name(n)?;
+                vec![n.to_string()]
+            }
             None => {
                 let dir = fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
                 let in_dir =
@@ -462,7 +550,11 @@ impl Loopvg<'_> {
             let _locks = lock_vg(&self.lock_dir, name)?;
             let vg = self.finished(name)?;
             let mut bound = Vec::new();
-            for disk in vg.disks(false)? {
+            let disks = vg.disks(false)?;
+            for disk in &disks {
+                check_bindable(&disk.file)?;
+            }
+            for disk in disks {
                 if disk.dev.is_some() || loopdev::find_by_file(&disk.file).ok().flatten().is_some()
                 {
                     continue;
@@ -488,6 +580,7 @@ impl Loopvg<'_> {
     /// `loopvg deactivate NAME`: unbinds the VG's loop devices (refused while
     /// device-mapper holds them, i.e. LVs are active).
     pub fn deactivate(&self, name: &str) -> Result<VgReport> {
+        check_name(name)?;
         require_root()?;
         let _locks = lock_vg(&self.lock_dir, name)?;
         let vg = self.find(name)?;
@@ -517,6 +610,7 @@ impl Loopvg<'_> {
     /// vgremove + pvremove), unbinds the loop devices and deletes the backing files
     /// (kept, wiped, with `keep_files`). Refused while the VG has LVs.
     pub fn remove(&self, name: &str, keep_files: bool) -> Result<Removed> {
+        check_name(name)?;
         require_root()?;
         let _locks = lock_vg(&self.lock_dir, name)?;
         let vg = self.find(name)?;

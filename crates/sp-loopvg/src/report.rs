@@ -36,7 +36,10 @@ pub struct PvReport {
     pub key: String,
     pub uuid: String,
     /// `/dev/loopN` when bound.
+    #[serde(serialize_with = "lossy_path")]
     pub device: Option<PathBuf>,
+    /// In JSON, a path that is not UTF-8 has U+FFFD in place of its bad bytes.
+    #[serde(serialize_with = "lossy_path")]
     pub file: Option<PathBuf>,
     /// `pv_size` in bytes as `pvs` reports it for a PV in a VG: `pe_count` extents.
     pub size: u64,
@@ -52,8 +55,24 @@ pub struct PvReport {
     pub free: u64,
 }
 
+/// Serialises a path as text, lossily where it is not UTF-8 (serde refuses such paths,
+/// and a file name must not make a report fail).
+fn lossy_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Like [`lossy_path`], for a list.
+pub(crate) fn lossy_paths<S: serde::Serializer>(v: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|p| p.to_string_lossy()))
+}
+
 pub fn report(vg: &FoundVg) -> Result<VgReport> {
-    let extent = vg.meta.extent_size() * SECTOR;
+    // VgMeta::parse checked that every PV's and the VG's extents in bytes fit a u64;
+    // the arithmetic saturates all the same.
+    let extent = vg.meta.extent_size().saturating_mul(SECTOR);
     let used = vg.meta.allocated()?;
     let pvs: Vec<PvReport> = vg
         .pvs
@@ -65,18 +84,18 @@ pub fn report(vg: &FoundVg) -> Result<VgReport> {
                 uuid: pv.meta.id.to_string(),
                 device: pv.disk.as_ref().and_then(|d| d.dev).map(|d| d.path()),
                 file: pv.disk.as_ref().map(|d| d.file.clone()),
-                size: pv.meta.pe_count * extent,
-                recorded_size: pv.meta.dev_size * SECTOR,
+                size: pv.meta.pe_count.saturating_mul(extent),
+                recorded_size: pv.meta.dev_size.saturating_mul(SECTOR),
                 file_size: pv.disk.as_ref().map(|d| d.file_size),
-                pe_start: pv.meta.pe_start * SECTOR,
+                pe_start: pv.meta.pe_start.saturating_mul(SECTOR),
                 pe_count: pv.meta.pe_count,
                 pe_alloc,
-                free: (pv.meta.pe_count - pe_alloc.min(pv.meta.pe_count)) * extent,
+                free: (pv.meta.pe_count - pe_alloc.min(pv.meta.pe_count)).saturating_mul(extent),
             }
         })
         .collect();
-    let extent_count: u64 = pvs.iter().map(|p| p.pe_count).sum();
-    let alloc: u64 = pvs.iter().map(|p| p.pe_alloc).sum();
+    let extent_count = pvs.iter().fold(0u64, |n, p| n.saturating_add(p.pe_count));
+    let alloc = pvs.iter().fold(0u64, |n, p| n.saturating_add(p.pe_alloc));
     let free_count = extent_count - alloc.min(extent_count);
     Ok(VgReport {
         name: vg.name().to_string(),
@@ -85,8 +104,8 @@ pub fn report(vg: &FoundVg) -> Result<VgReport> {
         extent_size: extent,
         extent_count,
         free_count,
-        size: extent_count * extent,
-        free: free_count * extent,
+        size: extent_count.saturating_mul(extent),
+        free: free_count.saturating_mul(extent),
         lv_count: vg.meta.lv_count(),
         active: vg
             .pvs

@@ -5,6 +5,11 @@
 
 use crate::FormatError;
 
+/// Deepest nesting of sections and lists the parser follows. lvm2's own metadata nests
+/// four deep at most (VG → `logical_volumes` → LV → segment, a list inside); a deeper
+/// text is refused with an error instead of recursing until the stack runs out.
+pub const MAX_DEPTH: usize = 64;
+
 /// A value: a string (kept escaped as in the text), a number (kept as its token) or a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -189,12 +194,14 @@ impl Items {
         }
     }
 
-    /// Parses a whole document.
+    /// Parses a whole document. Sections and lists nest at most [`MAX_DEPTH`] deep;
+    /// time and memory are linear in the text's length.
     pub fn parse(text: &str) -> Result<Self, FormatError> {
         let mut p = Parser {
             s: text.as_bytes(),
             at: 0,
             line: 1,
+            depth: 0,
         };
         let items = p.items(false)?;
         Ok(Items(items))
@@ -212,6 +219,8 @@ struct Parser<'a> {
     s: &'a [u8],
     at: usize,
     line: usize,
+    /// Sections and lists open around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -220,6 +229,22 @@ impl Parser<'_> {
             line: self.line,
             msg: msg.into(),
         }
+    }
+
+    /// Enters a section or list, refusing to go deeper than [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<(), FormatError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.err(format!(
+                "sections and lists nest deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// The source text between two positions (empty when they are out of order).
+    fn text(&self, start: usize, end: usize) -> String {
+        String::from_utf8_lossy(self.s.get(start..end).unwrap_or_default()).into_owned()
     }
 
     fn peek(&self) -> Option<u8> {
@@ -249,7 +274,7 @@ impl Parser<'_> {
         while !matches!(self.peek(), None | Some(b'\n')) {
             self.at += 1;
         }
-        let out = String::from_utf8_lossy(&self.s[start..self.at]).into_owned();
+        let out = self.text(start, self.at);
         if self.peek() == Some(b'\n') {
             self.at += 1;
             self.line += 1;
@@ -290,7 +315,7 @@ impl Parser<'_> {
             }
             self.at += 1;
         }
-        let key = String::from_utf8_lossy(&self.s[start..self.at]).into_owned();
+        let key = self.text(start, self.at);
         if key.is_empty() {
             return Err(self.err("expected a key or section name"));
         }
@@ -301,7 +326,9 @@ impl Parser<'_> {
                 if !self.rest_of_line().trim().is_empty() {
                     return Err(self.err("text after `{`"));
                 }
+                self.enter()?;
                 let items = self.items(true)?;
+                self.depth -= 1;
                 Ok(Item::Section { name: key, items })
             }
             Some(b'=') => {
@@ -309,7 +336,7 @@ impl Parser<'_> {
                 self.skip_spaces();
                 let vstart = self.at;
                 let value = self.value()?;
-                let raw = String::from_utf8_lossy(&self.s[vstart..self.at]).into_owned();
+                let raw = self.text(vstart, self.at);
                 let trailer = self.rest_of_line();
                 let t = trailer.trim_start();
                 if !(t.is_empty() || t.starts_with('#')) {
@@ -343,18 +370,20 @@ impl Parser<'_> {
                         Some(_) => self.at += 1,
                     }
                 }
-                let s = String::from_utf8_lossy(&self.s[start..self.at]).into_owned();
+                let s = self.text(start, self.at);
                 self.at += 1;
                 Ok(Value::Str(s))
             }
             Some(b'[') => {
                 self.at += 1;
+                self.enter()?;
                 let mut items = Vec::new();
                 loop {
                     self.skip_ws();
                     match self.peek() {
                         Some(b']') => {
                             self.at += 1;
+                            self.depth -= 1;
                             return Ok(Value::List(items));
                         }
                         Some(b',') if !items.is_empty() => self.at += 1,
@@ -369,9 +398,7 @@ impl Parser<'_> {
                 while matches!(self.peek(), Some(c) if c.is_ascii_digit() || c == b'.') {
                     self.at += 1;
                 }
-                Ok(Value::Num(
-                    String::from_utf8_lossy(&self.s[start..self.at]).into_owned(),
-                ))
+                Ok(Value::Num(self.text(start, self.at)))
             }
             _ => Err(self.err("expected a string, number or list")),
         }
@@ -429,6 +456,23 @@ mod tests {
                 matches!(Items::parse(bad), Err(FormatError::Syntax { .. })),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let lists = |n: usize| format!("k = {}{}\n", "[".repeat(n), "]".repeat(n));
+        assert!(Items::parse(&lists(MAX_DEPTH)).is_ok());
+        let sections = |n: usize| format!("{}{}", "s {\n".repeat(n), "}\n".repeat(n));
+        assert!(Items::parse(&sections(MAX_DEPTH)).is_ok());
+        for deep in [
+            lists(MAX_DEPTH + 1),
+            sections(MAX_DEPTH + 1),
+            format!("k = {}", "[".repeat(50_000)),
+            format!("{}k = {}", "s {\n".repeat(40), "[".repeat(40)),
+        ] {
+            let e = Items::parse(&deep).unwrap_err();
+            assert!(e.to_string().contains("nest deeper than 64"), "{e}");
         }
     }
 }

@@ -89,6 +89,11 @@ impl PvLabel {
             at = put_list(&mut s, at, list)?;
         }
         if self.ext_version != 0 {
+            if at + 8 + 16 * (self.bootloader_areas.len() + 1) > 512 {
+                return Err(FormatError::PvHeader(
+                    "area lists overflow the label sector".into(),
+                ));
+            }
             put_u32(&mut s, at, self.ext_version);
             put_u32(&mut s, at + 4, self.ext_flags);
             put_list(&mut s, at + 8, &self.bootloader_areas)?;
@@ -99,23 +104,63 @@ impl PvLabel {
     }
 
     /// Finds and decodes the label in the first sectors of a device (`head` holds at
-    /// least the sectors to search; fewer are searched when it is shorter).
+    /// least the sectors to search; fewer are searched when it is shorter). Every value
+    /// is read from the 512-byte sector and checked; nothing is allocated from a count
+    /// the input gives (an area list ends within the sector).
     pub fn find(head: &[u8]) -> Result<Self, FormatError> {
         for sector in 0..LABEL_SCAN_SECTORS {
             let at = (sector * SECTOR) as usize;
             let Some(s) = head.get(at..at + SECTOR as usize) else {
                 break;
             };
-            if &s[0..8] == LABEL_ID && get_u64(s, 8) == sector {
+            if s.get(0..8) == Some(&LABEL_ID[..]) && get_u64(s, 8)? == sector {
                 return Self::decode(s, sector);
             }
         }
         Err(FormatError::NoLabel)
     }
 
+    /// Checks the areas the label names against the size of the device it was read
+    /// from: every metadata area and the data start inside it, no sum wrapping.
+    pub fn check_within(&self, device_size: u64) -> Result<(), FormatError> {
+        for a in &self.metadata_areas {
+            let end = a.offset.checked_add(a.size).ok_or_else(|| {
+                FormatError::PvHeader(format!(
+                    "metadata area at {} of {} bytes wraps around",
+                    a.offset, a.size
+                ))
+            })?;
+            if a.size < 2 * SECTOR {
+                return Err(FormatError::PvHeader(format!(
+                    "metadata area at {} of {} bytes is smaller than two sectors",
+                    a.offset, a.size
+                )));
+            }
+            if end > device_size {
+                return Err(FormatError::PvHeader(format!(
+                    "metadata area at {} of {} bytes does not fit the device of {device_size} bytes",
+                    a.offset, a.size
+                )));
+            }
+        }
+        for a in &self.data_areas {
+            if a.offset > device_size {
+                return Err(FormatError::PvHeader(format!(
+                    "data area at {} is beyond the device of {device_size} bytes",
+                    a.offset
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn decode(s: &[u8], sector: u64) -> Result<Self, FormatError> {
-        let stored = get_u32(s, 16);
-        let computed = crc::calc(&s[20..512]);
+        let s: &[u8; 512] = s
+            .get(..512)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| FormatError::PvHeader("label shorter than a sector".into()))?;
+        let stored = get_u32(s, 16)?;
+        let computed = crc::calc(&s[20..]);
         if stored != computed {
             return Err(FormatError::LabelChecksum { stored, computed });
         }
@@ -125,20 +170,27 @@ impl PvLabel {
                 String::from_utf8_lossy(&s[24..32])
             )));
         }
-        let mut at = get_u32(s, 20) as usize;
-        if at != PV_HEADER_OFFSET {
-            return Err(FormatError::PvHeader(format!("PV header at offset {at}")));
+        let offset = get_u32(s, 20)?;
+        if offset as usize != PV_HEADER_OFFSET {
+            return Err(FormatError::PvHeader(format!(
+                "PV header at offset {offset}"
+            )));
         }
+        let mut at = PV_HEADER_OFFSET;
         let pv_uuid = Uuid::from_raw(&s[at..at + 32])?;
-        let device_size = get_u64(s, at + 32);
+        let device_size = get_u64(s, at + 32)?;
         at += 40;
         let (data_areas, next) = get_list(s, at)?;
         let (metadata_areas, next) = get_list(s, next)?;
-        let ext_version = if next + 8 <= 512 { get_u32(s, next) } else { 0 };
+        let ext_version = if next + 8 <= 512 {
+            get_u32(s, next)?
+        } else {
+            0
+        };
         let (ext_flags, bootloader_areas) = if ext_version == 0 {
             (0, Vec::new())
         } else {
-            (get_u32(s, next + 4), get_list(s, next + 8)?.0)
+            (get_u32(s, next + 4)?, get_list(s, next + 8)?.0)
         };
         Ok(PvLabel {
             sector,
@@ -174,8 +226,8 @@ fn get_list(s: &[u8], mut at: usize) -> Result<(Vec<DiskLocn>, usize), FormatErr
             return Err(FormatError::PvHeader("unterminated area list".into()));
         }
         let l = DiskLocn {
-            offset: get_u64(s, at),
-            size: get_u64(s, at + 8),
+            offset: get_u64(s, at)?,
+            size: get_u64(s, at + 8)?,
         };
         at += 16;
         if l.offset == 0 {
@@ -193,12 +245,24 @@ pub(crate) fn put_u64(s: &mut [u8], at: usize, v: u64) {
     s[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-pub(crate) fn get_u32(s: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"))
+fn truncated() -> FormatError {
+    FormatError::PvHeader("structure cut short".into())
 }
 
-pub(crate) fn get_u64(s: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"))
+/// A little-endian `u32` at `at`; an error, never a panic, when `s` is too short.
+pub(crate) fn get_u32(s: &[u8], at: usize) -> Result<u32, FormatError> {
+    let b = s.get(at..at.checked_add(4).ok_or_else(truncated)?);
+    b.and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(truncated)
+}
+
+/// A little-endian `u64` at `at`; an error, never a panic, when `s` is too short.
+pub(crate) fn get_u64(s: &[u8], at: usize) -> Result<u64, FormatError> {
+    let b = s.get(at..at.checked_add(8).ok_or_else(truncated)?);
+    b.and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(truncated)
 }
 
 #[cfg(test)]
@@ -237,6 +301,25 @@ mod tests {
         let ours = PvLabel::new_in_vg(l.pv_uuid, 64 << 20, DEFAULT_PE_START_SECTORS);
         assert_eq!(ours, l);
         assert_eq!(ours.encode().unwrap(), raw);
+    }
+
+    #[test]
+    fn too_many_areas_are_an_error_not_a_panic() {
+        let mut l = PvLabel::new_in_vg(Uuid::from_random([1; 32]), 64 << 20, 2048);
+        let many = vec![DiskLocn { offset: 1, size: 1 }; 26];
+        l.data_areas = many.clone();
+        assert!(l.encode().is_err());
+        l.data_areas = many[..25].to_vec();
+        l.metadata_areas.clear();
+        assert!(l.encode().is_err(), "no room for the extension");
+        l.ext_version = 0;
+        l.ext_flags = 0;
+        let raw = l.encode().unwrap();
+        let mut head = vec![0u8; 2048];
+        head[512..1024].copy_from_slice(&raw);
+        assert_eq!(PvLabel::find(&head).unwrap(), l);
+        // Cut short: a label in the last, partial sector is not read past the end.
+        assert_eq!(PvLabel::find(&head[..600]), Err(FormatError::NoLabel));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum FormatError {
     Metadata(String),
 }
 
-/// Rounds `v` up to a multiple of `to` (a power of two or any non-zero value).
-pub(crate) fn round_up(v: u64, to: u64) -> u64 {
-    v.div_ceil(to) * to
+/// Rounds `v` up to a multiple of `to` (non-zero); `None` when that does not fit a `u64`.
+pub(crate) fn round_up(v: u64, to: u64) -> Option<u64> {
+    v.div_ceil(to).checked_mul(to)
 }

@@ -10,6 +10,10 @@ pub const MDA_MAGIC: &[u8; 16] = b" LVM2 x[5A%r0N*>";
 pub const MDA_VERSION: u32 = 1;
 /// Bytes of the header at the area start; text starts after it.
 pub const MDA_HEADER_SIZE: u64 = 512;
+/// Largest text (NUL included) read or written, whatever the area's size: 64 MiB, 128
+/// times the text of a VG that fills lvm2's default 1 MiB area. What a header claims
+/// beyond it is refused before anything is allocated.
+pub const MAX_TEXT_SIZE: u64 = 64 << 20;
 /// `RAW_LOCN_IGNORED`.
 pub const RAW_LOCN_IGNORED: u32 = 1;
 
@@ -74,69 +78,150 @@ impl MdaHeader {
         s
     }
 
-    /// Decodes the header found at absolute offset `expected_start`.
+    /// Decodes the header found at absolute offset `expected_start` and checks it on
+    /// its own: checksum, magic, version, start, an area of at least two sectors whose
+    /// end does not wrap, and raw locations inside the area (see
+    /// [`decode_within`](Self::decode_within) for the device-size check).
     pub fn decode(s: &[u8], expected_start: u64) -> Result<Self, FormatError> {
+        let h = Self::decode_unchecked_locns(s, expected_start)?;
+        h.check_locns()?;
+        Ok(h)
+    }
+
+    /// The header's own fields checked, its raw locations not yet.
+    fn decode_unchecked_locns(s: &[u8], expected_start: u64) -> Result<Self, FormatError> {
         let s = s
             .get(..512)
             .ok_or_else(|| FormatError::MdaHeader("shorter than a sector".into()))?;
-        if get_u32(s, 0) != crc::calc(&s[4..]) {
+        if get_u32(s, 0)? != crc::calc(&s[4..]) {
             return Err(FormatError::MdaHeader("checksum mismatch".into()));
         }
-        if &s[4..20] != MDA_MAGIC {
+        if s.get(4..20) != Some(&MDA_MAGIC[..]) {
             return Err(FormatError::MdaHeader("wrong magic".into()));
         }
-        let version = get_u32(s, 20);
+        let version = get_u32(s, 20)?;
         if version != MDA_VERSION {
             return Err(FormatError::MdaHeader(format!("version {version}")));
         }
-        let start = get_u64(s, 24);
+        let start = get_u64(s, 24)?;
         if start != expected_start {
             return Err(FormatError::MdaHeader(format!(
                 "start {start} where {expected_start} was expected"
             )));
         }
-        let locn = |at: usize| {
-            let offset = get_u64(s, at);
-            (offset != 0).then(|| RawLocn {
+        let size = get_u64(s, 32)?;
+        if size < MDA_HEADER_SIZE + SECTOR {
+            return Err(FormatError::MdaHeader(format!(
+                "area size {size} is smaller than a header and one sector of text"
+            )));
+        }
+        if start.checked_add(size).is_none() {
+            return Err(FormatError::MdaHeader(format!(
+                "area at {start} of {size} bytes wraps around"
+            )));
+        }
+        let locn = |at: usize| -> Result<Option<RawLocn>, FormatError> {
+            let offset = get_u64(s, at)?;
+            if offset == 0 {
+                return Ok(None);
+            }
+            Ok(Some(RawLocn {
                 offset,
-                size: get_u64(s, at + 8),
-                checksum: get_u32(s, at + 16),
-                flags: get_u32(s, at + 20),
-            })
+                size: get_u64(s, at + 8)?,
+                checksum: get_u32(s, at + 16)?,
+                flags: get_u32(s, at + 20)?,
+            }))
         };
         Ok(MdaHeader {
             start,
-            size: get_u64(s, 32),
-            committed: locn(40),
-            precommit: locn(64),
+            size,
+            committed: locn(40)?,
+            precommit: locn(64)?,
         })
     }
 
-    /// Largest text (NUL included) the area holds next to a previous copy.
+    fn check_locns(&self) -> Result<(), FormatError> {
+        for (slot, rl) in [
+            ("committed", self.committed),
+            ("precommitted", self.precommit),
+        ] {
+            if let Some(rl) = rl {
+                self.check_locn(rl)
+                    .map_err(|why| FormatError::MdaHeader(format!("{slot} text {why}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`decode`](Self::decode), and the area must end within the device (`device_size`
+    /// bytes): a header's sizes are checked against the device before anything is
+    /// read or allocated from them.
+    pub fn decode_within(
+        s: &[u8],
+        expected_start: u64,
+        device_size: u64,
+    ) -> Result<Self, FormatError> {
+        let h = Self::decode_unchecked_locns(s, expected_start)?;
+        // start + size was checked not to wrap.
+        if h.start.saturating_add(h.size) > device_size {
+            return Err(FormatError::MdaHeader(format!(
+                "area at {} of {} bytes ends beyond the device of {device_size} bytes",
+                h.start, h.size
+            )));
+        }
+        h.check_locns()?;
+        Ok(h)
+    }
+
+    /// Why a raw location cannot be in this area, if it cannot: its offset in the text
+    /// space `[512, size)`, its length (NUL included) at least one byte and at most the
+    /// text space (lvm2 refuses larger ones).
+    fn check_locn(&self, rl: RawLocn) -> Result<(), String> {
+        if rl.offset < MDA_HEADER_SIZE || rl.offset >= self.size {
+            return Err(format!(
+                "offset {} is outside the area's text space [{MDA_HEADER_SIZE}, {})",
+                rl.offset, self.size
+            ));
+        }
+        if rl.size > MAX_TEXT_SIZE {
+            return Err(format!(
+                "size {} is larger than the {MAX_TEXT_SIZE} bytes loopvg reads",
+                rl.size
+            ));
+        }
+        if rl.size == 0 || rl.size > self.size - MDA_HEADER_SIZE {
+            return Err(format!(
+                "size {} does not fit the area's {} bytes of text space",
+                rl.size,
+                self.size - MDA_HEADER_SIZE
+            ));
+        }
+        Ok(())
+    }
+
+    /// Largest text (NUL included) the area holds next to a previous copy (0 for an area
+    /// too small to hold any).
     pub fn max_text(&self) -> u64 {
-        (self.size - MDA_HEADER_SIZE) / 2 - SECTOR
+        (self.size.saturating_sub(MDA_HEADER_SIZE) / 2)
+            .saturating_sub(SECTOR)
+            .min(MAX_TEXT_SIZE)
     }
 
     /// Where the committed text is, as absolute `(offset, length)` pieces (two when it
-    /// wraps), or `None` when the area holds no (or ignored) metadata.
+    /// wraps), or `None` when the area holds no (or ignored) metadata. The lengths sum
+    /// to the text's size, which is at most the area's text space.
     pub fn committed_pieces(&self) -> Result<Option<Vec<(u64, u64)>>, FormatError> {
         let Some(rl) = self.committed.filter(|rl| rl.flags & RAW_LOCN_IGNORED == 0) else {
             return Ok(None);
         };
-        if rl.offset < MDA_HEADER_SIZE
-            || rl.offset >= self.size
-            || rl.size > self.size - MDA_HEADER_SIZE
-        {
-            return Err(FormatError::MdaHeader(
-                "text location outside the area".into(),
-            ));
-        }
-        Ok(Some(
-            self.pieces(rl.offset, rl.size)
-                .into_iter()
-                .map(|(off, len)| (self.start + off, len))
-                .collect(),
-        ))
+        self.check_locn(rl)
+            .map_err(|why| FormatError::MdaHeader(format!("committed text {why}")))?;
+        let outside = || FormatError::MdaHeader("text location outside the area".into());
+        self.pieces(rl.offset, rl.size)?
+            .into_iter()
+            .map(|(off, len)| Ok((self.start.checked_add(off).ok_or_else(outside)?, len)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// Checks text read from [`committed_pieces`](Self::committed_pieces) against the
@@ -154,47 +239,63 @@ impl MdaHeader {
         let Some(pieces) = self.committed_pieces()? else {
             return Ok(None);
         };
-        if area.len() < self.size as usize {
+        if (area.len() as u64) < self.size {
             return Err(FormatError::MdaHeader("area shorter than its size".into()));
         }
+        let short = || FormatError::MdaHeader("text location outside the area".into());
         let mut text = Vec::new();
         for (off, len) in pieces {
-            let at = (off - self.start) as usize;
-            text.extend_from_slice(&area[at..at + len as usize]);
+            let at = usize::try_from(off - self.start).map_err(|_| short())?;
+            let len = usize::try_from(len).map_err(|_| short())?;
+            let end = at.checked_add(len).ok_or_else(short)?;
+            text.extend_from_slice(area.get(at..end).ok_or_else(short)?);
         }
         self.check_text(&text)?;
         Ok(Some(text))
     }
 
     /// Where the next copy goes (lvm2 `_next_rlocn_offset`), relative to the area start.
-    fn next_offset(&self) -> u64 {
+    /// An old location that does not fit the area is an error, not a wrapped sum.
+    fn next_offset(&self) -> Result<u64, FormatError> {
         let Some(old) = self.committed else {
-            return MDA_HEADER_SIZE;
+            return Ok(MDA_HEADER_SIZE);
         };
-        let end = old.offset + old.size;
+        self.check_locn(old)
+            .map_err(|why| FormatError::MdaHeader(format!("committed text {why}")))?;
+        // check_locn: offset < size and old.size <= size - 512, so none of these wrap
+        // for any size decode accepts; checked all the same.
+        let bad = || FormatError::MdaHeader("committed text location wraps around".into());
+        let end = old.offset.checked_add(old.size).ok_or_else(bad)?;
         let old_last = if end > self.size {
-            end - self.size + MDA_HEADER_SIZE - 1
+            (end - self.size)
+                .checked_add(MDA_HEADER_SIZE - 1)
+                .ok_or_else(bad)?
         } else {
             end - 1
         };
-        if self.size - old_last < SECTOR {
-            return MDA_HEADER_SIZE;
+        if self.size.saturating_sub(old_last) < SECTOR {
+            return Ok(MDA_HEADER_SIZE);
         }
-        let n = round_up(old_last + 1, SECTOR);
-        if n > self.size - SECTOR {
+        let n = round_up(old_last.checked_add(1).ok_or_else(bad)?, SECTOR).ok_or_else(bad)?;
+        Ok(if n > self.size - SECTOR {
             MDA_HEADER_SIZE
         } else {
             n
-        }
+        })
     }
 
-    /// The linear `(relative offset, length)` pieces of a copy that may wrap.
-    fn pieces(&self, offset: u64, len: u64) -> Vec<(u64, u64)> {
-        if offset + len <= self.size {
-            vec![(offset, len)]
+    /// The linear `(relative offset, length)` pieces of a copy that may wrap (offset in
+    /// the text space, length at most the text space).
+    fn pieces(&self, offset: u64, len: u64) -> Result<Vec<(u64, u64)>, FormatError> {
+        let bad = || FormatError::MdaHeader("text location outside the area".into());
+        if offset < MDA_HEADER_SIZE || offset >= self.size || len > self.size - MDA_HEADER_SIZE {
+            return Err(bad());
+        }
+        if offset.checked_add(len).ok_or_else(bad)? <= self.size {
+            Ok(vec![(offset, len)])
         } else {
             let first = self.size - offset;
-            vec![(offset, first), (MDA_HEADER_SIZE, len - first)]
+            Ok(vec![(offset, first), (MDA_HEADER_SIZE, len - first)])
         }
     }
 
@@ -203,36 +304,40 @@ impl MdaHeader {
     /// then write the header with `committed` set to the returned location.
     pub fn place_text(&self, text: &[u8]) -> Result<(RawLocn, Vec<TextWrite>), FormatError> {
         let len = text.len() as u64;
-        if len > self.max_text() {
+        if len == 0 || len > self.max_text() {
             return Err(FormatError::TextTooLarge {
                 len,
                 max: self.max_text(),
             });
         }
-        let offset = self.next_offset();
+        let offset = self.next_offset()?;
+        let old = match self.committed {
+            Some(old) => self.pieces(old.offset, old.size)?,
+            None => Vec::new(),
+        };
         let mut writes = Vec::new();
-        let mut used = 0u64;
-        for (off, n) in self.pieces(offset, len) {
-            let padded = round_up(n, SECTOR).min(self.size - off);
-            let mut bytes = text[used as usize..(used + n) as usize].to_vec();
-            bytes.resize(padded as usize, 0);
-            if let Some(old) = self.committed {
-                let clash = self
-                    .pieces(old.offset, old.size)
-                    .iter()
-                    .any(|&(o, l)| o < off + padded && off < o + l);
-                if clash {
-                    return Err(FormatError::TextTooLarge {
-                        len,
-                        max: self.max_text(),
-                    });
-                }
+        let mut rest = text;
+        for (off, n) in self.pieces(offset, len)? {
+            // off < size and n <= size - 512: neither the rounding nor the sums wrap.
+            let padded = round_up(n, SECTOR).unwrap_or(u64::MAX).min(self.size - off);
+            let n = usize::try_from(n).unwrap_or(usize::MAX).min(rest.len());
+            let (piece, tail) = rest.split_at(n);
+            rest = tail;
+            let mut bytes = piece.to_vec();
+            bytes.resize(usize::try_from(padded).unwrap_or(n), 0);
+            let clash = old
+                .iter()
+                .any(|&(o, l)| o < off.saturating_add(padded) && off < o.saturating_add(l));
+            if clash {
+                return Err(FormatError::TextTooLarge {
+                    len,
+                    max: self.max_text(),
+                });
             }
             writes.push(TextWrite {
-                offset: self.start + off,
+                offset: self.start.saturating_add(off),
                 bytes,
             });
-            used += n;
         }
         let locn = RawLocn {
             offset,
@@ -320,5 +425,61 @@ mod tests {
         assert_eq!(writes.len(), 2);
         assert_eq!(writes[1].offset, 512);
         assert_eq!(writes[1].bytes.len(), 512);
+    }
+
+    #[test]
+    fn sizes_and_offsets_from_the_disk_never_wrap() {
+        // An area smaller than its header: no text fits, nothing underflows.
+        assert_eq!(MdaHeader::empty(0, 100).max_text(), 0);
+        assert!(MdaHeader::empty(0, 100).place_text(b"x\0").is_err());
+        // A committed copy whose end is past 2^64.
+        let mut h = MdaHeader::empty(0, u64::MAX);
+        h.committed = Some(RawLocn {
+            offset: u64::MAX - 10,
+            size: u64::MAX - 1024,
+            checksum: 0,
+            flags: 0,
+        });
+        assert!(h.committed_pieces().is_err());
+        assert!(h.place_text(b"x\0").is_err());
+        // Outside the area: refused, not read.
+        h.size = 8 * SECTOR;
+        assert!(h.committed_pieces().is_err());
+        assert!(h.place_text(b"x\0").is_err());
+    }
+
+    #[test]
+    fn header_sizes_are_checked_before_anything_is_read() {
+        let mut h = MdaHeader::empty(4096, (32 << 20) + 512);
+        h.committed = Some(RawLocn {
+            offset: 512,
+            size: 32 << 20,
+            checksum: 0,
+            flags: 0,
+        });
+        let raw = h.encode();
+        // Alone it is consistent (the text fits the area it claims) ...
+        assert!(MdaHeader::decode(&raw, 4096).is_ok());
+        // ... but not the 16 KiB device it came from.
+        let e = MdaHeader::decode_within(&raw, 4096, 16384).unwrap_err();
+        assert!(e.to_string().contains("ends beyond the device"), "{e}");
+        // Beyond what is ever read, whatever the area says.
+        let mut huge = MdaHeader::empty(4096, (2 << 40) + 512);
+        huge.committed = h.committed.map(|rl| RawLocn {
+            size: 2 << 40,
+            ..rl
+        });
+        let e = MdaHeader::decode(&huge.encode(), 4096).unwrap_err();
+        assert!(
+            e.to_string().contains("larger than the 67108864 bytes"),
+            "{e}"
+        );
+        // The area's own bounds: a copy larger than its text space is refused.
+        h.size = 8 * SECTOR;
+        let e = MdaHeader::decode(&h.encode(), 4096).unwrap_err();
+        assert!(e.to_string().contains("does not fit"), "{e}");
+        // An area whose end wraps around.
+        let e = MdaHeader::decode(&MdaHeader::empty(4096, u64::MAX).encode(), 4096).unwrap_err();
+        assert!(e.to_string().contains("wraps around"), "{e}");
     }
 }

@@ -6,12 +6,23 @@ use std::collections::BTreeMap;
 
 use crate::config::{Item, Items, Value};
 use crate::uuid::Uuid;
-use crate::FormatError;
+use crate::{FormatError, SECTOR};
 
 /// Default extent size in sectors (4 MiB).
 pub const DEFAULT_EXTENT_SECTORS: u64 = 8192;
 /// lvm2's `NAME_LEN`: names are shorter than this.
 const NAME_LEN: usize = 128;
+/// Largest seqno: lvm2 keeps it in a `uint32_t` (`struct volume_group`, read with
+/// `dm_config_get_uint32`), so a bigger one is not a seqno lvm2 can hold, and a VG at this
+/// one cannot be written again.
+pub const MAX_SEQNO: u64 = u32::MAX as u64;
+/// Largest extent size, extent count (`pe_count`, `extent_count`) and stripe count:
+/// lvm2 reads them as `uint32_t`.
+pub const MAX_U32_FIELD: u64 = u32::MAX as u64;
+
+fn meta_err(msg: impl Into<String>) -> FormatError {
+    FormatError::Metadata(msg.into())
+}
 
 /// One `pvN { … }` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +48,13 @@ pub struct Writer {
     pub creation_time: u64,
 }
 
-/// Number of whole extents of a device of `dev_sectors` with data from `pe_start`.
+/// Number of whole extents of a device of `dev_sectors` with data from `pe_start` (0
+/// for an extent size of 0, which [`VgMeta::parse`] refuses).
 pub fn pe_count(dev_sectors: u64, pe_start: u64, extent_size: u64) -> u64 {
-    dev_sectors.saturating_sub(pe_start) / extent_size
+    dev_sectors
+        .saturating_sub(pe_start)
+        .checked_div(extent_size)
+        .unwrap_or(0)
 }
 
 /// lvm2's rules for a VG name (`validate_name`); `Err` says what is wrong.
@@ -74,30 +89,130 @@ pub struct VgMeta {
 }
 
 impl VgMeta {
-    /// Parses the on-disk text (a trailing NUL is allowed) and checks what lvm2 requires.
+    /// Parses the on-disk text (a trailing NUL is allowed) and checks what lvm2 requires,
+    /// and that every number loopvg computes with stays in range: the VG name follows
+    /// lvm2's rules ([`validate_vg_name`]; it goes into lock and file names), seqno at
+    /// most [`MAX_SEQNO`], extent size 1 to 2^32-1 sectors, at least one PV and no PV id
+    /// twice, `pe_count` at most 2^32-1, every PV's and the VG's size in bytes fitting
+    /// 64 bits, and each LV's `segment_count` equal to its segments (lvm2's check).
     pub fn parse(text: &[u8]) -> Result<Self, FormatError> {
         let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-        let s = std::str::from_utf8(&text[..end])
-            .map_err(|_| FormatError::Metadata("text is not UTF-8".into()))?;
+        let s = std::str::from_utf8(text.get(..end).unwrap_or_default())
+            .map_err(|_| meta_err("text is not UTF-8"))?;
         let meta = VgMeta {
             doc: Items::parse(s)?,
         };
         if meta.doc.get_str("contents").as_deref() != Some("Text Format Volume Group")
             || meta.doc.get_u64("version") != Some(1)
         {
-            return Err(FormatError::Metadata(
-                "missing `contents = \"Text Format Volume Group\"` / `version = 1`".into(),
+            return Err(meta_err(
+                "missing `contents = \"Text Format Volume Group\"` / `version = 1`",
             ));
         }
         let vg = meta.vg()?;
+        validate_vg_name(meta.name())
+            .map_err(|why| meta_err(format!("VG name {:?}: {why}", meta.name())))?;
         for key in ["id", "seqno", "status", "extent_size"] {
             if vg.get(key).is_none() {
-                return Err(FormatError::Metadata(format!("VG has no `{key}`")));
+                return Err(meta_err(format!("VG has no `{key}`")));
             }
         }
         meta.id()?;
-        meta.pvs()?;
+        let seqno = vg
+            .get_u64("seqno")
+            .ok_or_else(|| meta_err("VG seqno is not a number of 0 to 2^64-1"))?;
+        if seqno > MAX_SEQNO {
+            return Err(meta_err(format!(
+                "VG seqno {seqno} is larger than lvm2's 32-bit sequence number ({MAX_SEQNO})"
+            )));
+        }
+        let extent_size = vg.get_u64("extent_size").unwrap_or(0);
+        if extent_size == 0 || extent_size > MAX_U32_FIELD {
+            return Err(meta_err(format!(
+                "VG extent_size {extent_size} is not 1 to {MAX_U32_FIELD} sectors"
+            )));
+        }
+        let pvs = meta.pvs()?;
+        if pvs.is_empty() {
+            return Err(meta_err("VG names no physical volume"));
+        }
+        let mut total: u64 = 0;
+        let mut ids = std::collections::HashSet::new();
+        for pv in &pvs {
+            if !ids.insert(pv.id) {
+                return Err(meta_err(format!("PV id {} appears twice", pv.id)));
+            }
+            if pv.pe_count > MAX_U32_FIELD {
+                return Err(meta_err(format!(
+                    "{}: pe_count {} is larger than {MAX_U32_FIELD}",
+                    pv.key, pv.pe_count
+                )));
+            }
+            let bytes = |sectors: u64| sectors.checked_mul(SECTOR);
+            let extents = pv
+                .pe_count
+                .checked_mul(extent_size)
+                .and_then(|e| e.checked_add(pv.pe_start));
+            if bytes(pv.dev_size).is_none()
+                || bytes(pv.pe_start).is_none()
+                || extents.and_then(bytes).is_none()
+            {
+                return Err(meta_err(format!(
+                    "{}: dev_size {}, pe_start {}, pe_count {} do not fit 64-bit byte counts",
+                    pv.key, pv.dev_size, pv.pe_start, pv.pe_count
+                )));
+            }
+            total = total
+                .checked_add(pv.pe_count)
+                .filter(|t| t.checked_mul(extent_size).and_then(bytes).is_some())
+                .ok_or_else(|| meta_err("the VG's size does not fit a 64-bit byte count"))?;
+        }
+        let max_pv = vg.get_u64("max_pv").unwrap_or(0);
+        if max_pv > 0 && pvs.len() as u64 > max_pv {
+            return Err(meta_err(format!(
+                "VG has {} PVs, more than its max_pv = {max_pv}",
+                pvs.len()
+            )));
+        }
+        meta.check_lvs()?;
         Ok(meta)
+    }
+
+    /// lvm2's checks of LV sections that loopvg's arithmetic relies on: each LV's
+    /// `segment_count` equals its segments; a segment's `extent_count` at most 2^32-1,
+    /// its `stripe_count` 1 to 2^32-1.
+    fn check_lvs(&self) -> Result<(), FormatError> {
+        let vg = self.vg()?;
+        let Some(lvs) = vg.section("logical_volumes") else {
+            return Ok(());
+        };
+        for (lv_name, lv) in Items::from(lvs).sections() {
+            let lv = Items::from(lv);
+            let count = lv.sections().count() as u64;
+            if let Some(said) = lv.get("segment_count") {
+                if said.as_u64() != Some(count) {
+                    return Err(meta_err(format!(
+                        "segment_count and actual number of segments disagree for logical volume {lv_name}"
+                    )));
+                }
+            }
+            for (seg_name, seg) in lv.sections() {
+                let seg = Items::from(seg);
+                if seg.get_u64("extent_count").unwrap_or(0) > MAX_U32_FIELD {
+                    return Err(meta_err(format!(
+                        "{lv_name}/{seg_name}: extent_count is larger than {MAX_U32_FIELD}"
+                    )));
+                }
+                if let Some(n) = seg.get("stripe_count") {
+                    if !matches!(n.as_u64(), Some(1..=MAX_U32_FIELD)) {
+                        return Err(meta_err(format!(
+                            "{lv_name}/{seg_name}: stripe_count is not 1 to {MAX_U32_FIELD}"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A new VG laid out exactly as lvm2 2.03 writes it.
@@ -142,7 +257,7 @@ impl VgMeta {
             .ok_or_else(|| FormatError::Metadata("no VG section".into()))
     }
 
-    fn vg_mut(&mut self) -> &mut Vec<Item> {
+    fn vg_mut(&mut self) -> Result<&mut Vec<Item>, FormatError> {
         self.doc
             .0
             .iter_mut()
@@ -150,7 +265,7 @@ impl VgMeta {
                 Item::Section { items, .. } => Some(items),
                 _ => None,
             })
-            .expect("parse checked the VG section")
+            .ok_or_else(|| meta_err("no VG section"))
     }
 
     fn vg_num(&self, key: &str) -> u64 {
@@ -200,8 +315,30 @@ impl VgMeta {
         None
     }
 
-    pub fn set_seqno(&mut self, seqno: u64) {
-        set(self.vg_mut(), "seqno", Value::int(seqno));
+    /// Sets seqno; refused above [`MAX_SEQNO`] (lvm2 could not read it back).
+    pub fn set_seqno(&mut self, seqno: u64) -> Result<(), FormatError> {
+        if seqno > MAX_SEQNO {
+            return Err(meta_err(format!(
+                "seqno {seqno} is beyond lvm2's 32-bit sequence number ({MAX_SEQNO}); \
+                 the VG cannot take another metadata version"
+            )));
+        }
+        set(self.vg_mut()?, "seqno", Value::int(seqno));
+        Ok(())
+    }
+
+    /// The seqno of the next version (seqno + 1), refused at [`MAX_SEQNO`].
+    pub fn next_seqno(&self) -> Result<u64, FormatError> {
+        self.seqno()
+            .checked_add(1)
+            .filter(|&n| n <= MAX_SEQNO)
+            .ok_or_else(|| {
+                meta_err(format!(
+                    "seqno {} is at lvm2's limit ({MAX_SEQNO}); the VG cannot take another \
+                     metadata version",
+                    self.seqno()
+                ))
+            })
     }
 
     /// The PVs in the order of the metadata.
@@ -257,8 +394,9 @@ impl VgMeta {
                 let count = seg.get_u64("extent_count").unwrap_or(0);
                 let n = seg.get_u64("stripe_count").unwrap_or(1).max(1);
                 for pair in stripes.chunks(2) {
-                    if let Some(pv) = pair[0].as_str() {
-                        *used.entry(pv).or_insert(0) += count / n;
+                    if let Some(pv) = pair.first().and_then(Value::as_str) {
+                        let e = used.entry(pv).or_insert(0u64);
+                        *e = e.saturating_add(count / n);
                     }
                 }
             }
@@ -274,7 +412,8 @@ impl VgMeta {
             .iter()
             .filter_map(|p| p.key.strip_prefix("pv")?.parse::<u64>().ok())
             .max()
-            .map_or(0, |n| n + 1);
+            .map_or(Some(0), |n| n.checked_add(1))
+            .ok_or_else(|| meta_err("no PV key left after pv18446744073709551615"))?;
         let key = format!("pv{next}");
         let text = format!(
             "{key} {{\nid = \"{}\"\ndevice = \"{}\"\n\nstatus = [\"ALLOCATABLE\"]\nflags = []\n\
@@ -286,7 +425,7 @@ impl VgMeta {
             pv.pe_count
         );
         let section = Items::parse(&text)?.0;
-        let vg = self.vg_mut();
+        let vg = self.vg_mut()?;
         let pvs = match vg
             .iter()
             .position(|i| matches!(i, Item::Section { name, .. } if name == "physical_volumes"))
@@ -300,8 +439,8 @@ impl VgMeta {
                 vg.len() - 1
             }
         };
-        let Item::Section { items, .. } = &mut vg[pvs] else {
-            unreachable!("found as a section")
+        let Some(Item::Section { items, .. }) = vg.get_mut(pvs) else {
+            return Err(meta_err("no physical_volumes section"));
         };
         items.push(Item::Blank);
         items.extend(section);
@@ -327,7 +466,7 @@ impl VgMeta {
     /// Sets fields of the PV section `key` (e.g. the `device` hint).
     pub fn update_pv(&mut self, key: &str, fields: &[(&str, Value)]) -> Result<(), FormatError> {
         let pv = self
-            .vg_mut()
+            .vg_mut()?
             .iter_mut()
             .find_map(|i| match i {
                 Item::Section { name, items } if name == "physical_volumes" => Some(items),
@@ -385,12 +524,16 @@ mod tests {
         }
     }
 
+    const PV0: &str =
+        "physical_volumes {\npv0 {\nid = \"4pnc8A-5xeH-8S4N-K0v8-zVUi-1vUm-6giz0f\"\n\
+        pe_start = 2048\npe_count = 1\n}\n}\n";
+
     #[test]
     fn refuses_what_lvm2_refuses() {
         let vg = |status: &str, extra: &str| {
             let text = format!(
                 "v {{\nid = \"4pnc8A-5xeH-8S4N-K0v8-zVUi-1vUm-6giz0f\"\nseqno = 1\n\
-                 status = [{status}]\nextent_size = 8192\nmax_lv = 0\n{extra}\n}}\n\
+                 status = [{status}]\nextent_size = 8192\nmax_lv = 0\n{extra}\n{PV0}}}\n\
                  contents = \"Text Format Volume Group\"\nversion = 1\n"
             );
             VgMeta::parse(text.as_bytes()).unwrap()
@@ -406,7 +549,7 @@ mod tests {
             .is_some());
         assert!(vg("\"READ\", \"WRITE\"", "").change_refused(true).is_some());
         assert_eq!(vg("\"READ\", \"WRITE\"", "").change_refused(false), None);
-        let full = vg(rw, "max_pv = 1\nphysical_volumes {\npv0 {\nid = \"4pnc8A-5xeH-8S4N-K0v8-zVUi-1vUm-6giz0f\"\npe_start = 2048\npe_count = 1\n}\n}");
+        let full = vg(rw, "max_pv = 1");
         assert!(full.change_refused(true).unwrap().contains("max_pv"));
     }
 
@@ -415,5 +558,6 @@ mod tests {
         assert_eq!(pe_count(131072, 2048, 8192), 15);
         assert_eq!(pe_count(196608, 2048, 8192), 23);
         assert_eq!(pe_count(1000, 2048, 8192), 0);
+        assert_eq!(pe_count(131072, 2048, 0), 0);
     }
 }

@@ -90,7 +90,7 @@ fn lv_segments_count_as_allocated_and_survive_edits() {
     // vol0: 8 MiB linear on pv0; striped: 16 MiB over pv0 and pv1
     assert_eq!(used.get("pv0"), Some(&4));
     assert_eq!(used.get("pv1"), Some(&2));
-    vg.set_seqno(5);
+    vg.set_seqno(5).unwrap();
     let key = vg
         .add_pv(&PvMeta {
             key: String::new(),
