@@ -7,7 +7,7 @@
 //! any more (invalid JSON, a value over [`crate::MAX_MESSAGE_SIZE`] or nested deeper than
 //! [`crate::MAX_DEPTH`]) ends the connection, and every waiting call fails with why.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -20,8 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 
-use crate::message::{parse_table_updates, Incoming};
-use crate::{Decoder, Error, OpResult, Operation, Result, Row};
+use crate::message::{parse_table_updates, Incoming, TableUpdates};
+use crate::{Decoder, Error, OpResult, Operation, Result};
 
 /// Where ovsdb-server listens: `unix:PATH` (or a bare absolute path) or `tcp:HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,16 +120,6 @@ pub struct MonitorRequest {
     pub table: String,
     pub columns: Vec<String>,
 }
-
-/// A row's change: `old` absent for an insert, `new` absent for a delete.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowUpdate {
-    pub old: Option<Row>,
-    pub new: Option<Row>,
-}
-
-/// table → row UUID → change.
-pub type TableUpdates = BTreeMap<String, BTreeMap<String, RowUpdate>>;
 
 /// A running monitor: its initial contents and the stream of later updates.
 pub struct Monitor {

@@ -24,11 +24,11 @@ mod error;
 mod message;
 mod op;
 
-pub use client::{Client, Dropped, Endpoint, Monitor, MonitorRequest, RowUpdate, TableUpdates};
+pub use client::{Client, Dropped, Endpoint, Monitor, MonitorRequest};
 pub use codec::{Decoder, MAX_DEPTH, MAX_MESSAGE_SIZE};
 pub use datum::{Atom, Datum, Row};
 pub use error::Error;
-pub use message::{parse_table_updates, Incoming};
+pub use message::{parse_table_updates, Incoming, RowUpdate, TableUpdates};
 pub use op::{Condition, Function, Mutation, Mutator, OpResult, Operation, Until};
 
 /// Result of this crate's calls.

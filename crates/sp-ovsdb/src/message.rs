@@ -7,8 +7,17 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::client::{RowUpdate, TableUpdates};
 use crate::{Error, Result, Row};
+
+/// A row's change: `old` absent for an insert, `new` absent for a delete.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowUpdate {
+    pub old: Option<Row>,
+    pub new: Option<Row>,
+}
+
+/// table → row UUID → change.
+pub type TableUpdates = BTreeMap<String, BTreeMap<String, RowUpdate>>;
 
 /// One message from the server.
 #[derive(Debug)]
