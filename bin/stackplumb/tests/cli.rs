@@ -618,10 +618,87 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
         .unwrap()
         .file_type()
         .is_file());
-    let out = cli.on("controller", &["destroy"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+
+    // dnsmasq is the system's, started with a fixed environment: a `dnsmasq` first in the
+    // caller's PATH is not run, and nothing of the caller's environment reaches it.
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(cli.on("controller", &["destroy"]));
+    let fake = state.join("fakebin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let marker = state.join("fake-ran");
+    std::fs::write(
+        fake.join("dnsmasq"),
+        format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fake.join("dnsmasq"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
     );
+    ok(cli
+        .cmd("controller", &["apply"])
+        .env("PATH", path)
+        .env("SP_SECRET", "from-the-caller")
+        .output()
+        .unwrap());
+    assert!(!marker.exists(), "the caller's PATH chose dnsmasq");
+    let net_dir = std::fs::read_dir(&dhcp)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let pid = std::fs::read_to_string(net_dir.join("pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.is_absolute() && !exe.starts_with(&fake),
+        "{}",
+        exe.display()
+    );
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let mut env: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    env.sort();
+    assert_eq!(
+        env,
+        [
+            "LC_ALL=C".to_owned(),
+            format!("PATH={}", sp_kernel::exec::CHILD_PATH)
+        ],
+        "dnsmasq's environment"
+    );
+    ok(cli.on("controller", &["destroy"]));
+
+    // A symlink planted as the dhcp directory is refused; its target keeps its mode.
+    let target = state.join("elsewhere");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let _ = std::fs::remove_dir_all(&dhcp);
+    std::os::unix::fs::symlink(&target, &dhcp).unwrap();
+    let out = cli.on("controller", &["apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a symlink is not followed"), "{err}");
+    assert_eq!(mode(&target), 0o700);
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "written through"
+    );
+    ok(cli.on("controller", &["destroy"]));
 }

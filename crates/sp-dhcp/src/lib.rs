@@ -90,8 +90,12 @@ fn write_if_changed(path: &Path, content: &str) -> Result<bool> {
 /// (SIGHUP) when the host or option files changed, started when it is not running.
 /// Returns the dnsmasq pid.
 pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result<u32> {
-    // dnsmasq re-reads its files as its own unprivileged user: 0755 (a symlink planted
-    // here is refused, not followed).
+    // dnsmasq re-reads its files as its own unprivileged user: STATE/dhcp and its
+    // network's directory 0755, each checked (a symlink planted at either is refused,
+    // not followed).
+    if let Some(all) = d.dir.parent() {
+        files::ensure_dir(all, 0o755)?;
+    }
     files::ensure_dir(&d.dir, 0o755)?;
     let mut changed = false;
     for (name, content) in [

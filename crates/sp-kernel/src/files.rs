@@ -43,7 +43,9 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Makes directory `path` with `mode` (parents that are missing too, 0755), or checks
-/// that the one there is a real directory — not a symlink — and gives it `mode`.
+/// that the one there is a real directory — not a symlink — and gives it `mode`. Only the
+/// last component is checked: callers ensure each level of a tree they own, from its top
+/// (the state directory) down.
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
