@@ -168,6 +168,13 @@ enum Action {
 }
 
 fn main() -> ExitCode {
+    // Output that never panics on a closed pipe; SIGINT/SIGTERM/SIGHUP taken at the end
+    // of the work, never half-way (sp_cli).
+    sp_cli::init();
+    sp_cli::finish(exit_code())
+}
+
+fn exit_code() -> ExitCode {
     // Before any thread: namespaces are entered by threads.
     sp_kernel::limits::prepare_descriptors();
     let args = Args::parse();
@@ -177,14 +184,14 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("bridgectl: {e}");
+            sp_cli::errln!("bridgectl: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bridgectl: {e}");
+            sp_cli::errln!("bridgectl: {e}");
             ExitCode::FAILURE
         }
     }
@@ -311,7 +318,7 @@ async fn run(args: &Args) -> BoxResult<()> {
         Cmd::Show => {
             let view = show::show(&nl).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
+                sp_cli::outln!("{}", serde_json::to_string_pretty(&view)?);
             } else {
                 print_show(&view);
             }
@@ -319,12 +326,12 @@ async fn run(args: &Args) -> BoxResult<()> {
         }
     }
     if args.json {
-        println!("{}", serde_json::json!({ "changes": changes }));
+        sp_cli::outln!("{}", serde_json::json!({ "changes": changes }));
     } else if changes.is_empty() {
-        println!("no change");
+        sp_cli::outln!("no change");
     } else {
         for c in &changes {
-            println!("{c}");
+            sp_cli::outln!("{c}");
         }
     }
     Ok(())
@@ -347,10 +354,10 @@ impl VxlanArgs {
 
 fn print_show(view: &[show::BridgeView]) {
     if view.is_empty() {
-        println!("no bridges");
+        sp_cli::outln!("no bridges");
     }
     for b in view {
-        println!(
+        sp_cli::outln!(
             "{}  {}  mtu {}  forward_delay {}  stp {}{}",
             b.name,
             if b.up { "UP" } else { "DOWN" },
@@ -364,14 +371,14 @@ fn print_show(view: &[show::BridgeView]) {
             },
         );
         for p in &b.ports {
-            println!(
+            sp_cli::outln!(
                 "  {:<16} {:<7} {}",
                 p.name,
                 p.kind,
                 if p.up { "up" } else { "down" }
             );
             if let Some(v) = &p.vxlan {
-                println!(
+                sp_cli::outln!(
                     "    vni {} dev {} port {}{}{}",
                     v.vni.map_or("?".into(), |v| v.to_string()),
                     v.dev.as_deref().unwrap_or("-"),
@@ -382,7 +389,7 @@ fn print_show(view: &[show::BridgeView]) {
                         .map_or(String::new(), |g| format!(" group {g}")),
                 );
                 for e in &v.fdb {
-                    println!(
+                    sp_cli::outln!(
                         "    fdb {} dst {}{}",
                         e.mac,
                         e.dst.map_or("-".into(), |d| d.to_string()),

@@ -111,7 +111,7 @@ enum Command {
 }
 
 fn print_vg(vg: &VgReport) {
-    println!(
+    sp_cli::outln!(
         "{}  {}  seqno {}  size {}  free {}  ({} of {} extents of {} free)  LVs {}  {}",
         vg.name,
         vg.uuid,
@@ -126,7 +126,7 @@ fn print_vg(vg: &VgReport) {
     );
     for pv in &vg.pvs {
         let show = |p: &Option<PathBuf>| p.as_ref().map_or("-".into(), |p| p.display().to_string());
-        println!(
+        sp_cli::outln!(
             "  {:<5} {:<12} {}  size {}  free {}  ({} extents, {} used)",
             pv.key,
             show(&pv.device),
@@ -141,9 +141,9 @@ fn print_vg(vg: &VgReport) {
 
 fn run(cli: Cli) -> sp_loopvg::Result<()> {
     let progress = |done: u64, total: u64| {
-        eprint!("\rpreallocating: {} of {}", human(done), human(total));
+        sp_cli::err!("\rpreallocating: {} of {}", human(done), human(total));
         if done == total {
-            eprintln!();
+            sp_cli::errln!();
         }
     };
     let lv = Loopvg {
@@ -163,7 +163,7 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
         if cli.json {
             print_json(&vgs)?;
         } else if vgs.is_empty() {
-            println!(
+            sp_cli::outln!(
                 "no loop-file volume groups (bound loop devices and {} searched)",
                 cli.dir.display()
             );
@@ -190,7 +190,9 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
         Command::List { name: None } => {
             let (found, corrupt) = lv.survey()?;
             for c in &corrupt {
-                eprintln!("loopvg: warning: {c}; skipped (`pvck` shows what lvm2 makes of it)");
+                sp_cli::errln!(
+                    "loopvg: warning: {c}; skipped (`pvck` shows what lvm2 makes of it)"
+                );
             }
             vgs(&found)?;
         }
@@ -201,7 +203,7 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
             if cli.json {
                 print_json(&r)?;
             } else {
-                println!(
+                sp_cli::outln!(
                     "removed volume group {}; {} {}",
                     r.name,
                     if r.files_kept {
@@ -228,7 +230,7 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
             if cli.json {
                 print_json(&serde_json::json!({ "unit": path.to_string_lossy() }))?;
             } else {
-                println!(
+                sp_cli::outln!(
                     "wrote {}\nenable it with: systemctl daemon-reload && systemctl enable {UNIT_NAME}",
                     path.display()
                 );
@@ -243,15 +245,22 @@ fn print_json<T: serde::Serialize>(v: &T) -> sp_loopvg::Result<()> {
         what: "write the JSON report".into(),
         source: std::io::Error::other(e),
     })?;
-    println!("{text}");
+    sp_cli::outln!("{text}");
     Ok(())
 }
 
 fn main() -> ExitCode {
+    // Output that never panics on a closed pipe; SIGINT/SIGTERM/SIGHUP taken at the end
+    // of the work, never half-way (sp_cli).
+    sp_cli::init();
+    sp_cli::finish(exit_code())
+}
+
+fn exit_code() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("loopvg: error: {e}");
+            sp_cli::errln!("loopvg: error: {e}");
             ExitCode::FAILURE
         }
     }

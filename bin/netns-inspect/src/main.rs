@@ -48,13 +48,20 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Output that never panics on a closed pipe; SIGINT/SIGTERM/SIGHUP taken at the end
+    // of the work, never half-way (sp_cli).
+    sp_cli::init();
+    sp_cli::finish(exit_code())
+}
+
+fn exit_code() -> ExitCode {
     // Before any thread: namespaces are entered by threads.
     sp_kernel::limits::prepare_descriptors();
     let args = Args::parse();
     match run(&args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("netns-inspect: {e}");
+            sp_cli::errln!("netns-inspect: {e}");
             ExitCode::FAILURE
         }
     }
@@ -67,9 +74,9 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .build()?;
     let report = filter.apply(runtime.block_on(sp_inspect::inspect())?)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        sp_cli::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", text::render(&report));
+        sp_cli::out!("{}", text::render(&report));
     }
     let failing = report
         .problems

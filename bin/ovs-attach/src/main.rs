@@ -283,9 +283,9 @@ fn report(json: bool, object: serde_json::Value, label: &str, change: &Change) {
         v.as_object_mut()
             .expect("tagged enum")
             .extend(object.as_object().expect("object").clone());
-        println!("{v}");
+        sp_cli::outln!("{v}");
     } else {
-        println!("{label}: {}", change_word(change));
+        sp_cli::outln!("{label}: {}", change_word(change));
     }
 }
 
@@ -317,9 +317,9 @@ async fn move_nic(
         };
         if cli.json {
             let v = json!({"host": host, "config": host.render(format)});
-            println!("{v}");
+            sp_cli::outln!("{v}");
         } else {
-            print!("{}", host.render(format));
+            sp_cli::out!("{}", host.render(format));
         }
         return Ok(());
     }
@@ -354,16 +354,16 @@ fn print_changes(json: bool, op: &str, bridge: &str, nic: &str, changes: &[HostC
     if json {
         let v =
             json!({"result": result, "op": op, "bridge": bridge, "nic": nic, "changes": changes});
-        println!("{v}");
+        sp_cli::outln!("{v}");
     } else if changes.is_empty() {
         let state = if op == "attach" {
             "attached to"
         } else {
             "not attached to"
         };
-        println!("{nic}: already {state} {bridge}, nothing changed");
+        sp_cli::outln!("{nic}: already {state} {bridge}, nothing changed");
     } else {
-        changes.iter().for_each(|c| println!("{c}"));
+        changes.iter().for_each(|c| sp_cli::outln!("{c}"));
     }
 }
 
@@ -487,20 +487,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 None => ovs.list_br().await?,
             };
             if json {
-                println!("{}", json!(names));
+                sp_cli::outln!("{}", json!(names));
             } else {
-                names.iter().for_each(|n| println!("{n}"));
+                names.iter().for_each(|n| sp_cli::outln!("{n}"));
             }
         }
         Command::Show => {
             let show = ovs.show().await?;
             if json {
-                println!(
+                sp_cli::outln!(
                     "{}",
                     serde_json::to_string_pretty(&show).expect("serialisable")
                 );
             } else {
-                print!("{show}");
+                sp_cli::out!("{show}");
             }
         }
     }
@@ -508,6 +508,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
+    // Output that never panics on a closed pipe; SIGINT/SIGTERM/SIGHUP taken at the end
+    // of the work, never half-way (sp_cli).
+    sp_cli::init();
+    sp_cli::finish(exit_code())
+}
+
+fn exit_code() -> ExitCode {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -516,7 +523,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ovs-attach: {e}");
+            sp_cli::errln!("ovs-attach: {e}");
             ExitCode::FAILURE
         }
     }

@@ -115,13 +115,20 @@ fn seconds(min: f64) -> impl Fn(&str) -> Result<Duration, String> + Clone {
 }
 
 fn main() -> ExitCode {
+    // Output that never panics on a closed pipe; SIGINT/SIGTERM/SIGHUP taken at the end
+    // of the work, never half-way (sp_cli).
+    sp_cli::init();
+    sp_cli::finish(exit_code())
+}
+
+fn exit_code() -> ExitCode {
     // Before any thread: namespaces are entered by threads.
     sp_kernel::limits::prepare_descriptors();
     let args = Args::parse();
     match run(&args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("stackplumb: {e}");
+            sp_cli::errln!("stackplumb: {e}");
             ExitCode::FAILURE
         }
     }
@@ -210,26 +217,26 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
                     _ => items.iter().collect(),
                 };
                 if args.json {
-                    println!(
+                    sp_cli::outln!(
                         "{}",
                         serde_json::json!({ "node": node.node, "items": shown, "problems": problems })
                     );
                 } else if shown.is_empty() {
-                    println!("node {}: nothing to do", node.node);
+                    sp_cli::outln!("node {}: nothing to do", node.node);
                 } else {
-                    println!("node {}:", node.node);
+                    sp_cli::outln!("node {}:", node.node);
                     for i in shown {
                         let mark = match (args.cmd == Cmd::Plan, i.present) {
                             (true, _) => "create",
                             (false, true) => "present",
                             (false, false) => "MISSING",
                         };
-                        println!("  {mark:<8} {}", i.object);
+                        sp_cli::outln!("  {mark:<8} {}", i.object);
                     }
                 }
                 if !args.json && args.cmd == Cmd::Status {
                     for p in &problems {
-                        println!("  problem  {}", p.message);
+                        sp_cli::outln!("  problem  {}", p.message);
                     }
                 }
             }
@@ -243,15 +250,15 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
                     _ => sp_orchestrate::realise(&nl, node, &dirs).await?,
                 };
                 if args.json {
-                    println!(
+                    sp_cli::outln!(
                         "{}",
                         serde_json::json!({ "node": node.node, "changes": changes })
                     );
                 } else if changes.is_empty() {
-                    println!("node {}: no change", node.node);
+                    sp_cli::outln!("node {}: no change", node.node);
                 } else {
                     for c in &changes {
-                        println!("{c}");
+                        sp_cli::outln!("{c}");
                     }
                 }
             }
@@ -268,20 +275,27 @@ fn dirs(args: &Args) -> sp_orchestrate::Dirs {
     }
 }
 
-/// One supervision event: a line of text, or of JSON.
+/// One supervision event: a line of text, or of JSON. When the reader of the events has
+/// gone, supervision ends as on SIGTERM (the signal is blocked and taken by supervise's
+/// signalfd).
 fn print_event(e: &sp_orchestrate::supervise::Event, json: bool) {
     use sp_orchestrate::supervise::Event;
     if json {
-        println!("{}", serde_json::json!(e));
-        return;
-    }
-    match e {
-        Event::Watching { network, pid } => println!("watching dnsmasq of {network} (pid {pid})"),
-        Event::Changed(c) => println!("{c}"),
-        Event::Failed { network, error } => {
-            println!("dnsmasq of {network}: restart failed, tried again later: {error}")
+        sp_cli::outln!("{}", serde_json::json!(e));
+    } else {
+        match e {
+            Event::Watching { network, pid } => {
+                sp_cli::outln!("watching dnsmasq of {network} (pid {pid})")
+            }
+            Event::Changed(c) => sp_cli::outln!("{c}"),
+            Event::Failed { network, error } => {
+                sp_cli::outln!("dnsmasq of {network}: restart failed, tried again later: {error}")
+            }
+            Event::Stopped { signal } => sp_cli::outln!("stopped by {signal}"),
         }
-        Event::Stopped { signal } => println!("stopped by {signal}"),
+    }
+    if sp_cli::stdout_closed() {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM);
     }
 }
 
@@ -293,8 +307,8 @@ fn demo() -> BoxResult<ExitCode> {
     let work = sp_kernel::files::fresh_temp_dir(&std::env::temp_dir(), "stackplumb-demo-", 0o755)?;
     let inspect = std::env::current_exe()?.with_file_name("netns-inspect");
     let inspect = inspect.is_file().then_some(inspect);
-    println!("stackplumb demo: the Liberty guide's cloud, built and checked in a sandbox\n");
-    println!(
+    sp_cli::outln!("stackplumb demo: the Liberty guide's cloud, built and checked in a sandbox\n");
+    sp_cli::outln!(
         "  · work directory {} (fresh; removed at the end)",
         work.display()
     );
@@ -302,9 +316,9 @@ fn demo() -> BoxResult<ExitCode> {
     let result = std::thread::scope(|s| {
         s.spawn(|| {
             demo::run(&work, inspect.as_deref(), &mut |line| match line {
-                Line::Step(s) => println!("  · {s}"),
-                Line::Check(s, true) => println!("  ✓ {s}"),
-                Line::Check(s, false) => println!("  ✗ {s}"),
+                Line::Step(s) => sp_cli::outln!("  · {s}"),
+                Line::Check(s, true) => sp_cli::outln!("  ✓ {s}"),
+                Line::Check(s, false) => sp_cli::outln!("  ✗ {s}"),
             })
         })
         .join()
@@ -312,7 +326,7 @@ fn demo() -> BoxResult<ExitCode> {
     });
     let _ = std::fs::remove_dir_all(&work);
     let all = result?;
-    println!(
+    sp_cli::outln!(
         "\n{}",
         if all {
             "every check held"

@@ -1,0 +1,116 @@
+//! Floor 1: how the five binaries meet their output and the signals that end them.
+//!
+//! * **A closed pipe ends a tool quietly**, as it ends `ip link | head -1`: output goes
+//!   through [`outln!`]/[`out!`]/[`errln!`]/[`err!`], which never panic; the first write that
+//!   fails (EPIPE) marks the stream closed and later ones are dropped. The work goes on
+//!   to its end — a command that changes the host is never stopped half-way by its
+//!   reader going away — and [`finish`] then ends the process by SIGPIPE, as iproute2's
+//!   tools end (status 141 in a shell).
+//! * **SIGINT, SIGTERM and SIGHUP are taken at the end of the work** ([`init`]): the
+//!   first one is noted and the run finishes (a demo tears its cloud down, an apply
+//!   completes), then [`finish`] exits with 128 + the signal's number. A second one ends
+//!   the process at once (the handler is reset after the first). A command that must
+//!   react sooner (supervise) takes the signals itself.
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn note(signal: libc::c_int) {
+    SIGNALLED.store(signal, Ordering::SeqCst);
+}
+
+/// Installs the deferring handlers for SIGINT, SIGTERM and SIGHUP (see the crate docs).
+/// Call first thing in `main`.
+pub fn init() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a plain sigaction with an async-signal-safe handler (an atomic store).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = note as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = libc::SA_RESTART | libc::SA_RESETHAND;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(signal, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The termination signal received, if any.
+pub fn signalled() -> Option<i32> {
+    match SIGNALLED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Whether standard output has been closed by its reader.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::SeqCst)
+}
+
+fn write(closed: &AtomicBool, w: &mut dyn Write, args: fmt::Arguments) {
+    if closed.load(Ordering::SeqCst) {
+        return;
+    }
+    if w.write_fmt(args).and_then(|()| w.flush()).is_err() {
+        closed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Writes to standard output; see [`outln!`].
+pub fn write_out(args: fmt::Arguments) {
+    write(&STDOUT_CLOSED, &mut std::io::stdout().lock(), args)
+}
+
+/// Writes to standard error; see [`errln!`].
+pub fn write_err(args: fmt::Arguments) {
+    write(&STDERR_CLOSED, &mut std::io::stderr().lock(), args)
+}
+
+/// `println!` that never panics: a closed standard output drops the line.
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` that never panics.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_out(format_args!($($arg)*)) };
+}
+
+/// `eprint!` that never panics.
+#[macro_export]
+macro_rules! err {
+    ($($arg:tt)*) => { $crate::write_err(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that never panics.
+#[macro_export]
+macro_rules! errln {
+    () => { $crate::write_err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::write_err(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// The end of a run: by SIGPIPE when standard output was closed, with 128 + the signal
+/// when a termination signal came, else with `code`.
+pub fn finish(code: ExitCode) -> ExitCode {
+    if stdout_closed() {
+        // SAFETY: restore SIGPIPE's default action and raise it: the process ends here
+        // as a C tool writing to a closed pipe would.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::raise(libc::SIGPIPE);
+        }
+    }
+    match signalled() {
+        Some(s) => ExitCode::from(128u8.saturating_add(u8::try_from(s).unwrap_or(127))),
+        None => code,
+    }
+}
