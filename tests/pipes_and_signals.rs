@@ -11,9 +11,13 @@ use sp_testenv::{require, sandbox};
 
 /// Runs `cmd` with a standard output whose reader has already gone.
 fn with_closed_stdout(mut cmd: Command) -> (ExitStatus, String) {
-    let (read, write) = std::io::pipe().unwrap();
+    let (read, write) = nix::unistd::pipe().unwrap();
     drop(read);
-    let out = cmd.stdout(write).stderr(Stdio::piped()).output().unwrap();
+    let out = cmd
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
     (
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
