@@ -173,7 +173,8 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
             }),
         }
     }
-    for p in procs::scan() {
+    let scan = procs::scan();
+    for p in scan.procs {
         add(
             &mut by_id,
             p.netns,
@@ -184,6 +185,21 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
             .expect("just added")
             .pids
             .push(p.pid);
+    }
+    if !scan.hidden.is_empty() {
+        // Without CAP_SYS_PTRACE another user's namespace link cannot be read. dnsmasq
+        // (running as nobody) is still placed: Neutron starts it with
+        // `--pid-file=STATE/dhcp/<network id>/pid`, and that file holds its pid.
+        for &pid in &scan.hidden {
+            let qdhcp = procs::pid_file_of(pid).and_then(|f| {
+                let id = f.parent()?.file_name()?.to_str()?;
+                Some(sp_neutron::qdhcp_namespace(id))
+            });
+            if let Some(f) = qdhcp.and_then(|ns| by_id.values_mut().find(|f| f.names.contains(&ns)))
+            {
+                f.pids.push(pid);
+            }
+        }
     }
     // Root first, then our own, then named by name, then process-held by pid.
     let mut found: Vec<Found> = order
@@ -199,6 +215,31 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
             f.pids.first().copied(),
         )
     });
+    if !scan.hidden.is_empty() {
+        problems.push(Problem {
+            severity: Severity::Warning,
+            kind: ProblemKind::HiddenProcesses,
+            // Reported where this process is: the one namespace always there to see.
+            namespace: found
+                .iter()
+                .find(|f| f.current)
+                .map_or_else(|| "current".into(), Found::label),
+            link: None,
+            message: format!(
+                "the network namespaces of {} processes cannot be read (first pids: {}): \
+                 that needs CAP_SYS_PTRACE (in a container: --cap-add SYS_PTRACE, or \
+                 --privileged); the namespaces only they hold and their processes are not \
+                 listed, but for dnsmasq, placed in its qdhcp namespace by its pid file",
+                scan.hidden.len(),
+                scan.hidden
+                    .iter()
+                    .take(5)
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
     Ok(found)
 }
 

@@ -148,6 +148,8 @@ pub enum ProblemKind {
     EmptyNeutronNamespace,
     /// Two ends of a veth with different MTUs.
     MtuMismatch,
+    /// Processes whose namespace cannot be read (no CAP_SYS_PTRACE).
+    HiddenProcesses,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -12,23 +12,46 @@ pub struct ProcNet {
     pub netns: NsId,
 }
 
-/// Every process whose network namespace could be read. Processes that vanish during
-/// the scan, kernel threads without a namespace link and unreadable ones are left out.
-pub fn scan() -> Vec<ProcNet> {
+/// Every process, by whether its network namespace could be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Processes and their namespaces, by pid.
+    pub procs: Vec<ProcNet>,
+    /// Processes whose namespace link this process may not read (another user's, without
+    /// CAP_SYS_PTRACE — a container's default), by pid.
+    pub hidden: Vec<i32>,
+}
+
+/// One pass over `/proc`. Processes that vanish during the scan and kernel threads
+/// without a namespace link are left out; unreadable ones are [`Scan::hidden`].
+pub fn scan() -> Scan {
+    let mut out = Scan::default();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return out;
     };
-    let mut out: Vec<ProcNet> = dir
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let netns =
-                NsId::of_path(&Path::new("/proc").join(pid.to_string()).join("ns/net")).ok()?;
-            Some(ProcNet { pid, netns })
-        })
-        .collect();
-    out.sort_by_key(|p| p.pid);
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        match NsId::of_path(&Path::new("/proc").join(pid.to_string()).join("ns/net")) {
+            Ok(netns) => out.procs.push(ProcNet { pid, netns }),
+            Err(crate::Error::NotPermitted { .. }) => out.hidden.push(pid),
+            Err(_) => {}
+        }
+    }
+    out.procs.sort_by_key(|p| p.pid);
+    out.hidden.sort();
     out
+}
+
+/// What `pid`'s `--pid-file=` argument names, when the process runs with one (dnsmasq
+/// does, as Neutron starts it) and that file holds `pid`: how a process is placed when
+/// its namespace link cannot be read.
+pub fn pid_file_of(pid: i32) -> Option<std::path::PathBuf> {
+    let argv = command_line(pid)?;
+    let file = argv.iter().find_map(|a| a.strip_prefix("--pid-file="))?;
+    let held: i32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    (held == pid).then(|| file.into())
 }
 
 /// The command line of `pid` (`/proc/PID/cmdline`), or its `comm` in brackets for

@@ -1,0 +1,124 @@
+//! The tools in a container with fewer capabilities than root's: each missing one is
+//! named, and nothing healthy is reported missing or restarted for it.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use sp_testenv::nodes::{two_nodes, Cli};
+use sp_testenv::require;
+
+/// `cmd` run with `caps` dropped from the bounding set (root then lacks them).
+fn without(caps: &str, cmd: &Command) -> Output {
+    require::program("setpriv", "util-linux");
+    Command::new("setpriv")
+        .args(["--bounding-set", caps, "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Without CAP_SYS_PTRACE the namespace of dnsmasq (running as nobody) cannot be read:
+/// `status` still finds it (by its pid file and command line), `apply` does not restart
+/// it, and netns-inspect places it in its qdhcp namespace, names the missing capability
+/// and reports no qdhcp-without-dnsmasq.
+#[test]
+fn without_cap_sys_ptrace_dnsmasq_is_found_by_its_pid_file() {
+    let (cli, _cleanup) = two_nodes();
+    let apply = cli.on("controller", &["apply"]);
+    assert!(apply.status.success(), "{apply:?}");
+    let dnsmasq = |cli: &Cli| -> Vec<u32> {
+        let dhcp = cli.state.join("dhcp");
+        std::fs::read_dir(dhcp)
+            .unwrap()
+            .flatten()
+            .map(|d| {
+                std::fs::read_to_string(d.path().join("pid"))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let pids = dnsmasq(&cli);
+    assert_eq!(pids.len(), 1);
+    // The test relies on dnsmasq running as another user than root.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pids[0])).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && !l.contains("\t0\t")),
+        "dnsmasq runs as root here: {status}"
+    );
+
+    let mut status_cmd = cli.cmd("controller", &["--json", "status"]);
+    let v = json(&without("-sys_ptrace", &mut status_cmd));
+    let missing: Vec<&Value> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["present"] == false)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "status without CAP_SYS_PTRACE: {missing:?}"
+    );
+
+    let mut again = cli.cmd("controller", &["--json", "apply"]);
+    let v = json(&without("-sys_ptrace", &mut again));
+    assert_eq!(
+        v["changes"],
+        serde_json::json!([]),
+        "a healthy dnsmasq was restarted"
+    );
+    assert_eq!(dnsmasq(&cli), pids);
+
+    let mut inspect = Command::new("nsenter");
+    inspect
+        .arg("--net=/run/netns/controller")
+        .arg(sp_testenv::workspace_bin("netns-inspect"))
+        .arg("--json");
+    let v = json(&without("-sys_ptrace", &inspect));
+    let qdhcp = v["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "qdhcp")
+        .expect("the qdhcp namespace");
+    assert!(
+        qdhcp["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pid"].as_u64() == Some(pids[0].into())),
+        "{qdhcp}"
+    );
+    let kinds: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert!(!kinds.contains(&"qdhcp-without-dnsmasq"), "{kinds:?}");
+    let hidden = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "hidden-processes")
+        .expect("the hidden processes are reported");
+    assert!(
+        hidden["message"]
+            .as_str()
+            .unwrap()
+            .contains("CAP_SYS_PTRACE"),
+        "{hidden}"
+    );
+    let out = cli.on("controller", &["destroy"]);
+    assert!(out.status.success(), "{out:?}");
+}
