@@ -57,8 +57,8 @@ fn without_cap_sys_ptrace_dnsmasq_is_found_by_its_pid_file() {
         "dnsmasq runs as root here: {status}"
     );
 
-    let mut status_cmd = cli.cmd("controller", &["--json", "status"]);
-    let v = json(&without("-sys_ptrace", &mut status_cmd));
+    let status_cmd = cli.cmd("controller", &["--json", "status"]);
+    let v = json(&without("-sys_ptrace", &status_cmd));
     let missing: Vec<&Value> = v["items"]
         .as_array()
         .unwrap()
@@ -70,8 +70,8 @@ fn without_cap_sys_ptrace_dnsmasq_is_found_by_its_pid_file() {
         "status without CAP_SYS_PTRACE: {missing:?}"
     );
 
-    let mut again = cli.cmd("controller", &["--json", "apply"]);
-    let v = json(&without("-sys_ptrace", &mut again));
+    let again = cli.cmd("controller", &["--json", "apply"]);
+    let v = json(&without("-sys_ptrace", &again));
     assert_eq!(
         v["changes"],
         serde_json::json!([]),
