@@ -122,3 +122,40 @@ fn without_cap_sys_ptrace_dnsmasq_is_found_by_its_pid_file() {
     let out = cli.on("controller", &["destroy"]);
     assert!(out.status.success(), "{out:?}");
 }
+
+/// A container without NET_ADMIN, or with `/proc/sys` read-only: apply says which
+/// setting is missing, in the container tools' words, before any change.
+#[test]
+fn missing_capabilities_and_a_read_only_proc_sys_are_named_before_any_change() {
+    let (cli, _cleanup) = two_nodes();
+    let links = || sp_testenv::oracle::links(Some("controller")).len();
+    let before = (links(), sp_testenv::oracle::netns_list());
+    let out = without("-net_admin", &cli.cmd("controller", &["apply"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("needs CAP_NET_ADMIN") && err.contains("--cap-add NET_ADMIN"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!((links(), sp_testenv::oracle::netns_list()), before);
+
+    // /proc/sys read-only, as podman mounts it by default (in this test's own mount
+    // namespace only).
+    let run = |args: &[&str]| require::run(Command::new(args[0]).args(&args[1..]));
+    run(&["mount", "--bind", "/proc/sys", "/proc/sys"]);
+    run(&["mount", "-o", "remount,bind,ro", "/proc/sys"]);
+    let out = cli.on("controller", &["apply"]);
+    run(&["umount", "/proc/sys"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/proc/sys is read-only") && err.contains("unmask=/proc/sys"),
+        "{err}"
+    );
+    assert_eq!((links(), sp_testenv::oracle::netns_list()), before);
+    let out = cli.on("controller", &["apply"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = cli.on("controller", &["destroy"]);
+    assert!(out.status.success(), "{out:?}");
+}

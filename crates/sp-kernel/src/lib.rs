@@ -5,6 +5,7 @@
 //!   so no thread of an async runtime is ever left in a foreign namespace.
 //! * [`netlink`] — one rtnetlink handle per namespace, opened inside it.
 //! * [`procs`] — which process lives in which network namespace (one pass over `/proc`).
+//! * [`caps`] — the capabilities this process holds, and which one a container left out.
 //! * [`exec`] — programs started by absolute path from the system's directories, with a
 //!   fixed environment.
 //! * [`files`] — files written without following planted symlinks, modes set explicitly;
@@ -19,6 +20,7 @@
 //! * [`loopdev`] — loop devices through ioctl on `/dev/loop-control` and `/dev/loopN`.
 
 pub mod attrs;
+pub mod caps;
 mod error;
 pub mod exec;
 pub mod files;

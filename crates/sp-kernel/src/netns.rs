@@ -348,6 +348,23 @@ pub fn command_in(cmd: &mut std::process::Command, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `/proc/sys/net` can be written here (a container's default mounts `/proc/sys`
+/// read-only): `Err` says how to run the container instead. Checked with `access(2)`,
+/// which answers EROFS for a read-only mount without writing anything.
+pub fn check_net_sysctl_writable() -> Result<()> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    match nix::unistd::access(path, nix::unistd::AccessFlags::W_OK) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EROFS) => Err(Error::io(
+            "/proc/sys is read-only here (a container's default): run the container \
+             with --privileged, or with --security-opt unmask=/proc/sys (podman) or \
+             --security-opt systempaths=unconfined (docker)",
+            std::io::Error::from_raw_os_error(libc::EROFS),
+        )),
+        Err(e) => Err(Error::from_errno(format!("access {path}"), e)),
+    }
+}
+
 /// Writes a `/proc/sys/net/...` value in the calling thread's network namespace.
 pub fn write_net_sysctl(key: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/net/{key}");

@@ -227,6 +227,23 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
 /// What this node must already have before anything is changed: every uplink NIC, and
 /// an interface holding the tunnel address (`local_ip`) when a VXLAN network is wanted.
 async fn preflight(nl: &Netlink, plan: &NodePlan) -> Result<()> {
+    use sp_kernel::caps::{self, Cap};
+    // Namespaces, links, sysctls; dnsmasq binds port 67 on raw sockets and drops to
+    // nobody; loop devices for the volume group.
+    let mut wanted = vec![Cap::NetAdmin, Cap::SysAdmin];
+    if !plan.dhcp.is_empty() {
+        wanted.extend([Cap::NetBindService, Cap::NetRaw, Cap::Setuid, Cap::Setgid]);
+    }
+    let missing = caps::missing(&wanted);
+    if !missing.is_empty() {
+        return Err(Error::Preflight(format!(
+            "stackplumb on node {} {}; nothing was changed",
+            plan.node,
+            caps::explain(&missing)
+        )));
+    }
+    sp_kernel::netns::check_net_sysctl_writable()
+        .map_err(|e| Error::Preflight(format!("{e}; nothing was changed")))?;
     for n in &plan.networks {
         if let Some(nic) = &n.uplink {
             if nl.link_by_name(nic)?.is_none() {

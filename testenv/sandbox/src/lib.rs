@@ -17,6 +17,7 @@ pub mod lvm;
 pub mod nodes;
 pub mod oracle;
 pub mod ovs;
+pub mod podman;
 pub mod require;
 pub mod sandbox;
 pub mod scene;
