@@ -7,4 +7,6 @@ testenv/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The static binaries tests/static_binaries.rs runs where there is no C library.
+testenv/static.sh
 cargo nextest run --workspace --locked --profile ci "$@"
