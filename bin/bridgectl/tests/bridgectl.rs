@@ -70,6 +70,23 @@ fn fake_nic(name: &str, addr: &str) {
     ip(&["link", "set", name, "up"]);
 }
 
+/// A sandbox with `eth0` (10.0.0.101/24) and `nicnoaddr`, a NIC without an address (an
+/// uplink that cannot be moved).
+fn nics() {
+    sandbox::enter();
+    fake_nic("eth0", "10.0.0.101/24");
+    ip(&[
+        "link",
+        "add",
+        "nicnoaddr",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "nicnoaddrp",
+    ]);
+}
+
 fn tenant_network() -> Vec<Value> {
     changes(&[
         "ensure-network",
@@ -492,18 +509,7 @@ fn instances_ping_across_the_tunnel_until_the_fdb_entry_goes() {
 
 #[test]
 fn bad_input_is_refused_and_nothing_is_left() {
-    sandbox::enter();
-    fake_nic("eth0", "10.0.0.101/24");
-    ip(&[
-        "link",
-        "add",
-        "nicnoaddr",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "nicnoaddrp",
-    ]);
+    nics();
     let before = link_names(None);
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -772,19 +778,7 @@ fn snapshot() -> Vec<String> {
 /// that make one change fail before it. The message says what failed.
 #[test]
 fn a_failure_after_the_first_change_leaves_nothing() {
-    sandbox::enter();
-    fake_nic("eth0", "10.0.0.101/24");
-    // A NIC without an address, for an uplink that cannot be moved.
-    ip(&[
-        "link",
-        "add",
-        "nicnoaddr",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "nicnoaddrp",
-    ]);
+    nics();
     let none = snapshot();
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
         (
