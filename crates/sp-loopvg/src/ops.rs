@@ -666,7 +666,7 @@ impl Loopvg<'_> {
             let vg = self.finished(name)?;
             let mut bound = Vec::new();
             let disks = vg.disks(false)?;
-            for disk in &disks {
+            for disk in disks.iter().filter(|d| d.dev.is_none()) {
                 check_bindable(&disk.file)?;
             }
             for disk in disks {

@@ -690,3 +690,42 @@ fn real_lvm2_waits_while_loopvg_holds_the_vg_lock() {
     assert!(vgs.wait().unwrap().success());
     assert!(t.elapsed().as_millis() >= 1200);
 }
+
+/// `--dir` names the VGs loopvg changes: a VG whose files are in another directory is
+/// listed (VG names are host-wide) but never removed, deactivated, extended or activated
+/// from here, and its name cannot be created again (what `stackplumb destroy --purge`
+/// and the demo rely on).
+#[test]
+fn a_vg_of_another_directory_is_seen_but_never_touched() {
+    let (s, lv) = scene("otherdir", "elsewherevg", &["+32M"]);
+    let other = Scratch::new("otherdir-2");
+    let lv2 = loopvg(&other);
+    let before = lv.list(Some("elsewherevg")).unwrap().remove(0);
+    assert_eq!(lv2.list(Some("elsewherevg")).unwrap(), vec![before.clone()]);
+    assert!(lv2.here("elsewherevg").unwrap().is_none());
+    assert_eq!(lv.here("elsewherevg").unwrap(), Some(before.clone()));
+    let elsewhere = |e: Error| {
+        assert!(
+            matches!(e, Error::VgElsewhere { .. }),
+            "{e}: not refused as another directory's"
+        );
+        assert!(e.to_string().contains("nothing was changed"), "{e}");
+    };
+    elsewhere(lv2.remove("elsewherevg", false).unwrap_err());
+    elsewhere(lv2.remove("elsewherevg", true).unwrap_err());
+    elsewhere(lv2.deactivate("elsewherevg").unwrap_err());
+    elsewhere(lv2.extend("elsewherevg", "+8M").unwrap_err());
+    elsewhere(lv2.grow("elsewherevg", "+8M").unwrap_err());
+    elsewhere(lv2.activate(Some("elsewherevg")).unwrap_err());
+    assert!(lv2.activate(None).unwrap().is_empty());
+    let e = lv2.create("elsewherevg", "32M", false).unwrap_err();
+    assert!(matches!(e, Error::VgExists { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("A volume group called elsewherevg already exists"),
+        "{e}"
+    );
+    assert!(other.files().is_empty() && other.bound().is_empty());
+    assert_eq!(lv.list(Some("elsewherevg")).unwrap(), vec![before.clone()]);
+    assert_agrees(&s, &before);
+}
