@@ -428,7 +428,11 @@ pub fn block_device_vgs() -> Vec<(String, PathBuf)> {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("loop") {
+        // Whole loop devices are read by `scan_all` (their partitions are read here).
+        if name
+            .strip_prefix("loop")
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
             continue;
         }
         let sys = e.path();
@@ -436,7 +440,10 @@ pub fn block_device_vgs() -> Vec<(String, PathBuf)> {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        if size == 0 {
+        // Empty devices, and device-mapper devices that are suspended (a read would wait
+        // for their resume; lvm2 skips them too).
+        let suspended = fs::read_to_string(sys.join("dm/suspended")).is_ok_and(|s| s.trim() == "1");
+        if size == 0 || suspended {
             continue;
         }
         let Some((major, minor)) = fs::read_to_string(sys.join("dev")).ok().and_then(|s| {

@@ -729,3 +729,54 @@ fn a_vg_of_another_directory_is_seen_but_never_touched() {
     assert_eq!(lv.list(Some("elsewherevg")).unwrap(), vec![before.clone()]);
     assert_agrees(&s, &before);
 }
+
+/// A zram device of the test's own (`hot_add`), reset and removed on drop.
+struct Zram(u32);
+
+impl Zram {
+    fn new(size: &str) -> Zram {
+        let id = std::fs::read_to_string("/sys/class/zram-control/hot_add")
+            .expect("zram hot_add (CONFIG_ZRAM)");
+        let z = Zram(id.trim().parse().unwrap());
+        std::fs::write(format!("/sys/block/zram{}/disksize", z.0), size).unwrap();
+        for _ in 0..100 {
+            if Path::new(&z.path()).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(Path::new(&z.path()).exists(), "{} did not appear", z.path());
+        z
+    }
+
+    fn path(&self) -> String {
+        format!("/dev/zram{}", self.0)
+    }
+}
+
+impl Drop for Zram {
+    fn drop(&mut self) {
+        let _ = std::fs::write(format!("/sys/block/zram{}/reset", self.0), "1");
+        let _ = std::fs::write("/sys/class/zram-control/hot_remove", self.0.to_string());
+    }
+}
+
+/// VG names are host-wide: a VG lvm2 made on another block device (a zram device of the
+/// test's own: this kernel reads no partition tables) makes `create` of its name fail
+/// as vgcreate would, and that device is only read.
+#[test]
+fn a_vg_name_on_another_block_device_is_refused_by_create() {
+    require::root();
+    let zram = Zram::new("64M");
+    let dev = zram.path();
+    let lvm = Lvm::new(vec![dev.clone()]).with_type("zram");
+    lvm.run(&["pvcreate", &dev]);
+    lvm.run(&["vgcreate", "zramvg", &dev]);
+    let before = lvm.vgs("zramvg");
+    let s = Scratch::new("blockdev");
+    let e = loopvg(&s).create("zramvg", "32M", false).unwrap_err();
+    assert!(matches!(e, Error::VgExists { .. }), "{e}");
+    assert!(e.to_string().contains(&dev), "{e} does not name {dev}");
+    assert!(s.files().is_empty() && s.bound().is_empty());
+    assert_eq!(lvm.vgs("zramvg"), before, "lvm2's VG is as it was");
+}

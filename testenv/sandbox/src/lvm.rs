@@ -120,6 +120,8 @@ pub fn bound_under(dir: &Path) -> Vec<String> {
 /// Real lvm2, restricted to `devices`.
 pub struct Lvm {
     pub devices: Vec<String>,
+    /// Device types lvm2 does not know by default (`devices/types`), e.g. `zram`.
+    types: Vec<String>,
 }
 
 impl Lvm {
@@ -138,7 +140,16 @@ impl Lvm {
             !devices.is_empty(),
             "an lvm2 oracle needs devices to look at"
         );
-        Lvm { devices }
+        Lvm {
+            devices,
+            types: Vec::new(),
+        }
+    }
+
+    /// Also accepts block devices of driver `kind` (lvm2's `devices/types`), e.g. zram.
+    pub fn with_type(mut self, kind: &str) -> Self {
+        self.types.push(kind.to_string());
+        self
     }
 
     /// Restricted to every loop device bound to a file of `scratch`.
@@ -152,8 +163,14 @@ impl Lvm {
             .iter()
             .map(|d| format!("\"a|^{d}$|\","))
             .collect();
+        let types: Vec<String> = self.types.iter().map(|t| format!("\"{t}\", 16")).collect();
+        let types = if types.is_empty() {
+            String::new()
+        } else {
+            format!("types=[{}] ", types.join(", "))
+        };
         format!(
-            "devices {{ use_devicesfile=0 hints=\"none\" filter=[{accept}\"r|.*|\"] \
+            "devices {{ use_devicesfile=0 hints=\"none\" {types}filter=[{accept}\"r|.*|\"] \
              global_filter=[{accept}\"r|.*|\"] }} \
              activation {{ udev_sync=0 udev_rules=0 }} backup {{ backup=0 archive=0 }}"
         )
