@@ -443,3 +443,103 @@ fn missing_loop_nodes_are_made_by_every_command() {
     assert_eq!(v["files"].as_array().unwrap().len(), 3);
     assert!(s.bound().is_empty() && s.files().is_empty());
 }
+
+/// A devices cgroup (v1) of the test's own refusing every loop device (block major 7),
+/// as an unprivileged container's is; removed on drop.
+struct DenyLoop(PathBuf);
+
+impl DenyLoop {
+    fn new() -> DenyLoop {
+        let root = Path::new("/sys/fs/cgroup/devices");
+        assert!(
+            root.join("devices.deny").exists(),
+            "this test needs the cgroup v1 devices controller at {}",
+            root.display()
+        );
+        let cg = root.join(format!("sp-loopvg-deny-{}", std::process::id()));
+        let _ = std::fs::remove_dir(&cg);
+        std::fs::create_dir(&cg).unwrap();
+        let d = DenyLoop(cg);
+        std::fs::write(d.0.join("devices.deny"), "b 7:* rwm").unwrap();
+        d
+    }
+
+    /// `loopvg --dir DIR args` run inside the cgroup.
+    fn loopvg(&self, dir: &Path, args: &str) -> Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > '{}/cgroup.procs' && exec {BIN} --dir '{}' {args}",
+                self.0.display(),
+                dir.display()
+            ))
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for DenyLoop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Where the device cgroup refuses loop devices, they are skipped with a note and never
+/// taken for ours: the VG's file reads as unbound, but nothing that relies on it being
+/// unbound (activate binding it again, remove deleting it) is done.
+#[test]
+fn loop_devices_a_device_cgroup_refuses_are_noted_and_never_taken_for_ours() {
+    programs();
+    let s = Scratch::new("ns-cgroup");
+    let vg = format!("cg{}", std::process::id());
+    let out = Command::new(BIN)
+        .arg("--dir")
+        .arg(&s.dir)
+        .args(["create", &vg, "64M"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let devs = s.bound();
+    assert_eq!(devs.len(), 1);
+    let deny = DenyLoop::new();
+    let out = deny.loopvg(&s.dir, "list --json");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("note: {} ", devs[0]))
+            && err.contains("not taken for a device of ours"),
+        "{err}"
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = named(&list, &vg).unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(v["active"], false, "{v}");
+    for args in [
+        format!("activate {vg}"),
+        "activate --all".into(),
+        format!("remove {vg}"),
+    ] {
+        let out = deny.loopvg(&s.dir, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args}: {err}");
+        assert!(err.contains("cannot be told whether"), "{args}: {err}");
+    }
+    drop(deny);
+    assert_eq!(s.bound(), devs, "bound once, as before");
+    lvm2_sees(&devs, &vg, 1, 1);
+    let out = Command::new(BIN)
+        .arg("--dir")
+        .arg(&s.dir)
+        .args(["remove", &vg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s.bound().is_empty() && s.files().is_empty());
+}

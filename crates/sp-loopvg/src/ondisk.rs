@@ -225,6 +225,9 @@ pub struct FoundPv {
 pub struct FoundVg {
     pub meta: VgMeta,
     pub pvs: Vec<FoundPv>,
+    /// When some of its PVs' files look unbound while loop devices could not be asked
+    /// what they hold: those devices' notes (any of them may be bound to such a file).
+    pub unsure: Vec<String>,
 }
 
 impl FoundVg {
@@ -238,6 +241,22 @@ impl FoundVg {
         self.pvs
             .iter()
             .any(|p| p.disk.as_ref().is_some_and(|d| d.in_dir))
+    }
+
+    /// Refuses a change that relies on a PV's file being unbound when that cannot be
+    /// told (a loop device that could not be asked may be bound to it).
+    pub fn sure_unbound(&self) -> Result<()> {
+        if self.unsure.is_empty() {
+            return Ok(());
+        }
+        Err(Error::InUse {
+            vg: self.name().to_string(),
+            what: format!(
+                "it cannot be told whether its unbound-looking files are bound already ({}); \
+                 nothing was changed",
+                self.unsure.join("; ")
+            ),
+        })
     }
 
     /// Where its PVs are, for messages: `/dev/loop0 (file …)`.
@@ -395,7 +414,7 @@ pub fn scan_all(dir: &Path) -> Result<Scan> {
     }
     let mut vgs = Vec::new();
     for meta in newest.into_values() {
-        let pvs = meta
+        let pvs: Vec<FoundPv> = meta
             .pvs()?
             .into_iter()
             .map(|pv| FoundPv {
@@ -407,7 +426,11 @@ pub fn scan_all(dir: &Path) -> Result<Scan> {
                 meta: pv,
             })
             .collect();
-        vgs.push(FoundVg { meta, pvs });
+        let unbound = pvs
+            .iter()
+            .any(|p| p.disk.as_ref().is_some_and(|d| d.dev.is_none()));
+        let unsure = if unbound { skipped.clone() } else { Vec::new() };
+        vgs.push(FoundVg { meta, pvs, unsure });
     }
     vgs.sort_by(|a, b| a.name().cmp(b.name()));
     Ok(Scan {

@@ -668,6 +668,7 @@ impl Loopvg<'_> {
             let disks = vg.disks(false)?;
             for disk in disks.iter().filter(|d| d.dev.is_none()) {
                 check_bindable(&disk.file)?;
+                vg.sure_unbound()?;
             }
             for disk in disks {
                 // Bound already — here or from another mount namespace: the scan asked
@@ -746,6 +747,9 @@ impl Loopvg<'_> {
         let devs = self.bound_unheld(&vg)?;
         for d in &disks {
             here(&vg, d)?;
+        }
+        if disks.iter().any(|d| d.dev.is_none()) {
+            vg.sure_unbound()?;
         }
         for d in &disks {
             let path = d.write_path();
