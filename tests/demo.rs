@@ -44,12 +44,19 @@ fn the_demo_holds_every_check_and_leaves_nothing() {
         "✓ vm1 reaches the external PC 10.0.0.1 (SNAT)",
         "✓ 10-4: the external PC pings the router's gateway 10.0.0.200",
         "✓ the external PC reaches vm1 on its floating IP 10.0.0.201",
-        "✓ 12-x: volume group cinder-volumes on loop files",
+        "✓ 12-x: volume group stackplumb-demo-",
         "every check held",
     ] {
         assert!(text.contains(check), "{check:?} not in\n{text}");
     }
     assert!(!text.contains('✗'), "{text}");
+    // The demo's VG is its own, named after its work directory: never the host's.
+    let vg = work.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        text.contains(&format!("✓ 12-x: volume group {vg} on loop files")),
+        "{vg} not named in\n{text}"
+    );
+    assert!(!text.contains("cinder-volumes"), "{text}");
     // The demo's work directory and its loop devices are gone.
     assert!(
         lvm::bound_under(&work).is_empty(),

@@ -126,11 +126,17 @@ fn print_vg(vg: &VgReport) {
     );
     for pv in &vg.pvs {
         let show = |p: &Option<PathBuf>| p.as_ref().map_or("-".into(), |p| p.display().to_string());
+        let foreign = if pv.file_here || pv.file.is_none() {
+            ""
+        } else {
+            " (bound from another mount namespace)"
+        };
         sp_cli::outln!(
-            "  {:<5} {:<12} {}  size {}  free {}  ({} extents, {} used)",
+            "  {:<5} {:<12} {}{}  size {}  free {}  ({} extents, {} used)",
             pv.key,
             show(&pv.device),
             show(&pv.file),
+            foreign,
             human(pv.size),
             human(pv.free),
             pv.pe_count,
@@ -188,7 +194,10 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
         }
         Command::List { name: Some(name) } => vgs(&lv.list(Some(name))?)?,
         Command::List { name: None } => {
-            let (found, corrupt) = lv.survey()?;
+            let (found, corrupt, skipped) = lv.survey()?;
+            for s in &skipped {
+                sp_cli::errln!("loopvg: note: {s}");
+            }
             for c in &corrupt {
                 sp_cli::errln!(
                     "loopvg: warning: {c}; skipped (`pvck` shows what lvm2 makes of it)"

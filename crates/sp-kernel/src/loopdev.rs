@@ -1,10 +1,13 @@
 //! Loop devices through their ioctls (`linux/loop.h`): find a free index on
 //! `/dev/loop-control`, bind a backing file with `LOOP_CONFIGURE` (falling back to
 //! `LOOP_SET_FD` + `LOOP_SET_STATUS64`), grow with `LOOP_SET_CAPACITY`, detach with
-//! `LOOP_CLR_FD`, and find which device a file is bound to through sysfs. Device nodes
-//! missing in containers are created (`mknod`, numbers from sysfs).
+//! `LOOP_CLR_FD`, and find which device a file is bound to by the kernel's own answer:
+//! `LOOP_GET_STATUS64` gives the backing file's device and inode, which name one file
+//! in every mount namespace (the path in sysfs is the one of the namespace that bound
+//! it, and may be another file here). Device nodes missing in containers are created
+//! (`mknod`, numbers from sysfs) before any device is opened.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStringExt;
@@ -54,6 +57,31 @@ nix::ioctl_write_int_bad!(loop_set_fd, 0x4C00);
 nix::ioctl_write_ptr_bad!(loop_set_status64, 0x4C04, LoopInfo64);
 nix::ioctl_none_bad!(loop_clr_fd, 0x4C01);
 nix::ioctl_none_bad!(loop_set_capacity, 0x4C07);
+nix::ioctl_read_bad!(loop_get_status64, 0x4C05, LoopInfo64);
+
+/// A file's identity: its filesystem's device and its inode, as `stat` gives them and
+/// as `LOOP_GET_STATUS64` reports a backing file (`lo_device`, `lo_inode`; both in the
+/// kernel's `new_encode_dev` form, which is what `st_dev` carries too). Unlike a path,
+/// it names the same file in every mount namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    pub fn of(m: &Metadata) -> Self {
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+
+    /// The identity of the file at `path` (a symlink is not followed).
+    pub fn of_path(path: &Path) -> io::Result<Self> {
+        fs::symlink_metadata(path).map(|m| Self::of(&m))
+    }
+}
 
 /// What went wrong with a loop device.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +108,11 @@ impl LoopDevice {
         LoopDevice { index }
     }
 
-    /// `/dev/loopN`.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// `/dev/loopN` (see [`node`](Self::node) for a path that is sure to exist).
     pub fn path(&self) -> PathBuf {
         PathBuf::from(format!("/dev/loop{}", self.index))
     }
@@ -122,6 +154,47 @@ impl LoopDevice {
             .unwrap_or(false)
     }
 
+    /// `/dev/loopN`, created first when missing (containers see only the nodes that
+    /// existed when they started).
+    pub fn node(&self) -> Result<PathBuf, LoopError> {
+        ensure_block_node(self.index)?;
+        Ok(self.path())
+    }
+
+    /// The device opened read-only (its node made first when missing).
+    pub fn open_read(&self) -> Result<File, LoopError> {
+        ensure_block_node(self.index)?;
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(self.path())
+            .map_err(io_err(format!("open {}", self.path().display())))
+    }
+
+    /// The bound file's identity as the kernel knows it (`LOOP_GET_STATUS64`), `None`
+    /// when the device is unbound.
+    pub fn backing_id(&self) -> Result<Option<FileId>, LoopError> {
+        let dev = self.open_read()?;
+        let mut info = std::mem::MaybeUninit::<LoopInfo64>::zeroed();
+        // SAFETY: LOOP_GET_STATUS64 fills a `struct loop_info64`; the fd is a loop device.
+        match unsafe { loop_get_status64(dev.as_raw_fd(), info.as_mut_ptr()) } {
+            Ok(_) => {
+                // SAFETY: zero-initialised and filled by the kernel; every field is an
+                // integer or byte array, valid for any bits.
+                let info = unsafe { info.assume_init() };
+                Ok(Some(FileId {
+                    dev: info.lo_device,
+                    ino: info.lo_inode,
+                }))
+            }
+            Err(Errno::ENXIO) => Ok(None),
+            Err(e) => Err(io_err(format!(
+                "LOOP_GET_STATUS64 {}",
+                self.path().display()
+            ))(e.into())),
+        }
+    }
+
     fn open(&self) -> Result<File, LoopError> {
         ensure_block_node(self.index)?;
         OpenOptions::new()
@@ -153,7 +226,7 @@ impl LoopDevice {
 }
 
 /// Creates `/dev/loopN` (block) when missing, numbers from `/sys/block/loopN/dev`.
-fn ensure_block_node(index: u32) -> Result<(), LoopError> {
+pub fn ensure_block_node(index: u32) -> Result<(), LoopError> {
     let path = PathBuf::from(format!("/dev/loop{index}"));
     if path.exists() {
         return Ok(());
@@ -273,8 +346,26 @@ pub fn attach(backing: &File, name: &Path) -> Result<LoopDevice, LoopError> {
     Err(LoopError::Exhausted(last.into()))
 }
 
-/// Every bound loop device with its backing file path.
-pub fn bound() -> io::Result<Vec<(LoopDevice, PathBuf)>> {
+/// A bound loop device: the name the kernel gives its file (the path in the mount
+/// namespace that bound it: cosmetic here) and the file's identity, or why it could not
+/// be asked (a device cgroup refusing the device, a node that cannot be made).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub dev: LoopDevice,
+    pub name: PathBuf,
+    pub backing: Result<FileId, String>,
+}
+
+impl Bound {
+    /// Whether the bound file is the one whose identity is `id`; a device whose identity
+    /// could not be read is never taken for anyone's.
+    pub fn is(&self, id: FileId) -> bool {
+        self.backing.as_ref().is_ok_and(|b| *b == id)
+    }
+}
+
+/// Indexes of the loop devices sysfs lists as bound.
+fn bound_indexes() -> io::Result<Vec<(LoopDevice, PathBuf)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir("/sys/block")? {
         let name = entry?.file_name();
@@ -294,15 +385,24 @@ pub fn bound() -> io::Result<Vec<(LoopDevice, PathBuf)>> {
     Ok(out)
 }
 
-/// The loop device `file` is bound to, compared by device and inode.
-pub fn find_by_file(file: &Path) -> io::Result<Option<LoopDevice>> {
-    let want = fs::metadata(file)?;
-    for (dev, backing) in bound()? {
-        if let Ok(m) = fs::metadata(&backing) {
-            if m.dev() == want.dev() && m.ino() == want.ino() {
-                return Ok(Some(dev));
-            }
-        }
+/// Every bound loop device, with its file's identity from the kernel.
+pub fn bound() -> io::Result<Vec<Bound>> {
+    let mut out = Vec::new();
+    for (dev, name) in bound_indexes()? {
+        let backing = match dev.backing_id() {
+            Ok(Some(id)) => Ok(id),
+            // Unbound between the listing and the question.
+            Ok(None) => continue,
+            Err(e) => Err(e.to_string()),
+        };
+        out.push(Bound { dev, name, backing });
     }
-    Ok(None)
+    Ok(out)
+}
+
+/// The loop device `file` is bound to, by the kernel's identity of its backing file
+/// (never by path: another mount namespace may have another file at that path).
+pub fn find_by_file(file: &Path) -> io::Result<Option<LoopDevice>> {
+    let want = FileId::of(&fs::metadata(file)?);
+    Ok(bound()?.into_iter().find(|b| b.is(want)).map(|b| b.dev))
 }

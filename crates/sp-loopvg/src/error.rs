@@ -22,8 +22,31 @@ pub enum Error {
     },
     #[error("invalid size {input:?}: {reason}")]
     InvalidSize { input: String, reason: String },
-    #[error("volume group {0:?} already exists")]
-    VgExists(String),
+    #[error(
+        "A volume group called {name} already exists (on {whereabouts}); VG names are \
+         host-wide, as for vgcreate: choose another name"
+    )]
+    VgExists { name: String, whereabouts: String },
+    #[error(
+        "volume group {name:?} is not one of {dir}: none of its backing files is there (it is \
+         on {whereabouts}); nothing was changed (`--dir` names the directory of the VG's files)"
+    )]
+    VgElsewhere {
+        name: String,
+        dir: PathBuf,
+        whereabouts: String,
+    },
+    #[error(
+        "volume group {vg:?}: physical volume {pv} is on {dev}, bound from a file not visible in \
+         this mount namespace (the kernel names it {file}); nothing was changed — run this \
+         where that file is"
+    )]
+    NotHere {
+        vg: String,
+        pv: String,
+        dev: String,
+        file: PathBuf,
+    },
     #[error(
         "volume group {name:?} not found (looked at bound loop devices and the files in {dir}); \
          `loopvg list` shows what there is"

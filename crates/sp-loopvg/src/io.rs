@@ -42,6 +42,14 @@ impl Disk for File {
 
 impl DiskIo for RealIo {
     fn open(&self, path: &Path) -> io::Result<Box<dyn Disk + '_>> {
+        // A loop device gets its node first when missing (containers).
+        if let Some(n) = path
+            .to_str()
+            .and_then(|p| p.strip_prefix("/dev/loop"))
+            .and_then(|n| n.parse().ok())
+        {
+            sp_kernel::loopdev::ensure_block_node(n).map_err(io::Error::other)?;
+        }
         let f = OpenOptions::new()
             .read(true)
             .write(true)

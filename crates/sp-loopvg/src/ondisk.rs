@@ -4,10 +4,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use sp_kernel::loopdev::{self, LoopDevice};
+use sp_kernel::loopdev::{self, FileId, LoopDevice};
 use sp_lvm::label::PvLabel;
 use sp_lvm::mda::MdaHeader;
 use sp_lvm::uuid::Uuid;
@@ -20,11 +21,20 @@ use crate::io::{Disk, DiskIo};
 /// One device with an LVM2 label, as found on disk.
 #[derive(Debug, Clone)]
 pub struct PvOnDisk {
-    /// The backing file.
+    /// The backing file: its path here when [`here`](Self::here), else the name the
+    /// kernel gives it (the path in the mount namespace that bound it).
     pub file: PathBuf,
-    /// The loop device it is bound to, if any.
+    /// The loop device it is bound to, if any. A bound PV is read from the device.
     pub dev: Option<LoopDevice>,
-    /// Size of the backing file in bytes.
+    /// Whether `file` is this mount namespace's path of the backing file (checked by
+    /// identity: `LOOP_GET_STATUS64` against `stat`). False for a file bound from another
+    /// mount namespace that is not visible here: such a PV is read and written through
+    /// its device only, and its file is never touched.
+    pub here: bool,
+    /// Whether the backing file is one of the files in the directory loopvg was pointed
+    /// at (`--dir`), by identity.
+    pub in_dir: bool,
+    /// Size of the backing file in bytes (of the device, when the file is not here).
     pub file_size: u64,
     pub label: PvLabel,
     /// Metadata-area headers, in label order (none for a PV without metadata copies).
@@ -81,18 +91,51 @@ impl PvOnDisk {
     /// bounded before it is allocated: the label's areas and every area header are
     /// checked against the file's size, a text is at most the area (and
     /// [`sp_lvm::mda::MAX_TEXT_SIZE`]). Only I/O failures are errors.
+    ///
+    /// With `dev`, the PV is read from the device (`/dev/loopN`, its node made when
+    /// missing), never from the path: that may be another mount namespace's file.
     pub fn inspect(file: &Path, dev: Option<LoopDevice>) -> Result<Inspected> {
-        let f = OpenOptions::new()
+        let here = match dev {
+            None => true,
+            Some(d) => {
+                let id = d.backing_id()?;
+                id.is_some() && FileId::of_path(file).ok() == id
+            }
+        };
+        let source = match dev {
+            Some(d) => d.node()?,
+            None => file.to_path_buf(),
+        };
+        Self::inspect_at(&source, file, dev, here)
+    }
+
+    /// Reads the PV at `source` (a file, a loop device or another block device, opened
+    /// read-only), recorded as backing file `file`.
+    pub(crate) fn inspect_at(
+        source: &Path,
+        file: &Path,
+        dev: Option<LoopDevice>,
+        here: bool,
+    ) -> Result<Inspected> {
+        let mut f = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(file)
-            .map_err(io(format!("open {}", file.display())))?;
-        let file_size = f.metadata().map_err(io("stat"))?.len();
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(source)
+            .map_err(io(format!("open {}", source.display())))?;
+        let m = f.metadata().map_err(io("stat"))?;
+        let file_size = if m.file_type().is_block_device() {
+            f.seek(SeekFrom::End(0))
+                .map_err(io(format!("size of {}", source.display())))?
+        } else if m.file_type().is_file() {
+            m.len()
+        } else {
+            return Ok(Inspected::NotPv);
+        };
         let mut head = vec![0u8; 4 * SECTOR as usize];
         if file_size < head.len() as u64 {
             return Ok(Inspected::NotPv);
         }
-        Disk::read_at(&f, &mut head, 0).map_err(io(format!("read {}", file.display())))?;
+        Disk::read_at(&f, &mut head, 0).map_err(io(format!("read {}", source.display())))?;
         let corrupt = |pv_uuid: Option<Uuid>, problem: String| {
             Ok(Inspected::Corrupt(CorruptPv {
                 file: file.to_path_buf(),
@@ -113,7 +156,7 @@ impl PvOnDisk {
         let mut mdas = Vec::new();
         let mut meta = None;
         let read = |buf: &mut [u8], at: u64| {
-            Disk::read_at(&f, buf, at).map_err(io(format!("read metadata of {}", file.display())))
+            Disk::read_at(&f, buf, at).map_err(io(format!("read metadata of {}", source.display())))
         };
         for area in &label.metadata_areas {
             let mut sector = [0u8; SECTOR as usize];
@@ -153,6 +196,8 @@ impl PvOnDisk {
         Ok(Inspected::Pv(Box::new(PvOnDisk {
             file: file.to_path_buf(),
             dev,
+            here,
+            in_dir: false,
             file_size,
             label,
             mdas,
@@ -180,11 +225,57 @@ pub struct FoundPv {
 pub struct FoundVg {
     pub meta: VgMeta,
     pub pvs: Vec<FoundPv>,
+    /// When some of its PVs' files look unbound while loop devices could not be asked
+    /// what they hold: those devices' notes (any of them may be bound to such a file).
+    pub unsure: Vec<String>,
 }
 
 impl FoundVg {
     pub fn name(&self) -> &str {
         self.meta.name()
+    }
+
+    /// Whether any of its PVs' backing files is a file of the directory scanned (by
+    /// identity): the VGs `--dir` points at, the only ones loopvg changes.
+    pub fn in_dir(&self) -> bool {
+        self.pvs
+            .iter()
+            .any(|p| p.disk.as_ref().is_some_and(|d| d.in_dir))
+    }
+
+    /// Refuses a change that relies on a PV's file being unbound when that cannot be
+    /// told (a loop device that could not be asked may be bound to it).
+    pub fn sure_unbound(&self) -> Result<()> {
+        if self.unsure.is_empty() {
+            return Ok(());
+        }
+        Err(Error::InUse {
+            vg: self.name().to_string(),
+            what: format!(
+                "it cannot be told whether its unbound-looking files are bound already ({}); \
+                 nothing was changed",
+                self.unsure.join("; ")
+            ),
+        })
+    }
+
+    /// Where its PVs are, for messages: `/dev/loop0 (file …)`.
+    pub fn whereabouts(&self) -> String {
+        let places: Vec<String> = self
+            .pvs
+            .iter()
+            .filter_map(|p| p.disk.as_ref())
+            .map(|d| match d.dev {
+                Some(dev) if d.here => format!("{} ({})", dev.path().display(), d.file.display()),
+                Some(dev) => format!(
+                    "{} (bound from another mount namespace's {})",
+                    dev.path().display(),
+                    d.file.display()
+                ),
+                None => d.file.display().to_string(),
+            })
+            .collect();
+        places.join(", ")
     }
 
     /// Every PV with its disk, or an error naming the first one missing (or unbound when
@@ -220,11 +311,13 @@ impl FoundVg {
     }
 }
 
-/// What a scan found: the VGs, and the devices whose LVM metadata failed a check.
+/// What a scan found: the VGs, the devices whose LVM metadata failed a check, and the
+/// loop devices that could not be asked what they hold (skipped, never taken for ours).
 #[derive(Debug, Clone, Default)]
 pub struct Scan {
     pub vgs: Vec<FoundVg>,
     pub corrupt: Vec<CorruptPv>,
+    pub skipped: Vec<String>,
 }
 
 /// Every volume group on bound loop devices and on regular files in `dir`.
@@ -234,37 +327,81 @@ pub fn scan(dir: &Path) -> Result<Vec<FoundVg>> {
 
 /// [`scan`], with the corrupt PVs seen on the way (a corrupt PV is never a VG's
 /// candidate: nothing is written to it).
+///
+/// A bound loop device is read from the device; its backing file is found by the
+/// kernel's identity (`LOOP_GET_STATUS64` against `stat` of the files in `dir`, then of
+/// the path sysfs names), never by the path alone. A file in `dir` bound to a device
+/// is that device's PV, wherever it was bound from.
 pub fn scan_all(dir: &Path) -> Result<Scan> {
-    let mut seen = HashSet::new();
-    let mut candidates = Vec::new();
-    let mut corrupt = Vec::new();
-    let mut consider = |file: PathBuf, dev: Option<LoopDevice>| {
-        let Ok(m) = fs::symlink_metadata(&file) else {
-            return;
-        };
-        if !m.file_type().is_file() || !seen.insert((m.dev(), m.ino())) {
-            return;
-        }
-        // Files we cannot read or that are not PVs are not ours to report.
-        match PvOnDisk::inspect(&file, dev) {
-            Ok(Inspected::Pv(pv)) => candidates.push(*pv),
-            Ok(Inspected::Corrupt(c)) => corrupt.push(c),
-            Ok(Inspected::NotPv) | Err(_) => {}
-        }
-    };
-    for (dev, file) in loopdev::bound().map_err(io("list loop devices in /sys/block"))? {
-        consider(file, Some(dev));
-    }
+    let mut files: Vec<(PathBuf, FileId)> = Vec::new();
     match fs::read_dir(dir) {
         Ok(entries) => {
-            let mut files: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
-            files.sort();
-            for f in files {
-                consider(f, None);
+            for e in entries.flatten() {
+                let path = e.path();
+                if let Ok(m) = fs::symlink_metadata(&path) {
+                    if m.file_type().is_file() {
+                        files.push((path, FileId::of(&m)));
+                    }
+                }
             }
+            files.sort();
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(format!("read directory {}", dir.display()))(e)),
+    }
+    let mut seen = HashSet::new();
+    let mut candidates = Vec::new();
+    let mut corrupt = Vec::new();
+    let mut skipped = Vec::new();
+    let mut consider = |inspected: Result<Inspected>, in_dir: bool| match inspected {
+        Ok(Inspected::Pv(mut pv)) => {
+            pv.in_dir = in_dir;
+            candidates.push(*pv);
+        }
+        Ok(Inspected::Corrupt(c)) => corrupt.push(c),
+        // Devices and files we cannot read, or that are not PVs, are not ours to report.
+        Ok(Inspected::NotPv) | Err(_) => {}
+    };
+    for b in loopdev::bound().map_err(io("list loop devices in /sys/block"))? {
+        let id = match b.backing {
+            Ok(id) => id,
+            Err(why) => {
+                skipped.push(format!(
+                    "{} (bound to {}) skipped: {why}; it is not taken for a device of ours",
+                    b.dev.path().display(),
+                    b.name.display()
+                ));
+                continue;
+            }
+        };
+        if !seen.insert(id) {
+            // The same file bound twice: its first device serves.
+            continue;
+        }
+        let in_dir = files.iter().find(|(_, f)| *f == id);
+        let (file, here) = match in_dir {
+            Some((p, _)) => (p.clone(), true),
+            None => {
+                let here = FileId::of_path(&b.name).is_ok_and(|f| f == id);
+                (b.name.clone(), here)
+            }
+        };
+        let source = match b.dev.node() {
+            Ok(n) => n,
+            Err(e) => {
+                skipped.push(format!("{} skipped: {e}", b.dev.path().display()));
+                continue;
+            }
+        };
+        consider(
+            PvOnDisk::inspect_at(&source, &file, Some(b.dev), here),
+            in_dir.is_some(),
+        );
+    }
+    for (f, id) in &files {
+        if seen.insert(*id) {
+            consider(PvOnDisk::inspect_at(f, f, None, true), true);
+        }
     }
     // The newest metadata per VG id, then every PV it names.
     let mut newest: BTreeMap<String, VgMeta> = BTreeMap::new();
@@ -277,7 +414,7 @@ pub fn scan_all(dir: &Path) -> Result<Scan> {
     }
     let mut vgs = Vec::new();
     for meta in newest.into_values() {
-        let pvs = meta
+        let pvs: Vec<FoundPv> = meta
             .pvs()?
             .into_iter()
             .map(|pv| FoundPv {
@@ -289,10 +426,68 @@ pub fn scan_all(dir: &Path) -> Result<Scan> {
                 meta: pv,
             })
             .collect();
-        vgs.push(FoundVg { meta, pvs });
+        let unbound = pvs
+            .iter()
+            .any(|p| p.disk.as_ref().is_some_and(|d| d.dev.is_none()));
+        let unsure = if unbound { skipped.clone() } else { Vec::new() };
+        vgs.push(FoundVg { meta, pvs, unsure });
     }
     vgs.sort_by(|a, b| a.name().cmp(b.name()));
-    Ok(Scan { vgs, corrupt })
+    Ok(Scan {
+        vgs,
+        corrupt,
+        skipped,
+    })
+}
+
+/// Names of the VGs on this host's other block devices — those lvm2 would scan
+/// (`/sys/class/block`, loop devices aside: [`scan_all`] reads those): each device read
+/// only, its first four sectors and metadata area. Devices without a node here, or
+/// that cannot be opened, are skipped.
+pub fn block_device_vgs() -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir("/sys/class/block") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Whole loop devices are read by `scan_all` (their partitions are read here).
+        if name
+            .strip_prefix("loop")
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let sys = e.path();
+        let size = fs::read_to_string(sys.join("size"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        // Empty devices, and device-mapper devices that are suspended (a read would wait
+        // for their resume; lvm2 skips them too).
+        let suspended = fs::read_to_string(sys.join("dm/suspended")).is_ok_and(|s| s.trim() == "1");
+        if size == 0 || suspended {
+            continue;
+        }
+        let Some((major, minor)) = fs::read_to_string(sys.join("dev")).ok().and_then(|s| {
+            let (a, b) = s.trim().split_once(':')?;
+            Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))
+        }) else {
+            continue;
+        };
+        // The node here must be that device (a container's /dev may differ).
+        let node = Path::new("/dev").join(&name);
+        let rdev = nix::sys::stat::makedev(major, minor);
+        if !fs::metadata(&node).is_ok_and(|m| m.file_type().is_block_device() && m.rdev() == rdev) {
+            continue;
+        }
+        if let Ok(Inspected::Pv(pv)) = PvOnDisk::inspect_at(&node, &node, None, false) {
+            if let Some(meta) = pv.meta {
+                out.push((meta.name().to_string(), node));
+            }
+        }
+    }
+    out
 }
 
 /// One device to commit metadata to: where to write and its current area headers.

@@ -3,7 +3,6 @@
 //! before touching anything, and undoes its own steps when it fails before the commit.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,7 +20,8 @@ use crate::error::{io, Error, Result};
 use crate::io::{DiskIo, RealIo};
 use crate::lock::{lock_vg, DEFAULT_LOCK_DIR};
 use crate::ondisk::{
-    commit, open_backing, scan, scan_all, write_new_pv, CorruptPv, FoundVg, PvOnDisk, Target,
+    block_device_vgs, commit, open_backing, scan_all, write_new_pv, CorruptPv, FoundVg, PvOnDisk,
+    Target,
 };
 use crate::pending::{check_new_path, name_free, sync_dir, tidy, NewFile};
 use crate::report::{report, VgReport};
@@ -117,12 +117,47 @@ fn require_root() -> Result<()> {
     }
 }
 
+/// Random bytes from getrandom(2): no `/dev/urandom` needed (a container's `/dev` may
+/// lack it).
+fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled rest of `buf`.
+        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(io("getrandom")(e));
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
 fn random_uuid() -> Result<Uuid> {
     let mut bytes = [0u8; 32];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(io("read /dev/urandom"))?;
+    random_bytes(&mut bytes)?;
     Ok(Uuid::from_random(bytes))
+}
+
+/// A PV's file must be this mount namespace's for a change that touches the file.
+fn here<'a>(vg: &FoundVg, disk: &'a PvOnDisk) -> Result<&'a PvOnDisk> {
+    if disk.here {
+        return Ok(disk);
+    }
+    let pv = vg
+        .pvs
+        .iter()
+        .find(|p| p.meta.id == disk.label.pv_uuid)
+        .map_or_else(String::new, |p| p.meta.key.clone());
+    Err(Error::NotHere {
+        vg: vg.name().to_string(),
+        pv,
+        dev: disk.write_path().display().to_string(),
+        file: disk.file.clone(),
+    })
 }
 
 fn hostname() -> String {
@@ -237,16 +272,49 @@ impl Loopvg<'_> {
         }
     }
 
+    /// The VG `name` whose files are in the directory (by identity); a VG of that name
+    /// elsewhere on the host is [`Error::VgElsewhere`], never touched.
     fn find(&self, name: &str) -> Result<FoundVg> {
         check_name(name)?;
         let found = scan_all(&self.dir)?;
-        let mut vgs: Vec<FoundVg> = found.vgs.into_iter().filter(|v| v.name() == name).collect();
-        match vgs.len() {
-            0 if !found.corrupt.is_empty() => Err(Error::VgCorrupt {
+        let (mut vgs, elsewhere): (Vec<FoundVg>, Vec<FoundVg>) = found
+            .vgs
+            .into_iter()
+            .filter(|v| v.name() == name)
+            .partition(FoundVg::in_dir);
+        if vgs.is_empty() && !elsewhere.is_empty() {
+            return Err(Error::VgElsewhere {
                 name: name.to_string(),
                 dir: self.dir.clone(),
-                corrupt: found
-                    .corrupt
+                whereabouts: elsewhere
+                    .iter()
+                    .map(FoundVg::whereabouts)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        self.one(name, vgs.len(), &found.corrupt)
+            .map(|()| vgs.remove(0))
+    }
+
+    /// Every VG called `name` on this host (loop devices, files in the directory).
+    fn find_all(&self, name: &str) -> Result<Vec<FoundVg>> {
+        check_name(name)?;
+        let found = scan_all(&self.dir)?;
+        let vgs: Vec<FoundVg> = found.vgs.into_iter().filter(|v| v.name() == name).collect();
+        if vgs.is_empty() {
+            self.one(name, 0, &found.corrupt)?;
+        }
+        Ok(vgs)
+    }
+
+    /// Ok when exactly one VG was found, else why not.
+    fn one(&self, name: &str, count: usize, corrupt: &[CorruptPv]) -> Result<()> {
+        match count {
+            0 if !corrupt.is_empty() => Err(Error::VgCorrupt {
+                name: name.to_string(),
+                dir: self.dir.clone(),
+                corrupt: corrupt
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
@@ -256,7 +324,7 @@ impl Loopvg<'_> {
                 name: name.to_string(),
                 dir: self.dir.clone(),
             }),
-            1 => Ok(vgs.remove(0)),
+            1 => Ok(()),
             n => Err(Error::InUse {
                 vg: name.to_string(),
                 what: format!("{n} different volume groups carry this name; resolve with vgrename"),
@@ -284,7 +352,8 @@ impl Loopvg<'_> {
         let mut dirs: Vec<PathBuf> = vg
             .pvs
             .iter()
-            .filter_map(|p| Some(p.disk.as_ref()?.file.parent()?.to_path_buf()))
+            .filter_map(|p| p.disk.as_ref().filter(|d| d.here))
+            .filter_map(|d| Some(d.file.parent()?.to_path_buf()))
             .collect();
         dirs.push(self.dir.clone());
         dirs.dedup();
@@ -326,6 +395,8 @@ impl Loopvg<'_> {
         let pv = PvOnDisk {
             file: guard.pending.clone(),
             dev: Some(dev),
+            here: true,
+            in_dir: path.parent() == Some(self.dir.as_path()),
             file_size: size,
             label,
             mdas,
@@ -357,9 +428,7 @@ impl Loopvg<'_> {
         check_bindable(&self.dir)?;
         require_root()?;
         let _locks = lock_vg(&self.lock_dir, name)?;
-        if scan(&self.dir)?.iter().any(|v| v.name() == name) {
-            return Err(Error::VgExists(name.to_string()));
-        }
+        self.check_name_free(name)?;
         tidy(&self.dir, name, None)?;
         let path = self.dir.join(name);
         check_new_path(&path)?;
@@ -376,6 +445,32 @@ impl Loopvg<'_> {
         self.commit_vg(&[Target::from(&pv)], &meta, &mut guard.keep)?;
         guard.publish()?;
         self.reread(name)
+    }
+
+    /// Refuses a VG name that exists anywhere on this host — on any loop device (whoever
+    /// bound it, in whichever mount namespace), in the directory, or on a block device
+    /// lvm2 would scan — as vgcreate does.
+    fn check_name_free(&self, name: &str) -> Result<()> {
+        let mut places: Vec<String> = scan_all(&self.dir)?
+            .vgs
+            .iter()
+            .filter(|v| v.name() == name)
+            .map(FoundVg::whereabouts)
+            .collect();
+        places.extend(
+            block_device_vgs()
+                .into_iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, dev)| dev.display().to_string()),
+        );
+        if places.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::VgExists {
+                name: name.to_string(),
+                whereabouts: places.join("; "),
+            })
+        }
     }
 
     /// Commits `meta` to `targets`. Once any header carries it, `keep` is set: what this
@@ -410,8 +505,20 @@ impl Loopvg<'_> {
         let _locks = lock_vg(&self.lock_dir, name)?;
         let vg = self.changeable(name, true)?;
         let disks = vg.disks(true)?;
-        let last = disks.last().ok_or_else(|| no_pv(name))?;
-        let dir = last.file.parent().unwrap_or(&self.dir).to_path_buf();
+        if disks.is_empty() {
+            return Err(no_pv(name));
+        }
+        // Next to the last file that is this namespace's (and in the directory, when one
+        // is); another namespace's path is never used here.
+        let last = disks
+            .iter()
+            .rev()
+            .find(|d| d.in_dir)
+            .or_else(|| disks.iter().rev().find(|d| d.here));
+        let dir = last
+            .and_then(|d| d.file.parent())
+            .unwrap_or(&self.dir)
+            .to_path_buf();
         let path = (2..MAX_FILES)
             .map(|n| dir.join(format!("{name}{n:02}")))
             .find(|p| name_free(p))
@@ -449,6 +556,7 @@ impl Loopvg<'_> {
         let (Some(last_pv), Some(&last)) = (vg.pvs.last(), disks.last()) else {
             return Err(no_pv(name));
         };
+        let last = here(&vg, last)?;
         let first_area = last.label.metadata_areas.first().map_or(0, |a| a.offset);
         if last.mdas.iter().any(|m| m.start > first_area) {
             return Err(Error::InUse {
@@ -511,18 +619,29 @@ impl Loopvg<'_> {
     /// `loopvg list [NAME]`.
     pub fn list(&self, name: Option<&str>) -> Result<Vec<VgReport>> {
         if let Some(n) = name {
-            check_name(n)?;
-            return Ok(vec![self.reread(n)?]);
+            return self.find_all(n)?.iter().map(report).collect();
         }
         Ok(self.survey()?.0)
     }
 
-    /// `loopvg list`: every VG, and the PVs whose LVM metadata failed a check (which
-    /// hold no VG that can be listed; the binary warns about them).
-    pub fn survey(&self) -> Result<(Vec<VgReport>, Vec<CorruptPv>)> {
+    /// The VG `name` whose files are in the directory, `None` when there is none (a VG
+    /// of that name elsewhere on the host is not this directory's: `None` too). What
+    /// stackplumb's volume step asks.
+    pub fn here(&self, name: &str) -> Result<Option<VgReport>> {
+        match self.find(name) {
+            Ok(vg) => Ok(Some(report(&vg)?)),
+            Err(Error::VgNotFound { .. } | Error::VgElsewhere { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `loopvg list`: every VG on this host's loop devices and in the directory, the PVs
+    /// whose LVM metadata failed a check (which hold no VG that can be listed), and the
+    /// loop devices that could not be asked what they hold (the binary warns about both).
+    pub fn survey(&self) -> Result<(Vec<VgReport>, Vec<CorruptPv>, Vec<String>)> {
         let found = scan_all(&self.dir)?;
         let vgs = found.vgs.iter().map(report).collect::<Result<_>>()?;
-        Ok((vgs, found.corrupt))
+        Ok((vgs, found.corrupt, found.skipped))
     }
 
     /// `loopvg activate [NAME]`: binds every unbound backing file of the VG (of every VG
@@ -535,28 +654,26 @@ impl Loopvg<'_> {
                 check_name(n)?;
                 vec![n.to_string()]
             }
-            None => {
-                let dir = fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
-                let in_dir =
-                    |d: &PvOnDisk| d.file.starts_with(&dir) || d.file.starts_with(&self.dir);
-                scan(&self.dir)?
-                    .iter()
-                    .filter(|v| v.pvs.iter().any(|p| p.disk.as_ref().is_some_and(in_dir)))
-                    .map(|v| v.name().to_string())
-                    .collect()
-            }
+            None => scan_all(&self.dir)?
+                .vgs
+                .iter()
+                .filter(|v| v.in_dir())
+                .map(|v| v.name().to_string())
+                .collect(),
         };
         for name in &names {
             let _locks = lock_vg(&self.lock_dir, name)?;
             let vg = self.finished(name)?;
             let mut bound = Vec::new();
             let disks = vg.disks(false)?;
-            for disk in &disks {
+            for disk in disks.iter().filter(|d| d.dev.is_none()) {
                 check_bindable(&disk.file)?;
+                vg.sure_unbound()?;
             }
             for disk in disks {
-                if disk.dev.is_some() || loopdev::find_by_file(&disk.file).ok().flatten().is_some()
-                {
+                // Bound already — here or from another mount namespace: the scan asked
+                // the kernel for every device's file; it is never bound twice.
+                if disk.dev.is_some() {
                     continue;
                 }
                 let attached = open_backing(&disk.file)
@@ -592,6 +709,9 @@ impl Loopvg<'_> {
     }
 
     fn bound_unheld(&self, vg: &FoundVg) -> Result<Vec<LoopDevice>> {
+        for d in vg.pvs.iter().filter_map(|p| p.disk.as_ref()) {
+            here(vg, d)?;
+        }
         let devs: Vec<LoopDevice> = vg.pvs.iter().filter_map(|p| p.disk.as_ref()?.dev).collect();
         if let Some(d) = devs.iter().find(|d| d.has_holders()) {
             return Err(Error::InUse {
@@ -625,6 +745,12 @@ impl Loopvg<'_> {
         }
         let disks = vg.disks(false)?;
         let devs = self.bound_unheld(&vg)?;
+        for d in &disks {
+            here(&vg, d)?;
+        }
+        if disks.iter().any(|d| d.dev.is_none()) {
+            vg.sure_unbound()?;
+        }
         for d in &disks {
             let path = d.write_path();
             let disk = self

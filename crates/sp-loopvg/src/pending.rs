@@ -10,7 +10,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
-use sp_kernel::loopdev::{self, LoopDevice};
+use sp_kernel::loopdev::{self, FileId, LoopDevice};
 
 use crate::error::{io, Error, Result};
 use crate::ondisk::{FoundVg, PvOnDisk};
@@ -159,8 +159,17 @@ pub fn tidy(dir: &Path, name: &str, vg: Option<&FoundVg>) -> Result<bool> {
                 changed = true;
             }
         } else {
-            if let Some(dev) = loopdev::find_by_file(&path).ok().flatten() {
-                dev.detach()?;
+            // Left alone while some loop device cannot be asked what it holds: it may be
+            // bound to this file.
+            let Ok(bound) = loopdev::bound() else {
+                continue;
+            };
+            if bound.iter().any(|b| b.backing.is_err()) {
+                continue;
+            }
+            let id = FileId::of_path(&path).ok();
+            if let Some(b) = bound.iter().find(|b| id.is_some_and(|id| b.is(id))) {
+                b.dev.detach()?;
             }
             fs::remove_file(&path).map_err(io(format!("delete {}", path.display())))?;
             changed = true;

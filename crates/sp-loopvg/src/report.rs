@@ -38,9 +38,13 @@ pub struct PvReport {
     /// `/dev/loopN` when bound.
     #[serde(serialize_with = "lossy_path")]
     pub device: Option<PathBuf>,
-    /// In JSON, a path that is not UTF-8 has U+FFFD in place of its bad bytes.
+    /// In JSON, a path that is not UTF-8 has U+FFFD in place of its bad bytes. When
+    /// `file_here` is false, the name the kernel gives the file (its path in the mount
+    /// namespace that bound it), which is not that file here.
     #[serde(serialize_with = "lossy_path")]
     pub file: Option<PathBuf>,
+    /// Whether `file` is the backing file in this mount namespace (by identity).
+    pub file_here: bool,
     /// `pv_size` in bytes as `pvs` reports it for a PV in a VG: `pe_count` extents.
     pub size: u64,
     /// The metadata's `dev_size`, in bytes.
@@ -84,6 +88,7 @@ pub fn report(vg: &FoundVg) -> Result<VgReport> {
                 uuid: pv.meta.id.to_string(),
                 device: pv.disk.as_ref().and_then(|d| d.dev).map(|d| d.path()),
                 file: pv.disk.as_ref().map(|d| d.file.clone()),
+                file_here: pv.disk.as_ref().is_some_and(|d| d.here),
                 size: pv.meta.pe_count.saturating_mul(extent),
                 recorded_size: pv.meta.dev_size.saturating_mul(SECTOR),
                 file_size: pv.disk.as_ref().map(|d| d.file_size),

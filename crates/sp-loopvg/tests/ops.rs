@@ -690,3 +690,93 @@ fn real_lvm2_waits_while_loopvg_holds_the_vg_lock() {
     assert!(vgs.wait().unwrap().success());
     assert!(t.elapsed().as_millis() >= 1200);
 }
+
+/// `--dir` names the VGs loopvg changes: a VG whose files are in another directory is
+/// listed (VG names are host-wide) but never removed, deactivated, extended or activated
+/// from here, and its name cannot be created again (what `stackplumb destroy --purge`
+/// and the demo rely on).
+#[test]
+fn a_vg_of_another_directory_is_seen_but_never_touched() {
+    let (s, lv) = scene("otherdir", "elsewherevg", &["+32M"]);
+    let other = Scratch::new("otherdir-2");
+    let lv2 = loopvg(&other);
+    let before = lv.list(Some("elsewherevg")).unwrap().remove(0);
+    assert_eq!(lv2.list(Some("elsewherevg")).unwrap(), vec![before.clone()]);
+    assert!(lv2.here("elsewherevg").unwrap().is_none());
+    assert_eq!(lv.here("elsewherevg").unwrap(), Some(before.clone()));
+    let elsewhere = |e: Error| {
+        assert!(
+            matches!(e, Error::VgElsewhere { .. }),
+            "{e}: not refused as another directory's"
+        );
+        assert!(e.to_string().contains("nothing was changed"), "{e}");
+    };
+    elsewhere(lv2.remove("elsewherevg", false).unwrap_err());
+    elsewhere(lv2.remove("elsewherevg", true).unwrap_err());
+    elsewhere(lv2.deactivate("elsewherevg").unwrap_err());
+    elsewhere(lv2.extend("elsewherevg", "+8M").unwrap_err());
+    elsewhere(lv2.grow("elsewherevg", "+8M").unwrap_err());
+    elsewhere(lv2.activate(Some("elsewherevg")).unwrap_err());
+    assert!(lv2.activate(None).unwrap().is_empty());
+    let e = lv2.create("elsewherevg", "32M", false).unwrap_err();
+    assert!(matches!(e, Error::VgExists { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("A volume group called elsewherevg already exists"),
+        "{e}"
+    );
+    assert!(other.files().is_empty() && other.bound().is_empty());
+    assert_eq!(lv.list(Some("elsewherevg")).unwrap(), vec![before.clone()]);
+    assert_agrees(&s, &before);
+}
+
+/// A zram device of the test's own (`hot_add`), reset and removed on drop.
+struct Zram(u32);
+
+impl Zram {
+    fn new(size: &str) -> Zram {
+        let id = std::fs::read_to_string("/sys/class/zram-control/hot_add")
+            .expect("zram hot_add (CONFIG_ZRAM)");
+        let z = Zram(id.trim().parse().unwrap());
+        std::fs::write(format!("/sys/block/zram{}/disksize", z.0), size).unwrap();
+        for _ in 0..100 {
+            if Path::new(&z.path()).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(Path::new(&z.path()).exists(), "{} did not appear", z.path());
+        z
+    }
+
+    fn path(&self) -> String {
+        format!("/dev/zram{}", self.0)
+    }
+}
+
+impl Drop for Zram {
+    fn drop(&mut self) {
+        let _ = std::fs::write(format!("/sys/block/zram{}/reset", self.0), "1");
+        let _ = std::fs::write("/sys/class/zram-control/hot_remove", self.0.to_string());
+    }
+}
+
+/// VG names are host-wide: a VG lvm2 made on another block device (a zram device of the
+/// test's own: this kernel reads no partition tables) makes `create` of its name fail
+/// as vgcreate would, and that device is only read.
+#[test]
+fn a_vg_name_on_another_block_device_is_refused_by_create() {
+    require::root();
+    let zram = Zram::new("64M");
+    let dev = zram.path();
+    let lvm = Lvm::new(vec![dev.clone()]).with_type("zram");
+    lvm.run(&["pvcreate", &dev]);
+    lvm.run(&["vgcreate", "zramvg", &dev]);
+    let before = lvm.vgs("zramvg");
+    let s = Scratch::new("blockdev");
+    let e = loopvg(&s).create("zramvg", "32M", false).unwrap_err();
+    assert!(matches!(e, Error::VgExists { .. }), "{e}");
+    assert!(e.to_string().contains(&dev), "{e} does not name {dev}");
+    assert!(s.files().is_empty() && s.bound().is_empty());
+    assert_eq!(lvm.vgs("zramvg"), before, "lvm2's VG is as it was");
+}

@@ -1,8 +1,9 @@
 //! `stackplumb demo`: the guide's two-node cloud built in a sandbox on this machine, the
 //! guide's checks (10-4, 10-5, 12-x) run against it natively, and everything torn down.
 //! The sandbox is a network + mount namespace of its own: the host's interfaces are
-//! never touched. Loop devices are global, so Cinder's are released and its files
-//! removed at the end.
+//! never touched. Loop devices are global, so Cinder's VG has a name of the run's own
+//! (its work directory's, `stackplumb-demo-XXXXXX`), its loop devices are released and
+//! its files removed at the end — only that VG's, found by its files' identity.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -102,6 +103,23 @@ fn cfg_size(plans: &[NodePlan]) -> String {
         .unwrap_or_default()
 }
 
+/// The demo's own VG name: its mkdtemp work directory's name (`stackplumb-demo-XXXXXX`,
+/// letters and digits after the prefix), so no two live demos share one and it is never
+/// the host's `cinder-volumes`.
+pub fn vg_name(work: &Path) -> String {
+    work.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("stackplumb-demo-") && sp_lvm_name_ok(n))
+        .unwrap_or_else(|| format!("stackplumb-demo-{}", std::process::id()))
+}
+
+/// lvm2's VG name characters (the name is also checked by loopvg before use).
+fn sp_lvm_name_ok(n: &str) -> bool {
+    n.len() < 128
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+}
+
 /// Whether `target` answers an ICMP echo from `node` out of `eth0`.
 fn pings(node: &str, target: &str) -> Result<bool> {
     let ip: IpAddr = target.parse().expect("literal");
@@ -125,7 +143,14 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
     let etc = work.join("etc");
     sp_config::guide::write_guide_files(&etc)
         .map_err(|e| sp_kernel::Error::io("write the guide's files", e))?;
-    let cfg = GuideConfig::load(&etc).map_err(|e| Error::Preflight(e.to_string()))?;
+    let mut cfg = GuideConfig::load(&etc).map_err(|e| Error::Preflight(e.to_string()))?;
+    // VG names are host-wide (the loop devices are the host's): the demo's is its own,
+    // never the host's `cinder-volumes`.
+    cfg.cinder.volume_group = vg_name(work);
+    report(Line::Step(format!(
+        "Cinder's volume group for this run: {} (VG names are host-wide; the host's are left alone)",
+        cfg.cinder.volume_group
+    )));
     let dirs = Dirs::new(work.join("state"), work.join("cinder"));
     let plans: Vec<NodePlan> =
         plan(&Topology::guide(), &cfg, &dirs.state).map_err(|e| Error::Preflight(e.join("; ")))?;
@@ -202,18 +227,28 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
             dir: dirs.cinder.clone(),
             ..Default::default()
         }
-        .list(Some(&cfg.cinder.volume_group));
+        .here(&cfg.cinder.volume_group);
         match vg {
-            Ok(v) => check(
+            Ok(Some(v)) => check(
                 report,
                 &mut ok,
                 format!(
                     "12-x: volume group {} on loop files, {:.2} GiB usable ({} configured)",
-                    v[0].name,
-                    v[0].size as f64 / f64::from(1u32 << 30),
+                    v.name,
+                    v.size as f64 / f64::from(1u32 << 30),
                     cfg_size(&plans)
                 ),
-                v[0].active,
+                v.active,
+            ),
+            Ok(None) => check(
+                report,
+                &mut ok,
+                format!(
+                    "12-x: volume group {} not found in {}",
+                    cfg.cinder.volume_group,
+                    dirs.cinder.display()
+                ),
+                false,
             ),
             Err(e) => check(report, &mut ok, format!("12-x: volume group: {e}"), false),
         }

@@ -198,16 +198,18 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
     // 7. Cinder's volume group: made once, bound again after a reboot.
     if let Some(c) = &plan.cinder {
         let lv = loopvg(dirs);
-        match lv.list(Some(&c.volume_group)) {
-            Ok(vgs) if vgs.iter().all(|v| v.active) => {}
-            Ok(_) => {
+        // The VG whose files are Cinder's directory (by identity); a same-named VG
+        // elsewhere on the host is not ours, and create refuses its name.
+        match lv.here(&c.volume_group) {
+            Ok(Some(v)) if v.active => {}
+            Ok(Some(_)) => {
                 lv.activate(Some(&c.volume_group))?;
                 changes.push(Change::new(
                     format!("volume group {}", c.volume_group),
                     "activated",
                 ));
             }
-            Err(sp_loopvg::Error::VgNotFound { .. }) => {
+            Ok(None) => {
                 lv.create(&c.volume_group, &c.size, false)?;
                 changes.push(Change::new(
                     format!("volume group {}", c.volume_group),
@@ -286,22 +288,24 @@ pub async fn take_down(
     let mut changes = Vec::new();
     if let Some(c) = &plan.cinder {
         let lv = loopvg(dirs);
-        match lv.list(Some(&c.volume_group)) {
-            Ok(_) if purge => {
+        // Only the VG whose files are in Cinder's directory: never a same-named VG
+        // elsewhere on the host.
+        match lv.here(&c.volume_group) {
+            Ok(Some(_)) if purge => {
                 lv.remove(&c.volume_group, false)?;
                 changes.push(Change::new(
                     format!("volume group {}", c.volume_group),
                     "removed with its files",
                 ));
             }
-            Ok(vgs) if vgs.iter().any(|v| v.active) => {
+            Ok(Some(v)) if v.active => {
                 lv.deactivate(&c.volume_group)?;
                 changes.push(Change::new(
                     format!("volume group {}", c.volume_group),
                     "deactivated (files kept)",
                 ));
             }
-            Ok(_) | Err(sp_loopvg::Error::VgNotFound { .. }) => {}
+            Ok(_) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -440,8 +444,8 @@ pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<It
     }
     if let Some(c) = &plan.cinder {
         let active = loopvg(dirs)
-            .list(Some(&c.volume_group))
-            .is_ok_and(|vgs| vgs.iter().all(|v| v.active));
+            .here(&c.volume_group)
+            .is_ok_and(|v| v.is_some_and(|v| v.active));
         item(
             format!("volume group {} ({})", c.volume_group, c.size),
             active,

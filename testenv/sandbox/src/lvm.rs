@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
+
+use sp_kernel::loopdev::{self, FileId, LoopDevice};
 
 use crate::require;
 
@@ -70,28 +73,44 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         for dev in self.bound() {
+            if let Some(n) = dev.strip_prefix("/dev/loop").and_then(|n| n.parse().ok()) {
+                let _ = LoopDevice::from_index(n).node();
+            }
             let _ = Command::new("losetup").args(["-d", &dev]).status();
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
-/// Loop devices bound to files under `dir` (from sysfs).
+/// Loop devices bound to files under `dir`, by the kernel's identity of the backing file
+/// (`LOOP_GET_STATUS64` against `stat` of every file under `dir`): another mount
+/// namespace's file at the same path is not one of them. A device whose file was deleted
+/// while bound (the kernel's name ends in `" (deleted)"`) and whose name lies under `dir`
+/// counts too, so a test still sees what was left bound after its files went.
 pub fn bound_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/sys/block").into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("loop") {
-            continue;
+    let mut ids = HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                ids.insert(FileId::of(&m));
+            }
         }
-        // Bytes: a backing file's name need not be UTF-8.
-        if let Ok(mut f) = fs::read(e.path().join("loop/backing_file")) {
-            if f.last() == Some(&b'\n') {
-                f.pop();
-            }
-            if Path::new(std::ffi::OsStr::from_bytes(&f)).starts_with(dir) {
-                out.push(format!("/dev/{name}"));
-            }
+    }
+    let mut out = Vec::new();
+    for b in loopdev::bound().unwrap_or_default() {
+        let name = b.name.as_os_str().as_bytes();
+        let deleted = name
+            .strip_suffix(b" (deleted)")
+            .is_some_and(|n| Path::new(std::ffi::OsStr::from_bytes(n)).starts_with(dir))
+            && b.backing.as_ref().is_ok_and(|id| !ids.contains(id));
+        if b.backing.as_ref().is_ok_and(|id| ids.contains(id)) || deleted {
+            out.push(b.dev.path().display().to_string());
         }
     }
     out.sort();
@@ -101,16 +120,36 @@ pub fn bound_under(dir: &Path) -> Vec<String> {
 /// Real lvm2, restricted to `devices`.
 pub struct Lvm {
     pub devices: Vec<String>,
+    /// Device types lvm2 does not know by default (`devices/types`), e.g. `zram`.
+    types: Vec<String>,
 }
 
 impl Lvm {
+    /// Every `/dev/loopN` among `devices` gets its node first when missing (a private
+    /// `/dev` in a container or a test), so lvm2 sees every PV.
     pub fn new(devices: Vec<String>) -> Self {
         require::program("lvm", "lvm2");
+        for d in &devices {
+            if let Some(n) = d.strip_prefix("/dev/loop").and_then(|n| n.parse().ok()) {
+                LoopDevice::from_index(n)
+                    .node()
+                    .unwrap_or_else(|e| panic!("device node {d}: {e}"));
+            }
+        }
         assert!(
             !devices.is_empty(),
             "an lvm2 oracle needs devices to look at"
         );
-        Lvm { devices }
+        Lvm {
+            devices,
+            types: Vec::new(),
+        }
+    }
+
+    /// Also accepts block devices of driver `kind` (lvm2's `devices/types`), e.g. zram.
+    pub fn with_type(mut self, kind: &str) -> Self {
+        self.types.push(kind.to_string());
+        self
     }
 
     /// Restricted to every loop device bound to a file of `scratch`.
@@ -124,8 +163,14 @@ impl Lvm {
             .iter()
             .map(|d| format!("\"a|^{d}$|\","))
             .collect();
+        let types: Vec<String> = self.types.iter().map(|t| format!("\"{t}\", 16")).collect();
+        let types = if types.is_empty() {
+            String::new()
+        } else {
+            format!("types=[{}] ", types.join(", "))
+        };
         format!(
-            "devices {{ use_devicesfile=0 hints=\"none\" filter=[{accept}\"r|.*|\"] \
+            "devices {{ use_devicesfile=0 hints=\"none\" {types}filter=[{accept}\"r|.*|\"] \
              global_filter=[{accept}\"r|.*|\"] }} \
              activation {{ udev_sync=0 udev_rules=0 }} backup {{ backup=0 archive=0 }}"
         )
