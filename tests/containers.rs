@@ -224,3 +224,39 @@ fn the_demo_holds_in_a_privileged_container_and_leaves_nothing() {
         "loop devices left by the demo in a container"
     );
 }
+
+/// A job that did not ask for `--privileged` is told which setting it lacks, and nothing
+/// is left of the attempt.
+#[test]
+fn a_container_without_loop_devices_is_told_what_to_add() {
+    let rootfs = podman::debian_rootfs();
+    let files = HostDir::new("unpriv");
+    let name = vg("unpriv");
+    // With CAP_MKNOD (not among podman's defaults) the device cgroup still refuses the
+    // node.
+    let c = Container::with_flags(&rootfs, &["--cap-add", "SYS_ADMIN", "--cap-add", "MKNOD"])
+        .volume(&files.0, "/var/lib/cinder");
+    let out = c.sh(&format!("/opt/sp/loopvg create {name} 64M"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        err.contains("device cgroup") && err.contains("--device /dev/loop-control"),
+        "{err}"
+    );
+    // podman's default capabilities lack CAP_MKNOD: that is what is named.
+    let c = Container::with_flags(&rootfs, &["--cap-add", "SYS_ADMIN"])
+        .volume(&files.0, "/var/lib/cinder");
+    let out = c.sh(&format!("/opt/sp/loopvg create {name} 64M"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        err.contains("CAP_MKNOD") && err.contains("--cap-add MKNOD"),
+        "{err}"
+    );
+    assert!(podman::bound_by_identity(&files.0).is_empty());
+    assert_eq!(
+        std::fs::read_dir(&files.0).unwrap().count(),
+        0,
+        "a file was left"
+    );
+}

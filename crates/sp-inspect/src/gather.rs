@@ -215,7 +215,10 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
             f.pids.first().copied(),
         )
     });
-    if !scan.hidden.is_empty() {
+    // Only a missing CAP_SYS_PTRACE is reported: with it, what is still hidden (a PID 1
+    // of another user namespace or a security module's) is nothing a flag would change.
+    let without_ptrace = !sp_kernel::caps::missing(&[sp_kernel::caps::Cap::SysPtrace]).is_empty();
+    if without_ptrace && !scan.hidden.is_empty() {
         problems.push(Problem {
             severity: Severity::Warning,
             kind: ProblemKind::HiddenProcesses,

@@ -88,6 +88,24 @@ impl FileId {
 pub enum LoopError {
     #[error("no free loop device: {0} (is the loop module loaded, max_loop reached?)")]
     Exhausted(io::Error),
+    /// The device cgroup of a container refuses loop devices (EPERM on open).
+    #[error(
+        "opening {} was refused (EPERM): a container's device cgroup allows no loop \
+         devices — run it with --privileged, or with --device /dev/loop-control \
+         --device /dev/loop0 … --device /dev/loopN", .0.display()
+    )]
+    Denied(PathBuf),
+    /// A missing device node cannot be made: `why` names the container setting.
+    #[error(
+        "cannot make the device node {} (mknod: {source}): {why} — run it with \
+         --privileged, or pass the devices with --device /dev/loop-control --device \
+         /dev/loop0 … --device /dev/loopN", path.display()
+    )]
+    NoNode {
+        path: PathBuf,
+        source: io::Error,
+        why: &'static str,
+    },
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
 }
@@ -164,11 +182,7 @@ impl LoopDevice {
     /// The device opened read-only (its node made first when missing).
     pub fn open_read(&self) -> Result<File, LoopError> {
         ensure_block_node(self.index)?;
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(self.path())
-            .map_err(io_err(format!("open {}", self.path().display())))
+        open_dev(&self.path(), false)
     }
 
     /// The bound file's identity as the kernel knows it (`LOOP_GET_STATUS64`), `None`
@@ -197,12 +211,7 @@ impl LoopDevice {
 
     fn open(&self) -> Result<File, LoopError> {
         ensure_block_node(self.index)?;
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(self.path())
-            .map_err(io_err(format!("open {}", self.path().display())))
+        open_dev(&self.path(), true)
     }
 
     /// Re-reads the backing file's size (after the file grew).
@@ -241,6 +250,20 @@ pub fn ensure_block_node(index: u32) -> Result<(), LoopError> {
     make_node(&path, SFlag::S_IFBLK, (major, minor))
 }
 
+/// Opens a device node; EPERM (the device cgroup's answer, where missing permission
+/// bits give EACCES) is [`LoopError::Denied`].
+fn open_dev(path: &Path, write: bool) -> Result<File, LoopError> {
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EPERM) => LoopError::Denied(path.to_path_buf()),
+            _ => io_err(format!("open {}", path.display()))(e),
+        })
+}
+
 fn make_node(path: &Path, kind: SFlag, (major, minor): (u64, u64)) -> Result<(), LoopError> {
     match mknod(
         path,
@@ -249,6 +272,17 @@ fn make_node(path: &Path, kind: SFlag, (major, minor): (u64, u64)) -> Result<(),
         makedev(major, minor),
     ) {
         Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e @ (Errno::EPERM | Errno::EROFS)) => Err(LoopError::NoNode {
+            path: path.to_path_buf(),
+            source: e.into(),
+            why: if e == Errno::EROFS {
+                "the container's /dev is read-only"
+            } else if !crate::caps::missing(&[crate::caps::Cap::Mknod]).is_empty() {
+                "the container lacks CAP_MKNOD (--cap-add MKNOD)"
+            } else {
+                "a container's device cgroup allows no loop devices"
+            },
+        }),
         Err(e) => Err(io_err(format!("mknod {}", path.display()))(e.into())),
     }
 }
@@ -257,12 +291,10 @@ fn get_free() -> Result<u32, LoopError> {
     if !Path::new(LOOP_CONTROL).exists() {
         make_node(Path::new(LOOP_CONTROL), SFlag::S_IFCHR, LOOP_CONTROL_DEV)?;
     }
-    let ctl = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(LOOP_CONTROL)
-        .map_err(LoopError::Exhausted)?;
+    let ctl = open_dev(Path::new(LOOP_CONTROL), true).map_err(|e| match e {
+        LoopError::Io { source, .. } => LoopError::Exhausted(source),
+        other => other,
+    })?;
     // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns an index.
     let n = unsafe { loop_ctl_get_free(ctl.as_raw_fd()) }
         .map_err(|e| LoopError::Exhausted(e.into()))?;

@@ -262,16 +262,31 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
         }
         Ok(())
     })();
-    // Always taken down, whatever happened.
+    // Always taken down, whatever happened — every node, even when one fails (a node
+    // left standing would keep its dnsmasq and loop devices).
+    let mut down = Ok(());
     for p in plans.iter().rev() {
-        let changes =
-            Netlink::block_on_in(&p.node, async |nl| take_down(&nl, p, &dirs, true).await)??;
-        report(Line::Step(format!(
-            "stackplumb destroy --purge on {}: {} changes",
-            p.node,
-            changes.len()
-        )));
+        match Netlink::block_on_in(&p.node, async |nl| take_down(&nl, p, &dirs, true).await)
+            .map_err(Error::from)
+            .and_then(|r| r)
+        {
+            Ok(changes) => report(Line::Step(format!(
+                "stackplumb destroy --purge on {}: {} changes",
+                p.node,
+                changes.len()
+            ))),
+            Err(e) => {
+                report(Line::Check(
+                    format!("stackplumb destroy --purge on {}: {e}", p.node),
+                    false,
+                ));
+                if down.is_ok() {
+                    down = Err(e);
+                }
+            }
+        }
     }
     outcome?;
+    down?;
     Ok(ok)
 }

@@ -56,6 +56,16 @@ impl Container {
     /// and limits above 65535 here, are refused by runc on this VM: "error setting
     /// rlimits … operation not permitted").
     pub fn privileged(rootfs: &Path) -> Self {
+        Self::new(rootfs, &["--privileged"])
+    }
+
+    /// A container with `flags` instead of `--privileged` (`--cap-add SYS_ADMIN`,
+    /// `--device …`): what a job gets that asked for less.
+    pub fn with_flags(rootfs: &Path, flags: &[&str]) -> Self {
+        Self::new(rootfs, flags)
+    }
+
+    fn new(rootfs: &Path, flags: &[&str]) -> Self {
         require::program("podman", "podman");
         require::program("runc", "runc");
         let bin = crate::workspace_bin("stackplumb");
@@ -65,7 +75,6 @@ impl Container {
             "runc".into(),
             "run".into(),
             "--rm".into(),
-            "--privileged".into(),
             "--init".into(),
             "--network".into(),
             "none".into(),
@@ -79,7 +88,10 @@ impl Container {
             format!("{}:O", rootfs.display()),
         ];
         // --rootfs must come last before the command: keep it there.
-        Container { args }
+        let mut c = Container { args };
+        let at = c.args.len() - 2;
+        c.args.splice(at..at, flags.iter().map(|f| f.to_string()));
+        c
     }
 
     /// Binds host directory `host` at `inside`.
