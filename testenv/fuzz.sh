@@ -4,6 +4,8 @@
 #
 #   testenv/fuzz.sh TARGET SECONDS    one target (names: testenv/fuzz/src/bin/*.rs)
 #   testenv/fuzz.sh all SECONDS       every target in turn, SECONDS each
+#   FUZZ_KEEP_GOING=1 testenv/fuzz.sh ...   do not stop at the first crash (libFuzzer's
+#                                     -fork=1 -ignore_crashes=1): every crash is saved
 #
 # Builds testenv/fuzz in release mode with debug assertions and overflow checks, runs
 # TARGET for SECONDS on testenv/fuzz/corpus/<target> (kept, not committed) seeded from
@@ -50,6 +52,23 @@ bins=()
 for t in "${run[@]}"; do bins+=(--bin "$t"); done
 cargo build --release --locked --target "$host" "${bins[@]}"
 
+keep_going=()
+if [ "${FUZZ_KEEP_GOING:-0}" = 1 ]; then
+    keep_going=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
+fi
+
+# What each finding is: its panic location (or abort, or slowness), replayed once.
+classify() {
+    local bin=$1 f=$2 why
+    case $(basename "$f") in
+    slow-*) echo "slower than 100 ms"; return ;;
+    esac
+    why=$(timeout 20 "$bin" "$f" 2>&1 |
+        grep -m1 -oE "panicked at [^ ]+|has overflowed its stack|ERROR: libFuzzer: [a-z -]+|memory allocation of [0-9]+ bytes failed" ||
+        true)
+    echo "${why:-no longer fails}"
+}
+
 status=0
 summary=()
 for t in "${run[@]}"; do
@@ -58,17 +77,24 @@ for t in "${run[@]}"; do
     mkdir -p "$corpus" "$findings"
     before=$(find "$findings" -type f | wc -l)
     log=$(mktemp)
+    stamp=$(mktemp) # findings are the files newer than this
     echo "== $t: ${seconds}s"
     set +e
     SP_FUZZ_SLOW_DIR=$findings SP_FUZZ_SLOW_MS=100 \
         "target/$host/release/$t" "$corpus" "seeds/$t" \
         -max_total_time="$seconds" -timeout=1 -rss_limit_mb=2048 \
-        -artifact_prefix="$findings/" -print_final_stats=1 2>&1 | tee "$log" |
-        grep -E --line-buffered 'INITED|pulse|SLOW:|ERROR|panicked|overflowed|Done'
+        -artifact_prefix="$findings/" -print_final_stats=1 "${keep_going[@]}" 2>&1 |
+        tee "$log" |
+        grep -E --line-buffered 'INITED|pulse|SLOW:|ERROR|panicked|overflowed|Done|^#[0-9]+: .*job: [0-9]*0 '
     rc=${PIPESTATUS[0]}
     set -e
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    if [ ${#keep_going[@]} -gt 0 ]; then
+        # Fork mode prints "#RUNS: cov: ... time: Ns job: ..." instead of final stats.
+        runs=$(sed -n 's/^#\([0-9]*\): cov:.*/\1/p' "$log" | tail -1)
+        [ -n "$runs" ] && speed=$((runs / seconds))
+    fi
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
     after=$(find "$findings" -type f | wc -l)
     new=$((after - before))
@@ -76,11 +102,14 @@ for t in "${run[@]}"; do
     if [ "$rc" -ne 0 ] || [ "$new" -ne 0 ]; then
         status=1
         echo "== $t: findings in testenv/fuzz/$findings/:"
-        find "$findings" -type f -newer "$log" -printf '   %p (%s bytes)\n' 2>/dev/null || true
-        grep -E -A3 'panicked at|overflowed|ERROR: libFuzzer|SLOW:' "$log" | head -40 || true
+        while IFS= read -r f; do
+            printf '%s\t%s\n' "$(classify "target/$host/release/$t" "$f")" "$f"
+        done < <(find "$findings" -type f -newer "$stamp") |
+            sort | awk -F'\t' '{ n[$1]++; if (!($1 in ex)) ex[$1] = $2 }
+                END { for (k in n) printf "   %d× %s, e.g. testenv/fuzz/%s\n", n[k], k, ex[k] }'
     fi
     summary+=("$t ${seconds}s ${runs:-?} execs ${speed:-?}/s findings $new rc $rc")
-    rm -f "$log"
+    rm -f "$log" "$stamp"
 done
 echo "== summary"
 printf '   %s\n' "${summary[@]}"
