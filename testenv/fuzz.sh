@@ -6,6 +6,7 @@
 #   testenv/fuzz.sh all SECONDS       every target in turn, SECONDS each
 #   FUZZ_KEEP_GOING=1 testenv/fuzz.sh ...   do not stop at the first crash (libFuzzer's
 #                                     -fork=1 -ignore_crashes=1): every crash is saved
+#   FUZZ_STACK_KB=N                   the fuzzer's stack (default 128 KiB, see below)
 #
 # Builds testenv/fuzz in release mode with debug assertions and overflow checks, runs
 # TARGET for SECONDS on testenv/fuzz/corpus/<target> (kept, not committed) seeded from
@@ -57,14 +58,21 @@ if [ "${FUZZ_KEEP_GOING:-0}" = 1 ]; then
     keep_going=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
 fi
 
+# A small stack makes unbounded recursion show within libFuzzer's 4 KiB inputs (the
+# seeds and regression inputs of every target that bounds its nesting pass with it; at
+# 64 KiB toml's own nesting limit no longer fits);
+# a stack-overflow finding goes into regressions/ deepened (×100000) so that it also
+# overflows the test threads' 2 MiB.
+stack_kb=${FUZZ_STACK_KB:-128}
+
 # What each finding is: its panic location (or abort, or slowness), replayed once.
 classify() {
     local bin=$1 f=$2 why
     case $(basename "$f") in
     slow-*) echo "slower than 100 ms"; return ;;
     esac
-    why=$(timeout 20 "$bin" "$f" 2>&1 |
-        grep -m1 -oE "panicked at [^ ]+|has overflowed its stack|ERROR: libFuzzer: [a-z -]+|memory allocation of [0-9]+ bytes failed" ||
+    why=$( (ulimit -s "$stack_kb" && timeout 20 "$bin" "$f") 2>&1 |
+        grep -m1 -oE "panicked at [^ ]+|has overflowed its stack|SIGSEGV in the target|ERROR: libFuzzer: [a-z -]+|memory allocation of [0-9]+ bytes failed" ||
         true)
     echo "${why:-no longer fails}"
 }
@@ -78,12 +86,12 @@ for t in "${run[@]}"; do
     before=$(find "$findings" -type f | wc -l)
     log=$(mktemp)
     stamp=$(mktemp) # findings are the files newer than this
-    echo "== $t: ${seconds}s"
+    echo "== $t: ${seconds}s, stack ${stack_kb} KiB"
     set +e
-    SP_FUZZ_SLOW_DIR=$findings SP_FUZZ_SLOW_MS=100 \
-        "target/$host/release/$t" "$corpus" "seeds/$t" \
+    (ulimit -s "$stack_kb" && SP_FUZZ_SLOW_DIR=$findings SP_FUZZ_SLOW_MS=100 \
+        exec "target/$host/release/$t" "$corpus" "seeds/$t" \
         -max_total_time="$seconds" -timeout=1 -rss_limit_mb=2048 \
-        -artifact_prefix="$findings/" -print_final_stats=1 "${keep_going[@]}" 2>&1 |
+        -artifact_prefix="$findings/" -print_final_stats=1 "${keep_going[@]}") 2>&1 |
         tee "$log" |
         grep -E --line-buffered 'INITED|pulse|SLOW:|ERROR|panicked|overflowed|Done|^#[0-9]+: .*job: [0-9]*0 '
     rc=${PIPESTATUS[0]}

@@ -2,6 +2,12 @@
 //! (a panic is a crash libFuzzer saves), timed — an input slower than the limit
 //! (`SP_FUZZ_SLOW_MS`, 100 ms by default) is written to `SP_FUZZ_SLOW_DIR` as
 //! `slow-<hash>` and reported on stderr.
+//!
+//! [`init`] runs before libFuzzer installs its signal handlers: it gives SIGSEGV a
+//! handler on an alternate stack, which libFuzzer keeps and calls first. Without it a
+//! stack overflow in a recursive parser faults again inside libFuzzer's handler (still
+//! on the exhausted stack) and the process dies without saving the input; with it the
+//! overflow becomes an abort, which libFuzzer reports and saves as a crash.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -24,6 +30,53 @@ fn settings() -> &'static Settings {
             slow_dir: std::env::var_os("SP_FUZZ_SLOW_DIR").map(Into::into),
         }
     })
+}
+
+/// Set-up before the first input (`fuzz_target!(init: ...)`).
+pub fn init() {
+    sp_fuzz_targets::warm_up();
+    // SAFETY: a fresh anonymous mapping becomes this thread's alternate signal stack for
+    // the life of the process; the handler only writes to stderr and aborts.
+    unsafe {
+        const SIZE: usize = 1 << 20;
+        let stack = libc::mmap(
+            std::ptr::null_mut(),
+            SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(stack, libc::MAP_FAILED, "mmap for the signal stack");
+        let ss = libc::stack_t {
+            ss_sp: stack,
+            ss_flags: 0,
+            ss_size: SIZE,
+        };
+        assert_eq!(
+            libc::sigaltstack(&ss, std::ptr::null_mut()),
+            0,
+            "sigaltstack"
+        );
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_segv as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut()),
+            0,
+            "sigaction"
+        );
+    }
+}
+
+extern "C" fn on_segv(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    const MSG: &[u8] = b"\nSIGSEGV in the target: a stack overflow, most likely\n";
+    // SAFETY: write(2) and abort(3) are async-signal-safe.
+    unsafe {
+        libc::write(2, MSG.as_ptr().cast(), MSG.len());
+        libc::abort();
+    }
 }
 
 /// Runs target `name` on `data`, timed.
