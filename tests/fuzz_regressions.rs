@@ -1,7 +1,7 @@
 //! Replays every file of `testenv/fuzz/regressions/<target>/` — the fuzzers' findings
 //! and hand-made nasty inputs — through the fuzz targets (`sp-fuzz-targets`): no panic,
 //! no abort, and each input under 100 ms in a release build (2 s in a debug one, which
-//! the suite builds).
+//! the suite builds), in the best of three runs when the first is just over.
 //!
 //! Each input runs in a child process (this test binary again, running only
 //! `replay_one_input` with the input named in the environment), so that a stack
@@ -42,7 +42,17 @@ fn replay_one_input() {
     sp_fuzz_targets::warm_up();
     let t0 = Instant::now();
     f(&data);
-    println!("{ELAPSED_TAG}{}", t0.elapsed().as_nanos());
+    let mut took = t0.elapsed();
+    if took > limit() && took < limit() * 5 {
+        // One run can be descheduled on a busy machine: slow is slow every time (an
+        // input five times over the limit is slow, no need to wait for it again).
+        for _ in 0..2 {
+            let t0 = Instant::now();
+            f(&data);
+            took = took.min(t0.elapsed());
+        }
+    }
+    println!("{ELAPSED_TAG}{}", took.as_nanos());
 }
 
 /// The parent's side: every input of `target` in a child; the failures, one line each.
@@ -153,7 +163,8 @@ fn how_it_ended(status: Option<ExitStatus>) -> String {
         (_, Some(6)) => "aborted (SIGABRT)".into(),
         (_, Some(11)) => "crashed (SIGSEGV)".into(),
         (_, Some(sig)) => format!("killed by signal {sig}"),
-        (Some(code), None) => format!("panicked (exit {code})"),
+        (Some(101), None) => "panicked".into(),
+        (Some(code), None) => format!("exited {code} without running the input to its end"),
         (None, None) => "ended".into(),
     }
 }

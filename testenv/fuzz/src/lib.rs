@@ -1,7 +1,7 @@
 //! What every libFuzzer binary of `src/bin` runs around its target: the target itself
 //! (a panic is a crash libFuzzer saves), timed — an input slower than the limit
-//! (`SP_FUZZ_SLOW_MS`, 100 ms by default) is written to `SP_FUZZ_SLOW_DIR` as
-//! `slow-<hash>` and reported on stderr.
+//! (`SP_FUZZ_SLOW_MS`, 100 ms by default) in the best of three runs is written to
+//! `SP_FUZZ_SLOW_DIR` as `slow-<hash>` and reported on stderr.
 //!
 //! [`init`] runs before libFuzzer installs its signal handlers: it gives SIGSEGV a
 //! handler on an alternate stack, which libFuzzer keeps and calls first. Without it a
@@ -85,14 +85,23 @@ pub fn run(name: &str, data: &[u8]) {
     let target = sp_fuzz_targets::by_name(name).expect("a target of sp-fuzz-targets");
     let t0 = Instant::now();
     target(data);
-    let took = t0.elapsed();
+    let mut took = t0.elapsed();
+    if took > s.limit && took < s.limit * 5 {
+        // On a busy machine a run can be descheduled for longer than the limit: an input
+        // just over it is slow only when it is slow every time (the best of three runs).
+        for _ in 0..2 {
+            let t0 = Instant::now();
+            target(data);
+            took = took.min(t0.elapsed());
+        }
+    }
     if took > s.limit {
         // FNV-1a names the input.
         let hash = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
         eprintln!(
-            "SLOW: {name}: {} bytes took {} ms (limit {} ms), slow-{hash:016x}",
+            "SLOW: {name}: {} bytes took {} ms at best of three runs (limit {} ms), slow-{hash:016x}",
             data.len(),
             took.as_millis(),
             s.limit.as_millis()
