@@ -9,7 +9,7 @@
 //!
 //! The targets are pure: no device, no network. The one file any of them writes is the
 //! `ini` target's copy of its own input as the dnsmasq file an ini may name, in a private
-//! directory below the temporary directory, removed again straight after.
+//! directory below the temporary directory, removed when the process exits.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -215,21 +215,34 @@ pub fn ini(data: &[u8]) {
             let _ = DhcpAgent::from_ini(&ini, Path::new("/nonexistent"));
         }
         Some(named) if named == DNSMASQ_FILE => {
-            let root = private_root();
-            let file = sp_config::guide::reroot(&root, Path::new(DNSMASQ_FILE));
-            let written = std::fs::create_dir_all(file.parent().expect("has a parent"))
-                .and_then(|()| std::fs::write(&file, data));
-            if written.is_ok() {
-                let _ = DhcpAgent::from_ini(&ini, &root);
+            if let Some(root) = private_root() {
+                let file = sp_config::guide::reroot(root, Path::new(DNSMASQ_FILE));
+                if std::fs::write(file, data).is_ok() {
+                    let _ = DhcpAgent::from_ini(&ini, root);
+                }
             }
-            let _ = std::fs::remove_dir_all(&root);
         }
         Some(_) => {}
     }
 }
 
-fn private_root() -> PathBuf {
-    std::env::temp_dir().join(format!("sp-fuzz-ini.{}", std::process::id()))
+/// `$TMPDIR/sp-fuzz-ini.<pid>` with its `neutron/` directory, made once per process and
+/// removed when the process exits normally.
+fn private_root() -> Option<&'static Path> {
+    static ROOT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    extern "C" fn remove() {
+        if let Some(Some(root)) = ROOT.get() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+    ROOT.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("sp-fuzz-ini.{}", std::process::id()));
+        std::fs::create_dir_all(root.join("neutron")).ok()?;
+        // SAFETY: registers a plain function without captures, run once at exit.
+        unsafe { libc::atexit(remove) };
+        Some(root)
+    })
+    .as_deref()
 }
 
 /// The guide's configuration (`crates/sp-config/tests/guide`), loaded once.
