@@ -159,3 +159,30 @@ fn missing_capabilities_and_a_read_only_proc_sys_are_named_before_any_change() {
     let out = cli.on("controller", &["destroy"]);
     assert!(out.status.success(), "{out:?}");
 }
+
+/// loopvg without CAP_SYS_ADMIN (a container that did not add it): named, nothing made.
+#[test]
+fn loopvg_without_cap_sys_admin_says_so_and_makes_nothing() {
+    require::root();
+    let dir = std::env::temp_dir().join(format!("sp-caps-loopvg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut create = Command::new(sp_testenv::workspace_bin("loopvg"));
+    create.arg("--dir").arg(&dir).args([
+        "create",
+        &format!("sp-caps-{}", std::process::id()),
+        "64M",
+    ]);
+    let out = without("-sys_admin", &create);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        err.contains("needs CAP_SYS_ADMIN") && err.contains("--cap-add SYS_ADMIN"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "a file was made"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -12,6 +12,8 @@ pub enum Error {
         "loopvg must run as root (it binds loop devices and takes LVM's locks in /run/lock/lvm)"
     )]
     NotRoot,
+    #[error("loopvg {0}, for its loop devices; nothing was changed")]
+    Capabilities(String),
     #[error("invalid volume group name {name:?}: {reason}")]
     InvalidName { name: String, reason: String },
     #[error("invalid {what} {path:?} for the systemd unit: {reason}")]

@@ -110,11 +110,15 @@ impl Drop for Grown {
 }
 
 fn require_root() -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        Ok(())
-    } else {
-        Err(Error::NotRoot)
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::NotRoot);
     }
+    // Loop ioctls need CAP_SYS_ADMIN: a container without it is told before any change.
+    let missing = sp_kernel::caps::missing(&[sp_kernel::caps::Cap::SysAdmin]);
+    if !missing.is_empty() {
+        return Err(Error::Capabilities(sp_kernel::caps::explain(&missing)));
+    }
+    Ok(())
 }
 
 /// Random bytes from getrandom(2): no `/dev/urandom` needed (a container's `/dev` may
