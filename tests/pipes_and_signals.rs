@@ -70,6 +70,22 @@ fn every_tool_ends_quietly_on_a_closed_pipe() {
         "netns-inspect",
         with_closed_stdout(tool("netns-inspect", &[])),
     );
+    // A full disk is not a gone reader: said on stderr, and the run fails.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = tool("netns-inspect", &["--json"])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("standard output: No space left on device"),
+        "{err}"
+    );
 }
 
 /// What a demo could leave: loop devices bound to files of a demo work directory, its

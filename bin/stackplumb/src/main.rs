@@ -195,6 +195,10 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
             lock_timeout,
         };
         let json = args.json;
+        // A SIGTERM that came while this node was looked up ends it before it starts.
+        if sp_cli::signalled().is_some() {
+            return Ok(ExitCode::SUCCESS);
+        }
         sp_orchestrate::supervise::supervise(node, &dirs(args), &opts, &mut |e| {
             print_event(&e, json)
         })?;

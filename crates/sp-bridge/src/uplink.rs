@@ -99,10 +99,12 @@ pub async fn ensure_flat(
 ) -> Result<crate::network::Network> {
     IfName::check(nic)?;
     require_link(nl, nic)?;
-    let bridge = sp_neutron::bridge_name(network_id);
-    let existed = nl.link_by_name(&bridge)?.is_some();
     let mut made = Vec::new();
     let net = crate::network::ensure_network(nl, network_id, None, &mut made).await?;
+    // Deleted on failure only when this call created it.
+    let existed = !made
+        .iter()
+        .any(|c| c.object == format!("bridge {}", net.bridge) && c.action == "created");
     if let Err(cause) = attach(nl, &net.bridge, nic, faults, &mut made).await {
         let rollback = match existed {
             true => vec![],

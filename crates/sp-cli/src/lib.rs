@@ -2,7 +2,8 @@
 //!
 //! * **A closed pipe ends a tool quietly**, as it ends `ip link | head -1`: output goes
 //!   through [`outln!`]/[`out!`]/[`errln!`]/[`err!`], which never panic; the first write that
-//!   fails (EPIPE) marks the stream closed and later ones are dropped. The work goes on
+//!   fails with EPIPE marks the stream closed and later ones are dropped. Any other
+//!   failure (a full disk) is said once on stderr and fails the run. The work goes on
 //!   to its end — a command that changes the host is never stopped half-way by its
 //!   reader going away — and [`finish`] then ends the process by SIGPIPE, as iproute2's
 //!   tools end (status 141 in a shell).
@@ -53,23 +54,37 @@ pub fn stdout_closed() -> bool {
     STDOUT_CLOSED.load(Ordering::SeqCst)
 }
 
-fn write(closed: &AtomicBool, w: &mut dyn Write, args: fmt::Arguments) {
+/// A write to standard output failed for another reason than a gone reader (a full
+/// disk, EIO): said once on stderr, and the run fails.
+static STDOUT_FAILED: AtomicBool = AtomicBool::new(false);
+
+fn write(closed: &AtomicBool, w: &mut dyn Write, args: fmt::Arguments) -> std::io::Result<()> {
     if closed.load(Ordering::SeqCst) {
-        return;
+        return Ok(());
     }
-    if w.write_fmt(args).and_then(|()| w.flush()).is_err() {
-        closed.store(true, Ordering::SeqCst);
+    match w.write_fmt(args).and_then(|()| w.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            closed.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        other => other,
     }
 }
 
 /// Writes to standard output; see [`outln!`].
 pub fn write_out(args: fmt::Arguments) {
-    write(&STDOUT_CLOSED, &mut std::io::stdout().lock(), args)
+    if let Err(e) = write(&STDOUT_CLOSED, &mut std::io::stdout().lock(), args) {
+        if !STDOUT_FAILED.swap(true, Ordering::SeqCst) {
+            write_err(format_args!(
+                "standard output: {e}; the rest of the output is lost\n"
+            ));
+        }
+    }
 }
 
-/// Writes to standard error; see [`errln!`].
+/// Writes to standard error; see [`errln!`]. A failing stderr has nowhere to be told.
 pub fn write_err(args: fmt::Arguments) {
-    write(&STDERR_CLOSED, &mut std::io::stderr().lock(), args)
+    let _ = write(&STDERR_CLOSED, &mut std::io::stderr().lock(), args);
 }
 
 /// `println!` that never panics: a closed standard output drops the line.
@@ -111,6 +126,7 @@ pub fn finish(code: ExitCode) -> ExitCode {
     }
     match signalled() {
         Some(s) => ExitCode::from(128u8.saturating_add(u8::try_from(s).unwrap_or(127))),
+        None if STDOUT_FAILED.load(Ordering::SeqCst) => ExitCode::FAILURE,
         None => code,
     }
 }

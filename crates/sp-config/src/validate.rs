@@ -22,6 +22,36 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
             errs.push(format!("{} {:?} is defined twice", name.0, name.1));
         }
     }
+    // Devices and namespaces are cut from the ids (the first 11 characters): two ids that
+    // make one name would share a bridge, a tap or a namespace.
+    let mut made = std::collections::BTreeMap::new();
+    let ports = t
+        .routers
+        .iter()
+        .flat_map(|r| r.gateway.iter().chain(&r.interfaces))
+        .map(|p| &p.port_id)
+        .chain(t.instances.iter().map(|i| &i.port_id));
+    for (what, name, owner) in t
+        .networks
+        .iter()
+        .map(|n| ("bridge", sp_neutron::bridge_name(&n.id), n.id.to_string()))
+        .chain(t.routers.iter().map(|r| {
+            (
+                "namespace",
+                sp_neutron::qrouter_namespace(&r.id),
+                r.id.to_string(),
+            )
+        }))
+        .chain(ports.map(|p| ("device", sp_neutron::tap_name(p), p.to_string())))
+    {
+        if let Some(other) = made.insert((what, name.clone()), owner.clone()) {
+            errs.push(if other == owner {
+                format!("id {owner} is used twice")
+            } else {
+                format!("ids {other} and {owner} both make the {what} {name}")
+            });
+        }
+    }
     let ext = &cfg.l3.external_network_bridge;
     if !ext.is_empty() {
         if let Err(e) = sp_names::IfName::check(ext) {

@@ -166,6 +166,31 @@ fn an_invalid_topology_plans_nothing() {
     assert_eq!(errs, ["demo-net: VNI 4000 is outside vni_ranges (1:1000)"]);
 }
 
+/// Ids are cut to 11 characters for devices and lower-cased: two that make one name are
+/// refused, as is an id used twice — they would share a bridge, a tap or a namespace.
+#[test]
+fn ids_that_would_share_a_device_or_namespace_are_refused() {
+    let cfg = guide_config();
+    let mut t = Topology::guide();
+    // Same first 11 characters as demo-net's id.
+    t.networks[0].id = "5b6a8b87-fd00-46b5-a968-000000000000".parse().unwrap();
+    let errs = plan(&t, &cfg, Path::new("/var/lib/neutron")).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("both make the bridge brq5b6a8b87-fd")),
+        "{errs:?}"
+    );
+    let mut t = Topology::guide();
+    // vm1 given the router leg's port id in upper case: one port after lower-casing.
+    t.instances[0].port_id = "7337070D-45E1-4A2B-9C3D-1234567890AB".parse().unwrap();
+    let errs = plan(&t, &cfg, Path::new("/var/lib/neutron")).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("id 7337070d-45e1-4a2b-9c3d-1234567890ab is used twice")),
+        "{errs:?}"
+    );
+}
+
 fn guide_config() -> GuideConfig {
     GuideConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide")).unwrap()
 }

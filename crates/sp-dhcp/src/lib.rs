@@ -43,11 +43,25 @@ pub enum State {
 
 /// The pid in dnsmasq's pid file, if any.
 fn pid_of(d: &Dnsmasq) -> Option<u32> {
-    std::fs::read_to_string(d.pid_file())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    // Regular files only, read without blocking: a FIFO planted there cannot hang us.
+    files::read_config(&d.pid_file()).ok()?.trim().parse().ok()
+}
+
+/// Whether `pid` lives in namespace `ns` (any, for `None`).
+fn in_namespace(pid: u32, ns: Option<NsId>) -> bool {
+    ns.is_none_or(|id| {
+        match NsId::of_path(format!("/proc/{pid}/ns/net").as_ref()) {
+            Ok(other) => other == id,
+            // Without CAP_SYS_PTRACE the namespace of dnsmasq (running as nobody) cannot
+            // be read. The pid file, the command line (which names this network's own pid
+            // file) and the user dnsmasq drops to identify it: a healthy dnsmasq is not
+            // restarted for that, and another user's copy of its command line is not it.
+            Err(sp_kernel::Error::NotPermitted { .. }) => {
+                sp_kernel::procs::runs_as_dnsmasq_user(pid as i32)
+            }
+            Err(_) => false,
+        }
+    })
 }
 
 /// Whether `pid` runs exactly `argv` inside namespace `ns`.
@@ -60,17 +74,7 @@ fn runs(pid: u32, argv: &[String], ns: Option<NsId>) -> bool {
         .filter(|s| !s.is_empty())
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect();
-    let same_ns = ns.is_none_or(|id| {
-        match NsId::of_path(format!("/proc/{pid}/ns/net").as_ref()) {
-            Ok(other) => other == id,
-            // Without CAP_SYS_PTRACE the namespace of dnsmasq (running as nobody) cannot
-            // be read. The pid file and the command line, which names this network's
-            // own pid file, identify it: a healthy dnsmasq is not restarted for that.
-            Err(sp_kernel::Error::NotPermitted { .. }) => true,
-            Err(_) => false,
-        }
-    });
-    cmd == argv && same_ns
+    cmd == argv && in_namespace(pid, ns)
 }
 
 /// The state of `d`'s dnsmasq in `namespace`.
@@ -137,7 +141,8 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
                 // (an older configuration of this network) is ours: end it first.
                 let marker = format!("--pid-file={}", d.pid_file().display());
                 let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == marker.as_bytes()));
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == marker.as_bytes()))
+                    && in_namespace(pid, NsId::of_path(&netns::named_path(namespace)?).ok());
                 if ours {
                     end(pid)?;
                 }

@@ -190,10 +190,17 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
         // Without CAP_SYS_PTRACE another user's namespace link cannot be read. dnsmasq
         // (running as nobody) is still placed: Neutron starts it with
         // `--pid-file=STATE/dhcp/<network id>/pid`, and that file holds its pid.
-        for &pid in &scan.hidden {
+        for &pid in scan
+            .hidden
+            .iter()
+            .filter(|p| procs::runs_as_dnsmasq_user(**p))
+        {
             let qdhcp = procs::pid_file_of(pid).and_then(|f| {
-                let id = f.parent()?.file_name()?.to_str()?;
-                Some(sp_neutron::qdhcp_namespace(id))
+                // STATE/dhcp/<network id>/pid.
+                let dir = f.parent()?;
+                (dir.parent()?.file_name()? == "dhcp").then_some(())?;
+                let id = sp_names::NeutronId::new(dir.file_name()?.to_str()?).ok()?;
+                Some(sp_neutron::qdhcp_namespace(&id))
             });
             if let Some(f) = qdhcp.and_then(|ns| by_id.values_mut().find(|f| f.names.contains(&ns)))
             {

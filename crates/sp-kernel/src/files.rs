@@ -43,22 +43,53 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Makes directory `path` with `mode` (parents that are missing too, 0755), or checks
-/// that the one there is a real directory — not a symlink — and gives it `mode`. Only the
-/// last component is checked: callers ensure each level of a tree they own, from its top
-/// (the state directory) down.
+/// that the one there is a real directory — not a symlink — and gives it `mode`: for a
+/// directory of ours (inside the state directory). Only the last component is checked:
+/// callers ensure each level of a tree they own, from its top down.
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
+    let fd = make_or_open_dir(path, mode)?;
+    fchmod(fd.as_fd(), Mode::from_bits_truncate(mode))
+        .map_err(|e| err(format!("chmod {}", path.display()), e))
+}
+
+/// [`ensure_dir`] for a directory the operator names (the state directory): made with
+/// `mode` when missing, else only checked — never re-moded (`--state-dir /tmp` must not
+/// take /tmp's sticky bit). It must be a real directory, and not writable by group or
+/// others unless sticky.
+pub fn ensure_top_dir(path: &Path, mode: u32) -> Result<()> {
+    let fd = make_or_open_dir(path, mode)?;
+    let st = fstat(&fd).map_err(|e| err(format!("stat {}", path.display()), e))?;
+    let m = st.st_mode;
+    if m & 0o022 != 0 && m & 0o1000 == 0 {
+        return Err(Error::io(
+            format!(
+                "{} is writable by others (mode {:o}): anyone could plant files in it",
+                path.display(),
+                m & 0o7777
+            ),
+            std::io::Error::from_raw_os_error(libc::EPERM),
+        ));
+    }
+    Ok(())
+}
+
+fn make_or_open_dir(path: &Path, mode: u32) -> Result<OwnedFd> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
             ensure_dir(parent, 0o755)?;
         }
     }
     match nix::unistd::mkdir(path, Mode::from_bits_truncate(mode)) {
-        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-        Err(e) => return Err(err(format!("create directory {}", path.display()), e)),
+        Ok(()) => {
+            let fd = open_dir(path)?;
+            // Made by this call: its mode whatever the umask.
+            fchmod(fd.as_fd(), Mode::from_bits_truncate(mode))
+                .map_err(|e| err(format!("chmod {}", path.display()), e))?;
+            Ok(fd)
+        }
+        Err(nix::errno::Errno::EEXIST) => open_dir(path),
+        Err(e) => Err(err(format!("create directory {}", path.display()), e)),
     }
-    let fd = open_dir(path)?;
-    fchmod(fd.as_fd(), Mode::from_bits_truncate(mode))
-        .map_err(|e| err(format!("chmod {}", path.display()), e))
 }
 
 /// The directory and the single name of `path`, refusing `..` and empty names.
@@ -124,7 +155,12 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 pub fn open_lock(path: &Path) -> Result<std::fs::File> {
     let fd = open(
         path,
-        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        OFlag::O_RDWR
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY,
         Mode::from_bits_truncate(0o600),
     )
     .map_err(|e| match e {
@@ -140,6 +176,18 @@ pub fn open_lock(path: &Path) -> Result<std::fs::File> {
     let st = fstat(&fd).map_err(|e| err(format!("stat {}", path.display()), e))?;
     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
         return Err(not_regular(path));
+    }
+    // A hard link planted at the lock path would have us chmod its target.
+    if st.st_nlink != 1 || st.st_uid != nix::unistd::geteuid().as_raw() {
+        return Err(Error::io(
+            format!(
+                "{} has {} links or another owner (uid {}): not a lock file of ours",
+                path.display(),
+                st.st_nlink,
+                st.st_uid
+            ),
+            std::io::Error::from_raw_os_error(libc::EPERM),
+        ));
     }
     fchmod(fd.as_fd(), Mode::from_bits_truncate(0o600))
         .map_err(|e| err(format!("chmod {}", path.display()), e))?;
@@ -215,6 +263,7 @@ mod tests {
         let d = scratch();
         let victim = d.join("victim");
         std::fs::write(&victim, b"precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::os::unix::fs::symlink(&victim, d.join("record")).unwrap();
         let old = nix::sys::stat::umask(Mode::empty());
         write_file(&d.join("record"), b"new", 0o600).unwrap();
@@ -240,9 +289,24 @@ mod tests {
         assert!(e.to_string().contains("not a directory"), "{e}");
         assert!(!target.join("x").exists());
 
-        // Lock files: not through a symlink either.
+        // The operator's directory keeps its mode; one anyone may write is refused.
+        let top = d.join("top");
+        std::fs::create_dir(&top).unwrap();
+        std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o750)).unwrap();
+        ensure_top_dir(&top, 0o755).unwrap();
+        assert_eq!(std::fs::metadata(&top).unwrap().mode() & 0o7777, 0o750);
+        std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        ensure_top_dir(&top, 0o755).unwrap();
+        assert_eq!(std::fs::metadata(&top).unwrap().mode() & 0o7777, 0o1777);
+        std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(ensure_top_dir(&top, 0o755).is_err());
+
+        // Lock files: not through a symlink either, nor a hard link.
         std::os::unix::fs::symlink(&victim, d.join("stackplumb.lock")).unwrap();
         assert!(open_lock(&d.join("stackplumb.lock")).is_err());
+        std::fs::hard_link(&victim, d.join("linked.lock")).unwrap();
+        assert!(open_lock(&d.join("linked.lock")).is_err());
+        assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o777, 0o644);
         let lock = open_lock(&d.join("real.lock")).unwrap();
         assert_eq!(lock.metadata().unwrap().mode() & 0o777, 0o600);
         std::fs::remove_dir_all(&d).unwrap();

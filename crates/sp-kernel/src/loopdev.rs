@@ -246,7 +246,12 @@ pub fn ensure_block_node(index: u32) -> Result<(), LoopError> {
         .trim()
         .split_once(':')
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .unwrap_or((7, u64::from(index)));
+        .ok_or_else(|| {
+            io_err(format!(
+                "/sys/block/loop{index}/dev says {:?}",
+                numbers.trim()
+            ))(io::Error::from_raw_os_error(libc::EINVAL))
+        })?;
     make_node(&path, SFlag::S_IFBLK, (major, minor))
 }
 

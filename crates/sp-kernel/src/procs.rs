@@ -45,13 +45,56 @@ pub fn scan() -> Scan {
 }
 
 /// What `pid`'s `--pid-file=` argument names, when the process runs with one (dnsmasq
-/// does, as Neutron starts it) and that file holds `pid`: how a process is placed when
-/// its namespace link cannot be read.
+/// does, as Neutron starts it), that file holds `pid`, and it can be trusted: an absolute
+/// path to a regular file (not a symlink, not a FIFO or device — read without blocking)
+/// owned by root, as dnsmasq writes it before dropping its privileges. How a process is
+/// placed when its namespace link cannot be read.
 pub fn pid_file_of(pid: i32) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let argv = command_line(pid)?;
-    let file = argv.iter().find_map(|a| a.strip_prefix("--pid-file="))?;
-    let held: i32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    let file = Path::new(argv.iter().find_map(|a| a.strip_prefix("--pid-file="))?);
+    let md = std::fs::symlink_metadata(file).ok()?;
+    if !file.is_absolute() || !md.file_type().is_file() || md.uid() != 0 || md.len() > 32 {
+        return None;
+    }
+    let held: i32 = crate::files::read_config(file).ok()?.trim().parse().ok()?;
     (held == pid).then(|| file.into())
+}
+
+/// The real user id `pid` runs as (`/proc/PID/status`, readable without CAP_SYS_PTRACE).
+pub fn real_uid(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The user id of user `name` in `/etc/passwd`.
+pub fn user_uid(name: &str) -> Option<u32> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
+}
+
+/// Whether `pid` runs as the user dnsmasq drops to: its `--user=` argument, else
+/// `nobody` (dnsmasq's default). A process of another user with a copied command line is
+/// not taken for it.
+pub fn runs_as_dnsmasq_user(pid: i32) -> bool {
+    let Some(argv) = command_line(pid) else {
+        return false;
+    };
+    let user = argv
+        .iter()
+        .find_map(|a| a.strip_prefix("--user="))
+        .unwrap_or("nobody");
+    user_uid(user).is_some_and(|u| real_uid(pid) == Some(u))
 }
 
 /// The command line of `pid` (`/proc/PID/cmdline`), or its `comm` in brackets for

@@ -85,18 +85,18 @@ pub fn ensure_nat_each(
         let res = res.into_inner().unwrap_or_else(|e| e.into_inner());
         match res.expect("every load ran") {
             Ok(()) => {
-                // STATE/l3 and STATE/l3/<ns>: ours alone.
-                for dir in rec
-                    .ancestors()
-                    .skip(1)
-                    .take(2)
-                    .collect::<Vec<_>>()
+                // STATE/l3 and STATE/l3/<ns>: ours alone. A record that cannot be written
+                // is an error, after every other load that worked is recorded.
+                let dirs: Vec<&Path> = rec.ancestors().skip(1).take(2).collect();
+                let written = dirs
                     .into_iter()
                     .rev()
-                {
-                    files::ensure_dir(dir, 0o700)?;
+                    .try_for_each(|dir| files::ensure_dir(dir, 0o700))
+                    .and_then(|()| files::write_file(rec, text.as_bytes(), 0o600));
+                if let Err(e) = written {
+                    first_error.get_or_insert(e.into());
+                    continue;
                 }
-                files::write_file(rec, text.as_bytes(), 0o600)?;
                 changes.push(Change::new(format!("nat rules in {ns}"), "loaded"));
             }
             Err(e) => {

@@ -74,6 +74,12 @@ fn ifname_rule(name: &str) -> Option<&'static str> {
         Some("contains whitespace")
     } else if name.chars().any(char::is_control) {
         Some("contains a control character")
+    } else if name.contains('%') {
+        // `br%d` is a template to the kernel: the device would get another name.
+        Some("contains '%' (the kernel would number it)")
+    } else if name.as_bytes().contains(&0xa0) {
+        // The kernel's isspace() takes byte 0xA0 (inside some UTF-8 letters) for a space.
+        Some("contains byte 0xA0, which the kernel takes for a space")
     } else {
         None
     }
@@ -274,6 +280,8 @@ mod tests {
             ("a\tb", "whitespace"),
             ("a\0b", "control"),
             ("a\x7f", "control"),
+            ("br%d", "'%'"),
+            ("vxl\u{e0}n", "0xA0"),
             (".", "not a device"),
             ("..", "not a device"),
         ] {

@@ -31,8 +31,9 @@ pub const LOCK: &str = "stackplumb.lock";
 pub fn lock(state: &Path, timeout: Duration) -> Result<Flock<File>> {
     let path = state.join(LOCK);
     let io = |e| Error::State(path.clone(), e);
-    // The state directory 0755: dnsmasq, as nobody, reads its files below it.
-    files::ensure_dir(state, 0o755)?;
+    // The state directory: made 0755 when missing (dnsmasq, as nobody, reads its files
+    // below it), else checked, never re-moded.
+    files::ensure_top_dir(state, 0o755)?;
     let start = Instant::now();
     let mut file = files::open_lock(&path)?;
     loop {
@@ -91,8 +92,9 @@ pub fn supervise(
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGHUP);
     mask.thread_block()
-        .map_err(|e| sp_kernel::Error::from_errno("block SIGTERM and SIGINT", e))?;
+        .map_err(|e| sp_kernel::Error::from_errno("block SIGTERM, SIGINT and SIGHUP", e))?;
     let signals = SignalFd::new(&mask).map_err(|e| sp_kernel::Error::from_errno("signalfd", e))?;
     let mut watched: BTreeMap<String, (u32, OwnedFd)> = BTreeMap::new();
     let mut last_start: BTreeMap<String, Instant> = BTreeMap::new();
