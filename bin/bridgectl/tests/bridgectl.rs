@@ -733,6 +733,21 @@ fn uplink_moves_onto_the_bridge_and_back() {
     assert!(oracle::pings("gw", "10.0.0.101"));
 }
 
+/// A remote port behind an IPv6 VTEP: refused on an IPv4 VXLAN device after its
+/// neighbour entry is written.
+const V6_L2POP: [&str; 10] = [
+    "l2pop",
+    "add",
+    "--vni",
+    "1",
+    "--vtep",
+    "fd00::102",
+    "--mac",
+    "fa:16:3e:5d:2c:01",
+    "--ip",
+    "192.168.0.3",
+];
+
 /// Everything a failed command could have left, as iproute2 reads it: links (kind,
 /// master, state, MTU), addresses, routes of both families, named namespaces, and the
 /// FDB and neighbour entries of `vxlan-1`.
@@ -860,18 +875,7 @@ fn a_failure_after_the_first_change_leaves_nothing() {
 
     // l2pop add: the neighbour is written, then the FDB entry toward an IPv6 VTEP is
     // refused on an IPv4 VXLAN device: the neighbour goes again.
-    let err = fails(&[
-        "l2pop",
-        "add",
-        "--vni",
-        "1",
-        "--vtep",
-        "fd00::102",
-        "--mac",
-        "fa:16:3e:5d:2c:01",
-        "--ip",
-        "192.168.0.3",
-    ]);
+    let err = fails(&V6_L2POP);
     assert!(err.contains("rolled back"), "{err}");
     assert_eq!(snapshot(), before, "l2pop left its neighbour entry");
     // … and an existing neighbour of that IP comes back as it was.
@@ -886,18 +890,7 @@ fn a_failure_after_the_first_change_leaves_nothing() {
         "fa:16:3e:00:00:09",
     ]);
     let with_neigh = snapshot();
-    fails(&[
-        "l2pop",
-        "add",
-        "--vni",
-        "1",
-        "--vtep",
-        "fd00::102",
-        "--mac",
-        "fa:16:3e:5d:2c:01",
-        "--ip",
-        "192.168.0.3",
-    ]);
+    fails(&V6_L2POP);
     assert_eq!(snapshot(), with_neigh, "the old neighbour was not put back");
 
     // Attach: the uplink is moved step by step; a step the kernel refuses is undone
