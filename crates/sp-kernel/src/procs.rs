@@ -47,14 +47,18 @@ pub fn scan() -> Scan {
 /// What `pid`'s `--pid-file=` argument names, when the process runs with one (dnsmasq
 /// does, as Neutron starts it), that file holds `pid`, and it can be trusted: an absolute
 /// path to a regular file (not a symlink, not a FIFO or device — read without blocking)
-/// owned by root, as dnsmasq writes it before dropping its privileges. How a process is
-/// placed when its namespace link cannot be read.
+/// owned by root or by the process's user (dnsmasq hands it to the user it drops to), in
+/// a directory of root's that nobody else may write. How a process is placed when its
+/// namespace link cannot be read.
 pub fn pid_file_of(pid: i32) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let argv = command_line(pid)?;
     let file = Path::new(argv.iter().find_map(|a| a.strip_prefix("--pid-file="))?);
     let md = std::fs::symlink_metadata(file).ok()?;
-    if !file.is_absolute() || !md.file_type().is_file() || md.uid() != 0 || md.len() > 32 {
+    let dir = std::fs::symlink_metadata(file.parent()?).ok()?;
+    let owner_ok = md.uid() == 0 || real_uid(pid) == Some(md.uid());
+    let dir_ok = dir.is_dir() && dir.uid() == 0 && dir.mode() & 0o022 == 0;
+    if !file.is_absolute() || !md.file_type().is_file() || !owner_ok || !dir_ok || md.len() > 32 {
         return None;
     }
     let held: i32 = crate::files::read_config(file).ok()?.trim().parse().ok()?;
