@@ -42,7 +42,8 @@ fn the_guides_files_read_as_the_agents_read_them() {
     assert_eq!(c.cinder.volume_group, "cinder-volumes");
 }
 
-/// A copy of the guide's files with one file replaced.
+/// A copy of the guide's files with one file replaced; removed again once loaded (the
+/// path is still returned for the errors to name).
 fn with_file(rel: &str, text: &str) -> (PathBuf, Result<GuideConfig, sp_config::ConfigError>) {
     let dir = std::env::temp_dir().join(format!(
         "sp-config-{}-{}",
@@ -53,6 +54,7 @@ fn with_file(rel: &str, text: &str) -> (PathBuf, Result<GuideConfig, sp_config::
     sp_config::guide::write_guide_files(&dir).unwrap();
     std::fs::write(dir.join(rel), text).unwrap();
     let res = GuideConfig::load(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
     (dir, res)
 }
 
