@@ -42,6 +42,9 @@ pub struct Network {
     /// The MTU ports on this network get: the VXLAN device's (lower − 50), else the
     /// bridge's.
     pub mtu: u32,
+    /// This call created the bridge (what a rollback of the caller may delete again).
+    #[serde(skip)]
+    pub created: bool,
 }
 
 /// `brctl addbr`, `setfd 0`, `stp off`, up — changing only what differs; IPv6 is
@@ -346,5 +349,6 @@ async fn ensure_one(
         bridge_index,
         vxlan,
         mtu: mtu.unwrap_or(1500),
+        created: made_bridge,
     })
 }

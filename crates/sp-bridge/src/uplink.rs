@@ -101,12 +101,9 @@ pub async fn ensure_flat(
     require_link(nl, nic)?;
     let mut made = Vec::new();
     let net = crate::network::ensure_network(nl, network_id, None, &mut made).await?;
-    // Deleted on failure only when this call created it.
-    let existed = !made
-        .iter()
-        .any(|c| c.object == format!("bridge {}", net.bridge) && c.action == "created");
     if let Err(cause) = attach(nl, &net.bridge, nic, faults, &mut made).await {
-        let rollback = match existed {
+        // Deleted again only when this call created it.
+        let rollback = match !net.created {
             true => vec![],
             false => sp_kernel::links::delete_link(nl, &net.bridge)
                 .await

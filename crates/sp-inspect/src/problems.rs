@@ -31,7 +31,10 @@ pub fn find(namespaces: &[Namespace], out: &mut Vec<Problem>) {
         }
         if ns.kind == NamespaceKind::Qdhcp
             && non_lo > 0
-            && !ns.processes.iter().any(|p| is_dnsmasq(&p.command))
+            && !ns
+                .processes
+                .iter()
+                .any(|p| sp_kernel::procs::is_dnsmasq(&p.command))
         {
             out.push(problem(
                 Severity::Error,
@@ -93,12 +96,6 @@ pub fn find(namespaces: &[Namespace], out: &mut Vec<Problem>) {
 
 fn fmt_mtu(m: Option<u32>) -> String {
     m.map_or_else(|| "?".into(), |m| m.to_string())
-}
-
-fn is_dnsmasq(argv: &[String]) -> bool {
-    argv.first()
-        .and_then(|a| a.rsplit('/').next())
-        .is_some_and(|b| b == "dnsmasq")
 }
 
 #[cfg(test)]

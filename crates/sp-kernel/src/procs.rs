@@ -65,6 +65,13 @@ pub fn pid_file_of(pid: i32) -> Option<std::path::PathBuf> {
     (held == pid).then(|| file.into())
 }
 
+/// Whether a command line is dnsmasq's (`dnsmasq` or a path ending in it).
+pub fn is_dnsmasq(argv: &[String]) -> bool {
+    argv.first()
+        .and_then(|a| a.rsplit('/').next())
+        .is_some_and(|b| b == "dnsmasq")
+}
+
 /// The real user id `pid` runs as (`/proc/PID/status`, readable without CAP_SYS_PTRACE).
 pub fn real_uid(pid: i32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -90,10 +97,15 @@ pub fn user_uid(name: &str) -> Option<u32> {
 /// Whether `pid` runs as the user dnsmasq drops to: its `--user=` argument, else
 /// `nobody` (dnsmasq's default). A process of another user with a copied command line is
 /// not taken for it.
+/// Anything but dnsmasq is turned down on its command line alone, before `/etc/passwd` is
+/// read (a host may hide thousands of processes).
 pub fn runs_as_dnsmasq_user(pid: i32) -> bool {
     let Some(argv) = command_line(pid) else {
         return false;
     };
+    if !is_dnsmasq(&argv) {
+        return false;
+    }
     let user = argv
         .iter()
         .find_map(|a| a.strip_prefix("--user="))
