@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use sp_config::desired::{plan, NodePlan};
 use sp_config::{GuideConfig, Topology};
 use sp_kernel::netlink::Netlink;
-use sp_orchestrate::{realise, take_down, Dirs};
+use sp_orchestrate::{apply, take_down, Dirs};
 use sp_testenv::scene::{self, ip};
 use sp_testenv::{oracle, require, sandbox};
 
@@ -67,9 +67,17 @@ fn the_guides_cloud_works_end_to_end() {
     let state = state.as_path();
 
     for p in &plans {
-        let changes =
-            Netlink::block_on_in(&p.node, async |nl| realise(&nl, p, dirs).await.unwrap()).unwrap();
-        assert!(!changes.is_empty(), "{} changed nothing", p.node);
+        let applied = Netlink::block_on_in(&p.node, async |nl| {
+            apply(&nl, p, dirs, &mut |_| {}).await.unwrap()
+        })
+        .unwrap();
+        assert!(!applied.done.is_empty(), "{} changed nothing", p.node);
+        assert!(
+            applied.left.is_empty(),
+            "{}: left {:?}",
+            p.node,
+            applied.left
+        );
     }
     // Cinder's volume group on loop files, as lvm2 sees it: 20G less the metadata area.
     let lvm = sp_testenv::lvm::Lvm::new(sp_testenv::lvm::bound_under(&state.join("cinder")));
@@ -164,9 +172,11 @@ fn the_guides_cloud_works_end_to_end() {
     }
     let t0 = Instant::now();
     for p in &plans {
-        let again =
-            Netlink::block_on_in(&p.node, async |nl| realise(&nl, p, dirs).await.unwrap()).unwrap();
-        assert!(again.is_empty(), "{}: {again:?}", p.node);
+        let again = Netlink::block_on_in(&p.node, async |nl| {
+            apply(&nl, p, dirs, &mut |_| {}).await.unwrap()
+        })
+        .unwrap();
+        assert!(again.done.is_empty(), "{}: {:?}", p.node, again.done);
     }
     std::thread::sleep(Duration::from_millis(300));
     for mut m in monitors {
@@ -190,7 +200,7 @@ fn the_guides_cloud_works_end_to_end() {
     let pids = glob_pids(state);
     for p in plans.iter().rev() {
         Netlink::block_on_in(&p.node, async |nl| {
-            take_down(&nl, p, dirs, true).await.unwrap()
+            take_down(&nl, p, dirs, true, &mut |_| {}).await.unwrap()
         })
         .unwrap();
     }

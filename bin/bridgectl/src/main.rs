@@ -348,6 +348,7 @@ impl VxlanArgs {
             l2_population: self.l2_population,
             group: self.group.as_deref().map(input::ip).transpose()?,
             port: self.port,
+            mtu: None,
         }))
     }
 }

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use sp_cli::exit;
 use sp_config::desired::{plan, NodePlan, DEFAULT_STATE_PATH};
 use sp_config::{GuideConfig, Topology};
 use sp_kernel::netlink::Netlink;
+use sp_orchestrate::planner::Action;
 
 /// The Liberty guide's data plane, from the guide's own files.
 ///
@@ -22,11 +24,12 @@ use sp_kernel::netlink::Netlink;
 #[command(
     version,
     after_help = "Examples:
-  stackplumb plan                       what apply would create on this node
+  stackplumb plan                       exactly what apply would do on this node
+  stackplumb plan --detailed-exitcode   exit 4 when there is something to do
   stackplumb apply                      converge this node (found by its tunnel_ip)
   stackplumb --node compute apply
-  stackplumb status --json              every object of this node, present or not
-  stackplumb destroy [--purge]          remove what apply made here (--purge: Cinder's files too)
+  stackplumb status --json              converged? every difference, every problem
+  stackplumb destroy [--purge]          remove all this node made (--purge: Cinder's files too)
   stackplumb supervise                  restart this node's dnsmasq whenever one ends
   stackplumb demo                       the guide's two-node cloud in a sandbox, checked
 
@@ -35,30 +38,32 @@ the routers' external network is the Open vSwitch bridge br-ex holding the uplin
 (its address moved onto br-ex), and each qg- port an OVS internal port on it: that needs
 a running ovsdb-server + ovs-vswitchd (--ovsdb).
 
-Needs root."
+Needs root. Exit codes: 0 success/converged, 1 failure, 2 usage or invalid input,
+3 problems found, 4 not converged (changes pending), 5 lock timeout, 6 needs root or a
+capability (docs/exit-codes.md)."
 )]
 struct Args {
     /// Where the guide's files are (neutron/…, cinder/…).
-    #[arg(long, default_value = "/etc")]
+    #[arg(long, global = true, default_value = "/etc")]
     config_dir: PathBuf,
     /// Topology file (TOML, docs/topology.md); default: the guide's cloud.
-    #[arg(long)]
+    #[arg(long, global = true)]
     topology: Option<PathBuf>,
     /// The agents' state_path (dnsmasq files, NAT records).
-    #[arg(long, default_value = DEFAULT_STATE_PATH)]
+    #[arg(long, global = true, default_value = DEFAULT_STATE_PATH)]
     state_dir: PathBuf,
     /// Where Cinder's loop-backed files are kept.
-    #[arg(long, default_value = "/var/lib/cinder")]
+    #[arg(long, global = true, default_value = "/var/lib/cinder")]
     cinder_dir: PathBuf,
     /// ovsdb-server of this host's Open vSwitch (used with external_network_bridge):
     /// unix:PATH or tcp:HOST:PORT.
-    #[arg(long, default_value = sp_ovs::DEFAULT_DB)]
+    #[arg(long, global = true, default_value = sp_ovs::DEFAULT_DB)]
     ovsdb: sp_ovs::Endpoint,
     /// This host's node in the topology; default: the node whose tunnel_ip this host holds.
-    #[arg(long)]
+    #[arg(long, global = true)]
     node: Option<String>,
     /// How long to wait for another stackplumb run to finish, in seconds (0–86400).
-    #[arg(long, default_value = "60", value_parser = seconds(0.0))]
+    #[arg(long, global = true, default_value = "60", value_parser = seconds(0.0))]
     lock_timeout: Duration,
     /// Machine-readable output.
     #[arg(long, global = true)]
@@ -69,12 +74,19 @@ struct Args {
 
 #[derive(Subcommand, Debug, Clone, Copy, PartialEq)]
 enum Cmd {
-    /// What apply would create on this node (objects missing now).
-    Plan,
+    /// Exactly what apply would do on this node: `+` create, `~` change (old -> new),
+    /// `-` delete (what this node made and no longer wants).
+    Plan {
+        /// Exit 4 when there are actions (0 when there are none), as terraform's
+        /// -detailed-exitcode (whose 2 is clap's usage code here).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
     /// Converge this node to the topology; prints what changed.
     Apply,
-    /// Every object of this node's desired state, present or missing, and the problems
-    /// netns-inspect finds in its namespaces.
+    /// Whether this node is converged: every difference a reading finds (what apply
+    /// would do), and the problems netns-inspect finds in its namespaces. Exit 0
+    /// converged, 4 differences, 3 error-level problems.
     Status,
     /// Build the guide's two-node cloud in a sandbox on this machine, run the guide's
     /// checks, show netns-inspect's view, tear it all down. The host is not touched.
@@ -128,13 +140,55 @@ fn exit_code() -> ExitCode {
     match run(&args) {
         Ok(code) => code,
         Err(e) => {
+            let (kind, code) = classify(e.as_ref());
+            if args.json {
+                let mut err = serde_json::json!({ "kind": kind, "message": e.to_string() });
+                if let Some(ApplyFailed(f)) = e.downcast_ref::<ApplyFailed>() {
+                    err["done"] = serde_json::json!(f.done);
+                    err["failed"] = serde_json::json!(f.failed);
+                    err["not_done"] = serde_json::json!(f.not_done);
+                }
+                sp_cli::outln!("{}", serde_json::json!({ "schema": SCHEMA, "error": err }));
+            }
             sp_cli::errln!("stackplumb: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(code)
         }
     }
 }
 
+/// Input refused before anything was read or changed (the topology, the guide's files).
+#[derive(Debug)]
+struct Invalid(String);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// An error's kind (in JSON) and exit code (the table in sp_cli::exit).
+fn classify(e: &(dyn std::error::Error + 'static)) -> (&'static str, u8) {
+    use sp_orchestrate::Error as E;
+    let orchestrate = match e.downcast_ref::<ApplyFailed>() {
+        Some(ApplyFailed(f)) => Some(&f.cause),
+        None => e.downcast_ref::<E>(),
+    };
+    match orchestrate {
+        Some(E::Locked(_)) => ("locked", exit::LOCKED),
+        Some(E::Privilege(_)) => ("privilege", exit::PRIVILEGE),
+        Some(E::Kernel(k)) if k.errno() == Some(libc::EPERM) => ("privilege", exit::PRIVILEGE),
+        _ if e.downcast_ref::<Invalid>().is_some() => ("invalid-input", exit::USAGE),
+        _ => ("failure", exit::FAILURE),
+    }
+}
+
 fn load(args: &Args) -> BoxResult<Vec<NodePlan>> {
+    load_input(args).map_err(|e| Box::new(Invalid(e.to_string())) as Box<dyn std::error::Error>)
+}
+
+fn load_input(args: &Args) -> BoxResult<Vec<NodePlan>> {
     let cfg = GuideConfig::load(&args.config_dir)?;
     let topology = match &args.topology {
         Some(f) => {
@@ -199,77 +253,160 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
         if sp_cli::signalled().is_some() {
             return Ok(ExitCode::SUCCESS);
         }
-        sp_orchestrate::supervise::supervise(node, &dirs(args), &opts, &mut |e| {
-            print_event(&e, json)
-        })?;
+        sp_orchestrate::supervise::supervise(node, &opts, &mut |e| print_event(&e, json))?;
         return Ok(ExitCode::SUCCESS);
     }
     rt.block_on(async {
         let nl = Netlink::current()?;
         let node = this_node(args, &plans, &nl).await?;
-        let state = &args.state_dir;
         let dirs = dirs(args);
         match args.cmd {
-            Cmd::Plan | Cmd::Status => {
-                let items = sp_orchestrate::survey(&nl, node, &dirs).await?;
-                let problems = match args.cmd {
-                    Cmd::Status => sp_orchestrate::problems(node).await?,
-                    _ => vec![],
-                };
-                let shown: Vec<_> = match args.cmd {
-                    Cmd::Plan => items.iter().filter(|i| !i.present).collect(),
-                    _ => items.iter().collect(),
-                };
+            Cmd::Plan { detailed_exitcode } => {
+                let (cur, owned) = sp_orchestrate::read(&nl, node, &dirs).await?;
+                let actions = sp_orchestrate::plan(node, &cur, &owned)?;
+                print_plan(&node.node, &actions, args.json);
+                Ok(match detailed_exitcode && !actions.is_empty() {
+                    true => ExitCode::from(exit::DIFFERS),
+                    false => ExitCode::SUCCESS,
+                })
+            }
+            Cmd::Status => {
+                let (cur, owned) = sp_orchestrate::read(&nl, node, &dirs).await?;
+                let actions = sp_orchestrate::plan(node, &cur, &owned)?;
+                let problems = sp_orchestrate::problems(node).await?;
+                let errors = problems
+                    .iter()
+                    .filter(|p| p.severity == sp_inspect::Severity::Error)
+                    .count();
                 if args.json {
                     sp_cli::outln!(
                         "{}",
-                        serde_json::json!({ "node": node.node, "items": shown, "problems": problems })
+                        serde_json::json!({
+                            "schema": SCHEMA, "node": node.node, "converged": actions.is_empty(),
+                            "differences": actions, "problems": problems,
+                        })
                     );
-                } else if shown.is_empty() {
-                    sp_cli::outln!("node {}: nothing to do", node.node);
                 } else {
-                    sp_cli::outln!("node {}:", node.node);
-                    for i in shown {
-                        let mark = match (args.cmd == Cmd::Plan, i.present) {
-                            (true, _) => "create",
-                            (false, true) => "present",
-                            (false, false) => "MISSING",
-                        };
-                        sp_cli::outln!("  {mark:<8} {}", i.object);
+                    match actions.is_empty() {
+                        true => sp_cli::outln!("node {}: converged", node.node),
+                        false => sp_cli::outln!(
+                            "node {}: {} difference{} (stackplumb apply fixes them)",
+                            node.node,
+                            actions.len(),
+                            if actions.len() == 1 { "" } else { "s" }
+                        ),
                     }
-                }
-                if !args.json && args.cmd == Cmd::Status {
+                    for a in &actions {
+                        sp_cli::outln!("  {a}");
+                    }
                     for p in &problems {
                         sp_cli::outln!("  problem  {}", p.message);
                     }
                 }
+                Ok(ExitCode::from(match (actions.is_empty(), errors) {
+                    (false, _) => exit::DIFFERS,
+                    (true, 0) => exit::SUCCESS,
+                    (true, _) => exit::PROBLEMS,
+                }))
             }
             Cmd::Demo | Cmd::Supervise { .. } => unreachable!("handled above"),
             Cmd::Apply | Cmd::Destroy { .. } => {
-                let _lock = sp_orchestrate::supervise::lock(state, lock_timeout)?;
-                let changes = match args.cmd {
-                    Cmd::Destroy { purge } => {
-                        sp_orchestrate::take_down(&nl, node, &dirs, purge).await?
+                let _lock = sp_orchestrate::supervise::lock(lock_timeout)?;
+                let json = args.json;
+                let mut shown = 0usize;
+                let mut report = |a: &Action| {
+                    shown += 1;
+                    match json {
+                        true => {
+                            sp_cli::outln!("{}", serde_json::json!({"event": "done", "action": a}))
+                        }
+                        false => sp_cli::outln!("{a}"),
                     }
-                    _ => sp_orchestrate::realise(&nl, node, &dirs).await?,
                 };
-                if args.json {
-                    sp_cli::outln!(
-                        "{}",
-                        serde_json::json!({ "node": node.node, "changes": changes })
-                    );
-                } else if changes.is_empty() {
-                    sp_cli::outln!("node {}: no change", node.node);
-                } else {
-                    for c in &changes {
-                        sp_cli::outln!("{c}");
+                let result = match args.cmd {
+                    Cmd::Destroy { purge } => {
+                        sp_orchestrate::take_down(&nl, node, &dirs, purge, &mut report).await
                     }
+                    _ => sp_orchestrate::apply(&nl, node, &dirs, &mut report).await,
+                };
+                match result {
+                    Ok(applied) => {
+                        if json {
+                            sp_cli::outln!(
+                                "{}",
+                                serde_json::json!({
+                                    "event": "result", "schema": SCHEMA, "node": node.node,
+                                    "done": applied.done.len(), "left": applied.left,
+                                })
+                            );
+                        } else if applied.done.is_empty() && applied.left.is_empty() {
+                            sp_cli::outln!("node {}: no change", node.node);
+                        } else if !applied.left.is_empty() {
+                            sp_cli::outln!(
+                                "node {}: not converged; a new reading still differs:",
+                                node.node
+                            );
+                            for a in &applied.left {
+                                sp_cli::outln!("  {a}");
+                            }
+                        }
+                        Ok(ExitCode::from(match applied.left.is_empty() {
+                            true => exit::SUCCESS,
+                            false => exit::DIFFERS,
+                        }))
+                    }
+                    Err(f) => Err(Box::new(ApplyFailed(f)) as Box<dyn std::error::Error>),
                 }
             }
         }
-        Ok(ExitCode::SUCCESS)
     })
 }
+
+/// The plan's format version (plan, status and apply JSON).
+const SCHEMA: u32 = 1;
+
+fn print_plan(node: &str, actions: &[Action], json: bool) {
+    if json {
+        sp_cli::outln!(
+            "{}",
+            serde_json::json!({ "schema": SCHEMA, "node": node, "actions": actions })
+        );
+    } else if actions.is_empty() {
+        sp_cli::outln!("node {node}: nothing to do");
+    } else {
+        sp_cli::outln!(
+            "node {node}: {} action{}",
+            actions.len(),
+            if actions.len() == 1 { "" } else { "s" }
+        );
+        for a in actions {
+            sp_cli::outln!("{a}");
+        }
+    }
+}
+
+/// An apply that stopped part-way, as an error that carries the account.
+#[derive(Debug)]
+struct ApplyFailed(Box<sp_orchestrate::apply::Failed>);
+
+impl std::fmt::Display for ApplyFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.0;
+        write!(f, "{}", r.cause)?;
+        if !(r.done.is_empty() && r.failed.is_empty() && r.not_done.is_empty()) {
+            write!(f, "\n  done: {}", r.done.len())?;
+            for a in &r.failed {
+                write!(f, "\n  failed: {a}")?;
+            }
+            for a in &r.not_done {
+                write!(f, "\n  not done: {a}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApplyFailed {}
 
 fn dirs(args: &Args) -> sp_orchestrate::Dirs {
     sp_orchestrate::Dirs {

@@ -29,6 +29,13 @@ use sp_kernel::steps::RolledBack;
 
 use crate::{Change, Error, Result};
 
+/// `NUD_PERMANENT` set, whatever else is: Neutron's agents write `nud permanent` through
+/// iproute2, which the kernel keeps as 0xc0 (`PERMANENT | NOARP`); ours are 0x80. Both are
+/// the same entry to the data plane.
+fn is_permanent(state: NeighbourState) -> bool {
+    u16::from(state) & 0x80 != 0
+}
+
 /// The all-zeros MAC of flood entries.
 pub const FLOOD_MAC: [u8; 6] = [0; 6];
 
@@ -122,7 +129,7 @@ pub async fn fdb_entries(nl: &Netlink, vni: u32) -> Result<Vec<FdbEntry>> {
             Some(FdbEntry {
                 mac: mac_str(attrs::neighbour_mac(n)?),
                 dst: attrs::neighbour_dst(n),
-                permanent: n.header.state == NeighbourState::Permanent,
+                permanent: is_permanent(n.header.state),
             })
         })
         .collect())
@@ -352,9 +359,9 @@ pub async fn port_del(
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// (device, MAC, destination) of permanent FDB entries.
-    fdb: std::collections::HashSet<(String, String, IpAddr)>,
+    pub fdb: std::collections::HashSet<(String, String, IpAddr)>,
     /// (device, IP, MAC) of permanent neighbours.
-    neigh: std::collections::HashSet<(String, IpAddr, String)>,
+    pub neigh: std::collections::HashSet<(String, IpAddr, String)>,
 }
 
 impl Snapshot {
@@ -382,7 +389,7 @@ impl Snapshot {
                 attrs::neighbour_mac(&n),
                 attrs::neighbour_dst(&n),
             ) {
-                if n.header.state == NeighbourState::Permanent {
+                if is_permanent(n.header.state) {
                     snap.fdb.insert((dev, mac_str(mac), dst));
                 }
             }
@@ -394,7 +401,7 @@ impl Snapshot {
                     attrs::neighbour_mac(&n),
                     attrs::neighbour_dst(&n),
                 ) {
-                    if n.header.state == NeighbourState::Permanent {
+                    if is_permanent(n.header.state) {
                         snap.neigh.insert((dev, ip, mac_str(mac)));
                     }
                 }

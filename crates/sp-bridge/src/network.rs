@@ -31,6 +31,9 @@ pub struct VxlanConfig {
     pub group: Option<IpAddr>,
     /// `None` leaves the kernel default (8472), as the agent does.
     pub port: Option<u16>,
+    /// The device's MTU, put back when it differs; `None` leaves the kernel's (the
+    /// underlay's less the overhead, set at creation) as it is.
+    pub mtu: Option<u32>,
 }
 
 /// A network as it stands after [`ensure_network`].
@@ -146,11 +149,13 @@ struct VxlanShape {
     port: u16,
 }
 
-fn shape(link: &LinkMessage) -> VxlanShape {
+/// `link`'s shape; its `dev` counts as `dev` when it serves the same underlay
+/// (`fits`).
+fn shape(link: &LinkMessage, dev: u32, fits: &dyn Fn(u32) -> bool) -> VxlanShape {
     let v = attrs::vxlan(link).unwrap_or_default();
     VxlanShape {
         vni: v.vni,
-        dev: v.dev,
+        dev: v.dev.map(|d| if fits(d) { dev } else { d }),
         proxy: v.proxy.unwrap_or(false),
         group: v.group,
         port: v.port_or_default(),
@@ -160,11 +165,13 @@ fn shape(link: &LinkMessage) -> VxlanShape {
 /// `ip link add vxlan-N type vxlan id N dev <local_ip's interface> [group G] [proxy]`,
 /// enslaved to the bridge, up. An existing device (`existing`) with other options is
 /// recreated (they cannot be changed in place).
-/// `dev` is the index of the interface holding `cfg.local_ip`.
+/// `dev` is the index of the interface holding `cfg.local_ip`; an existing device
+/// bound to a port of that bridge (Liberty binds `vxlan-N` to the NIC that held
+/// `local_ip` before the uplink moved under the bridge) is as good (`fits`).
 async fn ensure_vxlan(
     nl: &Netlink,
     cfg: &VxlanConfig,
-    dev: u32,
+    (dev, fits): (u32, &dyn Fn(u32) -> bool),
     (bridge, bridge_index): (&str, u32),
     existing: Option<LinkMessage>,
     changes: &mut Vec<Change>,
@@ -187,7 +194,7 @@ async fn ensure_vxlan(
         }
     }
     let link = match existing {
-        Some(link) if shape(&link) == want => link,
+        Some(link) if shape(&link, dev, fits) == want => link,
         other => {
             if let Some(old) = &other {
                 nl.handle()
@@ -231,6 +238,9 @@ async fn ensure_vxlan(
         }
     };
     ensure_master(nl, &link, &name, bridge, bridge_index, changes).await?;
+    if let Some(mtu) = cfg.mtu {
+        sp_kernel::links::ensure_mtu(nl, &link, &name, mtu, changes).await?;
+    }
     ensure_up(nl, &link, &name, changes).await?;
     Ok((name, link))
 }
@@ -285,6 +295,17 @@ pub async fn ensure_networks(
             .map(|a| a.header.index)
             .ok_or(Error::NoLocalIp(ip))
     };
+    // The masters of the links, to know a port of the device holding local_ip.
+    let masters: std::collections::HashMap<u32, u32> = match specs.iter().any(|s| s.vxlan.is_some())
+    {
+        false => Default::default(),
+        true => nl
+            .links()?
+            .iter()
+            .filter_map(|l| Some((l.header.index, attrs::link_master(l)?)))
+            .collect(),
+    };
+    let masters = &masters;
     let devs: Vec<Option<u32>> = specs
         .iter()
         .map(|s| s.vxlan.as_ref().map(|c| dev_of(c.local_ip)).transpose())
@@ -293,7 +314,7 @@ pub async fn ensure_networks(
         futures::stream::iter(specs.iter().zip(devs))
             .map(|(s, dev)| async move {
                 let mut changes = Vec::new();
-                let net = ensure_one(nl, s, dev, known, &mut changes).await?;
+                let net = ensure_one(nl, s, dev, masters, known, &mut changes).await?;
                 Ok((net, changes))
             })
             .buffered(64)
@@ -312,6 +333,7 @@ async fn ensure_one(
     nl: &Netlink,
     spec: &NetworkSpec,
     dev: Option<u32>,
+    masters: &std::collections::HashMap<u32, u32>,
     known: Option<&Links>,
     changes: &mut Vec<Change>,
 ) -> Result<Network> {
@@ -322,7 +344,8 @@ async fn ensure_one(
         Some((cfg, dev)) => {
             let existing = lookup(nl, known, &vxlan_name(cfg.vni)).await?;
             let on = (bridge.as_str(), bridge_index);
-            match ensure_vxlan(nl, cfg, dev, on, existing, changes).await {
+            let fits = |d: u32| masters.get(&d) == Some(&dev);
+            match ensure_vxlan(nl, cfg, (dev, &fits), on, existing, changes).await {
                 Ok((name, link)) => (Some(name), attrs::link_mtu(&link)),
                 Err(cause) => {
                     // Nothing half-made: a bridge this call created goes again.

@@ -20,7 +20,8 @@ use sp_kernel::{attrs, netns};
 use sp_neutron::{tap_name, PortKind};
 
 use sp_kernel::links::{
-    delete_link, ensure_master, ensure_up, no_link_local_by_name, require_link, set_link, Links,
+    delete_link, ensure_master, ensure_mtu, ensure_up, no_link_local_by_name, require_link,
+    set_link, Links,
 };
 use sp_names::{IfName, NsName};
 
@@ -548,28 +549,6 @@ async fn finish_inner(
         ensure_default_route(&ns.nl, on, gw, &view.defaults, &mut changes).await?;
     }
     Ok(changes)
-}
-
-async fn ensure_mtu(
-    nl: &Netlink,
-    link: &LinkMessage,
-    name: &str,
-    mtu: u32,
-    changes: &mut Vec<Change>,
-) -> Result<()> {
-    if attrs::link_mtu(link) != Some(mtu) {
-        set_link(
-            nl,
-            LinkUnspec::new_with_index(link.header.index)
-                .mtu(mtu)
-                .build(),
-            name,
-            "set MTU of",
-        )
-        .await?;
-        changes.push(Change::new(format!("link {name}"), format!("mtu {mtu}")));
-    }
-    Ok(())
 }
 
 /// Exactly `want` as the global addresses of link `index` (link-local ones untouched):

@@ -130,3 +130,26 @@ pub fn finish(code: ExitCode) -> ExitCode {
         None => code,
     }
 }
+
+/// The exit codes of the five tools (docs/exit-codes.md), one table for all.
+pub mod exit {
+    /// Done; converged; nothing found wrong.
+    pub const SUCCESS: u8 = 0;
+    /// The operation failed (what was done and what was not is reported).
+    pub const FAILURE: u8 = 1;
+    /// Bad arguments or input files (topology, configuration): nothing was changed.
+    pub const USAGE: u8 = 2;
+    /// Problems found (`status`, `netns-inspect --check`) at error level.
+    pub const PROBLEMS: u8 = 3;
+    /// Not converged: `plan --detailed-exitcode` with actions pending, `status` with
+    /// differences, an `apply` that left some.
+    pub const DIFFERS: u8 = 4;
+    /// Another run held the lock past `--lock-timeout`.
+    pub const LOCKED: u8 = 5;
+    /// Needs root or a capability the process lacks: nothing was changed.
+    pub const PRIVILEGE: u8 = 6;
+
+    /// The table as `--help` shows it.
+    pub const HELP: &str = "Exit codes: 0 success/converged, 1 failure, 2 usage or invalid input, \
+3 problems found, 4 not converged (changes pending), 5 lock timeout, 6 needs root or a capability";
+}

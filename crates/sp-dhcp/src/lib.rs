@@ -91,11 +91,31 @@ pub fn status(d: &Dnsmasq, namespace: &str) -> Result<State> {
 /// through a new file and a rename, never through a symlink) unless it is already so;
 /// true when it changed.
 fn write_if_changed(path: &Path, content: &str) -> Result<bool> {
-    if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
+    if files::read_config(path).is_ok_and(|c| c == content) {
         return Ok(false);
     }
     files::write_file(path, content.as_bytes(), 0o644)?;
     Ok(true)
+}
+
+/// The files of `d` (`host`, `addn_hosts`, `opts`) whose content is not what `d` wants
+/// (missing ones included) — read only.
+pub fn stale_files(d: &Dnsmasq) -> Vec<&'static str> {
+    files_of(d)
+        .into_iter()
+        .filter(|(name, content)| {
+            files::read_config(&d.dir.join(name)).map_or(true, |c| &c != content)
+        })
+        .map(|(name, _)| name)
+        .collect()
+}
+
+fn files_of(d: &Dnsmasq) -> [(&'static str, String); 3] {
+    [
+        ("host", d.hosts_file()),
+        ("addn_hosts", d.addn_hosts_file()),
+        ("opts", d.opts_file()),
+    ]
 }
 
 /// Files written, dnsmasq running in `namespace` with `d`'s command line; reloaded
@@ -110,11 +130,7 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
     }
     files::ensure_dir(&d.dir, 0o755)?;
     let mut changed = false;
-    for (name, content) in [
-        ("host", d.hosts_file()),
-        ("addn_hosts", d.addn_hosts_file()),
-        ("opts", d.opts_file()),
-    ] {
+    for (name, content) in files_of(d) {
         if write_if_changed(&d.dir.join(name), &content)? {
             changes.push(Change::new(
                 format!("dhcp {name} file of {}", d.network_id),
@@ -139,11 +155,7 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
             if let (State::Dead, Some(pid)) = (state, pid_of(d)) {
                 // A process still named by our pid file but with another command line
                 // (an older configuration of this network) is ours: end it first.
-                let marker = format!("--pid-file={}", d.pid_file().display());
-                let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == marker.as_bytes()))
-                    && in_namespace(pid, NsId::of_path(&netns::named_path(namespace)?).ok());
-                if ours {
+                if ours(pid, &d.pid_file(), namespace)? {
                     end(pid)?;
                 }
             }
@@ -159,6 +171,44 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
             ));
             Ok(pid)
         }
+    }
+}
+
+/// Whether `pid` is a dnsmasq of ours: its command line names `pid_file` (whatever
+/// configuration it was started with) and it runs in `namespace`.
+fn ours(pid: u32, pid_file: &Path, namespace: &str) -> Result<bool> {
+    let marker = format!("--pid-file={}", pid_file.display());
+    Ok(std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == marker.as_bytes()))
+        && in_namespace(pid, NsId::of_path(&netns::named_path(namespace)?).ok()))
+}
+
+/// Ends the dnsmasq of a network no longer wanted — whatever configuration it runs,
+/// known by the pid file in `dir` (its state directory) naming a process of ours in
+/// `namespace` — and removes `dir`.
+pub fn stop_dir(
+    dir: &Path,
+    network_id: &str,
+    namespace: &str,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let pid_file = dir.join("pid");
+    let pid = files::read_config(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
+    if let Some(pid) = pid {
+        if ours(pid, &pid_file, namespace)? {
+            end(pid)?;
+            changes.push(Change::new(
+                format!("dnsmasq of {network_id}"),
+                format!("stopped (pid {pid})"),
+            ));
+        }
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io(format!("remove {}", dir.display()), e)),
     }
 }
 

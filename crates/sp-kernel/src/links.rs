@@ -130,6 +130,29 @@ pub async fn ensure_master(
     Ok(())
 }
 
+/// Sets a link's MTU when it differs.
+pub async fn ensure_mtu(
+    nl: &Netlink,
+    link: &LinkMessage,
+    name: &str,
+    mtu: u32,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    if attrs::link_mtu(link) != Some(mtu) {
+        set_link(
+            nl,
+            LinkUnspec::new_with_index(link.header.index)
+                .mtu(mtu)
+                .build(),
+            name,
+            "set MTU of",
+        )
+        .await?;
+        changes.push(Change::new(format!("link {name}"), format!("mtu {mtu}")));
+    }
+    Ok(())
+}
+
 /// Finds link `name`, failing when it is missing.
 pub fn require_link(nl: &Netlink, name: &str) -> Result<LinkMessage> {
     nl.link_by_name(name)?

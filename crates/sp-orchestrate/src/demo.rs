@@ -18,7 +18,7 @@ use sp_kernel::netns;
 use sp_kernel::probe::{dhcp, echo};
 use sp_neutron::PortKind;
 
-use crate::{realise, take_down, Dirs, Error, Result};
+use crate::{apply, take_down, Dirs, Error, Result};
 
 /// One line of the live report.
 pub enum Line {
@@ -164,11 +164,13 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
     let mut ok = true;
     let outcome = (|| -> Result<()> {
         for p in &plans {
-            let changes = Netlink::block_on_in(&p.node, async |nl| realise(&nl, p, &dirs).await)??;
+            let applied =
+                Netlink::block_on_in(&p.node, async |nl| apply(&nl, p, &dirs, &mut |_| {}).await)?
+                    .map_err(|f| f.cause)?;
             report(Line::Step(format!(
-                "stackplumb apply on {}: {} changes",
+                "stackplumb apply on {}: {} actions",
                 p.node,
-                changes.len()
+                applied.done.len()
             )));
         }
         let vm1 = Topology::guide().instances.remove(0);
@@ -266,14 +268,16 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
     // left standing would keep its dnsmasq and loop devices).
     let mut down = Ok(());
     for p in plans.iter().rev() {
-        match Netlink::block_on_in(&p.node, async |nl| take_down(&nl, p, &dirs, true).await)
-            .map_err(Error::from)
-            .and_then(|r| r)
+        match Netlink::block_on_in(&p.node, async |nl| {
+            take_down(&nl, p, &dirs, true, &mut |_| {}).await
+        })
+        .map_err(Error::from)
+        .and_then(|r| r.map_err(|f| f.cause))
         {
-            Ok(changes) => report(Line::Step(format!(
-                "stackplumb destroy --purge on {}: {} changes",
+            Ok(applied) => report(Line::Step(format!(
+                "stackplumb destroy --purge on {}: {} actions",
                 p.node,
-                changes.len()
+                applied.done.len()
             ))),
             Err(e) => {
                 report(Line::Check(

@@ -1,37 +1,36 @@
-//! Realising one node's desired state ([`sp_config::desired::NodePlan`]) in the calling
-//! thread's network namespace, in the agents' order, with the operations (floor 4):
+//! One node's desired state ([`sp_config::desired::NodePlan`]) made real in the calling
+//! thread's network namespace, as a reconciler (docs/reconciler.md):
 //!
-//! 1. flat networks: bridge, then the uplink NIC moved under it (its address and
-//!    default route with it) — before VXLAN, so `vxlan-N` is bound to the device that
-//!    holds `local_ip` afterwards; with `external_network_bridge`, the router gateways'
-//!    network on the Open vSwitch bridge instead ([`ovs`]);
-//! 2. tenant networks: bridge + `vxlan-N`;
-//! 3. router, DHCP and instance ports (namespaces made when missing; OVS gateway ports
-//!    made on their bridge first, then moved in);
-//! 4. l2population entries towards the other nodes;
-//! 5. dnsmasq per DHCP network, in its `qdhcp-` namespace;
-//! 6. each router's NAT in its `qrouter-` namespace;
-//! 7. Cinder's volume group on loop-backed files (`sp-loopvg`), on its node.
+//! 1. **read** what is there, once, from the kernel and the daemons ([`current`]);
+//! 2. **plan**, purely: desired × current × what this node made ([`owned`]) → typed
+//!    actions ([`planner`]) — creations, attribute changes old → new, deletions of what
+//!    this node made and no longer wants;
+//! 3. **preflight** before the first change (capabilities, `/proc/sys/net`, the uplink
+//!    NICs, `local_ip`, the programs apply runs);
+//! 4. **apply** exactly those actions ([`apply`]), in the agents' order — flat networks
+//!    and their uplinks (a reversible group), the Open vSwitch side, tenant networks,
+//!    ports, l2population, dnsmasq, NAT, Cinder's volume group;
+//! 5. **verify**: read again and plan again; what is left is reported.
 //!
-//! Every step is ensure-style: realising twice changes nothing the second time.
-//! [`take_down`] removes what [`realise`] made, and nothing else.
+//! [`take_down`] is the same with nothing desired: everything this node made goes,
+//! nothing else.
 
 use std::path::PathBuf;
 
+pub mod apply;
+pub mod current;
 pub mod demo;
 mod ovs;
+pub mod owned;
+pub mod planner;
 pub mod supervise;
 
-use serde::Serialize;
-use sp_bridge::network::{self, NetworkSpec, VxlanConfig};
-use sp_bridge::port::{self, HostEnd, PortSpec};
-use sp_bridge::{input, l2pop, teardown, uplink};
-use sp_config::desired::{L2Entry, NodePlan};
-use sp_kernel::links::Links;
+use apply::Failed;
+use current::Current;
+use owned::Owned;
+use planner::Action;
+use sp_config::desired::NodePlan;
 use sp_kernel::netlink::Netlink;
-use sp_kernel::steps::Faults;
-use sp_kernel::Change;
-use sp_neutron::bridge_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,6 +52,11 @@ pub enum Error {
     State(PathBuf, #[source] std::io::Error),
     #[error("{0}")]
     Locked(String),
+    /// Root or a capability is missing; nothing was changed.
+    #[error("{0}")]
+    Privilege(String),
+    #[error(transparent)]
+    Name(#[from] sp_names::NameError),
 }
 
 /// Where state lives, and where Open vSwitch listens.
@@ -88,148 +92,155 @@ fn loopvg(dirs: &Dirs) -> sp_loopvg::Loopvg<'static> {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn port_specs(plan: &NodePlan) -> Result<Vec<PortSpec>> {
-    plan.ports
-        .iter()
-        .map(|p| {
-            let ovs = plan
-                .networks
-                .iter()
-                .any(|n| n.ovs && n.network_id == p.network_id);
-            Ok(PortSpec {
-                port_id: p.port_id.clone(),
-                kind: p.kind,
-                namespace: p.namespace.clone(),
-                host: match ovs {
-                    true => HostEnd::Moved,
-                    false => HostEnd::Bridge(bridge_name(&p.network_id)),
-                },
-                mac: Some(input::mac(&p.mac)?),
-                mtu: None,
-                addresses: p.addresses.clone(),
-                gateway: p.gateway,
-                ip_forward: p.ip_forward,
-            })
-        })
-        .collect()
+/// What is there and what this node made, read once.
+pub async fn read(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<(Current, Owned)> {
+    let owned = Owned::load(&dirs.state, &plan.node)?;
+    let cur = current::read(nl, plan, &owned, dirs).await?;
+    Ok((cur, owned))
 }
 
-/// Realises `plan` in the calling thread's namespace (that namespace is the node);
-/// `state` is the agents' `state_path` (dnsmasq files, NAT records).
-pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<Change>> {
-    let state = dirs.state.as_path();
-    preflight(nl, plan).await?;
-    let ovs = ovs::connect(plan, dirs).await?;
-    let mut changes = Vec::new();
-    // 1. Flat networks and their uplinks; the external network on Open vSwitch.
-    for n in plan.networks.iter().filter(|n| n.vxlan.is_none() && !n.ovs) {
-        network::ensure_network(nl, &n.network_id, None, &mut changes).await?;
-        if let Some(nic) = &n.uplink {
-            uplink::attach(nl, &n.bridge, nic, &mut Faults::none(), &mut changes).await?;
-        }
-    }
-    if let Some(ovs) = &ovs {
-        ovs::ensure_bridges(ovs, nl, plan, state, &mut changes).await?;
-    }
-    // 2. Tenant networks.
-    let specs: Vec<NetworkSpec> = plan
-        .networks
-        .iter()
-        .filter_map(|n| {
-            let v = n.vxlan.as_ref()?;
-            Some(NetworkSpec {
-                network_id: n.network_id.clone(),
-                vxlan: Some(VxlanConfig {
-                    vni: v.vni,
-                    local_ip: v.local_ip,
-                    l2_population: v.l2_population,
-                    group: v.group,
-                    port: None,
-                }),
-            })
+/// The actions that take this node from `cur` to `plan`.
+pub fn plan(plan: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>> {
+    planner::plan(plan, cur, owned).map_err(|c| {
+        Error::Preflight(format!(
+            "in the way, nothing was changed:\n  {}",
+            c.into_iter().map(|c| c.0).collect::<Vec<_>>().join("\n  ")
+        ))
+    })
+}
+
+/// What an apply did, and what a reading afterwards still finds different.
+#[derive(Debug)]
+pub struct Applied {
+    pub done: Vec<Action>,
+    pub left: Vec<Action>,
+}
+
+/// Reads, plans, checks the preflight, executes the plan, reads and plans again;
+/// `done` is called as each action completes.
+pub async fn apply(
+    nl: &Netlink,
+    want: &NodePlan,
+    dirs: &Dirs,
+    done: &mut dyn FnMut(&Action),
+) -> std::result::Result<Applied, Box<Failed>> {
+    let early = |cause| {
+        Box::new(Failed {
+            done: vec![],
+            failed: vec![],
+            not_done: vec![],
+            cause,
         })
-        .collect();
-    // One dump of the links serves the networks, the ports and l2population — read
-    // again only when a step before the ports added some — read by this thread while
-    // others enter the ports' namespaces and read what they hold.
-    let ports = port_specs(plan)?;
-    let (entered, links) = port::enter_while(&ports, || Links::read(nl));
-    let (entered, mut links) = (entered?, links?);
-    let mark = changes.len();
-    network::ensure_networks(nl, &specs, Some(&links), &mut changes).await?;
-    // 3. Ports.
-    if let Some(ovs) = &ovs {
-        ovs::ensure_ports(ovs, nl, plan, &mut changes).await?;
-    }
-    if changes.len() > mark {
-        links = Links::read(nl)?;
-    }
-    port::plug_with(nl, &links, entered, &ports, &mut changes).await?;
-    // 4. l2population: what is there read once, only the missing entries written.
-    let have = match plan.l2pop.is_empty() {
-        true => l2pop::Snapshot::default(),
-        false => l2pop::Snapshot::read_with(nl, &links).await?,
     };
-    for e in &plan.l2pop {
-        match e {
-            L2Entry::Flood { vni, vtep } if !have.has_flood(*vni, *vtep) => {
-                l2pop::flood_add(nl, *vni, *vtep, &mut changes).await?
-            }
-            L2Entry::Port { vni, mac, ip, vtep } => {
-                let mac = input::mac(mac)?;
-                if !have.has_port(*vni, mac, *ip, *vtep) {
-                    l2pop::port_add(nl, *vni, mac, *ip, *vtep, &mut changes).await?
-                }
-            }
-            L2Entry::Flood { .. } => {}
-        }
-    }
-    // 5. DHCP.
-    for d in &plan.dhcp {
-        sp_dhcp::ensure(d, &sp_neutron::qdhcp_namespace(&d.network_id), &mut changes)?;
-    }
-    // 6. NAT.
-    let routers: Vec<(&str, &sp_neutron::l3::RouterNat)> = plan
-        .routers
-        .iter()
-        .map(|r| (r.namespace.as_str(), &r.nat))
-        .collect();
-    sp_l3::ensure_nat_each(state, &routers, &mut changes)?;
-    // 7. Cinder's volume group: made once, bound again after a reboot.
-    if let Some(c) = &plan.cinder {
-        let lv = loopvg(dirs);
-        // The VG whose files are Cinder's directory (by identity); a same-named VG
-        // elsewhere on the host is not ours, and create refuses its name.
-        match lv.here(&c.volume_group) {
-            Ok(Some(v)) if v.active => {}
-            Ok(Some(_)) => {
-                lv.activate(Some(&c.volume_group))?;
-                changes.push(Change::new(
-                    format!("volume group {}", c.volume_group),
-                    "activated",
-                ));
-            }
-            Ok(None) => {
-                lv.create(&c.volume_group, &c.size, false)?;
-                changes.push(Change::new(
-                    format!("volume group {}", c.volume_group),
-                    format!(
-                        "created ({} on loop files in {})",
-                        c.size,
-                        dirs.cinder.display()
-                    ),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(changes)
+    let (cur, mut owned) = read(nl, want, dirs).await.map_err(early)?;
+    let actions = plan(want, &cur, &owned).map_err(early)?;
+    preflight(nl, want, &actions).await.map_err(early)?;
+    let done = apply::execute(nl, want, &cur, &mut owned, actions, dirs, false, done).await?;
+    let (cur, owned) = read(nl, want, dirs).await.map_err(early)?;
+    let left = plan(want, &cur, &owned).map_err(early)?;
+    Ok(Applied { done, left })
 }
 
-/// What this node must already have before anything is changed: every uplink NIC, and
-/// an interface holding the tunnel address (`local_ip`) when a VXLAN network is wanted.
-async fn preflight(nl: &Netlink, plan: &NodePlan) -> Result<()> {
+/// [`apply`] with nothing desired: everything this node made is removed (Cinder's volume
+/// group deactivated, its files kept unless `purge`), nothing else.
+pub async fn take_down(
+    nl: &Netlink,
+    want: &NodePlan,
+    dirs: &Dirs,
+    purge: bool,
+    done: &mut dyn FnMut(&Action),
+) -> std::result::Result<Applied, Box<Failed>> {
+    let early = |cause| {
+        Box::new(Failed {
+            done: vec![],
+            failed: vec![],
+            not_done: vec![],
+            cause,
+        })
+    };
+    let nothing = nothing_of(want);
+    // Open vSwitch reachable before anything is taken down.
+    let ovs = ovs::connect(want, dirs).await.map_err(early)?;
+    let (cur, mut owned) = read(nl, &nothing, dirs).await.map_err(early)?;
+    let mut actions = plan(&nothing, &cur, &owned).map_err(early)?;
+    if purge {
+        if let (Some(c), None) = (&want.cinder, &owned.volume_group) {
+            // A volume group found inactive is removed with its files too.
+            if loopvg(dirs)
+                .here(&c.volume_group.to_string())
+                .map_err(|e| early(e.into()))?
+                .is_some()
+            {
+                actions.push(Action {
+                    op: planner::Op::Delete,
+                    object: planner::Object::VolumeGroup {
+                        name: c.volume_group.to_string(),
+                    },
+                    unit: planner::Unit::Prune,
+                });
+            }
+        }
+    }
+    let mut finished =
+        apply::execute(nl, &nothing, &cur, &mut owned, actions, dirs, purge, done).await?;
+    if let Some(ovs) = &ovs {
+        let mut changes = Vec::new();
+        let r = async {
+            ovs::remove_ports(ovs, want, &mut changes).await?;
+            ovs::take_down(ovs, nl, want, &dirs.state, &mut changes).await
+        }
+        .await;
+        if let Err(cause) = r {
+            return Err(Box::new(Failed {
+                done: finished,
+                failed: vec![],
+                not_done: vec![],
+                cause,
+            }));
+        }
+        for c in changes {
+            let a = Action {
+                op: planner::Op::Delete,
+                object: planner::Object::Ovs {
+                    what: c.to_string(),
+                },
+                unit: planner::Unit::Prune,
+            };
+            done(&a);
+            finished.push(a);
+        }
+    }
+    let (cur, owned) = read(nl, &nothing, dirs).await.map_err(early)?;
+    let left = plan(&nothing, &cur, &owned).map_err(early)?;
+    Ok(Applied {
+        done: finished,
+        left,
+    })
+}
+
+/// This node with nothing desired.
+fn nothing_of(want: &NodePlan) -> NodePlan {
+    NodePlan {
+        node: want.node.clone(),
+        tunnel_ip: want.tunnel_ip,
+        networks: vec![],
+        ports: vec![],
+        l2pop: vec![],
+        dhcp: vec![],
+        routers: vec![],
+        cinder: None,
+    }
+}
+
+/// What this node must have before anything is changed: the capabilities the plan's
+/// actions need, a writable `/proc/sys/net`, every uplink NIC, an interface holding the
+/// tunnel address (`local_ip`) when a VXLAN network is wanted, dnsmasq when one is to
+/// be started.
+async fn preflight(nl: &Netlink, plan: &NodePlan, actions: &[Action]) -> Result<()> {
     use sp_kernel::caps::{self, Cap};
+    if actions.is_empty() {
+        return Ok(());
+    }
     // Namespaces, links, sysctls; dnsmasq binds port 67 on raw sockets and drops to
     // nobody; loop devices for the volume group.
     let mut wanted = vec![Cap::NetAdmin, Cap::SysAdmin];
@@ -238,7 +249,7 @@ async fn preflight(nl: &Netlink, plan: &NodePlan) -> Result<()> {
     }
     let missing = caps::missing(&wanted);
     if !missing.is_empty() {
-        return Err(Error::Preflight(format!(
+        return Err(Error::Privilege(format!(
             "stackplumb on node {} {}; nothing was changed",
             plan.node,
             caps::explain(&missing)
@@ -268,190 +279,14 @@ async fn preflight(nl: &Netlink, plan: &NodePlan) -> Result<()> {
             )));
         }
     }
+    let starts_dnsmasq = actions.iter().any(|a| {
+        matches!(a.object, planner::Object::Dnsmasq { .. }) && a.op != planner::Op::Delete
+    });
+    if starts_dnsmasq {
+        sp_kernel::exec::program("dnsmasq", "dnsmasq-base")
+            .map_err(|e| Error::Preflight(format!("{e}; nothing was changed")))?;
+    }
     Ok(())
-}
-
-/// Takes down what [`realise`] made on this node: dnsmasq ended, the namespaces of
-/// its ports deleted (their veths with them), uplinks given their addresses back,
-/// bridges and VXLAN devices deleted in one batch.
-/// Cinder's volume group is deactivated (its loop devices released), its files kept —
-/// removed with them only when `purge`.
-pub async fn take_down(
-    nl: &Netlink,
-    plan: &NodePlan,
-    dirs: &Dirs,
-    purge: bool,
-) -> Result<Vec<Change>> {
-    let state = dirs.state.as_path();
-    // Open vSwitch reachable before anything is taken down.
-    let ovs = ovs::connect(plan, dirs).await?;
-    let mut changes = Vec::new();
-    if let Some(c) = &plan.cinder {
-        let lv = loopvg(dirs);
-        // Only the VG whose files are in Cinder's directory: never a same-named VG
-        // elsewhere on the host.
-        match lv.here(&c.volume_group) {
-            Ok(Some(_)) if purge => {
-                lv.remove(&c.volume_group, false)?;
-                changes.push(Change::new(
-                    format!("volume group {}", c.volume_group),
-                    "removed with its files",
-                ));
-            }
-            Ok(Some(v)) if v.active => {
-                lv.deactivate(&c.volume_group)?;
-                changes.push(Change::new(
-                    format!("volume group {}", c.volume_group),
-                    "deactivated (files kept)",
-                ));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for d in &plan.dhcp {
-        sp_dhcp::stop(d, &sp_neutron::qdhcp_namespace(&d.network_id), &mut changes)?;
-    }
-    for r in &plan.routers {
-        sp_l3::forget(state, &r.namespace)?;
-    }
-    if let Some(ovs) = &ovs {
-        ovs::remove_ports(ovs, plan, &mut changes).await?;
-    }
-    let mut namespaces: Vec<String> = plan.ports.iter().map(|p| p.namespace.clone()).collect();
-    namespaces.sort();
-    namespaces.dedup();
-    teardown::delete_namespaces(&namespaces, &mut changes)?;
-    let ids: Vec<String> = plan
-        .networks
-        .iter()
-        .filter(|n| !n.ovs)
-        .map(|n| n.network_id.clone())
-        .collect();
-    teardown::delete_networks(nl, &ids, &mut changes).await?;
-    if let Some(ovs) = &ovs {
-        ovs::take_down(ovs, nl, plan, state, &mut changes).await?;
-    }
-    Ok(changes)
-}
-
-/// One object of a node's desired state and whether it is there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Item {
-    /// What: `bridge brq5b6a8b87-fd`, `fdb 00:00:00:00:00:00 dst 10.0.0.102 on vxlan-1`…
-    pub object: String,
-    pub present: bool,
-}
-
-/// Reads, without changing anything, which objects of `plan` exist on this node (the
-/// calling thread's namespace). Objects, not every attribute: an existing object with
-/// a drifted attribute reads as present, and `realise` puts the attribute right.
-pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<Item>> {
-    let state = dirs.state.as_path();
-    let mut items = Vec::new();
-    let mut item = |object: String, present: bool| items.push(Item { object, present });
-    let links = nl.links()?;
-    let by_name = |n: &str| {
-        links
-            .iter()
-            .find(|l| sp_kernel::attrs::link_name(l) == Some(n))
-    };
-    for n in plan.networks.iter().filter(|n| !n.ovs) {
-        let br = by_name(&n.bridge);
-        item(format!("bridge {}", n.bridge), br.is_some());
-        if let Some(v) = &n.vxlan {
-            let name = sp_neutron::vxlan_name(v.vni);
-            item(
-                format!("vxlan {name} on {}", n.bridge),
-                by_name(&name).is_some(),
-            );
-        }
-        if let Some(nic) = &n.uplink {
-            let attached = match (by_name(nic), br) {
-                (Some(l), Some(b)) => sp_kernel::attrs::link_master(l) == Some(b.header.index),
-                _ => false,
-            };
-            item(format!("uplink {nic} on {}", n.bridge), attached);
-        }
-    }
-    let live: std::collections::BTreeSet<String> = sp_kernel::netns::list_named()?
-        .into_iter()
-        .filter(|e| e.state.is_ok())
-        .map(|e| e.name)
-        .collect();
-    let mut namespaces: Vec<&str> = plan.ports.iter().map(|p| p.namespace.as_str()).collect();
-    namespaces.sort();
-    namespaces.dedup();
-    for ns in namespaces {
-        item(format!("namespace {ns}"), live.contains(ns));
-    }
-    let on_ovs: Vec<&str> = ovs::ovs_ports(plan)
-        .map(|(p, _)| p.port_id.as_str())
-        .collect();
-    for p in plan
-        .ports
-        .iter()
-        .filter(|p| !on_ovs.contains(&p.port_id.as_str()))
-    {
-        let tap = sp_neutron::tap_name(&p.port_id);
-        item(
-            format!(
-                "port {tap} ↔ {} in {}",
-                p.kind.device(&p.port_id),
-                p.namespace
-            ),
-            by_name(&tap).is_some(),
-        );
-    }
-    ovs::survey(nl, plan, dirs, &mut item).await?;
-    let mut fdb: std::collections::BTreeMap<u32, Vec<sp_bridge::l2pop::FdbEntry>> =
-        Default::default();
-    for e in &plan.l2pop {
-        let (vni, mac, vtep) = match e {
-            L2Entry::Flood { vni, vtep } => (*vni, "00:00:00:00:00:00".to_owned(), *vtep),
-            L2Entry::Port { vni, mac, vtep, .. } => (*vni, mac.clone(), *vtep),
-        };
-        if let std::collections::btree_map::Entry::Vacant(slot) = fdb.entry(vni) {
-            // One dump per VXLAN device, and none when the device is not there yet.
-            let entries = if by_name(&sp_neutron::vxlan_name(vni)).is_some() {
-                l2pop::fdb_entries(nl, vni).await?
-            } else {
-                vec![]
-            };
-            slot.insert(entries);
-        }
-        let present = fdb[&vni]
-            .iter()
-            .any(|f| f.mac == mac && f.dst == Some(vtep));
-        item(
-            format!("fdb {mac} dst {vtep} on {}", sp_neutron::vxlan_name(vni)),
-            present,
-        );
-    }
-    for d in &plan.dhcp {
-        let running = matches!(
-            live.contains(&sp_neutron::qdhcp_namespace(&d.network_id))
-                .then(|| sp_dhcp::status(d, &sp_neutron::qdhcp_namespace(&d.network_id)))
-                .transpose()?,
-            Some(sp_dhcp::State::Running(_))
-        );
-        item(format!("dnsmasq of {}", d.network_id), running);
-    }
-    for r in &plan.routers {
-        let loaded = std::fs::read_to_string(sp_l3::record(state, &r.namespace))
-            .is_ok_and(|t| t == r.nat.iptables_restore());
-        item(format!("nat rules in {}", r.namespace), loaded);
-    }
-    if let Some(c) = &plan.cinder {
-        let active = loopvg(dirs)
-            .here(&c.volume_group)
-            .is_ok_and(|v| v.is_some_and(|v| v.active));
-        item(
-            format!("volume group {} ({})", c.volume_group, c.size),
-            active,
-        );
-    }
-    Ok(items)
 }
 
 /// What netns-inspect finds wrong in this node's namespaces (its own, shown as

@@ -240,14 +240,15 @@ pub(crate) async fn take_down(
 
 /// Which objects on Open vSwitch are there: each bridge, its uplink as a port, each
 /// gateway port on its bridge with its device in the namespace.
-pub(crate) async fn survey(
+pub(crate) async fn survey_items(
     nl: &Netlink,
     plan: &NodePlan,
     dirs: &Dirs,
-    item: &mut dyn FnMut(String, bool),
-) -> Result<()> {
+) -> Result<Vec<(String, bool)>> {
+    let mut items = Vec::new();
+    let mut item = |what: String, present: bool| items.push((what, present));
     let Some(first) = ovs_networks(plan).next() else {
-        return Ok(());
+        return Ok(items);
     };
     let ovs = match Ovs::connect(&dirs.ovsdb, TIMEOUT, false).await {
         Ok(o) => o,
@@ -259,7 +260,7 @@ pub(crate) async fn survey(
                 ),
                 false,
             );
-            return Ok(());
+            return Ok(items);
         }
     };
     let bridges = ovs.list_br().await?;
@@ -285,7 +286,7 @@ pub(crate) async fn survey(
             );
         }
     }
-    Ok(())
+    Ok(items)
 }
 
 async fn has_addresses(nl: &Netlink, nic: &str) -> Result<bool> {

@@ -22,32 +22,52 @@ use sp_config::desired::NodePlan;
 use sp_kernel::{files, Change};
 use sp_neutron::qdhcp_namespace;
 
-use crate::{Dirs, Error, Result};
+use crate::{Error, Result};
 
-/// The lock file in the state directory.
-pub const LOCK: &str = "stackplumb.lock";
+/// Where the run locks live: root's own directory, not the world-writable `/run/lock`,
+/// where another user could plant (and hold) the file first.
+pub const LOCK_DIR: &str = "/run/stackplumb";
 
-/// Takes the run lock of `state`, waiting up to `timeout` for another run to finish.
-pub fn lock(state: &Path, timeout: Duration) -> Result<Flock<File>> {
-    let path = state.join(LOCK);
+/// The run lock of the calling thread's network namespace — the node: one per host
+/// (and per container with a network of its own), whatever `--state-dir` each run
+/// names, so two runs never move the same uplink at once.
+pub fn lock_path() -> Result<std::path::PathBuf> {
+    let id = sp_kernel::netns::NsId::of_path(Path::new("/proc/thread-self/ns/net"))?;
+    Ok(Path::new(LOCK_DIR).join(format!("net-{}-{}.lock", id.dev, id.ino)))
+}
+
+/// Takes this node's run lock, waiting up to `timeout` for another run to finish; the
+/// holder's pid is written into the lock file and named when the wait times out.
+pub fn lock(timeout: Duration) -> Result<Flock<File>> {
+    use std::io::{Read, Seek, Write};
+    let path = lock_path()?;
     let io = |e| Error::State(path.clone(), e);
-    // The state directory: made 0755 when missing (dnsmasq, as nobody, reads its files
-    // below it), else checked, never re-moded.
-    files::ensure_top_dir(state, 0o755)?;
+    files::ensure_top_dir(Path::new(LOCK_DIR), 0o755)?;
     let start = Instant::now();
     let mut file = files::open_lock(&path)?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
+            Ok(mut l) => {
+                l.set_len(0).map_err(io)?;
+                l.rewind().map_err(io)?;
+                write!(l, "{}\n", std::process::id()).map_err(io)?;
+                return Ok(l);
+            }
             Err((f, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < timeout => {
                 file = f;
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut holder = String::new();
+                let _ = f.read_to_string(&mut holder);
+                let holder = match holder.trim().parse::<u32>() {
+                    Ok(pid) => format!("pid {pid}"),
+                    Err(_) => "another process".into(),
+                };
                 return Err(Error::Locked(format!(
-                    "another stackplumb run holds {}; waited {timeout:?}",
+                    "another stackplumb run ({holder}) holds this node's lock {}; waited {timeout:?}",
                     path.display()
-                )))
+                )));
             }
             Err((_, e)) => return Err(io(e.into())),
         }
@@ -83,12 +103,7 @@ const MIN_GAP: Duration = Duration::from_secs(1);
 /// Watches and restarts `plan`'s dnsmasq processes until SIGTERM or SIGINT; reports
 /// every event. Blocks those signals in the calling thread (they arrive through a
 /// signalfd): call it from the process's only thread.
-pub fn supervise(
-    plan: &NodePlan,
-    dirs: &Dirs,
-    opts: &Options,
-    report: &mut dyn FnMut(Event),
-) -> Result<()> {
+pub fn supervise(plan: &NodePlan, opts: &Options, report: &mut dyn FnMut(Event)) -> Result<()> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGINT);
@@ -117,7 +132,7 @@ pub fn supervise(
                     }
                     last_start.insert(d.network_id.clone(), Instant::now());
                     let mut changes = Vec::new();
-                    let restarted = lock(&dirs.state, opts.lock_timeout).and_then(|_held| {
+                    let restarted = lock(opts.lock_timeout).and_then(|_held| {
                         sp_dhcp::ensure(d, &ns, &mut changes).map_err(Error::from)
                     });
                     changes

@@ -84,6 +84,7 @@ fn ours(n: usize) -> (Duration, Duration) {
                     l2_population: true,
                     group: None,
                     port: None,
+                    mtu: None,
                 }),
             })
             .collect();

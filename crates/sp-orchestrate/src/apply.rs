@@ -1,0 +1,429 @@
+//! Executing a plan: the deletions one by one, then each unit's operation for the units
+//! that have actions, in the agents' order. An operation changes exactly what differs
+//! (the planner's comparisons); a unit without actions is not touched. Every object is
+//! recorded as ours before it is made and forgotten after it is gone
+//! ([`crate::owned`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sp_bridge::network::{self, NetworkSpec, VxlanConfig};
+use sp_bridge::port::{self, HostEnd, PortSpec};
+use sp_bridge::{input, l2pop, uplink};
+use sp_config::desired::NodePlan;
+use sp_kernel::netlink::Netlink;
+use sp_kernel::steps::Faults;
+use sp_kernel::Change;
+use sp_neutron::{bridge_name, qdhcp_namespace};
+
+use crate::current::Current;
+use crate::owned::{Owned, OwnedFdb, OwnedNeighbour, OwnedUplink};
+use crate::planner::{network_mtu, Action, Object, Op, Unit};
+use crate::{Dirs, Error, Result};
+
+/// An apply that stopped: what was done, what failed, what was not done.
+#[derive(Debug)]
+pub struct Failed {
+    pub done: Vec<Action>,
+    pub failed: Vec<Action>,
+    pub not_done: Vec<Action>,
+    pub cause: Error,
+}
+
+/// The VNI of `vxlan-N`.
+fn vni_of(device: &str) -> Option<u32> {
+    device.strip_prefix("vxlan-")?.parse().ok()
+}
+
+/// Records what `actions` will make as ours.
+fn intend(owned: &mut Owned, actions: &[Action]) {
+    for a in actions {
+        let creates = a.op == Op::Create;
+        match (&a.object, creates) {
+            (Object::Bridge { name }, true) => {
+                owned.bridges.insert(name.clone());
+            }
+            (Object::Vxlan { name, .. }, true) => {
+                owned.vxlans.insert(name.clone());
+            }
+            (Object::Uplink { nic, bridge }, true) => {
+                owned.uplinks.insert(OwnedUplink {
+                    nic: nic.clone(),
+                    bridge: bridge.clone(),
+                });
+            }
+            (Object::Namespace { name }, true) => {
+                owned.namespaces.entry(name.clone()).or_insert(None);
+            }
+            (
+                Object::Port {
+                    port_id,
+                    tap: Some(_),
+                    ..
+                },
+                true,
+            ) => {
+                owned.ports.insert(port_id.clone());
+            }
+            (Object::Fdb { device, mac, dst }, true) => {
+                if let Some(vni) = vni_of(device) {
+                    owned.fdb.insert(OwnedFdb {
+                        vni,
+                        mac: mac.clone(),
+                        dst: *dst,
+                    });
+                }
+            }
+            (Object::Neighbour { device, ip, mac }, true) => {
+                if let Some(vni) = vni_of(device) {
+                    owned.neighbours.insert(OwnedNeighbour {
+                        vni,
+                        ip: *ip,
+                        mac: mac.clone(),
+                    });
+                }
+            }
+            // dnsmasq and the NAT table are ours by their names (our pid file, our
+            // table): also when an action only changes them.
+            (Object::Dnsmasq { network_id }, _) => {
+                owned.dnsmasq.insert(network_id.clone());
+            }
+            (Object::Nat { namespace }, _) => {
+                owned.nat.insert(namespace.clone());
+            }
+            (Object::VolumeGroup { name }, true) => owned.volume_group = Some(name.clone()),
+            _ => {}
+        }
+    }
+}
+
+/// Forgets an object that is gone.
+fn forget(owned: &mut Owned, object: &Object) {
+    match object {
+        Object::Bridge { name } => {
+            owned.bridges.remove(name);
+        }
+        Object::Vxlan { name, .. } => {
+            owned.vxlans.remove(name);
+            if let Some(vni) = vni_of(name) {
+                owned.fdb.retain(|f| f.vni != vni);
+                owned.neighbours.retain(|n| n.vni != vni);
+            }
+        }
+        Object::Uplink { nic, bridge } => {
+            owned.uplinks.remove(&OwnedUplink {
+                nic: nic.clone(),
+                bridge: bridge.clone(),
+            });
+        }
+        Object::Namespace { name } => {
+            owned.namespaces.remove(name);
+            owned.nat.remove(name);
+        }
+        Object::Port { port_id, .. } => {
+            owned.ports.remove(port_id);
+        }
+        Object::Fdb { device, mac, dst } => {
+            if let Some(vni) = vni_of(device) {
+                owned.fdb.remove(&OwnedFdb {
+                    vni,
+                    mac: mac.clone(),
+                    dst: *dst,
+                });
+            }
+        }
+        Object::Neighbour { device, ip, mac } => {
+            if let Some(vni) = vni_of(device) {
+                owned.neighbours.remove(&OwnedNeighbour {
+                    vni,
+                    ip: *ip,
+                    mac: mac.clone(),
+                });
+            }
+        }
+        Object::Dnsmasq { network_id } => {
+            owned.dnsmasq.remove(network_id);
+        }
+        Object::Nat { namespace } => {
+            owned.nat.remove(namespace);
+        }
+        Object::VolumeGroup { .. } => owned.volume_group = None,
+        _ => {}
+    }
+}
+
+/// Removes one object this node made and no longer wants.
+async fn prune(nl: &Netlink, a: &Action, dirs: &Dirs, purge: bool) -> Result<()> {
+    let mut changes: Vec<Change> = Vec::new();
+    match &a.object {
+        Object::Dnsmasq { network_id } => {
+            // The id is checked before it names a directory (the record is a file).
+            sp_names::NeutronId::check(network_id)?;
+            let dir = dirs.state.join("dhcp").join(network_id);
+            sp_dhcp::stop_dir(&dir, network_id, &qdhcp_namespace(network_id), &mut changes)?;
+        }
+        Object::Nat { namespace } => {
+            sp_l3::remove(namespace)?;
+        }
+        Object::Fdb { device, mac, dst } => {
+            let vni = vni_of(device).unwrap_or(0);
+            l2pop::fdb_del(nl, vni, input::mac(mac)?, *dst, &mut changes).await?;
+        }
+        Object::Neighbour { device, ip, .. } => {
+            l2pop::neigh_del(nl, vni_of(device).unwrap_or(0), *ip, &mut changes).await?;
+        }
+        Object::Port { tap: Some(tap), .. } => {
+            sp_kernel::links::delete_link(nl, tap).await?;
+        }
+        Object::Namespace { name } => match sp_kernel::netns::delete(name) {
+            Err(e) if !e.is_not_found() => return Err(e.into()),
+            _ => {}
+        },
+        Object::Uplink { nic, bridge } => {
+            uplink::detach(nl, bridge, nic, &mut Faults::none(), &mut changes).await?;
+        }
+        Object::Vxlan { name, .. } | Object::Bridge { name } => {
+            sp_kernel::links::delete_link(nl, name).await?;
+        }
+        Object::VolumeGroup { name } => {
+            let lv = crate::loopvg(dirs);
+            match purge {
+                true => lv.remove(name, false).map(drop)?,
+                false => lv.deactivate(name).map(drop)?,
+            }
+        }
+        other => {
+            return Err(Error::Preflight(format!(
+                "no way to remove {other} (a bug: the planner never deletes it)"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The ports of `plan` as the port operation takes them, at their network's MTU.
+fn port_specs(plan: &NodePlan, cur: &Current) -> Result<Vec<PortSpec>> {
+    plan.ports
+        .iter()
+        .map(|p| {
+            let net = plan.networks.iter().find(|n| n.network_id == p.network_id);
+            let ovs = net.is_some_and(|n| n.ovs);
+            Ok(PortSpec {
+                port_id: p.port_id.to_string(),
+                kind: p.kind,
+                namespace: p.namespace.to_string(),
+                host: match ovs {
+                    true => HostEnd::Moved,
+                    false => HostEnd::Bridge(bridge_name(&p.network_id)),
+                },
+                mac: Some(input::mac(&p.mac.to_string())?),
+                mtu: match (ovs, net) {
+                    (false, Some(n)) => Some(network_mtu(&cur.root, n)),
+                    _ => None,
+                },
+                addresses: p.addresses.clone(),
+                gateway: p.gateway,
+                ip_forward: p.ip_forward,
+            })
+        })
+        .collect()
+}
+
+/// Runs one unit's operation.
+async fn run_unit(
+    nl: &Netlink,
+    unit: &Unit,
+    actions: &[&Action],
+    plan: &NodePlan,
+    cur: &Current,
+    dirs: &Dirs,
+) -> Result<()> {
+    let mut changes: Vec<Change> = Vec::new();
+    match unit {
+        Unit::Prune => unreachable!("deletions run one by one"),
+        Unit::Network(id) | Unit::Uplink(id) => {
+            let n = plan
+                .networks
+                .iter()
+                .find(|n| &n.network_id == id)
+                .expect("planned from this plan");
+            let vxlan = n.vxlan.as_ref().map(|v| VxlanConfig {
+                vni: v.vni,
+                local_ip: v.local_ip,
+                l2_population: v.l2_population,
+                group: v.group,
+                port: None,
+                mtu: Some(network_mtu(&cur.root, n)),
+            });
+            let spec = NetworkSpec {
+                network_id: n.network_id.to_string(),
+                vxlan,
+            };
+            network::ensure_networks(nl, &[spec], None, &mut changes).await?;
+            if let (Some(nic), Unit::Uplink(_)) = (&n.uplink, unit) {
+                uplink::attach(nl, &n.bridge, nic, &mut Faults::none(), &mut changes).await?;
+            }
+        }
+        Unit::Ovs => {
+            let ovs = crate::ovs::connect(plan, dirs)
+                .await?
+                .ok_or_else(|| Error::Preflight("no Open vSwitch network planned".into()))?;
+            crate::ovs::ensure_bridges(&ovs, nl, plan, &dirs.state, &mut changes).await?;
+            crate::ovs::ensure_ports(&ovs, nl, plan, &mut changes).await?;
+        }
+        Unit::Ports(ns) => {
+            let specs: Vec<PortSpec> = port_specs(plan, cur)?
+                .into_iter()
+                .filter(|p| &p.namespace == ns)
+                .collect();
+            port::plug(nl, &specs, &mut changes).await?;
+        }
+        Unit::L2 => {
+            for a in actions {
+                match &a.object {
+                    Object::Fdb { device, mac, dst } => {
+                        let vni = vni_of(device).unwrap_or(0);
+                        let mac = input::mac(mac)?;
+                        match mac == l2pop::FLOOD_MAC {
+                            true => l2pop::flood_add(nl, vni, *dst, &mut changes).await?,
+                            false => l2pop::fdb_add(nl, vni, mac, *dst, &mut changes).await?,
+                        }
+                    }
+                    Object::Neighbour { device, ip, mac } => {
+                        let vni = vni_of(device).unwrap_or(0);
+                        l2pop::neigh_add(nl, vni, *ip, input::mac(mac)?, &mut changes).await?
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Unit::Dhcp(id) => {
+            let d = plan
+                .dhcp
+                .iter()
+                .find(|d| &d.network_id == id)
+                .expect("planned from this plan");
+            sp_dhcp::ensure(d, &qdhcp_namespace(&d.network_id), &mut changes)?;
+        }
+        Unit::Nat(ns) => {
+            let r = plan
+                .routers
+                .iter()
+                .find(|r| r.namespace.as_str() == ns)
+                .expect("planned from this plan");
+            sp_l3::load_each(&[(r.namespace.as_str(), &r.nat)], &mut changes)?;
+        }
+        Unit::Cinder => {
+            let c = plan.cinder.as_ref().expect("planned from this plan");
+            let lv = crate::loopvg(dirs);
+            match actions.iter().any(|a| a.op == Op::Create) {
+                true => lv
+                    .create(&c.volume_group.to_string(), &c.size.to_string(), false)
+                    .map(drop)?,
+                false => lv.activate(Some(&c.volume_group.to_string())).map(drop)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Executes `actions` (planned from `cur`), reporting each as it completes.
+/// `purge`: a volume group pruned goes with its files (destroy --purge).
+#[allow(clippy::too_many_arguments)]
+pub async fn execute(
+    nl: &Netlink,
+    plan: &NodePlan,
+    cur: &Current,
+    owned: &mut Owned,
+    actions: Vec<Action>,
+    dirs: &Dirs,
+    purge: bool,
+    done: &mut dyn FnMut(&Action),
+) -> std::result::Result<Vec<Action>, Box<Failed>> {
+    let mut finished: Vec<Action> = Vec::new();
+    let fail = |finished: Vec<Action>, failed: Vec<Action>, rest: Vec<Action>, cause| {
+        Box::new(Failed {
+            done: finished,
+            failed,
+            not_done: rest,
+            cause,
+        })
+    };
+    let (prunes, rest): (Vec<Action>, Vec<Action>) =
+        actions.into_iter().partition(|a| a.unit == Unit::Prune);
+    // Deletions, one by one, each forgotten once gone.
+    let mut prunes = prunes.into_iter();
+    while let Some(a) = prunes.next() {
+        if let Err(cause) = prune(nl, &a, dirs, purge).await {
+            let _ = owned.save(&dirs.state);
+            let mut not_done: Vec<Action> = prunes.collect();
+            not_done.extend(rest);
+            return Err(fail(finished, vec![a], not_done, cause));
+        }
+        forget(owned, &a.object);
+        done(&a);
+        finished.push(a);
+    }
+    if let Err(cause) = owned.save(&dirs.state) {
+        return Err(fail(finished, vec![], rest, cause));
+    }
+    // What will be made, recorded before it is made.
+    intend(owned, &rest);
+    if let Err(cause) = owned.save(&dirs.state) {
+        return Err(fail(finished, vec![], rest, cause));
+    }
+    // The units in plan order (the planner orders them as the agents do).
+    let mut order: Vec<Unit> = Vec::new();
+    let mut by_unit: BTreeMap<Unit, Vec<Action>> = BTreeMap::new();
+    for a in rest {
+        if !by_unit.contains_key(&a.unit) {
+            order.push(a.unit.clone());
+        }
+        by_unit.entry(a.unit.clone()).or_default().push(a);
+    }
+    let mut result = Ok(());
+    for (i, unit) in order.iter().enumerate() {
+        let actions = by_unit.remove(unit).unwrap_or_default();
+        let refs: Vec<&Action> = actions.iter().collect();
+        if let Err(cause) = run_unit(nl, unit, &refs, plan, cur, dirs).await {
+            let not_done = order[i + 1..]
+                .iter()
+                .flat_map(|u| by_unit.remove(u).unwrap_or_default())
+                .collect();
+            result = Err(fail(
+                std::mem::take(&mut finished),
+                actions,
+                not_done,
+                cause,
+            ));
+            break;
+        }
+        for a in &actions {
+            done(a);
+        }
+        finished.extend(actions);
+    }
+    // The identities of the namespaces made (and of any recorded before a kill).
+    if let Ok(live) = sp_kernel::netns::list_named() {
+        let ids: BTreeMap<String, _> = live
+            .into_iter()
+            .filter_map(|e| Some((e.name, e.state.ok()?)))
+            .collect();
+        let unknown: BTreeSet<String> = owned
+            .namespaces
+            .iter()
+            .filter(|(_, id)| id.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in unknown {
+            if let Some(id) = ids.get(&n) {
+                owned.namespaces.insert(n, Some((*id).into()));
+            }
+        }
+    }
+    let saved = owned.save(&dirs.state);
+    match (result, saved) {
+        (Err(f), _) => Err(f),
+        (Ok(()), Err(cause)) => Err(fail(finished, vec![], vec![], cause)),
+        (Ok(()), Ok(())) => Ok(finished),
+    }
+}

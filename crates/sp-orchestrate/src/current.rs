@@ -1,0 +1,289 @@
+//! What a node holds now, read from the kernel and the daemons once per run — never
+//! from our records. Plain data: the planner ([`crate::planner`]) is a pure function of
+//! it, and its tests build one by hand.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::AddressFamily;
+use sp_config::desired::NodePlan;
+use sp_kernel::attrs::{self, BridgeData, VxlanData};
+use sp_kernel::netlink::{self, Netlink};
+use sp_kernel::netns::{self, NsId};
+
+use crate::owned::Owned;
+use crate::{Dirs, Result};
+
+/// One link as the planner needs it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkView {
+    pub name: String,
+    pub index: u32,
+    /// `veth`, `bridge`, `vxlan`, `tun`… or `device` (no kind of its own).
+    pub kind: String,
+    pub mtu: u32,
+    pub mac: Option<[u8; 6]>,
+    pub master: Option<u32>,
+    pub up: bool,
+    /// A veth's peer index (in the peer's namespace).
+    pub peer: Option<u32>,
+    pub vxlan: Option<VxlanData>,
+    pub bridge: Option<BridgeData>,
+}
+
+impl LinkView {
+    pub fn of(l: &LinkMessage) -> Option<LinkView> {
+        Some(LinkView {
+            name: attrs::link_name(l)?.to_owned(),
+            index: l.header.index,
+            kind: attrs::link_kind_word(l),
+            mtu: attrs::link_mtu(l).unwrap_or(0),
+            mac: attrs::link_mac(l).and_then(|m| m.try_into().ok()),
+            master: attrs::link_master(l),
+            up: attrs::link_is_up(l),
+            peer: attrs::link_peer(l).0,
+            vxlan: attrs::vxlan(l),
+            bridge: attrs::bridge(l),
+        })
+    }
+}
+
+/// A global-scope address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrView {
+    pub index: u32,
+    pub net: IpNet,
+}
+
+/// A default route of the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteView {
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+}
+
+/// What one network namespace holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Space {
+    pub links: Vec<LinkView>,
+    /// Global-scope addresses only (link-local ones are the kernel's).
+    pub addresses: Vec<AddrView>,
+    pub defaults: Vec<RouteView>,
+    pub forwarding: bool,
+}
+
+impl Space {
+    pub fn link(&self, name: &str) -> Option<&LinkView> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn by_index(&self, index: u32) -> Option<&LinkView> {
+        self.links.iter().find(|l| l.index == index)
+    }
+
+    pub fn addresses_of(&self, index: u32) -> impl Iterator<Item = &IpNet> {
+        self.addresses
+            .iter()
+            .filter(move |a| a.index == index)
+            .map(|a| &a.net)
+    }
+
+    /// The link holding address `ip`.
+    pub fn holder(&self, ip: IpAddr) -> Option<&LinkView> {
+        let a = self.addresses.iter().find(|a| a.net.addr() == ip)?;
+        self.by_index(a.index)
+    }
+
+    fn of(links: &[LinkMessage], addrs: &[AddressMessage], routes: &[RouteMessage]) -> Space {
+        Space {
+            links: links.iter().filter_map(LinkView::of).collect(),
+            addresses: addrs
+                .iter()
+                .filter(|a| u8::from(a.header.scope) == 0)
+                .filter_map(|a| {
+                    let ip = attrs::address_ip(a)?;
+                    Some(AddrView {
+                        index: a.header.index,
+                        net: IpNet::new(ip, a.header.prefix_len).ok()?,
+                    })
+                })
+                .collect(),
+            defaults: routes
+                .iter()
+                .filter(|r| {
+                    r.header.destination_prefix_length == 0
+                        && attrs::route_table(r) == 254
+                        && u8::from(r.header.kind) == 1
+                })
+                .map(|r| RouteView {
+                    gateway: attrs::route_gateway(r),
+                    oif: attrs::route_oif(r),
+                })
+                .collect(),
+            forwarding: false,
+        }
+    }
+}
+
+/// A named namespace that exists, with its identity and contents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NsView {
+    pub id: Option<NsId>,
+    pub space: Space,
+}
+
+/// A network's dnsmasq as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpView {
+    pub state: sp_dhcp::State,
+    /// The files (`host`, `addn_hosts`, `opts`) whose content differs from what is wanted.
+    pub stale_files: Vec<&'static str>,
+}
+
+/// A router's NAT table as the kernel holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatView {
+    Absent,
+    Matches,
+    Differs(Vec<String>),
+}
+
+/// The volume group, when Cinder's directory holds one of this name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VgView {
+    pub active: bool,
+}
+
+/// An l2population entry present (permanent, NUD 0x80 with or without NOARP 0x40).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct L2View {
+    /// (device, MAC, destination).
+    pub fdb: HashSet<(String, String, IpAddr)>,
+    /// (device, IP, MAC).
+    pub neigh: HashSet<(String, IpAddr, String)>,
+}
+
+/// Everything the planner compares with the desired state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Current {
+    pub root: Space,
+    /// Every named namespace that exists (name → identity), read or not.
+    pub live: BTreeMap<String, Option<NsId>>,
+    /// The namespaces the desired state or the record names, read; missing ones absent.
+    pub namespaces: BTreeMap<String, NsView>,
+    pub l2: L2View,
+    pub dhcp: BTreeMap<String, DhcpView>,
+    pub nat: BTreeMap<String, NatView>,
+    pub vg: Option<VgView>,
+    /// Open vSwitch objects wanted and whether they are there (one OVSDB read).
+    pub ovs: Vec<(String, bool)>,
+}
+
+/// Reads what `plan` and `owned` concern on this node (the calling thread's namespace).
+pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> Result<Current> {
+    let mut cur = Current::default();
+    // Root: links, addresses, default routes (for the uplink's gateway).
+    let links = nl.links()?;
+    let addrs = nl.addresses()?;
+    let mut routes = nl.routes(AddressFamily::Inet)?;
+    routes.extend(nl.routes(AddressFamily::Inet6)?);
+    cur.root = Space::of(&links, &addrs, &routes);
+    // Namespaces: every one that exists; those we want or own, entered in one hop.
+    for e in netns::list_named()? {
+        cur.live.insert(e.name, e.state.ok());
+    }
+    let wanted: BTreeSet<&str> = plan
+        .ports
+        .iter()
+        .map(|p| p.namespace.as_str())
+        .chain(owned.namespaces.keys().map(String::as_str))
+        .filter(|n| cur.live.contains_key(*n))
+        .collect();
+    let names: Vec<&str> = wanted.into_iter().collect();
+    let mut fds = Vec::with_capacity(names.len());
+    let mut opened = Vec::with_capacity(names.len());
+    for n in &names {
+        // A namespace deleted since the listing is simply not there.
+        if let Ok(fd) = netns::open(&netns::named_path(n)?) {
+            fds.push(fd);
+            opened.push(*n);
+        }
+    }
+    let families = [AddressFamily::Inet, AddressFamily::Inet6];
+    let read = netns::run_in_each(&fds, |_| {
+        let socks = netlink::open_sockets()?;
+        let c = socks.contents(&families)?;
+        let mut space = Space::of(&c.links, &c.addresses, &c.routes);
+        space.forwarding = c.ipv4_forwarding;
+        Ok(space)
+    });
+    for (name, space) in opened.into_iter().zip(read) {
+        let id = cur.live.get(name).copied().flatten();
+        cur.namespaces
+            .insert(name.to_owned(), NsView { id, space: space? });
+    }
+    // l2population: one dump of each neighbour table, when there are VXLAN devices.
+    if cur.root.links.iter().any(|l| l.vxlan.is_some()) {
+        let known = sp_kernel::links::Links::read(nl)?;
+        let snap = sp_bridge::l2pop::Snapshot::read_with(nl, &known).await?;
+        cur.l2 = L2View {
+            fdb: snap.fdb,
+            neigh: snap.neigh,
+        };
+    }
+    // dnsmasq: pid file, command line, files.
+    for d in &plan.dhcp {
+        let ns = sp_neutron::qdhcp_namespace(&d.network_id);
+        let state = match cur.live.contains_key(&ns) {
+            true => sp_dhcp::status(d, &ns)?,
+            false => sp_dhcp::State::Stopped,
+        };
+        cur.dhcp.insert(
+            d.network_id.clone(),
+            DhcpView {
+                state,
+                stale_files: sp_dhcp::stale_files(d),
+            },
+        );
+    }
+    // NAT: our table in every router namespace wanted or owned, one hop.
+    let nat_ns: Vec<&str> = plan
+        .routers
+        .iter()
+        .map(|r| r.namespace.as_str())
+        .chain(owned.nat.iter().map(String::as_str))
+        .filter(|n| cur.namespaces.contains_key(*n))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let want: BTreeMap<&str, &sp_neutron::l3::RouterNat> = plan
+        .routers
+        .iter()
+        .map(|r| (r.namespace.as_str(), &r.nat))
+        .collect();
+    for (ns, got) in nat_ns.iter().zip(sp_l3::read_each(&nat_ns)?) {
+        let view = match (got?, want.get(ns)) {
+            (None, _) => NatView::Absent,
+            (Some(c), Some(w)) => {
+                let rules = sp_l3::NatRules::of(w);
+                match c.matches(&rules) {
+                    true => NatView::Matches,
+                    false => NatView::Differs(c.differences(&rules)),
+                }
+            }
+            (Some(_), None) => NatView::Differs(vec!["not wanted".into()]),
+        };
+        cur.nat.insert((*ns).to_owned(), view);
+    }
+    if let Some(c) = &plan.cinder {
+        cur.vg = crate::loopvg(dirs)
+            .here(&c.volume_group)?
+            .map(|v| VgView { active: v.active });
+    }
+    cur.ovs = crate::ovs::survey_items(nl, plan, dirs).await?;
+    Ok(cur)
+}
