@@ -25,7 +25,7 @@ pub mod supervise;
 use serde::Serialize;
 use sp_bridge::network::{self, NetworkSpec, VxlanConfig};
 use sp_bridge::port::{self, HostEnd, PortSpec};
-use sp_bridge::{input, l2pop, teardown, uplink};
+use sp_bridge::{l2pop, teardown, uplink};
 use sp_config::desired::{L2Entry, NodePlan};
 use sp_kernel::links::Links;
 use sp_kernel::netlink::Netlink;
@@ -97,14 +97,14 @@ fn port_specs(plan: &NodePlan) -> Result<Vec<PortSpec>> {
                 .iter()
                 .any(|n| n.ovs && n.network_id == p.network_id);
             Ok(PortSpec {
-                port_id: p.port_id.clone(),
+                port_id: p.port_id.to_string(),
                 kind: p.kind,
-                namespace: p.namespace.clone(),
+                namespace: p.namespace.to_string(),
                 host: match ovs {
                     true => HostEnd::Moved,
                     false => HostEnd::Bridge(bridge_name(&p.network_id)),
                 },
-                mac: Some(input::mac(&p.mac)?),
+                mac: Some(p.mac.octets()),
                 mtu: None,
                 addresses: p.addresses.clone(),
                 gateway: p.gateway,
@@ -138,7 +138,7 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
         .filter_map(|n| {
             let v = n.vxlan.as_ref()?;
             Some(NetworkSpec {
-                network_id: n.network_id.clone(),
+                network_id: n.network_id.to_string(),
                 vxlan: Some(VxlanConfig {
                     vni: v.vni,
                     local_ip: v.local_ip,
@@ -176,7 +176,7 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
                 l2pop::flood_add(nl, *vni, *vtep, &mut changes).await?
             }
             L2Entry::Port { vni, mac, ip, vtep } => {
-                let mac = input::mac(mac)?;
+                let mac = mac.octets();
                 if !have.has_port(*vni, mac, *ip, *vtep) {
                     l2pop::port_add(nl, *vni, mac, *ip, *vtep, &mut changes).await?
                 }
@@ -210,7 +210,7 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
                 ));
             }
             Ok(None) => {
-                lv.create(&c.volume_group, &c.size, false)?;
+                lv.create(&c.volume_group, &c.size.to_string(), false)?;
                 changes.push(Change::new(
                     format!("volume group {}", c.volume_group),
                     format!(
@@ -318,7 +318,7 @@ pub async fn take_down(
     if let Some(ovs) = &ovs {
         ovs::remove_ports(ovs, plan, &mut changes).await?;
     }
-    let mut namespaces: Vec<String> = plan.ports.iter().map(|p| p.namespace.clone()).collect();
+    let mut namespaces: Vec<String> = plan.ports.iter().map(|p| p.namespace.to_string()).collect();
     namespaces.sort();
     namespaces.dedup();
     teardown::delete_namespaces(&namespaces, &mut changes)?;
@@ -326,7 +326,7 @@ pub async fn take_down(
         .networks
         .iter()
         .filter(|n| !n.ovs)
-        .map(|n| n.network_id.clone())
+        .map(|n| n.network_id.to_string())
         .collect();
     teardown::delete_networks(nl, &ids, &mut changes).await?;
     if let Some(ovs) = &ovs {
@@ -409,7 +409,7 @@ pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<It
     for e in &plan.l2pop {
         let (vni, mac, vtep) = match e {
             L2Entry::Flood { vni, vtep } => (*vni, "00:00:00:00:00:00".to_owned(), *vtep),
-            L2Entry::Port { vni, mac, vtep, .. } => (*vni, mac.clone(), *vtep),
+            L2Entry::Port { vni, mac, vtep, .. } => (*vni, mac.to_string(), *vtep),
         };
         if let std::collections::btree_map::Entry::Vacant(slot) = fdb.entry(vni) {
             // One dump per VXLAN device, and none when the device is not there yet.
