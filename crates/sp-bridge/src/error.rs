@@ -10,8 +10,6 @@ pub enum Error {
     Name(#[from] sp_names::NameError),
     #[error("invalid VNI {0}: a VXLAN id is 1–16777215")]
     InvalidVni(u64),
-    #[error("invalid MAC address {0:?} (expected six hex pairs like fa:16:3e:a7:24:00)")]
-    InvalidMac(String),
     #[error("invalid address {0:?} (expected ADDRESS/PREFIX like 192.168.0.1/24)")]
     InvalidCidr(String),
     #[error("invalid IP address {0:?}")]

@@ -16,21 +16,9 @@ pub fn vni(v: u64) -> Result<u32> {
     }
 }
 
-/// `aa:bb:cc:dd:ee:ff`.
+/// A port's MAC, `aa:bb:cc:dd:ee:ff` ([`sp_names::Mac`]: unicast, not all-zero).
 pub fn mac(s: &str) -> Result<[u8; 6]> {
-    let bad = || Error::InvalidMac(s.to_owned());
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 6];
-    for (o, p) in out.iter_mut().zip(parts) {
-        if p.len() != 2 {
-            return Err(bad());
-        }
-        *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    Ok(s.parse::<sp_names::Mac>()?.octets())
 }
 
 /// `ADDRESS/PREFIX`, keeping the host part (`192.168.0.1/24`).
@@ -62,6 +50,7 @@ mod tests {
             "fa:16:3e:a7:24:0g",
             "fa16.3ea7.2400",
             "fa:16:3e:a7:24:000",
+            "01:00:5e:00:00:01",
         ] {
             assert!(mac(bad).is_err(), "{bad:?}");
         }

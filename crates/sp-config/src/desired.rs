@@ -7,6 +7,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::IpNet;
+use sp_lvm::size::Size;
+use sp_lvm::vg::VgName;
+use sp_names::{IfName, Mac, NeutronId, NsName};
 use sp_neutron::dhcp::{DhcpHost, DhcpSubnet, Dnsmasq};
 use sp_neutron::l3::{FloatingIp, RouterNat};
 use sp_neutron::{bridge_name, qdhcp_namespace, qrouter_namespace, PortKind};
@@ -38,13 +41,13 @@ pub struct NodePlan {
 /// A network's bridge on a node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetPlan {
-    pub network_id: String,
-    pub bridge: String,
+    pub network_id: NeutronId,
+    pub bridge: IfName,
     /// VXLAN networks: VNI, `local_ip` (the node's tunnel address), l2population, and the
     /// group in multicast mode.
     pub vxlan: Option<VxlanPlan>,
     /// Flat networks: the NIC `physical_interface_mappings` names.
-    pub uplink: Option<String>,
+    pub uplink: Option<IfName>,
     /// The network is the L3 agent's `external_network_bridge` on this node: `bridge`
     /// is an Open vSwitch bridge (`br-ex`) holding the uplink, and the router gateway
     /// ports on it are OVS internal ports (the packstack notes' flavour), not veths on
@@ -63,11 +66,11 @@ pub struct VxlanPlan {
 /// A port plugged on a node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortPlan {
-    pub port_id: String,
+    pub port_id: NeutronId,
     pub kind: PortKind,
-    pub network_id: String,
-    pub namespace: String,
-    pub mac: String,
+    pub network_id: NeutronId,
+    pub namespace: NsName,
+    pub mac: Mac,
     /// Fixed addresses; `None` for instances, whose guest asks DHCP.
     pub addresses: Option<Vec<IpNet>>,
     /// The port's own address on its network (also for instances), for l2population.
@@ -85,7 +88,7 @@ pub enum L2Entry {
     },
     Port {
         vni: u32,
-        mac: String,
+        mac: Mac,
         ip: IpAddr,
         vtep: IpAddr,
     },
@@ -94,15 +97,15 @@ pub enum L2Entry {
 /// A router's namespace and NAT.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouterPlan {
-    pub namespace: String,
+    pub namespace: NsName,
     pub nat: RouterNat,
 }
 
 /// Cinder's volume group on its node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CinderPlan {
-    pub volume_group: String,
-    pub size: String,
+    pub volume_group: VgName,
+    pub size: Size,
 }
 
 /// 32 bits of FNV-1a over `s`: stable ids and MACs for the ports Neutron would have
@@ -114,7 +117,7 @@ fn fnv(s: &str) -> u32 {
 }
 
 /// The DHCP port of a network: a stable id and a Neutron-style MAC.
-pub fn dhcp_port(network_id: &str) -> (String, String) {
+pub fn dhcp_port(network_id: &str) -> (NeutronId, Mac) {
     let h = fnv(&format!("dhcp:{network_id}"));
     let g = fnv(&format!("dhcp2:{network_id}"));
     let id = format!(
@@ -124,13 +127,21 @@ pub fn dhcp_port(network_id: &str) -> (String, String) {
         g & 0xfff,
         h >> 16
     );
-    let mac = format!(
-        "fa:16:3e:{:02x}:{:02x}:{:02x}",
-        (h >> 16) & 0xff,
-        (h >> 8) & 0xff,
-        h & 0xff
-    );
-    (id, mac)
+    let [_, a, b, c] = h.to_be_bytes();
+    (
+        NeutronId::new(id).expect("formatted as a UUID"),
+        Mac::new([0xfa, 0x16, 0x3e, a, b, c]).expect("fa:16:3e:… is unicast"),
+    )
+}
+
+/// A name cut from a Neutron id by `sp_neutron` (`brq…`, `qrouter-…`, `qdhcp-…`): valid
+/// by construction (a prefix and the id's hex digits and dashes).
+fn ifname(name: String) -> IfName {
+    IfName::new(name).expect("a Neutron device name cut from a UUID")
+}
+
+fn nsname(name: String) -> NsName {
+    NsName::new(name).expect("a Neutron namespace name made of a UUID")
 }
 
 fn with_prefix(ip: IpAddr, net: &IpNet) -> IpNet {
@@ -164,7 +175,7 @@ pub fn plan(
     // Every port, on the node that holds it.
     let mut ports: Vec<(String, PortPlan)> = Vec::new();
     for r in &t.routers {
-        let ns = qrouter_namespace(&r.id);
+        let ns = nsname(qrouter_namespace(&r.id));
         let legs = r
             .gateway
             .iter()
@@ -186,11 +197,11 @@ pub fn plan(
             ports.push((
                 network_node.name.clone(),
                 PortPlan {
-                    port_id: leg.port_id.to_string(),
+                    port_id: leg.port_id.clone(),
                     kind,
-                    network_id: net.id.to_string(),
+                    network_id: net.id.clone(),
                     namespace: ns.clone(),
-                    mac: leg.mac.clone().unwrap_or_else(|| dhcp_port(&leg.port_id).1),
+                    mac: leg.mac.unwrap_or_else(|| dhcp_port(&leg.port_id).1),
                     addresses: Some(addresses),
                     ip: leg.ip,
                     gateway,
@@ -233,7 +244,7 @@ pub fn plan(
             .iter()
             .filter(|(_, p)| p.network_id == n.id)
             .map(|(_, p)| DhcpHost {
-                mac: p.mac.clone(),
+                mac: p.mac.to_string(),
                 ip: p.ip,
             })
             .chain(
@@ -241,13 +252,13 @@ pub fn plan(
                     .iter()
                     .filter(|i| i.network == n.name)
                     .map(|i| DhcpHost {
-                        mac: i.mac.clone(),
+                        mac: i.mac.to_string(),
                         ip: i.ip,
                     }),
             )
             .collect();
         hosts.push(DhcpHost {
-            mac: mac.clone(),
+            mac: mac.to_string(),
             ip: dhcp_ip,
         });
         dhcp.push(Dnsmasq {
@@ -275,8 +286,8 @@ pub fn plan(
             PortPlan {
                 port_id,
                 kind: PortKind::Dhcp,
-                network_id: n.id.to_string(),
-                namespace: qdhcp_namespace(&n.id),
+                network_id: n.id.clone(),
+                namespace: nsname(qdhcp_namespace(&n.id)),
                 mac,
                 addresses: Some(addresses),
                 ip: dhcp_ip,
@@ -290,11 +301,11 @@ pub fn plan(
         ports.push((
             i.node.clone(),
             PortPlan {
-                port_id: i.port_id.to_string(),
+                port_id: i.port_id.clone(),
                 kind: PortKind::Instance,
-                network_id: net.id.to_string(),
+                network_id: net.id.clone(),
                 namespace: i.name.clone(),
-                mac: i.mac.clone(),
+                mac: i.mac,
                 addresses: None,
                 ip: i.ip,
                 gateway: None,
@@ -342,12 +353,12 @@ pub fn plan(
             .iter()
             .filter(|n| net_ids.contains(n.id.as_str()))
             .map(|n| NetPlan {
-                network_id: n.id.to_string(),
+                network_id: n.id.clone(),
                 ovs: on_ovs(&n.id),
                 bridge: if on_ovs(&n.id) {
-                    ext_bridge.to_owned()
+                    IfName::new(ext_bridge).expect("validated: a device name")
                 } else {
-                    bridge_name(&n.id)
+                    ifname(bridge_name(&n.id))
                 },
                 // On br-ex a gateway is plugged untagged, whatever the network's type.
                 vxlan: (n.network_type == NetworkType::Vxlan && !on_ovs(&n.id)).then(|| {
@@ -387,7 +398,7 @@ pub fn plan(
                     for p in theirs {
                         l2pop.push(L2Entry::Port {
                             vni: v.vni,
-                            mac: p.mac.clone(),
+                            mac: p.mac,
                             ip: p.ip,
                             vtep: other.tunnel_ip,
                         });
@@ -417,7 +428,7 @@ pub fn plan(
                         })
                         .collect();
                     Some(RouterPlan {
-                        namespace: qrouter_namespace(&r.id),
+                        namespace: nsname(qrouter_namespace(&r.id)),
                         nat: RouterNat {
                             gateway_device: PortKind::RouterGateway.device(&gw.port_id),
                             gateway_ip: Some(gateway_ip),
@@ -448,7 +459,7 @@ pub fn plan(
                 .filter(|c| c.node == node.name)
                 .map(|c| CinderPlan {
                     volume_group: cfg.cinder.volume_group.clone(),
-                    size: c.size.clone(),
+                    size: c.size,
                 }),
         });
     }

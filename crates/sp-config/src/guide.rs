@@ -7,6 +7,9 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+use sp_lvm::vg::VgName;
+use sp_names::IfName;
+
 use crate::ini::{ConfigError, Ini};
 
 /// Where each file lives below the configuration root.
@@ -20,7 +23,7 @@ pub const CINDER_CONF: &str = "cinder/cinder.conf";
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinuxBridgeAgent {
     /// `[linux_bridge] physical_interface_mappings = public:eth0`.
-    pub physical_interface_mappings: BTreeMap<String, String>,
+    pub physical_interface_mappings: BTreeMap<String, IfName>,
     /// `[vxlan] enable_vxlan` (default True).
     pub enable_vxlan: bool,
     /// `[vxlan] local_ip`.
@@ -66,8 +69,8 @@ pub struct DhcpAgent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cinder {
     /// `[lvm] volume_group` (or the older `[DEFAULT] volume_group`; default
-    /// `cinder-volumes`).
-    pub volume_group: String,
+    /// `cinder-volumes`), checked by lvm2's name rules.
+    pub volume_group: VgName,
 }
 
 /// Everything the data plane needs from the guide's files.
@@ -94,7 +97,7 @@ impl GuideConfig {
             ml2: Ml2::from_ini(&load(root, ML2_CONF)?)?,
             l3: L3Agent::from_ini(&load(root, L3_AGENT)?),
             dhcp: DhcpAgent::from_ini(&load(root, DHCP_AGENT)?, root)?,
-            cinder: Cinder::from_ini(&load(root, CINDER_CONF)?),
+            cinder: Cinder::from_ini(&load(root, CINDER_CONF)?)?,
         })
     }
 }
@@ -115,7 +118,9 @@ impl LinuxBridgeAgent {
                             ),
                         )
                     })?;
-                mappings.insert(phys.trim().to_owned(), iface.trim().to_owned());
+                let iface = IfName::new(iface.trim())
+                    .map_err(|e| ini.bad(v, format!("physical_interface_mappings: {e}")))?;
+                mappings.insert(phys.trim().to_owned(), iface);
             }
         }
         Ok(LinuxBridgeAgent {
@@ -249,13 +254,23 @@ fn forced_mtu(path: &Path) -> Result<Option<u32>, ConfigError> {
 }
 
 impl Cinder {
-    pub fn from_ini(ini: &Ini) -> Self {
-        Cinder {
-            volume_group: ini
-                .string("lvm", "volume_group")
-                .or_else(|| ini.string("DEFAULT", "volume_group"))
-                .unwrap_or_else(|| "cinder-volumes".into()),
-        }
+    pub fn from_ini(ini: &Ini) -> Result<Self, ConfigError> {
+        let key = ["lvm", "DEFAULT"]
+            .into_iter()
+            .find_map(|section| ini.get(section, "volume_group"));
+        let volume_group = match key {
+            None => VgName::new("cinder-volumes").expect("lvm2 takes the default"),
+            Some(v) => VgName::new(v.text.as_str()).map_err(|why| {
+                ini.bad(
+                    v,
+                    format!(
+                        "volume_group = {:?} is not a volume group name: {why}",
+                        v.text
+                    ),
+                )
+            })?,
+        };
+        Ok(Cinder { volume_group })
     }
 }
 

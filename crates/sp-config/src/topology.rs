@@ -7,7 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use sp_names::NeutronId;
+use sp_lvm::size::Size;
+use sp_names::{Mac, NeutronId, NsName};
 
 /// The whole topology.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,17 +110,19 @@ pub struct RouterPort {
     pub network: String,
     pub ip: IpAddr,
     pub port_id: NeutronId,
-    pub mac: Option<String>,
+    /// A unicast MAC (`fa:16:3e:…`); a stable one derived from the port id when absent.
+    pub mac: Option<Mac>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Instance {
-    pub name: String,
+    /// Also the name of the instance's namespace in the sandbox (a `/run/netns` file).
+    pub name: NsName,
     pub node: String,
     pub network: String,
     pub port_id: NeutronId,
-    pub mac: String,
+    pub mac: Mac,
     pub ip: IpAddr,
     pub floating_ip: Option<IpAddr>,
 }
@@ -130,7 +133,7 @@ pub struct CinderStore {
     /// The node holding the volume group.
     pub node: String,
     /// Size of the backing store (`20G`), in the units `loopvg` takes.
-    pub size: String,
+    pub size: Size,
 }
 
 impl Topology {
@@ -154,6 +157,7 @@ impl Topology {
     pub fn guide() -> Topology {
         let ip = |s: &str| s.parse::<IpAddr>().expect("literal");
         let uuid = |s: &str| s.parse::<NeutronId>().expect("literal");
+        let mac = |s: &str| s.parse::<Mac>().expect("literal");
         Topology {
             nodes: vec![
                 Node {
@@ -209,27 +213,27 @@ impl Topology {
                     network: "ext-net".into(),
                     ip: ip("10.0.0.200"),
                     port_id: uuid("9477c16b-e5f1-4b52-9a3c-6d1e2f3a4b5c"),
-                    mac: Some("fa:16:3e:b2:d8:f0".into()),
+                    mac: Some(mac("fa:16:3e:b2:d8:f0")),
                 }),
                 interfaces: vec![RouterPort {
                     network: "demo-net".into(),
                     ip: ip("192.168.0.1"),
                     port_id: uuid("7337070d-45e1-4a2b-9c3d-1234567890ab"),
-                    mac: Some("fa:16:3e:a7:24:00".into()),
+                    mac: Some(mac("fa:16:3e:a7:24:00")),
                 }],
             }],
             instances: vec![Instance {
-                name: "vm1".into(),
+                name: "vm1".parse().expect("literal"),
                 node: "compute".into(),
                 network: "demo-net".into(),
                 port_id: uuid("a7b1762b-3b4c-4d5e-8f90-123456789abc"),
-                mac: "fa:16:3e:5d:2c:01".into(),
+                mac: mac("fa:16:3e:5d:2c:01"),
                 ip: ip("192.168.0.3"),
                 floating_ip: Some(ip("10.0.0.201")),
             }],
             cinder: Some(CinderStore {
                 node: "controller".into(),
-                size: "20G".into(),
+                size: "20G".parse().expect("literal"),
             }),
         }
     }

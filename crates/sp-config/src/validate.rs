@@ -13,10 +13,10 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
     for name in t
         .nodes
         .iter()
-        .map(|n| ("node", &n.name))
-        .chain(t.networks.iter().map(|n| ("network", &n.name)))
-        .chain(t.routers.iter().map(|r| ("router", &r.name)))
-        .chain(t.instances.iter().map(|i| ("instance", &i.name)))
+        .map(|n| ("node", n.name.as_str()))
+        .chain(t.networks.iter().map(|n| ("network", n.name.as_str())))
+        .chain(t.routers.iter().map(|r| ("router", r.name.as_str())))
+        .chain(t.instances.iter().map(|i| ("instance", i.name.as_str())))
     {
         if !seen.insert(name) {
             errs.push(format!("{} {:?} is defined twice", name.0, name.1));

@@ -90,7 +90,10 @@ fn the_controller_gets_bridges_router_dhcp_and_cinder() {
     assert_eq!(r.nat.floating_ips.len(), 1);
     let cinder = c.cinder.as_ref().unwrap();
     assert_eq!(
-        (cinder.volume_group.as_str(), cinder.size.as_str()),
+        (
+            cinder.volume_group.as_str(),
+            cinder.size.to_string().as_str()
+        ),
         ("cinder-volumes", "20G")
     );
 
@@ -104,7 +107,7 @@ fn the_controller_gets_bridges_router_dhcp_and_cinder() {
             },
             L2Entry::Port {
                 vni: 1,
-                mac: "fa:16:3e:5d:2c:01".into(),
+                mac: "fa:16:3e:5d:2c:01".parse().unwrap(),
                 ip: "192.168.0.3".parse().unwrap(),
                 vtep: "10.0.0.102".parse().unwrap()
             },
@@ -136,19 +139,19 @@ fn the_compute_node_gets_the_tenant_network_and_vm1() {
     }));
     assert!(c.l2pop.contains(&L2Entry::Port {
         vni: 1,
-        mac: dhcp_mac.clone(),
+        mac: dhcp_mac,
         ip: "192.168.0.2".parse().unwrap(),
         vtep: "10.0.0.101".parse().unwrap()
     }));
     assert!(c.l2pop.contains(&L2Entry::Port {
         vni: 1,
-        mac: "fa:16:3e:a7:24:00".into(),
+        mac: "fa:16:3e:a7:24:00".parse().unwrap(),
         ip: "192.168.0.1".parse().unwrap(),
         vtep: "10.0.0.101".parse().unwrap()
     }));
     assert_eq!(c.l2pop.len(), 3);
     assert_eq!(dhcp_id.len(), 36);
-    assert!(dhcp_mac.starts_with("fa:16:3e:"));
+    assert!(dhcp_mac.to_string().starts_with("fa:16:3e:"));
     assert_eq!(
         dhcp_port("5b6a8b87-fd03-46b5-a968-72bac5091b7c"),
         (dhcp_id, dhcp_mac),

@@ -20,7 +20,7 @@ fn the_guides_files_read_as_the_agents_read_them() {
         c.agent
             .physical_interface_mappings
             .get("public")
-            .map(String::as_str),
+            .map(|i| i.as_str()),
         Some("eth0")
     );
     assert!(c.agent.enable_vxlan && c.agent.l2_population);
@@ -39,7 +39,7 @@ fn the_guides_files_read_as_the_agents_read_them() {
         Some(1450),
         "dhcp-option-force=26,1450 read through --config-dir"
     );
-    assert_eq!(c.cinder.volume_group, "cinder-volumes");
+    assert_eq!(c.cinder.volume_group.as_str(), "cinder-volumes");
 }
 
 /// A copy of the guide's files with one file replaced; removed again once loaded (the
@@ -139,6 +139,68 @@ fn the_documented_topology_is_the_built_in_one() {
     )
     .unwrap_err();
     assert!(err.contains("unknown field `colour`"), "{err}");
+}
+
+/// MACs, the Cinder size and instance names are typed when the topology is parsed: a bad
+/// one is an error naming the field.
+#[test]
+fn topology_macs_sizes_and_names_are_checked_at_parse_time() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/topology.toml"),
+    )
+    .unwrap();
+    for (from, to, field, why) in [
+        (
+            "\"fa:16:3e:a7:24:00\"",
+            "\"fa:16:3e:a7:24\"",
+            "mac",
+            "six octets",
+        ),
+        (
+            "\"fa:16:3e:a7:24:00\"",
+            "\"01:00:5e:00:00:01\"",
+            "mac",
+            "multicast",
+        ),
+        (
+            "\"fa:16:3e:5d:2c:01\"",
+            "\"00:00:00:00:00:00\"",
+            "mac",
+            "all zero",
+        ),
+        ("\"20G\"", "\"20X\"", "size", "unknown unit"),
+        ("\"vm1\"", "\"../vm1\"", "name", "'/'"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let err = Topology::parse(&text.replacen(from, to, 1), "t.toml").unwrap_err();
+        assert!(err.contains(why) && err.contains(field), "{to}: {err}");
+    }
+    let t = Topology::parse(&text.replace("fa:16:3e:5d:2c:01", "FA:16:3E:5D:2C:01"), "t").unwrap();
+    assert_eq!(t.instances[0].mac.to_string(), "fa:16:3e:5d:2c:01");
+}
+
+#[test]
+fn cinder_volume_group_and_uplink_names_are_checked_when_read() {
+    let (dir, res) = with_file("cinder/cinder.conf", "[lvm]\nvolume_group = bad/x\n");
+    let e = res.unwrap_err();
+    assert_eq!(
+        (e.file.clone(), e.line),
+        (dir.join("cinder/cinder.conf"), 2)
+    );
+    assert!(
+        e.to_string()
+            .contains("volume_group = \"bad/x\" is not a volume group name: '/' is not allowed"),
+        "{e}"
+    );
+    let (_, res) = with_file(
+        "neutron/plugins/ml2/linuxbridge_agent.ini",
+        "[linux_bridge]\nphysical_interface_mappings = public:eth0/x\n",
+    );
+    let e = res.unwrap_err().to_string();
+    assert!(
+        e.contains(":2: physical_interface_mappings: invalid name \"eth0/x\""),
+        "{e}"
+    );
 }
 
 fn problems(edit: impl FnOnce(&mut Topology)) -> Vec<String> {

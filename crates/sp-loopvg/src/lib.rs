@@ -16,9 +16,10 @@ pub mod ondisk;
 mod ops;
 mod pending;
 mod report;
-pub mod size;
 pub mod unit;
 
 pub use error::{Error, Result};
 pub use ops::{Loopvg, Removed, DEFAULT_DIR};
 pub use report::{PvReport, VgReport};
+/// Sizes as lvm2 and loopvg read them (`20G`, `+5G`), from the format floor.
+pub use sp_lvm::size;

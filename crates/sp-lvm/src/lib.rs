@@ -6,6 +6,7 @@
 //! * [`config`] — LVM's config text (sections, `key = value`), parsed and written back
 //!   byte for byte.
 //! * [`vg`] — the volume-group text metadata as a typed view over [`config`].
+//! * [`size`] — sizes as lvm2 reads them (`20G`, `+5G`, binary units), and [`size::Size`].
 //! * [`uuid`] — LVM identifiers (32 characters, dashed 6-4-4-4-4-4-6 in text).
 //!
 //! Sizes are bytes unless a name says `sectors`; a sector is 512 bytes.
@@ -14,6 +15,7 @@ pub mod config;
 mod crc;
 pub mod label;
 pub mod mda;
+pub mod size;
 pub mod uuid;
 pub mod vg;
 

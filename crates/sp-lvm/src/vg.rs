@@ -82,6 +82,44 @@ pub fn validate_vg_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A volume group's name, checked by lvm2's rules ([`validate_vg_name`]) — it becomes a
+/// lock file's and a device directory's name, so it can hold neither `/` nor `..`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VgName(String);
+
+impl VgName {
+    /// Checks `name` and takes it; `Err` says what is wrong.
+    pub fn new(name: impl Into<String>) -> Result<VgName, String> {
+        let name = name.into();
+        validate_vg_name(&name)?;
+        Ok(VgName(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for VgName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for VgName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for VgName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<VgName, String> {
+        VgName::new(s)
+    }
+}
+
 /// A VG's text metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VgMeta {
@@ -521,7 +559,12 @@ mod tests {
         let long = "x".repeat(128);
         for bad in ["", "-vg", ".", "..", "vg/x", "vg x", "vé", long.as_str()] {
             assert!(validate_vg_name(bad).is_err(), "{bad}");
+            assert!(bad.parse::<VgName>().is_err(), "{bad}");
         }
+        assert_eq!(
+            VgName::new("cinder-volumes").unwrap().as_str(),
+            "cinder-volumes"
+        );
     }
 
     const PV0: &str =

@@ -6,6 +6,8 @@
 //!   `/`, no NUL, not `.`, no `..` anywhere.
 //! * [`NeutronId`] — a Neutron resource id: a UUID (`8-4-4-4-12` hex digits), kept in
 //!   Neutron's lower-case form, since device and namespace names are cut from it.
+//! * [`Mac`] — a port's MAC address: six octets, unicast and not all-zero (what Neutron
+//!   takes for a port), read `aa:bb:cc:dd:ee:ff` in either case, written in lower case.
 //!
 //! A value of these types cannot hold a name that would reach the kernel cut short,
 //! escape a directory or read differently from what the user wrote. They parse from
@@ -35,6 +37,7 @@ pub enum What {
     Interface,
     Namespace,
     NeutronId,
+    Mac,
 }
 
 impl What {
@@ -44,6 +47,7 @@ impl What {
             What::Interface => "name",
             What::Namespace => "namespace name",
             What::NeutronId => "Neutron id",
+            What::Mac => "MAC address",
         }
     }
 }
@@ -254,6 +258,95 @@ name_type!(
     |s| s.to_ascii_lowercase()
 );
 
+/// A port's MAC address: six octets, unicast and not all-zero — the addresses Neutron
+/// gives a port (a multicast or zero source address is dropped by every bridge and host).
+/// Parsed from `aa:bb:cc:dd:ee:ff` (either case), shown in lower case, serialised as
+/// that string.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct Mac([u8; 6]);
+
+impl Mac {
+    /// Checks the octets of a port's address and takes them.
+    pub fn new(octets: [u8; 6]) -> Result<Mac, NameError> {
+        let reason = if octets == [0; 6] {
+            Some("all zero (not a port's address)")
+        } else if octets[0] & 1 == 1 {
+            Some("a multicast address (a port's MAC must be unicast: the first octet even)")
+        } else {
+            None
+        };
+        match reason {
+            None => Ok(Mac(octets)),
+            Some(reason) => Err(NameError {
+                what: What::Mac,
+                name: Mac(octets).to_string(),
+                reason,
+            }),
+        }
+    }
+
+    pub fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+impl std::str::FromStr for Mac {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Mac, NameError> {
+        let bad = |reason| NameError {
+            what: What::Mac,
+            name: s.to_owned(),
+            reason,
+        };
+        let mut octets = [0u8; 6];
+        let mut parts = s.split(':');
+        for o in &mut octets {
+            let p = parts
+                .next()
+                .ok_or_else(|| bad("expected six octets like fa:16:3e:a7:24:00"))?;
+            // Two hex digits exactly (from_str_radix alone would take `+0`).
+            *o = (p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+                .ok_or_else(|| bad("expected six octets like fa:16:3e:a7:24:00"))?;
+        }
+        if parts.next().is_some() {
+            return Err(bad("expected six octets like fa:16:3e:a7:24:00"));
+        }
+        Mac::new(octets).map_err(|e| bad(e.reason))
+    }
+}
+
+impl TryFrom<String> for Mac {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Mac, NameError> {
+        s.parse()
+    }
+}
+
+impl TryFrom<&str> for Mac {
+    type Error = NameError;
+    fn try_from(s: &str) -> Result<Mac, NameError> {
+        s.parse()
+    }
+}
+
+impl From<Mac> for String {
+    fn from(m: Mac) -> String {
+        m.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,5 +439,44 @@ mod tests {
             serde_json::to_string(&NsName::new("qdhcp-x").unwrap()).unwrap(),
             "\"qdhcp-x\""
         );
+    }
+
+    #[test]
+    fn macs_are_unicast_non_zero_and_written_in_lower_case() {
+        let m: Mac = "FA:16:3E:a7:24:00".parse().unwrap();
+        assert_eq!(m.octets(), [0xfa, 0x16, 0x3e, 0xa7, 0x24, 0]);
+        assert_eq!(m.to_string(), "fa:16:3e:a7:24:00");
+        assert_eq!(Mac::new(m.octets()).unwrap(), m);
+        // Locally administered (bit 1) is a port's address too.
+        "02:00:00:00:00:01".parse::<Mac>().unwrap();
+        for (bad, why) in [
+            ("", "six octets"),
+            ("fa:16:3e:a7:24", "six octets"),
+            ("fa:16:3e:a7:24:00:01", "six octets"),
+            ("fa:16:3e:a7:24:0g", "six octets"),
+            ("fa:16:3e:a7:24:000", "six octets"),
+            ("fa16.3ea7.2400", "six octets"),
+            ("fa:16:3e:a7:24:+0", "six octets"),
+            ("fa:16:3e:a7:24: 0", "six octets"),
+            ("00:00:00:00:00:00", "all zero"),
+            ("01:00:5e:00:00:01", "multicast"),
+            ("ff:ff:ff:ff:ff:ff", "multicast"),
+            ("33:33:00:00:00:01", "multicast"),
+        ] {
+            let e = bad.parse::<Mac>().unwrap_err();
+            assert_eq!(e.what, What::Mac);
+            assert!(e.to_string().contains(why), "{bad:?}: {e}");
+            assert!(e.to_string().starts_with("invalid MAC address"), "{e}");
+        }
+        assert!(Mac::new([1, 0, 0, 0, 0, 0]).is_err());
+        assert!(Mac::new([0; 6]).is_err());
+    }
+
+    #[test]
+    fn macs_serialise_as_their_text() {
+        let m: Mac = serde_json::from_str("\"FA:16:3E:5D:2C:01\"").unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), "\"fa:16:3e:5d:2c:01\"");
+        let e = serde_json::from_str::<Mac>("\"01:00:5e:00:00:01\"").unwrap_err();
+        assert!(e.to_string().contains("multicast"), "{e}");
     }
 }

@@ -244,7 +244,7 @@ async fn run_unit(
             let n = plan
                 .networks
                 .iter()
-                .find(|n| &n.network_id == id)
+                .find(|n| n.network_id.as_str() == id)
                 .expect("planned from this plan");
             let vxlan = n.vxlan.as_ref().map(|v| VxlanConfig {
                 vni: v.vni,
@@ -300,7 +300,7 @@ async fn run_unit(
             let d = plan
                 .dhcp
                 .iter()
-                .find(|d| &d.network_id == id)
+                .find(|d| d.network_id.as_str() == id)
                 .expect("planned from this plan");
             sp_dhcp::ensure(d, &qdhcp_namespace(&d.network_id), &mut changes)?;
         }

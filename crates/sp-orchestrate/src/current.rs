@@ -243,7 +243,7 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
             false => sp_dhcp::State::Stopped,
         };
         cur.dhcp.insert(
-            d.network_id.clone(),
+            d.network_id.to_string(),
             DhcpView {
                 state,
                 stale_files: sp_dhcp::stale_files(d),

@@ -16,6 +16,7 @@ use sp_config::{GuideConfig, Topology};
 use sp_kernel::netlink::Netlink;
 use sp_kernel::netns;
 use sp_kernel::probe::{dhcp, echo};
+use sp_lvm::vg::VgName;
 use sp_neutron::PortKind;
 
 use crate::{apply, take_down, Dirs, Error, Result};
@@ -99,25 +100,22 @@ async fn configure(nl: &Netlink, lease: &dhcp::Lease) -> Result<()> {
 fn cfg_size(plans: &[NodePlan]) -> String {
     plans
         .iter()
-        .find_map(|p| p.cinder.as_ref().map(|c| c.size.clone()))
+        .find_map(|p| p.cinder.as_ref().map(|c| c.size.to_string()))
         .unwrap_or_default()
 }
 
 /// The demo's own VG name: its mkdtemp work directory's name (`stackplumb-demo-XXXXXX`,
 /// letters and digits after the prefix), so no two live demos share one and it is never
 /// the host's `cinder-volumes`.
-pub fn vg_name(work: &Path) -> String {
+pub fn vg_name(work: &Path) -> VgName {
     work.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("stackplumb-demo-") && sp_lvm_name_ok(n))
-        .unwrap_or_else(|| format!("stackplumb-demo-{}", std::process::id()))
-}
-
-/// lvm2's VG name characters (the name is also checked by loopvg before use).
-fn sp_lvm_name_ok(n: &str) -> bool {
-    n.len() < 128
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+        .and_then(|n| n.to_str())
+        .filter(|n| n.starts_with("stackplumb-demo-"))
+        .and_then(|n| VgName::new(n).ok())
+        .unwrap_or_else(|| {
+            VgName::new(format!("stackplumb-demo-{}", std::process::id()))
+                .expect("letters, digits and dashes")
+        })
 }
 
 /// Whether `target` answers an ICMP echo from `node` out of `eth0`.
@@ -174,7 +172,7 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
             )));
         }
         let vm1 = Topology::guide().instances.remove(0);
-        let mac = input::mac(&vm1.mac)?;
+        let mac = vm1.mac.octets();
         let lease = Netlink::block_on_in("vm1", async |_nl| {
             dhcp::lease("eth0", mac, Duration::from_secs(10))
         })?;

@@ -94,7 +94,7 @@ pub(crate) async fn ensure_bridges(
 ) -> Result<()> {
     for n in ovs_networks(plan) {
         let datapath_type = datapath_type().to_owned();
-        if !ovs.list_br().await?.contains(&n.bridge) {
+        if !ovs.list_br().await?.contains(&n.bridge.to_string()) {
             let m = marker(state, &n.bridge);
             if let Some(dir) = m.parent() {
                 sp_kernel::files::ensure_dir(dir, 0o700)?;
@@ -167,7 +167,7 @@ pub(crate) async fn ensure_ports(
         let dev = p.kind.device(&p.port_id);
         let spec = PortSpec {
             may_exist: true,
-            ..PortSpec::new(&dev, "internal").neutron(&p.port_id, &p.mac)
+            ..PortSpec::new(&dev, "internal").neutron(&p.port_id, &p.mac.to_string())
         };
         let on_bridge = ports_of[bridge].contains(&dev);
         if on_bridge
@@ -220,7 +220,7 @@ pub(crate) async fn take_down(
     changes: &mut Vec<Change>,
 ) -> Result<()> {
     for n in ovs_networks(plan) {
-        let exists = ovs.list_br().await?.contains(&n.bridge);
+        let exists = ovs.list_br().await?.contains(&n.bridge.to_string());
         if let (Some(nic), true) = (&n.uplink, exists) {
             let opts = attach_options(String::new());
             changes
@@ -265,7 +265,7 @@ pub(crate) async fn survey_items(
     };
     let bridges = ovs.list_br().await?;
     for n in ovs_networks(plan) {
-        let present = bridges.contains(&n.bridge);
+        let present = bridges.contains(&n.bridge.to_string());
         item(format!("ovs bridge {}", n.bridge), present);
         let ports = match present {
             true => ovs.list_ports(&n.bridge).await?,
@@ -275,10 +275,10 @@ pub(crate) async fn survey_items(
             // A port, and its addresses moved off it.
             item(
                 format!("uplink {nic} on ovs bridge {}", n.bridge),
-                ports.contains(nic) && !has_addresses(nl, nic).await?,
+                ports.contains(&nic.to_string()) && !has_addresses(nl, nic).await?,
             );
         }
-        for (p, _) in ovs_ports(plan).filter(|(_, b)| *b == n.bridge) {
+        for (p, _) in ovs_ports(plan).filter(|(_, b)| *b == n.bridge.as_str()) {
             let dev = p.kind.device(&p.port_id);
             item(
                 format!("ovs port {dev} on {} in {}", n.bridge, p.namespace),

@@ -255,7 +255,7 @@ impl Planner<'_> {
             .iter()
             .find(|n| !n.ovs && n.uplink.as_deref() == Some(holder.name.as_str()));
         Some(match moved {
-            Some(n) => n.bridge.clone(),
+            Some(n) => n.bridge.to_string(),
             None => holder.name.clone(),
         })
     }
@@ -312,7 +312,7 @@ impl Planner<'_> {
     fn networks(&mut self) {
         let want = self.want;
         for n in want.networks.iter().filter(|n| !n.ovs) {
-            let unit = Unit::Network(n.network_id.clone());
+            let unit = Unit::Network(n.network_id.to_string());
             let root = &self.cur.root;
             let bridge = root.link(&n.bridge).cloned();
             match &bridge {
@@ -320,7 +320,7 @@ impl Planner<'_> {
                     unit.clone(),
                     Op::Create,
                     Object::Bridge {
-                        name: n.bridge.clone(),
+                        name: n.bridge.to_string(),
                     },
                 ),
                 Some(b) if b.bridge.is_none() => self.conflicts.push(Conflict(format!(
@@ -429,9 +429,9 @@ impl Planner<'_> {
     fn uplink(&mut self, n: &NetPlan, nic: &str, bridge: Option<&LinkView>) {
         let object = Object::Uplink {
             nic: nic.to_owned(),
-            bridge: n.bridge.clone(),
+            bridge: n.bridge.to_string(),
         };
-        let unit = Unit::Uplink(n.network_id.clone());
+        let unit = Unit::Uplink(n.network_id.to_string());
         let Some(link) = self.cur.root.link(nic) else {
             // Preflight refuses a missing NIC.
             self.push(unit, Op::Create, object);
@@ -512,9 +512,9 @@ impl Planner<'_> {
         let inner_name = p.kind.device(&p.port_id);
         let tap_name = (!ovs).then(|| tap_name(&p.port_id));
         let object = Object::Port {
-            port_id: p.port_id.clone(),
+            port_id: p.port_id.to_string(),
             device: inner_name.clone(),
-            namespace: p.namespace.clone(),
+            namespace: p.namespace.to_string(),
             tap: tap_name.clone(),
         };
         let mtu = net.map_or(1500, |n| network_mtu(&self.cur.root, n));
@@ -533,7 +533,7 @@ impl Planner<'_> {
                     Op::Delete,
                     Object::Link {
                         namespace: (Some(&stale.name) == inner.as_ref().map(|i| &i.name))
-                            .then(|| p.namespace.clone()),
+                            .then(|| p.namespace.to_string()),
                         name: format!("{} (stale half of a pair)", stale.name),
                     },
                 );
@@ -544,7 +544,7 @@ impl Planner<'_> {
                     unit.clone(),
                     Op::Create,
                     Object::Address {
-                        namespace: p.namespace.clone(),
+                        namespace: p.namespace.to_string(),
                         device: inner_name.clone(),
                         address: *a,
                     },
@@ -555,7 +555,7 @@ impl Planner<'_> {
                     unit.clone(),
                     Op::Create,
                     Object::DefaultRoute {
-                        namespace: p.namespace.clone(),
+                        namespace: p.namespace.to_string(),
                         device: inner_name.clone(),
                         gateway: gw,
                     },
@@ -596,7 +596,7 @@ impl Planner<'_> {
                     unit.clone(),
                     Op::Delete,
                     Object::Address {
-                        namespace: p.namespace.clone(),
+                        namespace: p.namespace.to_string(),
                         device: inner_name.clone(),
                         address: *a,
                     },
@@ -607,7 +607,7 @@ impl Planner<'_> {
                     unit.clone(),
                     Op::Create,
                     Object::Address {
-                        namespace: p.namespace.clone(),
+                        namespace: p.namespace.to_string(),
                         device: inner_name.clone(),
                         address: *a,
                     },
@@ -624,7 +624,7 @@ impl Planner<'_> {
                     unit.clone(),
                     Op::Create,
                     Object::DefaultRoute {
-                        namespace: p.namespace.clone(),
+                        namespace: p.namespace.to_string(),
                         device: inner_name,
                         gateway: gw,
                     },
@@ -710,7 +710,7 @@ impl Planner<'_> {
 
     fn dhcp(&mut self) {
         for d in &self.want.dhcp {
-            let unit = Unit::Dhcp(d.network_id.clone());
+            let unit = Unit::Dhcp(d.network_id.to_string());
             let Some(view) = self.cur.dhcp.get(&d.network_id) else {
                 continue;
             };
@@ -723,13 +723,13 @@ impl Planner<'_> {
                         new: "as wanted".into(),
                     },
                     Object::DhcpFile {
-                        network_id: d.network_id.clone(),
+                        network_id: d.network_id.to_string(),
                         file: (*f).into(),
                     },
                 );
             }
             let object = Object::Dnsmasq {
-                network_id: d.network_id.clone(),
+                network_id: d.network_id.to_string(),
             };
             match view.state {
                 sp_dhcp::State::Running(_) => {}
@@ -816,7 +816,7 @@ impl Planner<'_> {
         }
         for port_id in &owned.ports {
             let tap = tap_name(port_id);
-            let wanted = want.ports.iter().any(|p| &p.port_id == port_id);
+            let wanted = want.ports.iter().any(|p| p.port_id.as_str() == port_id);
             if !wanted && cur.root.link(&tap).is_some() {
                 del(Object::Port {
                     port_id: port_id.clone(),
@@ -843,7 +843,7 @@ impl Planner<'_> {
             let wanted = want
                 .networks
                 .iter()
-                .any(|n| n.bridge == u.bridge && n.uplink.as_deref() == Some(u.nic.as_str()));
+                .any(|n| n.bridge.as_str() == u.bridge && n.uplink.as_deref() == Some(u.nic.as_str()));
             let attached = match (cur.root.link(&u.nic), cur.root.link(&u.bridge)) {
                 (Some(n), Some(b)) => n.master == Some(b.index),
                 _ => false,
@@ -868,7 +868,7 @@ impl Planner<'_> {
             }
         }
         for b in &owned.bridges {
-            let wanted = want.networks.iter().any(|n| !n.ovs && &n.bridge == b);
+            let wanted = want.networks.iter().any(|n| !n.ovs && n.bridge.as_str() == b);
             if !wanted && cur.root.link(b).is_some() {
                 del(Object::Bridge { name: b.clone() });
             }
@@ -949,7 +949,7 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
         Unit::Network(id) | Unit::Uplink(id) => want
             .networks
             .iter()
-            .any(|n| &n.network_id == id && n.vxlan.is_none()),
+            .any(|n| n.network_id.as_str() == id && n.vxlan.is_none()),
         _ => false,
     };
     // The units in the agents' order (a stable sort keeps each unit's own order).

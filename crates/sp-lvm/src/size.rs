@@ -1,5 +1,53 @@
 //! Size arguments: `20G`, `+5G`, `5GiB`, `5g`, `512M` — binary units as lvm2 reads them.
 
+use std::fmt;
+
+/// An absolute size checked by [`parse_size`]: more than zero bytes, a whole number of
+/// KiB. Shown (and serialised) in the largest unit that holds it exactly (`20G`), which
+/// parses back to the same size.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct Size(u64);
+
+impl Size {
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Size, String> {
+        parse_size(s, false).map(Size)
+    }
+}
+
+impl TryFrom<String> for Size {
+    type Error = String;
+    fn try_from(s: String) -> Result<Size, String> {
+        s.parse()
+    }
+}
+
+impl From<Size> for String {
+    fn from(s: Size) -> String {
+        s.to_string()
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A parsed size is a multiple of 1 KiB: some unit always divides it.
+        let (unit, shift) = [('P', 50), ('T', 40), ('G', 30), ('M', 20), ('K', 10)]
+            .into_iter()
+            .find(|(_, shift)| self.0 % (1u64 << shift) == 0)
+            .unwrap_or(('K', 10));
+        write!(f, "{}{unit}", self.0 >> shift)
+    }
+}
+
 /// Parses a size in bytes. `relative` allows (and ignores) a leading `+` (extend);
 /// everything else (no number, no or unknown unit, zero, negative) is an error that says
 /// what to write instead.
@@ -93,6 +141,23 @@ mod tests {
             let e = parse_size(bad, relative).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn sizes_show_in_the_largest_exact_unit_and_parse_back() {
+        for (text, shown) in [
+            ("20G", "20G"),
+            ("1024m", "1G"),
+            ("1536M", "1536M"),
+            ("3KiB", "3K"),
+        ] {
+            let s: Size = text.parse().unwrap();
+            assert_eq!(s.to_string(), shown);
+            assert_eq!(shown.parse::<Size>().unwrap(), s);
+        }
+        assert_eq!("20G".parse::<Size>().unwrap().bytes(), 20 << 30);
+        assert!("20X".parse::<Size>().unwrap_err().contains("unknown unit"));
+        assert!("+5G".parse::<Size>().unwrap_err().contains("absolute"));
     }
 
     #[test]
