@@ -215,7 +215,7 @@ fn port_specs(plan: &NodePlan, cur: &Current) -> Result<Vec<PortSpec>> {
                     true => HostEnd::Moved,
                     false => HostEnd::Bridge(bridge_name(&p.network_id)),
                 },
-                mac: Some(input::mac(&p.mac.to_string())?),
+                mac: Some(p.mac.octets()),
                 mtu: match (ovs, net) {
                     (false, Some(n)) => Some(network_mtu(&cur.root, n)),
                     _ => None,

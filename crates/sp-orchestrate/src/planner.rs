@@ -210,7 +210,7 @@ fn vxlan_overhead(local: IpAddr) -> u32 {
 
 /// A port's MAC as octets.
 fn port_mac(p: &PortPlan) -> Option<[u8; 6]> {
-    sp_bridge::input::mac(&p.mac.to_string()).ok()
+    Some(p.mac.octets())
 }
 
 fn mac_str(m: &[u8; 6]) -> String {
@@ -712,6 +712,14 @@ impl Planner<'_> {
         for d in &self.want.dhcp {
             let unit = Unit::Dhcp(d.network_id.to_string());
             let Some(view) = self.cur.dhcp.get(&d.network_id) else {
+                // Not read (its namespace is still to be made): started with its files.
+                self.push(
+                    unit,
+                    Op::Create,
+                    Object::Dnsmasq {
+                        network_id: d.network_id.to_string(),
+                    },
+                );
                 continue;
             };
             for f in &view.stale_files {
@@ -840,10 +848,9 @@ impl Planner<'_> {
             }
         }
         for u in &owned.uplinks {
-            let wanted = want
-                .networks
-                .iter()
-                .any(|n| n.bridge.as_str() == u.bridge && n.uplink.as_deref() == Some(u.nic.as_str()));
+            let wanted = want.networks.iter().any(|n| {
+                n.bridge.as_str() == u.bridge && n.uplink.as_deref() == Some(u.nic.as_str())
+            });
             let attached = match (cur.root.link(&u.nic), cur.root.link(&u.bridge)) {
                 (Some(n), Some(b)) => n.master == Some(b.index),
                 _ => false,
@@ -868,7 +875,10 @@ impl Planner<'_> {
             }
         }
         for b in &owned.bridges {
-            let wanted = want.networks.iter().any(|n| !n.ovs && n.bridge.as_str() == b);
+            let wanted = want
+                .networks
+                .iter()
+                .any(|n| !n.ovs && n.bridge.as_str() == b);
             if !wanted && cur.root.link(b).is_some() {
                 del(Object::Bridge { name: b.clone() });
             }
@@ -967,4 +977,543 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
     });
     out.extend(rest);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Desired × current → actions, table-driven, no root: the guide's controller and
+    //! compute as the planner would find them converged, then one thing changed at a
+    //! time.
+    use super::*;
+    use crate::current::{AddrView, DhcpView, L2View, NsView, RouteView, VgView};
+    use sp_kernel::attrs::{BridgeData, VxlanData};
+
+    fn plans() -> Vec<NodePlan> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sp-config/tests/guide");
+        let cfg = sp_config::GuideConfig::load(&dir).expect("the guide's files");
+        sp_config::desired::plan(
+            &sp_config::Topology::guide(),
+            &cfg,
+            "/var/lib/neutron".as_ref(),
+        )
+        .expect("the guide's cloud plans")
+    }
+
+    fn node(name: &str) -> NodePlan {
+        plans()
+            .into_iter()
+            .find(|p| p.node == name)
+            .expect("a node of the guide")
+    }
+
+    fn link(index: u32, name: &str, kind: &str, mtu: u32) -> LinkView {
+        LinkView {
+            name: name.into(),
+            index,
+            kind: kind.into(),
+            mtu,
+            up: true,
+            ..Default::default()
+        }
+    }
+
+    /// What apply leaves on `want`'s node.
+    fn converged(want: &NodePlan) -> Current {
+        let mut cur = Current::default();
+        let root = &mut cur.root;
+        let mut next = 10;
+        let mut index = || {
+            next += 1;
+            next
+        };
+        root.links.push(link(1, "lo", "device", 65536));
+        let eth0 = link(2, "eth0", "device", 1500);
+        root.links.push(eth0);
+        // The tunnel address: on eth0, or on the bridge eth0 went under.
+        let mut tunnel_on = 2;
+        for n in want.networks.iter().filter(|n| !n.ovs) {
+            let mut b = link(index(), n.bridge.as_str(), "bridge", 1500);
+            b.bridge = Some(BridgeData {
+                forward_delay: Some(0),
+                stp: Some(netlink_packet_route::link::BridgeStpState::Disabled),
+            });
+            if n.uplink.is_some() {
+                root.links[1].master = Some(b.index);
+                tunnel_on = b.index;
+            }
+            root.links.push(b);
+        }
+        root.addresses.push(AddrView {
+            index: tunnel_on,
+            net: IpNet::new(want.tunnel_ip, 24).expect("a prefix"),
+        });
+        for n in want.networks.iter().filter(|n| !n.ovs) {
+            let b = root.link(n.bridge.as_str()).expect("made above").index;
+            if let Some(v) = &n.vxlan {
+                let mut l = link(index(), &vxlan_name(v.vni), "vxlan", 1450);
+                l.master = Some(b);
+                l.vxlan = Some(VxlanData {
+                    vni: Some(v.vni),
+                    dev: Some(tunnel_on),
+                    proxy: Some(v.l2_population),
+                    group: v.group,
+                    ..Default::default()
+                });
+                root.links.push(l);
+                root.links
+                    .iter_mut()
+                    .find(|l| l.index == b)
+                    .expect("bridge")
+                    .mtu = 1450;
+            }
+        }
+        for p in &want.ports {
+            let net = want
+                .networks
+                .iter()
+                .find(|n| n.network_id == p.network_id)
+                .expect("net");
+            let mtu = network_mtu(&cur.root, net);
+            let b = cur.root.link(net.bridge.as_str()).expect("bridge").index;
+            let (t, i) = (index(), index());
+            let mut tap = link(t, &tap_name(p.port_id.as_str()), "veth", mtu);
+            tap.master = Some(b);
+            tap.peer = Some(i);
+            cur.root.links.push(tap);
+            let ns = cur
+                .namespaces
+                .entry(p.namespace.to_string())
+                .or_insert_with(|| NsView {
+                    id: None,
+                    space: Space {
+                        links: vec![link(1, "lo", "device", 65536)],
+                        ..Default::default()
+                    },
+                });
+            let mut inner = link(i, &p.kind.device(p.port_id.as_str()), "veth", mtu);
+            inner.peer = Some(t);
+            inner.mac = Some(p.mac.octets());
+            ns.space.links.push(inner);
+            for a in p.addresses.iter().flatten() {
+                ns.space.addresses.push(AddrView { index: i, net: *a });
+            }
+            if let Some(gw) = p.gateway {
+                ns.space.defaults.push(RouteView {
+                    gateway: Some(gw),
+                    oif: Some(i),
+                });
+            }
+            ns.space.forwarding |= p.ip_forward;
+            cur.live.insert(p.namespace.to_string(), None);
+        }
+        let mut l2 = L2View::default();
+        for e in &want.l2pop {
+            match e {
+                L2Entry::Flood { vni, vtep } => {
+                    l2.fdb
+                        .insert((vxlan_name(*vni), "00:00:00:00:00:00".into(), *vtep));
+                }
+                L2Entry::Port { vni, mac, ip, vtep } => {
+                    l2.fdb.insert((vxlan_name(*vni), mac.to_string(), *vtep));
+                    l2.neigh.insert((vxlan_name(*vni), *ip, mac.to_string()));
+                }
+            }
+        }
+        cur.l2 = l2;
+        for d in &want.dhcp {
+            cur.dhcp.insert(
+                d.network_id.clone(),
+                DhcpView {
+                    state: sp_dhcp::State::Running(100),
+                    stale_files: vec![],
+                },
+            );
+        }
+        for r in &want.routers {
+            cur.nat.insert(r.namespace.to_string(), NatView::Matches);
+        }
+        cur.vg = want.cinder.as_ref().map(|_| VgView { active: true });
+        cur
+    }
+
+    fn kinds(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| {
+                let op = match &a.op {
+                    Op::Create => "create".to_string(),
+                    Op::Delete => "delete".to_string(),
+                    Op::Change { attribute, .. } => format!("change {attribute}"),
+                };
+                let ty = serde_json::to_value(&a.object).expect("json")["type"]
+                    .as_str()
+                    .expect("a type")
+                    .to_owned();
+                format!("{op} {ty}")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_converged_node_plans_nothing() {
+        for want in plans() {
+            let cur = converged(&want);
+            let actions = plan(&want, &cur, &Owned::default()).expect("no conflicts");
+            assert!(actions.is_empty(), "{}: {actions:#?}", want.node);
+        }
+    }
+
+    #[test]
+    fn an_empty_node_plans_every_object_in_the_agents_order() {
+        let want = node("controller");
+        let cur = Current {
+            root: Space {
+                links: vec![
+                    link(1, "lo", "device", 65536),
+                    link(2, "eth0", "device", 1500),
+                ],
+                addresses: vec![AddrView {
+                    index: 2,
+                    net: IpNet::new(want.tunnel_ip, 24).expect("prefix"),
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let actions = plan(&want, &cur, &Owned::default()).expect("no conflicts");
+        let k = kinds(&actions);
+        let first = |what: &str| {
+            k.iter()
+                .position(|x| x == what)
+                .unwrap_or_else(|| panic!("{what} in {k:#?}"))
+        };
+        assert!(first("create bridge") < first("create uplink"));
+        assert!(first("create uplink") < first("create vxlan"), "{k:#?}");
+        assert!(first("create vxlan") < first("create namespace"));
+        assert!(first("create port") < first("create dnsmasq"));
+        assert!(first("create dnsmasq") < first("create nat"));
+        assert!(first("create nat") < first("create volume_group"));
+        // Every port, address, route of the controller.
+        assert_eq!(
+            k.iter().filter(|x| *x == "create port").count(),
+            want.ports.len()
+        );
+        let addresses: usize = want
+            .ports
+            .iter()
+            .map(|p| p.addresses.as_ref().map_or(0, Vec::len))
+            .sum();
+        assert_eq!(
+            k.iter().filter(|x| *x == "create address").count(),
+            addresses
+        );
+        assert!(actions.iter().all(|a| a.op == Op::Create), "{k:#?}");
+    }
+
+    type Drift = fn(&NodePlan, &mut Current);
+
+    fn port_of(want: &NodePlan, kind: PortKindSel) -> &PortPlan {
+        want.ports
+            .iter()
+            .find(|p| {
+                matches!(
+                    (kind, p.kind),
+                    (PortKindSel::Qr, sp_neutron::PortKind::RouterInternal)
+                        | (PortKindSel::Qg, sp_neutron::PortKind::RouterGateway)
+                )
+            })
+            .expect("the router's port")
+    }
+
+    #[derive(Clone, Copy)]
+    enum PortKindSel {
+        Qr,
+        Qg,
+    }
+
+    fn inner<'a>(cur: &'a mut Current, p: &PortPlan) -> &'a mut LinkView {
+        let name = p.kind.device(p.port_id.as_str());
+        cur.namespaces
+            .get_mut(p.namespace.as_str())
+            .expect("ns")
+            .space
+            .links
+            .iter_mut()
+            .find(|l| l.name == name)
+            .expect("inner")
+    }
+
+    fn root_link<'a>(cur: &'a mut Current, name: &str) -> &'a mut LinkView {
+        cur.root
+            .links
+            .iter_mut()
+            .find(|l| l.name == name)
+            .expect("link")
+    }
+
+    #[test]
+    fn each_drift_is_one_action() {
+        let rows: Vec<(&str, Drift, &str)> = vec![
+            (
+                "tap mtu",
+                |w, c| {
+                    root_link(c, &tap_name(port_of(w, PortKindSel::Qr).port_id.as_str())).mtu = 9000
+                },
+                "change mtu link",
+            ),
+            (
+                "qr- mtu",
+                |w, c| inner(c, port_of(w, PortKindSel::Qr)).mtu = 1500,
+                "change mtu link",
+            ),
+            (
+                "qr- mac",
+                |w, c| inner(c, port_of(w, PortKindSel::Qr)).mac = Some([2, 0, 0, 0, 0, 1]),
+                "change mac link",
+            ),
+            (
+                "tap down",
+                |w, c| {
+                    root_link(c, &tap_name(port_of(w, PortKindSel::Qr).port_id.as_str())).up = false
+                },
+                "change state link",
+            ),
+            (
+                "tap nomaster",
+                |w, c| {
+                    root_link(c, &tap_name(port_of(w, PortKindSel::Qr).port_id.as_str())).master =
+                        None
+                },
+                "change master link",
+            ),
+            (
+                "vxlan mtu",
+                |_, c| root_link(c, "vxlan-1").mtu = 1400,
+                "change mtu link",
+            ),
+            (
+                "vxlan proxy",
+                |_, c| root_link(c, "vxlan-1").vxlan.as_mut().expect("vxlan").proxy = Some(false),
+                "change options (recreated) vxlan",
+            ),
+            (
+                "bridge stp",
+                |w, c| {
+                    let b = &w.networks[0].bridge;
+                    root_link(c, b.as_str())
+                        .bridge
+                        .as_mut()
+                        .expect("bridge")
+                        .stp = Some(netlink_packet_route::link::BridgeStpState::KernelStp)
+                },
+                "change stp/forward_delay bridge",
+            ),
+            (
+                "address removed",
+                |w, c| {
+                    let p = port_of(w, PortKindSel::Qr);
+                    c.namespaces
+                        .get_mut(p.namespace.as_str())
+                        .expect("ns")
+                        .space
+                        .addresses
+                        .retain(|a| Some(&a.net) != p.addresses.as_ref().and_then(|a| a.first()));
+                },
+                "create address",
+            ),
+            (
+                "address added",
+                |w, c| {
+                    let p = port_of(w, PortKindSel::Qg);
+                    let index = inner(c, p).index;
+                    c.namespaces
+                        .get_mut(p.namespace.as_str())
+                        .expect("ns")
+                        .space
+                        .addresses
+                        .push(AddrView {
+                            index,
+                            net: "10.0.0.250/24".parse().expect("net"),
+                        });
+                },
+                "delete address",
+            ),
+            (
+                "default route",
+                |w, c| {
+                    let p = port_of(w, PortKindSel::Qg);
+                    c.namespaces
+                        .get_mut(p.namespace.as_str())
+                        .expect("ns")
+                        .space
+                        .defaults
+                        .clear();
+                },
+                "create default_route",
+            ),
+            (
+                "ip_forward",
+                |w, c| {
+                    let p = port_of(w, PortKindSel::Qr);
+                    c.namespaces
+                        .get_mut(p.namespace.as_str())
+                        .expect("ns")
+                        .space
+                        .forwarding = false;
+                },
+                "change value forwarding",
+            ),
+            (
+                "lo down",
+                |w, c| {
+                    let p = port_of(w, PortKindSel::Qr);
+                    c.namespaces
+                        .get_mut(p.namespace.as_str())
+                        .expect("ns")
+                        .space
+                        .links[0]
+                        .up = false;
+                },
+                "change state link",
+            ),
+            (
+                "nat flushed",
+                |_, c| {
+                    for v in c.nat.values_mut() {
+                        *v = NatView::Absent;
+                    }
+                },
+                "create nat",
+            ),
+            (
+                "nat rule deleted",
+                |_, c| {
+                    for v in c.nat.values_mut() {
+                        *v = NatView::Differs(vec!["rule missing".into()]);
+                    }
+                },
+                "change rules nat",
+            ),
+            (
+                "dnsmasq killed",
+                |_, c| {
+                    for v in c.dhcp.values_mut() {
+                        v.state = sp_dhcp::State::Dead;
+                    }
+                },
+                "change process dnsmasq",
+            ),
+            (
+                "dnsmasq file edited",
+                |_, c| {
+                    for v in c.dhcp.values_mut() {
+                        v.stale_files = vec!["host"];
+                    }
+                },
+                "change content dhcp_file",
+            ),
+            (
+                "vg inactive",
+                |_, c| c.vg = Some(VgView { active: false }),
+                "change state volume_group",
+            ),
+            (
+                "uplink released",
+                |_, c| root_link(c, "eth0").master = None,
+                "create uplink",
+            ),
+        ];
+        let want = node("controller");
+        for (what, drift, expect) in rows {
+            let mut cur = converged(&want);
+            drift(&want, &mut cur);
+            let actions = plan(&want, &cur, &Owned::default()).expect("no conflicts");
+            assert_eq!(kinds(&actions), [expect], "{what}: {actions:#?}");
+        }
+        // On the compute node: the l2population entries towards the controller.
+        let want = node("compute");
+        let mut cur = converged(&want);
+        let flood = cur
+            .l2
+            .fdb
+            .iter()
+            .find(|f| f.1 == "00:00:00:00:00:00")
+            .cloned()
+            .expect("flood");
+        cur.l2.fdb.remove(&flood);
+        let n = cur.l2.neigh.iter().next().cloned().expect("a neighbour");
+        cur.l2.neigh.remove(&n);
+        let actions = plan(&want, &cur, &Owned::default()).expect("no conflicts");
+        assert_eq!(
+            kinds(&actions),
+            ["create fdb", "create neighbour"],
+            "{actions:#?}"
+        );
+    }
+
+    #[test]
+    fn equivalences_are_not_changes() {
+        let want = node("controller");
+        // Liberty binds vxlan-N to eth0, the NIC under the bridge that holds local_ip.
+        let mut cur = converged(&want);
+        root_link(&mut cur, "vxlan-1")
+            .vxlan
+            .as_mut()
+            .expect("vxlan")
+            .dev = Some(2);
+        assert_eq!(plan(&want, &cur, &Owned::default()).expect("plan"), []);
+        // A device that does not serve local_ip is another matter.
+        cur.root.links.push(link(99, "eth1", "device", 1500));
+        root_link(&mut cur, "vxlan-1")
+            .vxlan
+            .as_mut()
+            .expect("vxlan")
+            .dev = Some(99);
+        let k = kinds(&plan(&want, &cur, &Owned::default()).expect("plan"));
+        assert_eq!(k, ["change dev (recreated) vxlan"]);
+    }
+
+    #[test]
+    fn what_this_node_made_and_no_longer_wants_is_deleted_first() {
+        let want = node("controller");
+        let cur = converged(&want);
+        let mut owned = Owned::default();
+        let router = want.routers[0].namespace.to_string();
+        owned.namespaces.insert(router.clone(), None);
+        owned.nat.insert(router.clone());
+        // The same node without its router.
+        let mut less = want.clone();
+        less.routers.clear();
+        less.ports.retain(|p| p.namespace.as_str() != router);
+        let actions = plan(&less, &cur, &owned).expect("plan");
+        let k = kinds(&actions);
+        assert_eq!(k[0], "delete namespace", "{k:#?}");
+        assert!(actions.iter().all(|a| a.op == Op::Delete), "{k:#?}");
+        // Someone else's namespace of the same name (another identity) is left alone.
+        let mut cur2 = cur.clone();
+        cur2.live.insert(
+            router.clone(),
+            Some(sp_kernel::netns::NsId { dev: 1, ino: 2 }),
+        );
+        owned.namespaces.insert(
+            router.clone(),
+            Some(crate::owned::NsIdentity { dev: 1, ino: 3 }),
+        );
+        let k = kinds(&plan(&less, &cur2, &owned).expect("plan"));
+        assert!(!k.contains(&"delete namespace".to_string()), "{k:#?}");
+        // Nothing is deleted that this node did not make.
+        assert_eq!(plan(&less, &cur, &Owned::default()).expect("plan"), []);
+    }
+
+    #[test]
+    fn a_device_of_ours_of_another_kind_is_a_conflict() {
+        let want = node("controller");
+        let mut cur = converged(&want);
+        let b = want.networks[0].bridge.to_string();
+        let l = root_link(&mut cur, &b);
+        l.kind = "veth".into();
+        l.bridge = None;
+        let c = plan(&want, &cur, &Owned::default()).expect_err("a conflict");
+        assert!(c[0].0.contains("not a bridge"), "{c:?}");
+    }
 }

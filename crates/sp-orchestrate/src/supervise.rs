@@ -50,7 +50,7 @@ pub fn lock(timeout: Duration) -> Result<Flock<File>> {
             Ok(mut l) => {
                 l.set_len(0).map_err(io)?;
                 l.rewind().map_err(io)?;
-                write!(l, "{}\n", std::process::id()).map_err(io)?;
+                writeln!(l, "{}", std::process::id()).map_err(io)?;
                 return Ok(l);
             }
             Err((f, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < timeout => {
