@@ -257,6 +257,19 @@ async fn preflight(nl: &Netlink, plan: &NodePlan, actions: &[Action]) -> Result<
     }
     sp_kernel::netns::check_net_sysctl_writable()
         .map_err(|e| Error::Preflight(format!("{e}; nothing was changed")))?;
+    // The programs this node will start, found before anything is made.
+    let programs = [
+        (!plan.dhcp.is_empty(), "dnsmasq", "dnsmasq-base"),
+        (!plan.routers.is_empty(), "iptables-restore", "iptables"),
+    ];
+    for (_, name, package) in programs.into_iter().filter(|p| p.0) {
+        sp_kernel::exec::program(name, package).map_err(|e| {
+            Error::Preflight(format!(
+                "node {} starts {name}: {e}; nothing was changed",
+                plan.node
+            ))
+        })?;
+    }
     for n in &plan.networks {
         if let Some(nic) = &n.uplink {
             if nl.link_by_name(nic)?.is_none() {
