@@ -292,13 +292,6 @@ async fn preflight(nl: &Netlink, plan: &NodePlan, actions: &[Action]) -> Result<
             )));
         }
     }
-    let starts_dnsmasq = actions.iter().any(|a| {
-        matches!(a.object, planner::Object::Dnsmasq { .. }) && a.op != planner::Op::Delete
-    });
-    if starts_dnsmasq {
-        sp_kernel::exec::program("dnsmasq", "dnsmasq-base")
-            .map_err(|e| Error::Preflight(format!("{e}; nothing was changed")))?;
-    }
     Ok(())
 }
 
