@@ -164,18 +164,25 @@ pub async fn take_down(
     let (cur, mut owned) = read(nl, &nothing, dirs).await.map_err(early)?;
     let mut actions = plan(&nothing, &cur, &owned).map_err(early)?;
     if purge {
-        if let (Some(c), None) = (&want.cinder, &owned.volume_group) {
-            // A volume group found inactive is removed with its files too.
+        // The volume group goes with its files also when it is inactive, and also when
+        // it was made before this node kept a record.
+        let name = want
+            .cinder
+            .as_ref()
+            .map(|c| c.volume_group.to_string())
+            .or_else(|| owned.volume_group.clone());
+        let planned = actions
+            .iter()
+            .any(|a| matches!(a.object, planner::Object::VolumeGroup { .. }));
+        if let (Some(name), false) = (name, planned) {
             if loopvg(dirs)
-                .here(&c.volume_group.to_string())
+                .here(&name)
                 .map_err(|e| early(e.into()))?
                 .is_some()
             {
                 actions.push(Action {
                     op: planner::Op::Delete,
-                    object: planner::Object::VolumeGroup {
-                        name: c.volume_group.to_string(),
-                    },
+                    object: planner::Object::VolumeGroup { name },
                     unit: planner::Unit::Prune,
                 });
             }
