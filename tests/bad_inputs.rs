@@ -63,7 +63,8 @@ fn walk(dir: &Path, out: &mut Vec<String>) {
 }
 
 /// Runs `stackplumb ARGS` on `node` and checks it changed nothing, exited with `code`
-/// and named `problem` on stderr.
+/// (2: input refused; 1: a preflight failure — docs/exit-codes.md) and named `problem`
+/// on stderr.
 fn refused(cli: &Cli, node: &str, args: &[&str], code: i32, problem: &str) {
     let before = snapshot(&cli.state);
     let out = cli.on(node, args);
@@ -252,7 +253,7 @@ fn bad_inputs_are_refused_before_anything_changes() {
             &cli,
             "controller",
             &["--topology", t.to_str().unwrap(), "apply"],
-            1,
+            2,
             problem,
         );
     }
@@ -265,7 +266,7 @@ fn bad_inputs_are_refused_before_anything_changes() {
         &cli.with_config("controller", bad_vg),
         "controller",
         &["apply"],
-        1,
+        2,
         "volume_group = \"bad/x\" is not a volume group name",
     );
     let fifo = config(
@@ -281,7 +282,7 @@ fn bad_inputs_are_refused_before_anything_changes() {
         &cli.with_config("controller", fifo),
         "controller",
         &["apply"],
-        1,
+        2,
         "ml2_conf.ini:0: cannot read: not a regular file",
     );
     // The compute's local_ip is not its tunnel_ip: named, whether --node is given or not.
@@ -302,12 +303,12 @@ fn bad_inputs_are_refused_before_anything_changes() {
         agent.display()
     );
     let wrong = cli.with_config("compute", compute);
-    refused(&wrong, "compute", &["apply"], 1, &mismatch);
+    refused(&wrong, "compute", &["apply"], 2, &mismatch);
     refused(
         &wrong,
         "compute",
         &["--node", "compute", "apply"],
-        1,
+        2,
         &mismatch,
     );
     // The compute node with a network role's files missing: named.
@@ -321,7 +322,7 @@ fn bad_inputs_are_refused_before_anything_changes() {
         &cli,
         "compute",
         &["--topology", t.to_str().unwrap(), "apply"],
-        1,
+        2,
         "ml2_conf.ini:0: cannot read",
     );
 
