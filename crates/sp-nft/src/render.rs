@@ -325,12 +325,16 @@ pub fn exprs(family: Family, exprs: &[Expr]) -> String {
                         continue;
                     }
                 }
-                // `ct state & (a|b) != 0` is nft's `ct state a,b`.
-                if let (Some((base, mask)), CmpOp::Neq, Kind::CtState | Kind::CtStatus) =
-                    (&r.masked, op, r.kind)
+                // `ct state & (a|b) != 0` is nft's `ct state a,b`; `== 0`, `! a,b`.
+                if let (
+                    Some((base, mask)),
+                    CmpOp::Neq | CmpOp::Eq,
+                    Kind::CtState | Kind::CtStatus,
+                ) = (&r.masked, op, r.kind)
                 {
                     if data.iter().all(|b| *b == 0) {
-                        out.push(format!("{base} {}", format_value(r.kind, mask)));
+                        let not = if *op == CmpOp::Eq { "! " } else { "" };
+                        out.push(format!("{base} {not}{}", format_value(r.kind, mask)));
                         continue;
                     }
                 }
@@ -496,12 +500,13 @@ pub fn rule(r: &Rule) -> String {
 fn chain_lines(c: &Chain, rules: &[&Rule], out: &mut Vec<String>) {
     out.push(format!("\tchain {} {{", c.name));
     if let Some(b) = &c.base {
-        let priority = match b.priority {
-            crate::priority::MANGLE => "mangle".to_owned(),
-            crate::priority::DSTNAT => "dstnat".to_owned(),
-            crate::priority::FILTER => "filter".to_owned(),
-            crate::priority::SRCNAT => "srcnat".to_owned(),
-            n => n.to_string(),
+        // nft names dstnat and srcnat only at the hooks they are for.
+        let priority = match (b.priority, b.hook) {
+            (crate::priority::MANGLE, _) => "mangle".to_owned(),
+            (crate::priority::DSTNAT, crate::hook::PREROUTING) => "dstnat".to_owned(),
+            (crate::priority::FILTER, _) => "filter".to_owned(),
+            (crate::priority::SRCNAT, crate::hook::POSTROUTING) => "srcnat".to_owned(),
+            (n, _) => n.to_string(),
         };
         out.push(format!(
             "\t\ttype {} hook {} priority {priority}; policy {};",

@@ -577,19 +577,32 @@ impl Socket {
             w.buf
         };
         let mut r = Ruleset::default();
+        for o in self.request(NFT_MSG_GETTABLE, family, true, &[], "dump tables")? {
+            r.add(o);
+        }
+        if let Some(t) = table {
+            r.tables.retain(|x| x.name == t);
+            if r.tables.is_empty() {
+                return Ok(r);
+            }
+        }
         let objects = [
-            (NFT_MSG_GETTABLE, Vec::new(), "dump tables"),
             (NFT_MSG_GETCHAIN, Vec::new(), "dump chains"),
             (NFT_MSG_GETSET, filter(NFTA_SET_TABLE), "dump sets"),
             (NFT_MSG_GETRULE, filter(NFTA_RULE_TABLE), "dump rules"),
         ];
         for (kind, body, context) in objects {
-            for o in self.request(kind, family, true, &body, context)? {
-                r.add(o);
+            match self.request(kind, family, true, &body, context) {
+                Ok(found) => found.into_iter().for_each(|o| r.add(o)),
+                // The table went away between the dumps: there is none.
+                Err(Error::Refused {
+                    errno: libc::ENOENT,
+                    ..
+                }) if table.is_some() => return Ok(Ruleset::default()),
+                Err(e) => return Err(e),
             }
         }
         if let Some(t) = table {
-            r.tables.retain(|x| x.name == t);
             r.chains.retain(|x| x.table == t);
         }
         for s in &mut r.sets {

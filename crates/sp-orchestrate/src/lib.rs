@@ -58,7 +58,7 @@ pub enum Error {
 /// Where state lives, and where Open vSwitch listens.
 #[derive(Debug, Clone)]
 pub struct Dirs {
-    /// The agents' `state_path` (dnsmasq files, NAT records, bridges we made).
+    /// The agents' `state_path` (dnsmasq files, bridges we made).
     pub state: PathBuf,
     /// Cinder's backing files (`/var/lib/cinder`, as the packstack notes keep them).
     pub cinder: PathBuf,
@@ -115,7 +115,7 @@ fn port_specs(plan: &NodePlan) -> Result<Vec<PortSpec>> {
 }
 
 /// Realises `plan` in the calling thread's namespace (that namespace is the node);
-/// `state` is the agents' `state_path` (dnsmasq files, NAT records).
+/// `state` is the agents' `state_path` (dnsmasq files).
 pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<Change>> {
     let state = dirs.state.as_path();
     preflight(nl, plan).await?;
@@ -194,7 +194,15 @@ pub async fn realise(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<C
         .iter()
         .map(|r| (r.namespace.as_str(), &r.nat))
         .collect();
-    sp_l3::ensure_nat_each(state, &routers, &mut changes)?;
+    // Read what each router's table holds; load only those that differ.
+    let names: Vec<&str> = routers.iter().map(|(ns, _)| *ns).collect();
+    let mut stale = Vec::new();
+    for (r, have) in routers.iter().zip(sp_l3::read_each(&names)?) {
+        if !have?.is_some_and(|c| c.matches(&sp_l3::NatRules::of(r.1))) {
+            stale.push(*r);
+        }
+    }
+    sp_l3::load_each(&stale, &mut changes)?;
     // 7. Cinder's volume group: made once, bound again after a reboot.
     if let Some(c) = &plan.cinder {
         let lv = loopvg(dirs);
@@ -313,7 +321,12 @@ pub async fn take_down(
         sp_dhcp::stop(d, &sp_neutron::qdhcp_namespace(&d.network_id), &mut changes)?;
     }
     for r in &plan.routers {
-        sp_l3::forget(state, &r.namespace)?;
+        if sp_l3::remove(&r.namespace)? {
+            changes.push(Change::new(
+                format!("nat rules in {}", r.namespace),
+                "deleted",
+            ));
+        }
     }
     if let Some(ovs) = &ovs {
         ovs::remove_ports(ovs, plan, &mut changes).await?;
@@ -347,7 +360,6 @@ pub struct Item {
 /// calling thread's namespace). Objects, not every attribute: an existing object with
 /// a drifted attribute reads as present, and `realise` puts the attribute right.
 pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<Item>> {
-    let state = dirs.state.as_path();
     let mut items = Vec::new();
     let mut item = |object: String, present: bool| items.push(Item { object, present });
     let links = nl.links()?;
@@ -437,9 +449,9 @@ pub async fn survey(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<Vec<It
         );
         item(format!("dnsmasq of {}", d.network_id), running);
     }
-    for r in &plan.routers {
-        let loaded = std::fs::read_to_string(sp_l3::record(state, &r.namespace))
-            .is_ok_and(|t| t == r.nat.iptables_restore());
+    let names: Vec<&str> = plan.routers.iter().map(|r| r.namespace.as_str()).collect();
+    for (r, have) in plan.routers.iter().zip(sp_l3::read_each(&names)?) {
+        let loaded = have.is_ok_and(|c| c.is_some_and(|c| c.matches(&sp_l3::NatRules::of(&r.nat))));
         item(format!("nat rules in {}", r.namespace), loaded);
     }
     if let Some(c) = &plan.cinder {
