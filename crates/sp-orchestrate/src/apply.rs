@@ -34,6 +34,14 @@ fn vni_of(device: &str) -> Option<u32> {
     device.strip_prefix("vxlan-")?.parse().ok()
 }
 
+/// An FDB entry's MAC: `None` for the all-zeros flood entry, else a port's.
+fn fdb_mac(mac: &str) -> Result<Option<[u8; 6]>> {
+    match mac == "00:00:00:00:00:00" {
+        true => Ok(None),
+        false => Ok(Some(input::mac(mac)?)),
+    }
+}
+
 /// Records what `actions` will make as ours.
 fn intend(owned: &mut Owned, actions: &[Action]) {
     for a in actions {
@@ -166,7 +174,10 @@ async fn prune(nl: &Netlink, a: &Action, dirs: &Dirs, purge: bool) -> Result<()>
         }
         Object::Fdb { device, mac, dst } => {
             let vni = vni_of(device).unwrap_or(0);
-            l2pop::fdb_del(nl, vni, input::mac(mac)?, *dst, &mut changes).await?;
+            match fdb_mac(mac)? {
+                None => l2pop::flood_del(nl, vni, *dst, &mut changes).await?,
+                Some(m) => l2pop::fdb_del(nl, vni, m, *dst, &mut changes).await?,
+            }
         }
         Object::Neighbour { device, ip, .. } => {
             l2pop::neigh_del(nl, vni_of(device).unwrap_or(0), *ip, &mut changes).await?;
@@ -335,10 +346,9 @@ async fn run_phase(
                 match &a.object {
                     Object::Fdb { device, mac, dst } => {
                         let vni = vni_of(device).unwrap_or(0);
-                        let mac = input::mac(mac)?;
-                        match mac == l2pop::FLOOD_MAC {
-                            true => l2pop::flood_add(nl, vni, *dst, &mut changes).await?,
-                            false => l2pop::fdb_add(nl, vni, mac, *dst, &mut changes).await?,
+                        match fdb_mac(mac)? {
+                            None => l2pop::flood_add(nl, vni, *dst, &mut changes).await?,
+                            Some(m) => l2pop::fdb_add(nl, vni, m, *dst, &mut changes).await?,
                         }
                     }
                     Object::Neighbour { device, ip, mac } => {
