@@ -191,7 +191,7 @@ fn bad_input_changes_nothing() {
         "controller",
         &["--topology", topo.to_str().unwrap(), "apply"],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "invalid input");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nothing was changed"), "{err}");
     assert!(
@@ -242,7 +242,7 @@ fn bad_input_changes_nothing() {
         .args(["--config-dir", "/nonexistent", "plan"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "invalid input");
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("/nonexistent/neutron/plugins/ml2/linuxbridge_agent.ini:0: cannot read"),
@@ -377,8 +377,14 @@ fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
                 "round {round}: apply on {n} after a kill of {node} at {delay:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let done: Value = serde_json::from_slice(&out.stdout).unwrap();
-            if n == node && !done["changes"].as_array().unwrap().is_empty() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let result: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            assert_eq!(
+                result["left"],
+                Value::Array(vec![]),
+                "round {round}: {n} converged"
+            );
+            if n == node && result["done"].as_u64().unwrap() > 0 {
                 interrupted += 1;
             }
         }
@@ -462,10 +468,7 @@ fn supervise_restarts_a_dead_dnsmasq_at_once_and_stops_on_sigterm() {
     assert_ne!(first, second);
     assert_eq!(next()["event"], "watching");
     // The restarted dnsmasq is what apply would have started: nothing to do.
-    assert_eq!(
-        cli.json("controller", &["apply"])["changes"],
-        Value::Array(vec![])
-    );
+    assert_eq!(cli.json("controller", &["apply"])["done"], 0);
     assert!(
         std::path::Path::new(&format!("/proc/{second}/cmdline")).exists(),
         "the new dnsmasq runs"
@@ -553,7 +556,7 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
         &["--topology", fifo.to_str().unwrap(), "plan"],
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("not a regular file"), "{err}");
     let conf = state.join("etc");
     sp_config::guide::write_guide_files(&conf).unwrap();
@@ -584,7 +587,7 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
     std::fs::write(&dnsmasq_conf, text.replace("26,1450", "26,99999")).unwrap();
     let out = fifo_conf.on("controller", &["apply"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("from 68 to 65535"), "{err}");
     assert_eq!(link_names("controller"), ["lo", "eth0"], "nothing made");
 
@@ -592,13 +595,19 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
     // made there get their modes whatever the umask.
     let victim = state.join("victim");
     std::fs::write(&victim, "precious").unwrap();
-    std::os::unix::fs::symlink(&victim, state.join("stackplumb.lock")).unwrap();
+    let record = state.join("stackplumb/owned-controller.json");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&victim, &record).unwrap();
     let out = cli.on("controller", &["apply"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("symlink"), "{err}");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    std::fs::remove_file(state.join("stackplumb.lock")).unwrap();
+    assert!(err.contains("a symlink is not followed"), "{err}");
+    assert_eq!(
+        link_names("controller"),
+        ["lo", "eth0"],
+        "refused before any change"
+    );
+    std::fs::remove_file(&record).unwrap();
     let mut apply = cli.cmd("controller", &["apply"]);
     // SAFETY: umask is async-signal-safe.
     unsafe {
@@ -613,9 +622,15 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious",
+        "written through a symlink"
+    );
     use std::os::unix::fs::MetadataExt;
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
-    assert_eq!(mode(&state.join("stackplumb.lock")), 0o600);
+    assert_eq!(mode(&record), 0o600);
+    assert_eq!(mode(record.parent().unwrap()), 0o700);
     // NAT is read from the kernel: nothing of it is recorded.
     assert!(!state.join("l3").exists());
     let dhcp = state.join("dhcp");
@@ -702,6 +717,12 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("a symlink is not followed"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(
+        link_names("controller"),
+        ["lo", "eth0"],
+        "refused before any change"
+    );
     assert_eq!(mode(&target), 0o700);
     assert_eq!(
         std::fs::read_dir(&target).unwrap().count(),
