@@ -18,9 +18,13 @@ fn without(caps: &str, cmd: &Command) -> Output {
         .unwrap()
 }
 
+/// The last JSON line of a run that must succeed (apply prints one per action first).
 fn json(out: &Output) -> Value {
     assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.lines().last().expect("a JSON line")).unwrap()
+    })
 }
 
 /// Without CAP_SYS_PTRACE the namespace of dnsmasq (running as nobody) cannot be read:
@@ -59,24 +63,15 @@ fn without_cap_sys_ptrace_dnsmasq_is_found_by_its_pid_file() {
 
     let status_cmd = cli.cmd("controller", &["--json", "status"]);
     let v = json(&without("-sys_ptrace", &status_cmd));
-    let missing: Vec<&Value> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["present"] == false)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "status without CAP_SYS_PTRACE: {missing:?}"
+    assert_eq!(
+        v["differences"],
+        serde_json::json!([]),
+        "status without CAP_SYS_PTRACE: {v}"
     );
 
     let again = cli.cmd("controller", &["--json", "apply"]);
     let v = json(&without("-sys_ptrace", &again));
-    assert_eq!(
-        v["changes"],
-        serde_json::json!([]),
-        "a healthy dnsmasq was restarted"
-    );
+    assert_eq!(v["done"], 0, "a healthy dnsmasq was restarted: {v}");
     assert_eq!(dnsmasq(&cli), pids);
 
     let mut inspect = Command::new("nsenter");
@@ -132,7 +127,7 @@ fn missing_capabilities_and_a_read_only_proc_sys_are_named_before_any_change() {
     let before = (links(), sp_testenv::oracle::netns_list());
     let out = without("-net_admin", &cli.cmd("controller", &["apply"]));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(6), "needs a capability: {err}");
     assert!(
         err.contains("needs CAP_NET_ADMIN") && err.contains("--cap-add NET_ADMIN"),
         "{err}"
