@@ -72,6 +72,28 @@ pub async fn attach(
         .filter_map(attrs::route_gateway)
         .collect();
     let mut plan: Plan<Error> = Plan::new();
+    // The bridge takes the NIC's MAC, set (not inherited): a bridge left to choose takes
+    // the lowest of its ports', so the host's address would change MAC on the segment
+    // whenever a port comes or goes.
+    let mac = |l: &LinkMessage| attrs::link_mac(l).and_then(|m| <[u8; 6]>::try_from(m).ok());
+    let mut mac_set = false;
+    if let (Some(want), Some(old)) = (mac(&link), mac(&br)) {
+        if want != old {
+            mac_set = true;
+            plan.push(
+                Step::SetMac {
+                    link: bi,
+                    name: bridge.into(),
+                    mac: want,
+                },
+                Step::SetMac {
+                    link: bi,
+                    name: bridge.into(),
+                    mac: old,
+                },
+            );
+        }
+    }
     let moved = plan.move_ip(nl, &link, &br, Metric::Agent)?;
     if enslaved && plan.is_empty() {
         return Ok(());
@@ -122,6 +144,12 @@ pub async fn attach(
         }
     }
     plan.run(nl, faults).await?;
+    if mac_set {
+        changes.push(Change::new(
+            format!("link {bridge}"),
+            format!("MAC of {nic}"),
+        ));
+    }
     moved.report(nic, bridge, changes);
     if !enslaved {
         changes.push(Change::new(

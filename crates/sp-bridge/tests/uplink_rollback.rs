@@ -126,9 +126,10 @@ fn attach_and_detach_roll_back_at_every_step() {
     let original = state();
 
     let steps = every_step_rolls_back(&rt, &nl, true);
-    // IPv6 on for the bridge, 3 addresses + 2 routes added, 2 routes and 3 addresses
-    // deleted, 1 enslave, the gateway pinged through the bridge.
-    assert_eq!(steps, 13);
+    // The NIC's MAC on the bridge, IPv6 on for the bridge, 3 addresses + 2 routes
+    // added, 2 routes and 3 addresses deleted, 1 enslave, the gateway pinged through the
+    // bridge.
+    assert_eq!(steps, 14);
     let attached = state();
     assert!(attached.0.iter().all(|(dev, _)| dev == BR), "{attached:?}");
     assert_eq!(

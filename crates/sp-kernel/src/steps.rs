@@ -116,6 +116,12 @@ pub enum Step<'a, E> {
         name: String,
         master: Option<u32>,
     },
+    /// Sets a link's MAC address.
+    SetMac {
+        link: u32,
+        name: String,
+        mac: [u8; 6],
+    },
     /// Sets a link administratively up or down.
     SetUp {
         link: u32,
@@ -147,6 +153,11 @@ impl<E> std::fmt::Debug for Step<'_, E> {
             Step::AddRoute(r) => write!(f, "add {}", describe_route(r)),
             Step::DelRoute(r) => write!(f, "delete {}", describe_route(r)),
             Step::SetMaster { name, master, .. } => write!(f, "set master of {name} to {master:?}"),
+            Step::SetMac { name, mac, .. } => write!(
+                f,
+                "set MAC of {name} to {}",
+                mac.map(|b| format!("{b:02x}")).join(":")
+            ),
             Step::SetUp { name, up, .. } => {
                 write!(f, "set {name} {}", if *up { "up" } else { "down" })
             }
@@ -195,6 +206,12 @@ impl<E: From<Error>> Step<'_, E> {
                     None => b.nocontroller().build(),
                 };
                 return Ok(set_link(nl, msg, name, "change master of").await?);
+            }
+            Step::SetMac { link, name, mac } => {
+                let msg = LinkUnspec::new_with_index(*link)
+                    .address(mac.to_vec())
+                    .build();
+                return Ok(set_link(nl, msg, name, "set MAC of").await?);
             }
             Step::SetUp { link, name, up } => {
                 let b = LinkUnspec::new_with_index(*link);

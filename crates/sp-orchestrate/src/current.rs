@@ -143,6 +143,9 @@ pub struct DhcpView {
     /// The files (`host`, `addn_hosts`, `opts`) whose content differs from what is
     /// wanted, and whether each is there at all.
     pub stale_files: Vec<(&'static str, bool)>,
+    /// A dnsmasq that is not ours serving the network's namespace (started from another
+    /// state directory): its pid and pid file.
+    pub foreign: Option<(i32, std::path::PathBuf)>,
 }
 
 /// A router's NAT table as the kernel holds it.
@@ -182,6 +185,33 @@ pub struct Current {
     pub vg: Option<VgView>,
     /// Open vSwitch objects wanted and whether they are there (one OVSDB read).
     pub ovs: Vec<(String, bool)>,
+}
+
+/// A dnsmasq serving `d`'s network that is not `d`'s: in the network's namespace (or,
+/// where its namespace cannot be read, by a pid file of the same network), with another
+/// pid file than `d`'s.
+fn foreign_dnsmasq(
+    scan: &sp_kernel::procs::Scan,
+    ns: Option<NsId>,
+    d: &sp_neutron::dhcp::Dnsmasq,
+) -> Option<(i32, std::path::PathBuf)> {
+    use sp_kernel::procs;
+    let ours = d.pid_file();
+    let in_ns = scan
+        .procs
+        .iter()
+        .filter(|p| Some(p.netns) == ns)
+        .map(|p| p.pid);
+    let same_network = |f: &std::path::Path| {
+        f.parent()
+            .and_then(|dir| dir.file_name())
+            .is_some_and(|n| n == d.network_id.as_str())
+    };
+    in_ns
+        .chain(scan.hidden.iter().copied())
+        .filter(|pid| procs::command_line(*pid).is_some_and(|a| procs::is_dnsmasq(&a)))
+        .filter_map(|pid| Some((pid, procs::pid_file_of(pid)?)))
+        .find(|(_, f)| *f != ours && same_network(f))
 }
 
 /// Reads what `plan` and `owned` concern on this node (the calling thread's namespace).
@@ -236,16 +266,26 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
             neigh: snap.neigh,
         };
     }
-    // dnsmasq: pid file, command line, files.
+    // dnsmasq: pid file, command line, files; the processes of the host only when one
+    // of ours is not running (is another dnsmasq there?).
+    let mut scan: Option<sp_kernel::procs::Scan> = None;
     for d in &plan.dhcp {
         let ns = sp_neutron::qdhcp_namespace(&d.network_id);
         let state = match cur.live.contains_key(&ns) {
             true => sp_dhcp::status(d, &ns)?,
             false => sp_dhcp::State::Stopped,
         };
+        let foreign = match state {
+            sp_dhcp::State::Running(_) => None,
+            _ => {
+                let scan = scan.get_or_insert_with(sp_kernel::procs::scan);
+                foreign_dnsmasq(scan, cur.live.get(&ns).copied().flatten(), d)
+            }
+        };
         cur.dhcp.insert(
             d.network_id.to_string(),
             DhcpView {
+                foreign,
                 state,
                 stale_files: sp_dhcp::stale_files(d)
                     .into_iter()

@@ -441,7 +441,24 @@ impl Planner<'_> {
         let left = self.cur.root.addresses_of(link.index).count();
         if !enslaved {
             self.push(unit, Op::Create, object);
-        } else if left > 0 {
+            return;
+        }
+        // The bridge carries the NIC's MAC (set, so that ports coming and going never
+        // change the host address's MAC).
+        if let Some(b) = bridge.filter(|b| b.mac != link.mac) {
+            let show = |m: &Option<[u8; 6]>| m.as_ref().map_or("none".into(), mac_str);
+            self.change(
+                unit.clone(),
+                Object::Link {
+                    namespace: None,
+                    name: b.name.clone(),
+                },
+                "mac",
+                show(&b.mac),
+                show(&link.mac),
+            );
+        }
+        if left > 0 {
             self.change(
                 unit,
                 object,
@@ -739,6 +756,14 @@ impl Planner<'_> {
                         file: (*f).into(),
                     },
                 );
+            }
+            if let Some((pid, file)) = &view.foreign {
+                self.conflicts.push(Conflict(format!(
+                    "network {} is served by another dnsmasq (pid {pid}, pid file {}) — started from another --state-dir: one state directory per node, or destroy with that one first",
+                    d.network_id,
+                    file.display()
+                )));
+                continue;
             }
             let object = Object::Dnsmasq {
                 network_id: d.network_id.to_string(),
@@ -1043,6 +1068,8 @@ mod tests {
             });
             if n.uplink.is_some() {
                 root.links[1].master = Some(b.index);
+                root.links[1].mac = Some([0x52, 0x54, 0, 0, 0, 1]);
+                b.mac = root.links[1].mac;
                 tunnel_on = b.index;
             }
             root.links.push(b);
@@ -1130,6 +1157,7 @@ mod tests {
                 DhcpView {
                     state: sp_dhcp::State::Running(100),
                     stale_files: vec![],
+                    foreign: None,
                 },
             );
         }
@@ -1426,6 +1454,18 @@ mod tests {
                 |_, c| root_link(c, "eth0").master = None,
                 "create uplink",
             ),
+            (
+                "uplink bridge's MAC",
+                |w, c| {
+                    let n = w
+                        .networks
+                        .iter()
+                        .find(|n| n.uplink.is_some())
+                        .expect("flat");
+                    root_link(c, n.bridge.as_str()).mac = Some([2, 0, 0, 0, 0, 9]);
+                },
+                "change mac link",
+            ),
         ];
         let want = node("controller");
         for (what, drift, expect) in rows {
@@ -1519,5 +1559,13 @@ mod tests {
         l.bridge = None;
         let c = plan(&want, &cur, &Owned::default()).expect_err("a conflict");
         assert!(c[0].0.contains("not a bridge"), "{c:?}");
+        // A dnsmasq of another state directory serving our network.
+        let mut cur = converged(&want);
+        for v in cur.dhcp.values_mut() {
+            v.state = sp_dhcp::State::Stopped;
+            v.foreign = Some((42, "/elsewhere/dhcp/x/pid".into()));
+        }
+        let c = plan(&want, &cur, &Owned::default()).expect_err("a conflict");
+        assert!(c[0].0.contains("another dnsmasq (pid 42"), "{c:?}");
     }
 }
