@@ -53,7 +53,7 @@ fn via(gw: &str, dev: &str) -> Option<(String, String)> {
 /// The guide's two nodes with `external_network_bridge = br-ex` in the controller's
 /// files and a private Open vSwitch on the controller node.
 fn ovs_nodes() -> (Cli, Cleanup, Ovs) {
-    let (mut cli, cleanup) = two_nodes();
+    let (cli, cleanup) = two_nodes();
     let ovs = Ovs::start_in(Some("controller"));
     let conf = cli.state.join("etc");
     sp_config::guide::write_guide_files(&conf).unwrap();
@@ -68,7 +68,7 @@ fn ovs_nodes() -> (Cli, Cleanup, Ovs) {
         ),
     )
     .unwrap();
-    cli.config = conf;
+    let cli = cli.with_config("controller", conf);
     // A NIC hands ovs-vswitchd's raw socket frames with complete checksums; the
     // sandbox's veth segment would hand it the other nodes' UDP (VXLAN, DHCP) with the
     // checksum left to an offload that never comes. The other hosts compute theirs.

@@ -212,7 +212,15 @@ async fn run(args: &Args) -> BoxResult<()> {
             match nic {
                 Some(nic) => {
                     let mut faults = Faults::none();
-                    uplink::ensure_flat(&nl, network_id, nic, &mut faults, &mut changes).await?;
+                    uplink::ensure_flat(
+                        &nl,
+                        network_id,
+                        nic,
+                        Some(uplink::GATEWAY_TIMEOUT),
+                        &mut faults,
+                        &mut changes,
+                    )
+                    .await?;
                 }
                 None => {
                     network::ensure_network(&nl, network_id, cfg.as_ref(), &mut changes).await?;
@@ -306,7 +314,15 @@ async fn run(args: &Args) -> BoxResult<()> {
             }
         }
         Cmd::AttachUplink { bridge, nic } => {
-            uplink::attach(&nl, bridge, nic, &mut Faults::none(), &mut changes).await?
+            uplink::attach(
+                &nl,
+                bridge,
+                nic,
+                Some(uplink::GATEWAY_TIMEOUT),
+                &mut Faults::none(),
+                &mut changes,
+            )
+            .await?
         }
         Cmd::DetachUplink { bridge, nic } => {
             uplink::detach(&nl, bridge, nic, &mut Faults::none(), &mut changes).await?

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sp_cli::exit;
-use sp_config::desired::{plan, NodePlan, DEFAULT_STATE_PATH};
+use sp_config::desired::{node_with_tunnel_ip, plan_node, NodePlan, DEFAULT_STATE_PATH};
+use sp_config::guide::LinuxBridgeAgent;
 use sp_config::{GuideConfig, Topology};
 use sp_kernel::netlink::Netlink;
 use sp_orchestrate::planner::Action;
@@ -184,12 +185,15 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> (&'static str, u8) {
     }
 }
 
-fn load(args: &Args) -> BoxResult<Vec<NodePlan>> {
-    load_input(args).map_err(|e| Box::new(Invalid(e.to_string())) as Box<dyn std::error::Error>)
+/// This host's node and its desired state, from the node's own files: the topology and
+/// `linuxbridge_agent.ini` name the node (`--node`; else the node whose tunnel_ip is the
+/// file's `local_ip`; else the one whose tunnel_ip an interface here holds), then the
+/// files its roles need are read and everything is checked.
+fn load(args: &Args, nl: &Netlink) -> BoxResult<NodePlan> {
+    load_input(args, nl).map_err(|e| Box::new(Invalid(e.to_string())) as Box<dyn std::error::Error>)
 }
 
-fn load_input(args: &Args) -> BoxResult<Vec<NodePlan>> {
-    let cfg = GuideConfig::load(&args.config_dir)?;
+fn load_input(args: &Args, nl: &Netlink) -> BoxResult<NodePlan> {
     let topology = match &args.topology {
         Some(f) => {
             let text = sp_kernel::files::read_config(f)
@@ -198,7 +202,34 @@ fn load_input(args: &Args) -> BoxResult<Vec<NodePlan>> {
         }
         None => Topology::guide(),
     };
-    plan(&topology, &cfg, &args.state_dir).map_err(|errs| {
+    let agent = LinuxBridgeAgent::load(&args.config_dir)?;
+    let node = match &args.node {
+        Some(n) => topology
+            .node(n)
+            .ok_or_else(|| format!("no node {n:?} in the topology"))?,
+        None => match agent
+            .local_ip
+            .and_then(|ip| node_with_tunnel_ip(&topology, ip))
+        {
+            Some(n) => n,
+            None => {
+                let mine: Vec<_> = nl
+                    .addresses()?
+                    .iter()
+                    .filter_map(sp_kernel::attrs::address_ip)
+                    .collect();
+                topology
+                    .nodes
+                    .iter()
+                    .find(|n| mine.contains(&n.tunnel_ip))
+                    .ok_or(
+                        "no interface here holds a node's tunnel_ip; name the node with --node",
+                    )?
+            }
+        },
+    };
+    let cfg = GuideConfig::load_for(&args.config_dir, &node.roles)?;
+    plan_node(&topology, &cfg, &args.state_dir, &node.name).map_err(|errs| {
         format!(
             "the topology cannot be realised, nothing was changed:\n  {}",
             errs.join("\n  ")
@@ -207,42 +238,16 @@ fn load_input(args: &Args) -> BoxResult<Vec<NodePlan>> {
     })
 }
 
-/// This host's node: `--node`, or the one whose tunnel_ip an interface here holds.
-async fn this_node<'a>(
-    args: &Args,
-    plans: &'a [NodePlan],
-    nl: &Netlink,
-) -> BoxResult<&'a NodePlan> {
-    if let Some(n) = &args.node {
-        return plans
-            .iter()
-            .find(|p| &p.node == n)
-            .ok_or_else(|| format!("no node {n:?} in the topology").into());
-    }
-    let mine: Vec<_> = nl
-        .addresses()?
-        .iter()
-        .filter_map(sp_kernel::attrs::address_ip)
-        .collect();
-    plans
-        .iter()
-        .find(|p| mine.contains(&p.tunnel_ip))
-        .ok_or_else(|| {
-            "no interface here holds a node's tunnel_ip; name the node with --node".into()
-        })
-}
-
 fn run(args: &Args) -> BoxResult<ExitCode> {
     if args.cmd == Cmd::Demo {
         return demo();
     }
-    let plans = load(args)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let lock_timeout = args.lock_timeout;
     if let Cmd::Supervise { interval } = args.cmd {
-        let node = rt.block_on(async { this_node(args, &plans, &Netlink::current()?).await })?;
+        let node = &rt.block_on(async { load(args, &Netlink::current()?) })?;
         drop(rt);
         let opts = sp_orchestrate::supervise::Options {
             interval,
@@ -258,7 +263,7 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
     }
     rt.block_on(async {
         let nl = Netlink::current()?;
-        let node = this_node(args, &plans, &nl).await?;
+        let node = &load(args, &nl)?;
         let dirs = dirs(args);
         match args.cmd {
             Cmd::Plan { detailed_exitcode } => {

@@ -181,11 +181,7 @@ fn bad_input_changes_nothing() {
     let agent = conf.join(sp_config::guide::LINUXBRIDGE_AGENT);
     let text = std::fs::read_to_string(&agent).unwrap();
     std::fs::write(&agent, text.replace("public:eth0", "public:eth9")).unwrap();
-    let bad_nic = Cli {
-        config: conf,
-        state: state.clone(),
-        extra: vec![],
-    };
+    let bad_nic = cli.with_config("controller", conf);
     let out = bad_nic.on("controller", &["apply"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -195,9 +191,24 @@ fn bad_input_changes_nothing() {
     );
     assert_eq!(link_names("controller"), ["lo", "eth0"], "nothing made");
 
+    // The controller's files name the controller (local_ip), whose tunnel address this
+    // host does not hold; with no local_ip, no node is found at all.
     let out = cli.on("extpc", &["apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no interface here holds a node's tunnel_ip")
+        err.contains("no interface of node controller holds its tunnel address 10.0.0.101"),
+        "{err}"
+    );
+    let conf = state.join("etc-no-local-ip");
+    sp_config::guide::write_guide_files(&conf).unwrap();
+    let agent = conf.join(sp_config::guide::LINUXBRIDGE_AGENT);
+    let text = std::fs::read_to_string(&agent).unwrap();
+    std::fs::write(&agent, text.replace("local_ip = 10.0.0.101\n", "")).unwrap();
+    let out = cli.with_config("extpc", conf).on("extpc", &["apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no interface here holds a node's tunnel_ip"),
+        "{err}"
     );
     let out = cli.on("controller", &["--node", "network1", "plan"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node \"network1\""));
@@ -523,11 +534,7 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
     let ml2 = conf.join(sp_config::guide::ML2_CONF);
     std::fs::remove_file(&ml2).unwrap();
     nix::unistd::mkfifo(&ml2, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let fifo_conf = Cli {
-        config: conf.clone(),
-        state: state.clone(),
-        extra: vec![],
-    };
+    let fifo_conf = cli.with_config("controller", conf.clone());
     let out = fifo_conf.on("controller", &["plan"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -32,6 +32,20 @@ pub enum Error {
     },
     #[error("{0} is enslaved to {1}; detach it first (or it is the uplink of another network)")]
     Busy(String, String),
+    #[error(
+        "gateway {gateway} did not answer through {device} within {after:?}; the move was undone"
+    )]
+    GatewaySilent {
+        gateway: std::net::IpAddr,
+        device: String,
+        after: std::time::Duration,
+    },
+    #[error("checking the gateway through {device}: {source}")]
+    GatewayCheck {
+        device: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Injected(#[from] sp_kernel::steps::Injected),
     /// Steps failed; those done were undone in reverse.

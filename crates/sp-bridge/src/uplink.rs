@@ -6,7 +6,9 @@
 //! 2. each route of the NIC replaced onto the bridge (metric m−1, or 100 when it had none);
 //! 3. the NIC's old routes deleted;
 //! 4. the NIC's addresses deleted;
-//! 5. the NIC enslaved to the bridge (released from another bridge first).
+//! 5. the NIC enslaved to the bridge (released from another bridge first);
+//! 6. each default gateway pinged through the bridge (ICMP echo out of it, as
+//!    `ovs-attach` checks): one that does not answer undoes the move.
 //!
 //! Detach runs the reverse. Every step records how to undo it; if any step fails, the
 //! steps done are undone in reverse order, so the host is never left without its
@@ -17,10 +19,18 @@ use netlink_packet_route::link::LinkMessage;
 use sp_kernel::attrs;
 use sp_kernel::links::require_link;
 use sp_kernel::netlink::Netlink;
-use sp_kernel::steps::{Faults, Metric, Plan, RolledBack, Step};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use futures::FutureExt;
+use sp_kernel::probe::echo;
+use sp_kernel::steps::{self, Custom, Faults, Metric, Plan, RolledBack, Step};
 use sp_names::IfName;
 
 use crate::{Change, Error, Result};
+
+/// How long a default gateway has to answer through the bridge after the move.
+pub const GATEWAY_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn bridge_and_nic(
     nl: &Netlink,
@@ -43,16 +53,24 @@ async fn bridge_and_nic(
 
 /// Attaches `nic` to `bridge` with its addresses and routes (see the module docs).
 /// Already attached with nothing left on the NIC: no change.
+/// `gateway_timeout`: how long each default gateway has to answer through the bridge
+/// after the move (`None`: not checked).
 pub async fn attach(
     nl: &Netlink,
     bridge: &str,
     nic: &str,
+    gateway_timeout: Option<Duration>,
     faults: &mut Faults,
     changes: &mut Vec<Change>,
 ) -> Result<()> {
     let (br, link) = bridge_and_nic(nl, bridge, nic).await?;
     let (bi, ni) = (br.header.index, link.header.index);
     let enslaved = attrs::link_master(&link) == Some(bi);
+    let gateways: Vec<IpAddr> = steps::routes_via(nl, ni)?
+        .iter()
+        .filter(|r| r.header.destination_prefix_length == 0)
+        .filter_map(attrs::route_gateway)
+        .collect();
     let mut plan: Plan<Error> = Plan::new();
     let moved = plan.move_ip(nl, &link, &br, Metric::Agent)?;
     if enslaved && plan.is_empty() {
@@ -76,6 +94,33 @@ pub async fn attach(
             },
         );
     }
+    if let Some(within) = gateway_timeout {
+        for gw in gateways {
+            plan.push(
+                Step::Custom(Custom {
+                    what: format!("check that gateway {gw} answers through {bridge}"),
+                    run: Box::new(move || {
+                        async move {
+                            match echo::answers(gw, bridge, within).await {
+                                Ok(true) => Ok(()),
+                                Ok(false) => Err(Error::GatewaySilent {
+                                    gateway: gw,
+                                    device: bridge.to_owned(),
+                                    after: within,
+                                }),
+                                Err(source) => Err(Error::GatewayCheck {
+                                    device: bridge.to_owned(),
+                                    source,
+                                }),
+                            }
+                        }
+                        .boxed()
+                    }),
+                }),
+                Step::Nothing,
+            );
+        }
+    }
     plan.run(nl, faults).await?;
     moved.report(nic, bridge, changes);
     if !enslaved {
@@ -94,6 +139,7 @@ pub async fn ensure_flat(
     nl: &Netlink,
     network_id: &str,
     nic: &str,
+    gateway_timeout: Option<Duration>,
     faults: &mut Faults,
     changes: &mut Vec<Change>,
 ) -> Result<crate::network::Network> {
@@ -101,7 +147,7 @@ pub async fn ensure_flat(
     require_link(nl, nic)?;
     let mut made = Vec::new();
     let net = crate::network::ensure_network(nl, network_id, None, &mut made).await?;
-    if let Err(cause) = attach(nl, &net.bridge, nic, faults, &mut made).await {
+    if let Err(cause) = attach(nl, &net.bridge, nic, gateway_timeout, faults, &mut made).await {
         // Deleted again only when this call created it.
         let rollback = match !net.created {
             true => vec![],

@@ -2,6 +2,8 @@
 //! leaves the host exactly as it was: same addresses (in the same order), same routes,
 //! same masters — and the gateway still answers.
 
+use std::time::Duration;
+
 use std::collections::BTreeSet;
 
 use sp_bridge::{network, uplink, Error};
@@ -71,7 +73,15 @@ fn every_step_rolls_back(rt: &tokio::runtime::Runtime, nl: &Netlink, attach: boo
         let mut changes = vec![];
         let res = rt.block_on(async {
             if attach {
-                uplink::attach(nl, BR, "eth0", &mut faults, &mut changes).await
+                uplink::attach(
+                    nl,
+                    BR,
+                    "eth0",
+                    Some(uplink::GATEWAY_TIMEOUT),
+                    &mut faults,
+                    &mut changes,
+                )
+                .await
             } else {
                 uplink::detach(nl, BR, "eth0", &mut faults, &mut changes).await
             }
@@ -117,8 +127,8 @@ fn attach_and_detach_roll_back_at_every_step() {
 
     let steps = every_step_rolls_back(&rt, &nl, true);
     // IPv6 on for the bridge, 3 addresses + 2 routes added, 2 routes and 3 addresses
-    // deleted, 1 enslave.
-    assert_eq!(steps, 12);
+    // deleted, 1 enslave, the gateway pinged through the bridge.
+    assert_eq!(steps, 13);
     let attached = state();
     assert!(attached.0.iter().all(|(dev, _)| dev == BR), "{attached:?}");
     assert_eq!(
@@ -158,4 +168,29 @@ fn attach_and_detach_roll_back_at_every_step() {
         "addresses (in order), routes (metrics too), masters: as before the attach"
     );
     assert!(oracle::pings("gw", "10.0.0.101"));
+
+    // A gateway that does not answer through the bridge undoes the whole move.
+    ip(&["-n", "gw", "link", "set", "gw0", "down"]);
+    let mut changes = vec![];
+    let res = rt.block_on(uplink::attach(
+        &nl,
+        BR,
+        "eth0",
+        Some(Duration::from_millis(500)),
+        &mut Faults::none(),
+        &mut changes,
+    ));
+    match res {
+        Err(Error::RolledBack(r)) => {
+            assert!(
+                matches!(r.cause, Error::GatewaySilent { .. }),
+                "{}",
+                r.cause
+            );
+            assert!(r.rollback.is_empty(), "{:?}", r.rollback);
+        }
+        other => panic!("a silent gateway: {other:?}"),
+    }
+    assert_eq!(state(), original, "the move undone");
+    assert!(changes.is_empty());
 }

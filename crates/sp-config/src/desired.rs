@@ -15,7 +15,7 @@ use sp_neutron::l3::{FloatingIp, RouterNat};
 use sp_neutron::{bridge_name, qdhcp_namespace, qrouter_namespace, PortKind};
 
 use crate::guide::GuideConfig;
-use crate::topology::{NetworkType, Role, Topology};
+use crate::topology::{dhcp_address, Network, NetworkType, Node, Role, Topology};
 use crate::validate::validate;
 
 /// Where the DHCP agent keeps its files (`$state_path/dhcp/<network>`).
@@ -148,32 +148,25 @@ fn with_prefix(ip: IpAddr, net: &IpNet) -> IpNet {
     IpNet::new(ip, net.prefix_len()).expect("prefix of a valid subnet")
 }
 
-/// The desired state of every node, or every validation problem (nothing is planned
-/// from a topology that cannot be realised).
-pub fn plan(
-    t: &Topology,
-    cfg: &GuideConfig,
-    state_path: &Path,
-) -> Result<Vec<NodePlan>, Vec<String>> {
-    let errs = validate(t, cfg);
-    if !errs.is_empty() {
-        return Err(errs);
-    }
+/// What every node's plan is cut from, derived from the topology alone — so the ports
+/// of other nodes (l2population's entries) come out the same whichever node computes
+/// them, from whichever of the guide's files it has.
+struct Ports<'t> {
+    network_node: &'t Node,
+    /// Every port, with the node that holds it. DHCP ports carry their subnet address
+    /// only; the metadata address comes from `dhcp_agent.ini` on the network node.
+    ports: Vec<(&'t str, PortPlan)>,
+    /// The DHCP-enabled networks with their port's address.
+    dhcp: Vec<(&'t Network, IpAddr)>,
+}
+
+fn ports(t: &Topology) -> Ports<'_> {
     let network_node = t
         .nodes
         .iter()
         .find(|n| n.roles.contains(&Role::Network))
         .expect("validated: a network node exists");
-    let group: IpAddr = cfg
-        .agent
-        .vxlan_group
-        .as_deref()
-        .unwrap_or(DEFAULT_VXLAN_GROUP)
-        .parse()
-        .unwrap_or_else(|_| DEFAULT_VXLAN_GROUP.parse().expect("literal"));
-
-    // Every port, on the node that holds it.
-    let mut ports: Vec<(String, PortPlan)> = Vec::new();
+    let mut ports: Vec<(&str, PortPlan)> = Vec::new();
     for r in &t.routers {
         let ns = nsname(qrouter_namespace(&r.id));
         let legs = r
@@ -195,7 +188,7 @@ pub fn plan(
                 }
             }
             ports.push((
-                network_node.name.clone(),
+                &network_node.name,
                 PortPlan {
                     port_id: leg.port_id.clone(),
                     kind,
@@ -213,83 +206,17 @@ pub fn plan(
     let mut dhcp = Vec::new();
     for n in t.networks.iter().filter(|n| n.subnet.enable_dhcp) {
         let (port_id, mac) = dhcp_port(&n.id);
-        let used: BTreeSet<IpAddr> = ports
-            .iter()
-            .filter(|(_, p)| p.network_id == n.id)
-            .map(|(_, p)| p.ip)
-            .chain(
-                t.instances
-                    .iter()
-                    .filter(|i| i.network == n.name)
-                    .map(|i| i.ip),
-            )
-            .chain(n.subnet.gateway)
-            .collect();
-        let dhcp_ip = n
-            .subnet
-            .cidr
-            .hosts()
-            .find(|ip| !used.contains(ip) && crate::topology::in_pool(&n.subnet, *ip))
-            .expect("validated subnets have room");
-        let mut addresses = vec![with_prefix(dhcp_ip, &n.subnet.cidr)];
-        if cfg.dhcp.enable_isolated_metadata {
-            addresses.push(METADATA_CIDR.parse().expect("literal"));
-        }
-        let isolated = !t
-            .routers
-            .iter()
-            .any(|r| r.interfaces.iter().any(|i| i.network == n.name));
-        let inner = PortKind::Dhcp.device(&port_id);
-        let mut hosts: Vec<DhcpHost> = ports
-            .iter()
-            .filter(|(_, p)| p.network_id == n.id)
-            .map(|(_, p)| DhcpHost {
-                mac: p.mac.to_string(),
-                ip: p.ip,
-            })
-            .chain(
-                t.instances
-                    .iter()
-                    .filter(|i| i.network == n.name)
-                    .map(|i| DhcpHost {
-                        mac: i.mac.to_string(),
-                        ip: i.ip,
-                    }),
-            )
-            .collect();
-        hosts.push(DhcpHost {
-            mac: mac.to_string(),
-            ip: dhcp_ip,
-        });
-        dhcp.push(Dnsmasq {
-            network_id: n.id.to_string(),
-            dir: state_path.join("dhcp").join(&n.id),
-            interface: inner,
-            subnets: vec![DhcpSubnet {
-                cidr: n.subnet.cidr,
-                gateway: n.subnet.gateway,
-                dns_nameservers: n.subnet.dns_nameservers.clone(),
-                isolated,
-                dhcp_ip,
-            }],
-            hosts,
-            // Read below the configuration root, like every other file.
-            conf_file: cfg
-                .dhcp
-                .dnsmasq_config_file
-                .as_deref()
-                .map(|f| crate::guide::reroot(&cfg.root, f)),
-            isolated_metadata: cfg.dhcp.enable_isolated_metadata,
-        });
+        let dhcp_ip = dhcp_address(t, n).expect("validated: the subnet has room");
+        dhcp.push((n, dhcp_ip));
         ports.push((
-            network_node.name.clone(),
+            &network_node.name,
             PortPlan {
                 port_id,
                 kind: PortKind::Dhcp,
                 network_id: n.id.clone(),
                 namespace: nsname(qdhcp_namespace(&n.id)),
                 mac,
-                addresses: Some(addresses),
+                addresses: Some(vec![with_prefix(dhcp_ip, &n.subnet.cidr)]),
                 ip: dhcp_ip,
                 gateway: n.subnet.gateway,
                 ip_forward: false,
@@ -299,7 +226,7 @@ pub fn plan(
     for i in &t.instances {
         let net = t.network(&i.network).expect("validated");
         ports.push((
-            i.node.clone(),
+            &i.node,
             PortPlan {
                 port_id: i.port_id.clone(),
                 kind: PortKind::Instance,
@@ -313,160 +240,325 @@ pub fn plan(
             },
         ));
     }
+    Ports {
+        network_node,
+        ports,
+        dhcp,
+    }
+}
 
-    let ext_bridge = cfg.l3.external_network_bridge.as_str();
+/// The desired state of every node from one set of the guide's files (which must then
+/// hold what every role reads), or every validation problem (nothing is planned from a
+/// topology that cannot be realised).
+pub fn plan(
+    t: &Topology,
+    cfg: &GuideConfig,
+    state_path: &Path,
+) -> Result<Vec<NodePlan>, Vec<String>> {
+    let errs = validate(t, cfg);
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let all = ports(t);
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for node in &t.nodes {
-        let mine: Vec<PortPlan> = ports
-            .iter()
-            .filter(|(n, _)| *n == node.name)
-            .map(|(_, p)| p.clone())
-            .collect();
-        let net_ids: BTreeSet<&str> = mine.iter().map(|p| p.network_id.as_str()).collect();
-        // With `external_network_bridge`, the networks the network node's routers have
-        // their gateway on live on that OVS bridge there.
-        let on_ovs = |net: &str| {
-            !ext_bridge.is_empty()
-                && node.name == network_node.name
-                && mine
-                    .iter()
-                    .any(|p| p.network_id == net && p.kind == PortKind::RouterGateway)
-        };
-        for n in t.networks.iter().filter(|n| on_ovs(&n.id)) {
-            for p in mine
-                .iter()
-                .filter(|p| p.network_id == n.id && p.kind != PortKind::RouterGateway)
-            {
-                errors.push(format!(
-                    "l3_agent.ini external_network_bridge = {ext_bridge} puts network {} on the Open vSwitch bridge {ext_bridge} on node {}, where it also has a {} port ({}): only router gateways can be on {ext_bridge}; disable DHCP on {} or set external_network_bridge empty",
-                    n.name,
-                    node.name,
-                    p.kind.device_owner(),
-                    p.port_id,
-                    n.name
-                ));
-            }
+        match node_plan(t, &all, cfg, state_path, node) {
+            Ok(p) => out.push(p),
+            Err(e) => errors.extend(e),
         }
-        let networks: Vec<NetPlan> = t
-            .networks
-            .iter()
-            .filter(|n| net_ids.contains(n.id.as_str()))
-            .map(|n| NetPlan {
-                network_id: n.id.clone(),
-                ovs: on_ovs(&n.id),
-                bridge: if on_ovs(&n.id) {
-                    IfName::new(ext_bridge).expect("validated: a device name")
-                } else {
-                    ifname(bridge_name(&n.id))
-                },
-                // On br-ex a gateway is plugged untagged, whatever the network's type.
-                vxlan: (n.network_type == NetworkType::Vxlan && !on_ovs(&n.id)).then(|| {
-                    VxlanPlan {
-                        vni: n.segmentation_id.expect("validated"),
-                        local_ip: node.tunnel_ip,
-                        l2_population: cfg.agent.l2_population,
-                        group: (!cfg.agent.l2_population).then_some(group),
-                    }
-                }),
-                uplink: n
-                    .physical_network
-                    .as_ref()
-                    .and_then(|p| cfg.agent.physical_interface_mappings.get(p).cloned()),
-            })
-            .collect();
-        let mut l2pop = Vec::new();
-        if cfg.agent.l2_population {
-            for net in networks
-                .iter()
-                .filter_map(|n| n.vxlan.as_ref().map(|v| (n, v)))
-            {
-                let (n, v) = net;
-                for other in t.nodes.iter().filter(|o| o.name != node.name) {
-                    let theirs: Vec<&PortPlan> = ports
-                        .iter()
-                        .filter(|(o, p)| *o == other.name && p.network_id == n.network_id)
-                        .map(|(_, p)| p)
-                        .collect();
-                    if theirs.is_empty() {
-                        continue;
-                    }
-                    l2pop.push(L2Entry::Flood {
-                        vni: v.vni,
-                        vtep: other.tunnel_ip,
-                    });
-                    for p in theirs {
-                        l2pop.push(L2Entry::Port {
-                            vni: v.vni,
-                            mac: p.mac,
-                            ip: p.ip,
-                            vtep: other.tunnel_ip,
-                        });
-                    }
-                }
-            }
-        }
-        let is_network_node = node.name == network_node.name;
-        let routers = if is_network_node {
-            t.routers
-                .iter()
-                .filter_map(|r| {
-                    let gw = r.gateway.as_ref()?;
-                    let IpAddr::V4(gateway_ip) = gw.ip else {
-                        return None;
-                    };
-                    let floating_ips = t
-                        .instances
-                        .iter()
-                        .filter(|i| router_serves(r, &i.network))
-                        .filter_map(|i| match (i.floating_ip, i.ip) {
-                            (Some(IpAddr::V4(f)), IpAddr::V4(x)) => Some(FloatingIp {
-                                floating: f,
-                                fixed: x,
-                            }),
-                            _ => None,
-                        })
-                        .collect();
-                    Some(RouterPlan {
-                        namespace: nsname(qrouter_namespace(&r.id)),
-                        nat: RouterNat {
-                            gateway_device: PortKind::RouterGateway.device(&gw.port_id),
-                            gateway_ip: Some(gateway_ip),
-                            enable_snat: true,
-                            floating_ips,
-                        },
-                    })
-                })
-                .collect()
-        } else {
-            vec![]
-        };
-        out.push(NodePlan {
-            node: node.name.clone(),
-            tunnel_ip: node.tunnel_ip,
-            networks,
-            ports: mine,
-            l2pop,
-            dhcp: if is_network_node {
-                dhcp.clone()
-            } else {
-                vec![]
-            },
-            routers,
-            cinder: t
-                .cinder
-                .as_ref()
-                .filter(|c| c.node == node.name)
-                .map(|c| CinderPlan {
-                    volume_group: cfg.cinder.volume_group.clone(),
-                    size: c.size,
-                }),
-        });
     }
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(out)
+}
+
+/// The desired state of node `name`, run on that node with its own files (`cfg`, read
+/// by [`GuideConfig::load_for`] its roles): the topology validated against them, and
+/// their `[vxlan] local_ip` the node's `tunnel_ip`.
+pub fn plan_node(
+    t: &Topology,
+    cfg: &GuideConfig,
+    state_path: &Path,
+    name: &str,
+) -> Result<NodePlan, Vec<String>> {
+    let mut errs = validate(t, cfg);
+    let Some(node) = t.node(name) else {
+        errs.push(format!("no node {name:?} in the topology"));
+        return Err(errs);
+    };
+    if let Some(local) = cfg.agent.local_ip.filter(|ip| *ip != node.tunnel_ip) {
+        errs.push(format!(
+            "local_ip = {local} in {}, but node {}'s tunnel_ip is {}",
+            cfg.root.join(crate::guide::LINUXBRIDGE_AGENT).display(),
+            node.name,
+            node.tunnel_ip
+        ));
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    node_plan(t, &ports(t), cfg, state_path, node)
+}
+
+/// The node whose `tunnel_ip` is `ip` (`[vxlan] local_ip` names the node it is on).
+pub fn node_with_tunnel_ip(t: &Topology, ip: IpAddr) -> Option<&Node> {
+    t.nodes.iter().find(|n| n.tunnel_ip == ip)
+}
+
+/// A file the node's roles read that `cfg` does not hold.
+fn needs<'c, T>(part: &'c Option<T>, file: &str, node: &Node) -> Result<&'c T, String> {
+    part.as_ref().ok_or_else(|| {
+        format!(
+            "node {} needs {file} for its roles, and it was not read",
+            node.name
+        )
+    })
+}
+
+fn node_plan(
+    t: &Topology,
+    all: &Ports<'_>,
+    cfg: &GuideConfig,
+    state_path: &Path,
+    node: &Node,
+) -> Result<NodePlan, Vec<String>> {
+    let is_network_node = node.name == all.network_node.name;
+    let mut errors = Vec::new();
+    let mut mine: Vec<PortPlan> = all
+        .ports
+        .iter()
+        .filter(|(n, _)| *n == node.name)
+        .map(|(_, p)| p.clone())
+        .collect();
+    let (l3, dhcp_cfg) = match is_network_node {
+        true => {
+            let l3 = needs(&cfg.l3, crate::guide::L3_AGENT, node);
+            let dhcp = needs(&cfg.dhcp, crate::guide::DHCP_AGENT, node);
+            match (l3, dhcp) {
+                (Ok(l3), Ok(dhcp)) => (Some(l3), Some(dhcp)),
+                (l3, dhcp) => {
+                    errors.extend(l3.err().into_iter().chain(dhcp.err()));
+                    return Err(errors);
+                }
+            }
+        }
+        false => (None, None),
+    };
+    let cinder = match t.cinder.as_ref().filter(|c| c.node == node.name) {
+        None => None,
+        Some(c) => match needs(&cfg.cinder, crate::guide::CINDER_CONF, node) {
+            Ok(conf) => Some(CinderPlan {
+                volume_group: conf.volume_group.clone(),
+                size: c.size,
+            }),
+            Err(e) => return Err(vec![e]),
+        },
+    };
+    let ext_bridge = l3.map_or("", |l3| l3.external_network_bridge.as_str());
+    let isolated_metadata = dhcp_cfg.is_some_and(|d| d.enable_isolated_metadata);
+    if isolated_metadata {
+        for p in mine.iter_mut().filter(|p| p.kind == PortKind::Dhcp) {
+            p.addresses
+                .get_or_insert_with(Vec::new)
+                .push(METADATA_CIDR.parse().expect("literal"));
+        }
+    }
+    let group: IpAddr = cfg
+        .agent
+        .vxlan_group
+        .as_deref()
+        .unwrap_or(DEFAULT_VXLAN_GROUP)
+        .parse()
+        .unwrap_or_else(|_| DEFAULT_VXLAN_GROUP.parse().expect("literal"));
+    let net_ids: BTreeSet<&str> = mine.iter().map(|p| p.network_id.as_str()).collect();
+    // With `external_network_bridge`, the networks the network node's routers have
+    // their gateway on live on that OVS bridge there.
+    let on_ovs = |net: &str| {
+        !ext_bridge.is_empty()
+            && is_network_node
+            && mine
+                .iter()
+                .any(|p| p.network_id == net && p.kind == PortKind::RouterGateway)
+    };
+    for n in t.networks.iter().filter(|n| on_ovs(&n.id)) {
+        for p in mine
+            .iter()
+            .filter(|p| p.network_id == n.id && p.kind != PortKind::RouterGateway)
+        {
+            errors.push(format!(
+                "l3_agent.ini external_network_bridge = {ext_bridge} puts network {} on the Open vSwitch bridge {ext_bridge} on node {}, where it also has a {} port ({}): only router gateways can be on {ext_bridge}; disable DHCP on {} or set external_network_bridge empty",
+                n.name,
+                node.name,
+                p.kind.device_owner(),
+                p.port_id,
+                n.name
+            ));
+        }
+    }
+    let networks: Vec<NetPlan> = t
+        .networks
+        .iter()
+        .filter(|n| net_ids.contains(n.id.as_str()))
+        .map(|n| NetPlan {
+            network_id: n.id.clone(),
+            ovs: on_ovs(&n.id),
+            bridge: if on_ovs(&n.id) {
+                IfName::new(ext_bridge).expect("validated: a device name")
+            } else {
+                ifname(bridge_name(&n.id))
+            },
+            // On br-ex a gateway is plugged untagged, whatever the network's type.
+            vxlan: (n.network_type == NetworkType::Vxlan && !on_ovs(&n.id)).then(|| VxlanPlan {
+                vni: n.segmentation_id.expect("validated"),
+                local_ip: node.tunnel_ip,
+                l2_population: cfg.agent.l2_population,
+                group: (!cfg.agent.l2_population).then_some(group),
+            }),
+            uplink: n
+                .physical_network
+                .as_ref()
+                .and_then(|p| cfg.agent.physical_interface_mappings.get(p).cloned()),
+        })
+        .collect();
+    let mut l2pop = Vec::new();
+    if cfg.agent.l2_population {
+        for (n, v) in networks
+            .iter()
+            .filter_map(|n| n.vxlan.as_ref().map(|v| (n, v)))
+        {
+            for other in t.nodes.iter().filter(|o| o.name != node.name) {
+                let theirs: Vec<&PortPlan> = all
+                    .ports
+                    .iter()
+                    .filter(|(o, p)| *o == other.name && p.network_id == n.network_id)
+                    .map(|(_, p)| p)
+                    .collect();
+                if theirs.is_empty() {
+                    continue;
+                }
+                l2pop.push(L2Entry::Flood {
+                    vni: v.vni,
+                    vtep: other.tunnel_ip,
+                });
+                for p in theirs {
+                    l2pop.push(L2Entry::Port {
+                        vni: v.vni,
+                        mac: p.mac,
+                        ip: p.ip,
+                        vtep: other.tunnel_ip,
+                    });
+                }
+            }
+        }
+    }
+    let dhcp = match dhcp_cfg {
+        Some(d) => all
+            .dhcp
+            .iter()
+            .map(|(n, dhcp_ip)| dnsmasq(t, all, d, &cfg.root, state_path, n, *dhcp_ip))
+            .collect(),
+        None => vec![],
+    };
+    let routers = match is_network_node {
+        true => t.routers.iter().filter_map(|r| router_plan(t, r)).collect(),
+        false => vec![],
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(NodePlan {
+        node: node.name.clone(),
+        tunnel_ip: node.tunnel_ip,
+        networks,
+        ports: mine,
+        l2pop,
+        dhcp,
+        routers,
+        cinder,
+    })
+}
+
+/// The dnsmasq of DHCP network `n`, whose port has `dhcp_ip`.
+fn dnsmasq(
+    t: &Topology,
+    all: &Ports<'_>,
+    d: &crate::guide::DhcpAgent,
+    root: &Path,
+    state_path: &Path,
+    n: &Network,
+    dhcp_ip: IpAddr,
+) -> Dnsmasq {
+    let (port_id, mac) = dhcp_port(&n.id);
+    let isolated = !t
+        .routers
+        .iter()
+        .any(|r| r.interfaces.iter().any(|i| i.network == n.name));
+    // Every port on the network gets its fixed address: router legs and instances, then
+    // the DHCP port itself.
+    let mut hosts: Vec<DhcpHost> = all
+        .ports
+        .iter()
+        .map(|(_, p)| p)
+        .filter(|p| p.network_id == n.id && p.kind != PortKind::Dhcp)
+        .map(|p| DhcpHost {
+            mac: p.mac.to_string(),
+            ip: p.ip,
+        })
+        .collect();
+    hosts.push(DhcpHost {
+        mac: mac.to_string(),
+        ip: dhcp_ip,
+    });
+    Dnsmasq {
+        network_id: n.id.to_string(),
+        dir: state_path.join("dhcp").join(&n.id),
+        interface: PortKind::Dhcp.device(&port_id),
+        subnets: vec![DhcpSubnet {
+            cidr: n.subnet.cidr,
+            gateway: n.subnet.gateway,
+            dns_nameservers: n.subnet.dns_nameservers.clone(),
+            isolated,
+            dhcp_ip,
+        }],
+        hosts,
+        // Read below the configuration root, like every other file.
+        conf_file: d
+            .dnsmasq_config_file
+            .as_deref()
+            .map(|f| crate::guide::reroot(root, f)),
+        isolated_metadata: d.enable_isolated_metadata,
+    }
+}
+
+/// A router's namespace and NAT (routers with an IPv4 gateway).
+fn router_plan(t: &Topology, r: &crate::topology::Router) -> Option<RouterPlan> {
+    let gw = r.gateway.as_ref()?;
+    let IpAddr::V4(gateway_ip) = gw.ip else {
+        return None;
+    };
+    let floating_ips = t
+        .instances
+        .iter()
+        .filter(|i| router_serves(r, &i.network))
+        .filter_map(|i| match (i.floating_ip, i.ip) {
+            (Some(IpAddr::V4(f)), IpAddr::V4(x)) => Some(FloatingIp {
+                floating: f,
+                fixed: x,
+            }),
+            _ => None,
+        })
+        .collect();
+    Some(RouterPlan {
+        namespace: nsname(qrouter_namespace(&r.id)),
+        nat: RouterNat {
+            gateway_device: PortKind::RouterGateway.device(&gw.port_id),
+            gateway_ip: Some(gateway_ip),
+            enable_snat: true,
+            floating_ips,
+        },
+    })
 }
 
 /// Whether router `r` has a leg on network `name`.

@@ -11,6 +11,7 @@ use sp_lvm::vg::VgName;
 use sp_names::IfName;
 
 use crate::ini::{ConfigError, Ini};
+use crate::topology::Role;
 
 /// Where each file lives below the configuration root.
 pub const LINUXBRIDGE_AGENT: &str = "neutron/plugins/ml2/linuxbridge_agent.ini";
@@ -73,36 +74,100 @@ pub struct Cinder {
     pub volume_group: VgName,
 }
 
-/// Everything the data plane needs from the guide's files.
+/// Everything the data plane needs from the guide's files. Each node reads its own:
+/// `linuxbridge_agent.ini` always; the others when its roles need them
+/// ([`GuideConfig::load_for`]) — `None` when a file is not needed and not there (the
+/// guide's compute node has only `linuxbridge_agent.ini` and `neutron.conf`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GuideConfig {
     pub root: PathBuf,
     pub agent: LinuxBridgeAgent,
-    pub ml2: Ml2,
-    pub l3: L3Agent,
-    pub dhcp: DhcpAgent,
-    pub cinder: Cinder,
+    /// `ml2_conf.ini` (the network role: the server's view of the networks).
+    pub ml2: Option<Ml2>,
+    /// `l3_agent.ini` (the network role).
+    pub l3: Option<L3Agent>,
+    /// `dhcp_agent.ini` (the network role).
+    pub dhcp: Option<DhcpAgent>,
+    /// `cinder.conf` (the volume role).
+    pub cinder: Option<Cinder>,
 }
 
-fn load(root: &Path, rel: &str) -> Result<Ini, ConfigError> {
-    Ini::load(&root.join(rel))
+/// The files a node of `roles` must have (below the root), beyond
+/// `linuxbridge_agent.ini`, which every node has.
+pub fn files_for(roles: &[Role]) -> Vec<&'static str> {
+    let mut files = vec![LINUXBRIDGE_AGENT];
+    if roles.contains(&Role::Network) {
+        files.extend([ML2_CONF, L3_AGENT, DHCP_AGENT]);
+    }
+    if roles.contains(&Role::Volume) {
+        files.push(CINDER_CONF);
+    }
+    files
+}
+
+/// Reads `rel` below `root`. A file that is not there is `None` when nobody needs it,
+/// else an error saying who does (`needed_by`: "every node", "a node with the network
+/// role").
+fn load(root: &Path, rel: &str, needed_by: Option<&str>) -> Result<Option<Ini>, ConfigError> {
+    let path = root.join(rel);
+    let missing = |message| ConfigError {
+        file: path.clone(),
+        line: 0,
+        message,
+    };
+    match sp_kernel::files::read_config(&path) {
+        Ok(text) => Ini::parse(&text, &path).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match needed_by {
+            None => Ok(None),
+            Some(who) => Err(missing(format!("cannot read: {e}; {who} reads it"))),
+        },
+        Err(e) => Err(missing(format!("cannot read: {e}"))),
+    }
 }
 
 impl GuideConfig {
-    /// Reads every file below `root` (`/etc` normally).
+    /// Reads every file below `root` (`/etc` normally), each required: what a node of
+    /// every role reads.
     pub fn load(root: &Path) -> Result<GuideConfig, ConfigError> {
+        Self::load_for(root, &[Role::Network, Role::Volume, Role::Compute])
+    }
+
+    /// Reads what a node of `roles` reads: the files [`files_for`] names are required
+    /// (a missing one is an error naming it), the others read when present.
+    pub fn load_for(root: &Path, roles: &[Role]) -> Result<GuideConfig, ConfigError> {
+        let needed = files_for(roles);
+        let who = format!(
+            "a node with the roles {}",
+            roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let read = |rel: &str| load(root, rel, needed.contains(&rel).then_some(who.as_str()));
         Ok(GuideConfig {
             root: root.to_owned(),
-            agent: LinuxBridgeAgent::from_ini(&load(root, LINUXBRIDGE_AGENT)?)?,
-            ml2: Ml2::from_ini(&load(root, ML2_CONF)?)?,
-            l3: L3Agent::from_ini(&load(root, L3_AGENT)?),
-            dhcp: DhcpAgent::from_ini(&load(root, DHCP_AGENT)?, root)?,
-            cinder: Cinder::from_ini(&load(root, CINDER_CONF)?)?,
+            agent: LinuxBridgeAgent::load(root)?,
+            ml2: read(ML2_CONF)?.map(|i| Ml2::from_ini(&i)).transpose()?,
+            l3: read(L3_AGENT)?.map(|i| L3Agent::from_ini(&i)),
+            dhcp: read(DHCP_AGENT)?
+                .map(|i| DhcpAgent::from_ini(&i, root))
+                .transpose()?,
+            cinder: read(CINDER_CONF)?
+                .map(|i| Cinder::from_ini(&i))
+                .transpose()?,
         })
     }
 }
 
 impl LinuxBridgeAgent {
+    /// `linuxbridge_agent.ini` below `root`: every node has it (its `local_ip` names
+    /// the node).
+    pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        let ini = load(root, LINUXBRIDGE_AGENT, Some("every node"))?.expect("needed");
+        Self::from_ini(&ini)
+    }
+
     pub fn from_ini(ini: &Ini) -> Result<Self, ConfigError> {
         let mut mappings = BTreeMap::new();
         if let Some(v) = ini.get("linux_bridge", "physical_interface_mappings") {

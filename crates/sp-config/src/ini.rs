@@ -30,16 +30,6 @@ pub struct Ini {
 }
 
 impl Ini {
-    /// Reads and parses `path`.
-    pub fn load(path: &Path) -> Result<Ini, ConfigError> {
-        let text = sp_kernel::files::read_config(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            line: 0,
-            message: format!("cannot read: {e}"),
-        })?;
-        Self::parse(&text, path)
-    }
-
     /// Parses `text` as the content of `file`.
     pub fn parse(text: &str, file: &Path) -> Result<Ini, ConfigError> {
         let err = |line: usize, message: String| ConfigError {

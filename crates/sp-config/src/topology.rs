@@ -3,7 +3,8 @@
 //! floating IPs, the nodes, and the Cinder volume group's size. A TOML file
 //! (`docs/topology.md`); built in as the default: the guide's own cloud.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,16 @@ pub enum Role {
     Compute,
     /// Holds the Cinder volume group.
     Volume,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Network => "network",
+            Role::Compute => "compute",
+            Role::Volume => "volume",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -258,5 +269,69 @@ pub fn network_address(subnet: &Subnet) -> Option<Ipv4Addr> {
     match subnet.cidr.network() {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
+    }
+}
+
+/// The address the DHCP port of network `n` gets: the first address of its pools (or of
+/// the subnet without its network and broadcast addresses) that no gateway, router leg
+/// or instance holds — `None` when there is none. The pools' ranges are searched
+/// directly, so the search takes at most (addresses held + 1) steps per range, whatever
+/// the subnet's size (an IPv6 /64 is 2^64 addresses).
+pub fn dhcp_address(t: &Topology, n: &Network) -> Option<IpAddr> {
+    let s = &n.subnet;
+    let held: BTreeSet<u128> = t
+        .routers
+        .iter()
+        .flat_map(|r| r.gateway.iter().chain(&r.interfaces))
+        .filter(|l| l.network == n.name)
+        .map(|l| l.ip)
+        .chain(
+            t.instances
+                .iter()
+                .filter(|i| i.network == n.name)
+                .map(|i| i.ip),
+        )
+        .chain(s.gateway)
+        .chain([s.cidr.network(), s.cidr.broadcast()])
+        .map(bits)
+        .collect();
+    let ranges: Vec<(u128, u128)> = if s.allocation_pools.is_empty() {
+        vec![(bits(s.cidr.network()), bits(s.cidr.broadcast()))]
+    } else {
+        s.allocation_pools
+            .iter()
+            .map(|p| (bits(p.start), bits(p.end)))
+            .collect()
+    };
+    ranges
+        .into_iter()
+        .filter_map(|(start, end)| {
+            // Within a range, the first address not held: past at most every held one.
+            let mut a = start;
+            for h in held.range(start..=end) {
+                if *h != a {
+                    break;
+                }
+                a = a.checked_add(1)?;
+            }
+            (a <= end).then_some(a)
+        })
+        .min()
+        .map(|a| from_bits(a, s.cidr.network()))
+}
+
+/// An address as a number (IPv4 in the low 32 bits).
+fn bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// [`bits`] back, in the family of `like`.
+fn from_bits(n: u128, like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
     }
 }

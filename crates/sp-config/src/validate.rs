@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::guide::GuideConfig;
-use crate::topology::{in_pool, NetworkType, Role, Topology};
+use crate::topology::{dhcp_address, in_pool, NetworkType, Role, Topology};
 
 /// Every problem found; empty when the topology can be realised.
 pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
@@ -52,7 +52,10 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
             });
         }
     }
-    let ext = &cfg.l3.external_network_bridge;
+    let ext = cfg
+        .l3
+        .as_ref()
+        .map_or("", |l3| l3.external_network_bridge.as_str());
     if !ext.is_empty() {
         if let Err(e) = sp_names::IfName::check(ext) {
             errs.push(format!(
@@ -63,6 +66,39 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
     }
     if !t.nodes.iter().any(|n| n.roles.contains(&Role::Network)) {
         errs.push("no node has the network role (it runs the routers and DHCP)".into());
+    }
+    // The tunnel addresses are VXLAN's underlay: a host's own unicast address, one family.
+    for n in &t.nodes {
+        let ip = n.tunnel_ip;
+        let why = if ip.is_unspecified() {
+            Some("unspecified")
+        } else if ip.is_loopback() {
+            Some("a loopback address")
+        } else if ip.is_multicast() {
+            Some("a multicast address")
+        } else if matches!(ip, std::net::IpAddr::V4(a) if a.is_broadcast()) {
+            Some("the broadcast address")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            errs.push(format!(
+                "node {}: tunnel_ip {ip} is {why}, not an address of the host to carry VXLAN",
+                n.name
+            ));
+        }
+    }
+    if let Some(first) = t.nodes.first() {
+        for n in t
+            .nodes
+            .iter()
+            .filter(|n| n.tunnel_ip.is_ipv4() != first.tunnel_ip.is_ipv4())
+        {
+            errs.push(format!(
+                "node {}: tunnel_ip {} is not of the family of node {}'s {} (VXLAN tunnels join one family)",
+                n.name, n.tunnel_ip, first.name, first.tunnel_ip
+            ));
+        }
     }
     for (i, a) in t.networks.iter().enumerate() {
         for b in &t.networks[i + 1..] {
@@ -86,8 +122,10 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
                 ));
             }
         }
+        let mut pools_ok = true;
         for p in &s.allocation_pools {
             if !s.cidr.contains(&p.start) || !s.cidr.contains(&p.end) || p.start > p.end {
+                pools_ok = false;
                 errs.push(format!(
                     "{}: pool {}–{} is not within {}",
                     n.name, p.start, p.end, s.cidr
@@ -99,18 +137,33 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
                 ));
             }
         }
+        if s.enable_dhcp && pools_ok && dhcp_address(t, n).is_none() {
+            errs.push(format!(
+                "{}: no free address in {} for the DHCP port (the gateway, routers and instances hold every address {}); widen it or set enable_dhcp = false",
+                n.name,
+                s.cidr,
+                match s.allocation_pools.is_empty() {
+                    true => "of the subnet",
+                    false => "of its allocation pools",
+                }
+            ));
+        }
+        // ml2_conf.ini is the server's (the network node's); a node without it takes
+        // the networks as the topology gives them.
+        let ml2 = cfg.ml2.as_ref();
         match n.network_type {
             NetworkType::Vxlan => match n.segmentation_id {
                 None => errs.push(format!(
                     "{}: a vxlan network needs segmentation_id (its VNI)",
                     n.name
                 )),
-                Some(vni) if !cfg.ml2.vni_ranges.iter().any(|r| r.contains(&vni)) => {
+                Some(vni)
+                    if ml2.is_some_and(|m| !m.vni_ranges.iter().any(|r| r.contains(&vni))) =>
+                {
                     errs.push(format!(
                         "{}: VNI {vni} is outside vni_ranges ({})",
                         n.name,
-                        cfg.ml2
-                            .vni_ranges
+                        ml2.map_or(&[][..], |m| &m.vni_ranges)
                             .iter()
                             .map(|r| format!("{}:{}", r.start(), r.end()))
                             .collect::<Vec<_>>()
@@ -128,7 +181,7 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
                             n.name
                         ));
                     }
-                    if !cfg.ml2.flat_networks.iter().any(|f| f == p || f == "*") {
+                    if ml2.is_some_and(|m| !m.flat_networks.iter().any(|f| f == p || f == "*")) {
                         errs.push(format!(
                             "{}: physical network {p:?} is not in flat_networks",
                             n.name
@@ -141,7 +194,7 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
             NetworkType::Flat => "flat",
             NetworkType::Vxlan => "vxlan",
         };
-        if !cfg.ml2.type_drivers.iter().any(|d| d == ty) {
+        if ml2.is_some_and(|m| !m.type_drivers.iter().any(|d| d == ty)) {
             errs.push(format!("{}: type {ty} is not in type_drivers", n.name));
         }
     }

@@ -201,7 +201,7 @@ fn guide_config() -> GuideConfig {
 #[test]
 fn external_network_bridge_puts_the_gateway_network_on_ovs_on_the_network_node_only() {
     let mut cfg = guide_config();
-    cfg.l3.external_network_bridge = "br-ex".into();
+    cfg.l3.as_mut().unwrap().external_network_bridge = "br-ex".into();
     let plans = plan(&Topology::guide(), &cfg, Path::new("/var/lib/neutron")).unwrap();
     let c = &plans[0];
     let nets: Vec<(&str, bool, Option<&str>)> = c
@@ -227,7 +227,7 @@ fn external_network_bridge_puts_the_gateway_network_on_ovs_on_the_network_node_o
 #[test]
 fn external_network_bridge_refuses_other_ports_on_the_gateway_network() {
     let mut cfg = guide_config();
-    cfg.l3.external_network_bridge = "br-ex".into();
+    cfg.l3.as_mut().unwrap().external_network_bridge = "br-ex".into();
     let mut t = Topology::guide();
     t.networks[0].subnet.enable_dhcp = true;
     let errs = plan(&t, &cfg, Path::new("/var/lib/neutron")).unwrap_err();
@@ -239,7 +239,112 @@ fn external_network_bridge_refuses_other_ports_on_the_gateway_network() {
         "{}",
         errs[0]
     );
-    cfg.l3.external_network_bridge = "br-ex/../x".into();
+    cfg.l3.as_mut().unwrap().external_network_bridge = "br-ex/../x".into();
     let errs = plan(&Topology::guide(), &cfg, Path::new("/var/lib/neutron")).unwrap_err();
     assert!(errs[0].contains("is not a device name"), "{errs:?}");
+}
+
+fn compute_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide-compute")
+}
+
+/// The guide's compute node has `linuxbridge_agent.ini` alone: it is planned from that,
+/// and what it gets of the other nodes (l2population entries for the controller's
+/// router and DHCP ports) is what the controller's full set of files gives.
+#[test]
+fn each_node_reads_only_its_own_files_and_plans_the_same() {
+    use sp_config::topology::Role;
+    let t = Topology::guide();
+    let state = Path::new("/var/lib/neutron");
+    let compute_cfg = GuideConfig::load_for(&compute_root(), &[Role::Compute]).unwrap();
+    assert!(compute_cfg.ml2.is_none() && compute_cfg.l3.is_none());
+    assert!(compute_cfg.dhcp.is_none() && compute_cfg.cinder.is_none());
+    let alone = sp_config::desired::plan_node(&t, &compute_cfg, state, "compute").unwrap();
+    let all = guide_plan();
+    assert_eq!(alone.l2pop, all[1].l2pop);
+    assert_eq!(alone.l2pop.len(), 3, "{:?}", alone.l2pop);
+    assert_eq!(alone, all[1], "the whole compute plan");
+    // The controller from its own files: the same as planned for all nodes at once.
+    let ctl = GuideConfig::load_for(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide"),
+        &[Role::Network, Role::Volume],
+    )
+    .unwrap();
+    assert_eq!(
+        sp_config::desired::plan_node(&t, &ctl, state, "controller").unwrap(),
+        all[0]
+    );
+    // A controller's roles need its files: a missing one is named.
+    let e = GuideConfig::load_for(&compute_root(), &[Role::Network]).unwrap_err();
+    assert!(e
+        .to_string()
+        .contains("neutron/plugins/ml2/ml2_conf.ini:0: cannot read"));
+    assert!(
+        e.to_string()
+            .contains("a node with the roles network reads it"),
+        "{e}"
+    );
+    let e = GuideConfig::load_for(&compute_root(), &[Role::Compute, Role::Volume]).unwrap_err();
+    assert!(
+        e.to_string().contains("cinder/cinder.conf:0: cannot read"),
+        "{e}"
+    );
+    let e = GuideConfig::load_for(Path::new("/nonexistent"), &[Role::Compute]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("linuxbridge_agent.ini:0: cannot read"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("every node reads it"), "{e}");
+}
+
+/// `[vxlan] local_ip` is the address of the node it is on.
+#[test]
+fn local_ip_must_be_the_nodes_tunnel_ip() {
+    let state = Path::new("/var/lib/neutron");
+    let errs = sp_config::desired::plan_node(&Topology::guide(), &guide_config(), state, "compute")
+        .unwrap_err();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide");
+    assert_eq!(
+        errs,
+        [format!(
+            "local_ip = 10.0.0.101 in {}, but node compute's tunnel_ip is 10.0.0.102",
+            root.join("neutron/plugins/ml2/linuxbridge_agent.ini")
+                .display()
+        )]
+    );
+    let t = Topology::guide();
+    let ip = guide_config().agent.local_ip.unwrap();
+    assert_eq!(
+        sp_config::desired::node_with_tunnel_ip(&t, ip)
+            .unwrap()
+            .name,
+        "controller"
+    );
+    let errs = sp_config::desired::plan_node(&t, &guide_config(), state, "network9").unwrap_err();
+    assert_eq!(errs, ["no node \"network9\" in the topology"]);
+}
+
+/// The DHCP port's address is searched in the pools' ranges, never over the subnet.
+#[test]
+fn the_dhcp_port_takes_the_first_free_pool_address_found_without_walking_the_subnet() {
+    let mut t = Topology::guide();
+    let net = &mut t.networks[1];
+    net.subnet.cidr = "2001:db8::/64".parse().unwrap();
+    net.subnet.gateway = Some("2001:db8::1".parse().unwrap());
+    net.subnet.dns_nameservers = vec![];
+    net.subnet.allocation_pools = vec![sp_config::topology::Pool {
+        start: "2001:db8::ffff:ffff:ffff:fff0".parse().unwrap(),
+        end: "2001:db8::ffff:ffff:ffff:fffe".parse().unwrap(),
+    }];
+    t.routers[0].interfaces[0].ip = "2001:db8::ffff:ffff:ffff:fff0".parse().unwrap();
+    t.instances[0].ip = "2001:db8::ffff:ffff:ffff:fff1".parse().unwrap();
+    t.instances[0].floating_ip = None;
+    let started = std::time::Instant::now();
+    let n = &t.networks[1];
+    assert_eq!(
+        sp_config::topology::dhcp_address(&t, n),
+        Some("2001:db8::ffff:ffff:ffff:fff2".parse().unwrap())
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
 }

@@ -25,21 +25,24 @@ fn the_guides_files_read_as_the_agents_read_them() {
     );
     assert!(c.agent.enable_vxlan && c.agent.l2_population);
     assert_eq!(c.agent.local_ip, Some("10.0.0.101".parse().unwrap()));
-    assert_eq!(c.ml2.type_drivers, ["flat", "vxlan"]);
-    assert_eq!(c.ml2.flat_networks, ["public"]);
-    assert_eq!(c.ml2.vni_ranges, [1..=1000]);
-    assert_eq!(c.l3.external_network_bridge, "");
-    assert!(c.dhcp.enable_isolated_metadata);
+    assert_eq!(c.ml2.as_ref().unwrap().type_drivers, ["flat", "vxlan"]);
+    assert_eq!(c.ml2.as_ref().unwrap().flat_networks, ["public"]);
+    assert_eq!(c.ml2.as_ref().unwrap().vni_ranges, [1..=1000]);
+    assert_eq!(c.l3.as_ref().unwrap().external_network_bridge, "");
+    assert!(c.dhcp.as_ref().unwrap().enable_isolated_metadata);
     assert_eq!(
-        c.dhcp.dnsmasq_config_file.as_deref(),
+        c.dhcp.as_ref().unwrap().dnsmasq_config_file.as_deref(),
         Some(Path::new("/etc/neutron/dnsmasq-neutron.conf"))
     );
     assert_eq!(
-        c.dhcp.forced_mtu,
+        c.dhcp.as_ref().unwrap().forced_mtu,
         Some(1450),
         "dhcp-option-force=26,1450 read through --config-dir"
     );
-    assert_eq!(c.cinder.volume_group.as_str(), "cinder-volumes");
+    assert_eq!(
+        c.cinder.as_ref().unwrap().volume_group.as_str(),
+        "cinder-volumes"
+    );
 }
 
 /// A copy of the guide's files with one file replaced; removed again once loaded (the
@@ -201,6 +204,90 @@ fn cinder_volume_group_and_uplink_names_are_checked_when_read() {
         e.contains(":2: physical_interface_mappings: invalid name \"eth0/x\""),
         "{e}"
     );
+}
+
+/// The tunnel addresses must be the hosts' own unicast addresses, of one family.
+#[test]
+fn tunnel_ips_that_cannot_carry_vxlan_are_refused() {
+    let ip = |s: &str| s.parse().unwrap();
+    for (bad, why) in [
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("239.1.1.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("255.255.255.255", "broadcast"),
+    ] {
+        let errs = problems(|t| t.nodes[1].tunnel_ip = ip(bad));
+        assert!(
+            errs.iter().any(
+                |e| e.starts_with(&format!("node compute: tunnel_ip {bad} is")) && e.contains(why)
+            ),
+            "{bad}: {errs:?}"
+        );
+    }
+    assert_eq!(
+        problems(|t| t.nodes[1].tunnel_ip = ip("2001:db8::102")),
+        ["node compute: tunnel_ip 2001:db8::102 is not of the family of node controller's 10.0.0.101 (VXLAN tunnels join one family)"]
+    );
+}
+
+/// A DHCP subnet must leave an address for the DHCP port.
+#[test]
+fn a_dhcp_subnet_without_room_for_its_port_is_refused() {
+    let ip = |s: &str| s.parse().unwrap();
+    let full = |t: &mut Topology, cidr: &str| {
+        let s = &mut t.networks[1].subnet;
+        s.cidr = cidr.parse().unwrap();
+        s.dns_nameservers = vec![];
+    };
+    // A /30: .0 and .3 are the network and broadcast, the gateway (the router) .1, vm1 .2.
+    let errs = problems(|t| {
+        full(t, "192.168.0.0/30");
+        t.networks[1].subnet.gateway = Some(ip("192.168.0.1"));
+        t.routers[0].interfaces[0].ip = ip("192.168.0.1");
+        t.instances[0].ip = ip("192.168.0.2");
+    });
+    assert!(
+        errs.contains(&"demo-net: no free address in 192.168.0.0/30 for the DHCP port (the gateway, routers and instances hold every address of the subnet); widen it or set enable_dhcp = false".to_owned()),
+        "{errs:?}"
+    );
+    for cidr in ["192.168.0.0/31", "192.168.0.0/32"] {
+        let errs = problems(|t| {
+            full(t, cidr);
+            t.networks[1].subnet.gateway = None;
+            t.routers[0].interfaces[0].ip = ip("192.168.0.0");
+            t.instances[0].ip = ip("192.168.0.0");
+        });
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("demo-net: no free address in {cidr}"))),
+            "{cidr}: {errs:?}"
+        );
+    }
+    // A pool that the ports fill.
+    let errs = problems(|t| {
+        t.networks[1].subnet.allocation_pools = vec![Pool {
+            start: ip("192.168.0.3"),
+            end: ip("192.168.0.3"),
+        }]
+    });
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("every address of its allocation pools")),
+        "{errs:?}"
+    );
+    // With DHCP off there is nothing to find.
+    assert!(!problems(|t| {
+        full(t, "192.168.0.0/30");
+        t.networks[1].subnet.enable_dhcp = false;
+        t.networks[1].subnet.gateway = Some(ip("192.168.0.1"));
+        t.routers[0].interfaces[0].ip = ip("192.168.0.1");
+        t.instances[0].ip = ip("192.168.0.2");
+    })
+    .iter()
+    .any(|e| e.contains("DHCP port")));
 }
 
 fn problems(edit: impl FnOnce(&mut Topology)) -> Vec<String> {

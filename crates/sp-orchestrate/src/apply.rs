@@ -260,7 +260,15 @@ async fn run_unit(
             };
             network::ensure_networks(nl, &[spec], None, &mut changes).await?;
             if let (Some(nic), Unit::Uplink(_)) = (&n.uplink, unit) {
-                uplink::attach(nl, &n.bridge, nic, &mut Faults::none(), &mut changes).await?;
+                uplink::attach(
+                    nl,
+                    &n.bridge,
+                    nic,
+                    Some(uplink::GATEWAY_TIMEOUT),
+                    &mut Faults::none(),
+                    &mut changes,
+                )
+                .await?;
             }
         }
         Unit::Ovs => {

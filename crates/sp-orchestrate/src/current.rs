@@ -279,9 +279,15 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
         };
         cur.nat.insert((*ns).to_owned(), view);
     }
-    if let Some(c) = &plan.cinder {
+    // The volume group wanted, else the one this node made (to prune it).
+    let vg = plan
+        .cinder
+        .as_ref()
+        .map(|c| c.volume_group.to_string())
+        .or_else(|| owned.volume_group.clone());
+    if let Some(name) = vg {
         cur.vg = crate::loopvg(dirs)
-            .here(&c.volume_group)?
+            .here(&name)?
             .map(|v| VgView { active: v.active });
     }
     cur.ovs = crate::ovs::survey_items(nl, plan, dirs).await?;

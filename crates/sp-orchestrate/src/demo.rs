@@ -144,10 +144,13 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
     let mut cfg = GuideConfig::load(&etc).map_err(|e| Error::Preflight(e.to_string()))?;
     // VG names are host-wide (the loop devices are the host's): the demo's is its own,
     // never the host's `cinder-volumes`.
-    cfg.cinder.volume_group = vg_name(work);
+    let vg = vg_name(work);
+    cfg.cinder = Some(sp_config::guide::Cinder {
+        volume_group: vg.clone(),
+    });
     report(Line::Step(format!(
         "Cinder's volume group for this run: {} (VG names are host-wide; the host's are left alone)",
-        cfg.cinder.volume_group
+        vg
     )));
     let dirs = Dirs::new(work.join("state"), work.join("cinder"));
     let plans: Vec<NodePlan> =
@@ -223,12 +226,12 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
         ] {
             check(report, &mut ok, what.into(), pings(from, to)?);
         }
-        let vg = sp_loopvg::Loopvg {
+        let found = sp_loopvg::Loopvg {
             dir: dirs.cinder.clone(),
             ..Default::default()
         }
-        .here(&cfg.cinder.volume_group);
-        match vg {
+        .here(&vg);
+        match found {
             Ok(Some(v)) => check(
                 report,
                 &mut ok,
@@ -245,7 +248,7 @@ pub fn run(work: &Path, inspect: Option<&Path>, report: &mut dyn FnMut(Line)) ->
                 &mut ok,
                 format!(
                     "12-x: volume group {} not found in {}",
-                    cfg.cinder.volume_group,
+                    vg,
                     dirs.cinder.display()
                 ),
                 false,

@@ -164,18 +164,25 @@ pub async fn take_down(
     let (cur, mut owned) = read(nl, &nothing, dirs).await.map_err(early)?;
     let mut actions = plan(&nothing, &cur, &owned).map_err(early)?;
     if purge {
-        if let (Some(c), None) = (&want.cinder, &owned.volume_group) {
-            // A volume group found inactive is removed with its files too.
+        // The volume group goes with its files also when it is inactive, and also when
+        // it was made before this node kept a record.
+        let name = want
+            .cinder
+            .as_ref()
+            .map(|c| c.volume_group.to_string())
+            .or_else(|| owned.volume_group.clone());
+        let planned = actions
+            .iter()
+            .any(|a| matches!(a.object, planner::Object::VolumeGroup { .. }));
+        if let (Some(name), false) = (name, planned) {
             if loopvg(dirs)
-                .here(&c.volume_group.to_string())
+                .here(&name)
                 .map_err(|e| early(e.into()))?
                 .is_some()
             {
                 actions.push(Action {
                     op: planner::Op::Delete,
-                    object: planner::Object::VolumeGroup {
-                        name: c.volume_group.to_string(),
-                    },
+                    object: planner::Object::VolumeGroup { name },
                     unit: planner::Unit::Prune,
                 });
             }
@@ -257,6 +264,19 @@ async fn preflight(nl: &Netlink, plan: &NodePlan, actions: &[Action]) -> Result<
     }
     sp_kernel::netns::check_net_sysctl_writable()
         .map_err(|e| Error::Preflight(format!("{e}; nothing was changed")))?;
+    // The programs this node will start, found before anything is made.
+    let programs = [
+        (!plan.dhcp.is_empty(), "dnsmasq", "dnsmasq-base"),
+        (!plan.routers.is_empty(), "iptables-restore", "iptables"),
+    ];
+    for (_, name, package) in programs.into_iter().filter(|p| p.0) {
+        sp_kernel::exec::program(name, package).map_err(|e| {
+            Error::Preflight(format!(
+                "node {} starts {name}: {e}; nothing was changed",
+                plan.node
+            ))
+        })?;
+    }
     for n in &plan.networks {
         if let Some(nic) = &n.uplink {
             if nl.link_by_name(nic)?.is_none() {
@@ -278,13 +298,6 @@ async fn preflight(nl: &Netlink, plan: &NodePlan, actions: &[Action]) -> Result<
                 plan.node, plan.tunnel_ip
             )));
         }
-    }
-    let starts_dnsmasq = actions.iter().any(|a| {
-        matches!(a.object, planner::Object::Dnsmasq { .. }) && a.op != planner::Op::Delete
-    });
-    if starts_dnsmasq {
-        sp_kernel::exec::program("dnsmasq", "dnsmasq-base")
-            .map_err(|e| Error::Preflight(format!("{e}; nothing was changed")))?;
     }
     Ok(())
 }

@@ -65,9 +65,14 @@ fn main() {
             }
         }
         Bench::Stackplumb { counts, runs } => {
-            for n in counts {
+            let out = std::env::temp_dir().join(format!("sp-bench-scale-{}", std::process::id()));
+            // SAFETY: one thread here; the children read it.
+            unsafe { std::env::set_var(SCALE_OUT, &out) };
+            for &n in &counts {
                 stackplumb::run(n, runs);
             }
+            print_scale(&out);
+            let _ = std::fs::remove_file(&out);
         }
     }
 }
@@ -94,6 +99,48 @@ pub fn in_sandbox_child(bench: &str, n: usize, runs: usize) -> bool {
         .expect("re-run bench in a child");
     assert!(status.success(), "bench child failed");
     false
+}
+
+/// Where children of one bench run append their timings per count, for the ratios.
+const SCALE_OUT: &str = "SP_BENCH_SCALE_OUT";
+
+/// In a child: appends `n name ms` lines for the parent's [`print_scale`].
+pub fn record_scale(n: usize, timings: &[(&str, Duration)]) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(SCALE_OUT) else {
+        return;
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .expect("the scale file");
+    for (name, d) in timings {
+        writeln!(f, "{n} {name} {}", d.as_secs_f64() * 1e3).expect("write the scale file");
+    }
+}
+
+/// How each timing grew from the smallest count to every larger one (the children's).
+fn print_scale(path: &std::path::Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let rows: Vec<(usize, &str, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split(' ');
+            Some((w.next()?.parse().ok()?, w.next()?, w.next()?.parse().ok()?))
+        })
+        .collect();
+    let Some(min) = rows.iter().map(|r| r.0).min() else {
+        return;
+    };
+    for &(n, name, ms) in rows.iter().filter(|r| r.0 > min) {
+        if let Some(&(_, _, base)) = rows.iter().find(|r| r.0 == min && r.1 == name) {
+            println!(
+                "scale: {name} at {n} = {:.1}x at {min} ({ms:.1} ms vs {base:.1} ms; target for 1000 vs 100: <= 11x)",
+                ms / base
+            );
+        }
+    }
 }
 
 /// Best wall time of `runs` calls of `f`.

@@ -316,7 +316,7 @@ pub fn run(n: usize, runs: usize) {
         "{} missing: build the workspace (testenv/bench.sh does)",
         cli.display()
     );
-    let cli_reapply = || {
+    let cli_run = |verb: &str, quiet: &str| {
         let t = Instant::now();
         let out = std::process::Command::new("nsenter")
             .arg("--net=/run/netns/controller")
@@ -329,18 +329,20 @@ pub fn run(n: usize, runs: usize) {
             .arg(&dirs.state)
             .arg("--cinder-dir")
             .arg(&dirs.cinder)
-            .args(["--node", "controller", "apply"])
+            .args(["--node", "controller", verb])
             .output()
             .unwrap();
         let took = t.elapsed();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
-            out.status.success() && text.trim() == "node controller: no change",
+            out.status.success() && text.trim() == quiet,
             "{text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
         took
     };
+    let cli_reapply = || cli_run("apply", "node controller: no change");
+    let cli_plan = || cli_run("plan", "node controller: nothing to do");
 
     let (apply, reapply, cli_times, destroy) = Netlink::block_on_in("controller", async |nl| {
         let t = Instant::now();
@@ -357,11 +359,14 @@ pub fn run(n: usize, runs: usize) {
         }
         let mut cli_times = vec![cli_first];
         cli_times.extend((0..9).map(|_| cli_reapply()));
+        let mut plan_times: Vec<Duration> = (0..10).map(|_| cli_plan()).collect();
+        plan_times.sort();
+        let plan_median = plan_times[plan_times.len() / 2];
         let t = Instant::now();
         take_down(&nl, controller, &dirs, true, &mut |_| {})
             .await
             .unwrap();
-        (applied, reapply, cli_times, t.elapsed())
+        (applied, reapply, (cli_times, plan_median), t.elapsed())
     })
     .expect("the bench scene's controller namespace");
     let cmd = per_command(n, controller);
@@ -380,9 +385,23 @@ pub fn run(n: usize, runs: usize) {
         "  re-apply, no change (target < 50 ms): {}",
         first_then_median(&reapply)
     );
+    let (cli_times, plan_median) = cli_times;
     println!(
-        "  the same by `stackplumb apply` (a new process, files and topology read): {}",
+        "  the same by `stackplumb apply` (a new process, files and topology read; target ≤ 25 ms at 100): {}",
         first_then_median(&cli_times)
+    );
+    println!(
+        "  `stackplumb plan` (a new process, nothing to do): median {:.1} ms of 10",
+        plan_median.as_secs_f64() * 1e3
+    );
+    let mut sorted = cli_times[1..].to_vec();
+    sorted.sort();
+    crate::record_scale(
+        n,
+        &[
+            ("plan", plan_median),
+            ("re-apply", sorted[sorted.len() / 2]),
+        ],
     );
     crate::report(
         &format!("stackplumb destroy: {n} networks"),

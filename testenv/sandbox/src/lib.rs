@@ -24,10 +24,16 @@ pub mod scene;
 
 use std::path::{Path, PathBuf};
 
-/// The Liberty guide's configuration files (`crates/sp-config/tests/guide`: the
-/// controller's and the compute node's as the guide writes them).
+/// The Liberty guide's configuration files on the controller
+/// (`crates/sp-config/tests/guide`: every file stackplumb reads, as the guide writes them).
 pub fn guide_config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/sp-config/tests/guide")
+}
+
+/// The compute node's (`crates/sp-config/tests/guide-compute`): `linuxbridge_agent.ini`
+/// alone, with its own `local_ip`, as the guide leaves it there.
+pub fn guide_compute_config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/sp-config/tests/guide-compute")
 }
 
 /// Path of a binary of this workspace, built next to the test executable

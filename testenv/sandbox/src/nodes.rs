@@ -9,9 +9,11 @@ use crate::{require, sandbox};
 use serde_json::Value;
 
 /// stackplumb's files and flags for every run of a test.
+#[derive(Clone)]
 pub struct Cli {
-    /// `--config-dir`: the guide's files.
-    pub config: PathBuf,
+    /// Each node's `--config-dir`: its own files, as the guide leaves them on it (the
+    /// controller's all of them, the compute node's `linuxbridge_agent.ini` alone).
+    pub configs: Vec<(String, PathBuf)>,
     /// `--state-dir`; `--cinder-dir` is `cinder/` in it.
     pub state: PathBuf,
     /// Flags given to every run (`--ovsdb …`).
@@ -26,7 +28,7 @@ impl Cli {
         cmd.arg(format!("--net=/run/netns/{node}"))
             .arg(crate::workspace_bin("stackplumb"))
             .arg("--config-dir")
-            .arg(&self.config)
+            .arg(self.config(node))
             .arg("--state-dir")
             .arg(&self.state)
             .arg("--cinder-dir")
@@ -34,6 +36,23 @@ impl Cli {
             .args(&self.extra)
             .args(args);
         cmd
+    }
+
+    /// Node `node`'s configuration directory (the controller's for a host that is no
+    /// node of the topology, such as the external PC).
+    pub fn config(&self, node: &str) -> &std::path::Path {
+        let of = |n: &str| self.configs.iter().find(|(c, _)| c == n).map(|(_, d)| d);
+        of(node)
+            .or_else(|| of("controller"))
+            .expect("a configuration directory for the controller")
+    }
+
+    /// The same runs with `dir` as node `node`'s configuration.
+    pub fn with_config(&self, node: &str, dir: PathBuf) -> Cli {
+        let mut cli = self.clone();
+        cli.configs.retain(|(n, _)| n != node);
+        cli.configs.push((node.to_owned(), dir));
+        cli
     }
 
     pub fn on(&self, node: &str, args: &[&str]) -> Output {
@@ -84,7 +103,10 @@ pub fn two_nodes() -> (Cli, Cleanup) {
     scene::guide_hosts();
     let state = std::env::temp_dir().join(format!("stackplumb-{}", std::process::id()));
     let cli = Cli {
-        config: crate::guide_config_dir(),
+        configs: vec![
+            ("controller".into(), crate::guide_config_dir()),
+            ("compute".into(), crate::guide_compute_config_dir()),
+        ],
         state: state.clone(),
         extra: vec![],
     };
