@@ -9,7 +9,6 @@ use sp_testenv::{lvm, require};
 fn the_demo_holds_every_check_and_leaves_nothing() {
     require::root();
     require::program("dnsmasq", "dnsmasq-base");
-    require::program("iptables-restore", "iptables");
     let child = Command::new(sp_testenv::workspace_bin("stackplumb"))
         .arg("demo")
         .stdout(std::process::Stdio::piped())

@@ -52,7 +52,6 @@ fn the_guides_cloud_works_end_to_end() {
     for (prog, pkg) in [
         ("dnsmasq", "dnsmasq-base"),
         ("udhcpc", "udhcpc"),
-        ("iptables-restore", "iptables"),
         ("ping", "iputils-ping"),
     ] {
         require::program(prog, pkg);

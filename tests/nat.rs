@@ -1,14 +1,15 @@
 //! The guide's router NAT, end to end: vm1 (floating IP 10.0.0.201) and vm2 (none) on
 //! demo-net behind demo-router; an "external PC" 10.0.0.1 on ext-net that has no route
 //! to the tenant subnet. vm2 reaches it through SNAT to the gateway IP, vm1 as its
-//! floating IP, and the external PC reaches vm1 on the floating IP.
+//! floating IP, and the external PC reaches vm1 on the floating IP — through our own
+//! nf_tables table, written over netlink (`nft`, the oracle, reads it back).
 
 use std::process::Command;
 
 use sp_bridge::network;
 use sp_bridge::port::{self, HostEnd, PortSpec};
 use sp_kernel::netlink::Netlink;
-use sp_l3::ensure_nat;
+use sp_l3::{load_each, read_each, NatRules};
 use sp_neutron::l3::{FloatingIp, RouterNat};
 use sp_neutron::{bridge_name, PortKind};
 use sp_testenv::{oracle, require, sandbox, scene};
@@ -38,12 +39,33 @@ fn port(
     }
 }
 
+/// `nft list table ip neutron-l3-agent` in `ns`: the rules' lines, trimmed.
+fn nft_lines(ns: &str) -> Vec<String> {
+    require::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "nft",
+        "list",
+        "table",
+        "ip",
+        sp_l3::TABLE,
+    ]))
+    .lines()
+    .map(|l| l.trim().to_owned())
+    .collect()
+}
+
+/// Our table as read back, in `ns`; `None` when there is none.
+fn current(ns: &str) -> Option<sp_l3::Current> {
+    read_each(&[ns]).unwrap().pop().unwrap().unwrap()
+}
+
 #[test]
 fn snat_and_floating_ip_work_as_the_l3_agent_sets_them() {
     sandbox::enter();
-    require::program("iptables-restore", "iptables");
+    require::program("nft", "nftables");
     require::program("ping", "iputils-ping");
-    let state = std::env::temp_dir().join(format!("sp-l3-{}", std::process::id()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -110,26 +132,36 @@ fn snat_and_floating_ip_work_as_the_l3_agent_sets_them() {
             fixed: "192.168.0.3".parse().unwrap(),
         }],
     };
+    assert!(current(QROUTER).is_none(), "no table before the load");
     let mut changes = vec![];
-    ensure_nat(&state, QROUTER, &nat, &mut changes).unwrap();
+    load_each(&[(QROUTER, &nat)], &mut changes).unwrap();
     assert_eq!(changes.len(), 1);
 
-    // The rules as iptables reads them back in the router namespace.
-    let saved = require::run(Command::new("ip").args([
-        "netns",
-        "exec",
-        QROUTER,
-        "iptables-save",
-        "-t",
-        "nat",
-    ]));
+    // The rules as nft reads them back in the router namespace.
+    let lines = nft_lines(QROUTER);
     for rule in [
-        "-A neutron-l3-agent-PREROUTING -d 10.0.0.201/32 -j DNAT --to-destination 192.168.0.3",
-        "-A neutron-l3-agent-float-snat -s 192.168.0.3/32 -j SNAT --to-source 10.0.0.201",
-        "-A neutron-l3-agent-snat -o qg-9477c16b-e5 -j SNAT --to-source 10.0.0.200",
+        "ip daddr 10.0.0.201 dnat to 192.168.0.3",
+        "ip saddr 192.168.0.3 snat to 10.0.0.201",
+        "oifname \"qg-9477c16b-e5\" snat to 10.0.0.200",
+        "ip daddr 169.254.169.254 iifname \"qr-*\" tcp dport 80 redirect to :9697",
     ] {
-        assert!(saved.lines().any(|l| l == rule), "{rule:?} not in\n{saved}");
+        assert!(
+            lines.iter().any(|l| l == rule),
+            "{rule:?} not in\n{}",
+            lines.join("\n")
+        );
     }
+    // ... and as we print them: the same lines.
+    let want = NatRules::of(&nat);
+    for l in want.lines() {
+        let l = l.trim();
+        assert!(
+            lines.iter().any(|n| n == l),
+            "{l:?} not in\n{}",
+            lines.join("\n")
+        );
+    }
+    assert!(current(QROUTER).unwrap().matches(&want));
     // The external PC knows no route to 192.168.0.0/24: every answer needs the NAT.
     assert!(
         oracle::pings("vm2", "10.0.0.1"),
@@ -148,13 +180,8 @@ fn snat_and_floating_ip_work_as_the_l3_agent_sets_them() {
         "netns",
         "exec",
         "extpc",
-        "iptables",
-        "-A",
-        "INPUT",
-        "-s",
-        "10.0.0.200",
-        "-j",
-        "DROP",
+        "nft",
+        "add table ip t; add chain ip t in { type filter hook input priority 0; }; add rule ip t in ip saddr 10.0.0.200 drop",
     ]));
     assert!(
         !oracle::pings("vm2", "10.0.0.1"),
@@ -165,35 +192,135 @@ fn snat_and_floating_ip_work_as_the_l3_agent_sets_them() {
         "vm1's came from 10.0.0.201"
     );
 
-    let mut again = vec![];
-    ensure_nat(&state, QROUTER, &nat, &mut again).unwrap();
-    assert!(again.is_empty(), "{again:?}");
-    sp_l3::forget(&state, QROUTER).unwrap();
-    let _ = std::fs::remove_dir_all(&state);
+    // A second load is not needed: what the kernel holds matches.
+    assert!(current(QROUTER).unwrap().differences(&want).is_empty());
+    assert!(sp_l3::remove(QROUTER).unwrap());
+    assert!(!sp_l3::remove(QROUTER).unwrap());
+    assert!(current(QROUTER).is_none());
+    let tables =
+        require::run(Command::new("ip").args(["netns", "exec", QROUTER, "nft", "list", "tables"]));
+    assert!(!tables.contains(sp_l3::TABLE), "{tables}");
 }
 
 #[test]
 fn a_namespace_that_does_not_exist_is_named() {
     sandbox::enter();
-    let state = std::env::temp_dir().join(format!("sp-l3-missing-{}", std::process::id()));
     let nat = RouterNat {
         gateway_device: "qg-x".into(),
         gateway_ip: None,
         enable_snat: true,
         floating_ips: vec![],
     };
-    let err = ensure_nat(&state, "qrouter-missing", &nat, &mut vec![])
+    let err = load_each(&[("qrouter-missing", &nat)], &mut vec![])
         .unwrap_err()
         .to_string();
     assert!(err.contains("/run/netns/qrouter-missing"), "{err}");
-    assert!(!sp_l3::record(&state, "qrouter-missing").exists());
+    let err = read_each(&["qrouter-missing"])
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/run/netns/qrouter-missing"), "{err}");
+    assert!(
+        !sp_l3::remove("qrouter-missing").unwrap(),
+        "nothing to remove"
+    );
+    assert!(
+        read_each(&["../etc"]).is_err(),
+        "a name that escapes /run/netns"
+    );
+}
+
+#[test]
+fn a_rule_deleted_by_hand_is_seen_named_and_put_back() {
+    sandbox::enter();
+    require::program("nft", "nftables");
+    let ns = "qrouter-drift";
+    scene::netns_add(ns);
+    let nat = RouterNat {
+        gateway_device: "qg-1".into(),
+        gateway_ip: Some("10.0.1.1".parse().unwrap()),
+        enable_snat: true,
+        floating_ips: vec![FloatingIp {
+            floating: "10.0.1.5".parse().unwrap(),
+            fixed: "192.168.1.5".parse().unwrap(),
+        }],
+    };
+    let want = NatRules::of(&nat);
+    load_each(&[(ns, &nat)], &mut vec![]).unwrap();
+    assert!(current(ns).unwrap().matches(&want));
+    // Delete the floating IP's SNAT by its handle, as an operator would.
+    let listed = require::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "nft",
+        "-a",
+        "list",
+        "chain",
+        "ip",
+        sp_l3::TABLE,
+        "neutron-l3-agent-float-snat",
+    ]));
+    let handle = listed
+        .lines()
+        .find(|l| l.contains("snat to 10.0.1.5"))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .unwrap_or_else(|| panic!("no rule in\n{listed}"))
+        .trim()
+        .to_owned();
+    require::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "nft",
+        "delete",
+        "rule",
+        "ip",
+        sp_l3::TABLE,
+        "neutron-l3-agent-float-snat",
+        "handle",
+        &handle,
+    ]));
+    let drifted = current(ns).unwrap();
+    assert!(!drifted.matches(&want));
+    assert_eq!(
+        drifted.differences(&want),
+        ["rule missing in neutron-l3-agent-float-snat: ip saddr 192.168.1.5 snat to 10.0.1.5"]
+    );
+    // A chain added by hand is seen too.
+    require::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "nft",
+        "add",
+        "chain",
+        "ip",
+        sp_l3::TABLE,
+        "stray",
+    ]));
+    assert!(current(ns)
+        .unwrap()
+        .differences(&want)
+        .contains(&"unexpected chain stray".to_owned()));
+    // Loading again puts it right, and then nothing is left to do.
+    let mut changes = vec![];
+    load_each(&[(ns, &nat)], &mut changes).unwrap();
+    assert_eq!(changes.len(), 1);
+    let fixed = current(ns).unwrap();
+    assert!(fixed.matches(&want), "{:?}", fixed.differences(&want));
+    assert!(nft_lines(ns)
+        .iter()
+        .any(|l| l == "ip saddr 192.168.1.5 snat to 10.0.1.5"));
+    assert!(!nft_lines(ns).iter().any(|l| l.contains("stray")));
 }
 
 #[test]
 fn many_routers_load_side_by_side_and_a_failure_keeps_the_others() {
     sandbox::enter();
-    require::program("iptables-restore", "iptables");
-    let state = std::env::temp_dir().join(format!("sp-l3-many-{}", std::process::id()));
+    require::program("nft", "nftables");
     let names: Vec<String> = (0..12).map(|i| format!("qrouter-{i}")).collect();
     for n in &names {
         scene::netns_add(n);
@@ -210,31 +337,24 @@ fn many_routers_load_side_by_side_and_a_failure_keeps_the_others() {
         names.iter().map(String::as_str).zip(&nats).collect();
     routers.insert(5, ("qrouter-missing", &nats[0]));
     let mut changes = vec![];
-    let err = sp_l3::ensure_nat_each(&state, &routers, &mut changes).unwrap_err();
+    let err = load_each(&routers, &mut changes).unwrap_err();
     assert!(err.to_string().contains("qrouter-missing"), "{err}");
     assert_eq!(changes.len(), 12, "every other router loaded: {changes:?}");
     for (i, n) in names.iter().enumerate() {
-        let saved = require::run(Command::new("ip").args([
-            "netns",
-            "exec",
-            n,
-            "iptables-save",
-            "-t",
-            "nat",
-        ]));
-        let rule = format!(
-            "-A neutron-l3-agent-snat -o qg-{i} -j SNAT --to-source 10.0.1.{}",
-            i + 1
-        );
+        let rule = format!("oifname \"qg-{i}\" snat to 10.0.1.{}", i + 1);
+        let lines = nft_lines(n);
         assert!(
-            saved.lines().any(|l| l == rule),
-            "{n}: {rule:?} not in\n{saved}"
+            lines.contains(&rule),
+            "{n}: {rule:?} not in\n{}",
+            lines.join("\n")
         );
     }
-    // Only the missing one is tried again.
-    routers.remove(5);
-    let mut again = vec![];
-    sp_l3::ensure_nat_each(&state, &routers, &mut again).unwrap();
-    assert!(again.is_empty(), "{again:?}");
-    let _ = std::fs::remove_dir_all(&state);
+    // Read back in one hop: every loaded router matches; the missing one is named.
+    let have = read_each(&routers.iter().map(|(n, _)| *n).collect::<Vec<_>>()).unwrap();
+    for ((n, nat), h) in routers.iter().zip(&have) {
+        match h {
+            Ok(c) => assert!(c.as_ref().unwrap().matches(&NatRules::of(nat)), "{n}"),
+            Err(e) => assert!(*n == "qrouter-missing" && e.to_string().contains(n), "{e}"),
+        }
+    }
 }

@@ -15,10 +15,11 @@ use sp_orchestrate::planner::Action;
 
 /// The Liberty guide's data plane, from the guide's own files.
 ///
-/// Reads linuxbridge_agent.ini, ml2_conf.ini, l3_agent.ini, dhcp_agent.ini (and its
-/// dnsmasq file) and cinder.conf where the guide writes them, and a topology (the
-/// guide's cloud when none is given: docs/topology.toml), checks them all before any
-/// change, and realises this node's part — bridges, VXLAN with l2population, the flat
+/// Reads this node's own files where the guide writes them — linuxbridge_agent.ini on
+/// every node; ml2_conf.ini, l3_agent.ini, dhcp_agent.ini (and its dnsmasq file) on a
+/// network node; cinder.conf on the volume node — and a topology (the guide's cloud
+/// when none is given: docs/topology.toml), checks them all before any change, and
+/// realises this node's part — bridges, VXLAN with l2population, the flat
 /// network's uplink, router and DHCP namespaces, dnsmasq, the router's NAT — as the
 /// Neutron agents would have. Every run converges: a second apply changes nothing.
 #[derive(Parser, Debug)]
@@ -60,7 +61,8 @@ struct Args {
     /// unix:PATH or tcp:HOST:PORT.
     #[arg(long, global = true, default_value = sp_ovs::DEFAULT_DB)]
     ovsdb: sp_ovs::Endpoint,
-    /// This host's node in the topology; default: the node whose tunnel_ip this host holds.
+    /// This host's node in the topology; default: the node whose tunnel_ip is
+    /// linuxbridge_agent.ini's local_ip, else the one whose tunnel_ip this host holds.
     #[arg(long, global = true)]
     node: Option<String>,
     /// How long to wait for another stackplumb run to finish, in seconds (0–86400).

@@ -273,8 +273,8 @@ pub fn network_address(subnet: &Subnet) -> Option<Ipv4Addr> {
 }
 
 /// The address the DHCP port of network `n` gets: the first address of its pools (or of
-/// the subnet without its network and broadcast addresses) that no gateway, router leg
-/// or instance holds — `None` when there is none. The pools' ranges are searched
+/// the subnet without its network and broadcast addresses) that no gateway, router leg,
+/// instance or floating IP holds — `None` when there is none. The pools' ranges are searched
 /// directly, so the search takes at most (addresses held + 1) steps per range, whatever
 /// the subnet's size (an IPv6 /64 is 2^64 addresses).
 pub fn dhcp_address(t: &Topology, n: &Network) -> Option<IpAddr> {
@@ -290,6 +290,12 @@ pub fn dhcp_address(t: &Topology, n: &Network) -> Option<IpAddr> {
                 .iter()
                 .filter(|i| i.network == n.name)
                 .map(|i| i.ip),
+        )
+        .chain(
+            t.instances
+                .iter()
+                .filter_map(|i| i.floating_ip)
+                .filter(|f| s.cidr.contains(f)),
         )
         .chain(s.gateway)
         .chain([s.cidr.network(), s.cidr.broadcast()])

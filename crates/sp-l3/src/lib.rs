@@ -1,104 +1,490 @@
-//! A router namespace's NAT, as Neutron Liberty's L3 agent sets it: the rules of
-//! [`sp_neutron::l3::RouterNat`] loaded into the `qrouter-` namespace in one atomic
-//! `iptables-restore` (filter, mangle and nat tables replaced together).
+//! A router namespace's NAT, as Neutron Liberty's L3 agent sets it — the rules of
+//! [`sp_neutron::l3::RouterNat`] (its `iptables_restore()` is the reference) — written
+//! natively as nf_tables objects over netlink ([`sp_nft`]) in a table of our own,
+//! `ip neutron-l3-agent` ([`TABLE`]), in the `qrouter-` namespace. No process runs.
 //!
-//! **Stop-gap** (DESIGN §4): native nftables over netlink is the goal; until then this
-//! is the one process, besides dnsmasq, the product starts. It runs inside the
-//! namespace — the child enters it before exec — never through `ip netns exec`.
+//! * [`NatRules::of`] — the desired rule set of one router; [`NatRules::lines`] prints
+//!   it as `nft list table` does.
+//! * [`read_each`] — what our table holds in each namespace right now ([`Current`]),
+//!   read from the kernel in one thread hop over all of them; the kernel is the truth,
+//!   nothing is recorded.
+//! * [`Current::matches`] / [`Current::differences`] — compared by what the rules do:
+//!   chains by name, type, hook, priority and policy; each chain's rules in order, by
+//!   their expressions and comment. Handles, counters' values and use counts (what the
+//!   kernel numbers and counts) play no part.
+//! * [`load_each`] — replaces our table in each namespace in one atomic batch (our
+//!   table added if missing, deleted, made again with every chain and rule), several
+//!   namespaces at a time; a re-apply loads only the routers whose [`Current`] does not
+//!   match, so with nothing to do nothing is written.
+//! * [`remove`] — our table out of a namespace.
 //!
-//! Idempotent by record: the text last loaded is kept beside the router's other state;
-//! the same text again is no change.
+//! Chains are named after Liberty's so a rule reads where an operator expects it
+//! (`docs/nat.md` shows both side by side): iptables' built-in chains, which here are
+//! base chains of our table, are `<iptables table>-<chain>` (`nat-POSTROUTING`,
+//! `mangle-PREROUTING`, `filter-INPUT`), hooked where iptables hooks them (nat at
+//! `dstnat`/`srcnat`, mangle at `mangle`, filter at `filter`); Liberty's own chains
+//! keep their names (`neutron-l3-agent-snat`, `neutron-l3-agent-float-snat`,
+//! `neutron-postrouting-bottom`, …), and the two names Liberty uses in two iptables
+//! tables are prefixed by theirs: `nat-neutron-l3-agent-PREROUTING` and
+//! `mangle-neutron-l3-agent-PREROUTING`, `nat-neutron-l3-agent-OUTPUT` and
+//! `filter-neutron-l3-agent-OUTPUT`. Not iptables' own table names, so iptables-nft
+//! in the namespace sees nothing of ours and we nothing of its.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::net::{IpAddr, Ipv4Addr};
 
-use sp_kernel::{exec, files, netns, Change};
-use sp_neutron::l3::RouterNat;
+use sp_kernel::{netns, Change};
+use sp_neutron::l3::{RouterNat, METADATA_PORT, WRAP};
+use sp_nft::build;
+use sp_nft::expr::{ct_status, CmpOp, NatKind};
+use sp_nft::{
+    hook, priority, BaseChain, Batch, Chain, Family, Rule, Ruleset, Socket, Table, Verdict,
+};
+
+/// Our table in every router namespace (family `ip`).
+pub const TABLE: &str = "neutron-l3-agent";
+const FAMILY: Family = Family::Ip;
+const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+/// Liberty's marks: metadata traffic, and traffic in from the gateway (mask 0xffff).
+const MARK_MASK: u32 = 0xffff;
+const MARK_METADATA: u32 = 0x1;
+const MARK_EXTERNAL: u32 = 0x2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Kernel(#[from] sp_kernel::Error),
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
-    #[error("iptables-restore in {namespace} failed: {message}")]
-    Restore { namespace: String, message: String },
+    #[error("nf_tables in {namespace}: {source}")]
+    Nft {
+        namespace: String,
+        #[source]
+        source: sp_nft::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Where the rules last loaded into `namespace` are recorded.
-pub fn record(state_dir: &Path, namespace: &str) -> PathBuf {
-    state_dir.join("l3").join(namespace).join("iptables")
+/// The desired rule set of one router: our table's chains (in the order they are
+/// made and printed) and their rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatRules {
+    chains: Vec<Chain>,
+    rules: Vec<Rule>,
 }
 
-/// Loads `nat`'s rules into `namespace` unless exactly they were loaded last.
-pub fn ensure_nat(
-    state_dir: &Path,
-    namespace: &str,
-    nat: &RouterNat,
-    changes: &mut Vec<Change>,
-) -> Result<()> {
-    ensure_nat_each(state_dir, &[(namespace, nat)], changes)
+fn base(name: &str, chain_type: &str, hook: u32, priority: i32) -> Chain {
+    Chain {
+        family: FAMILY,
+        table: TABLE.into(),
+        name: name.into(),
+        base: Some(BaseChain {
+            chain_type: chain_type.into(),
+            hook,
+            priority,
+            policy: Verdict::Accept,
+            device: None,
+        }),
+    }
 }
 
-/// How many `iptables-restore` run at once per CPU: each spends most of its ~30–50 ms
-/// starting and waiting on the kernel, and the nf_tables backend (Debian 12's default)
-/// takes no global lock, so routers load side by side (measured: 40 namespaces one
-/// after another 1245 ms, four at a time 411 ms, on 2 CPUs). The legacy backend
-/// serialises them on its lock (`--wait`).
-const RESTORES_PER_CPU: usize = 2;
+fn regular(name: &str) -> Chain {
+    Chain {
+        family: FAMILY,
+        table: TABLE.into(),
+        name: name.into(),
+        base: None,
+    }
+}
 
-/// [`ensure_nat`] for many routers, several loads at a time. Every load that worked is
-/// recorded even when another failed (the first failure is returned), so the next run
-/// repeats only what is missing.
-pub fn ensure_nat_each(
-    state_dir: &Path,
-    routers: &[(&str, &RouterNat)],
-    changes: &mut Vec<Change>,
-) -> Result<()> {
-    let todo: Vec<(&str, String, PathBuf)> = routers
-        .iter()
-        .map(|(ns, nat)| (*ns, nat.iptables_restore(), record(state_dir, ns)))
-        .filter(|(_, text, rec)| !std::fs::read_to_string(rec).is_ok_and(|r| r == *text))
-        .collect();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = (cpus * RESTORES_PER_CPU).min(todo.len());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<()>>>> =
-        todo.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((ns, text, _)) = todo.get(i) else {
-                    break;
-                };
-                let done = restore(ns, text);
-                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
-            });
+impl NatRules {
+    /// The rules of `iptables_restore()` as nf_tables objects: the same matches, marks,
+    /// NAT and verdicts, chain for chain.
+    pub fn of(nat: &RouterNat) -> NatRules {
+        let w = WRAP;
+        let qg = nat.gateway_device.as_str();
+        let (input, fwd, local) = (
+            format!("{w}-INPUT"),
+            format!("{w}-FORWARD"),
+            format!("{w}-local"),
+        );
+        let filter_out = format!("filter-{w}-OUTPUT");
+        let (mangle_pre, mark) = (format!("mangle-{w}-PREROUTING"), format!("{w}-mark"));
+        let (nat_pre, nat_out) = (format!("nat-{w}-PREROUTING"), format!("nat-{w}-OUTPUT"));
+        let (post, snat, float) = (
+            format!("{w}-POSTROUTING"),
+            format!("{w}-snat"),
+            format!("{w}-float-snat"),
+        );
+        let (top, bottom) = ("neutron-filter-top", "neutron-postrouting-bottom");
+        let chains = vec![
+            base("filter-INPUT", "filter", hook::INPUT, priority::FILTER),
+            base("filter-FORWARD", "filter", hook::FORWARD, priority::FILTER),
+            base("filter-OUTPUT", "filter", hook::OUTPUT, priority::FILTER),
+            regular(top),
+            regular(&fwd),
+            regular(&input),
+            regular(&filter_out),
+            regular(&local),
+            base(
+                "mangle-PREROUTING",
+                "filter",
+                hook::PREROUTING,
+                priority::MANGLE,
+            ),
+            regular(&mangle_pre),
+            regular(&mark),
+            base("nat-PREROUTING", "nat", hook::PREROUTING, priority::DSTNAT),
+            base("nat-OUTPUT", "nat", hook::OUTPUT, priority::DSTNAT),
+            base(
+                "nat-POSTROUTING",
+                "nat",
+                hook::POSTROUTING,
+                priority::SRCNAT,
+            ),
+            regular(&nat_out),
+            regular(&post),
+            regular(&nat_pre),
+            regular(&float),
+            regular(&snat),
+            regular(bottom),
+        ];
+        let mut rules = Vec::new();
+        let mut rule = |chain: &str, parts: Vec<Vec<sp_nft::Expr>>| {
+            rules.push(Rule::new(
+                FAMILY,
+                TABLE,
+                chain,
+                parts.into_iter().flatten().collect(),
+            ));
+        };
+        let jump = |to: &str| vec![build::verdict(Verdict::Jump(to.into()))];
+        let accept = || vec![build::verdict(Verdict::Accept)];
+        let metadata = || {
+            vec![
+                build::ip_addr(false, CmpOp::Eq, METADATA_IP),
+                build::iifname(CmpOp::Eq, "qr-+"),
+                build::port(6, false, 80),
+            ]
+        };
+        // filter
+        rule("filter-INPUT", vec![jump(&input)]);
+        rule("filter-FORWARD", vec![jump(top)]);
+        rule("filter-FORWARD", vec![jump(&fwd)]);
+        rule("filter-OUTPUT", vec![jump(top)]);
+        rule("filter-OUTPUT", vec![jump(&filter_out)]);
+        rule(top, vec![jump(&local)]);
+        rule(
+            &input,
+            vec![build::mark(MARK_MASK, CmpOp::Eq, MARK_METADATA), accept()],
+        );
+        rule(
+            &input,
+            vec![
+                build::port(6, false, METADATA_PORT),
+                vec![build::verdict(Verdict::Drop)],
+            ],
+        );
+        // mangle: `--set-xmark V/0xffff` keeps the mark's other bits
+        rule("mangle-PREROUTING", vec![jump(&mangle_pre)]);
+        rule(&mangle_pre, vec![jump(&mark)]);
+        let mut m = metadata();
+        m.push(build::set_mark(!MARK_MASK, MARK_METADATA));
+        rule(&mangle_pre, m);
+        rule(
+            &mark,
+            vec![
+                build::iifname(CmpOp::Eq, qg),
+                build::set_mark(!MARK_MASK, MARK_EXTERNAL),
+            ],
+        );
+        // nat
+        rule("nat-PREROUTING", vec![jump(&nat_pre)]);
+        rule("nat-OUTPUT", vec![jump(&nat_out)]);
+        rule("nat-POSTROUTING", vec![jump(&post)]);
+        rule("nat-POSTROUTING", vec![jump(bottom)]);
+        let dnat = |f: &sp_neutron::l3::FloatingIp| {
+            vec![
+                build::ip_addr(false, CmpOp::Eq, f.floating),
+                build::nat(NatKind::Dnat, IpAddr::V4(f.fixed)),
+            ]
+        };
+        for f in &nat.floating_ips {
+            rule(&nat_out, dnat(f));
         }
-    });
-    let mut first_error = None;
-    for ((ns, text, rec), res) in todo.iter().zip(results) {
-        let res = res.into_inner().unwrap_or_else(|e| e.into_inner());
-        match res.expect("every load ran") {
-            Ok(()) => {
-                // STATE/l3 and STATE/l3/<ns>: ours alone. A record that cannot be written
-                // is an error, after every other load that worked is recorded.
-                let dirs: Vec<&Path> = rec.ancestors().skip(1).take(2).collect();
-                let written = dirs
-                    .into_iter()
-                    .rev()
-                    .try_for_each(|dir| files::ensure_dir(dir, 0o700))
-                    .and_then(|()| files::write_file(rec, text.as_bytes(), 0o600));
-                if let Err(e) = written {
-                    first_error.get_or_insert(e.into());
-                    continue;
-                }
-                changes.push(Change::new(format!("nat rules in {ns}"), "loaded"));
+        rule(
+            &post,
+            vec![
+                build::iifname(CmpOp::Neq, qg),
+                build::oifname(CmpOp::Neq, qg),
+                build::ct_status(ct_status::DNAT, CmpOp::Eq, 0),
+                accept(),
+            ],
+        );
+        let mut m = metadata();
+        m.push(build::redirect(METADATA_PORT));
+        rule(&nat_pre, m);
+        for f in &nat.floating_ips {
+            rule(&nat_pre, dnat(f));
+        }
+        for f in &nat.floating_ips {
+            rule(
+                &float,
+                vec![
+                    build::ip_addr(true, CmpOp::Eq, f.fixed),
+                    build::nat(NatKind::Snat, IpAddr::V4(f.floating)),
+                ],
+            );
+        }
+        rule(&snat, vec![jump(&float)]);
+        if let (Some(gw), true) = (nat.gateway_ip, nat.enable_snat) {
+            let to_gw = || build::nat(NatKind::Snat, IpAddr::V4(gw));
+            rule(&snat, vec![build::oifname(CmpOp::Eq, qg), to_gw()]);
+            rule(
+                &snat,
+                vec![
+                    build::mark(MARK_MASK, CmpOp::Neq, MARK_EXTERNAL),
+                    build::ct_status(ct_status::DNAT, CmpOp::Neq, 0),
+                    to_gw(),
+                ],
+            );
+        }
+        rules.push(
+            Rule::new(FAMILY, TABLE, bottom, jump(&snat))
+                .with_comment("Perform source NAT on outgoing traffic."),
+        );
+        NatRules { chains, rules }
+    }
+
+    /// The rule set as `nft list table ip neutron-l3-agent` prints it.
+    pub fn lines(&self) -> Vec<String> {
+        sp_nft::render::table_lines(FAMILY, TABLE, &self.as_ruleset())
+    }
+
+    fn as_ruleset(&self) -> Ruleset {
+        Ruleset {
+            tables: vec![table()],
+            chains: self.chains.clone(),
+            rules: self.rules.clone(),
+            sets: Vec::new(),
+        }
+    }
+
+    /// One batch: our table added (so that the delete finds it), deleted with
+    /// everything in it, and made again.
+    fn batch(&self) -> Batch {
+        let mut b = Batch::new();
+        b.add_table(&table());
+        b.delete_table(FAMILY, TABLE);
+        b.add_table(&table());
+        self.chains.iter().for_each(|c| b.add_chain(c));
+        self.rules.iter().for_each(|r| b.add_rule(r));
+        b
+    }
+}
+
+impl std::fmt::Display for NatRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for l in self.lines() {
+            writeln!(f, "{l}")?;
+        }
+        Ok(())
+    }
+}
+
+fn table() -> Table {
+    Table {
+        family: FAMILY,
+        name: TABLE.into(),
+        flags: 0,
+    }
+}
+
+/// What our table holds in one namespace, as read from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    found: Ruleset,
+}
+
+impl Current {
+    /// Whether the table does what `want` says: the same chains, each with the same
+    /// rules in the same order (see the crate docs for what counts).
+    pub fn matches(&self, want: &NatRules) -> bool {
+        self.differences(want).is_empty()
+    }
+
+    /// What differs from `want`, in short sentences: `chain X missing`, `rule missing
+    /// in X: …`, `unexpected rule in X: …`, `rules of X out of order`.
+    pub fn differences(&self, want: &NatRules) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(t) = self.found.tables.first() {
+            if t.flags != 0 {
+                out.push(format!("table flags 0x{:x}, not 0", t.flags));
             }
+        }
+        for s in &self.found.sets {
+            out.push(format!("unexpected set {}", s.name));
+        }
+        for c in &want.chains {
+            match self.found.chains.iter().find(|h| h.name == c.name) {
+                None => out.push(format!("chain {} missing", c.name)),
+                Some(h) if h.base != c.base => out.push(format!(
+                    "chain {}: {} instead of {}",
+                    c.name,
+                    describe(h),
+                    describe(c)
+                )),
+                Some(_) => {}
+            }
+        }
+        for h in &self.found.chains {
+            if !want.chains.iter().any(|c| c.name == h.name) {
+                out.push(format!("unexpected chain {}", h.name));
+            }
+        }
+        for c in &self.found.chains {
+            let have: Vec<&Rule> = self.found.rules_of(TABLE, &c.name).collect();
+            if !want.chains.iter().any(|w| w.name == c.name) {
+                for r in have {
+                    out.push(format!(
+                        "unexpected rule in {}: {}",
+                        c.name,
+                        sp_nft::render::rule(r)
+                    ));
+                }
+                continue;
+            }
+            let wanted: Vec<&Rule> = want.rules.iter().filter(|r| r.chain == c.name).collect();
+            let before = out.len();
+            let mut unmatched: Vec<&Rule> = have.clone();
+            for w in &wanted {
+                match unmatched.iter().position(|h| h.same(w)) {
+                    Some(i) => {
+                        unmatched.remove(i);
+                    }
+                    None => out.push(format!(
+                        "rule missing in {}: {}",
+                        c.name,
+                        sp_nft::render::rule(w)
+                    )),
+                }
+            }
+            for h in unmatched {
+                out.push(format!(
+                    "unexpected rule in {}: {}",
+                    c.name,
+                    sp_nft::render::rule(h)
+                ));
+            }
+            if out.len() == before && !have.iter().zip(&wanted).all(|(h, w)| h.same(w)) {
+                out.push(format!("rules of {} out of order", c.name));
+            }
+        }
+        // Rules of chains that are missing altogether.
+        for c in &want.chains {
+            if !self.found.chains.iter().any(|h| h.name == c.name) {
+                for r in want.rules.iter().filter(|r| r.chain == c.name) {
+                    out.push(format!(
+                        "rule missing in {}: {}",
+                        c.name,
+                        sp_nft::render::rule(r)
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The table as `nft list table` prints it.
+    pub fn lines(&self) -> Vec<String> {
+        sp_nft::render::table_lines(FAMILY, TABLE, &self.found)
+    }
+}
+
+fn describe(c: &Chain) -> String {
+    match &c.base {
+        None => "a regular chain".into(),
+        Some(b) => format!(
+            "type {} hook {} priority {} policy {}",
+            b.chain_type,
+            hook::name(c.family, b.hook),
+            b.priority,
+            b.policy
+        ),
+    }
+}
+
+/// Our table in the namespace of the calling thread; `None` when there is none.
+fn read_here(sock: &Socket) -> sp_nft::Result<Option<Current>> {
+    let found = sock.ruleset(FAMILY, Some(TABLE))?;
+    Ok((!found.tables.is_empty()).then_some(Current { found }))
+}
+
+/// Opens the named namespaces; an invalid name fails the whole call before anything
+/// is read, a namespace that cannot be opened fails its own entry.
+fn open_all(namespaces: &[&str]) -> Result<Vec<Result<std::os::fd::OwnedFd>>> {
+    let paths = namespaces
+        .iter()
+        .map(|n| netns::named_path(n))
+        .collect::<sp_kernel::Result<Vec<_>>>()?;
+    Ok(paths
+        .iter()
+        .map(|p| netns::open(p).map_err(Error::from))
+        .collect())
+}
+
+/// Runs `f(i)` inside each namespace that opened (one thread hop for all), with a
+/// socket opened there; the results in order, a namespace that did not open given
+/// its error.
+fn in_each<T: Send>(
+    namespaces: &[&str],
+    f: impl Fn(usize, &Socket) -> sp_nft::Result<T> + Send + Sync,
+) -> Result<Vec<Result<T>>> {
+    let opened = open_all(namespaces)?;
+    let (fds, at): (Vec<_>, Vec<usize>) = opened
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.as_ref().ok().map(|fd| (fd, i)))
+        .unzip();
+    let nft = |i: usize, e| Error::Nft {
+        namespace: namespaces[i].to_owned(),
+        source: e,
+    };
+    let mut ran = netns::run_in_each(&fds, |k| {
+        let i = at[k];
+        Ok(Socket::open().and_then(|s| f(i, &s)).map_err(|e| nft(i, e)))
+    })
+    .into_iter();
+    Ok(opened
+        .into_iter()
+        .map(|o| match o {
+            Err(e) => Err(e),
+            Ok(_) => ran.next().expect("one result per namespace opened")?,
+        })
+        .collect())
+}
+
+/// What our table holds in each named namespace (under `/run/netns`), in one thread
+/// hop over all of them; one entry per namespace, in order (`None`: no table).
+pub fn read_each(namespaces: &[&str]) -> Result<Vec<Result<Option<Current>>>> {
+    in_each(namespaces, |_, s| read_here(s))
+}
+
+/// Replaces our table in each router's namespace with its [`NatRules`], one atomic
+/// batch per namespace, several namespaces at a time; pushes a change per namespace
+/// loaded. Every load that works is kept (and reported) when another fails; the first
+/// failure is returned.
+pub fn load_each(routers: &[(&str, &RouterNat)], changes: &mut Vec<Change>) -> Result<()> {
+    let batches: Vec<Batch> = routers
+        .iter()
+        .map(|(_, n)| NatRules::of(n).batch())
+        .collect();
+    let names: Vec<&str> = routers.iter().map(|(n, _)| *n).collect();
+    let mut first_error = None;
+    for (ns, done) in names
+        .iter()
+        .zip(in_each(&names, |i, s| s.apply(&batches[i]))?)
+    {
+        match done {
+            Ok(()) => changes.push(Change::new(format!("nat rules in {ns}"), "loaded")),
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -107,78 +493,113 @@ pub fn ensure_nat_each(
     first_error.map_or(Ok(()), Err)
 }
 
-/// Forgets the record (the namespace, and its rules with it, is being deleted).
-pub fn forget(state_dir: &Path, namespace: &str) -> Result<()> {
-    let dir = state_dir.join("l3").join(namespace);
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::Io(format!("remove {}", dir.display()), e))
+/// Removes our table from the namespace; `true` when there was one. A namespace that
+/// does not exist has none.
+pub fn remove(namespace: &str) -> Result<bool> {
+    let mut b = Batch::new();
+    b.delete_table(FAMILY, TABLE);
+    match in_each(&[namespace], |_, s| match s.apply(&b) {
+        Ok(()) => Ok(true),
+        Err(sp_nft::Error::Refused { errno, .. }) if errno == libc::ENOENT => Ok(false),
+        Err(e) => Err(e),
+    })?
+    .pop()
+    .expect("one namespace")
+    {
+        Err(Error::Kernel(e)) if e.is_not_found() => Ok(false),
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sp_neutron::l3::FloatingIp;
+
+    fn guide() -> RouterNat {
+        RouterNat {
+            gateway_device: "qg-9477c16b-e5".into(),
+            gateway_ip: Some("10.0.0.200".parse().unwrap()),
+            enable_snat: true,
+            floating_ips: vec![FloatingIp {
+                floating: "10.0.0.201".parse().unwrap(),
+                fixed: "192.168.0.3".parse().unwrap(),
+            }],
         }
-        _ => Ok(()),
     }
-}
 
-/// `iptables-restore` of `text` inside `namespace`.
-fn restore(namespace: &str, text: &str) -> Result<()> {
-    let mut cmd = exec::command("iptables-restore", "iptables")?;
-    // The legacy backend's xtables lock is shared by all namespaces: wait for it
-    // rather than fail when another router's load holds it (nf_tables ignores it).
-    cmd.arg("--wait")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    netns::command_in(&mut cmd, namespace)?;
-    let failed = |message: String| Error::Restore {
-        namespace: namespace.to_owned(),
-        message,
-    };
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| failed(format!("cannot run iptables-restore: {e}")))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(text.as_bytes())
-        .map_err(|e| failed(format!("write rules: {e}")))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| failed(e.to_string()))?;
-    if !out.status.success() {
-        return Err(failed(
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
+    #[test]
+    fn the_guides_router_reads_like_libertys_rules() {
+        let lines = NatRules::of(&guide()).lines();
+        let text = lines.join("\n");
+        for (chain, rule) in [
+            ("nat-neutron-l3-agent-PREROUTING", "ip daddr 10.0.0.201 dnat to 192.168.0.3"),
+            ("nat-neutron-l3-agent-PREROUTING", "ip daddr 169.254.169.254 iifname \"qr-*\" tcp dport 80 redirect to :9697"),
+            ("nat-neutron-l3-agent-OUTPUT", "ip daddr 10.0.0.201 dnat to 192.168.0.3"),
+            ("neutron-l3-agent-float-snat", "ip saddr 192.168.0.3 snat to 10.0.0.201"),
+            ("neutron-l3-agent-snat", "oifname \"qg-9477c16b-e5\" snat to 10.0.0.200"),
+            ("neutron-l3-agent-snat", "meta mark & 0x0000ffff != 0x00000002 ct status dnat snat to 10.0.0.200"),
+            ("neutron-l3-agent-POSTROUTING", "iifname != \"qg-9477c16b-e5\" oifname != \"qg-9477c16b-e5\" ct status ! dnat accept"),
+            ("neutron-l3-agent-mark", "iifname \"qg-9477c16b-e5\" meta mark set meta mark & 0xffff0002 | 0x00000002"),
+            ("neutron-l3-agent-INPUT", "meta mark & 0x0000ffff == 0x00000001 accept"),
+            ("neutron-l3-agent-INPUT", "tcp dport 9697 drop"),
+            ("neutron-postrouting-bottom", "jump neutron-l3-agent-snat comment \"Perform source NAT on outgoing traffic.\""),
+        ] {
+            let at = lines.iter().position(|l| l.trim() == format!("chain {chain} {{")).unwrap_or_else(|| panic!("no chain {chain} in\n{text}"));
+            let end = at + lines[at..].iter().position(|l| l.trim() == "}").unwrap();
+            assert!(lines[at..end].iter().any(|l| l.trim() == rule), "{rule:?} not in {chain}:\n{text}");
+        }
+        assert!(text.contains("chain nat-POSTROUTING {\n\t\ttype nat hook postrouting priority srcnat; policy accept;"), "{text}");
+        let no_snat = RouterNat {
+            enable_snat: false,
+            ..guide()
+        };
+        assert!(!NatRules::of(&no_snat)
+            .lines()
+            .join("\n")
+            .contains("snat to 10.0.0.200"));
+        assert_ne!(NatRules::of(&no_snat), NatRules::of(&guide()));
     }
-    Ok(())
-}
 
-// TEMPORARY SHIM (never committed): the native API arrives from branch nft.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatRules(String);
-impl NatRules {
-    pub fn of(nat: &RouterNat) -> NatRules {
-        NatRules(nat.iptables_restore())
+    #[test]
+    fn differences_name_what_is_missing_and_what_is_extra() {
+        let want = NatRules::of(&guide());
+        let exact = Current {
+            found: want.as_ruleset(),
+        };
+        assert!(exact.matches(&want));
+        assert!(exact.differences(&want).is_empty());
+        let mut found = want.as_ruleset();
+        found
+            .rules
+            .retain(|r| r.chain != "neutron-l3-agent-float-snat");
+        found
+            .chains
+            .retain(|c| c.name != "neutron-l3-agent-FORWARD");
+        found.chains.push(regular("stray"));
+        let mut counted = found.rules[0].clone();
+        counted.handle = Some(42);
+        found.rules[0] = counted;
+        let d = Current { found }.differences(&want);
+        assert_eq!(
+            d,
+            [
+                "chain neutron-l3-agent-FORWARD missing",
+                "unexpected chain stray",
+                "rule missing in neutron-l3-agent-float-snat: ip saddr 192.168.0.3 snat to 10.0.0.201",
+            ],
+            "{d:#?}"
+        );
+        let mut found = want.as_ruleset();
+        let i = found
+            .rules
+            .iter()
+            .position(|r| r.chain == "filter-FORWARD")
+            .unwrap();
+        found.rules.swap(i, i + 1);
+        assert_eq!(
+            Current { found }.differences(&want),
+            ["rules of filter-FORWARD out of order"]
+        );
     }
-}
-pub struct Current(String);
-impl Current {
-    pub fn matches(&self, want: &NatRules) -> bool {
-        self.0 == want.0
-    }
-    pub fn differences(&self, _want: &NatRules) -> Vec<String> {
-        vec!["differs".into()]
-    }
-}
-pub fn read_each(namespaces: &[&str]) -> Result<Vec<Result<Option<Current>>>> {
-    Ok(namespaces.iter().map(|_| Ok(None)).collect())
-}
-pub fn load_each(routers: &[(&str, &RouterNat)], changes: &mut Vec<Change>) -> Result<()> {
-    for (ns, nat) in routers {
-        restore(ns, &nat.iptables_restore())?;
-        changes.push(Change::new(format!("nat rules in {ns}"), "loaded"));
-    }
-    Ok(())
-}
-pub fn remove(_namespace: &str) -> Result<bool> {
-    Ok(false)
 }

@@ -34,6 +34,14 @@ fn vni_of(device: &str) -> Option<u32> {
     device.strip_prefix("vxlan-")?.parse().ok()
 }
 
+/// An FDB entry's MAC: `None` for the all-zeros flood entry, else a port's.
+fn fdb_mac(mac: &str) -> Result<Option<[u8; 6]>> {
+    match mac == "00:00:00:00:00:00" {
+        true => Ok(None),
+        false => Ok(Some(input::mac(mac)?)),
+    }
+}
+
 /// Records what `actions` will make as ours.
 fn intend(owned: &mut Owned, actions: &[Action]) {
     for a in actions {
@@ -166,7 +174,10 @@ async fn prune(nl: &Netlink, a: &Action, dirs: &Dirs, purge: bool) -> Result<()>
         }
         Object::Fdb { device, mac, dst } => {
             let vni = vni_of(device).unwrap_or(0);
-            l2pop::fdb_del(nl, vni, input::mac(mac)?, *dst, &mut changes).await?;
+            match fdb_mac(mac)? {
+                None => l2pop::flood_del(nl, vni, *dst, &mut changes).await?,
+                Some(m) => l2pop::fdb_del(nl, vni, m, *dst, &mut changes).await?,
+            }
         }
         Object::Neighbour { device, ip, .. } => {
             l2pop::neigh_del(nl, vni_of(device).unwrap_or(0), *ip, &mut changes).await?;
@@ -228,38 +239,74 @@ fn port_specs(plan: &NodePlan, cur: &Current) -> Result<Vec<PortSpec>> {
         .collect()
 }
 
-/// Runs one unit's operation.
-async fn run_unit(
+/// Units run together: a flat network with its uplink (one reversible move), and the
+/// tenant networks, the ports of all namespaces and the routers' NAT each in one call
+/// (one dump of the links, one namespace hop, one hop for the NAT tables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Flat(String),
+    Ovs,
+    Networks,
+    Ports,
+    L2,
+    Dhcp(String),
+    Nat,
+    Cinder,
+}
+
+fn phase_of(unit: &Unit, plan: &NodePlan) -> Phase {
+    let flat = |id: &str| {
+        plan.networks
+            .iter()
+            .any(|n| n.network_id.as_str() == id && n.vxlan.is_none())
+    };
+    match unit {
+        Unit::Network(id) | Unit::Uplink(id) if flat(id) => Phase::Flat(id.clone()),
+        Unit::Network(_) | Unit::Uplink(_) => Phase::Networks,
+        Unit::Ovs => Phase::Ovs,
+        Unit::Ports(_) => Phase::Ports,
+        Unit::L2 => Phase::L2,
+        Unit::Dhcp(id) => Phase::Dhcp(id.clone()),
+        Unit::Nat(_) => Phase::Nat,
+        Unit::Cinder => Phase::Cinder,
+        Unit::Prune => unreachable!("deletions run one by one"),
+    }
+}
+
+fn network_spec(n: &sp_config::desired::NetPlan, cur: &Current) -> NetworkSpec {
+    NetworkSpec {
+        network_id: n.network_id.to_string(),
+        vxlan: n.vxlan.as_ref().map(|v| VxlanConfig {
+            vni: v.vni,
+            local_ip: v.local_ip,
+            l2_population: v.l2_population,
+            group: v.group,
+            port: None,
+            mtu: Some(network_mtu(&cur.root, n)),
+        }),
+    }
+}
+
+/// Runs one phase's operations for its actions.
+async fn run_phase(
     nl: &Netlink,
-    unit: &Unit,
-    actions: &[&Action],
+    phase: &Phase,
+    actions: &[Action],
     plan: &NodePlan,
     cur: &Current,
     dirs: &Dirs,
 ) -> Result<()> {
     let mut changes: Vec<Change> = Vec::new();
-    match unit {
-        Unit::Prune => unreachable!("deletions run one by one"),
-        Unit::Network(id) | Unit::Uplink(id) => {
+    let units: BTreeSet<&Unit> = actions.iter().map(|a| &a.unit).collect();
+    match phase {
+        Phase::Flat(id) => {
             let n = plan
                 .networks
                 .iter()
                 .find(|n| n.network_id.as_str() == id)
                 .expect("planned from this plan");
-            let vxlan = n.vxlan.as_ref().map(|v| VxlanConfig {
-                vni: v.vni,
-                local_ip: v.local_ip,
-                l2_population: v.l2_population,
-                group: v.group,
-                port: None,
-                mtu: Some(network_mtu(&cur.root, n)),
-            });
-            let spec = NetworkSpec {
-                network_id: n.network_id.to_string(),
-                vxlan,
-            };
-            network::ensure_networks(nl, &[spec], None, &mut changes).await?;
-            if let (Some(nic), Unit::Uplink(_)) = (&n.uplink, unit) {
+            network::ensure_networks(nl, &[network_spec(n, cur)], None, &mut changes).await?;
+            if let Some(nic) = &n.uplink {
                 uplink::attach(
                     nl,
                     &n.bridge,
@@ -271,29 +318,37 @@ async fn run_unit(
                 .await?;
             }
         }
-        Unit::Ovs => {
+        Phase::Networks => {
+            let specs: Vec<NetworkSpec> = plan
+                .networks
+                .iter()
+                .filter(|n| units.contains(&Unit::Network(n.network_id.to_string())))
+                .map(|n| network_spec(n, cur))
+                .collect();
+            network::ensure_networks(nl, &specs, None, &mut changes).await?;
+        }
+        Phase::Ovs => {
             let ovs = crate::ovs::connect(plan, dirs)
                 .await?
                 .ok_or_else(|| Error::Preflight("no Open vSwitch network planned".into()))?;
             crate::ovs::ensure_bridges(&ovs, nl, plan, &dirs.state, &mut changes).await?;
             crate::ovs::ensure_ports(&ovs, nl, plan, &mut changes).await?;
         }
-        Unit::Ports(ns) => {
+        Phase::Ports => {
             let specs: Vec<PortSpec> = port_specs(plan, cur)?
                 .into_iter()
-                .filter(|p| &p.namespace == ns)
+                .filter(|p| units.contains(&Unit::Ports(p.namespace.clone())))
                 .collect();
             port::plug(nl, &specs, &mut changes).await?;
         }
-        Unit::L2 => {
+        Phase::L2 => {
             for a in actions {
                 match &a.object {
                     Object::Fdb { device, mac, dst } => {
                         let vni = vni_of(device).unwrap_or(0);
-                        let mac = input::mac(mac)?;
-                        match mac == l2pop::FLOOD_MAC {
-                            true => l2pop::flood_add(nl, vni, *dst, &mut changes).await?,
-                            false => l2pop::fdb_add(nl, vni, mac, *dst, &mut changes).await?,
+                        match fdb_mac(mac)? {
+                            None => l2pop::flood_add(nl, vni, *dst, &mut changes).await?,
+                            Some(m) => l2pop::fdb_add(nl, vni, m, *dst, &mut changes).await?,
                         }
                     }
                     Object::Neighbour { device, ip, mac } => {
@@ -304,7 +359,7 @@ async fn run_unit(
                 }
             }
         }
-        Unit::Dhcp(id) => {
+        Phase::Dhcp(id) => {
             let d = plan
                 .dhcp
                 .iter()
@@ -312,15 +367,16 @@ async fn run_unit(
                 .expect("planned from this plan");
             sp_dhcp::ensure(d, &qdhcp_namespace(&d.network_id), &mut changes)?;
         }
-        Unit::Nat(ns) => {
-            let r = plan
+        Phase::Nat => {
+            let routers: Vec<(&str, &sp_neutron::l3::RouterNat)> = plan
                 .routers
                 .iter()
-                .find(|r| r.namespace.as_str() == ns)
-                .expect("planned from this plan");
-            sp_l3::load_each(&[(r.namespace.as_str(), &r.nat)], &mut changes)?;
+                .filter(|r| units.contains(&Unit::Nat(r.namespace.to_string())))
+                .map(|r| (r.namespace.as_str(), &r.nat))
+                .collect();
+            sp_l3::load_each(&routers, &mut changes)?;
         }
-        Unit::Cinder => {
+        Phase::Cinder => {
             let c = plan.cinder.as_ref().expect("planned from this plan");
             let lv = crate::loopvg(dirs);
             match actions.iter().any(|a| a.op == Op::Create) {
@@ -379,24 +435,20 @@ pub async fn execute(
     if let Err(cause) = owned.save(&dirs.state) {
         return Err(fail(finished, vec![], rest, cause));
     }
-    // The units in plan order (the planner orders them as the agents do).
-    let mut order: Vec<Unit> = Vec::new();
-    let mut by_unit: BTreeMap<Unit, Vec<Action>> = BTreeMap::new();
+    // The phases in plan order (the planner orders the units as the agents do).
+    let mut phases: Vec<(Phase, Vec<Action>)> = Vec::new();
     for a in rest {
-        if !by_unit.contains_key(&a.unit) {
-            order.push(a.unit.clone());
+        let ph = phase_of(&a.unit, plan);
+        match phases.iter_mut().find(|(p, _)| *p == ph) {
+            Some((_, list)) => list.push(a),
+            None => phases.push((ph, vec![a])),
         }
-        by_unit.entry(a.unit.clone()).or_default().push(a);
     }
     let mut result = Ok(());
-    for (i, unit) in order.iter().enumerate() {
-        let actions = by_unit.remove(unit).unwrap_or_default();
-        let refs: Vec<&Action> = actions.iter().collect();
-        if let Err(cause) = run_unit(nl, unit, &refs, plan, cur, dirs).await {
-            let not_done = order[i + 1..]
-                .iter()
-                .flat_map(|u| by_unit.remove(u).unwrap_or_default())
-                .collect();
+    let mut phases = phases.into_iter();
+    while let Some((phase, actions)) = phases.next() {
+        if let Err(cause) = run_phase(nl, &phase, &actions, plan, cur, dirs).await {
+            let not_done = phases.flat_map(|(_, a)| a).collect();
             result = Err(fail(
                 std::mem::take(&mut finished),
                 actions,

@@ -1,5 +1,5 @@
 //! What a node holds now, read from the kernel and the daemons once per run — never
-//! from our records. Plain data: the planner ([`crate::planner`]) is a pure function of
+//! from our records. Plain data: the planner is a pure function of
 //! it, and its tests build one by hand.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

@@ -264,15 +264,12 @@ async fn preflight(nl: &Netlink, plan: &NodePlan, actions: &[Action]) -> Result<
     }
     sp_kernel::netns::check_net_sysctl_writable()
         .map_err(|e| Error::Preflight(format!("{e}; nothing was changed")))?;
-    // The programs this node will start, found before anything is made.
-    let programs = [
-        (!plan.dhcp.is_empty(), "dnsmasq", "dnsmasq-base"),
-        (!plan.routers.is_empty(), "iptables-restore", "iptables"),
-    ];
-    for (_, name, package) in programs.into_iter().filter(|p| p.0) {
-        sp_kernel::exec::program(name, package).map_err(|e| {
+    // The one program this node starts (NAT is written natively), found before
+    // anything is made.
+    if !plan.dhcp.is_empty() {
+        sp_kernel::exec::program("dnsmasq", "dnsmasq-base").map_err(|e| {
             Error::Preflight(format!(
-                "node {} starts {name}: {e}; nothing was changed",
+                "node {} starts dnsmasq: {e}; nothing was changed",
                 plan.node
             ))
         })?;

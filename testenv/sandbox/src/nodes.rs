@@ -99,7 +99,6 @@ pub fn two_nodes() -> (Cli, Cleanup) {
     sandbox::enter();
     require::program("nsenter", "util-linux");
     require::program("dnsmasq", "dnsmasq-base");
-    require::program("iptables-restore", "iptables");
     scene::guide_hosts();
     let state = std::env::temp_dir().join(format!("stackplumb-{}", std::process::id()));
     let cli = Cli {
