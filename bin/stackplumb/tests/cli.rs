@@ -8,38 +8,76 @@ use serde_json::Value;
 use sp_testenv::nodes::{link_names, two_nodes, Cli};
 use sp_testenv::oracle;
 
+/// The objects of a plan's (or status's) actions as `op type name-ish` words.
+fn actions(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("actions: {v}"))
+        .iter()
+        .map(|a| {
+            let o = &a["object"];
+            let name = ["name", "nic", "device", "network_id", "namespace", "what"]
+                .iter()
+                .find_map(|k| o[*k].as_str())
+                .unwrap_or("?");
+            let extra = o["dst"]
+                .as_str()
+                .map(|d| format!(" dst {d}"))
+                .unwrap_or_default();
+            format!(
+                "{} {} {name}{extra}",
+                a["op"].as_str().unwrap(),
+                o["type"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// The run lock of `node`'s network namespace (one per node, whatever the state dir).
+fn node_lock(node: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(format!("/run/netns/{node}")).unwrap();
+    Path::new("/run/stackplumb").join(format!("net-{}-{}.lock", md.dev(), md.ino()))
+}
+
 #[test]
 fn plan_apply_status_destroy_converge() {
     let (cli, _cleanup) = two_nodes();
     let state = &cli.state;
     let plan = cli.json("controller", &["plan"]);
+    assert_eq!(plan["schema"], 1);
     assert_eq!(
         plan["node"], "controller",
         "found by its tunnel_ip 10.0.0.101"
     );
-    let to_create: Vec<&str> = plan["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["object"].as_str().unwrap())
-        .collect();
+    let to_create = actions(&plan["actions"]);
     for o in [
-        "volume group cinder-volumes (20G)",
-        "bridge brq78983ca2-77",
-        "uplink eth0 on brq78983ca2-77",
-        "namespace qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165",
-        "fdb 00:00:00:00:00:00 dst 10.0.0.102 on vxlan-1",
-        "dnsmasq of 5b6a8b87-fd03-46b5-a968-72bac5091b7c",
+        "create volume_group cinder-volumes",
+        "create bridge brq78983ca2-77",
+        "create uplink eth0",
+        "create namespace qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165",
+        "create fdb vxlan-1 dst 10.0.0.102",
+        "create dnsmasq 5b6a8b87-fd03-46b5-a968-72bac5091b7c",
+        "create nat qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165",
     ] {
         assert!(
-            to_create.contains(&o),
-            "{o} missing from the plan: {to_create:?}"
+            to_create.iter().any(|a| a == o),
+            "{o} missing from the plan: {to_create:#?}"
         );
     }
+    // plan --detailed-exitcode: 4 while there is something to do.
+    let out = cli.on("controller", &["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(4));
 
     for node in ["controller", "compute"] {
-        let applied = cli.json(node, &["apply"]);
-        assert!(!applied["changes"].as_array().unwrap().is_empty());
+        let planned = actions(&cli.json(node, &["plan"])["actions"]);
+        let (code, lines) = cli.json_lines(node, &["apply"]);
+        assert_eq!(code, Some(0), "{lines:?}");
+        let (result, done) = lines.split_last().unwrap();
+        assert_eq!(result["event"], "result");
+        assert_eq!(result["left"], Value::Array(vec![]), "{node} converged");
+        // apply did exactly what plan said, in that order.
+        let done: Vec<Value> = done.iter().map(|l| l["action"].clone()).collect();
+        assert_eq!(actions(&Value::Array(done)), planned, "{node}");
     }
     assert!(
         oracle::pings("extpc", "10.0.0.200"),
@@ -47,29 +85,20 @@ fn plan_apply_status_destroy_converge() {
     );
     for node in ["controller", "compute"] {
         assert_eq!(
-            cli.json(node, &["plan"])["items"],
+            cli.json(node, &["plan"])["actions"],
             Value::Array(vec![]),
             "{node}"
         );
-        assert_eq!(
-            cli.json(node, &["apply"])["changes"],
-            Value::Array(vec![]),
-            "{node}"
-        );
+        let out = cli.on(node, &["plan", "--detailed-exitcode"]);
+        assert_eq!(out.status.code(), Some(0), "{node}: nothing to do");
+        assert_eq!(cli.json(node, &["apply"])["done"], 0, "{node}");
         let out = cli.on(node, &["apply"]);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             format!("node {node}: no change")
         );
         let status = cli.json(node, &["status"]);
-        assert!(
-            status["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|i| i["present"] == true),
-            "{status}"
-        );
+        assert_eq!(status["converged"], true, "{status}");
     }
 
     // status names what netns-inspect finds wrong: none now; dnsmasq gone, it says so.
@@ -84,7 +113,9 @@ fn plan_apply_status_destroy_converge() {
         .status()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
-    let status = cli.json("controller", &["status"]);
+    let (code, status) = cli.json_lines("controller", &["status"]);
+    assert_eq!(code, Some(4), "a difference: {status:?}");
+    let status = &status[0];
     let kinds: Vec<&str> = status["problems"]
         .as_array()
         .unwrap()
@@ -92,29 +123,25 @@ fn plan_apply_status_destroy_converge() {
         .map(|p| p["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["qdhcp-without-dnsmasq"], "{status}");
-    assert!(status["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|i| i["object"].as_str().unwrap().starts_with("dnsmasq of") && i["present"] == false));
-    let again = cli.json("controller", &["apply"]);
-    assert!(
-        again["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["action"].as_str().unwrap().starts_with("restarted")),
-        "{again}"
+    assert_eq!(
+        actions(&status["differences"]),
+        ["change dnsmasq 5b6a8b87-fd03-46b5-a968-72bac5091b7c"],
+        "{status}"
     );
+    let again = cli.json("controller", &["apply"]);
+    assert_eq!(again["done"], 1, "{again}");
+    assert_eq!(cli.json("controller", &["status"])["converged"], true);
 
-    // Another run holding the lock: the second waits, then fails cleanly.
-    let lock = std::fs::File::create(state.join("stackplumb.lock")).unwrap();
+    // Another run holding the node's lock: the second waits, then fails naming it.
+    std::fs::create_dir_all("/run/stackplumb").unwrap();
+    let lock = std::fs::File::create(node_lock("compute")).unwrap();
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
     let out = cli.on("compute", &["--lock-timeout", "0.3", "apply"]);
     drop(held);
-    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_file(node_lock("compute"));
+    assert_eq!(out.status.code(), Some(5));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("another stackplumb run holds"),
+        String::from_utf8_lossy(&out.stderr).contains("another stackplumb run"),
         "{out:?}"
     );
 
@@ -130,14 +157,13 @@ fn plan_apply_status_destroy_converge() {
     left.sort();
     assert_eq!(left, ["compute", "controller", "extpc"]);
     assert_eq!(link_names("controller"), ["lo", "eth0"]);
-    let status = cli.json("controller", &["status"]);
+    let (code, status) = cli.json_lines("controller", &["status"]);
+    assert_eq!(code, Some(4));
     assert!(
-        status["items"]
-            .as_array()
-            .unwrap()
+        actions(&status[0]["differences"])
             .iter()
-            .all(|i| i["present"] == false),
-        "{status}"
+            .all(|a| a.starts_with("create ")),
+        "{status:?}"
     );
 }
 
@@ -165,7 +191,7 @@ fn bad_input_changes_nothing() {
         "controller",
         &["--topology", topo.to_str().unwrap(), "apply"],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "invalid input");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nothing was changed"), "{err}");
     assert!(
@@ -216,7 +242,7 @@ fn bad_input_changes_nothing() {
         .args(["--config-dir", "/nonexistent", "plan"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "invalid input");
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("/nonexistent/neutron/plugins/ml2/linuxbridge_agent.ini:0: cannot read"),
@@ -351,8 +377,14 @@ fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
                 "round {round}: apply on {n} after a kill of {node} at {delay:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let done: Value = serde_json::from_slice(&out.stdout).unwrap();
-            if n == node && !done["changes"].as_array().unwrap().is_empty() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let result: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            assert_eq!(
+                result["left"],
+                Value::Array(vec![]),
+                "round {round}: {n} converged"
+            );
+            if n == node && result["done"].as_u64().unwrap() > 0 {
                 interrupted += 1;
             }
         }
@@ -436,10 +468,7 @@ fn supervise_restarts_a_dead_dnsmasq_at_once_and_stops_on_sigterm() {
     assert_ne!(first, second);
     assert_eq!(next()["event"], "watching");
     // The restarted dnsmasq is what apply would have started: nothing to do.
-    assert_eq!(
-        cli.json("controller", &["apply"])["changes"],
-        Value::Array(vec![])
-    );
+    assert_eq!(cli.json("controller", &["apply"])["done"], 0);
     assert!(
         std::path::Path::new(&format!("/proc/{second}/cmdline")).exists(),
         "the new dnsmasq runs"
@@ -527,7 +556,7 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
         &["--topology", fifo.to_str().unwrap(), "plan"],
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("not a regular file"), "{err}");
     let conf = state.join("etc");
     sp_config::guide::write_guide_files(&conf).unwrap();
@@ -558,7 +587,7 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
     std::fs::write(&dnsmasq_conf, text.replace("26,1450", "26,99999")).unwrap();
     let out = fifo_conf.on("controller", &["apply"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("from 68 to 65535"), "{err}");
     assert_eq!(link_names("controller"), ["lo", "eth0"], "nothing made");
 
@@ -566,13 +595,19 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
     // made there get their modes whatever the umask.
     let victim = state.join("victim");
     std::fs::write(&victim, "precious").unwrap();
-    std::os::unix::fs::symlink(&victim, state.join("stackplumb.lock")).unwrap();
+    let record = state.join("stackplumb/owned-controller.json");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&victim, &record).unwrap();
     let out = cli.on("controller", &["apply"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("symlink"), "{err}");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    std::fs::remove_file(state.join("stackplumb.lock")).unwrap();
+    assert!(err.contains("a symlink is not followed"), "{err}");
+    assert_eq!(
+        link_names("controller"),
+        ["lo", "eth0"],
+        "refused before any change"
+    );
+    std::fs::remove_file(&record).unwrap();
     let mut apply = cli.cmd("controller", &["apply"]);
     // SAFETY: umask is async-signal-safe.
     unsafe {
@@ -587,9 +622,15 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious",
+        "written through a symlink"
+    );
     use std::os::unix::fs::MetadataExt;
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
-    assert_eq!(mode(&state.join("stackplumb.lock")), 0o600);
+    assert_eq!(mode(&record), 0o600);
+    assert_eq!(mode(record.parent().unwrap()), 0o700);
     // NAT is read from the kernel: nothing of it is recorded.
     assert!(!state.join("l3").exists());
     let dhcp = state.join("dhcp");
@@ -676,6 +717,12 @@ fn hostile_arguments_files_and_state_are_refused_or_written_around() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("a symlink is not followed"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(
+        link_names("controller"),
+        ["lo", "eth0"],
+        "refused before any change"
+    );
     assert_eq!(mode(&target), 0o700);
     assert_eq!(
         std::fs::read_dir(&target).unwrap().count(),

@@ -140,8 +140,9 @@ pub struct NsView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DhcpView {
     pub state: sp_dhcp::State,
-    /// The files (`host`, `addn_hosts`, `opts`) whose content differs from what is wanted.
-    pub stale_files: Vec<&'static str>,
+    /// The files (`host`, `addn_hosts`, `opts`) whose content differs from what is
+    /// wanted, and whether each is there at all.
+    pub stale_files: Vec<(&'static str, bool)>,
 }
 
 /// A router's NAT table as the kernel holds it.
@@ -246,7 +247,10 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
             d.network_id.to_string(),
             DhcpView {
                 state,
-                stale_files: sp_dhcp::stale_files(d),
+                stale_files: sp_dhcp::stale_files(d)
+                    .into_iter()
+                    .map(|f| (f, std::fs::symlink_metadata(d.dir.join(f)).is_ok()))
+                    .collect(),
             },
         );
     }

@@ -134,7 +134,7 @@ pub async fn apply(
     };
     let (cur, mut owned) = read(nl, want, dirs).await.map_err(early)?;
     let actions = plan(want, &cur, &owned).map_err(early)?;
-    preflight(nl, want, &actions).await.map_err(early)?;
+    preflight(nl, want, dirs, &actions).await.map_err(early)?;
     let done = apply::execute(nl, want, &cur, &mut owned, actions, dirs, false, done).await?;
     let (cur, owned) = read(nl, want, dirs).await.map_err(early)?;
     let left = plan(want, &cur, &owned).map_err(early)?;
@@ -243,7 +243,7 @@ fn nothing_of(want: &NodePlan) -> NodePlan {
 /// actions need, a writable `/proc/sys/net`, every uplink NIC, an interface holding the
 /// tunnel address (`local_ip`) when a VXLAN network is wanted, dnsmasq when one is to
 /// be started.
-async fn preflight(nl: &Netlink, plan: &NodePlan, actions: &[Action]) -> Result<()> {
+async fn preflight(nl: &Netlink, plan: &NodePlan, dirs: &Dirs, actions: &[Action]) -> Result<()> {
     use sp_kernel::caps::{self, Cap};
     if actions.is_empty() {
         return Ok(());
@@ -264,6 +264,22 @@ async fn preflight(nl: &Netlink, plan: &NodePlan, actions: &[Action]) -> Result<
     }
     sp_kernel::netns::check_net_sysctl_writable()
         .map_err(|e| Error::Preflight(format!("{e}; nothing was changed")))?;
+    // The directories apply writes into: real directories or nothing yet, never a
+    // symlink planted there (found now, not after the data plane is built).
+    let dhcp = dirs.state.join("dhcp");
+    let ours = [dirs.state.join("stackplumb"), dhcp.clone()]
+        .into_iter()
+        .chain(plan.dhcp.iter().map(|d| d.dir.clone()));
+    for dir in ours {
+        if let Ok(md) = std::fs::symlink_metadata(&dir) {
+            if !md.is_dir() {
+                return Err(Error::Preflight(format!(
+                    "{} is not a directory (a symlink is not followed); nothing was changed",
+                    dir.display()
+                )));
+            }
+        }
+    }
     // The one program this node starts (NAT is written natively), found before
     // anything is made.
     if !plan.dhcp.is_empty() {

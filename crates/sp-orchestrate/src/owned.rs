@@ -114,6 +114,16 @@ impl Owned {
     /// another node is refused — one state directory per node.
     pub fn load(state: &Path, node: &str) -> Result<Owned> {
         let p = path(state, node)?;
+        // Never read through a symlink planted as the record: it would name another
+        // file's contents as ours.
+        for at in [p.parent().expect("in a directory"), p.as_path()] {
+            if std::fs::symlink_metadata(at).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Error::Preflight(format!(
+                    "{} is a symlink (a symlink is not followed); nothing was changed",
+                    at.display()
+                )));
+            }
+        }
         let text = match files::read_config(&p) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -722,14 +722,18 @@ impl Planner<'_> {
                 );
                 continue;
             };
-            for f in &view.stale_files {
-                self.push(
-                    unit.clone(),
-                    Op::Change {
+            for (f, exists) in &view.stale_files {
+                let op = match exists {
+                    false => Op::Create,
+                    true => Op::Change {
                         attribute: "content".into(),
                         old: "differs".into(),
                         new: "as wanted".into(),
                     },
+                };
+                self.push(
+                    unit.clone(),
+                    op,
                     Object::DhcpFile {
                         network_id: d.network_id.to_string(),
                         file: (*f).into(),
@@ -1407,7 +1411,7 @@ mod tests {
                 "dnsmasq file edited",
                 |_, c| {
                     for v in c.dhcp.values_mut() {
-                        v.stale_files = vec!["host"];
+                        v.stale_files = vec![("host", true)];
                     }
                 },
                 "change content dhcp_file",

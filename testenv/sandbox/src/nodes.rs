@@ -59,17 +59,31 @@ impl Cli {
         self.cmd(node, args).output().expect("run stackplumb")
     }
 
-    /// The `--json` output of a run that must succeed.
+    /// The `--json` output of a run that must succeed: its last JSON line (apply and
+    /// destroy print one line per action, then their result).
     pub fn json(&self, node: &str, args: &[&str]) -> Value {
+        let (code, lines) = self.json_lines(node, args);
+        assert_eq!(code, Some(0), "{args:?} on {node}: {lines:?}");
+        lines.into_iter().last().expect("a JSON line")
+    }
+
+    /// Every `--json` line of a run, and its exit code, whatever it is.
+    pub fn json_lines(&self, node: &str, args: &[&str]) -> (Option<i32>, Vec<Value>) {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         let out = self.on(node, &all);
-        assert!(
-            out.status.success(),
-            "{args:?} on {node}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let lines = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!(
+                        "{args:?} on {node}: {e} in {l:?}; stderr {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                })
+            })
+            .collect();
+        (out.status.code(), lines)
     }
 }
 
