@@ -393,12 +393,17 @@ impl Monitor {
         }
     }
 
+    /// The events from `t0` on, less the kernel's neighbour reachability work (ARP
+    /// entries learned from traffic going STALE, PROBE…): only written (PERMANENT,
+    /// NOARP) neighbours are configuration.
     fn since(&self, t0: Instant) -> Vec<String> {
+        let learned =
+            |e: &str| e.contains("[NEIGH]") && !e.contains("PERMANENT") && !e.contains("NOARP");
         self.events
             .lock()
             .unwrap()
             .iter()
-            .filter(|e| e.0 >= t0)
+            .filter(|e| e.0 >= t0 && !learned(&e.1))
             .map(|e| e.1.clone())
             .collect()
     }
