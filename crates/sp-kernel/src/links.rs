@@ -25,14 +25,7 @@ pub struct Links {
 
 impl Links {
     pub fn read(nl: &Netlink) -> Result<Links> {
-        let mut out = Links::default();
-        for l in nl.links()? {
-            if let Some(n) = attrs::link_name(&l).map(str::to_owned) {
-                out.names.insert(l.header.index, n.clone());
-                out.by_name.insert(n, l);
-            }
-        }
-        Ok(out)
+        Ok(Links::from(nl.links()?))
     }
 
     pub fn get(&self, name: &str) -> Option<&LinkMessage> {
@@ -42,6 +35,20 @@ impl Links {
     /// The name of link `index`.
     pub fn name(&self, index: u32) -> Option<&str> {
         self.names.get(&index).map(String::as_str)
+    }
+}
+
+impl From<Vec<LinkMessage>> for Links {
+    /// A dump read already.
+    fn from(links: Vec<LinkMessage>) -> Links {
+        let mut out = Links::default();
+        for l in links {
+            if let Some(n) = attrs::link_name(&l).map(str::to_owned) {
+                out.names.insert(l.header.index, n.clone());
+                out.by_name.insert(n, l);
+            }
+        }
+        out
     }
 }
 

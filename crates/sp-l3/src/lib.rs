@@ -412,6 +412,18 @@ fn describe(c: &Chain) -> String {
     }
 }
 
+/// Our table in the namespace of the calling thread (`namespace` names it in errors),
+/// for a caller that is inside already — reading a namespace's links and its NAT in
+/// one hop; `None` when there is none.
+pub fn read_in_this_thread(namespace: &str) -> Result<Option<Current>> {
+    Socket::open()
+        .and_then(|s| read_here(&s))
+        .map_err(|source| Error::Nft {
+            namespace: namespace.to_owned(),
+            source,
+        })
+}
+
 /// Our table in the namespace of the calling thread; `None` when there is none.
 fn read_here(sock: &Socket) -> sp_nft::Result<Option<Current>> {
     let found = sock.ruleset(FAMILY, Some(TABLE))?;

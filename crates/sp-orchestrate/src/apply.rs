@@ -159,6 +159,26 @@ fn forget(owned: &mut Owned, object: &Object) {
     }
 }
 
+/// The link a deletion removes, when it is one of the node's own links.
+fn link_of(o: &Object) -> Option<&str> {
+    match o {
+        Object::Port { tap: Some(tap), .. } => Some(tap),
+        Object::Vxlan { name, .. } | Object::Bridge { name } => Some(name),
+        _ => None,
+    }
+}
+
+/// Deletes the links of `group` in one kernel batch (those already gone are skipped).
+async fn delete_link_group(nl: &Netlink, group: &[Action]) -> Result<()> {
+    let names: BTreeSet<&str> = group.iter().filter_map(|a| link_of(&a.object)).collect();
+    let doomed: Vec<_> = nl
+        .links()?
+        .into_iter()
+        .filter(|l| sp_kernel::attrs::link_name(l).is_some_and(|n| names.contains(n)))
+        .collect();
+    Ok(sp_kernel::links::delete_links(nl, &doomed).await?)
+}
+
 /// Removes one object this node made and no longer wants.
 async fn prune(nl: &Netlink, a: &Action, dirs: &Dirs, purge: bool) -> Result<()> {
     let mut changes: Vec<Change> = Vec::new();
@@ -182,9 +202,7 @@ async fn prune(nl: &Netlink, a: &Action, dirs: &Dirs, purge: bool) -> Result<()>
         Object::Neighbour { device, ip, .. } => {
             l2pop::neigh_del(nl, vni_of(device).unwrap_or(0), *ip, &mut changes).await?;
         }
-        Object::Port { tap: Some(tap), .. } => {
-            sp_kernel::links::delete_link(nl, tap).await?;
-        }
+
         Object::Namespace { name } => match sp_kernel::netns::delete(name) {
             Err(e) if !e.is_not_found() => return Err(e.into()),
             _ => {}
@@ -192,9 +210,7 @@ async fn prune(nl: &Netlink, a: &Action, dirs: &Dirs, purge: bool) -> Result<()>
         Object::Uplink { nic, bridge } => {
             uplink::detach(nl, bridge, nic, &mut Faults::none(), &mut changes).await?;
         }
-        Object::Vxlan { name, .. } | Object::Bridge { name } => {
-            sp_kernel::links::delete_link(nl, name).await?;
-        }
+
         Object::VolumeGroup { name } => {
             let lv = crate::loopvg(dirs);
             match purge {
@@ -414,18 +430,32 @@ pub async fn execute(
     };
     let (prunes, rest): (Vec<Action>, Vec<Action>) =
         actions.into_iter().partition(|a| a.unit == Unit::Prune);
-    // Deletions, one by one, each forgotten once gone.
-    let mut prunes = prunes.into_iter();
-    while let Some(a) = prunes.next() {
-        if let Err(cause) = prune(nl, &a, dirs, purge).await {
+    // Deletions, each forgotten once gone; links that follow each other (ports; VXLAN
+    // devices and bridges) go in one kernel batch — one at a time each would cost an RCU
+    // grace period.
+    let mut prunes = prunes.into_iter().peekable();
+    while let Some(first) = prunes.next() {
+        let mut group = vec![first];
+        if link_of(&group[0].object).is_some() {
+            while let Some(next) = prunes.next_if(|a| link_of(&a.object).is_some()) {
+                group.push(next);
+            }
+        }
+        let result = match group.len() {
+            1 if link_of(&group[0].object).is_none() => prune(nl, &group[0], dirs, purge).await,
+            _ => delete_link_group(nl, &group).await,
+        };
+        if let Err(cause) = result {
             let _ = owned.save(&dirs.state);
             let mut not_done: Vec<Action> = prunes.collect();
             not_done.extend(rest);
-            return Err(fail(finished, vec![a], not_done, cause));
+            return Err(fail(finished, group, not_done, cause));
         }
-        forget(owned, &a.object);
-        done(&a);
-        finished.push(a);
+        for a in group {
+            forget(owned, &a.object);
+            done(&a);
+            finished.push(a);
+        }
     }
     if let Err(cause) = owned.save(&dirs.state) {
         return Err(fail(finished, vec![], rest, cause));

@@ -245,21 +245,53 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
         }
     }
     let families = [AddressFamily::Inet, AddressFamily::Inet6];
-    let read = netns::run_in_each(&fds, |_| {
+    // The routers' NAT tables are read in the same hop.
+    let nat_ns: BTreeSet<&str> = plan
+        .routers
+        .iter()
+        .map(|r| r.namespace.as_str())
+        .chain(owned.nat.iter().map(String::as_str))
+        .collect();
+    let read = netns::run_in_each(&fds, |i| {
         let socks = netlink::open_sockets()?;
         let c = socks.contents(&families)?;
         let mut space = Space::of(&c.links, &c.addresses, &c.routes);
         space.forwarding = c.ipv4_forwarding;
-        Ok(space)
+        let nat = match nat_ns.contains(opened[i]) {
+            true => Some(sp_l3::read_in_this_thread(opened[i])),
+            false => None,
+        };
+        Ok((space, nat))
     });
-    for (name, space) in opened.into_iter().zip(read) {
-        let id = cur.live.get(name).copied().flatten();
+    let want: BTreeMap<&str, &sp_neutron::l3::RouterNat> = plan
+        .routers
+        .iter()
+        .map(|r| (r.namespace.as_str(), &r.nat))
+        .collect();
+    for (name, got) in opened.iter().zip(read) {
+        let (space, nat) = got?;
+        let id = cur.live.get(*name).copied().flatten();
         cur.namespaces
-            .insert(name.to_owned(), NsView { id, space: space? });
+            .insert((*name).to_owned(), NsView { id, space });
+        let Some(nat) = nat else {
+            continue;
+        };
+        let view = match (nat?, want.get(name)) {
+            (None, _) => NatView::Absent,
+            (Some(c), Some(w)) => {
+                let rules = sp_l3::NatRules::of(w);
+                match c.matches(&rules) {
+                    true => NatView::Matches,
+                    false => NatView::Differs(c.differences(&rules)),
+                }
+            }
+            (Some(_), None) => NatView::Differs(vec!["not wanted".into()]),
+        };
+        cur.nat.insert((*name).to_owned(), view);
     }
     // l2population: one dump of each neighbour table, when there are VXLAN devices.
     if cur.root.links.iter().any(|l| l.vxlan.is_some()) {
-        let known = sp_kernel::links::Links::read(nl)?;
+        let known = sp_kernel::links::Links::from(links);
         let snap = sp_bridge::l2pop::Snapshot::read_with(nl, &known).await?;
         cur.l2 = L2View {
             fdb: snap.fdb,
@@ -293,35 +325,6 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
                     .collect(),
             },
         );
-    }
-    // NAT: our table in every router namespace wanted or owned, one hop.
-    let nat_ns: Vec<&str> = plan
-        .routers
-        .iter()
-        .map(|r| r.namespace.as_str())
-        .chain(owned.nat.iter().map(String::as_str))
-        .filter(|n| cur.namespaces.contains_key(*n))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let want: BTreeMap<&str, &sp_neutron::l3::RouterNat> = plan
-        .routers
-        .iter()
-        .map(|r| (r.namespace.as_str(), &r.nat))
-        .collect();
-    for (ns, got) in nat_ns.iter().zip(sp_l3::read_each(&nat_ns)?) {
-        let view = match (got?, want.get(ns)) {
-            (None, _) => NatView::Absent,
-            (Some(c), Some(w)) => {
-                let rules = sp_l3::NatRules::of(w);
-                match c.matches(&rules) {
-                    true => NatView::Matches,
-                    false => NatView::Differs(c.differences(&rules)),
-                }
-            }
-            (Some(_), None) => NatView::Differs(vec!["not wanted".into()]),
-        };
-        cur.nat.insert((*ns).to_owned(), view);
     }
     // The volume group wanted, else the one this node made (to prune it).
     let vg = plan

@@ -135,6 +135,13 @@ pub async fn apply(
     let (cur, mut owned) = read(nl, want, dirs).await.map_err(early)?;
     let actions = plan(want, &cur, &owned).map_err(early)?;
     preflight(nl, want, dirs, &actions).await.map_err(early)?;
+    if actions.is_empty() {
+        // Nothing was to be done and nothing was: the reading stands.
+        return Ok(Applied {
+            done: vec![],
+            left: vec![],
+        });
+    }
     let done = apply::execute(nl, want, &cur, &mut owned, actions, dirs, false, done).await?;
     let (cur, owned) = read(nl, want, dirs).await.map_err(early)?;
     let left = plan(want, &cur, &owned).map_err(early)?;

@@ -26,7 +26,18 @@ fn id(kind: u32, i: usize) -> NeutronId {
     NeutronId::new(format!("{kind:04x}{i:04x}-0000-4000-8000-000000000000")).expect("a UUID")
 }
 
-/// The guide's cloud with `n` tenant networks (172.16.i.0/24, VNI i+1), each behind a
+/// The first three octets of tenant network `i`'s /24 (172.16.0 … 172.31.255).
+fn tenant(i: usize) -> String {
+    format!("172.{}.{}", 16 + i / 256, i % 256)
+}
+
+/// Router `i`'s gateway address on ext-net (10.0.0.0/16, from 10.0.2.1 up).
+fn external(i: usize) -> String {
+    let k = 2 * 256 + i + 1;
+    format!("10.0.{}.{}", k / 256, k % 256)
+}
+
+/// The guide's cloud with `n` tenant networks (`tenant(i)`.0/24, VNI i+1), each behind a
 /// router of its own whose gateway sits on ext-net (10.0.0.0/16 here, to fit n routers).
 fn topology(n: usize) -> Topology {
     let mut t = Topology::guide();
@@ -45,8 +56,8 @@ fn topology(n: usize) -> Topology {
             segmentation_id: Some(i as u32 + 1),
             external: false,
             subnet: Subnet {
-                cidr: format!("172.16.{i}.0/24").parse().unwrap(),
-                gateway: Some(format!("172.16.{i}.1").parse().unwrap()),
+                cidr: format!("{}.0/24", tenant(i)).parse().unwrap(),
+                gateway: Some(format!("{}.1", tenant(i)).parse().unwrap()),
                 enable_dhcp: false,
                 dns_nameservers: vec![],
                 allocation_pools: vec![],
@@ -57,13 +68,13 @@ fn topology(n: usize) -> Topology {
             id: id(2, i),
             gateway: Some(RouterPort {
                 network: "ext-net".into(),
-                ip: format!("10.0.2.{}", i + 1).parse().unwrap(),
+                ip: external(i).parse().unwrap(),
                 port_id: id(3, i),
                 mac: None,
             }),
             interfaces: vec![RouterPort {
                 network: net,
-                ip: format!("172.16.{i}.1").parse().unwrap(),
+                ip: format!("{}.1", tenant(i)).parse().unwrap(),
                 port_id: id(4, i),
                 mac: None,
             }],
@@ -136,8 +147,8 @@ fn ip_lines(n: usize, in_place: bool) -> IpLines {
                 "link set lo up".to_owned(),
                 format!("link set {qr} up"),
                 format!("link set {qg} up"),
-                format!("addr add 172.16.{i}.1/24 dev {qr}"),
-                format!("addr add 10.0.2.{}/16 dev {qg}", i + 1),
+                format!("addr add {}.1/24 dev {qr}", tenant(i)),
+                format!("addr add {}/16 dev {qg}", external(i)),
                 format!("route replace default via 10.0.0.1 dev {qg}"),
             ],
         ));
