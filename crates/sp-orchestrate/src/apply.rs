@@ -65,12 +65,13 @@ fn intend(owned: &mut Owned, actions: &[Action]) {
             (
                 Object::Port {
                     port_id,
+                    namespace,
                     tap: Some(_),
                     ..
                 },
                 true,
             ) => {
-                owned.ports.insert(port_id.clone());
+                owned.ports.insert(port_id.clone(), namespace.clone());
             }
             (Object::Fdb { device, mac, dst }, true) => {
                 if let Some(vni) = vni_of(device) {
@@ -126,6 +127,8 @@ fn forget(owned: &mut Owned, object: &Object) {
         Object::Namespace { name } => {
             owned.namespaces.remove(name);
             owned.nat.remove(name);
+            // Its veths went with it.
+            owned.ports.retain(|_, ns| ns != name);
         }
         Object::Port { port_id, .. } => {
             owned.ports.remove(port_id);

@@ -76,8 +76,8 @@ pub struct Owned {
     /// Bridges (`brq…`) and VXLAN devices in the node's namespace.
     pub bridges: BTreeSet<String>,
     pub vxlans: BTreeSet<String>,
-    /// Host ends of ports (`tap…`), by port id.
-    pub ports: BTreeSet<String>,
+    /// Ports with a host end (`tap…`): port id → the namespace of the other end.
+    pub ports: BTreeMap<String, String>,
     pub uplinks: BTreeSet<OwnedUplink>,
     pub fdb: BTreeSet<OwnedFdb>,
     pub neighbours: BTreeSet<OwnedNeighbour>,

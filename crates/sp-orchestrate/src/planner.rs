@@ -823,7 +823,8 @@ impl Planner<'_> {
     }
 
     /// What this node made and no longer wants, in the order it is taken away: dnsmasq,
-    /// NAT, ports, namespaces, uplinks, VXLAN devices, bridges, the volume group.
+    /// NAT, namespaces, uplinks, then ports, VXLAN devices and bridges (one kernel batch),
+    /// the volume group.
     fn prune(&mut self) -> Vec<Action> {
         let (want, cur, owned) = (self.want, self.cur, self.owned);
         let mut out = Vec::new();
@@ -851,30 +852,28 @@ impl Planner<'_> {
                 });
             }
         }
-        for port_id in &owned.ports {
-            let tap = tap_name(port_id);
-            let wanted = want.ports.iter().any(|p| p.port_id.as_str() == port_id);
-            if !wanted && cur.root.link(&tap).is_some() {
-                del(Object::Port {
-                    port_id: port_id.clone(),
-                    device: "(its peer)".into(),
-                    namespace: "-".into(),
-                    tap: Some(tap),
-                });
-            }
-        }
-        for (ns, id) in &owned.namespaces {
-            let ours = match (cur.live.get(ns), id) {
-                (None, _) => false,
-                (Some(live), Some(rec)) => {
-                    live.is_some_and(|l| l.dev == rec.dev && l.ino == rec.ino)
-                }
-                // Recorded before it was made, never confirmed: ours if it is there.
-                (Some(_), None) => true,
-            };
-            if ours && !wanted_ns.contains(ns.as_str()) {
-                del(Object::Namespace { name: ns.clone() });
-            }
+        // The namespaces this node made and no longer wants — only while they still
+        // have the identity recorded.
+        let doomed: BTreeSet<&str> = owned
+            .namespaces
+            .iter()
+            .filter(|(ns, id)| {
+                let ours = match (cur.live.get(*ns), id) {
+                    (None, _) => false,
+                    (Some(live), Some(rec)) => {
+                        live.is_some_and(|l| l.dev == rec.dev && l.ino == rec.ino)
+                    }
+                    // Recorded before it was made, never confirmed: ours if it is there.
+                    (Some(_), None) => true,
+                };
+                ours && !wanted_ns.contains(ns.as_str())
+            })
+            .map(|(ns, _)| ns.as_str())
+            .collect();
+        for ns in &doomed {
+            del(Object::Namespace {
+                name: (*ns).to_owned(),
+            });
         }
         for u in &owned.uplinks {
             let wanted = want.networks.iter().any(|n| {
@@ -888,6 +887,20 @@ impl Planner<'_> {
                 del(Object::Uplink {
                     nic: u.nic.clone(),
                     bridge: u.bridge.clone(),
+                });
+            }
+        }
+        for (port_id, ns) in &owned.ports {
+            let tap = tap_name(port_id);
+            let wanted = want.ports.iter().any(|p| p.port_id.as_str() == port_id);
+            // Also when its namespace goes: the kernel frees a namespace (and the pair
+            // with it) later, in the background; the tap is deleted now, in the batch.
+            if !wanted && cur.root.link(&tap).is_some() {
+                del(Object::Port {
+                    port_id: port_id.clone(),
+                    device: "(its peer)".into(),
+                    namespace: ns.clone(),
+                    tap: Some(tap),
                 });
             }
         }
