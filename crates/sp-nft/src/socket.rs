@@ -141,7 +141,7 @@ impl Batch {
             NLM_F_CREATE | NLM_F_APPEND,
             r.family,
             what,
-            |w| encode_rule(w, r),
+            |w| encode_rule(w, r, false),
         );
     }
 
@@ -735,7 +735,9 @@ pub(crate) fn encode_as_dump(r: &Ruleset) -> Vec<u8> {
         });
     }
     for rule in &r.rules {
-        msg(NFT_MSG_NEWRULE, rule.family, &|w| encode_rule(w, rule));
+        msg(NFT_MSG_NEWRULE, rule.family, &|w| {
+            encode_rule(w, rule, true)
+        });
     }
     buf
 }
