@@ -13,6 +13,7 @@ const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 /// In an error message: extended-ack attributes follow the header.
@@ -115,6 +116,18 @@ impl Batch {
         self.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, t.family, what, |w| {
             encode_table(w, t)
         });
+    }
+
+    /// Creates the table; an error (EEXIST) when it exists: like `nft create table`.
+    pub fn create_table(&mut self, t: &Table) {
+        let what = format!("create table {} {}", t.family, t.name);
+        self.push(
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE | NLM_F_EXCL,
+            t.family,
+            what,
+            |w| encode_table(w, t),
+        );
     }
 
     /// Deletes the table and everything in it (an error when there is none; add it
