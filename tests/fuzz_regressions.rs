@@ -234,6 +234,11 @@ fn ovsdb_datum() {
     replay("ovsdb_datum");
 }
 
+#[test]
+fn nft_dump() {
+    replay("nft_dump");
+}
+
 /// Every target has its directory of regression inputs, and every directory a target.
 #[test]
 fn every_target_has_regressions() {

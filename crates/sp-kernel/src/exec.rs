@@ -1,5 +1,4 @@
-//! Programs the tools start (dnsmasq, as Neutron does; the NAT stop-gap's
-//! iptables-restore): found only in the system's directories — never through the
+//! Programs the tools start (dnsmasq, as Neutron does): found only in the system's directories — never through the
 //! caller's `PATH` — as a root-owned executable nobody else may write, and started with
 //! a fixed environment, never the caller's. Neutron's rootwrap does the same with its
 //! `exec_dirs`.

@@ -127,14 +127,12 @@ impl Ruleset {
 
 /// Parses netlink messages as a dump answers them (one or more datagrams' bytes back
 /// to back) into the objects they hold — the reader's parser, for the fuzzer and for
-/// tests. Messages other than nf_tables objects are skipped; `NLMSG_DONE` ends it.
+/// tests. Messages other than nf_tables objects (`NLMSG_DONE` ending each dump, the
+/// generation) are skipped.
 pub fn parse_messages(buf: &[u8]) -> Result<Ruleset> {
     let mut r = Ruleset::default();
     for m in socket::messages(buf) {
         let m = m?;
-        if m.kind == 3 {
-            break;
-        }
         if let Some(o) = socket::decode_message(m.kind, m.payload)? {
             r.add(o);
         }

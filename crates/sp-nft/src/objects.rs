@@ -287,6 +287,7 @@ pub(crate) fn encode_chain(w: &mut Writer, c: &Chain) {
             NFTA_CHAIN_POLICY,
             match b.policy {
                 Verdict::Drop => 0,
+                Verdict::Other(n) => n as u32,
                 _ => 1,
             },
         );
@@ -294,9 +295,14 @@ pub(crate) fn encode_chain(w: &mut Writer, c: &Chain) {
     }
 }
 
-pub(crate) fn encode_rule(w: &mut Writer, r: &Rule) {
+/// A rule's attributes; its handle only as a dump carries it (in a batch a handle
+/// means "replace that rule").
+pub(crate) fn encode_rule(w: &mut Writer, r: &Rule, as_dumped: bool) {
     w.str(NFTA_RULE_TABLE, &r.table);
     w.str(NFTA_RULE_CHAIN, &r.chain);
+    if let (true, Some(h)) = (as_dumped, r.handle) {
+        w.be64(NFTA_RULE_HANDLE, h);
+    }
     w.nest(NFTA_RULE_EXPRESSIONS, |w| {
         for e in &r.exprs {
             e.encode(w);

@@ -13,6 +13,7 @@ const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 /// In an error message: extended-ack attributes follow the header.
@@ -117,6 +118,18 @@ impl Batch {
         });
     }
 
+    /// Creates the table; an error (EEXIST) when it exists: like `nft create table`.
+    pub fn create_table(&mut self, t: &Table) {
+        let what = format!("create table {} {}", t.family, t.name);
+        self.push(
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE | NLM_F_EXCL,
+            t.family,
+            what,
+            |w| encode_table(w, t),
+        );
+    }
+
     /// Deletes the table and everything in it (an error when there is none; add it
     /// first in the same batch to delete it whether or not it was there).
     pub fn delete_table(&mut self, family: Family, name: &str) {
@@ -141,7 +154,7 @@ impl Batch {
             NLM_F_CREATE | NLM_F_APPEND,
             r.family,
             what,
-            |w| encode_rule(w, r),
+            |w| encode_rule(w, r, false),
         );
     }
 
@@ -735,7 +748,9 @@ pub(crate) fn encode_as_dump(r: &Ruleset) -> Vec<u8> {
         });
     }
     for rule in &r.rules {
-        msg(NFT_MSG_NEWRULE, rule.family, &|w| encode_rule(w, rule));
+        msg(NFT_MSG_NEWRULE, rule.family, &|w| {
+            encode_rule(w, rule, true)
+        });
     }
     buf
 }

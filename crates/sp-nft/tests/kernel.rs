@@ -442,6 +442,20 @@ fn a_batch_whose_last_message_is_refused_leaves_nothing() {
         .table(Family::Inet, "t")
         .unwrap()
         .is_none());
+    // Creating a table that exists is refused; adding it is not.
+    let sock = Socket::open().unwrap();
+    let mut b = Batch::new();
+    b.add_table(&tables[0]);
+    sock.apply(&b).unwrap();
+    sock.apply(&b).unwrap();
+    let mut b = Batch::new();
+    b.create_table(&tables[0]);
+    let err = sock.apply(&b).unwrap_err();
+    assert_eq!(err.errno(), Some(17), "EEXIST: {err}");
+    assert_eq!(
+        sock.table(Family::Inet, "t").unwrap(),
+        Some(tables[0].clone())
+    );
 }
 
 #[test]

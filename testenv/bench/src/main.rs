@@ -4,6 +4,7 @@
 //! Run through `testenv/bench.sh` (release build).
 
 mod bridgectl;
+mod nat;
 mod netns_inspect;
 mod stackplumb;
 
@@ -41,6 +42,14 @@ enum Bench {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// N routers' NAT loaded natively (one nf_tables batch per namespace) vs one
+    /// `iptables-restore` per router, four at a time; the reader and a no-op re-apply.
+    Nat {
+        #[arg(long, value_delimiter = ',', default_value = "100")]
+        counts: Vec<usize>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// The guide's topology scaled to N tenant networks with a router each: stackplumb
     /// apply / re-apply / destroy on the controller vs the same kernel objects by iproute2.
     Stackplumb {
@@ -62,6 +71,11 @@ fn main() {
         Bench::Bridgectl { counts, runs } => {
             for n in counts {
                 bridgectl::run(n, runs);
+            }
+        }
+        Bench::Nat { counts, runs } => {
+            for n in counts {
+                nat::run(n, runs);
             }
         }
         Bench::Stackplumb { counts, runs } => {

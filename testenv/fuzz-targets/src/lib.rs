@@ -36,6 +36,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sizes", sizes),
     ("ovsdb_codec", ovsdb_codec),
     ("ovsdb_datum", ovsdb_datum),
+    ("nft_dump", nft_dump),
 ];
 
 /// The target called `name`.
@@ -399,4 +400,21 @@ fn row_of(v: &Value) {
     if let Ok(row) = Row::from_json(v) {
         let _ = row.to_json();
     }
+}
+
+/// nf_tables dump answers, as the kernel sends them to `sp_nft::Socket::ruleset`:
+/// `sp_nft::parse_messages`, every rule and table rendered as `nft` prints them, and
+/// what was parsed encoded again and parsed back — it must read the same.
+pub fn nft_dump(data: &[u8]) {
+    let Ok(r) = sp_nft::parse_messages(data) else {
+        return;
+    };
+    for rule in &r.rules {
+        let _ = sp_nft::render::rule(rule);
+    }
+    for t in &r.tables {
+        let _ = sp_nft::render::table_lines(t.family, &t.name, &r);
+    }
+    let again = sp_nft::parse_messages(&sp_nft::encode_as_dump(&r));
+    assert_eq!(again.as_ref().ok(), Some(&r), "{again:?}");
 }
