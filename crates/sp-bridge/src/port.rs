@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use ipnet::IpNet;
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{InfoData, InfoVeth, LinkMessage};
-use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::route::{RouteMessage, RouteProtocol};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
 use sp_kernel::netlink::{self, Netlink};
@@ -135,6 +135,14 @@ impl<'a> Wants<'a> {
         if self.forward[name] && !c.ipv4_forwarding {
             netns::write_net_sysctl("ipv4/ip_forward", "1")?;
             done.push(Change::new(format!("namespace {name}"), "ip_forward=1"));
+        }
+        // A router forwards IPv6 too, as Liberty's L3 agent sets it.
+        if self.forward[name] && c.ipv6_forwarding == Some(false) {
+            netns::write_net_sysctl("ipv6/conf/all/forwarding", "1")?;
+            done.push(Change::new(
+                format!("namespace {name}"),
+                "ipv6 forwarding=1",
+            ));
         }
         let view = View {
             links: c.links,
@@ -588,10 +596,16 @@ async fn ensure_addresses(
     }
     for w in want {
         if !have.iter().any(|a| same(a, w)) {
-            nl.handle()
-                .address()
-                .add(index, w.addr(), w.prefix_len())
-                .execute()
+            let mut req = nl.handle().address().add(index, w.addr(), w.prefix_len());
+            // `brd +`, as the agents add them: a floating IP's /32 gets itself.
+            if let (IpAddr::V4(ip), 31..=32) = (w.addr(), w.prefix_len()) {
+                req.message_mut().attributes.push(
+                    netlink_packet_route::address::AddressAttribute::Broadcast(
+                        sp_kernel::steps::broadcast_of(ip, w.prefix_len()),
+                    ),
+                );
+            }
+            req.execute()
                 .await
                 .map_err(|e| sp_kernel::Error::netlink(format!("add {w} to {name}"), e))?;
             changes.push(Change::new(format!("address {w} on {name}"), "added"));
@@ -622,14 +636,17 @@ async fn ensure_default_route(
     {
         return Ok(());
     }
+    // `proto boot`, as `ip route replace` leaves the agents' default routes.
     let msg = match gw {
         IpAddr::V4(g) => RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(g)
             .output_interface(index)
+            .protocol(RouteProtocol::Boot)
             .build(),
         IpAddr::V6(g) => RouteMessageBuilder::<Ipv6Addr>::new()
             .gateway(g)
             .output_interface(index)
+            .protocol(RouteProtocol::Boot)
             .build(),
     };
     nl.handle()

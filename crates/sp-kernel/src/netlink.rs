@@ -87,7 +87,8 @@ impl Sockets {
             links: read_links(sock)?,
             addresses: read_addresses(sock)?,
             routes,
-            ipv4_forwarding: read_ipv4_forwarding(sock)?,
+            ipv4_forwarding: read_forwarding(sock, libc::AF_INET)?.unwrap_or(false),
+            ipv6_forwarding: read_forwarding(sock, libc::AF_INET6)?,
         })
     }
 }
@@ -248,6 +249,8 @@ pub struct Contents {
     pub routes: Vec<RouteMessage>,
     /// `net.ipv4.ip_forward`.
     pub ipv4_forwarding: bool,
+    /// `net.ipv6.conf.all.forwarding`; `None` on a kernel without IPv6.
+    pub ipv6_forwarding: Option<bool>,
 }
 
 fn read_links(sock: BorrowedFd<'_>) -> Result<Vec<LinkMessage>> {
@@ -283,7 +286,10 @@ fn read_routes(sock: BorrowedFd<'_>, family: AddressFamily) -> Result<Vec<RouteM
 /// Whether the namespace forwards IPv4 (`net.ipv4.ip_forward`, the same value as
 /// `conf/all/forwarding`), asked by `RTM_GETNETCONF`: reading the file under
 /// `/proc/sys/net` costs a walk over every namespace's entries of that name.
-fn read_ipv4_forwarding(sock: BorrowedFd<'_>) -> Result<bool> {
+/// `forwarding` of all interfaces of `family` (AF_INET: `net.ipv4.ip_forward`, AF_INET6:
+/// `net.ipv6.conf.all.forwarding`), asked by RTM_GETNETCONF; `None` when the kernel has
+/// no such family.
+fn read_forwarding(sock: BorrowedFd<'_>, family: i32) -> Result<Option<bool>> {
     // netlink-packet-route has no netconf messages: encoded here
     // (include/uapi/linux/netconf.h, rtnetlink.h).
     const RTM_NEWNETCONF: u16 = 80;
@@ -297,11 +303,15 @@ fn read_ipv4_forwarding(sock: BorrowedFd<'_>) -> Result<bool> {
     req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
     req.extend_from_slice(&next_sequence().to_ne_bytes());
     req.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
-    req.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0]); // struct netconfmsg, padded
+    req.extend_from_slice(&[family as u8, 0, 0, 0]); // struct netconfmsg, padded
     req.extend_from_slice(&8u16.to_ne_bytes());
     req.extend_from_slice(&NETCONFA_IFINDEX.to_ne_bytes());
     req.extend_from_slice(&NETCONFA_IFINDEX_ALL.to_ne_bytes());
-    let found = exchange(sock, &req, false, "read ipv4 forwarding", |t, b| {
+    let what = match family {
+        libc::AF_INET => "read ipv4 forwarding",
+        _ => "read ipv6 forwarding",
+    };
+    let found = match exchange(sock, &req, false, what, |t, b| {
         if t != RTM_NEWNETCONF {
             return Ok(None);
         }
@@ -318,10 +328,18 @@ fn read_ipv4_forwarding(sock: BorrowedFd<'_>) -> Result<bool> {
             }
         }
         Err("netconf answer without NETCONFA_FORWARDING".into())
-    })?;
-    found.first().copied().ok_or_else(|| {
+    }) {
+        Err(e) if family != libc::AF_INET && e.errno() == Some(libc::EOPNOTSUPP) => {
+            return Ok(None)
+        }
+        Err(e) if family != libc::AF_INET && e.errno() == Some(libc::EAFNOSUPPORT) => {
+            return Ok(None)
+        }
+        other => other?,
+    };
+    found.first().copied().map(Some).ok_or_else(|| {
         Error::io(
-            "read ipv4 forwarding",
+            what,
             std::io::Error::new(std::io::ErrorKind::InvalidData, "no netconf answer"),
         )
     })

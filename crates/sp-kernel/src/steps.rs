@@ -249,6 +249,15 @@ pub fn routes_via(nl: &Netlink, index: u32) -> Result<Vec<RouteMessage>> {
 }
 
 /// The same address on another link (label and lifetimes dropped).
+/// The broadcast address iproute2's `brd +` gives an IPv4 address: the subnet's last
+/// address (the address itself for a /31 or /32), as Liberty's agents set it.
+pub fn broadcast_of(ip: std::net::Ipv4Addr, prefix_len: u8) -> std::net::Ipv4Addr {
+    match prefix_len {
+        0..=30 => std::net::Ipv4Addr::from(u32::from(ip) | (u32::MAX >> prefix_len)),
+        _ => ip,
+    }
+}
+
 fn address_on(a: &AddressMessage, index: u32) -> AddressMessage {
     let mut m = AddressMessage::default();
     m.header = a.header.clone();

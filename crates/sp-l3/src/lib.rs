@@ -219,12 +219,15 @@ impl NatRules {
                 accept(),
             ],
         );
-        let mut m = metadata();
-        m.push(build::redirect(METADATA_PORT));
-        rule(&nat_pre, m);
+        // The floating IPs' DNAT first, then the metadata redirect: Liberty's order
+        // (the two match different destinations, so the order changes nothing but the
+        // listing).
         for f in &nat.floating_ips {
             rule(&nat_pre, dnat(f));
         }
+        let mut m = metadata();
+        m.push(build::redirect(METADATA_PORT));
+        rule(&nat_pre, m);
         for f in &nat.floating_ips {
             rule(
                 &float,

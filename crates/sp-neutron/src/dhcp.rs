@@ -125,7 +125,8 @@ impl Dnsmasq {
     }
 
     /// The `opts` file: DNS servers, host routes (metadata through the DHCP port on
-    /// isolated subnets, then the default route) as option 121 and 249, the router.
+    /// isolated subnets, through the router on routed ones; then the default route) as
+    /// option 121 and 249, the router.
     pub fn opts_file(&self) -> String {
         let mut out = String::new();
         for (i, s) in self.subnets.iter().enumerate() {
@@ -134,9 +135,16 @@ impl Dnsmasq {
                 let dns: Vec<String> = s.dns_nameservers.iter().map(IpAddr::to_string).collect();
                 out += &format!("{tag},option:dns-server,{}\n", dns.join(","));
             }
+            // As Liberty's DHCP agent: metadata through the DHCP port on an isolated
+            // subnet (with isolated metadata), through the router on a routed one.
             let mut routes = Vec::new();
-            if s.isolated && self.isolated_metadata && s.cidr.addr().is_ipv4() {
-                routes.push(format!("{METADATA_IP}/32,{}", s.dhcp_ip));
+            match (s.isolated, s.gateway) {
+                _ if !s.cidr.addr().is_ipv4() => {}
+                (true, _) if self.isolated_metadata => {
+                    routes.push(format!("{METADATA_IP}/32,{}", s.dhcp_ip))
+                }
+                (false, Some(gw)) => routes.push(format!("{METADATA_IP}/32,{gw}")),
+                _ => {}
             }
             if !routes.is_empty() {
                 if let Some(gw) = s.gateway {
@@ -212,9 +220,13 @@ mod tests {
             g.addn_hosts_file(),
             "192.168.0.3\thost-192-168-0-3.openstacklocal. host-192-168-0-3\n"
         );
+        // A subnet with a router: metadata through the router, as Liberty writes it.
         assert_eq!(
             g.opts_file(),
-            "tag:tag0,option:dns-server,8.8.8.8\ntag:tag0,option:router,192.168.0.1\n"
+            "tag:tag0,option:dns-server,8.8.8.8\n\
+             tag:tag0,option:classless-static-route,169.254.169.254/32,192.168.0.1,0.0.0.0/0,192.168.0.1\n\
+             tag:tag0,249,169.254.169.254/32,192.168.0.1,0.0.0.0/0,192.168.0.1\n\
+             tag:tag0,option:router,192.168.0.1\n"
         );
         assert_eq!(
             guide(true).opts_file(),

@@ -89,10 +89,7 @@ impl RouterNat {
             out,
             "-A {w}-POSTROUTING ! -i {qg} ! -o {qg} -m conntrack ! --ctstate DNAT -j ACCEPT"
         );
-        let _ = writeln!(
-            out,
-            "-A {w}-PREROUTING -d 169.254.169.254/32 -i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports {METADATA_PORT}"
-        );
+        // The floating IPs' DNAT, then the metadata redirect: Liberty's order.
         for f in &self.floating_ips {
             let _ = writeln!(
                 out,
@@ -100,6 +97,10 @@ impl RouterNat {
                 f.floating, f.fixed
             );
         }
+        let _ = writeln!(
+            out,
+            "-A {w}-PREROUTING -d 169.254.169.254/32 -i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports {METADATA_PORT}"
+        );
         for f in &self.floating_ips {
             let _ = writeln!(
                 out,

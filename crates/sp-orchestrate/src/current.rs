@@ -74,6 +74,8 @@ pub struct Space {
     pub addresses: Vec<AddrView>,
     pub defaults: Vec<RouteView>,
     pub forwarding: bool,
+    /// `net.ipv6.conf.all.forwarding`; `None` without IPv6.
+    pub forwarding6: Option<bool>,
 }
 
 impl Space {
@@ -125,6 +127,7 @@ impl Space {
                 })
                 .collect(),
             forwarding: false,
+            forwarding6: None,
         }
     }
 }
@@ -257,6 +260,7 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
         let c = socks.contents(&families)?;
         let mut space = Space::of(&c.links, &c.addresses, &c.routes);
         space.forwarding = c.ipv4_forwarding;
+        space.forwarding6 = c.ipv6_forwarding;
         let nat = match nat_ns.contains(opened[i]) {
             true => Some(sp_l3::read_in_this_thread(opened[i])),
             false => None,

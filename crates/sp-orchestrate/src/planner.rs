@@ -513,6 +513,17 @@ impl Planner<'_> {
                     "1".into(),
                 );
             }
+            if forward && space.forwarding6 == Some(false) {
+                self.change(
+                    unit.clone(),
+                    Object::Forwarding {
+                        namespace: ns.into(),
+                    },
+                    "ipv6",
+                    "0".into(),
+                    "1".into(),
+                );
+            }
             for p in ports {
                 self.port(&unit, p, Some(&space));
             }
@@ -1407,6 +1418,18 @@ mod tests {
                         .forwarding = false;
                 },
                 "change value forwarding",
+            ),
+            (
+                "ipv6 forwarding",
+                |w, c| {
+                    let p = port_of(w, PortKindSel::Qr);
+                    c.namespaces
+                        .get_mut(p.namespace.as_str())
+                        .expect("ns")
+                        .space
+                        .forwarding6 = Some(false);
+                },
+                "change ipv6 forwarding",
             ),
             (
                 "lo down",
