@@ -393,12 +393,20 @@ impl Monitor {
         }
     }
 
-    /// The events from `t0` on, less the kernel's neighbour reachability work (ARP
-    /// entries learned from traffic going STALE, PROBE…): only written (PERMANENT,
-    /// NOARP) neighbours are configuration.
+    /// The events from `t0` on, less the kernel's neighbour work: entries learned from
+    /// traffic going STALE, PROBE…, and the NOARP entries of multicast groups (`ff02::2`,
+    /// `224.0.0.x`) the kernel makes and collects on its own. Only written (PERMANENT,
+    /// NOARP) neighbours of unicast addresses are configuration.
     fn since(&self, t0: Instant) -> Vec<String> {
-        let learned =
-            |e: &str| e.contains("[NEIGH]") && !e.contains("PERMANENT") && !e.contains("NOARP");
+        let multicast = |e: &str| {
+            e.split_whitespace()
+                .find_map(|w| w.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|ip| ip.is_multicast())
+        };
+        let learned = |e: &str| {
+            e.contains("[NEIGH]")
+                && ((!e.contains("PERMANENT") && !e.contains("NOARP")) || multicast(e))
+        };
         self.events
             .lock()
             .unwrap()

@@ -132,6 +132,15 @@ async fn ensure_bridge_made(
                 netns::write_net_sysctl(&key, "1")?;
             }
             let mut link = require_link(nl, name)?;
+            // Its MAC, chosen at random, set as its own: a bridge whose MAC was never
+            // set takes the lowest of its ports', so ports coming and going would
+            // change it.
+            if let Some(mac) = attrs::link_mac(&link).map(<[u8]>::to_vec) {
+                let msg = rtnetlink::LinkUnspec::new_with_index(link.header.index)
+                    .address(mac)
+                    .build();
+                sp_kernel::links::set_link(nl, msg, name, "set MAC of").await?;
+            }
             set_up_new(nl, &mut link, name).await?;
             link
         }
