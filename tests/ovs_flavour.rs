@@ -266,7 +266,9 @@ fn an_apply_killed_at_any_moment_converges_on_br_ex_too() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = clean.mul_f64((seed >> 11) as f64 / (1u64 << 53) as f64);
+        // Over the first 80% of a clean apply: its end is the reading that verifies it,
+        // which changes nothing.
+        let delay = clean.mul_f64(0.8 * (seed >> 11) as f64 / (1u64 << 53) as f64);
         let mut child = cli
             .cmd("controller", &["apply"])
             .stdout(std::process::Stdio::null())

@@ -206,11 +206,9 @@ impl Scene {
         ] {
             require::program(p, pkg);
         }
-        let topology_path = std::env::temp_dir().join(format!(
-            "stackplumb-topology-{}-{}.toml",
-            std::process::id(),
-            thread_id()
-        ));
+        // In the scene's state directory: removed with it.
+        std::fs::create_dir_all(&cli.state).unwrap();
+        let topology_path = cli.state.join("topology.toml");
         let s = Scene {
             cli,
             _cleanup: cleanup,
@@ -263,13 +261,6 @@ impl Scene {
         let out = self.run(node, &["--json", "apply"]);
         parse_apply(node, &out)
     }
-}
-
-fn thread_id() -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    std::thread::current().id().hash(&mut h);
-    h.finish()
 }
 
 fn text(b: &[u8]) -> String {
