@@ -11,11 +11,12 @@
 //! the offload off on the `ns-` device the kernel computes every checksum the device
 //! sends in software, so DHCP replies leave complete (`docs/dhcp.md`).
 //!
-//! The kernel keeps the ioctl as a thin layer over the device's features:
-//! `ETHTOOL_GTXCSUM` answers whether any of `NETIF_F_CSUM_MASK` (`tx-checksum-ipv4`,
-//! `tx-checksum-ip-generic`, `tx-checksum-ipv6`) is active; `ETHTOOL_STXCSUM` sets or
-//! clears all of them in the wanted features and lets the kernel recompute the active
-//! ones (offloads that need checksums — TSO, say — follow). The ioctl acts on the
+//! The kernel keeps the ioctl as a thin layer over the device's features, the same
+//! ones ethtool's netlink family sets: `ETHTOOL_GTXCSUM` answers whether any of the
+//! transmit checksum features (`tx-checksum-ipv4`, `-ip-generic`, `-ipv6`, `-fcoe-crc`,
+//! `-sctp`) is active; `ETHTOOL_STXCSUM` sets or clears all of them in the wanted
+//! features and lets the kernel recompute the active ones (offloads that need checksums
+//! — TSO, say — follow), which leaves a device as `ethtool -K DEV tx off` does. The ioctl acts on the
 //! devices of the network namespace its socket was opened in: open a [`Socket`] inside
 //! the namespace (`netns::run_in_each`) and use it from anywhere.
 

@@ -32,6 +32,12 @@ fn oracle(ns: Option<&str>, dev: &str) -> (String, String) {
     (field("tx-checksumming"), field("tx-checksum-ip-generic"))
 }
 
+/// `ethtool -k DEV`'s feature lines (without the heading naming the device).
+fn features(dev: &str) -> Vec<String> {
+    let out = require::run(Command::new("ethtool").args(["-k", dev]));
+    out.lines().skip(1).map(str::to_owned).collect()
+}
+
 fn on_off(s: (&str, &str)) -> (String, String) {
     (s.0.to_owned(), s.1.to_owned())
 }
@@ -52,6 +58,10 @@ fn tx_checksum_offload_reads_and_sets_as_ethtool_shows_it() {
     // The peer is another device: untouched.
     assert_eq!(oracle(None, "v1"), on_off(("on", "on")));
     assert!(s.tx_checksum("v1").unwrap());
+    // What `ethtool -K DEV tx off` does to the same kind of device, feature by feature
+    // (TSO and the other offloads that need checksums follow).
+    require::run(Command::new("ethtool").args(["-K", "v1", "tx", "off"]));
+    assert_eq!(features("v0"), features("v1"));
 
     // As `ethtool -K v0 tx on` leaves it, read back.
     require::run(Command::new("ethtool").args(["-K", "v0", "tx", "on"]));
