@@ -16,7 +16,7 @@ use netlink_packet_route::route::{RouteMessage, RouteProtocol};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
 use sp_kernel::netlink::{self, Netlink};
-use sp_kernel::{attrs, netns};
+use sp_kernel::{attrs, ethtool, netns};
 use sp_neutron::{tap_name, PortKind};
 
 use sp_kernel::links::{
@@ -89,15 +89,18 @@ impl PortSpec {
 struct Opened {
     nl: Netlink,
     fd: OwnedFd,
+    /// For the transmit checksum offload of its DHCP ports (opened where it has one).
+    ethtool: Option<ethtool::Socket>,
     /// What it held when it was opened.
     view: View,
 }
 
-/// What each namespace the ports name wants: `ip_forward`, and the route families whose
-/// default route a port of it sets.
+/// What each namespace the ports name wants: `ip_forward`, the route families whose
+/// default route a port of it sets, and whether it holds a DHCP port.
 struct Wants<'a> {
     forward: BTreeMap<&'a str, bool>,
     families: BTreeMap<&'a str, Vec<AddressFamily>>,
+    dhcp: BTreeSet<&'a str>,
 }
 
 impl<'a> Wants<'a> {
@@ -105,8 +108,12 @@ impl<'a> Wants<'a> {
         let mut w = Wants {
             forward: BTreeMap::new(),
             families: BTreeMap::new(),
+            dhcp: BTreeSet::new(),
         };
         for p in ports {
+            if p.kind == PortKind::Dhcp {
+                w.dhcp.insert(&p.namespace);
+            }
             *w.forward.entry(&p.namespace).or_default() |= p.ip_forward;
             let f = w.families.entry(&p.namespace).or_default();
             if let Some(gw) = p.gateway {
@@ -149,11 +156,15 @@ impl<'a> Wants<'a> {
             addresses: c.addresses,
             defaults: c.routes.into_iter().filter(is_main_default).collect(),
         };
-        Ok((socks, view, done))
+        let ethtool = match self.dhcp.contains(name) {
+            true => Some(ethtool::Socket::open()?),
+            false => None,
+        };
+        Ok((socks, ethtool, view, done))
     }
 }
 
-type Inside = (netlink::Sockets, View, Vec<Change>);
+type Inside = (netlink::Sockets, Option<ethtool::Socket>, View, Vec<Change>);
 
 /// The ports' namespaces that exist, entered and read (and `ip_forward` set where a
 /// port wants it): what [`plug_with`] starts from.
@@ -227,7 +238,7 @@ async fn open_namespaces(
 
     let mut out = BTreeMap::new();
     for (name, res) in missing.iter().zip(made) {
-        let (fd, (socks, view, done)) = res?;
+        let (fd, (socks, ethtool, view, done)) = res?;
         created.push((*name).to_owned());
         changes.push(Change::new(format!("namespace {name}"), "created"));
         changes.extend(done);
@@ -239,9 +250,17 @@ async fn open_namespaces(
             "set up",
         )
         .await?;
-        out.insert((*name).to_owned(), Opened { nl, fd, view });
+        out.insert(
+            (*name).to_owned(),
+            Opened {
+                nl,
+                fd,
+                ethtool,
+                view,
+            },
+        );
     }
-    for (name, (fd, (socks, view, done))) in entered.namespaces {
+    for (name, (fd, (socks, ethtool, view, done))) in entered.namespaces {
         changes.extend(done);
         let nl = Netlink::from_sockets(socks)?;
         // `lo` up — also in a namespace a killed run made but did not finish.
@@ -252,7 +271,15 @@ async fn open_namespaces(
         {
             ensure_up(&nl, lo, &format!("lo in {name}"), changes).await?;
         }
-        out.insert(name, Opened { nl, fd, view });
+        out.insert(
+            name,
+            Opened {
+                nl,
+                fd,
+                ethtool,
+                view,
+            },
+        );
     }
     Ok(out)
 }
@@ -516,7 +543,8 @@ struct View {
 }
 
 /// The namespace end (`inner`, its link, whether it is new here — then the view knows
-/// nothing of it): MAC, MTU, up, addresses, default route.
+/// nothing of it): MAC, MTU, up, a DHCP port's transmit checksum offload off, addresses,
+/// default route.
 async fn finish_inner(
     ns: &Opened,
     p: &PortSpec,
@@ -540,6 +568,10 @@ async fn finish_inner(
     }
     ensure_mtu(&ns.nl, &inner_link, inner, mtu, &mut changes).await?;
     ensure_up(&ns.nl, &inner_link, inner, &mut changes).await?;
+    if p.kind == PortKind::Dhcp {
+        let sock = ns.ethtool.as_ref().expect("opened where a DHCP port is");
+        ensure_tx_checksum_off(sock, inner, &mut changes)?;
+    }
     if let Some(want) = &p.addresses {
         ensure_addresses(
             &ns.nl,
@@ -557,6 +589,24 @@ async fn finish_inner(
         ensure_default_route(&ns.nl, on, gw, &view.defaults, &mut changes).await?;
     }
     Ok(changes)
+}
+
+/// A DHCP port's device computes its UDP checksums itself: its transmit checksum offload
+/// off, so that DHCP replies leave complete — what Liberty's `CHECKSUM --checksum-fill`
+/// rule in `qdhcp-` does (`docs/dhcp.md`). Written only when it is on.
+fn ensure_tx_checksum_off(
+    sock: &ethtool::Socket,
+    name: &str,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    if sock.tx_checksum(name)? {
+        sock.set_tx_checksum(name, false)?;
+        changes.push(Change::new(
+            format!("link {name}"),
+            "tx checksum offload off",
+        ));
+    }
+    Ok(())
 }
 
 /// Exactly `want` as the global addresses of link `index` (link-local ones untouched):

@@ -17,11 +17,14 @@
 //!   reverse on failure; the move of a link's addresses and routes onto another.
 //! * [`attrs`] — reading rtnetlink messages, the link data of VXLAN devices and
 //!   bridges included, in one place.
+//! * [`ethtool`] — a device's transmit checksum offload (`SIOCETHTOOL`), read and set in
+//!   the namespace its socket was opened in.
 //! * [`loopdev`] — loop devices through ioctl on `/dev/loop-control` and `/dev/loopN`.
 
 pub mod attrs;
 pub mod caps;
 mod error;
+pub mod ethtool;
 pub mod exec;
 pub mod files;
 pub mod limits;

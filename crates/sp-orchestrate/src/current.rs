@@ -14,6 +14,7 @@ use sp_config::desired::NodePlan;
 use sp_kernel::attrs::{self, BridgeData, VxlanData};
 use sp_kernel::netlink::{self, Netlink};
 use sp_kernel::netns::{self, NsId};
+use sp_neutron::PortKind;
 
 use crate::owned::Owned;
 use crate::{Dirs, Result};
@@ -33,6 +34,9 @@ pub struct LinkView {
     pub peer: Option<u32>,
     pub vxlan: Option<VxlanData>,
     pub bridge: Option<BridgeData>,
+    /// Transmit checksum offload (ethtool's `tx-checksumming`), read for the DHCP ports'
+    /// devices only (`ns-…` in `qdhcp-…`); `None` elsewhere.
+    pub tx_checksum: Option<bool>,
 }
 
 impl LinkView {
@@ -48,6 +52,7 @@ impl LinkView {
             peer: attrs::link_peer(l).0,
             vxlan: attrs::vxlan(l),
             bridge: attrs::bridge(l),
+            tx_checksum: None,
         })
     }
 }
@@ -217,6 +222,20 @@ fn foreign_dnsmasq(
         .find(|(_, f)| *f != ours && same_network(f))
 }
 
+/// The transmit checksum offload of `devs` among `space`'s links, read in the calling
+/// thread's namespace (a device gone since the dump stays unread).
+fn read_tx_checksums(space: &mut Space, devs: &[String]) -> sp_kernel::Result<()> {
+    let sock = sp_kernel::ethtool::Socket::open()?;
+    for l in space.links.iter_mut().filter(|l| devs.contains(&l.name)) {
+        match sock.tx_checksum(&l.name) {
+            Ok(on) => l.tx_checksum = Some(on),
+            Err(e) if e.errno() == Some(nix::errno::Errno::ENODEV as i32) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Reads what `plan` and `owned` concern on this node (the calling thread's namespace).
 pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> Result<Current> {
     let mut cur = Current::default();
@@ -255,12 +274,21 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
         .map(|r| r.namespace.as_str())
         .chain(owned.nat.iter().map(String::as_str))
         .collect();
+    // The DHCP ports' devices: their transmit checksum offload, read in the same hop.
+    let mut dhcp_devs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for p in plan.ports.iter().filter(|p| p.kind == PortKind::Dhcp) {
+        let devs = dhcp_devs.entry(p.namespace.as_str()).or_default();
+        devs.push(p.kind.device(p.port_id.as_str()));
+    }
     let read = netns::run_in_each(&fds, |i| {
         let socks = netlink::open_sockets()?;
         let c = socks.contents(&families)?;
         let mut space = Space::of(&c.links, &c.addresses, &c.routes);
         space.forwarding = c.ipv4_forwarding;
         space.forwarding6 = c.ipv6_forwarding;
+        if let Some(devs) = dhcp_devs.get(opened[i]) {
+            read_tx_checksums(&mut space, devs)?;
+        }
         let nat = match nat_ns.contains(opened[i]) {
             true => Some(sp_l3::read_in_this_thread(opened[i])),
             false => None,

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use sp_config::desired::{L2Entry, NetPlan, NodePlan, PortPlan};
 use sp_kernel::attrs::KERNEL_VXLAN_PORT;
-use sp_neutron::{tap_name, vxlan_name};
+use sp_neutron::{tap_name, vxlan_name, PortKind};
 
 use crate::current::{Current, LinkView, NatView, Space};
 use crate::owned::Owned;
@@ -617,6 +617,20 @@ impl Planner<'_> {
             self.link_mtu(unit, ns, &inner, mtu);
         }
         self.link_state(unit, ns, &inner);
+        // DHCP replies leave with complete UDP checksums (Liberty's CHECKSUM
+        // --checksum-fill; docs/dhcp.md).
+        if p.kind == PortKind::Dhcp && inner.tx_checksum == Some(true) {
+            self.change(
+                unit.clone(),
+                Object::Link {
+                    namespace: ns.map(str::to_owned),
+                    name: inner.name.clone(),
+                },
+                "tx-checksum",
+                "on".into(),
+                "off".into(),
+            );
+        }
         if let Some(want) = &p.addresses {
             let have: Vec<IpNet> = space.addresses_of(inner.index).copied().collect();
             for a in have.iter().filter(|a| !want.contains(a)) {
@@ -1148,6 +1162,9 @@ mod tests {
             let mut inner = link(i, &p.kind.device(p.port_id.as_str()), "veth", mtu);
             inner.peer = Some(t);
             inner.mac = Some(p.mac.octets());
+            if p.kind == sp_neutron::PortKind::Dhcp {
+                inner.tx_checksum = Some(false);
+            }
             ns.space.links.push(inner);
             for a in p.addresses.iter().flatten() {
                 ns.space.addresses.push(AddrView { index: i, net: *a });
@@ -1276,15 +1293,17 @@ mod tests {
                     (kind, p.kind),
                     (PortKindSel::Qr, sp_neutron::PortKind::RouterInternal)
                         | (PortKindSel::Qg, sp_neutron::PortKind::RouterGateway)
+                        | (PortKindSel::Ns, sp_neutron::PortKind::Dhcp)
                 )
             })
-            .expect("the router's port")
+            .expect("the router's or the DHCP port")
     }
 
     #[derive(Clone, Copy)]
     enum PortKindSel {
         Qr,
         Qg,
+        Ns,
     }
 
     fn inner<'a>(cur: &'a mut Current, p: &PortPlan) -> &'a mut LinkView {
@@ -1326,6 +1345,11 @@ mod tests {
                 "qr- mac",
                 |w, c| inner(c, port_of(w, PortKindSel::Qr)).mac = Some([2, 0, 0, 0, 0, 1]),
                 "change mac link",
+            ),
+            (
+                "ns- tx checksum offload on",
+                |w, c| inner(c, port_of(w, PortKindSel::Ns)).tx_checksum = Some(true),
+                "change tx-checksum link",
             ),
             (
                 "tap down",
@@ -1551,6 +1575,30 @@ mod tests {
             .dev = Some(99);
         let k = kinds(&plan(&want, &cur, &Owned::default()).expect("plan"));
         assert_eq!(k, ["change dev (recreated) vxlan"]);
+    }
+
+    #[test]
+    fn only_the_dhcp_ports_device_has_its_checksum_offload_managed() {
+        let want = node("controller");
+        let mut cur = converged(&want);
+        // A router's legs offload as the kernel made them.
+        inner(&mut cur, port_of(&want, PortKindSel::Qr)).tx_checksum = Some(true);
+        assert_eq!(plan(&want, &cur, &Owned::default()).expect("plan"), []);
+        let ns = port_of(&want, PortKindSel::Ns);
+        inner(&mut cur, ns).tx_checksum = Some(true);
+        let shown: Vec<String> = plan(&want, &cur, &Owned::default())
+            .expect("plan")
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let dev = ns.kind.device(ns.port_id.as_str());
+        assert_eq!(
+            shown,
+            [format!(
+                "~ link {dev} in {} tx-checksum on -> off",
+                ns.namespace
+            )]
+        );
     }
 
     #[test]
