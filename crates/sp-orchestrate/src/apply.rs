@@ -232,11 +232,16 @@ async fn prune(nl: &Netlink, a: &Action, dirs: &Dirs, purge: bool) -> Result<()>
 
 /// The ports of `plan` as the port operation takes them, at their network's MTU.
 fn port_specs(plan: &NodePlan, cur: &Current) -> Result<Vec<PortSpec>> {
+    let nets: std::collections::HashMap<&str, _> = plan
+        .networks
+        .iter()
+        .map(|n| (n.network_id.as_str(), (n, network_mtu(&cur.root, n))))
+        .collect();
     plan.ports
         .iter()
         .map(|p| {
-            let net = plan.networks.iter().find(|n| n.network_id == p.network_id);
-            let ovs = net.is_some_and(|n| n.ovs);
+            let net = nets.get(p.network_id.as_str());
+            let ovs = net.is_some_and(|(n, _)| n.ovs);
             Ok(PortSpec {
                 port_id: p.port_id.to_string(),
                 kind: p.kind,
@@ -247,7 +252,7 @@ fn port_specs(plan: &NodePlan, cur: &Current) -> Result<Vec<PortSpec>> {
                 },
                 mac: Some(p.mac.octets()),
                 mtu: match (ovs, net) {
-                    (false, Some(n)) => Some(network_mtu(&cur.root, n)),
+                    (false, Some((_, mtu))) => Some(*mtu),
                     _ => None,
                 },
                 addresses: p.addresses.clone(),

@@ -2,7 +2,7 @@
 //! from our records. Plain data: the planner is a pure function of
 //! it, and its tests build one by hand.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -81,15 +81,54 @@ pub struct Space {
     pub forwarding: bool,
     /// `net.ipv6.conf.all.forwarding`; `None` without IPv6.
     pub forwarding6: Option<bool>,
+    /// The links by name and by index, made on the first lookup (a node with a thousand
+    /// networks holds thousands of links, and the planner looks each port up).
+    pub(crate) index: std::sync::OnceLock<LinkIndex>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct LinkIndex {
+    /// How many links there were when it was made: a space that grew since is searched.
+    len: usize,
+    by_name: HashMap<String, usize>,
+    by_index: HashMap<u32, usize>,
 }
 
 impl Space {
+    fn index(&self) -> Option<&LinkIndex> {
+        let ix = self.index.get_or_init(|| LinkIndex {
+            len: self.links.len(),
+            by_name: self
+                .links
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.name.clone(), i))
+                .collect(),
+            by_index: self
+                .links
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.index, i))
+                .collect(),
+        });
+        (ix.len == self.links.len()).then_some(ix)
+    }
+
     pub fn link(&self, name: &str) -> Option<&LinkView> {
-        self.links.iter().find(|l| l.name == name)
+        // A link renamed since the index was made is searched for.
+        match self.index().map(|ix| ix.by_name.get(name)) {
+            Some(None) => None,
+            Some(Some(&i)) if self.links[i].name == name => Some(&self.links[i]),
+            _ => self.links.iter().find(|l| l.name == name),
+        }
     }
 
     pub fn by_index(&self, index: u32) -> Option<&LinkView> {
-        self.links.iter().find(|l| l.index == index)
+        match self.index().map(|ix| ix.by_index.get(&index)) {
+            Some(None) => None,
+            Some(Some(&i)) if self.links[i].index == index => Some(&self.links[i]),
+            _ => self.links.iter().find(|l| l.index == index),
+        }
     }
 
     pub fn addresses_of(&self, index: u32) -> impl Iterator<Item = &IpNet> {
@@ -133,6 +172,7 @@ impl Space {
                 .collect(),
             forwarding: false,
             forwarding6: None,
+            index: Default::default(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! differ — the same comparisons as here (docs/reconciler.md lists them, and the
 //! differences that are not changes).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -224,6 +224,8 @@ struct Planner<'a> {
     want: &'a NodePlan,
     cur: &'a Current,
     owned: &'a Owned,
+    /// The wanted networks by id, and each one's MTU (looked up per port).
+    nets: HashMap<&'a str, (&'a NetPlan, u32)>,
     actions: Vec<Action>,
     conflicts: Vec<Conflict>,
 }
@@ -531,11 +533,10 @@ impl Planner<'_> {
     }
 
     fn port(&mut self, unit: &Unit, p: &PortPlan, space: Option<&Space>) {
-        let net = self
-            .want
-            .networks
-            .iter()
-            .find(|n| n.network_id == p.network_id);
+        let (net, mtu) = match self.nets.get(p.network_id.as_str()) {
+            Some((n, mtu)) => (Some(*n), *mtu),
+            None => (None, 1500),
+        };
         let ovs = net.is_some_and(|n| n.ovs);
         let inner_name = p.kind.device(&p.port_id);
         let tap_name = (!ovs).then(|| tap_name(&p.port_id));
@@ -545,7 +546,6 @@ impl Planner<'_> {
             namespace: p.namespace.to_string(),
             tap: tap_name.clone(),
         };
-        let mtu = net.map_or(1500, |n| network_mtu(&self.cur.root, n));
         let inner = space.and_then(|s| s.link(&inner_name)).cloned();
         let root = &self.cur.root;
         let tap = tap_name.as_deref().and_then(|t| root.link(t)).cloned();
@@ -715,11 +715,8 @@ impl Planner<'_> {
             }
         }
         // Ours and no longer wanted, where its device stays.
-        let stays = |dev: &str| {
-            want.networks
-                .iter()
-                .any(|n| n.vxlan.as_ref().is_some_and(|v| vxlan_name(v.vni) == dev))
-        };
+        let wanted_vxlans = wanted_vxlans(want);
+        let stays = |dev: &str| wanted_vxlans.contains(dev);
         for f in &self.owned.fdb {
             let key = (vxlan_name(f.vni), f.mac.clone(), f.dst);
             if !wanted_fdb.contains(&key) && stays(&key.0) && self.cur.l2.fdb.contains(&key) {
@@ -915,9 +912,10 @@ impl Planner<'_> {
                 });
             }
         }
+        let wanted_ports: HashSet<&str> = want.ports.iter().map(|p| p.port_id.as_str()).collect();
         for (port_id, ns) in &owned.ports {
             let tap = tap_name(port_id);
-            let wanted = want.ports.iter().any(|p| p.port_id.as_str() == port_id);
+            let wanted = wanted_ports.contains(port_id.as_str());
             // Also when its namespace goes: the kernel frees a namespace (and the pair
             // with it) later, in the background; the tap is deleted now, in the batch.
             if !wanted && cur.root.link(&tap).is_some() {
@@ -929,11 +927,9 @@ impl Planner<'_> {
                 });
             }
         }
+        let wanted_vxlans = wanted_vxlans(want);
         for v in &owned.vxlans {
-            let wanted = want
-                .networks
-                .iter()
-                .any(|n| n.vxlan.as_ref().is_some_and(|x| &vxlan_name(x.vni) == v));
+            let wanted = wanted_vxlans.contains(v);
             if let (false, Some(l)) = (wanted, cur.root.link(v)) {
                 del(Object::Vxlan {
                     name: v.clone(),
@@ -941,11 +937,14 @@ impl Planner<'_> {
                 });
             }
         }
+        let wanted_bridges: HashSet<&str> = want
+            .networks
+            .iter()
+            .filter(|n| !n.ovs)
+            .map(|n| n.bridge.as_str())
+            .collect();
         for b in &owned.bridges {
-            let wanted = want
-                .networks
-                .iter()
-                .any(|n| !n.ovs && n.bridge.as_str() == b);
+            let wanted = wanted_bridges.contains(b.as_str());
             if !wanted && cur.root.link(b).is_some() {
                 del(Object::Bridge { name: b.clone() });
             }
@@ -977,6 +976,14 @@ pub fn network_mtu(root: &Space, n: &NetPlan) -> u32 {
         .map_or(1500, |l| l.mtu)
 }
 
+/// The VXLAN devices `want` has.
+fn wanted_vxlans(want: &NodePlan) -> HashSet<String> {
+    want.networks
+        .iter()
+        .filter_map(|n| n.vxlan.as_ref().map(|v| vxlan_name(v.vni)))
+        .collect()
+}
+
 /// Whether a VXLAN device's `dev` serves `local_ip`: it is the device holding it, or a
 /// port of that bridge (Liberty binds `vxlan-N` to the NIC that held `local_ip` when the
 /// agent started — the NIC the flat network's uplink move put under the bridge).
@@ -1002,6 +1009,11 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
         want,
         cur,
         owned,
+        nets: want
+            .networks
+            .iter()
+            .map(|n| (n.network_id.as_str(), (n, network_mtu(&cur.root, n))))
+            .collect(),
         actions: Vec::new(),
         conflicts: Vec::new(),
     };
