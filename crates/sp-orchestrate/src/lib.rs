@@ -243,6 +243,7 @@ fn nothing_of(want: &NodePlan) -> NodePlan {
         dhcp: vec![],
         routers: vec![],
         cinder: None,
+        firewall: Default::default(),
     }
 }
 
