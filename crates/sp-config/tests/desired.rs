@@ -349,6 +349,14 @@ fn the_dhcp_port_takes_the_first_free_pool_address_found_without_walking_the_sub
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
 }
 
+type Summary = (
+    sp_neutron::sg::Direction,
+    sp_neutron::sg::EtherType,
+    sp_neutron::sg::Protocol,
+    Option<(u16, u16)>,
+    sp_neutron::sg::Remote,
+);
+
 /// The compute node's firewall: vm1's port (tap, MAC, fixed IP, the DHCP port's
 /// address), the default group's rules with 12-4's ICMP and tcp/22, the member set of
 /// `default` (IPv4: vm1; IPv6: empty). The controller has no instance: no firewall.
@@ -371,7 +379,7 @@ fn vm1_gets_the_default_group_with_the_guides_rules() {
         ["192.168.0.2".parse::<std::net::IpAddr>().unwrap()]
     );
     let group: sp_names::NeutronId = "3b4f5e2a-8c1d-4f6e-9a7b-0c1d2e3f4a5b".parse().unwrap();
-    let summary: Vec<(Direction, EtherType, Protocol, Option<(u16, u16)>, Remote)> = p
+    let summary: Vec<Summary> = p
         .rules
         .iter()
         .map(|r| {
