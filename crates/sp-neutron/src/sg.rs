@@ -267,7 +267,11 @@ impl Firewall {
     pub fn iptables_restore(&self, ethertype: EtherType) -> String {
         let w = WRAP;
         let v4 = ethertype == EtherType::Ipv4;
-        let mut out = String::from("*filter\n");
+        // As Liberty's IptablesManager hands it to `iptables-restore -n`: the whole
+        // table (the built-in chains declared, so flushed and filled again).
+        let mut out = String::from(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+        );
         let mut chains = vec![
             "neutron-filter-top".to_owned(),
             format!("{w}-FORWARD"),
@@ -286,9 +290,9 @@ impl Firewall {
         }
         let _ = write!(
             out,
-            "-I FORWARD 1 -j neutron-filter-top\n-I FORWARD 2 -j {w}-FORWARD\n\
-             -I INPUT 1 -j {w}-INPUT\n-I OUTPUT 1 -j neutron-filter-top\n\
-             -I OUTPUT 2 -j {w}-OUTPUT\n-A neutron-filter-top -j {w}-local\n"
+            "-A FORWARD -j neutron-filter-top\n-A FORWARD -j {w}-FORWARD\n\
+             -A INPUT -j {w}-INPUT\n-A OUTPUT -j neutron-filter-top\n\
+             -A OUTPUT -j {w}-OUTPUT\n-A neutron-filter-top -j {w}-local\n"
         );
         let physdev =
             |dir: &str, dev: &str| format!("-m physdev --physdev-{dir} {dev} --physdev-is-bridged");
