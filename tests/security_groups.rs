@@ -252,7 +252,7 @@ fn security_groups_on_the_guides_cloud() {
         "chain",
         "inet",
         "neutron-linuxbri",
-        "ia7b1762b-3",
+        "ingress-1",
     ]);
     let handle = listed
         .lines()
@@ -266,7 +266,7 @@ fn security_groups_on_the_guides_cloud() {
         "rule",
         "inet",
         "neutron-linuxbri",
-        "ia7b1762b-3",
+        "ingress-1",
         "handle",
         &handle,
     ]);
@@ -274,7 +274,7 @@ fn security_groups_on_the_guides_cloud() {
     let p = planned(compute, &dirs);
     assert!(
         p.len() == 1
-            && p[0].contains("rule missing in inet ia7b1762b-3: ")
+            && p[0].contains("rule missing in inet ingress-1: ")
             && p[0].contains("tcp dport 22"),
         "{p:#?}"
     );

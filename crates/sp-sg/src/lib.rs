@@ -366,20 +366,50 @@ impl SgRules {
             irule("sg-fallback", vec![verdict(Verdict::Drop)])
                 .with_comment("Default drop rule for unmatched traffic."),
         );
+        // Ports with the same rules and DHCP servers share their ingress chain, those
+        // with the same egress rules their egress chain (numbered in order of first
+        // use): what a port's traffic meets is Liberty's `i`/`o` chain of that port.
+        let mut ins: Vec<(&[IpAddr], Vec<&SgRule>)> = Vec::new();
+        let mut outs: Vec<Vec<&SgRule>> = Vec::new();
         for (n, p) in fw.ports.iter().enumerate() {
             let n = n as u32 + 1;
-            let (ic, oc, sc) = chains_of(p);
+            let of = |d| {
+                p.rules
+                    .iter()
+                    .filter(|r| r.direction == d)
+                    .collect::<Vec<_>>()
+            };
+            let key = (p.dhcp_servers.as_slice(), of(Direction::Ingress));
+            let ic = match ins.iter().position(|k| *k == key) {
+                Some(k) => format!("ingress-{}", k + 1),
+                None => {
+                    ins.push(key);
+                    let c = format!("ingress-{}", ins.len());
+                    inet.chains.push(regular(i, &c));
+                    inet.rules.extend(ingress(p, &c));
+                    c
+                }
+            };
+            let key = of(Direction::Egress);
+            let oc = match outs.iter().position(|k| *k == key) {
+                Some(k) => format!("egress-{}", k + 1),
+                None => {
+                    outs.push(key);
+                    let c = format!("egress-{}", outs.len());
+                    inet.chains.push(regular(i, &c));
+                    inet.rules.extend(egress(p, &c));
+                    c
+                }
+            };
+            let sc = format!("s{}", p.chain_id());
             let tap = p.device.as_str();
             bridge.chains.push(regular(b, &sc));
-            bridge.rules.push(brule(
-                "PREROUTING",
-                vec![build::iifname(CmpOp::Eq, tap), jump(&sc)],
-            ));
             bridge.rules.push(brule(
                 "PREROUTING",
                 vec![
                     build::iifname(CmpOp::Eq, tap),
                     build::set_mark(TO_PORT, n << 16),
+                    jump(&sc),
                 ],
             ));
             bridge.rules.push(brule(
@@ -390,31 +420,11 @@ impl SgRules {
                 ],
             ));
             bridge.rules.extend(spoofing(p, &sc));
-            inet.chains.push(regular(i, &ic));
-            inet.chains.push(regular(i, &oc));
-            inet.rules.push(
-                irule(
-                    "FORWARD",
-                    vec![build::mark(TO_PORT, CmpOp::Eq, n), jump(&ic)],
-                )
-                .with_comment("Direct traffic to the VM interface to its ingress chain."),
-            );
-            inet.rules.push(
-                irule(
-                    "FORWARD",
-                    vec![build::mark(FROM_PORT, CmpOp::Eq, n << 16), jump(&oc)],
-                )
-                .with_comment("Direct traffic from the VM interface to its egress chain."),
-            );
-            inet.rules.push(
-                irule(
-                    "INPUT",
-                    vec![build::mark(FROM_PORT, CmpOp::Eq, n << 16), jump(&oc)],
-                )
-                .with_comment("Direct incoming traffic from VM to the security group chain."),
-            );
-            inet.rules.extend(ingress(p, &ic));
-            inet.rules.extend(egress(p, &oc));
+            let to = build::mark(TO_PORT, CmpOp::Eq, n);
+            let from = || build::mark(FROM_PORT, CmpOp::Eq, n << 16);
+            inet.rules.push(irule("FORWARD", vec![to, jump(&ic)]));
+            inet.rules.push(irule("FORWARD", vec![from(), jump(&oc)]));
+            inet.rules.push(irule("INPUT", vec![from(), jump(&oc)]));
         }
         Ok(SgRules { bridge, inet })
     }
@@ -433,13 +443,6 @@ impl SgRules {
             r.rules.iter().for_each(|x| b.add_rule(x));
         }
     }
-}
-
-/// The port's ingress, egress and anti-spoofing chains (Liberty's `i`, `o`, `s` +
-/// the port id's first 10 characters).
-fn chains_of(p: &PortFirewall) -> (String, String, String) {
-    let id = p.chain_id();
-    (format!("i{id}"), format!("o{id}"), format!("s{id}"))
 }
 
 /// `s<port>` (bridge family): ARP only with the port's sender addresses (IP and MAC),
@@ -472,10 +475,12 @@ fn spoofing(p: &PortFirewall, chain: &str) -> Vec<Rule> {
             IpNet::V4(_) => ETH_IP,
             IpNet::V6(_) => ETH_IP6,
         };
-        out.push(
-            rule(vec![ether_saddr(*mac), ether_type(t), ip(true, net), ret()])
-                .with_comment("Allow traffic from defined IP/MAC pairs."),
-        );
+        out.push(rule(vec![
+            ether_saddr(*mac),
+            ether_type(t),
+            ip(true, net),
+            ret(),
+        ]));
     }
     let own = |t: u16, more: Vec<Vec<Expr>>| {
         let mut v = vec![ether_saddr(p.mac), ether_type(t)];
@@ -504,20 +509,31 @@ fn spoofing(p: &PortFirewall, chain: &str) -> Vec<Rule> {
             build::l4proto(ICMPV6),
         ],
     ));
-    for t in [ETH_ARP, ETH_IP, ETH_IP6] {
-        out.push(
-            rule(vec![ether_type(t), verdict(Verdict::Drop)])
-                .with_comment("Drop traffic without an IP/MAC allow rule."),
-        );
-    }
+    // Other ethertypes only from the port's MACs; everything else dropped.
     let mut macs: Vec<Mac> = sources.iter().map(|(_, m)| *m).collect();
-    macs.dedup();
     macs.sort_by_key(|m| m.octets());
     macs.dedup();
     for m in macs {
-        out.push(rule(vec![ether_saddr(m), ret()]));
+        let mut v = ether_saddr(m);
+        v.push(Expr::Payload {
+            base: PayloadBase::Link,
+            offset: 12,
+            len: 2,
+            dreg: REG_1,
+        });
+        for t in [ETH_ARP, ETH_IP, ETH_IP6] {
+            v.push(Expr::Cmp {
+                sreg: REG_1,
+                op: CmpOp::Neq,
+                data: t.to_be_bytes().to_vec(),
+            });
+        }
+        out.push(rule(vec![v, ret()]));
     }
-    out.push(rule(vec![verdict(Verdict::Drop)]));
+    out.push(
+        rule(vec![verdict(Verdict::Drop)])
+            .with_comment("Drop traffic without an IP/MAC allow rule."),
+    );
     out
 }
 
@@ -699,6 +715,9 @@ fn compare(family: Family, found: &Ruleset, want: &Ruleset) -> Vec<String> {
     for c in &want.chains {
         let have: Vec<&Rule> = found.rules_of(TABLE, &c.name).collect();
         let wanted: Vec<&Rule> = want.rules.iter().filter(|r| r.chain == c.name).collect();
+        if have.len() == wanted.len() && have.iter().zip(&wanted).all(|(h, w)| h.same(w)) {
+            continue;
+        }
         let before = out.len();
         let mut unmatched = have.clone();
         for w in &wanted {
@@ -758,9 +777,81 @@ pub fn read() -> Result<Option<Current>> {
     Ok((!cur.is_absent()).then_some(cur))
 }
 
+/// What adding to `found` makes it `want`, when nothing needs taking away: every
+/// chain found is wanted as it is (hook, priority, policy) and its rules are the
+/// first of the wanted ones, every set found is wanted and holds none but wanted
+/// elements. Then the missing sets, elements, chains and rules (appended) are added
+/// to `b` — no deletion, so the commit waits for no RCU grace period.
+fn additions(found: &Ruleset, want: &Ruleset, b: &mut Batch) -> bool {
+    let Some(t) = found.tables.first() else {
+        return false;
+    };
+    if t.flags != 0 {
+        return false;
+    }
+    for h in &found.sets {
+        let Some(s) = want.sets.iter().find(|s| s.name == h.name) else {
+            return false;
+        };
+        let same_kind = (h.flags, h.key_type, h.key_len) == (s.flags, s.key_type, s.key_len);
+        if !same_kind || !h.elements.iter().all(|e| s.elements.contains(e)) {
+            return false;
+        }
+    }
+    let mut kept = std::collections::HashMap::new();
+    for h in &found.chains {
+        let Some(c) = want.chains.iter().find(|c| c.name == h.name) else {
+            return false;
+        };
+        if c.base != h.base {
+            return false;
+        }
+        let have: Vec<&Rule> = found.rules_of(TABLE, &h.name).collect();
+        let wanted: Vec<&Rule> = want.rules.iter().filter(|r| r.chain == h.name).collect();
+        if have.len() > wanted.len() || !have.iter().zip(&wanted).all(|(h, w)| h.same(w)) {
+            return false;
+        }
+        kept.insert(h.name.as_str(), have.len());
+    }
+    for s in &want.sets {
+        match found.sets.iter().find(|h| h.name == s.name) {
+            None => b.add_set(s),
+            Some(h) => {
+                let new: Vec<Vec<u8>> = s
+                    .elements
+                    .iter()
+                    .filter(|e| !h.elements.contains(e))
+                    .cloned()
+                    .collect();
+                if !new.is_empty() {
+                    b.add_elements(s.family, TABLE, &s.name, &new);
+                }
+            }
+        }
+    }
+    for c in want
+        .chains
+        .iter()
+        .filter(|c| !kept.contains_key(c.name.as_str()))
+    {
+        b.add_chain(c);
+    }
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for r in &want.rules {
+        let at = seen.entry(r.chain.as_str()).or_insert(0);
+        if *at >= kept.get(r.chain.as_str()).copied().unwrap_or(0) {
+            b.add_rule(r);
+        }
+        *at += 1;
+    }
+    true
+}
+
 /// Loads `fw` in the calling thread's namespace: br_netfilter's sysctls set to 1 where
-/// they are not, then both tables in one atomic batch — made when missing, else
-/// replaced (deleted and made again inside the batch: no moment without them).
+/// they are not, then both tables in one atomic batch. What is there is read first:
+/// when the tables only lack things (ports added, members joined) the batch adds
+/// those; otherwise a missing table is made and an existing one replaced (deleted and
+/// made again inside the batch: no moment without a firewall).
 pub fn load(fw: &Firewall, changes: &mut Vec<Change>) -> Result<()> {
     let rules = SgRules::of(fw)?;
     for key in BRIDGE_NF {
@@ -773,22 +864,47 @@ pub fn load(fw: &Firewall, changes: &mut Vec<Change>) -> Result<()> {
         }
     }
     let s = Socket::open()?;
+    let found = [
+        (
+            Family::Bridge,
+            &rules.bridge,
+            s.ruleset(Family::Bridge, Some(TABLE))?,
+        ),
+        (
+            Family::Inet,
+            &rules.inet,
+            s.ruleset(Family::Inet, Some(TABLE))?,
+        ),
+    ];
     let mut b = Batch::new();
-    for family in [Family::Bridge, Family::Inet] {
-        match s.table(family, TABLE)? {
-            None => b.create_table(&table(family)),
-            Some(_) => {
-                b.add_table(&table(family));
-                b.delete_table(family, TABLE);
-                b.add_table(&table(family));
+    let added = found
+        .iter()
+        .all(|(_, want, have)| additions(have, want, &mut b));
+    let what = match added {
+        true => "added to",
+        false => {
+            b = Batch::new();
+            for (family, _, have) in &found {
+                match have.tables.is_empty() {
+                    true => b.create_table(&table(*family)),
+                    false => {
+                        b.add_table(&table(*family));
+                        b.delete_table(*family, TABLE);
+                        b.add_table(&table(*family));
+                    }
+                }
             }
+            rules.fill(&mut b);
+            "loaded"
         }
+    };
+    if b.is_empty() {
+        return Ok(());
     }
-    rules.fill(&mut b);
     s.apply(&b)?;
     changes.push(Change::new(
         format!("security groups of {} ports", fw.ports.len()),
-        "loaded",
+        what,
     ));
     Ok(())
 }
@@ -884,14 +1000,25 @@ mod tests {
         let r = SgRules::of(&fw()).unwrap();
         let text = r.lines().join("\n");
         for want in [
-            "iifname \"tapb7b1762b-3b\" meta mark set meta mark & 0x0002ffff | 0x00020000",
+            "iifname \"tapb7b1762b-3b\" meta mark set meta mark & 0x0002ffff | 0x00020000 jump sb7b1762b-3",
             "oifname \"tapa7b1762b-3b\" meta mark set meta mark & 0xffff0001 | 0x00000001",
-            "meta mark & 0x0000ffff == 0x00000002 jump ib7b1762b-3",
-            "meta mark & 0xffff0000 == 0x00010000 jump oa7b1762b-3",
-            "jump sa7b1762b-3",
+            "meta mark & 0x0000ffff == 0x00000002 jump ingress-1",
+            "meta mark & 0xffff0000 == 0x00010000 jump egress-1",
         ] {
             assert!(text.contains(want), "{want} not in\n{text}");
         }
+        // Both ports have the same rules: one ingress and one egress chain serve them.
+        assert!(
+            !text.contains("ingress-2") && !text.contains("egress-2"),
+            "{text}"
+        );
+        let mut other = fw();
+        other.ports[1].rules.pop();
+        let text = SgRules::of(&other).unwrap().lines().join("\n");
+        assert!(
+            text.contains("jump ingress-2") && !text.contains("egress-2"),
+            "{text}"
+        );
     }
 
     type Change = Box<dyn Fn(&mut Current)>;
@@ -908,13 +1035,13 @@ mod tests {
                 Box::new(|c| c.bridge = Ruleset::default()),
             ),
             (
-                "rule missing in inet ia7b1762b-3",
+                "rule missing in inet ingress-1",
                 Box::new(|c| {
                     let at = c
                         .inet
                         .rules
                         .iter()
-                        .position(|r| r.chain == "ia7b1762b-3")
+                        .position(|r| r.chain == "ingress-1")
                         .unwrap();
                     c.inet.rules.remove(at);
                 }),
@@ -961,7 +1088,7 @@ mod tests {
         let r = SgRules::of(&f).unwrap();
         let i: Vec<String> = r
             .inet
-            .rules_of(TABLE, "ia7b1762b-3")
+            .rules_of(TABLE, "ingress-1")
             .map(sp_nft::render::rule)
             .collect();
         assert!(i.last().unwrap().contains("jump sg-fallback"), "{i:?}");

@@ -266,7 +266,16 @@ fn security_groups_filter_bridged_packets_as_liberty_does() {
     // Before: everything passes.
     assert!(connects("pc", VMS[0].3, 8080), "no firewall yet");
     let fw = firewall(true);
-    load(&fw);
+    // Two ports first, then the third: the second load only adds (its chain, its
+    // rules appended) and reads back as wanted.
+    let mut two = fw.clone();
+    two.ports.truncate(2);
+    two.sets[0].members.truncate(1);
+    load(&two);
+    let mut changes = Vec::new();
+    sp_sg::load(&fw, &mut changes).expect("load");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(changes[0].to_string().contains("added to"), "{changes:?}");
     // br_netfilter was asked for in this namespace.
     assert_eq!(
         oracle::net_sysctl(None, "bridge/bridge-nf-call-iptables"),
@@ -297,6 +306,9 @@ fn security_groups_filter_bridged_packets_as_liberty_does() {
     let want = sp_sg::SgRules::of(&fw).unwrap();
     let cur = sp_sg::read().unwrap().expect("tables there");
     assert!(cur.matches(&want), "{:?}", cur.differences(&want));
+    let mut changes = Vec::new();
+    sp_sg::load(&fw, &mut changes).unwrap();
+    assert!(changes.is_empty(), "nothing to do: {changes:?}");
     let json = nft(&["-j", "list", "ruleset"]);
     for table in [
         "\"family\": \"bridge\", \"name\": \"neutron-linuxbri\"",
@@ -323,7 +335,7 @@ fn security_groups_filter_bridged_packets_as_liberty_does() {
         "chain",
         "inet",
         "neutron-linuxbri",
-        "ia7b1762b-3",
+        "ingress-1",
     ]);
     let handle = listed
         .lines()
@@ -337,7 +349,7 @@ fn security_groups_filter_bridged_packets_as_liberty_does() {
         "rule",
         "inet",
         "neutron-linuxbri",
-        "ia7b1762b-3",
+        "ingress-1",
         "handle",
         &handle,
     ]);
@@ -345,9 +357,8 @@ fn security_groups_filter_bridged_packets_as_liberty_does() {
     let cur = sp_sg::read().unwrap().unwrap();
     let d = cur.differences(&want);
     assert!(
-        d.iter().any(
-            |l| l.starts_with("rule missing in inet ia7b1762b-3") && l.contains("tcp dport 22")
-        ),
+        d.iter()
+            .any(|l| l.starts_with("rule missing in inet ingress-1") && l.contains("tcp dport 22")),
         "{d:?}"
     );
     load(&fw);
