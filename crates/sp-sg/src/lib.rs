@@ -24,6 +24,7 @@
 //! iptables` and `-ip6tables` are per network namespace on this kernel; [`load`] sets
 //! them to 1 in the node's namespace (through `/proc/sys`), [`read`] reports them.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -675,6 +676,16 @@ impl Current {
     }
 }
 
+/// A ruleset's rules by chain, each chain's in order (one pass: `Ruleset::rules_of`
+/// per chain would walk every rule once per chain).
+fn by_chain(r: &Ruleset) -> HashMap<&str, Vec<&Rule>> {
+    let mut m: HashMap<&str, Vec<&Rule>> = HashMap::new();
+    for rule in &r.rules {
+        m.entry(rule.chain.as_str()).or_default().push(rule);
+    }
+    m
+}
+
 fn compare(family: Family, found: &Ruleset, want: &Ruleset) -> Vec<String> {
     let mut out = Vec::new();
     match found.tables.first() {
@@ -712,15 +723,17 @@ fn compare(family: Family, found: &Ruleset, want: &Ruleset) -> Vec<String> {
             out.push(format!("unexpected {family} chain {}", h.name));
         }
     }
+    let (found_rules, want_rules) = (by_chain(found), by_chain(want));
+    let none = Vec::new();
     for c in &want.chains {
-        let have: Vec<&Rule> = found.rules_of(TABLE, &c.name).collect();
-        let wanted: Vec<&Rule> = want.rules.iter().filter(|r| r.chain == c.name).collect();
-        if have.len() == wanted.len() && have.iter().zip(&wanted).all(|(h, w)| h.same(w)) {
+        let have = found_rules.get(c.name.as_str()).unwrap_or(&none);
+        let wanted = want_rules.get(c.name.as_str()).unwrap_or(&none);
+        if have.len() == wanted.len() && have.iter().zip(wanted.iter()).all(|(h, w)| h.same(w)) {
             continue;
         }
         let before = out.len();
-        let mut unmatched = have.clone();
-        for w in &wanted {
+        let mut unmatched: Vec<&Rule> = have.clone();
+        for w in wanted.iter() {
             match unmatched.iter().position(|h| h.same(w)) {
                 Some(i) => {
                     unmatched.remove(i);
@@ -739,13 +752,13 @@ fn compare(family: Family, found: &Ruleset, want: &Ruleset) -> Vec<String> {
                 sp_nft::render::rule(h)
             ));
         }
-        if out.len() == before && !have.iter().zip(&wanted).all(|(h, w)| h.same(w)) {
+        if out.len() == before && !have.iter().zip(wanted).all(|(h, w)| h.same(w)) {
             out.push(format!("rules of {family} {} out of order", c.name));
         }
     }
     for h in &found.chains {
         if !want.chains.iter().any(|c| c.name == h.name) {
-            for r in found.rules_of(TABLE, &h.name) {
+            for r in found_rules.get(h.name.as_str()).unwrap_or(&none) {
                 out.push(format!(
                     "unexpected rule in {family} {}: {}",
                     h.name,
@@ -794,11 +807,18 @@ fn additions(found: &Ruleset, want: &Ruleset, b: &mut Batch) -> bool {
             return false;
         };
         let same_kind = (h.flags, h.key_type, h.key_len) == (s.flags, s.key_type, s.key_len);
-        if !same_kind || !h.elements.iter().all(|e| s.elements.contains(e)) {
+        if !same_kind
+            || !h
+                .elements
+                .iter()
+                .all(|e| s.elements.binary_search(e).is_ok())
+        {
             return false;
         }
     }
-    let mut kept = std::collections::HashMap::new();
+    let (found_rules, want_rules) = (by_chain(found), by_chain(want));
+    let none = Vec::new();
+    let mut kept = HashMap::new();
     for h in &found.chains {
         let Some(c) = want.chains.iter().find(|c| c.name == h.name) else {
             return false;
@@ -806,9 +826,9 @@ fn additions(found: &Ruleset, want: &Ruleset, b: &mut Batch) -> bool {
         if c.base != h.base {
             return false;
         }
-        let have: Vec<&Rule> = found.rules_of(TABLE, &h.name).collect();
-        let wanted: Vec<&Rule> = want.rules.iter().filter(|r| r.chain == h.name).collect();
-        if have.len() > wanted.len() || !have.iter().zip(&wanted).all(|(h, w)| h.same(w)) {
+        let have = found_rules.get(h.name.as_str()).unwrap_or(&none);
+        let wanted = want_rules.get(h.name.as_str()).unwrap_or(&none);
+        if have.len() > wanted.len() || !have.iter().zip(wanted).all(|(h, w)| h.same(w)) {
             return false;
         }
         kept.insert(h.name.as_str(), have.len());
@@ -820,7 +840,7 @@ fn additions(found: &Ruleset, want: &Ruleset, b: &mut Batch) -> bool {
                 let new: Vec<Vec<u8>> = s
                     .elements
                     .iter()
-                    .filter(|e| !h.elements.contains(e))
+                    .filter(|e| h.elements.binary_search(e).is_err())
                     .cloned()
                     .collect();
                 if !new.is_empty() {
@@ -836,7 +856,7 @@ fn additions(found: &Ruleset, want: &Ruleset, b: &mut Batch) -> bool {
     {
         b.add_chain(c);
     }
-    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     for r in &want.rules {
         let at = seen.entry(r.chain.as_str()).or_insert(0);
         if *at >= kept.get(r.chain.as_str()).copied().unwrap_or(0) {
