@@ -12,10 +12,11 @@ use sp_lvm::vg::VgName;
 use sp_names::{IfName, Mac, NeutronId, NsName};
 use sp_neutron::dhcp::{DhcpHost, DhcpSubnet, Dnsmasq};
 use sp_neutron::l3::{FloatingIp, RouterNat};
+use sp_neutron::sg::{self, AddressPair, Firewall, MemberSet, PortFirewall};
 use sp_neutron::{bridge_name, qdhcp_namespace, qrouter_namespace, PortKind};
 
 use crate::guide::GuideConfig;
-use crate::topology::{dhcp_address, Network, NetworkType, Node, Role, Topology};
+use crate::topology::{dhcp_address, Instance, Network, NetworkType, Node, Role, Topology};
 use crate::validate::validate;
 
 /// Where the DHCP agent keeps its files (`$state_path/dhcp/<network>`).
@@ -36,6 +37,9 @@ pub struct NodePlan {
     pub dhcp: Vec<Dnsmasq>,
     pub routers: Vec<RouterPlan>,
     pub cinder: Option<CinderPlan>,
+    /// The security groups of the node's instance ports with port security (empty
+    /// when the agent's `firewall_driver` enforces none).
+    pub firewall: Firewall,
 }
 
 /// A network's bridge on a node.
@@ -477,7 +481,95 @@ fn node_plan(
         dhcp,
         routers,
         cinder,
+        firewall: match cfg.agent.firewall {
+            true => firewall(t, all, node),
+            false => Firewall::default(),
+        },
     })
+}
+
+/// The firewall of `node`'s instance ports with port security: each port's MAC, fixed
+/// IP, allowed pairs, its network's DHCP server, its groups' rules (in the groups'
+/// order, each rule once); and the member sets those rules name — every port in the
+/// group, on whichever node, with its fixed IP and its pairs' host addresses.
+fn firewall(t: &Topology, all: &Ports<'_>, node: &Node) -> Firewall {
+    let groups = t.groups();
+    let id_of = |name: &str| groups.iter().find(|g| g.name == name).map(|g| g.id.clone());
+    let pairs = |i: &Instance| -> Vec<AddressPair> {
+        i.allowed_address_pairs
+            .iter()
+            .map(|p| AddressPair {
+                ip: p.ip_address.0,
+                mac: p.mac_address.unwrap_or(i.mac),
+            })
+            .collect()
+    };
+    let secured = || t.instances.iter().filter(|i| i.port_security_enabled);
+    let mut ports = Vec::new();
+    let mut remote = BTreeSet::new();
+    for i in secured().filter(|i| i.node == node.name) {
+        let net = t.network(&i.network).expect("validated");
+        let mut rules: Vec<sg::Rule> = Vec::new();
+        for g in i
+            .security_groups
+            .iter()
+            .filter_map(|n| groups.iter().find(|g| &g.name == n))
+        {
+            for r in g.rules.iter().filter_map(|r| r.typed(id_of)) {
+                if let sg::Remote::Group(id) = &r.remote {
+                    remote.insert((id.clone(), r.ethertype));
+                }
+                if !rules.contains(&r) {
+                    rules.push(r);
+                }
+            }
+        }
+        ports.push(PortFirewall {
+            port_id: i.port_id.clone(),
+            device: sp_neutron::tap_name(&i.port_id),
+            mac: i.mac,
+            fixed_ips: vec![i.ip],
+            pairs: pairs(i),
+            dhcp_servers: all
+                .dhcp
+                .iter()
+                .filter(|(n, _)| n.id == net.id)
+                .map(|(_, ip)| *ip)
+                .collect(),
+            rules,
+        });
+    }
+    ports.sort_by(|a, b| a.port_id.cmp(&b.port_id));
+    let sets = remote
+        .into_iter()
+        .map(|(group_id, ethertype)| {
+            let name = groups
+                .iter()
+                .find(|g| g.id == group_id)
+                .map(|g| g.name.as_str())
+                .expect("a group named by a rule exists");
+            let mut members: Vec<IpNet> = secured()
+                .filter(|i| i.security_groups.iter().any(|g| g == name))
+                .flat_map(|i| {
+                    std::iter::once(IpNet::from(i.ip))
+                        .chain(pairs(i).into_iter().map(|p| p.ip))
+                        .collect::<Vec<_>>()
+                })
+                .filter(|m| sg::EtherType::of(&m.addr()) == ethertype)
+                // Our sets hold addresses: a pair's wider prefix lets the port send
+                // from it but makes no member (docs/security-groups.md).
+                .filter(|m| m.prefix_len() == m.max_prefix_len())
+                .collect();
+            members.sort();
+            members.dedup();
+            MemberSet {
+                group_id,
+                ethertype,
+                members,
+            }
+        })
+        .collect();
+    Firewall { ports, sets }
 }
 
 /// The dnsmasq of DHCP network `n`, whose port has `dhcp_ip`.

@@ -33,6 +33,11 @@ pub struct LinuxBridgeAgent {
     pub l2_population: bool,
     /// `[vxlan] vxlan_group` (multicast mode; default 224.0.0.1).
     pub vxlan_group: Option<String>,
+    /// Security groups enforced on the node's instance ports: `[securitygroup]
+    /// enable_security_group` (default True) with `firewall_driver` the
+    /// `IptablesFirewallDriver` (`iptables`); Liberty's default driver, when none is
+    /// set, is the `NoopFirewallDriver` (`noop`): nothing enforced.
+    pub firewall: bool,
 }
 
 /// `ml2_conf.ini`.
@@ -194,6 +199,23 @@ impl LinuxBridgeAgent {
             local_ip: ini.parsed("vxlan", "local_ip", "an IP address")?,
             l2_population: ini.bool("vxlan", "l2_population")?.unwrap_or(false),
             vxlan_group: ini.string("vxlan", "vxlan_group"),
+            firewall: ini.bool("securitygroup", "enable_security_group")?.unwrap_or(true)
+                && match ini.get("securitygroup", "firewall_driver") {
+                    None => false,
+                    Some(v) => match v.text.trim() {
+                        "neutron.agent.linux.iptables_firewall.IptablesFirewallDriver"
+                        | "iptables" => true,
+                        "neutron.agent.firewall.NoopFirewallDriver" | "noop" => false,
+                        other => {
+                            return Err(ini.bad(
+                                v,
+                                format!(
+                                    "firewall_driver: {other:?} is not the IptablesFirewallDriver (iptables) or the NoopFirewallDriver (noop)"
+                                ),
+                            ))
+                        }
+                    },
+                },
         })
     }
 }

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sp_lvm::size::Size;
 use sp_names::{Mac, NeutronId, NsName};
+use sp_neutron::sg;
 
 /// The whole topology.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,7 +22,144 @@ pub struct Topology {
     pub routers: Vec<Router>,
     #[serde(default)]
     pub instances: Vec<Instance>,
+    /// Security groups (`neutron security-group-create`, `…-rule-create`); a group
+    /// named `default` that is not declared is Neutron's own (see [`Topology::groups`]).
+    #[serde(default)]
+    pub security_groups: Vec<SecurityGroup>,
     pub cinder: Option<CinderStore>,
+}
+
+/// A security group and its rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroup {
+    pub name: String,
+    pub id: NeutronId,
+    #[serde(default)]
+    pub rules: Vec<SecurityGroupRule>,
+}
+
+/// A rule as `neutron security-group-rule-create` takes it. Checked by `validate`
+/// (ranges only with tcp/udp, ICMP type/code only with icmp, one remote at most, a
+/// prefix of the rule's ethertype, a remote group that exists) and made a typed
+/// [`sg::Rule`] by [`SecurityGroupRule::typed`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroupRule {
+    pub direction: sg::Direction,
+    #[serde(default = "ipv4")]
+    pub ethertype: sg::EtherType,
+    #[serde(default)]
+    pub protocol: sg::Protocol,
+    pub port_range_min: Option<u16>,
+    pub port_range_max: Option<u16>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    pub remote_ip_prefix: Option<IpNet>,
+    /// The name of a group whose members are the remote end.
+    pub remote_group: Option<String>,
+}
+
+fn ipv4() -> sg::EtherType {
+    sg::EtherType::Ipv4
+}
+
+impl SecurityGroupRule {
+    /// What is wrong with the rule, if anything.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let ranged = matches!(self.protocol, sg::Protocol::Tcp | sg::Protocol::Udp);
+        match (self.port_range_min, self.port_range_max) {
+            (None, None) => {}
+            _ if !ranged => out.push("a port range needs protocol tcp or udp".into()),
+            (None, Some(_)) => out.push("port_range_max without port_range_min".into()),
+            (Some(a), Some(b)) if a > b => {
+                out.push(format!("port_range_min {a} above port_range_max {b}"))
+            }
+            (Some(0), _) => out.push("port 0".into()),
+            _ => {}
+        }
+        if self.protocol != sg::Protocol::Icmp
+            && (self.icmp_type.is_some() || self.icmp_code.is_some())
+        {
+            out.push("icmp_type/icmp_code need protocol icmp".into());
+        }
+        if self.icmp_code.is_some() && self.icmp_type.is_none() {
+            out.push("icmp_code without icmp_type".into());
+        }
+        if self.remote_ip_prefix.is_some() && self.remote_group.is_some() {
+            out.push("remote_ip_prefix and remote_group both given".into());
+        }
+        if let Some(p) = self.remote_ip_prefix {
+            if sg::EtherType::of(&p.addr()) != self.ethertype {
+                out.push(format!(
+                    "remote_ip_prefix {p} is not {}",
+                    self.ethertype.as_str()
+                ));
+            }
+        }
+        out
+    }
+
+    /// The typed rule, with the remote group's id (`group_id` of `remote_group`).
+    pub fn typed(&self, group_id: impl Fn(&str) -> Option<NeutronId>) -> Option<sg::Rule> {
+        let remote = match (&self.remote_ip_prefix, &self.remote_group) {
+            (Some(p), _) if p.prefix_len() > 0 => sg::Remote::Prefix(p.trunc()),
+            (Some(_), _) | (None, None) => sg::Remote::Any,
+            (None, Some(g)) => sg::Remote::Group(group_id(g)?),
+        };
+        Some(sg::Rule {
+            direction: self.direction,
+            ethertype: self.ethertype,
+            protocol: self.protocol,
+            ports: self
+                .port_range_min
+                .map(|a| (a, self.port_range_max.unwrap_or(a))),
+            icmp_type: self.icmp_type,
+            icmp_code: self.icmp_code,
+            remote,
+        })
+    }
+}
+
+/// The id Neutron's own `default` group has here when the topology does not declare
+/// one.
+pub const DEFAULT_GROUP_ID: &str = "de4a017e-0000-4000-8000-000000000000";
+
+fn default_groups() -> Vec<String> {
+    vec!["default".into()]
+}
+
+/// An allowed address pair: a host address or a prefix, and the MAC it comes with
+/// (the port's when unset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedAddressPair {
+    pub ip_address: HostOrNet,
+    pub mac_address: Option<Mac>,
+}
+
+/// An address (`10.0.0.5`, a host prefix) or a prefix (`10.0.0.0/24`), as Neutron
+/// takes `ip_address`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostOrNet(pub IpNet);
+
+impl TryFrom<String> for HostOrNet {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match (s.parse::<IpNet>(), s.parse::<IpAddr>()) {
+            (Ok(n), _) => Ok(HostOrNet(n.trunc())),
+            (_, Ok(a)) => Ok(HostOrNet(IpNet::from(a))),
+            _ => Err(format!("{s:?} is neither an address nor a prefix")),
+        }
+    }
+}
+
+impl From<HostOrNet> for String {
+    fn from(h: HostOrNet) -> String {
+        h.0.to_string()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +274,14 @@ pub struct Instance {
     pub mac: Mac,
     pub ip: IpAddr,
     pub floating_ip: Option<IpAddr>,
+    /// The groups of its port, by name (Neutron's `default` when not given).
+    #[serde(default = "default_groups")]
+    pub security_groups: Vec<String>,
+    /// Off: no firewall, no anti-spoofing on the port.
+    #[serde(default = "yes")]
+    pub port_security_enabled: bool,
+    #[serde(default)]
+    pub allowed_address_pairs: Vec<AllowedAddressPair>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +311,21 @@ impl Topology {
     /// `public`, 10.0.0.0/24, gateway 10.0.0.1, pool .200–.250, no DHCP); demo-net
     /// (VXLAN, 192.168.0.0/24, gateway .1, DNS 8.8.8.8); demo-router with qr 192.168.0.1
     /// and qg 10.0.0.200; vm1 on compute with a floating IP; cinder-volumes 20G.
+    /// The security groups: those declared and, when none is named `default`,
+    /// Neutron's own default group (all egress, IPv4 and IPv6; ingress from its
+    /// members), which every tenant has.
+    pub fn groups(&self) -> Vec<SecurityGroup> {
+        let mut out = self.security_groups.clone();
+        if !out.iter().any(|g| g.name == "default") {
+            out.push(SecurityGroup {
+                name: "default".into(),
+                id: DEFAULT_GROUP_ID.parse().expect("literal"),
+                rules: default_rules(),
+            });
+        }
+        out
+    }
+
     pub fn guide() -> Topology {
         let ip = |s: &str| s.parse::<IpAddr>().expect("literal");
         let uuid = |s: &str| s.parse::<NeutronId>().expect("literal");
@@ -241,6 +402,22 @@ impl Topology {
                 mac: mac("fa:16:3e:5d:2c:01"),
                 ip: ip("192.168.0.3"),
                 floating_ip: Some(ip("10.0.0.201")),
+                security_groups: default_groups(),
+                port_security_enabled: true,
+                allowed_address_pairs: vec![],
+            }],
+            // 12-4: `nova secgroup-add-rule default icmp -1 -1 0.0.0.0/0` and
+            // `… tcp 22 22 0.0.0.0/0` on the default group.
+            security_groups: vec![SecurityGroup {
+                name: "default".into(),
+                id: uuid("3b4f5e2a-8c1d-4f6e-9a7b-0c1d2e3f4a5b"),
+                rules: default_rules()
+                    .into_iter()
+                    .chain([
+                        rule(sg::Direction::Ingress, sg::Protocol::Icmp, None),
+                        rule(sg::Direction::Ingress, sg::Protocol::Tcp, Some(22)),
+                    ])
+                    .collect(),
             }],
             cinder: Some(CinderStore {
                 node: "controller".into(),
@@ -252,6 +429,46 @@ impl Topology {
 
 /// The addresses a pool hands out, or the whole subnet without its network, broadcast
 /// and gateway addresses when no pool is given (as Neutron allocates).
+/// A rule of `protocol` (a port when given) from or to anywhere (`0.0.0.0/0`).
+fn rule(direction: sg::Direction, protocol: sg::Protocol, port: Option<u16>) -> SecurityGroupRule {
+    SecurityGroupRule {
+        direction,
+        ethertype: sg::EtherType::Ipv4,
+        protocol,
+        port_range_min: port,
+        port_range_max: port,
+        icmp_type: None,
+        icmp_code: None,
+        remote_ip_prefix: Some("0.0.0.0/0".parse().expect("literal")),
+        remote_group: None,
+    }
+}
+
+/// Neutron's rules of a new `default` group: egress anywhere, ingress from its members,
+/// for IPv4 and IPv6.
+fn default_rules() -> Vec<SecurityGroupRule> {
+    let mut out = Vec::new();
+    for ethertype in [sg::EtherType::Ipv4, sg::EtherType::Ipv6] {
+        for (direction, remote_group) in [
+            (sg::Direction::Egress, None),
+            (sg::Direction::Ingress, Some("default".to_owned())),
+        ] {
+            out.push(SecurityGroupRule {
+                direction,
+                ethertype,
+                protocol: sg::Protocol::Any,
+                port_range_min: None,
+                port_range_max: None,
+                icmp_type: None,
+                icmp_code: None,
+                remote_ip_prefix: None,
+                remote_group,
+            });
+        }
+    }
+    out
+}
+
 pub fn in_pool(subnet: &Subnet, ip: IpAddr) -> bool {
     if subnet.allocation_pools.is_empty() {
         return subnet.cidr.contains(&ip)

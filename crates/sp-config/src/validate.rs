@@ -261,9 +261,60 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
             }
         }
     }
+    errs.extend(security_groups(t));
     if let Some(c) = &t.cinder {
         if t.node(&c.node).is_none() {
             errs.push(format!("cinder: no node {:?}", c.node));
+        }
+    }
+    errs
+}
+
+/// The security groups' problems: names and ids given twice, rules that cannot be
+/// (`SecurityGroupRule::problems`), remote groups and instances' groups that do not
+/// exist, allowed address pairs on a port without port security.
+fn security_groups(t: &Topology) -> Vec<String> {
+    let mut errs = Vec::new();
+    let groups = t.groups();
+    let (mut names, mut ids) = (BTreeSet::new(), BTreeSet::new());
+    for g in &t.security_groups {
+        if !names.insert(g.name.as_str()) {
+            errs.push(format!("security group {:?} is defined twice", g.name));
+        }
+        if !ids.insert(g.id.as_str()) {
+            errs.push(format!(
+                "security group {}: id {} is used twice",
+                g.name, g.id
+            ));
+        }
+    }
+    for g in &groups {
+        for (n, r) in g.rules.iter().enumerate() {
+            for p in r.problems() {
+                errs.push(format!("security group {} rule {}: {p}", g.name, n + 1));
+            }
+            if let Some(remote) = &r.remote_group {
+                if !groups.iter().any(|g| &g.name == remote) {
+                    errs.push(format!(
+                        "security group {} rule {}: no security group {remote:?}",
+                        g.name,
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+    for i in &t.instances {
+        for name in &i.security_groups {
+            if !groups.iter().any(|g| &g.name == name) {
+                errs.push(format!("instance {}: no security group {name:?}", i.name));
+            }
+        }
+        if !i.port_security_enabled && !i.allowed_address_pairs.is_empty() {
+            errs.push(format!(
+                "instance {}: allowed_address_pairs need port_security_enabled",
+                i.name
+            ));
         }
     }
     errs

@@ -348,3 +348,166 @@ fn the_dhcp_port_takes_the_first_free_pool_address_found_without_walking_the_sub
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
 }
+
+type Summary = (
+    sp_neutron::sg::Direction,
+    sp_neutron::sg::EtherType,
+    sp_neutron::sg::Protocol,
+    Option<(u16, u16)>,
+    sp_neutron::sg::Remote,
+);
+
+/// The compute node's firewall: vm1's port (tap, MAC, fixed IP, the DHCP port's
+/// address), the default group's rules with 12-4's ICMP and tcp/22, the member set of
+/// `default` (IPv4: vm1; IPv6: empty). The controller has no instance: no firewall.
+#[test]
+fn vm1_gets_the_default_group_with_the_guides_rules() {
+    use sp_neutron::sg::{Direction, EtherType, Protocol, Remote};
+    let plans = guide_plan();
+    assert!(plans[0].firewall.ports.is_empty());
+    let fw = &plans[1].firewall;
+    assert_eq!(fw.ports.len(), 1);
+    let p = &fw.ports[0];
+    assert_eq!(p.device, "tapa7b1762b-3b");
+    assert_eq!(p.mac.to_string(), "fa:16:3e:5d:2c:01");
+    assert_eq!(
+        p.fixed_ips,
+        ["192.168.0.3".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        p.dhcp_servers,
+        ["192.168.0.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let group: sp_names::NeutronId = "3b4f5e2a-8c1d-4f6e-9a7b-0c1d2e3f4a5b".parse().unwrap();
+    let summary: Vec<Summary> = p
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r.direction,
+                r.ethertype,
+                r.protocol,
+                r.ports,
+                r.remote.clone(),
+            )
+        })
+        .collect();
+    use Direction::*;
+    use EtherType::*;
+    assert_eq!(
+        summary,
+        [
+            (Egress, Ipv4, Protocol::Any, None, Remote::Any),
+            (
+                Ingress,
+                Ipv4,
+                Protocol::Any,
+                None,
+                Remote::Group(group.clone())
+            ),
+            (Egress, Ipv6, Protocol::Any, None, Remote::Any),
+            (
+                Ingress,
+                Ipv6,
+                Protocol::Any,
+                None,
+                Remote::Group(group.clone())
+            ),
+            (Ingress, Ipv4, Protocol::Icmp, None, Remote::Any),
+            (Ingress, Ipv4, Protocol::Tcp, Some((22, 22)), Remote::Any),
+        ]
+    );
+    let sets: Vec<(String, Vec<String>)> = fw
+        .sets
+        .iter()
+        .map(|s| (s.name(), s.members.iter().map(|m| m.to_string()).collect()))
+        .collect();
+    assert_eq!(
+        sets,
+        [
+            (
+                "NIPv43b4f5e2a-8c1d-4f6e-9a7b-".to_owned(),
+                vec!["192.168.0.3/32".to_owned()]
+            ),
+            ("NIPv63b4f5e2a-8c1d-4f6e-9a7b-".to_owned(), vec![]),
+        ]
+    );
+}
+
+/// Port security off: no firewall for the port; allowed pairs join the port's sources
+/// and its groups' member sets; a group without `default` declared gets Neutron's.
+#[test]
+fn port_security_pairs_and_the_implicit_default_group() {
+    let cfg =
+        GuideConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide")).unwrap();
+    let mut t = Topology::guide();
+    t.security_groups.clear();
+    let mut vm2 = t.instances[0].clone();
+    vm2.name = "vm2".parse().unwrap();
+    vm2.port_id = "b2000000-0000-4000-8000-000000000002".parse().unwrap();
+    vm2.mac = "fa:16:3e:00:00:02".parse().unwrap();
+    vm2.ip = "192.168.0.4".parse().unwrap();
+    vm2.floating_ip = None;
+    vm2.port_security_enabled = false;
+    t.instances[0].allowed_address_pairs = vec![sp_config::topology::AllowedAddressPair {
+        ip_address: sp_config::topology::HostOrNet("192.168.0.50/32".parse().unwrap()),
+        mac_address: None,
+    }];
+    t.instances.push(vm2);
+    let plans = plan(&t, &cfg, Path::new("/var/lib/neutron")).unwrap();
+    let fw = &plans[1].firewall;
+    assert_eq!(fw.ports.len(), 1, "vm2 has port security off");
+    assert_eq!(fw.ports[0].pairs[0].mac, fw.ports[0].mac);
+    assert_eq!(fw.ports[0].rules.len(), 4, "Neutron's default group");
+    let members: Vec<String> = fw.sets[0].members.iter().map(|m| m.to_string()).collect();
+    assert_eq!(members, ["192.168.0.3/32", "192.168.0.50/32"]);
+}
+
+/// Security group rules that cannot be are refused, each named.
+#[test]
+fn bad_security_group_rules_are_refused() {
+    let cfg =
+        GuideConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide")).unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/topology.toml"),
+    )
+    .unwrap();
+    let tcp22 = "{ direction = \"ingress\", protocol = \"tcp\", port_range_min = 22, port_range_max = 22, remote_ip_prefix = \"0.0.0.0/0\" }";
+    for (to, why) in [
+        ("{ direction = \"ingress\", protocol = \"icmp\", port_range_min = 22 }", "a port range needs protocol tcp or udp"),
+        ("{ direction = \"ingress\", protocol = \"tcp\", port_range_min = 30, port_range_max = 22 }", "port_range_min 30 above port_range_max 22"),
+        ("{ direction = \"ingress\", protocol = \"tcp\", icmp_type = 8 }", "icmp_type/icmp_code need protocol icmp"),
+        ("{ direction = \"ingress\", remote_ip_prefix = \"::/0\" }", "remote_ip_prefix ::/0 is not IPv4"),
+        ("{ direction = \"ingress\", remote_group = \"web\" }", "no security group \"web\""),
+    ] {
+        let t = Topology::parse(&text.replace(tcp22, to), "t.toml").unwrap();
+        let errs = sp_config::validate(&t, &cfg);
+        assert!(errs.iter().any(|e| e.contains(why)), "{why}: {errs:?}");
+    }
+    let bad = text.replace(
+        "security_groups = [\"default\"]",
+        "security_groups = [\"web\"]",
+    );
+    let errs = sp_config::validate(&Topology::parse(&bad, "t.toml").unwrap(), &cfg);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("instance vm1: no security group \"web\"")),
+        "{errs:?}"
+    );
+    for (field, value) in [
+        ("direction", "\"sideways\""),
+        ("protocol", "\"sctp\""),
+        ("ethertype", "\"IPv5\""),
+    ] {
+        let bad = text.replace(
+            tcp22,
+            &format!("{{ direction = \"ingress\", {field} = {value} }}")
+                .replace("direction = \"ingress\", direction", "direction"),
+        );
+        let err = Topology::parse(&bad, "t.toml").unwrap_err();
+        assert!(
+            err.contains(field) || err.contains("unknown variant"),
+            "{field}: {err}"
+        );
+    }
+}

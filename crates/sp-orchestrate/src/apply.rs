@@ -99,6 +99,7 @@ fn intend(owned: &mut Owned, actions: &[Action]) {
             (Object::Nat { namespace }, _) => {
                 owned.nat.insert(namespace.clone());
             }
+            (Object::Firewall { .. }, _) => owned.firewall = true,
             (Object::VolumeGroup { name }, true) => owned.volume_group = Some(name.clone()),
             _ => {}
         }
@@ -157,6 +158,7 @@ fn forget(owned: &mut Owned, object: &Object) {
         Object::Nat { namespace } => {
             owned.nat.remove(namespace);
         }
+        Object::Firewall { .. } => owned.firewall = false,
         Object::VolumeGroup { .. } => owned.volume_group = None,
         _ => {}
     }
@@ -194,6 +196,9 @@ async fn prune(nl: &Netlink, a: &Action, dirs: &Dirs, purge: bool) -> Result<()>
         }
         Object::Nat { namespace } => {
             sp_l3::remove(namespace)?;
+        }
+        Object::Firewall { .. } => {
+            sp_sg::remove()?;
         }
         Object::Fdb { device, mac, dst } => {
             let vni = vni_of(device).unwrap_or(0);
@@ -275,6 +280,7 @@ enum Phase {
     L2,
     Dhcp(String),
     Nat,
+    Firewall,
     Cinder,
 }
 
@@ -292,6 +298,7 @@ fn phase_of(unit: &Unit, plan: &NodePlan) -> Phase {
         Unit::L2 => Phase::L2,
         Unit::Dhcp(id) => Phase::Dhcp(id.clone()),
         Unit::Nat(_) => Phase::Nat,
+        Unit::Firewall => Phase::Firewall,
         Unit::Cinder => Phase::Cinder,
         Unit::Prune => unreachable!("deletions run one by one"),
     }
@@ -400,6 +407,7 @@ async fn run_phase(
                 .collect();
             sp_l3::load_each(&routers, &mut changes)?;
         }
+        Phase::Firewall => sp_sg::load(&plan.firewall, &mut changes)?,
         Phase::Cinder => {
             let c = plan.cinder.as_ref().expect("planned from this plan");
             let lv = crate::loopvg(dirs);

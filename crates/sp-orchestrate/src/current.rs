@@ -204,6 +204,16 @@ pub enum NatView {
     Differs(Vec<String>),
 }
 
+/// The security groups' tables of the node as the kernel holds them (with
+/// br_netfilter's sysctls).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FirewallView {
+    #[default]
+    Absent,
+    Matches,
+    Differs(Vec<String>),
+}
+
 /// The volume group, when Cinder's directory holds one of this name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VgView {
@@ -230,6 +240,8 @@ pub struct Current {
     pub l2: L2View,
     pub dhcp: BTreeMap<String, DhcpView>,
     pub nat: BTreeMap<String, NatView>,
+    /// Read when wanted or owned; absent otherwise.
+    pub firewall: FirewallView,
     pub vg: Option<VgView>,
     /// Open vSwitch objects wanted and whether they are there (one OVSDB read).
     pub ovs: Vec<(String, bool)>,
@@ -360,6 +372,22 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
             (Some(_), None) => NatView::Differs(vec!["not wanted".into()]),
         };
         cur.nat.insert((*name).to_owned(), view);
+    }
+    // The security groups: our tables in the node's namespace (this thread's).
+    if !plan.firewall.ports.is_empty() || owned.firewall {
+        cur.firewall = match sp_sg::read()? {
+            None => FirewallView::Absent,
+            Some(_) if plan.firewall.ports.is_empty() => {
+                FirewallView::Differs(vec!["not wanted".into()])
+            }
+            Some(c) => {
+                let want = sp_sg::SgRules::of(&plan.firewall)?;
+                match c.differences(&want) {
+                    d if d.is_empty() => FirewallView::Matches,
+                    d => FirewallView::Differs(d),
+                }
+            }
+        };
     }
     // l2population: one dump of each neighbour table, when there are VXLAN devices.
     if cur.root.links.iter().any(|l| l.vxlan.is_some()) {

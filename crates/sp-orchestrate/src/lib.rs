@@ -40,6 +40,8 @@ pub enum Error {
     Dhcp(#[from] sp_dhcp::Error),
     #[error(transparent)]
     Nat(#[from] sp_l3::Error),
+    #[error("security groups: {0}")]
+    Firewall(#[from] sp_sg::Error),
     #[error(transparent)]
     Kernel(#[from] sp_kernel::Error),
     #[error(transparent)]
@@ -243,6 +245,7 @@ fn nothing_of(want: &NodePlan) -> NodePlan {
         dhcp: vec![],
         routers: vec![],
         cinder: None,
+        firewall: Default::default(),
     }
 }
 
@@ -306,6 +309,13 @@ async fn preflight(nl: &Netlink, plan: &NodePlan, dirs: &Dirs, actions: &[Action
                 )));
             }
         }
+    }
+    let firewall = |a: &Action| a.unit == planner::Unit::Firewall;
+    if actions.iter().any(firewall) && !std::path::Path::new("/proc/sys/net/bridge").exists() {
+        return Err(Error::Preflight(format!(
+            "{}; nothing was changed",
+            sp_sg::Error::NoBrNetfilter
+        )));
     }
     if plan.networks.iter().any(|n| n.vxlan.is_some()) {
         let held = nl

@@ -85,6 +85,9 @@ pub struct Owned {
     pub dnsmasq: BTreeSet<String>,
     /// Router namespaces holding our NAT table.
     pub nat: BTreeSet<String>,
+    /// The security groups' tables in the node's namespace.
+    #[serde(default)]
+    pub firewall: bool,
     /// Cinder's volume group, made here.
     pub volume_group: Option<String>,
 }
@@ -183,6 +186,7 @@ impl Owned {
             && self.neighbours.is_empty()
             && self.dnsmasq.is_empty()
             && self.nat.is_empty()
+            && !self.firewall
             && self.volume_group.is_none()
     }
 }

@@ -14,7 +14,7 @@ use sp_config::desired::{L2Entry, NetPlan, NodePlan, PortPlan};
 use sp_kernel::attrs::KERNEL_VXLAN_PORT;
 use sp_neutron::{tap_name, vxlan_name, PortKind};
 
-use crate::current::{Current, LinkView, NatView, Space};
+use crate::current::{Current, FirewallView, LinkView, NatView, Space};
 use crate::owned::Owned;
 
 /// An object of a node's data plane.
@@ -84,6 +84,10 @@ pub enum Object {
     Nat {
         namespace: String,
     },
+    /// The security groups' tables of the node (`bridge`/`inet neutron-linuxbri`).
+    Firewall {
+        ports: usize,
+    },
     VolumeGroup {
         name: String,
     },
@@ -134,6 +138,12 @@ impl fmt::Display for Object {
                 write!(f, "dhcp {file} file of {network_id}")
             }
             Object::Nat { namespace } => write!(f, "nat table in {namespace}"),
+            Object::Firewall { ports } => {
+                write!(
+                    f,
+                    "security groups of {ports} ports (table neutron-linuxbri)"
+                )
+            }
             Object::VolumeGroup { name } => write!(f, "volume group {name}"),
             Object::Ovs { what } => f.write_str(what),
         }
@@ -167,6 +177,8 @@ pub enum Unit {
     L2,
     Dhcp(String),
     Nat(String),
+    /// The node's security groups.
+    Firewall,
     Cinder,
     /// Removal of something this node made and no longer wants.
     Prune,
@@ -816,6 +828,27 @@ impl Planner<'_> {
         }
     }
 
+    fn firewall(&mut self) {
+        let fw = &self.want.firewall;
+        if fw.ports.is_empty() {
+            return;
+        }
+        let object = Object::Firewall {
+            ports: fw.ports.len(),
+        };
+        match &self.cur.firewall {
+            FirewallView::Absent => self.push(Unit::Firewall, Op::Create, object),
+            FirewallView::Matches => {}
+            FirewallView::Differs(d) => self.change(
+                Unit::Firewall,
+                object,
+                "rules",
+                d.join("; "),
+                "as wanted".into(),
+            ),
+        }
+    }
+
     fn cinder(&mut self) {
         let Some(c) = &self.want.cinder else {
             return;
@@ -873,6 +906,10 @@ impl Planner<'_> {
                     namespace: ns.clone(),
                 });
             }
+        }
+        if owned.firewall && want.firewall.ports.is_empty() && cur.firewall != FirewallView::Absent
+        {
+            del(Object::Firewall { ports: 0 });
         }
         // The namespaces this node made and no longer wants — only while they still
         // have the identity recorded.
@@ -1024,6 +1061,7 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
     p.l2();
     p.dhcp();
     p.nat();
+    p.firewall();
     p.cinder();
     if !p.conflicts.is_empty() {
         return Err(p.conflicts);
@@ -1052,7 +1090,8 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
         Unit::L2 => 5,
         Unit::Dhcp(_) => 6,
         Unit::Nat(_) => 7,
-        Unit::Cinder => 8,
+        Unit::Firewall => 8,
+        Unit::Cinder => 9,
     });
     out.extend(rest);
     Ok(out)
@@ -1218,6 +1257,9 @@ mod tests {
             cur.nat.insert(r.namespace.to_string(), NatView::Matches);
         }
         cur.vg = want.cinder.as_ref().map(|_| VgView { active: true });
+        if !want.firewall.ports.is_empty() {
+            cur.firewall = FirewallView::Matches;
+        }
         cur
     }
 
@@ -1643,6 +1685,78 @@ mod tests {
         assert!(!k.contains(&"delete namespace".to_string()), "{k:#?}");
         // Nothing is deleted that this node did not make.
         assert_eq!(plan(&less, &cur, &Owned::default()).expect("plan"), []);
+    }
+
+    /// The compute node's security groups: created when missing, changed when they
+    /// differ, left alone when they match; pruned only when this node made them and
+    /// no instance port wants them any more.
+    #[test]
+    fn security_groups_are_planned_from_what_the_kernel_holds() {
+        let want = node("compute");
+        assert_eq!(want.firewall.ports.len(), 1, "vm1");
+        let differs = || FirewallView::Differs(vec!["rule missing in inet ia7b1762b-3".into()]);
+        let owned = Owned {
+            firewall: true,
+            ..Default::default()
+        };
+        let none = Owned::default();
+        let mut unwanted = want.clone();
+        unwanted.firewall = Default::default();
+        let rows: Vec<(&str, &NodePlan, FirewallView, &Owned, Vec<&str>)> = vec![
+            ("converged", &want, FirewallView::Matches, &owned, vec![]),
+            (
+                "tables missing",
+                &want,
+                FirewallView::Absent,
+                &none,
+                vec!["create firewall"],
+            ),
+            (
+                "rule deleted",
+                &want,
+                differs(),
+                &owned,
+                vec!["change rules firewall"],
+            ),
+            (
+                "no port wants them, ours",
+                &unwanted,
+                FirewallView::Matches,
+                &owned,
+                vec!["delete firewall"],
+            ),
+            (
+                "no port wants them, not ours",
+                &unwanted,
+                differs(),
+                &none,
+                vec![],
+            ),
+            (
+                "no port wants them, gone",
+                &unwanted,
+                FirewallView::Absent,
+                &owned,
+                vec![],
+            ),
+        ];
+        for (what, w, view, o, expect) in rows {
+            let mut cur = converged(&want);
+            cur.firewall = view;
+            let actions = plan(w, &cur, o).expect("no conflicts");
+            assert_eq!(kinds(&actions), expect, "{what}: {actions:#?}");
+        }
+        // After the ports and the NAT, before the volume group.
+        let mut cur = converged(&want);
+        cur.firewall = FirewallView::Absent;
+        cur.l2 = Default::default();
+        let k = kinds(&plan(&want, &cur, &none).expect("plan"));
+        let at = |s: &str| {
+            k.iter()
+                .position(|x| x == s)
+                .unwrap_or_else(|| panic!("{s} in {k:?}"))
+        };
+        assert!(at("create fdb") < at("create firewall"), "{k:?}");
     }
 
     #[test]

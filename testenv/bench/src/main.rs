@@ -6,6 +6,7 @@
 mod bridgectl;
 mod nat;
 mod netns_inspect;
+mod sg;
 mod stackplumb;
 
 use std::path::PathBuf;
@@ -50,6 +51,15 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Security groups for N instance ports (the guide's default group + 12-4) loaded
+    /// natively (one nf_tables batch) vs Liberty's `ipset restore` + `iptables-restore`
+    /// per port change; the first load, ports added one by one, a no-op re-apply.
+    Sg {
+        #[arg(long, value_delimiter = ',', default_value = "100")]
+        counts: Vec<usize>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// The guide's topology scaled to N tenant networks with a router each: stackplumb
     /// apply / re-apply / destroy on the controller vs the same kernel objects by iproute2.
     Stackplumb {
@@ -76,6 +86,11 @@ fn main() {
         Bench::Nat { counts, runs } => {
             for n in counts {
                 nat::run(n, runs);
+            }
+        }
+        Bench::Sg { counts, runs } => {
+            for n in counts {
+                sg::run(n, runs);
             }
         }
         Bench::Stackplumb { counts, runs } => {
