@@ -50,6 +50,18 @@ pub struct Network {
     pub created: bool,
 }
 
+/// A random locally administered unicast MAC (what the kernel gives a new bridge).
+fn random_mac() -> Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    // SAFETY: getrandom writes at most `mac.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(mac.as_mut_ptr().cast(), mac.len(), 0) };
+    if n != mac.len() as isize {
+        return Err(sp_kernel::Error::io("getrandom", std::io::Error::last_os_error()).into());
+    }
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
+}
+
 /// `brctl addbr`, `setfd 0`, `stp off`, up — changing only what differs; IPv6 is
 /// switched off when the bridge is created.
 /// Returns the bridge's index. IPv6 is switched off through `/proc/sys`, so `nl` must
@@ -111,9 +123,12 @@ async fn ensure_bridge_made(
             link
         }
         None => {
+            // A MAC of its own, given at creation: a bridge whose MAC was never set
+            // takes the lowest of its ports', so ports coming and going would change it.
             let msg = LinkBridge::new(name)
                 .forward_delay(0)
                 .stp_state(BridgeStpState::Disabled)
+                .address(random_mac()?.to_vec())
                 .build();
             nl.handle()
                 .link()
@@ -132,15 +147,6 @@ async fn ensure_bridge_made(
                 netns::write_net_sysctl(&key, "1")?;
             }
             let mut link = require_link(nl, name)?;
-            // Its MAC, chosen at random, set as its own: a bridge whose MAC was never
-            // set takes the lowest of its ports', so ports coming and going would
-            // change it.
-            if let Some(mac) = attrs::link_mac(&link).map(<[u8]>::to_vec) {
-                let msg = rtnetlink::LinkUnspec::new_with_index(link.header.index)
-                    .address(mac)
-                    .build();
-                sp_kernel::links::set_link(nl, msg, name, "set MAC of").await?;
-            }
             set_up_new(nl, &mut link, name).await?;
             link
         }
