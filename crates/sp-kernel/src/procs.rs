@@ -144,3 +144,68 @@ pub fn pidfd(pid: u32) -> crate::Result<std::os::fd::OwnedFd> {
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
+
+/// The inodes of the sockets process `pid` holds (`/proc/PID/fd/*` → `socket:[N]`);
+/// empty when it is gone or its descriptors cannot be read.
+pub fn socket_inodes(pid: u32) -> std::collections::BTreeSet<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Default::default();
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_str()?;
+            l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// The inodes of the listening IPv4 TCP sockets bound to `addr` in the calling
+/// thread's network namespace (`/proc/thread-self/net/tcp`: call it on a thread that
+/// entered the namespace, `netns::run_in_each`).
+pub fn tcp_listeners_here(addr: std::net::SocketAddrV4) -> crate::Result<Vec<u64>> {
+    let path = "/proc/thread-self/net/tcp";
+    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+    // `/proc/net/tcp` writes the address as the 32-bit word in host order, the port
+    // big-endian: `0100007F:0050` is 127.0.0.1:80.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(addr.ip().octets()),
+        addr.port()
+    );
+    Ok(tcp_listeners_in(&text, &local))
+}
+
+/// The inodes of the LISTEN (`0A`) lines of a `/proc/net/tcp` text with local address
+/// `local`.
+fn tcp_listeners_in(text: &str, local: &str) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match (f.get(1), f.get(3), f.get(9)) {
+                (Some(a), Some(&"0A"), Some(inode)) if *a == local => inode.parse().ok(),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listeners_are_read_from_proc_net_tcp() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000:25E1 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 51234 1 0000000000000000 100 0 0 10 0\n\
+   1: 00000000:25E1 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 51235 1 0000000000000000 100 0 0 10 0\n\
+   2: FEA9FEA9:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 100 0 0 10 0\n";
+        assert_eq!(super::tcp_listeners_in(text, "00000000:25E1"), vec![51234]);
+        assert_eq!(super::tcp_listeners_in(text, "FEA9FEA9:0050"), vec![777]);
+        let here = std::net::SocketAddrV4::new([169, 254, 169, 254].into(), 80);
+        // 169.254.169.254 reads the same either way round.
+        assert_eq!(
+            format!("{:08X}", u32::from_ne_bytes(here.ip().octets())),
+            "FEA9FEA9"
+        );
+    }
+}

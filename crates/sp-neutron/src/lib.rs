@@ -5,6 +5,7 @@
 
 pub mod dhcp;
 pub mod l3;
+pub mod metadata;
 
 use serde::Serialize;
 use sp_names::NeutronId;

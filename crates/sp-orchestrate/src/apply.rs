@@ -100,6 +100,7 @@ fn intend(owned: &mut Owned, actions: &[Action]) {
                 owned.nat.insert(namespace.clone());
             }
             (Object::VolumeGroup { name }, true) => owned.volume_group = Some(name.clone()),
+            (Object::MetadataProxy, _) => owned.metadata_proxy = true,
             _ => {}
         }
     }
@@ -158,6 +159,7 @@ fn forget(owned: &mut Owned, object: &Object) {
             owned.nat.remove(namespace);
         }
         Object::VolumeGroup { .. } => owned.volume_group = None,
+        Object::MetadataProxy => owned.metadata_proxy = false,
         _ => {}
     }
 }
@@ -183,9 +185,13 @@ async fn delete_link_group(nl: &Netlink, group: &[Action]) -> Result<()> {
 }
 
 /// Removes one object this node made and no longer wants.
-async fn prune(nl: &Netlink, a: &Action, dirs: &Dirs, purge: bool) -> Result<()> {
+async fn prune(nl: &Netlink, a: &Action, plan: &NodePlan, dirs: &Dirs, purge: bool) -> Result<()> {
     let mut changes: Vec<Change> = Vec::new();
     match &a.object {
+        Object::MetadataProxy => {
+            let proxy = crate::metadata_proxy(plan, dirs)?;
+            sp_metadata::stop(&proxy.pid_file, &mut changes)?;
+        }
         Object::Dnsmasq { network_id } => {
             // The id is checked before it names a directory (the record is a file).
             sp_names::NeutronId::check(network_id)?;
@@ -270,6 +276,7 @@ enum Phase {
     L2,
     Dhcp(String),
     Nat,
+    Metadata,
     Cinder,
 }
 
@@ -287,6 +294,7 @@ fn phase_of(unit: &Unit, plan: &NodePlan) -> Phase {
         Unit::L2 => Phase::L2,
         Unit::Dhcp(id) => Phase::Dhcp(id.clone()),
         Unit::Nat(_) => Phase::Nat,
+        Unit::Metadata => Phase::Metadata,
         Unit::Cinder => Phase::Cinder,
         Unit::Prune => unreachable!("deletions run one by one"),
     }
@@ -395,6 +403,9 @@ async fn run_phase(
                 .collect();
             sp_l3::load_each(&routers, &mut changes)?;
         }
+        Phase::Metadata => {
+            sp_metadata::restart(&crate::metadata_proxy(plan, dirs)?, &mut changes)?;
+        }
         Phase::Cinder => {
             let c = plan.cinder.as_ref().expect("planned from this plan");
             let lv = crate::loopvg(dirs);
@@ -445,7 +456,9 @@ pub async fn execute(
             }
         }
         let result = match group.len() {
-            1 if link_of(&group[0].object).is_none() => prune(nl, &group[0], dirs, purge).await,
+            1 if link_of(&group[0].object).is_none() => {
+                prune(nl, &group[0], plan, dirs, purge).await
+            }
             _ => delete_link_group(nl, &group).await,
         };
         if let Err(cause) = result {

@@ -14,7 +14,7 @@ use sp_config::desired::{L2Entry, NetPlan, NodePlan, PortPlan};
 use sp_kernel::attrs::KERNEL_VXLAN_PORT;
 use sp_neutron::{tap_name, vxlan_name};
 
-use crate::current::{Current, LinkView, NatView, Space};
+use crate::current::{Current, LinkView, MetadataView, NatView, Space};
 use crate::owned::Owned;
 
 /// An object of a node's data plane.
@@ -91,6 +91,8 @@ pub enum Object {
     Ovs {
         what: String,
     },
+    /// The node's metadata proxy (docs/metadata.md).
+    MetadataProxy,
 }
 
 impl fmt::Display for Object {
@@ -136,6 +138,7 @@ impl fmt::Display for Object {
             Object::Nat { namespace } => write!(f, "nat table in {namespace}"),
             Object::VolumeGroup { name } => write!(f, "volume group {name}"),
             Object::Ovs { what } => f.write_str(what),
+            Object::MetadataProxy => f.write_str("metadata proxy"),
         }
     }
 }
@@ -167,6 +170,7 @@ pub enum Unit {
     L2,
     Dhcp(String),
     Nat(String),
+    Metadata,
     Cinder,
     /// Removal of something this node made and no longer wants.
     Prune,
@@ -794,6 +798,44 @@ impl Planner<'_> {
         }
     }
 
+    /// The proxy serving exactly the wanted namespaces, listening in each.
+    fn metadata(&mut self) {
+        if self.want.metadata.is_empty() {
+            return;
+        }
+        let wanted: Vec<String> = self.want.metadata.iter().map(|s| s.namespace()).collect();
+        let (unit, object) = (Unit::Metadata, Object::MetadataProxy);
+        match &self.cur.metadata {
+            None
+            | Some(MetadataView {
+                state: sp_metadata::State::Stopped,
+                ..
+            }) => self.push(unit, Op::Create, object),
+            Some(MetadataView {
+                state: sp_metadata::State::Dead,
+                ..
+            }) => self.change(unit, object, "process", "dead".into(), "running".into()),
+            Some(MetadataView {
+                state: sp_metadata::State::Other(_, serves),
+                ..
+            }) => self.change(
+                unit,
+                object,
+                "namespaces",
+                serves.join(" "),
+                wanted.join(" "),
+            ),
+            Some(MetadataView { deaf, .. }) if !deaf.is_empty() => self.change(
+                unit,
+                object,
+                "listening",
+                format!("not in {}", deaf.join(" ")),
+                "in every namespace".into(),
+            ),
+            Some(_) => {}
+        }
+    }
+
     fn cinder(&mut self) {
         let Some(c) = &self.want.cinder else {
             return;
@@ -842,6 +884,13 @@ impl Planner<'_> {
                     network_id: n.clone(),
                 });
             }
+        }
+        let proxy_there = cur
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.state != sp_metadata::State::Stopped);
+        if owned.metadata_proxy && want.metadata.is_empty() && proxy_there {
+            del(Object::MetadataProxy);
         }
         for ns in &owned.nat {
             let kept_ns = wanted_ns.contains(ns.as_str());
@@ -987,6 +1036,7 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
     p.l2();
     p.dhcp();
     p.nat();
+    p.metadata();
     p.cinder();
     if !p.conflicts.is_empty() {
         return Err(p.conflicts);
@@ -1015,7 +1065,8 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
         Unit::L2 => 5,
         Unit::Dhcp(_) => 6,
         Unit::Nat(_) => 7,
-        Unit::Cinder => 8,
+        Unit::Metadata => 8,
+        Unit::Cinder => 9,
     });
     out.extend(rest);
     Ok(out)
@@ -1177,6 +1228,12 @@ mod tests {
         for r in &want.routers {
             cur.nat.insert(r.namespace.to_string(), NatView::Matches);
         }
+        if !want.metadata.is_empty() {
+            cur.metadata = Some(MetadataView {
+                state: sp_metadata::State::Running(200),
+                deaf: vec![],
+            });
+        }
         cur.vg = want.cinder.as_ref().map(|_| VgView { active: true });
         cur
     }
@@ -1237,6 +1294,8 @@ mod tests {
         assert!(first("create vxlan") < first("create namespace"));
         assert!(first("create port") < first("create dnsmasq"));
         assert!(first("create dnsmasq") < first("create nat"));
+        // The proxy after the REDIRECT that sends to it, and after the namespaces.
+        assert!(first("create nat") < first("create metadata_proxy"));
         assert!(first("create nat") < first("create volume_group"));
         // Every port, address, route of the controller.
         assert_eq!(
@@ -1458,6 +1517,32 @@ mod tests {
                 "change content dhcp_file",
             ),
             (
+                "metadata proxy killed",
+                |_, c| c.metadata.as_mut().expect("wanted").state = sp_metadata::State::Dead,
+                "change process metadata_proxy",
+            ),
+            (
+                "metadata proxy of another set of routers",
+                |_, c| {
+                    c.metadata.as_mut().expect("wanted").state =
+                        sp_metadata::State::Other(7, vec!["qrouter-x".into()])
+                },
+                "change namespaces metadata_proxy",
+            ),
+            (
+                "metadata proxy not listening in a router",
+                |w, c| {
+                    c.metadata.as_mut().expect("wanted").deaf =
+                        vec![w.routers[0].namespace.to_string()]
+                },
+                "change listening metadata_proxy",
+            ),
+            (
+                "metadata proxy never started",
+                |_, c| c.metadata = None,
+                "create metadata_proxy",
+            ),
+            (
                 "vg inactive",
                 |_, c| c.vg = Some(VgView { active: false }),
                 "change state volume_group",
@@ -1560,6 +1645,33 @@ mod tests {
         assert!(!k.contains(&"delete namespace".to_string()), "{k:#?}");
         // Nothing is deleted that this node did not make.
         assert_eq!(plan(&less, &cur, &Owned::default()).expect("plan"), []);
+    }
+
+    #[test]
+    fn the_metadata_proxy_goes_when_nothing_is_served_and_only_if_ours() {
+        let want = node("controller");
+        assert_eq!(
+            want.metadata
+                .iter()
+                .map(|s| s.namespace())
+                .collect::<Vec<_>>(),
+            [want.routers[0].namespace.to_string()],
+            "the guide's router; demo-net has a router, so its DHCP namespace serves none"
+        );
+        let cur = converged(&want);
+        let mut none = want.clone();
+        none.metadata.clear();
+        let owned = Owned {
+            metadata_proxy: true,
+            ..Default::default()
+        };
+        let k = kinds(&plan(&none, &cur, &owned).expect("plan"));
+        assert_eq!(k, ["delete metadata_proxy"]);
+        assert_eq!(plan(&none, &cur, &Owned::default()).expect("plan"), []);
+        // Gone already: nothing to delete.
+        let mut gone = cur.clone();
+        gone.metadata.as_mut().expect("read").state = sp_metadata::State::Stopped;
+        assert_eq!(plan(&none, &gone, &owned).expect("plan"), []);
     }
 
     #[test]
