@@ -5,7 +5,8 @@
 //! agent — a unix-socket HTTP server run by this test at `$state_path/metadata_proxy` —
 //! with `X-Forwarded-For` and `X-Neutron-Router-ID` / `X-Neutron-Network-ID`, and brings
 //! its body back. A second apply changes nothing; a killed proxy is seen by `plan` and
-//! `status`, started again by `apply` and by `supervise`; `destroy` leaves no proxy.
+//! `status`, started again by `apply` and by `supervise`; a router added is served after
+//! the next apply; `destroy` leaves no proxy.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixListener;
@@ -20,6 +21,7 @@ use sp_testenv::{oracle, require};
 
 const ROUTER: &str = "006df4cc-6fb2-40e7-af58-dc68b6755165";
 const ISO_NET: &str = "c0ffee00-1111-4222-8333-444455556666";
+const ISO_ROUTER: &str = "7e57a11d-0000-4000-8000-000000000001";
 const BODY: &str = "ami-id\nhostname\ninstance-id\nlocal-ipv4\n";
 
 /// The guide's topology and an isolated network with vm2 on the compute node.
@@ -40,6 +42,15 @@ network = "iso-net"
 port_id = "b7c1762b-3b4c-4d5e-8f90-123456789abd"
 mac = "fa:16:3e:5d:2c:02"
 ip = "192.168.1.3"
+"#;
+
+/// Then a router on the isolated network.
+const ROUTER_ON_ISO_NET: &str = r#"
+[[routers]]
+name = "iso-router"
+id = "7e57a11d-0000-4000-8000-000000000001"
+gateway = { network = "ext-net", ip = "10.0.0.210", port_id = "8e57a11d-0000-4000-8000-000000000002", mac = "fa:16:3e:00:00:02" }
+interfaces = [{ network = "iso-net", ip = "192.168.1.1", port_id = "9e57a11d-0000-4000-8000-000000000003", mac = "fa:16:3e:00:00:03" }]
 "#;
 
 /// The metadata agent as far as the proxy sees it: every request's head handed to the
@@ -135,7 +146,7 @@ fn metadata_reaches_the_agent_through_the_router_and_the_dhcp_namespace() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/topology.toml"),
     )
     .unwrap();
-    std::fs::write(&topology, guide + ISOLATED).unwrap();
+    std::fs::write(&topology, format!("{guide}{ISOLATED}")).unwrap();
     cli.extra = vec!["--topology".into(), topology.display().to_string()];
     // Neutron's default metadata_proxy_socket: $state_path/metadata_proxy.
     let heads = agent(&cli.state.join("metadata_proxy"));
@@ -293,11 +304,45 @@ fn metadata_reaches_the_agent_through_the_router_and_the_dhcp_namespace() {
     assert!(sup.wait().unwrap().success());
     assert_eq!(cli.json("controller", &["apply"])["done"], 0);
 
+    // A router added on the isolated network: the proxy serves it (and the network's
+    // DHCP namespace no more — the network is no longer isolated), restarted by apply.
+    std::fs::write(&topology, format!("{guide}{ISOLATED}{ROUTER_ON_ISO_NET}")).unwrap();
+    let plan = cli.json("controller", &["plan"]);
+    let change = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["object"]["type"] == "metadata_proxy")
+        .unwrap_or_else(|| panic!("the proxy in {plan}"))
+        .clone();
+    assert_eq!(
+        change,
+        serde_json::json!({"op": "change", "attribute": "namespaces",
+            "old": format!("qrouter-{ROUTER} qdhcp-{ISO_NET}"),
+            "new": format!("qrouter-{ROUTER} qrouter-{ISO_ROUTER}"),
+            "object": {"type": "metadata_proxy"}})
+    );
+    for node in ["controller", "compute"] {
+        let done = cli.json(node, &["apply"]);
+        assert_eq!(done["left"], Value::Array(vec![]), "{node}: {done}");
+    }
+    let fourth = proxy_pid(&cli);
+    assert!(!alive(&third) && alive(&fourth), "{third} -> {fourth}");
+    ip(&["-n", "vm2", "route", "del", "169.254.169.254/32"]);
+    ip(&["-n", "vm2", "route", "add", "default", "via", "192.168.1.1"]);
+    assert_eq!(get("vm2", &[]), BODY);
+    let head = next_head();
+    assert_eq!(header(&head, "X-Forwarded-For"), ["192.168.1.3"], "{head}");
+    assert_eq!(header(&head, "X-Neutron-Router-ID"), [ISO_ROUTER], "{head}");
+    assert!(header(&head, "X-Neutron-Network-ID").is_empty(), "{head}");
+    assert_eq!(get("vm1", &[]), BODY);
+    assert_eq!(header(&next_head(), "X-Neutron-Router-ID"), [ROUTER]);
+
     // destroy: no proxy left, no pid file.
     for node in ["compute", "controller"] {
         cli.json(node, &["destroy"]);
     }
-    assert!(!alive(&third), "the proxy {third} is gone");
+    assert!(!alive(&fourth), "the proxy {fourth} is gone");
     assert!(!cli
         .state
         .join("stackplumb/metadata-proxy-controller.pid")

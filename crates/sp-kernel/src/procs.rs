@@ -146,18 +146,27 @@ pub fn pidfd(pid: u32) -> crate::Result<std::os::fd::OwnedFd> {
 }
 
 /// The inodes of the sockets process `pid` holds (`/proc/PID/fd/*` → `socket:[N]`);
-/// empty when it is gone or its descriptors cannot be read.
-pub fn socket_inodes(pid: u32) -> std::collections::BTreeSet<u64> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Default::default();
-    };
-    dir.flatten()
-        .filter_map(|e| std::fs::read_link(e.path()).ok())
-        .filter_map(|l| {
-            let l = l.to_str()?;
-            l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-        })
-        .collect()
+/// `None` when its descriptors cannot be read (it is gone, or it holds capabilities
+/// this process lacks — `/proc/PID/fd` takes ptrace access then, CAP_SYS_PTRACE).
+pub fn socket_inodes(pid: u32) -> Option<std::collections::BTreeSet<u64>> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let mut inodes = std::collections::BTreeSet::new();
+    for e in dir.flatten() {
+        match std::fs::read_link(e.path()) {
+            Ok(l) => {
+                let inode = l
+                    .to_str()
+                    .and_then(|l| l.strip_prefix("socket:[")?.strip_suffix(']'))
+                    .and_then(|n| n.parse::<u64>().ok());
+                inodes.extend(inode);
+            }
+            // The directory lists, its links do not read: hidden, not empty.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return None,
+            // Closed since the listing.
+            Err(_) => {}
+        }
+    }
+    Some(inodes)
 }
 
 /// The inodes of the listening IPv4 TCP sockets bound to `addr` in the calling

@@ -337,10 +337,12 @@ pub fn parse_with(buf: &[u8], limits: &Limits) -> Result<Option<Request>, Refuse
     if req.body_len > limits.body {
         return Err(Refused::BodyTooLarge);
     }
-    if minor == 1 && req.header("host").count() != 1 {
-        return Err(Refused::BadRequest(
-            "an HTTP/1.1 request has one Host header",
-        ));
+    // RFC 9112 §3.2: one Host in an HTTP/1.1 request; never two (the request goes on
+    // as HTTP/1.1).
+    match (minor, req.header("host").count()) {
+        (_, 2..) => return Err(Refused::BadRequest("two Host headers")),
+        (1, 0) => return Err(Refused::BadRequest("an HTTP/1.1 request without Host")),
+        _ => {}
     }
     Ok(Some(req))
 }
@@ -379,7 +381,9 @@ pub fn forward_head(req: &Request, client: IpAddr, served: &Served) -> Vec<u8> {
     }
     for (name, value) in &req.headers {
         let lower = name.to_ascii_lowercase();
-        if DROPPED.contains(&lower.as_str()) || named.contains(&lower) {
+        // `Connection` names hop-by-hop headers; never the request's framing or Host.
+        let hop = named.contains(&lower) && lower != "host" && lower != "content-length";
+        if DROPPED.contains(&lower.as_str()) || hop {
             continue;
         }
         out.extend_from_slice(name.as_bytes());
@@ -431,6 +435,10 @@ mod tests {
         assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None));
         let refused = |raw: &[u8]| parse(raw).err().map(|r| r.status().0);
         assert_eq!(refused(b"GET / HTTP/1.1\r\n\r\n"), Some(400), "no Host");
+        assert_eq!(
+            refused(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Some(400)
+        );
         assert_eq!(refused(b"GET / HTTP/2.0\r\n\r\n"), Some(505));
         assert_eq!(refused(b"GET  / HTTP/1.0\r\n\r\n"), Some(400));
         assert_eq!(refused(b"GET http://x/ HTTP/1.0\r\n\r\n"), Some(400));
@@ -469,6 +477,22 @@ mod tests {
         assert_eq!(refused(&many), Some(431));
         let big = [b"GET / HTTP/1.0\r\nA: ".as_slice(), &[b'a'; 17000]].concat();
         assert_eq!(refused(&big), Some(431));
+    }
+
+    #[test]
+    fn connection_cannot_take_away_host_or_the_body_length() {
+        let req = parse(b"POST /p HTTP/1.0\r\nHost: h\r\nContent-Length: 2\r\nConnection: host, content-length\r\n\r\nab")
+            .unwrap()
+            .unwrap();
+        let out = String::from_utf8(forward_head(
+            &req,
+            "192.168.0.3".parse().unwrap(),
+            &router(),
+        ))
+        .unwrap();
+        assert!(out.contains("\r\nHost: h\r\n"), "{out}");
+        assert!(out.contains("\r\nContent-Length: 2\r\n"), "{out}");
+        assert_eq!(out.matches("Connection:").count(), 1, "{out}");
     }
 
     #[test]

@@ -249,7 +249,13 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
     let mut fds = Vec::with_capacity(names.len());
     let mut opened = Vec::with_capacity(names.len());
     for n in &names {
-        // A namespace deleted since the listing is simply not there.
+        // A stale file (a run killed between creating it and mounting the namespace on
+        // it) holds no namespace to enter: read as absent, so the namespace is made
+        // again (`create_each` finishes such a file). A namespace deleted since the
+        // listing is simply not there.
+        if cur.live.get(*n).copied().flatten().is_none() {
+            continue;
+        }
         if let Ok(fd) = netns::open(&netns::named_path(n)?) {
             fds.push(fd);
             opened.push(*n);
@@ -353,9 +359,11 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
         let proxy = crate::metadata_proxy(plan, dirs)?;
         let state = sp_metadata::status(&proxy);
         let deaf = match &state {
-            sp_metadata::State::Running(pid) => {
-                let held = sp_kernel::procs::socket_inodes(*pid);
-                proxy
+            sp_metadata::State::Running(pid) => match sp_kernel::procs::socket_inodes(*pid) {
+                // Its descriptors hidden (no CAP_SYS_PTRACE): the pid file and the
+                // command line stand for it, as for dnsmasq's namespace.
+                None => vec![],
+                Some(held) => proxy
                     .namespaces()
                     .into_iter()
                     .filter(|ns| {
@@ -363,8 +371,8 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
                             .get(ns)
                             .is_some_and(|l| l.iter().any(|i| held.contains(i)))
                     })
-                    .collect()
-            }
+                    .collect(),
+            },
             _ => vec![],
         };
         cur.metadata = Some(MetadataView { state, deaf });
