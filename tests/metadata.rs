@@ -225,6 +225,30 @@ fn metadata_reaches_the_agent_through_the_router_and_the_dhcp_namespace() {
     assert_eq!(header(&head, "X-Neutron-Network-ID"), [ISO_NET], "{head}");
     assert!(header(&head, "X-Neutron-Router-ID").is_empty(), "{head}");
 
+    // 200 requests one after the other, each on its own connection (one curl): all
+    // answered; the time per request is printed (`--nocapture`), not judged.
+    let url = "http://169.254.169.254/latest/meta-data/";
+    let out = Command::new("ip")
+        .args(["netns", "exec", "vm1", "curl", "-sS", "--max-time", "30"])
+        .args(["-w", "\n%{time_total}\n"])
+        .args(std::iter::repeat_n(url, 200))
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut times: Vec<f64> = text.lines().filter_map(|l| l.parse::<f64>().ok()).collect();
+    assert_eq!(times.len(), 200, "{text}");
+    assert_eq!(text.matches(BODY).count(), 200);
+    for _ in 0..200 {
+        next_head();
+    }
+    times.sort_by(f64::total_cmp);
+    eprintln!(
+        "200 GETs through the router: median {:.2} ms, max {:.2} ms",
+        times[100] * 1e3,
+        times[199] * 1e3
+    );
+
     // Converged: a second apply does nothing.
     for node in ["controller", "compute"] {
         assert_eq!(cli.json(node, &["apply"])["done"], 0, "{node}");
@@ -251,7 +275,12 @@ fn metadata_reaches_the_agent_through_the_router_and_the_dhcp_namespace() {
         String::from_utf8_lossy(&out.stdout).contains("~ metadata proxy process dead -> running"),
         "{out:?}"
     );
+    let t0 = std::time::Instant::now();
     assert_eq!(cli.json("controller", &["apply"])["done"], 1);
+    eprintln!(
+        "apply starting the killed proxy: {:.1} ms (printed, not judged)",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     let second = proxy_pid(&cli);
     assert_ne!(first, second);
     assert_eq!(get("vm1", &[]), BODY);

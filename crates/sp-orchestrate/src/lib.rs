@@ -9,7 +9,7 @@
 //!    NICs, `local_ip`, the programs apply runs);
 //! 4. **apply** exactly those actions ([`apply`]), in the agents' order — flat networks
 //!    and their uplinks (a reversible group), the Open vSwitch side, tenant networks,
-//!    ports, l2population, dnsmasq, NAT, Cinder's volume group;
+//!    ports, l2population, dnsmasq, NAT, the metadata proxy, Cinder's volume group;
 //! 5. **verify**: read again and plan again; what is left is reported.
 //!
 //! [`take_down`] is the same with nothing desired: everything this node made goes,
