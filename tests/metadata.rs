@@ -254,6 +254,25 @@ fn metadata_reaches_the_agent_through_the_router_and_the_dhcp_namespace() {
         assert_eq!(cli.json(node, &["apply"])["done"], 0, "{node}");
     }
 
+    // The router's namespace deleted by hand and made again by apply: the proxy still
+    // listens in the old one (its socket holds it), none of its sockets listens in the
+    // new one — seen, and the proxy restarted.
+    ip(&["netns", "del", &format!("qrouter-{ROUTER}")]);
+    let plan = cli.json("controller", &["plan"]);
+    let proxy = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["object"]["type"] == "metadata_proxy")
+        .unwrap_or_else(|| panic!("the proxy in {plan}"))
+        .clone();
+    assert_eq!(proxy["attribute"], "listening", "{plan}");
+    assert_eq!(proxy["old"], format!("not in qrouter-{ROUTER}"));
+    let done = cli.json("controller", &["apply"]);
+    assert_eq!(done["left"], Value::Array(vec![]), "{done}");
+    assert_eq!(get("vm1", &[]), BODY);
+    assert_eq!(header(&next_head(), "X-Neutron-Router-ID"), [ROUTER]);
+
     // Killed: plan and status see it, apply starts it again.
     let first = proxy_pid(&cli);
     Command::new("kill").args(["-9", &first]).status().unwrap();
@@ -379,4 +398,49 @@ fn metadata_reaches_the_agent_through_the_router_and_the_dhcp_namespace() {
     let mut left = oracle::netns_list();
     left.sort();
     assert_eq!(left, ["compute", "controller", "extpc"]);
+}
+
+/// A proxy that cannot listen says where and why, and leaves no process or pid file; one
+/// that listens is stopped by its pid file and only it.
+#[test]
+fn a_proxy_that_cannot_listen_says_why_and_stop_ends_only_ours() {
+    sp_testenv::sandbox::enter();
+    let ns = format!("qrouter-{ROUTER}");
+    ip(&["netns", "add", &ns]);
+    let dir = std::env::temp_dir().join(format!("sp-metadata-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let proxy = |pid_file: &str| sp_metadata::Proxy {
+        program: sp_testenv::workspace_bin("stackplumb"),
+        pid_file: dir.join(pid_file),
+        served: vec![sp_neutron::metadata::Served {
+            kind: sp_neutron::metadata::Kind::Router,
+            id: ROUTER.into(),
+            socket: dir.join("metadata_proxy"),
+        }],
+    };
+    let first = sp_metadata::start(&proxy("a.pid")).expect("the first listens");
+    assert_eq!(
+        sp_metadata::status(&proxy("a.pid")),
+        sp_metadata::State::Running(first)
+    );
+    let err = sp_metadata::start(&proxy("b.pid"))
+        .expect_err("9697 is taken")
+        .to_string();
+    assert!(
+        err.contains(&format!("listen on 0.0.0.0:9697 in {ns}")) && err.contains("in use"),
+        "{err}"
+    );
+    assert_eq!(
+        sp_metadata::status(&proxy("b.pid")),
+        sp_metadata::State::Stopped
+    );
+    // Stopping by another pid file ends nothing; by its own, it.
+    let mut changes = Vec::new();
+    sp_metadata::stop(&dir.join("b.pid"), &mut changes).unwrap();
+    assert!(changes.is_empty() && alive(&first.to_string()));
+    sp_metadata::stop(&dir.join("a.pid"), &mut changes).unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(!alive(&first.to_string()));
+    assert!(!dir.join("a.pid").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

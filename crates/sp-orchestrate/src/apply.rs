@@ -59,8 +59,11 @@ fn intend(owned: &mut Owned, actions: &[Action]) {
                     bridge: bridge.clone(),
                 });
             }
+            // Made anew (also after one of ours was deleted by hand): its identity is
+            // the new one's, read once it exists — an older one recorded would make it
+            // someone else's.
             (Object::Namespace { name }, true) => {
-                owned.namespaces.entry(name.clone()).or_insert(None);
+                owned.namespaces.insert(name.clone(), None);
             }
             (
                 Object::Port {
