@@ -285,7 +285,7 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
             false => None,
         };
         let listening = match listen_at.get(opened[i]) {
-            Some(std::net::SocketAddr::V4(a)) => sp_kernel::procs::tcp_listeners_here(*a)?,
+            Some(std::net::SocketAddr::V4(a)) => sp_kernel::diag::tcp_listeners_here(*a)?,
             _ => vec![],
         };
         Ok(((space, listening), nat))
