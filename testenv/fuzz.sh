@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/fuzz"
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-targets=(lvm_label mda_header metadata_text ini topology sizes ovsdb_codec ovsdb_datum nft_dump)
+targets=(lvm_label mda_header metadata_text ini topology sizes ovsdb_codec ovsdb_datum nft_dump metadata_http)
 
 usage() {
     echo "usage: $0 TARGET|all SECONDS   (targets: ${targets[*]})" >&2

@@ -239,6 +239,11 @@ fn nft_dump() {
     replay("nft_dump");
 }
 
+#[test]
+fn metadata_http() {
+    replay("metadata_http");
+}
+
 /// Every target has its directory of regression inputs, and every directory a target.
 #[test]
 fn every_target_has_regressions() {

@@ -32,11 +32,20 @@ impl Drop for Cleanup {
     }
 }
 
+/// The pids of dnsmasq and of the metadata proxies the state directory names.
 fn glob_pids(state: &Path) -> Vec<String> {
-    std::fs::read_dir(state.join("dhcp"))
+    let dnsmasq = std::fs::read_dir(state.join("dhcp"))
         .into_iter()
         .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("pid")).ok())
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("pid")).ok());
+    let proxies = std::fs::read_dir(state.join("stackplumb"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pid"))
+        .filter_map(|p| std::fs::read_to_string(p).ok());
+    dnsmasq
+        .chain(proxies)
         .map(|p| p.trim().to_owned())
         .collect()
 }
@@ -61,7 +70,9 @@ fn the_guides_cloud_works_end_to_end() {
     let state = std::env::temp_dir().join(format!("sp-orchestrate-{}", std::process::id()));
     let _cleanup = Cleanup(state.clone());
     let plans = node_plans(&state);
-    let dirs = Dirs::new(state.clone(), state.join("cinder"));
+    let mut dirs = Dirs::new(state.clone(), state.join("cinder"));
+    // The metadata proxy is the stackplumb binary's, not this test's.
+    dirs.program = sp_testenv::workspace_bin("stackplumb");
     let dirs = &dirs;
     let state = state.as_path();
 

@@ -536,6 +536,18 @@ fn dnsmasq_pid(state: &Path, net: &str) -> Option<u32> {
         .ok()
 }
 
+/// The metadata proxies' pids in state directory `state`
+/// (`stackplumb/metadata-proxy-<node>.pid`).
+fn proxy_pids(state: &Path) -> Vec<u32> {
+    std::fs::read_dir(state.join("stackplumb"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pid"))
+        .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
+        .collect()
+}
+
 /// `/proc/PID` is a dnsmasq in named namespace `ns`.
 fn is_dnsmasq_in(pid: u32, ns: &str) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -1539,6 +1551,10 @@ fn two_applies_at_once_move_the_uplink_exactly_once() {
                     if let Some(pid) = dnsmasq_pid(&s.cli.state.join(d), net) {
                         let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
                     }
+                }
+                // The metadata proxy too: it lives in the node's namespace.
+                for pid in proxy_pids(&s.cli.state.join(d)) {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
                 }
             }
             for ns in oracle::netns_list() {

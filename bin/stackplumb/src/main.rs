@@ -75,7 +75,7 @@ struct Args {
     cmd: Cmd,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq)]
+#[derive(Subcommand, Debug, Clone, PartialEq)]
 enum Cmd {
     /// Exactly what apply would do on this node: `+` create, `~` change (old -> new),
     /// `-` delete (what this node made and no longer wants).
@@ -109,6 +109,30 @@ enum Cmd {
         #[arg(long, default_value = "60", value_parser = seconds(0.1))]
         interval: Duration,
     },
+    /// The metadata proxy, as apply starts it (and supervise restarts it): listens on
+    /// 9697 in each router's namespace and on 169.254.169.254:80 in each isolated
+    /// network's DHCP namespace, and relays every request to the metadata agent's unix
+    /// socket with X-Forwarded-For and X-Neutron-Router-ID / X-Neutron-Network-ID
+    /// (docs/metadata.md). Daemonises once every socket listens.
+    #[command(name = "metadata-proxy")]
+    MetadataProxy {
+        /// Where the daemon writes its pid.
+        #[arg(long)]
+        pid_file: PathBuf,
+        /// A router served: ID=SOCKET (the metadata agent's socket).
+        #[arg(long = "router", value_parser = served(sp_neutron::metadata::Kind::Router))]
+        routers: Vec<sp_neutron::metadata::Served>,
+        /// An isolated network served: ID=SOCKET.
+        #[arg(long = "network", value_parser = served(sp_neutron::metadata::Kind::Network))]
+        networks: Vec<sp_neutron::metadata::Served>,
+    },
+}
+
+/// A clap parser of `ID=SOCKET` for `--router` / `--network`.
+fn served(
+    kind: sp_neutron::metadata::Kind,
+) -> impl Fn(&str) -> Result<sp_neutron::metadata::Served, String> + Clone {
+    move |s| sp_neutron::metadata::Served::parse(kind, s)
 }
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -244,6 +268,21 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
     if args.cmd == Cmd::Demo {
         return demo();
     }
+    if let Cmd::MetadataProxy {
+        pid_file,
+        routers,
+        networks,
+    } = &args.cmd
+    {
+        // Still one thread: the proxy forks.
+        let proxy = sp_metadata::Proxy {
+            program: std::env::current_exe()?,
+            pid_file: pid_file.clone(),
+            served: routers.iter().chain(networks).cloned().collect(),
+        };
+        sp_metadata::serve::daemonise(&proxy)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -254,6 +293,10 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
         let opts = sp_orchestrate::supervise::Options {
             interval,
             lock_timeout,
+            proxy: match node.metadata.is_empty() {
+                true => None,
+                false => Some(sp_orchestrate::metadata_proxy(node, &dirs(args))?),
+            },
         };
         let json = args.json;
         // A SIGTERM that came while this node was looked up ends it before it starts.
@@ -267,7 +310,7 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
         let nl = Netlink::current()?;
         let node = &load(args, &nl)?;
         let dirs = dirs(args);
-        match args.cmd {
+        match args.cmd.clone() {
             Cmd::Plan { detailed_exitcode } => {
                 let (cur, owned) = sp_orchestrate::read(&nl, node, &dirs).await?;
                 let actions = sp_orchestrate::plan(node, &cur, &owned)?;
@@ -316,7 +359,9 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
                     (true, _) => exit::PROBLEMS,
                 }))
             }
-            Cmd::Demo | Cmd::Supervise { .. } => unreachable!("handled above"),
+            Cmd::Demo | Cmd::Supervise { .. } | Cmd::MetadataProxy { .. } => {
+                unreachable!("handled above")
+            }
             Cmd::Apply | Cmd::Destroy { .. } => {
                 let _lock = sp_orchestrate::supervise::lock(lock_timeout)?;
                 let json = args.json;
@@ -330,7 +375,7 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
                         false => sp_cli::outln!("{a}"),
                     }
                 };
-                let result = match args.cmd {
+                let result = match args.cmd.clone() {
                     Cmd::Destroy { purge } => {
                         sp_orchestrate::take_down(&nl, node, &dirs, purge, &mut report).await
                     }
@@ -420,6 +465,7 @@ fn dirs(args: &Args) -> sp_orchestrate::Dirs {
         state: args.state_dir.clone(),
         cinder: args.cinder_dir.clone(),
         ovsdb: args.ovsdb.clone(),
+        program: std::env::current_exe().unwrap_or_default(),
     }
 }
 
@@ -438,6 +484,12 @@ fn print_event(e: &sp_orchestrate::supervise::Event, json: bool) {
             Event::Changed(c) => sp_cli::outln!("{c}"),
             Event::Failed { network, error } => {
                 sp_cli::outln!("dnsmasq of {network}: restart failed, tried again later: {error}")
+            }
+            Event::WatchingProxy { pid } => {
+                sp_cli::outln!("watching the metadata proxy (pid {pid})")
+            }
+            Event::ProxyFailed { error } => {
+                sp_cli::outln!("metadata proxy: restart failed, tried again later: {error}")
             }
             Event::Stopped { signal } => sp_cli::outln!("stopped by {signal}"),
         }

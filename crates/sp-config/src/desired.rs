@@ -12,6 +12,7 @@ use sp_lvm::vg::VgName;
 use sp_names::{IfName, Mac, NeutronId, NsName};
 use sp_neutron::dhcp::{DhcpHost, DhcpSubnet, Dnsmasq};
 use sp_neutron::l3::{FloatingIp, RouterNat};
+use sp_neutron::metadata::{self, Kind, Served};
 use sp_neutron::sg::{self, AddressPair, Firewall, MemberSet, PortFirewall};
 use sp_neutron::{bridge_name, qdhcp_namespace, qrouter_namespace, PortKind};
 
@@ -36,6 +37,9 @@ pub struct NodePlan {
     pub l2pop: Vec<L2Entry>,
     pub dhcp: Vec<Dnsmasq>,
     pub routers: Vec<RouterPlan>,
+    /// The namespaces the metadata proxy listens in (the routers', the isolated
+    /// networks' DHCP namespaces), each with the agent's socket it forwards to.
+    pub metadata: Vec<Served>,
     pub cinder: Option<CinderPlan>,
     /// The security groups of the node's instance ports with port security (empty
     /// when the agent's `firewall_driver` enforces none).
@@ -469,6 +473,48 @@ fn node_plan(
         true => t.routers.iter().filter_map(|r| router_plan(t, r)).collect(),
         false => vec![],
     };
+    // The proxy Neutron's agents start: one per router (the L3 agent's socket), one
+    // per DHCP namespace of an isolated network (the DHCP agent's).
+    let mut served = Vec::new();
+    let mut socket = |value: Option<&str>, file: &str| {
+        metadata::socket_path(value, state_path).map_err(|e| {
+            errors.push(format!(
+                "metadata_proxy_socket in {}: {e}",
+                cfg.root.join(file).display()
+            ))
+        })
+    };
+    if let (true, Some(l3)) = (is_network_node, l3) {
+        let with_nat: Vec<&str> = t
+            .routers
+            .iter()
+            .filter(|r| router_plan(t, r).is_some())
+            .map(|r| r.id.as_str())
+            .collect();
+        if let (false, Ok(s)) = (
+            with_nat.is_empty(),
+            socket(l3.metadata_proxy_socket.as_deref(), crate::guide::L3_AGENT),
+        ) {
+            served.extend(with_nat.into_iter().map(|id| Served {
+                kind: Kind::Router,
+                id: id.to_owned(),
+                socket: s.clone(),
+            }));
+        }
+    }
+    if let Some(d) = dhcp_cfg {
+        let isolated: Vec<&Dnsmasq> = dhcp.iter().filter(|d| d.serves_metadata()).collect();
+        if let (false, Ok(s)) = (
+            isolated.is_empty(),
+            socket(d.metadata_proxy_socket.as_deref(), crate::guide::DHCP_AGENT),
+        ) {
+            served.extend(isolated.into_iter().map(|n| Served {
+                kind: Kind::Network,
+                id: n.network_id.clone(),
+                socket: s.clone(),
+            }));
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -480,6 +526,7 @@ fn node_plan(
         l2pop,
         dhcp,
         routers,
+        metadata: served,
         cinder,
         firewall: match cfg.agent.firewall {
             true => firewall(t, all, node),

@@ -58,6 +58,9 @@ pub struct L3Agent {
     pub interface_driver: Option<String>,
     /// Empty with the Linux bridge agent (the guide); `br-ex` with packstack's OVS.
     pub external_network_bridge: String,
+    /// `metadata_proxy_socket`, as written (`$state_path/metadata_proxy` when unset):
+    /// the metadata agent's socket the routers' proxy forwards to.
+    pub metadata_proxy_socket: Option<String>,
 }
 
 /// `dhcp_agent.ini` `[DEFAULT]` and the dnsmasq file it names.
@@ -69,6 +72,8 @@ pub struct DhcpAgent {
     pub dnsmasq_config_file: Option<PathBuf>,
     /// The MTU that file forces through DHCP option 26 (`dhcp-option-force=26,1450`).
     pub forced_mtu: Option<u32>,
+    /// `metadata_proxy_socket`, as written: the isolated networks' proxy forwards there.
+    pub metadata_proxy_socket: Option<String>,
 }
 
 /// `cinder.conf`.
@@ -259,6 +264,7 @@ impl L3Agent {
             external_network_bridge: ini
                 .string("DEFAULT", "external_network_bridge")
                 .unwrap_or_else(|| "br-ex".into()),
+            metadata_proxy_socket: ini.string("DEFAULT", "metadata_proxy_socket"),
         }
     }
 }
@@ -280,6 +286,7 @@ impl DhcpAgent {
                 .unwrap_or(false),
             dnsmasq_config_file: conf,
             forced_mtu,
+            metadata_proxy_socket: ini.string("DEFAULT", "metadata_proxy_socket"),
         })
     }
 }

@@ -4,7 +4,10 @@
 //!   `/run/netns`), namespace identities, and entering a namespace on a dedicated thread
 //!   so no thread of an async runtime is ever left in a foreign namespace.
 //! * [`netlink`] — one rtnetlink handle per namespace, opened inside it.
-//! * [`procs`] — which process lives in which network namespace (one pass over `/proc`).
+//! * [`procs`] — which process lives in which network namespace (one pass over `/proc`),
+//!   and the sockets a process holds.
+//! * [`diag`] — the listening TCP sockets of the calling thread's namespace
+//!   (`NETLINK_SOCK_DIAG`).
 //! * [`caps`] — the capabilities this process holds, and which one a container left out.
 //! * [`exec`] — programs started by absolute path from the system's directories, with a
 //!   fixed environment.
@@ -23,6 +26,7 @@
 
 pub mod attrs;
 pub mod caps;
+pub mod diag;
 mod error;
 pub mod ethtool;
 pub mod exec;

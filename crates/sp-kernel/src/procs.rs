@@ -144,3 +144,27 @@ pub fn pidfd(pid: u32) -> crate::Result<std::os::fd::OwnedFd> {
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
+
+/// The inodes of the sockets process `pid` holds (`/proc/PID/fd/*` → `socket:[N]`);
+/// `None` when its descriptors cannot be read (it is gone, or it holds capabilities
+/// this process lacks — `/proc/PID/fd` takes ptrace access then, CAP_SYS_PTRACE).
+pub fn socket_inodes(pid: u32) -> Option<std::collections::BTreeSet<u64>> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let mut inodes = std::collections::BTreeSet::new();
+    for e in dir.flatten() {
+        match std::fs::read_link(e.path()) {
+            Ok(l) => {
+                let inode = l
+                    .to_str()
+                    .and_then(|l| l.strip_prefix("socket:[")?.strip_suffix(']'))
+                    .and_then(|n| n.parse::<u64>().ok());
+                inodes.extend(inode);
+            }
+            // The directory lists, its links do not read: hidden, not empty.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return None,
+            // Closed since the listing.
+            Err(_) => {}
+        }
+    }
+    Some(inodes)
+}

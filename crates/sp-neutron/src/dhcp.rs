@@ -48,6 +48,19 @@ pub struct Dnsmasq {
     pub isolated_metadata: bool,
 }
 
+impl Dnsmasq {
+    /// Whether the network's namespace serves metadata (Liberty's
+    /// `should_enable_metadata`): `enable_isolated_metadata` and an IPv4 subnet with no
+    /// router interface on it.
+    pub fn serves_metadata(&self) -> bool {
+        self.isolated_metadata
+            && self
+                .subnets
+                .iter()
+                .any(|s| s.isolated && s.cidr.addr().is_ipv4())
+    }
+}
+
 /// `host-10-0-0-5`: Neutron's name for an address.
 pub fn hostname(ip: IpAddr) -> String {
     format!("host-{}", ip.to_string().replace(['.', ':'], "-"))

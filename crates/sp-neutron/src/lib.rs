@@ -5,6 +5,7 @@
 
 pub mod dhcp;
 pub mod l3;
+pub mod metadata;
 pub mod sg;
 
 use serde::Serialize;

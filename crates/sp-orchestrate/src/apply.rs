@@ -59,8 +59,11 @@ fn intend(owned: &mut Owned, actions: &[Action]) {
                     bridge: bridge.clone(),
                 });
             }
+            // Made anew (also after one of ours was deleted by hand): its identity is
+            // the new one's, read once it exists — an older one recorded would make it
+            // someone else's.
             (Object::Namespace { name }, true) => {
-                owned.namespaces.entry(name.clone()).or_insert(None);
+                owned.namespaces.insert(name.clone(), None);
             }
             (
                 Object::Port {
@@ -101,6 +104,7 @@ fn intend(owned: &mut Owned, actions: &[Action]) {
             }
             (Object::Firewall { .. }, _) => owned.firewall = true,
             (Object::VolumeGroup { name }, true) => owned.volume_group = Some(name.clone()),
+            (Object::MetadataProxy, _) => owned.metadata_proxy = true,
             _ => {}
         }
     }
@@ -160,6 +164,7 @@ fn forget(owned: &mut Owned, object: &Object) {
         }
         Object::Firewall { .. } => owned.firewall = false,
         Object::VolumeGroup { .. } => owned.volume_group = None,
+        Object::MetadataProxy => owned.metadata_proxy = false,
         _ => {}
     }
 }
@@ -185,9 +190,13 @@ async fn delete_link_group(nl: &Netlink, group: &[Action]) -> Result<()> {
 }
 
 /// Removes one object this node made and no longer wants.
-async fn prune(nl: &Netlink, a: &Action, dirs: &Dirs, purge: bool) -> Result<()> {
+async fn prune(nl: &Netlink, a: &Action, plan: &NodePlan, dirs: &Dirs, purge: bool) -> Result<()> {
     let mut changes: Vec<Change> = Vec::new();
     match &a.object {
+        Object::MetadataProxy => {
+            let proxy = crate::metadata_proxy(plan, dirs)?;
+            sp_metadata::stop(&proxy.pid_file, &mut changes)?;
+        }
         Object::Dnsmasq { network_id } => {
             // The id is checked before it names a directory (the record is a file).
             sp_names::NeutronId::check(network_id)?;
@@ -281,6 +290,7 @@ enum Phase {
     Dhcp(String),
     Nat,
     Firewall,
+    Metadata,
     Cinder,
 }
 
@@ -299,6 +309,7 @@ fn phase_of(unit: &Unit, plan: &NodePlan) -> Phase {
         Unit::Dhcp(id) => Phase::Dhcp(id.clone()),
         Unit::Nat(_) => Phase::Nat,
         Unit::Firewall => Phase::Firewall,
+        Unit::Metadata => Phase::Metadata,
         Unit::Cinder => Phase::Cinder,
         Unit::Prune => unreachable!("deletions run one by one"),
     }
@@ -408,6 +419,9 @@ async fn run_phase(
             sp_l3::load_each(&routers, &mut changes)?;
         }
         Phase::Firewall => sp_sg::load(&plan.firewall, &mut changes)?,
+        Phase::Metadata => {
+            sp_metadata::restart(&crate::metadata_proxy(plan, dirs)?, &mut changes)?;
+        }
         Phase::Cinder => {
             let c = plan.cinder.as_ref().expect("planned from this plan");
             let lv = crate::loopvg(dirs);
@@ -458,7 +472,9 @@ pub async fn execute(
             }
         }
         let result = match group.len() {
-            1 if link_of(&group[0].object).is_none() => prune(nl, &group[0], dirs, purge).await,
+            1 if link_of(&group[0].object).is_none() => {
+                prune(nl, &group[0], plan, dirs, purge).await
+            }
             _ => delete_link_group(nl, &group).await,
         };
         if let Err(cause) = result {

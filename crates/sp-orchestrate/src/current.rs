@@ -214,6 +214,15 @@ pub enum FirewallView {
     Differs(Vec<String>),
 }
 
+/// The metadata proxy as it stands: its process (pid file and command line) and, for a
+/// running one, the namespaces it should serve where the kernel shows none of its
+/// sockets listening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataView {
+    pub state: sp_metadata::State,
+    pub deaf: Vec<String>,
+}
+
 /// The volume group, when Cinder's directory holds one of this name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VgView {
@@ -242,6 +251,8 @@ pub struct Current {
     pub nat: BTreeMap<String, NatView>,
     /// Read when wanted or owned; absent otherwise.
     pub firewall: FirewallView,
+    /// Read when a proxy is wanted or this node made one.
+    pub metadata: Option<MetadataView>,
     pub vg: Option<VgView>,
     /// Open vSwitch objects wanted and whether they are there (one OVSDB read).
     pub ovs: Vec<(String, bool)>,
@@ -312,7 +323,13 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
     let mut fds = Vec::with_capacity(names.len());
     let mut opened = Vec::with_capacity(names.len());
     for n in &names {
-        // A namespace deleted since the listing is simply not there.
+        // A stale file (a run killed between creating it and mounting the namespace on
+        // it) holds no namespace to enter: read as absent, so the namespace is made
+        // again (`create_each` finishes such a file). A namespace deleted since the
+        // listing is simply not there.
+        if cur.live.get(*n).copied().flatten().is_none() {
+            continue;
+        }
         if let Ok(fd) = netns::open(&netns::named_path(n)?) {
             fds.push(fd);
             opened.push(*n);
@@ -332,6 +349,12 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
         let devs = dhcp_devs.entry(p.namespace.as_str()).or_default();
         devs.push(p.kind.device(p.port_id.as_str()));
     }
+    // The metadata proxy's listening sockets, looked for in the same hop.
+    let listen_at: BTreeMap<String, std::net::SocketAddr> = plan
+        .metadata
+        .iter()
+        .map(|s| (s.namespace(), s.listen()))
+        .collect();
     let read = netns::run_in_each(&fds, |i| {
         let socks = netlink::open_sockets()?;
         let c = socks.contents(&families)?;
@@ -345,15 +368,21 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
             true => Some(sp_l3::read_in_this_thread(opened[i])),
             false => None,
         };
-        Ok((space, nat))
+        let listening = match listen_at.get(opened[i]) {
+            Some(std::net::SocketAddr::V4(a)) => sp_kernel::diag::tcp_listeners_here(*a)?,
+            _ => vec![],
+        };
+        Ok(((space, listening), nat))
     });
+    let mut listeners: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let want: BTreeMap<&str, &sp_neutron::l3::RouterNat> = plan
         .routers
         .iter()
         .map(|r| (r.namespace.as_str(), &r.nat))
         .collect();
     for (name, got) in opened.iter().zip(read) {
-        let (space, nat) = got?;
+        let ((space, listening), nat) = got?;
+        listeners.insert((*name).to_owned(), listening);
         let id = cur.live.get(*name).copied().flatten();
         cur.namespaces
             .insert((*name).to_owned(), NsView { id, space });
@@ -425,6 +454,28 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
                     .collect(),
             },
         );
+    }
+    if !plan.metadata.is_empty() || owned.metadata_proxy {
+        let proxy = crate::metadata_proxy(plan, dirs)?;
+        let state = sp_metadata::status(&proxy);
+        let deaf = match &state {
+            sp_metadata::State::Running(pid) => match sp_kernel::procs::socket_inodes(*pid) {
+                // Its descriptors hidden (no CAP_SYS_PTRACE): the pid file and the
+                // command line stand for it, as for dnsmasq's namespace.
+                None => vec![],
+                Some(held) => proxy
+                    .namespaces()
+                    .into_iter()
+                    .filter(|ns| {
+                        !listeners
+                            .get(ns)
+                            .is_some_and(|l| l.iter().any(|i| held.contains(i)))
+                    })
+                    .collect(),
+            },
+            _ => vec![],
+        };
+        cur.metadata = Some(MetadataView { state, deaf });
     }
     // The volume group wanted, else the one this node made (to prune it).
     let vg = plan

@@ -9,7 +9,7 @@
 //!    NICs, `local_ip`, the programs apply runs);
 //! 4. **apply** exactly those actions ([`apply`]), in the agents' order — flat networks
 //!    and their uplinks (a reversible group), the Open vSwitch side, tenant networks,
-//!    ports, l2population, dnsmasq, NAT, Cinder's volume group;
+//!    ports, l2population, dnsmasq, NAT, the metadata proxy, Cinder's volume group;
 //! 5. **verify**: read again and plan again; what is left is reported.
 //!
 //! [`take_down`] is the same with nothing desired: everything this node made goes,
@@ -38,6 +38,8 @@ pub enum Error {
     Bridge(#[from] sp_bridge::Error),
     #[error(transparent)]
     Dhcp(#[from] sp_dhcp::Error),
+    #[error(transparent)]
+    Metadata(#[from] sp_metadata::Error),
     #[error(transparent)]
     Nat(#[from] sp_l3::Error),
     #[error("security groups: {0}")]
@@ -70,6 +72,9 @@ pub struct Dirs {
     pub cinder: PathBuf,
     /// ovsdb-server, for `external_network_bridge` ([`sp_ovs::DEFAULT_DB`]).
     pub ovsdb: sp_ovs::Endpoint,
+    /// The stackplumb binary that runs the metadata proxy (`stackplumb metadata-proxy`):
+    /// this one, by default.
+    pub program: PathBuf,
 }
 
 impl Dirs {
@@ -80,6 +85,7 @@ impl Dirs {
             state,
             cinder,
             ovsdb: sp_ovs::DEFAULT_DB.parse().expect("a valid endpoint"),
+            program: std::env::current_exe().unwrap_or_default(),
         }
     }
 }
@@ -93,6 +99,18 @@ fn loopvg(dirs: &Dirs) -> sp_loopvg::Loopvg<'static> {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The metadata proxy of `plan`'s node: `dirs.program`, its pid file
+/// (`<state>/stackplumb/metadata-proxy-<node>.pid`) and the namespaces it serves
+/// (docs/metadata.md).
+pub fn metadata_proxy(plan: &NodePlan, dirs: &Dirs) -> Result<sp_metadata::Proxy> {
+    let record = owned::path(&dirs.state, &plan.node)?;
+    Ok(sp_metadata::Proxy {
+        program: dirs.program.clone(),
+        pid_file: record.with_file_name(format!("metadata-proxy-{}.pid", plan.node)),
+        served: plan.metadata.clone(),
+    })
+}
 
 /// What is there and what this node made, read once.
 pub async fn read(nl: &Netlink, plan: &NodePlan, dirs: &Dirs) -> Result<(Current, Owned)> {
@@ -244,6 +262,7 @@ fn nothing_of(want: &NodePlan) -> NodePlan {
         l2pop: vec![],
         dhcp: vec![],
         routers: vec![],
+        metadata: vec![],
         cinder: None,
         firewall: Default::default(),
     }
@@ -263,6 +282,10 @@ async fn preflight(nl: &Netlink, plan: &NodePlan, dirs: &Dirs, actions: &[Action
     let mut wanted = vec![Cap::NetAdmin, Cap::SysAdmin];
     if !plan.dhcp.is_empty() {
         wanted.extend([Cap::NetBindService, Cap::NetRaw, Cap::Setuid, Cap::Setgid]);
+    }
+    // The metadata proxy listens on port 80 in isolated networks' namespaces.
+    if !plan.metadata.is_empty() && !wanted.contains(&Cap::NetBindService) {
+        wanted.push(Cap::NetBindService);
     }
     let missing = caps::missing(&wanted);
     if !missing.is_empty() {
@@ -299,6 +322,14 @@ async fn preflight(nl: &Netlink, plan: &NodePlan, dirs: &Dirs, actions: &[Action
                 plan.node
             ))
         })?;
+    }
+    // The metadata proxy is this stackplumb, started by absolute path.
+    let runnable = dirs.program.is_absolute() && dirs.program.is_file();
+    if !plan.metadata.is_empty() && !runnable {
+        return Err(Error::Preflight(format!(
+            "node {} runs the metadata proxy with {:?}, which is no program file; nothing was changed",
+            plan.node, dirs.program
+        )));
     }
     for n in &plan.networks {
         if let Some(nic) = &n.uplink {

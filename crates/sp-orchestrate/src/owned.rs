@@ -90,6 +90,10 @@ pub struct Owned {
     pub firewall: bool,
     /// Cinder's volume group, made here.
     pub volume_group: Option<String>,
+    /// The metadata proxy runs from this state directory (records of before it have
+    /// none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metadata_proxy: bool,
 }
 
 /// The record file of `node` in state directory `state`: one per node, so nodes that
@@ -188,6 +192,7 @@ impl Owned {
             && self.nat.is_empty()
             && !self.firewall
             && self.volume_group.is_none()
+            && !self.metadata_proxy
     }
 }
 

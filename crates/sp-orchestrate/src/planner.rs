@@ -14,7 +14,7 @@ use sp_config::desired::{L2Entry, NetPlan, NodePlan, PortPlan};
 use sp_kernel::attrs::KERNEL_VXLAN_PORT;
 use sp_neutron::{tap_name, vxlan_name, PortKind};
 
-use crate::current::{Current, FirewallView, LinkView, NatView, Space};
+use crate::current::{Current, FirewallView, LinkView, MetadataView, NatView, Space};
 use crate::owned::Owned;
 
 /// An object of a node's data plane.
@@ -95,6 +95,8 @@ pub enum Object {
     Ovs {
         what: String,
     },
+    /// The node's metadata proxy (docs/metadata.md).
+    MetadataProxy,
 }
 
 impl fmt::Display for Object {
@@ -146,6 +148,7 @@ impl fmt::Display for Object {
             }
             Object::VolumeGroup { name } => write!(f, "volume group {name}"),
             Object::Ovs { what } => f.write_str(what),
+            Object::MetadataProxy => f.write_str("metadata proxy"),
         }
     }
 }
@@ -179,6 +182,7 @@ pub enum Unit {
     Nat(String),
     /// The node's security groups.
     Firewall,
+    Metadata,
     Cinder,
     /// Removal of something this node made and no longer wants.
     Prune,
@@ -849,6 +853,44 @@ impl Planner<'_> {
         }
     }
 
+    /// The proxy serving exactly the wanted namespaces, listening in each.
+    fn metadata(&mut self) {
+        if self.want.metadata.is_empty() {
+            return;
+        }
+        let wanted: Vec<String> = self.want.metadata.iter().map(|s| s.namespace()).collect();
+        let (unit, object) = (Unit::Metadata, Object::MetadataProxy);
+        match &self.cur.metadata {
+            None
+            | Some(MetadataView {
+                state: sp_metadata::State::Stopped,
+                ..
+            }) => self.push(unit, Op::Create, object),
+            Some(MetadataView {
+                state: sp_metadata::State::Dead,
+                ..
+            }) => self.change(unit, object, "process", "dead".into(), "running".into()),
+            Some(MetadataView {
+                state: sp_metadata::State::Other(_, serves),
+                ..
+            }) => self.change(
+                unit,
+                object,
+                "namespaces",
+                serves.join(" "),
+                wanted.join(" "),
+            ),
+            Some(MetadataView { deaf, .. }) if !deaf.is_empty() => self.change(
+                unit,
+                object,
+                "listening",
+                format!("not in {}", deaf.join(" ")),
+                "in every namespace".into(),
+            ),
+            Some(_) => {}
+        }
+    }
+
     fn cinder(&mut self) {
         let Some(c) = &self.want.cinder else {
             return;
@@ -897,6 +939,13 @@ impl Planner<'_> {
                     network_id: n.clone(),
                 });
             }
+        }
+        let proxy_there = cur
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.state != sp_metadata::State::Stopped);
+        if owned.metadata_proxy && want.metadata.is_empty() && proxy_there {
+            del(Object::MetadataProxy);
         }
         for ns in &owned.nat {
             let kept_ns = wanted_ns.contains(ns.as_str());
@@ -1062,6 +1111,7 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
     p.dhcp();
     p.nat();
     p.firewall();
+    p.metadata();
     p.cinder();
     if !p.conflicts.is_empty() {
         return Err(p.conflicts);
@@ -1091,6 +1141,7 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
         Unit::Dhcp(_) => 6,
         Unit::Nat(_) => 7,
         Unit::Firewall => 8,
+        Unit::Metadata => 8,
         Unit::Cinder => 9,
     });
     out.extend(rest);
@@ -1256,6 +1307,12 @@ mod tests {
         for r in &want.routers {
             cur.nat.insert(r.namespace.to_string(), NatView::Matches);
         }
+        if !want.metadata.is_empty() {
+            cur.metadata = Some(MetadataView {
+                state: sp_metadata::State::Running(200),
+                deaf: vec![],
+            });
+        }
         cur.vg = want.cinder.as_ref().map(|_| VgView { active: true });
         if !want.firewall.ports.is_empty() {
             cur.firewall = FirewallView::Matches;
@@ -1319,6 +1376,8 @@ mod tests {
         assert!(first("create vxlan") < first("create namespace"));
         assert!(first("create port") < first("create dnsmasq"));
         assert!(first("create dnsmasq") < first("create nat"));
+        // The proxy after the REDIRECT that sends to it, and after the namespaces.
+        assert!(first("create nat") < first("create metadata_proxy"));
         assert!(first("create nat") < first("create volume_group"));
         // Every port, address, route of the controller.
         assert_eq!(
@@ -1559,6 +1618,32 @@ mod tests {
                 "change content dhcp_file",
             ),
             (
+                "metadata proxy killed",
+                |_, c| c.metadata.as_mut().expect("wanted").state = sp_metadata::State::Dead,
+                "change process metadata_proxy",
+            ),
+            (
+                "metadata proxy of another set of routers",
+                |_, c| {
+                    c.metadata.as_mut().expect("wanted").state =
+                        sp_metadata::State::Other(7, vec!["qrouter-x".into()])
+                },
+                "change namespaces metadata_proxy",
+            ),
+            (
+                "metadata proxy not listening in a router",
+                |w, c| {
+                    c.metadata.as_mut().expect("wanted").deaf =
+                        vec![w.routers[0].namespace.to_string()]
+                },
+                "change listening metadata_proxy",
+            ),
+            (
+                "metadata proxy never started",
+                |_, c| c.metadata = None,
+                "create metadata_proxy",
+            ),
+            (
                 "vg inactive",
                 |_, c| c.vg = Some(VgView { active: false }),
                 "change state volume_group",
@@ -1757,6 +1842,33 @@ mod tests {
                 .unwrap_or_else(|| panic!("{s} in {k:?}"))
         };
         assert!(at("create fdb") < at("create firewall"), "{k:?}");
+    }
+
+    #[test]
+    fn the_metadata_proxy_goes_when_nothing_is_served_and_only_if_ours() {
+        let want = node("controller");
+        assert_eq!(
+            want.metadata
+                .iter()
+                .map(|s| s.namespace())
+                .collect::<Vec<_>>(),
+            [want.routers[0].namespace.to_string()],
+            "the guide's router; demo-net has a router, so its DHCP namespace serves none"
+        );
+        let cur = converged(&want);
+        let mut none = want.clone();
+        none.metadata.clear();
+        let owned = Owned {
+            metadata_proxy: true,
+            ..Default::default()
+        };
+        let k = kinds(&plan(&none, &cur, &owned).expect("plan"));
+        assert_eq!(k, ["delete metadata_proxy"]);
+        assert_eq!(plan(&none, &cur, &Owned::default()).expect("plan"), []);
+        // Gone already: nothing to delete.
+        let mut gone = cur.clone();
+        gone.metadata.as_mut().expect("read").state = sp_metadata::State::Stopped;
+        assert_eq!(plan(&none, &gone, &owned).expect("plan"), []);
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Neutron's process monitor for dnsmasq (`check_child_processes_action = respawn`), and
-//! the run lock every changing command takes.
+//! Neutron's process monitor for dnsmasq and the metadata proxy
+//! (`check_child_processes_action = respawn`), and the run lock every changing command
+//! takes.
 //!
-//! [`supervise`] watches every dnsmasq of a node with a pidfd: one that ends — killed,
+//! [`supervise`] watches every dnsmasq of a node, and its metadata proxy
+//! ([`Options::proxy`]), with a pidfd: one that ends — killed,
 //! crashed, its namespace gone — is started again at once (under the run lock, so
 //! never while an apply or destroy runs), with the same command line and files. Every
 //! `interval` it also looks again without being woken (a dnsmasq an operator started
@@ -84,6 +86,10 @@ pub enum Event {
     Changed(Change),
     /// A restart that failed; tried again after the interval.
     Failed { network: String, error: String },
+    /// The metadata proxy found running, now watched.
+    WatchingProxy { pid: u32 },
+    /// A restart of the metadata proxy that failed; tried again after the interval.
+    ProxyFailed { error: String },
     /// Ended by a signal.
     Stopped { signal: String },
 }
@@ -95,7 +101,12 @@ pub struct Options {
     pub interval: Duration,
     /// How long a restart waits for a running apply or destroy.
     pub lock_timeout: Duration,
+    /// The node's metadata proxy, when it has one ([`crate::metadata_proxy`]).
+    pub proxy: Option<sp_metadata::Proxy>,
 }
+
+/// The key of the proxy among the watched processes (networks are keyed by their ids).
+const PROXY: &str = "metadata-proxy";
 
 /// A network is not restarted more often than this (a dnsmasq that dies at once).
 const MIN_GAP: Duration = Duration::from_secs(1);
@@ -168,6 +179,9 @@ pub fn supervise(plan: &NodePlan, opts: &Options, report: &mut dyn FnMut(Event))
                 }
             }
         }
+        if let Some(proxy) = &opts.proxy {
+            watch_proxy(proxy, opts, &mut watched, &mut last_start, report);
+        }
         let mut fds: Vec<PollFd> = std::iter::once(signals.as_fd())
             .chain(watched.values().map(|(_, fd)| fd.as_fd()))
             .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
@@ -178,7 +192,8 @@ pub fn supervise(plan: &NodePlan, opts: &Options, report: &mut dyn FnMut(Event))
             .map(|t| MIN_GAP.saturating_sub(t.elapsed()))
             .filter(|d| !d.is_zero())
             .min();
-        let wait = match (watched.len() < plan.dhcp.len(), due) {
+        let expected = plan.dhcp.len() + usize::from(opts.proxy.is_some());
+        let wait = match (watched.len() < expected, due) {
             (true, Some(d)) => d.min(opts.interval),
             _ => opts.interval,
         };
@@ -198,6 +213,55 @@ pub fn supervise(plan: &NodePlan, opts: &Options, report: &mut dyn FnMut(Event))
             };
             report(Event::Stopped { signal });
             return Ok(());
+        }
+    }
+}
+
+/// One look at the metadata proxy: restarted (under the run lock) when it is not
+/// running as wanted, watched by a pidfd when it is.
+fn watch_proxy(
+    proxy: &sp_metadata::Proxy,
+    opts: &Options,
+    watched: &mut BTreeMap<String, (u32, OwnedFd)>,
+    last_start: &mut BTreeMap<String, Instant>,
+    report: &mut dyn FnMut(Event),
+) {
+    let pid = match sp_metadata::status(proxy) {
+        sp_metadata::State::Running(pid) => pid,
+        _ => {
+            watched.remove(PROXY);
+            if last_start.get(PROXY).is_some_and(|t| t.elapsed() < MIN_GAP) {
+                return;
+            }
+            last_start.insert(PROXY.to_owned(), Instant::now());
+            let mut changes = Vec::new();
+            let restarted = lock(opts.lock_timeout)
+                .and_then(|_held| sp_metadata::restart(proxy, &mut changes).map_err(Error::from));
+            changes
+                .into_iter()
+                .map(Event::Changed)
+                .for_each(&mut *report);
+            match restarted {
+                Ok(pid) => pid,
+                Err(e) => {
+                    report(Event::ProxyFailed {
+                        error: e.to_string(),
+                    });
+                    return;
+                }
+            }
+        }
+    };
+    if watched.get(PROXY).is_some_and(|w| w.0 == pid) {
+        return;
+    }
+    match sp_kernel::procs::pidfd(pid) {
+        Ok(fd) => {
+            watched.insert(PROXY.to_owned(), (pid, fd));
+            report(Event::WatchingProxy { pid });
+        }
+        Err(_) => {
+            watched.remove(PROXY);
         }
     }
 }

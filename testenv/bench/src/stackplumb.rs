@@ -311,7 +311,9 @@ pub fn run(n: usize, runs: usize) {
     let work = std::env::temp_dir().join(format!("sp-bench-stackplumb-{}", std::process::id()));
     sp_config::guide::write_guide_files(&work.join("etc")).unwrap();
     let cfg = GuideConfig::load(&work.join("etc")).unwrap();
-    let dirs = Dirs::new(work.join("state"), work.join("cinder"));
+    let mut dirs = Dirs::new(work.join("state"), work.join("cinder"));
+    // The metadata proxy is the stackplumb binary's, not this bench's.
+    dirs.program = sp_testenv::workspace_bin("stackplumb");
     let plans = plan(&topology(n), &cfg, &dirs.state).unwrap();
     let controller = plans.iter().find(|p| p.node == "controller").unwrap();
 

@@ -37,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ovsdb_codec", ovsdb_codec),
     ("ovsdb_datum", ovsdb_datum),
     ("nft_dump", nft_dump),
+    ("metadata_http", metadata_http),
 ];
 
 /// The target called `name`.
@@ -417,4 +418,69 @@ pub fn nft_dump(data: &[u8]) {
     }
     let again = sp_nft::parse_messages(&sp_nft::encode_as_dump(&r));
     assert_eq!(again.as_ref().ok(), Some(&r), "{again:?}");
+}
+
+/// `sp_neutron::metadata::parse` — the metadata proxy's reading of a request head — on
+/// the input; on every prefix that ends a line before a parsed head's end (a head
+/// arriving in pieces is "not yet" until its blank line, never refused for being
+/// short); a refusal's status and answer; a parsed request forwarded (`forward_head`)
+/// and parsed again as the metadata agent reads it — the same method, target and body
+/// length, exactly one `X-Forwarded-For` (the client) and one id header.
+pub fn metadata_http(data: &[u8]) {
+    use sp_neutron::metadata::{self, Kind, Limits, Served};
+    let req = match metadata::parse(data) {
+        Ok(Some(req)) => req,
+        Ok(None) => return,
+        Err(refused) => {
+            let (code, reason) = refused.status();
+            assert!((400..=599).contains(&code));
+            let _ = metadata::response(code, reason);
+            return;
+        }
+    };
+    assert!(req.head_len <= data.len());
+    let line_ends = data[..req.head_len - 1]
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .take(64);
+    for end in line_ends {
+        assert_eq!(
+            metadata::parse(&data[..end]),
+            Ok(None),
+            "prefix of {end} bytes"
+        );
+    }
+    for (kind, id_header) in [
+        (Kind::Router, "x-neutron-router-id"),
+        (Kind::Network, "x-neutron-network-id"),
+    ] {
+        let served = Served {
+            kind,
+            id: "006df4cc-6fb2-40e7-af58-dc68b6755165".into(),
+            socket: "/var/lib/neutron/metadata_proxy".into(),
+        };
+        let out = metadata::forward_head(&req, "192.0.2.7".parse().expect("an address"), &served);
+        // What the proxy adds: Host, X-Forwarded-For, the id, Connection.
+        let roomier = Limits {
+            head: Limits::DEFAULT.head + 256,
+            headers: Limits::DEFAULT.headers + 4,
+            ..Limits::DEFAULT
+        };
+        let again = metadata::parse_with(&out, &roomier)
+            .expect("the forwarded head parses")
+            .expect("the forwarded head is complete");
+        assert_eq!(again.head_len, out.len());
+        assert_eq!((&again.method, &again.target), (&req.method, &req.target));
+        assert_eq!(again.body_len, req.body_len);
+        assert_eq!(
+            again.header("x-forwarded-for").collect::<Vec<_>>(),
+            [b"192.0.2.7".as_slice()]
+        );
+        assert_eq!(
+            again.header(id_header).collect::<Vec<_>>(),
+            [served.id.as_bytes()]
+        );
+    }
 }

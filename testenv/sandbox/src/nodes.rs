@@ -103,6 +103,15 @@ impl Drop for Cleanup {
                 }
             }
         }
+        // The metadata proxies (`stackplumb/metadata-proxy-<node>.pid`).
+        if let Ok(files) = std::fs::read_dir(self.0.join("stackplumb")) {
+            for f in files.flatten() {
+                let is_pid = f.path().extension().is_some_and(|x| x == "pid");
+                if let (true, Ok(pid)) = (is_pid, std::fs::read_to_string(f.path())) {
+                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
