@@ -216,7 +216,9 @@ fn dhcp_replies_reach_the_instance_with_complete_udp_checksums() {
     let state = std::env::temp_dir().join(format!("sp-dhcp-checksum-{}", std::process::id()));
     let _cleanup = Cleanup(state.clone());
     let plans = node_plans(&state);
-    let dirs = Dirs::new(state.clone(), state.join("cinder"));
+    let mut dirs = Dirs::new(state.clone(), state.join("cinder"));
+    // The metadata proxy is `stackplumb metadata-proxy`, not this test binary.
+    dirs.program = sp_testenv::workspace_bin("stackplumb");
     for p in &plans {
         apply_on(p, &dirs);
     }

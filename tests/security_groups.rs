@@ -183,7 +183,9 @@ fn security_groups_on_the_guides_cloud() {
     scene::guide_hosts();
     let state = std::env::temp_dir().join(format!("sp-sg-{}", std::process::id()));
     let _cleanup = Cleanup(state.clone());
-    let dirs = Dirs::new(state.clone(), state.join("cinder"));
+    let mut dirs = Dirs::new(state.clone(), state.join("cinder"));
+    // The metadata proxy is `stackplumb metadata-proxy`, not this test binary.
+    dirs.program = sp_testenv::workspace_bin("stackplumb");
     let plans = node_plans(&topology(true), &state);
     let done = apply_all(&plans, &dirs);
     assert!(
