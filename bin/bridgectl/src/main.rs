@@ -34,9 +34,8 @@ use sp_neutron::{bridge_name, PortKind};
 Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces)."
 )]
 struct Args {
-    /// Print the changes (or the view, for show) as JSON.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    common: sp_cli::Common,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -46,6 +45,7 @@ enum Cmd {
     /// A network's bridge brq<id[:11]> (forward delay 0, STP off, IPv6 off, up), with its
     /// vxlan-VNI device (tenant network) or its physical uplink (flat network).
     EnsureNetwork {
+        /// The Neutron network's UUID; the bridge is brq + its first 11 characters.
         network_id: String,
         #[command(flatten)]
         vxlan: VxlanArgs,
@@ -56,10 +56,14 @@ enum Cmd {
     /// A router or DHCP port: veth tap<port[:11]> on the network's bridge, its peer
     /// ns-/qr-/qg-<port[:11]> created inside NAMESPACE (made when missing).
     Plug {
+        /// The network whose bridge (brq<id[:11]>) the tap end joins.
         network_id: String,
+        /// The Neutron port's UUID; the ends are tap/ns-/qr-/qg- + its first 11 characters.
         port_id: String,
+        /// What the port is, which names its namespace end.
         #[arg(long, value_enum)]
         kind: Kind,
+        /// The namespace of the inner end, e.g. qrouter-<router id>, qdhcp-<network id>.
         #[arg(long)]
         namespace: String,
         /// Port MAC, set on the namespace end.
@@ -80,52 +84,83 @@ enum Cmd {
         ip_forward: bool,
     },
     /// Deletes ports' tap ends (their namespace ends go with them), in one batch.
-    Unplug { port_ids: Vec<String> },
+    Unplug {
+        /// The ports' UUIDs (or their first 11 characters).
+        port_ids: Vec<String>,
+    },
     /// Forwarding entries of vxlan-VNI: without --mac the all-zeros flood entry
     /// (appended, one per remote VTEP); with --mac a port entry (replaced).
     Fdb {
+        /// Add or delete the entry.
         #[arg(value_enum)]
         action: Action,
+        /// The VXLAN id: the entry goes on vxlan-VNI.
         #[arg(long)]
         vni: u64,
+        /// The remote VTEP (the other node's local_ip) the entry sends to.
         #[arg(long)]
         vtep: String,
+        /// A port's MAC address (without it: the all-zeros flood entry).
         #[arg(long)]
         mac: Option<String>,
     },
     /// A permanent neighbour (ARP) entry on vxlan-VNI.
     Neigh {
+        /// Add or delete the entry.
         #[arg(value_enum)]
         action: Action,
+        /// The VXLAN id: the entry goes on vxlan-VNI.
         #[arg(long)]
         vni: u64,
+        /// The remote port's IP address.
         #[arg(long)]
         ip: String,
-        /// Required for add.
-        #[arg(long)]
+        /// The remote port's MAC address (required for add).
+        #[arg(long, required_if_eq("action", "add"))]
         mac: Option<String>,
     },
     /// A remote port as l2population adds it: permanent neighbour + FDB entry.
     L2pop {
+        /// Add or delete the entries.
         #[arg(value_enum)]
         action: Action,
+        /// The VXLAN id: the entries go on vxlan-VNI.
         #[arg(long)]
         vni: u64,
+        /// The remote VTEP (the other node's local_ip) the port is behind.
         #[arg(long)]
         vtep: String,
+        /// The remote port's MAC address.
         #[arg(long)]
         mac: String,
+        /// The remote port's IP address.
         #[arg(long)]
         ip: String,
     },
     /// Moves NIC under BRIDGE with its addresses and routes; undone on any failure.
-    AttachUplink { bridge: String, nic: String },
+    AttachUplink {
+        /// The bridge the NIC goes under (brq…).
+        bridge: String,
+        /// The host NIC whose addresses and routes move onto the bridge.
+        nic: String,
+    },
     /// Gives NIC its addresses and routes back from BRIDGE and releases it.
-    DetachUplink { bridge: String, nic: String },
+    DetachUplink {
+        /// The bridge the NIC is under.
+        bridge: String,
+        /// The NIC that gets its addresses and routes back.
+        nic: String,
+    },
     /// Deletes networks: bridge, VXLAN devices, taps, qdhcp namespace (uplinks restored).
-    DeleteNetwork { network_ids: Vec<String> },
+    DeleteNetwork {
+        /// The networks' UUIDs.
+        network_ids: Vec<String>,
+    },
     /// Deletes named namespaces (and everything in them).
-    DeleteNamespace { names: Vec<String> },
+    DeleteNamespace {
+        /// The namespaces' names (as in /run/netns).
+        names: Vec<String>,
+    },
     /// Every bridge with its ports, VXLAN options and FDB entries.
     Show,
 }
@@ -163,7 +198,9 @@ enum Kind {
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum Action {
+    /// Add the entry (no change when it is there).
     Add,
+    /// Delete the entry (no change when it is not there).
     Del,
 }
 
@@ -177,25 +214,42 @@ fn main() -> ExitCode {
 fn exit_code() -> ExitCode {
     // Before any thread: namespaces are entered by threads.
     sp_kernel::limits::prepare_descriptors();
-    let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let args: Args = sp_cli::command::parse();
+    sp_cli::log::init(&args.common);
+    let json = args.common.json;
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            sp_cli::errln!("bridgectl: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&args)) {
+        .map_err(|e| e.into())
+        .and_then(|runtime| runtime.block_on(run(&args)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            sp_cli::errln!("bridgectl: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => sp_cli::error::fail("bridgectl", json, kind(e.as_ref()), &e.to_string()),
     }
 }
+
+/// An error's kind in JSON, and so its exit code (docs/exit-codes.md).
+fn kind(e: &(dyn std::error::Error + 'static)) -> sp_cli::error::Kind {
+    use sp_bridge::Error as B;
+    use sp_cli::error::Kind;
+    use sp_kernel::Error as K;
+    let kernel = match e.downcast_ref::<B>() {
+        Some(B::Kernel(k)) => Some(k),
+        _ => e.downcast_ref::<K>(),
+    };
+    match (e.downcast_ref::<B>(), kernel) {
+        (Some(B::Name(_) | B::InvalidVni(_) | B::InvalidCidr(_) | B::InvalidIp(_)), _) => {
+            Kind::InvalidInput
+        }
+        (_, Some(K::Name(_))) => Kind::InvalidInput,
+        (_, Some(K::NoSuchLink(_))) => Kind::NotFound,
+        (_, Some(k)) => Kind::of_errno(k.errno()),
+        _ => Kind::Failure,
+    }
+}
+
+/// The version of bridgectl's JSON (docs/json.md).
+const SCHEMA: u32 = 1;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -333,16 +387,20 @@ async fn run(args: &Args) -> BoxResult<()> {
         Cmd::DeleteNamespace { names } => teardown::delete_namespaces(names, &mut changes)?,
         Cmd::Show => {
             let view = show::show(&nl).await?;
-            if args.json {
-                sp_cli::outln!("{}", serde_json::to_string_pretty(&view)?);
+            if args.common.json {
+                let v = serde_json::json!({ "schema": SCHEMA, "bridges": view });
+                sp_cli::outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print_show(&view);
             }
             return Ok(());
         }
     }
-    if args.json {
-        sp_cli::outln!("{}", serde_json::json!({ "changes": changes }));
+    if args.common.json {
+        sp_cli::outln!(
+            "{}",
+            serde_json::json!({ "schema": SCHEMA, "changes": changes })
+        );
     } else if changes.is_empty() {
         sp_cli::outln!("no change");
     } else {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sp_cli::error::Kind;
 use sp_loopvg::size::human;
 use sp_loopvg::unit::{install_unit, UNIT_NAME};
 use sp_loopvg::{Loopvg, VgReport, DEFAULT_DIR};
@@ -37,9 +38,8 @@ struct Cli {
     /// Any bytes: a path need not be UTF-8.
     #[arg(long, global = true, default_value = DEFAULT_DIR, value_parser = clap::value_parser!(PathBuf))]
     dir: PathBuf,
-    /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    common: sp_cli::Common,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,7 +49,8 @@ enum Command {
     /// Create a VG on a new backing file <DIR>/<NAME> bound to a loop device.
     #[command(after_help = "Example: loopvg create cinder-volumes 20G --dir /var/lib/cinder")]
     Create {
-        /// VG name (cinder.conf volume_group, e.g. cinder-volumes).
+        /// Name of the new VG (cinder.conf volume_group, e.g. cinder-volumes); also the
+        /// backing file's name in --dir.
         name: String,
         /// Size of the backing file, e.g. 20G.
         #[arg(allow_hyphen_values = true)]
@@ -64,6 +65,7 @@ enum Command {
         after_help = "Examples: loopvg extend cinder-volumes +5G\n          loopvg extend cinder-volumes +5G --grow"
     )]
     Extend {
+        /// The VG to extend.
         name: String,
         /// Space to add, e.g. +5G.
         #[arg(allow_hyphen_values = true)]
@@ -90,9 +92,13 @@ enum Command {
         all: bool,
     },
     /// Unbind the loop devices of a VG (its files stay; `activate` brings it back).
-    Deactivate { name: String },
+    Deactivate {
+        /// The VG whose loop devices are unbound.
+        name: String,
+    },
     /// Delete a VG: wipe its PV labels, unbind its loop devices, delete its files.
     Remove {
+        /// The VG to delete, with its backing files.
         name: String,
         /// Keep the (wiped) backing files.
         #[arg(long)]
@@ -166,7 +172,7 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
         ..Loopvg::default()
     };
     let vgs = |vgs: &[VgReport]| -> sp_loopvg::Result<()> {
-        if cli.json {
+        if cli.common.json {
             print_json(&vgs)?;
         } else if vgs.is_empty() {
             sp_cli::outln!(
@@ -209,7 +215,7 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
         Command::Deactivate { name } => vgs(&[lv.deactivate(name)?])?,
         Command::Remove { name, keep_files } => {
             let r = lv.remove(name, *keep_files)?;
-            if cli.json {
+            if cli.common.json {
                 print_json(&r)?;
             } else {
                 sp_cli::outln!(
@@ -236,7 +242,7 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
                     .map_err(sp_loopvg::error::io("find this executable"))?,
             };
             let path = install_unit(unit_dir, &bin, &cli.dir)?;
-            if cli.json {
+            if cli.common.json {
                 print_json(&serde_json::json!({ "unit": path.to_string_lossy() }))?;
             } else {
                 sp_cli::outln!(
@@ -266,11 +272,31 @@ fn main() -> ExitCode {
 }
 
 fn exit_code() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli: Cli = sp_cli::command::parse();
+    sp_cli::log::init(&cli.common);
+    let json = cli.common.json;
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            sp_cli::errln!("loopvg: error: {e}");
-            ExitCode::FAILURE
+        Err(e) => sp_cli::error::fail("loopvg", json, kind(&e), &e.to_string()),
+    }
+}
+
+/// An error's kind in JSON, and so its exit code (docs/exit-codes.md).
+fn kind(e: &sp_loopvg::Error) -> Kind {
+    use sp_kernel::loopdev::LoopError;
+    use sp_loopvg::Error as E;
+    match e {
+        E::NotRoot | E::Capabilities(_) => Kind::Privilege,
+        E::Loop(LoopError::Denied(_) | LoopError::NoNode { .. }) => Kind::Privilege,
+        E::InvalidName { .. }
+        | E::InvalidUnitPath { .. }
+        | E::InvalidSize { .. }
+        | E::NotUtf8Path(_)
+        | E::TooSmall { .. } => Kind::InvalidInput,
+        E::VgNotFound { .. } => Kind::NotFound,
+        E::Io { source, .. } | E::Loop(LoopError::Io { source, .. }) => {
+            Kind::of_errno(source.raw_os_error())
         }
+        _ => Kind::Failure,
     }
 }

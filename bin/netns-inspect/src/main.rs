@@ -5,6 +5,7 @@ mod text;
 use std::process::ExitCode;
 
 use clap::Parser;
+use sp_cli::error::Kind;
 use sp_inspect::{Filter, Severity};
 use sp_neutron::NamespaceKind;
 
@@ -39,12 +40,11 @@ struct Args {
     /// Only namespaces of this kind: root, qrouter, qdhcp, snat, fip, plain (repeatable).
     #[arg(long = "kind", value_name = "KIND")]
     kinds: Vec<NamespaceKind>,
-    /// Print the report as JSON (schema stackplumb.netns-inspect/v1).
-    #[arg(long)]
-    json: bool,
     /// Exit with status 3 when a problem of severity "error" is found.
     #[arg(long)]
     check: bool,
+    #[command(flatten)]
+    common: sp_cli::Common,
 }
 
 fn main() -> ExitCode {
@@ -57,13 +57,27 @@ fn main() -> ExitCode {
 fn exit_code() -> ExitCode {
     // Before any thread: namespaces are entered by threads.
     sp_kernel::limits::prepare_descriptors();
-    let args = Args::parse();
+    let args: Args = sp_cli::command::parse();
+    sp_cli::log::init(&args.common);
     match run(&args) {
         Ok(code) => code,
-        Err(e) => {
-            sp_cli::errln!("netns-inspect: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => sp_cli::error::fail(
+            "netns-inspect",
+            args.common.json,
+            kind(e.as_ref()),
+            &e.to_string(),
+        ),
+    }
+}
+
+/// An error's kind in JSON, and so its exit code (docs/exit-codes.md).
+fn kind(e: &(dyn std::error::Error + 'static)) -> Kind {
+    use sp_inspect::FilterError as F;
+    match (e.downcast_ref::<F>(), e.downcast_ref::<sp_kernel::Error>()) {
+        (Some(F::InvalidName(_)), _) => Kind::InvalidInput,
+        (Some(F::NoSuchNamespace(_)), _) => Kind::NotFound,
+        (_, Some(k)) => Kind::of_errno(k.errno()),
+        _ => Kind::Failure,
     }
 }
 
@@ -73,7 +87,7 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let report = filter.apply(runtime.block_on(sp_inspect::inspect())?)?;
-    if args.json {
+    if args.common.json {
         sp_cli::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         sp_cli::out!("{}", text::render(&report));
@@ -83,7 +97,7 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .iter()
         .any(|p| p.severity == Severity::Error);
     Ok(if args.check && failing {
-        ExitCode::from(3)
+        ExitCode::from(sp_cli::exit::PROBLEMS)
     } else {
         ExitCode::SUCCESS
     })

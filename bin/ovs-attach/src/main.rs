@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
+use sp_cli::error::Kind;
 use sp_kernel::netlink::Netlink;
 use sp_ovs::attach::{self, AttachOptions, Faults, HostChange};
 use sp_ovs::persist::ConfigFormat;
-use sp_ovs::{BridgeSpec, Change, Endpoint, Error, Ovs, PatchSpec, PortSpec, DEFAULT_DB};
+use sp_ovs::{BridgeSpec, Change, Endpoint, Error, Ovs, PatchSpec, PortSpec};
 
 const EXAMPLES: &str = "\
 The host NIC into br-ex, as the packstack notes do with ifcfg-eno1 / ifcfg-br-ex
@@ -35,7 +36,8 @@ Bridges and ports (the packstack notes' Open vSwitch layout):
   ovs-attach del-port --if-exists br-ex qg-48cdaf68-67
 
 Every change waits until ovs-vswitchd has applied it (like ovs-vsctl) unless --no-wait,
-and fails after --timeout seconds with a message saying what did not answer.";
+and fails after --timeout seconds with a message saying what did not answer.
+The database is unix:$OVS_RUNDIR/db.sock unless --db names one, as for ovs-vsctl.";
 
 /// Open vSwitch bridges and ports, spoken directly to ovsdb-server (RFC 7047), and the
 /// host NIC moved into br-ex with its IP.
@@ -53,18 +55,15 @@ and fails after --timeout seconds with a message saying what did not answer.";
     arg_required_else_help = true
 )]
 struct Cli {
-    /// ovsdb-server to talk to: unix:PATH or tcp:HOST:PORT.
-    #[arg(long, global = true, default_value = DEFAULT_DB, value_name = "ADDRESS")]
-    db: String,
+    /// ovsdb-server to talk to: unix:PATH or tcp:HOST:PORT; default, as ovs-vsctl's,
+    /// unix:$OVS_RUNDIR/db.sock (OVS_RUNDIR unset: /var/run/openvswitch).
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    db: Option<String>,
     /// Seconds to wait for ovsdb-server's answers and for ovs-vswitchd to apply a change.
     #[arg(long, global = true, default_value = "10", value_name = "SECONDS", value_parser = seconds)]
     timeout: Duration,
-    /// Return once the database holds the change, without waiting for ovs-vswitchd.
-    #[arg(long, global = true)]
-    no_wait: bool,
-    /// Print results as JSON.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    common: sp_cli::Common,
     #[command(flatten)]
     short: Short,
     #[command(subcommand)]
@@ -84,6 +83,14 @@ struct Short {
     detach: bool,
     #[command(flatten)]
     opts: AttachArgs,
+}
+
+/// Of the commands that change the database.
+#[derive(Args)]
+struct Wait {
+    /// Return once the database holds the change, without waiting for ovs-vswitchd.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 /// The NIC move's options.
@@ -130,14 +137,18 @@ enum Command {
     /// Move the host NIC into BRIDGE with its addresses and routes (see the examples).
     #[command(after_help = EXAMPLES)]
     Attach {
+        /// The bridge the NIC goes into (created when missing).
         bridge: String,
+        /// The host NIC whose addresses and routes move onto the bridge.
         nic: String,
         #[command(flatten)]
         opts: AttachArgs,
     },
     /// Take the NIC out of BRIDGE, its addresses and routes back on it.
     Detach {
+        /// The bridge the NIC is in.
         bridge: String,
+        /// The NIC that gets its addresses and routes back.
         nic: String,
         #[command(flatten)]
         opts: AttachArgs,
@@ -145,6 +156,7 @@ enum Command {
     /// Create a bridge (with its internal port of the same name).
     #[command(after_help = "Example: ovs-attach add-br br-ex --datapath-type netdev")]
     AddBr {
+        /// The new bridge's name (br-ex, br-int, br-tun).
         bridge: String,
         /// `netdev` for the userspace datapath (no openvswitch kernel module needed).
         #[arg(long, value_name = "TYPE")]
@@ -155,13 +167,18 @@ enum Command {
         /// An existing bridge of that name is not an error.
         #[arg(long)]
         may_exist: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Delete a bridge with all its ports.
     DelBr {
+        /// The bridge to delete.
         bridge: String,
         /// A missing bridge is not an error.
         #[arg(long)]
         if_exists: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Add a port (a NIC or veth already present, or an internal port OVS creates).
     #[command(
@@ -182,27 +199,40 @@ enum Command {
         /// A missing port is not an error.
         #[arg(long)]
         if_exists: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Join two bridges with a pair of patch ports (one transaction).
     #[command(after_help = "Example: ovs-attach add-patch br-int patch-tun br-tun patch-int")]
     AddPatch {
+        /// The first bridge (br-int).
         bridge: String,
+        /// The patch port on it (patch-tun).
         port: String,
+        /// The second bridge (br-tun).
         peer_bridge: String,
+        /// The patch port on the second bridge (patch-int).
         peer_port: String,
         /// Ends already in place are not an error.
         #[arg(long)]
         may_exist: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// List bridges, or the ports of BRIDGE.
-    List { bridge: Option<String> },
+    List {
+        /// The bridge whose ports are listed (none: the bridges).
+        bridge: Option<String>,
+    },
     /// The whole configuration, as `ovs-vsctl show` prints it.
     Show,
 }
 
 #[derive(Args)]
 struct AddPort {
+    /// The bridge the port goes on.
     bridge: String,
+    /// The port (and its interface): a device's name, or the internal port to create.
     port: String,
     /// Interface type: `internal` for qg-/qr-/tap ports OVS creates, `patch`, …;
     /// none for an existing device.
@@ -230,6 +260,8 @@ struct AddPort {
     /// port keeps its interface settings.
     #[arg(long = "move")]
     move_it: bool,
+    #[command(flatten)]
+    wait: Wait,
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -280,9 +312,9 @@ fn change_word(c: &Change) -> String {
 fn report(json: bool, object: serde_json::Value, label: &str, change: &Change) {
     if json {
         let mut v = serde_json::to_value(change).expect("serialisable");
-        v.as_object_mut()
-            .expect("tagged enum")
-            .extend(object.as_object().expect("object").clone());
+        let members = v.as_object_mut().expect("tagged enum");
+        members.extend(object.as_object().expect("object").clone());
+        members.insert("schema".into(), json!(SCHEMA));
         sp_cli::outln!("{v}");
     } else {
         sp_cli::outln!("{label}: {}", change_word(change));
@@ -297,7 +329,7 @@ async fn move_nic(
     detach: bool,
     opts: &AttachArgs,
 ) -> Result<(), Error> {
-    let db: Endpoint = cli.db.parse()?;
+    let db = endpoint(cli)?;
     let nl = Netlink::current()?;
     if let Some(format) = opts.emit_config {
         // The bridge's datapath is read when ovsdb-server answers; the files do not
@@ -315,22 +347,13 @@ async fn move_nic(
             Format::Ifcfg => ConfigFormat::Ifcfg,
             Format::Interfaces => ConfigFormat::Interfaces,
         };
-        if cli.json {
-            let v = json!({"host": host, "config": host.render(format)});
+        if cli.common.json {
+            let v = json!({"schema": SCHEMA, "host": host, "config": host.render(format)});
             sp_cli::outln!("{v}");
         } else {
             sp_cli::out!("{}", host.render(format));
         }
         return Ok(());
-    }
-    if cli.no_wait {
-        <Cli as clap::CommandFactory>::command()
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "--no-wait cannot be used to attach or detach: the addresses move only \
-                 once ovs-vswitchd has applied each change",
-            )
-            .exit()
     }
     let ovs = Ovs::connect(&db, cli.timeout, true).await?;
     let (options, mut faults) = (opts.options(), Faults::none());
@@ -341,7 +364,7 @@ async fn move_nic(
         let c = attach::attach(&ovs, &nl, bridge, nic, &options, &mut faults);
         ("attach", c.await?)
     };
-    print_changes(cli.json, op, bridge, nic, &changes);
+    print_changes(cli.common.json, op, bridge, nic, &changes);
     Ok(())
 }
 
@@ -352,8 +375,7 @@ fn print_changes(json: bool, op: &str, bridge: &str, nic: &str, changes: &[HostC
         "changed"
     };
     if json {
-        let v =
-            json!({"result": result, "op": op, "bridge": bridge, "nic": nic, "changes": changes});
+        let v = json!({"schema": SCHEMA, "result": result, "op": op, "bridge": bridge, "nic": nic, "changes": changes});
         sp_cli::outln!("{v}");
     } else if changes.is_empty() {
         let state = if op == "attach" {
@@ -367,7 +389,7 @@ fn print_changes(json: bool, op: &str, bridge: &str, nic: &str, changes: &[HostC
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Error> {
+async fn run(mut cli: Cli) -> Result<(), Error> {
     let command = match &cli.command {
         Some(Command::Attach { bridge, nic, opts }) => {
             return move_nic(&cli, bridge, nic, false, opts).await
@@ -381,7 +403,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 "BRIDGE NIC (attach) cannot be combined with another command",
             )
             .exit(),
-        Some(_) => cli.command.expect("a subcommand"),
+        Some(_) => cli.command.take().expect("a subcommand"),
         None => {
             let s = &cli.short;
             let (Some(bridge), Some(nic)) = (&s.bridge, &s.nic) else {
@@ -390,9 +412,19 @@ async fn run(cli: Cli) -> Result<(), Error> {
             return move_nic(&cli, bridge, nic, s.detach, &s.opts).await;
         }
     };
-    let db: Endpoint = cli.db.parse()?;
-    let ovs = Ovs::connect(&db, cli.timeout, !cli.no_wait).await?;
-    let json = cli.json;
+    let db = endpoint(&cli)?;
+    let wait = match &command {
+        Command::AddBr { wait, .. }
+        | Command::DelBr { wait, .. }
+        | Command::DelPort { wait, .. }
+        | Command::AddPatch { wait, .. }
+        | Command::AddPort(AddPort { wait, .. }) => !wait.no_wait,
+        Command::List { .. } | Command::Show | Command::Attach { .. } | Command::Detach { .. } => {
+            false
+        }
+    };
+    let ovs = Ovs::connect(&db, cli.timeout, wait).await?;
+    let json = cli.common.json;
     match command {
         Command::Attach { .. } | Command::Detach { .. } => unreachable!("handled above"),
         Command::AddBr {
@@ -400,6 +432,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             datapath_type,
             fail_mode,
             may_exist,
+            ..
         } => {
             let spec = BridgeSpec {
                 datapath_type: datapath_type.unwrap_or_default(),
@@ -414,7 +447,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 &c,
             );
         }
-        Command::DelBr { bridge, if_exists } => {
+        Command::DelBr {
+            bridge, if_exists, ..
+        } => {
             let c = ovs.del_br(&bridge, if_exists).await?;
             report(
                 json,
@@ -437,6 +472,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             first,
             second,
             if_exists,
+            ..
         } => {
             let (bridge, port) = match &second {
                 Some(port) => (Some(first.as_str()), port),
@@ -456,6 +492,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             peer_bridge,
             peer_port,
             may_exist,
+            ..
         } => {
             let spec = PatchSpec {
                 bridge,
@@ -487,7 +524,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 None => ovs.list_br().await?,
             };
             if json {
-                sp_cli::outln!("{}", json!(names));
+                let v = match &bridge {
+                    Some(b) => json!({"schema": SCHEMA, "bridge": b, "ports": names}),
+                    None => json!({"schema": SCHEMA, "bridges": names}),
+                };
+                sp_cli::outln!("{v}");
             } else {
                 names.iter().for_each(|n| sp_cli::outln!("{n}"));
             }
@@ -495,9 +536,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Show => {
             let show = ovs.show().await?;
             if json {
+                let mut v = serde_json::to_value(&show).expect("serialisable");
+                v.as_object_mut()
+                    .expect("an object")
+                    .insert("schema".into(), json!(SCHEMA));
                 sp_cli::outln!(
                     "{}",
-                    serde_json::to_string_pretty(&show).expect("serialisable")
+                    serde_json::to_string_pretty(&v).expect("serialisable")
                 );
             } else {
                 sp_cli::out!("{show}");
@@ -515,16 +560,41 @@ fn main() -> ExitCode {
 }
 
 fn exit_code() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = sp_cli::command::parse();
+    sp_cli::log::init(&cli.common);
+    let json = cli.common.json;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            sp_cli::errln!("ovs-attach: {e}");
-            ExitCode::FAILURE
+        Err(e) => sp_cli::error::fail("ovs-attach", json, kind(&e), &e.to_string()),
+    }
+}
+
+/// The version of ovs-attach's JSON (docs/json.md).
+const SCHEMA: u32 = 1;
+
+/// The database: --db, else ovs-vsctl's default (`$OVS_RUNDIR/db.sock`).
+fn endpoint(cli: &Cli) -> Result<Endpoint, Error> {
+    match &cli.db {
+        Some(db) => Ok(db.parse()?),
+        None => Ok(sp_ovs::default_db()),
+    }
+}
+
+/// An error's kind in JSON, and so its exit code (docs/exit-codes.md).
+fn kind(e: &Error) -> Kind {
+    use sp_ovsdb::Error as Db;
+    match e {
+        Error::InvalidName { .. } | Error::Name(_) | Error::Db(Db::BadEndpoint(_)) => {
+            Kind::InvalidInput
         }
+        Error::NoBridge(_) | Error::NoPort { .. } | Error::NoDevice(_) => Kind::NotFound,
+        Error::WaitTimeout { .. } | Error::Db(Db::Timeout { .. }) => Kind::Timeout,
+        Error::Db(Db::Connect { source, .. }) => Kind::of_errno(source.raw_os_error()),
+        Error::Kernel(k) => Kind::of_errno(k.errno()),
+        _ => Kind::Failure,
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use sp_cli::error::Kind;
 use sp_cli::exit;
 use sp_config::desired::{node_with_tunnel_ip, plan_node, NodePlan, DEFAULT_STATE_PATH};
 use sp_config::guide::LinuxBridgeAgent;
@@ -40,9 +41,7 @@ the routers' external network is the Open vSwitch bridge br-ex holding the uplin
 (its address moved onto br-ex), and each qg- port an OVS internal port on it: that needs
 a running ovsdb-server + ovs-vswitchd (--ovsdb).
 
-Needs root. Exit codes: 0 success/converged, 1 failure, 2 usage or invalid input,
-3 problems found, 4 not converged (changes pending), 5 lock timeout, 6 needs root or a
-capability (docs/exit-codes.md)."
+Needs root."
 )]
 struct Args {
     /// Where the guide's files are (neutron/…, cinder/…).
@@ -58,9 +57,10 @@ struct Args {
     #[arg(long, global = true, default_value = "/var/lib/cinder")]
     cinder_dir: PathBuf,
     /// ovsdb-server of this host's Open vSwitch (used with external_network_bridge):
-    /// unix:PATH or tcp:HOST:PORT.
-    #[arg(long, global = true, default_value = sp_ovs::DEFAULT_DB)]
-    ovsdb: sp_ovs::Endpoint,
+    /// unix:PATH or tcp:HOST:PORT; default unix:$OVS_RUNDIR/db.sock, as ovs-vsctl's
+    /// (OVS_RUNDIR unset: /var/run/openvswitch).
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    ovsdb: Option<sp_ovs::Endpoint>,
     /// This host's node in the topology; default: the node whose tunnel_ip is
     /// linuxbridge_agent.ini's local_ip, else the one whose tunnel_ip this host holds.
     #[arg(long, global = true)]
@@ -68,9 +68,8 @@ struct Args {
     /// How long to wait for another stackplumb run to finish, in seconds (0–86400).
     #[arg(long, global = true, default_value = "60", value_parser = seconds(0.0))]
     lock_timeout: Duration,
-    /// Machine-readable output.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    common: sp_cli::Common,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -163,22 +162,26 @@ fn main() -> ExitCode {
 fn exit_code() -> ExitCode {
     // Before any thread: namespaces are entered by threads.
     sp_kernel::limits::prepare_descriptors();
-    let args = Args::parse();
+    let args: Args = sp_cli::command::parse();
+    sp_cli::log::init(&args.common);
     match run(&args) {
         Ok(code) => code,
         Err(e) => {
-            let (kind, code) = classify(e.as_ref());
-            if args.json {
-                let mut err = serde_json::json!({ "kind": kind, "message": e.to_string() });
-                if let Some(ApplyFailed(f)) = e.downcast_ref::<ApplyFailed>() {
-                    err["done"] = serde_json::json!(f.done);
-                    err["failed"] = serde_json::json!(f.failed);
-                    err["not_done"] = serde_json::json!(f.not_done);
-                }
-                sp_cli::outln!("{}", serde_json::json!({ "schema": SCHEMA, "error": err }));
-            }
-            sp_cli::errln!("stackplumb: {e}");
-            ExitCode::from(code)
+            let detail = e.downcast_ref::<ApplyFailed>().map(|ApplyFailed(f)| {
+                let mut d = serde_json::Map::new();
+                d.insert("done".into(), serde_json::json!(f.done));
+                d.insert("failed".into(), serde_json::json!(f.failed));
+                d.insert("not_done".into(), serde_json::json!(f.not_done));
+                d
+            });
+            let message = e.to_string();
+            sp_cli::error::fail_with(
+                "stackplumb",
+                args.common.json,
+                classify(e.as_ref()),
+                &message,
+                detail,
+            )
         }
     }
 }
@@ -195,19 +198,19 @@ impl std::fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-/// An error's kind (in JSON) and exit code (the table in sp_cli::exit).
-fn classify(e: &(dyn std::error::Error + 'static)) -> (&'static str, u8) {
+/// An error's kind (in JSON) and so its exit code (the table in sp_cli::exit).
+fn classify(e: &(dyn std::error::Error + 'static)) -> Kind {
     use sp_orchestrate::Error as E;
     let orchestrate = match e.downcast_ref::<ApplyFailed>() {
         Some(ApplyFailed(f)) => Some(&f.cause),
         None => e.downcast_ref::<E>(),
     };
     match orchestrate {
-        Some(E::Locked(_)) => ("locked", exit::LOCKED),
-        Some(E::Privilege(_)) => ("privilege", exit::PRIVILEGE),
-        Some(E::Kernel(k)) if k.errno() == Some(libc::EPERM) => ("privilege", exit::PRIVILEGE),
-        _ if e.downcast_ref::<Invalid>().is_some() => ("invalid-input", exit::USAGE),
-        _ => ("failure", exit::FAILURE),
+        Some(E::Locked(_)) => Kind::Locked,
+        Some(E::Privilege(_)) => Kind::Privilege,
+        Some(E::Kernel(k)) if k.errno() == Some(libc::EPERM) => Kind::Privilege,
+        _ if e.downcast_ref::<Invalid>().is_some() => Kind::InvalidInput,
+        _ => Kind::Failure,
     }
 }
 
@@ -298,7 +301,7 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
                 false => Some(sp_orchestrate::metadata_proxy(node, &dirs(args))?),
             },
         };
-        let json = args.json;
+        let json = args.common.json;
         // A SIGTERM that came while this node was looked up ends it before it starts.
         if sp_cli::signalled().is_some() {
             return Ok(ExitCode::SUCCESS);
@@ -314,7 +317,7 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
             Cmd::Plan { detailed_exitcode } => {
                 let (cur, owned) = sp_orchestrate::read(&nl, node, &dirs).await?;
                 let actions = sp_orchestrate::plan(node, &cur, &owned)?;
-                print_plan(&node.node, &actions, args.json);
+                print_plan(&node.node, &actions, args.common.json);
                 Ok(match detailed_exitcode && !actions.is_empty() {
                     true => ExitCode::from(exit::DIFFERS),
                     false => ExitCode::SUCCESS,
@@ -328,7 +331,7 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
                     .iter()
                     .filter(|p| p.severity == sp_inspect::Severity::Error)
                     .count();
-                if args.json {
+                if args.common.json {
                     sp_cli::outln!(
                         "{}",
                         serde_json::json!({
@@ -364,7 +367,7 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
             }
             Cmd::Apply | Cmd::Destroy { .. } => {
                 let _lock = sp_orchestrate::supervise::lock(lock_timeout)?;
-                let json = args.json;
+                let json = args.common.json;
                 let mut shown = 0usize;
                 let mut report = |a: &Action| {
                     shown += 1;
@@ -464,35 +467,37 @@ fn dirs(args: &Args) -> sp_orchestrate::Dirs {
     sp_orchestrate::Dirs {
         state: args.state_dir.clone(),
         cinder: args.cinder_dir.clone(),
-        ovsdb: args.ovsdb.clone(),
+        ovsdb: args.ovsdb.clone().unwrap_or_else(sp_ovs::default_db),
         program: std::env::current_exe().unwrap_or_default(),
     }
 }
 
-/// One supervision event: a line of text, or of JSON. When the reader of the events has
-/// gone, supervision ends as on SIGTERM (the signal is blocked and taken by supervise's
-/// signalfd).
+/// One supervision event: a line of text after its time (UTC), or a JSON object with a
+/// `time` member. When the reader of the events has gone, supervision ends as on
+/// SIGTERM (the signal is blocked and taken by supervise's signalfd).
 fn print_event(e: &sp_orchestrate::supervise::Event, json: bool) {
     use sp_orchestrate::supervise::Event;
+    let time = sp_cli::time::rfc3339(std::time::SystemTime::now());
     if json {
-        sp_cli::outln!("{}", serde_json::json!(e));
+        let mut v = serde_json::json!(e);
+        v["time"] = serde_json::json!(time);
+        sp_cli::outln!("{v}");
     } else {
-        match e {
+        let line = match e {
             Event::Watching { network, pid } => {
-                sp_cli::outln!("watching dnsmasq of {network} (pid {pid})")
+                format!("watching dnsmasq of {network} (pid {pid})")
             }
-            Event::Changed(c) => sp_cli::outln!("{c}"),
+            Event::Changed(c) => c.to_string(),
             Event::Failed { network, error } => {
-                sp_cli::outln!("dnsmasq of {network}: restart failed, tried again later: {error}")
+                format!("dnsmasq of {network}: restart failed, tried again later: {error}")
             }
-            Event::WatchingProxy { pid } => {
-                sp_cli::outln!("watching the metadata proxy (pid {pid})")
-            }
+            Event::WatchingProxy { pid } => format!("watching the metadata proxy (pid {pid})"),
             Event::ProxyFailed { error } => {
-                sp_cli::outln!("metadata proxy: restart failed, tried again later: {error}")
+                format!("metadata proxy: restart failed, tried again later: {error}")
             }
-            Event::Stopped { signal } => sp_cli::outln!("stopped by {signal}"),
-        }
+            Event::Stopped { signal } => format!("stopped by {signal}"),
+        };
+        sp_cli::outln!("{time} {line}");
     }
     if sp_cli::stdout_closed() {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM);

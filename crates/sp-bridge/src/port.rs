@@ -464,9 +464,10 @@ async fn plug_one(
         host.handle().link().add(msg).execute().await.map_err(|e| {
             sp_kernel::Error::netlink(format!("create veth {tap} ↔ {inner} in {}", p.namespace), e)
         })?;
-        changes.push(Change::new(
+        changes.push(Change::veth(
             format!("veth {tap}"),
-            format!("created, peer {inner} in {}", p.namespace),
+            &inner.to_string(),
+            &p.namespace.to_string(),
         ));
         // The tap is addressed by name from here on: a link query would make the
         // kernel search this namespace's ids for the peer's, which costs a walk over
@@ -522,9 +523,9 @@ async fn move_in(
                 .setns_by_fd(ns.fd.as_raw_fd())
                 .build();
             set_link(host, msg, &format!("{inner} into {}", p.namespace), "move").await?;
-            changes.push(Change::new(
+            changes.push(Change::moved_into(
                 format!("link {inner}"),
-                format!("moved into {}", p.namespace),
+                &p.namespace.to_string(),
             ));
             (require_link(&ns.nl, &inner)?, true)
         }

@@ -1,4 +1,6 @@
-//! Floor 1: how the five binaries meet their output and the signals that end them.
+//! Floor 1: how the five binaries meet their operators: output, signals, the command
+//! line ([`command`]: global options, help, completions, man pages), messages on
+//! stderr ([`log`]), failures ([`error`]) and the exit codes ([`exit`]).
 //!
 //! * **A closed pipe ends a tool quietly**, as it ends `ip link | head -1`: output goes
 //!   through [`outln!`]/[`out!`]/[`errln!`]/[`err!`], which never panic; the first write that
@@ -12,6 +14,13 @@
 //!   completes), then [`finish`] exits with 128 + the signal's number. A second one ends
 //!   the process at once (the handler is reset after the first). A command that must
 //!   react sooner (supervise) takes the signals itself.
+
+pub mod command;
+pub mod error;
+pub mod log;
+pub mod time;
+
+pub use command::Common;
 
 use std::fmt;
 use std::io::Write;
@@ -131,6 +140,16 @@ pub fn finish(code: ExitCode) -> ExitCode {
     }
 }
 
+/// Ends the process now with `code`: by SIGPIPE when standard output was closed (as
+/// [`finish`]), with 1 when writing to it failed otherwise.
+pub fn exit_now(code: u8) -> ! {
+    let _ = finish(ExitCode::SUCCESS);
+    std::process::exit(match STDOUT_FAILED.load(Ordering::SeqCst) {
+        true => exit::FAILURE.into(),
+        false => code.into(),
+    })
+}
+
 /// The exit codes of the five tools (docs/exit-codes.md), one table for all.
 pub mod exit {
     /// Done; converged; nothing found wrong.
@@ -149,7 +168,12 @@ pub mod exit {
     /// Needs root or a capability the process lacks: nothing was changed.
     pub const PRIVILEGE: u8 = 6;
 
-    /// The table as `--help` shows it.
-    pub const HELP: &str = "Exit codes: 0 success/converged, 1 failure, 2 usage or invalid input, \
-3 problems found, 4 not converged (changes pending), 5 lock timeout, 6 needs root or a capability";
+    /// The table as every tool's `--help` and man page end with it.
+    pub const TABLE: &str = "  0  success; converged; nothing found wrong
+  1  the operation failed (what was done and what was not is said)
+  2  usage or invalid input: nothing was changed
+  3  problems found at error level
+  4  not converged: changes pending, or left by an apply
+  5  another run held the lock past --lock-timeout
+  6  needs root or a capability the process lacks: nothing was changed";
 }

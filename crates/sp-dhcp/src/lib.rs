@@ -144,9 +144,10 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
             if changed {
                 kill(Pid::from_raw(pid as i32), Signal::SIGHUP)
                     .map_err(|e| Error::Io(format!("reload dnsmasq {pid}"), e.into()))?;
-                changes.push(Change::new(
+                changes.push(Change::process(
                     format!("dnsmasq of {}", d.network_id),
-                    format!("reloaded (pid {pid})"),
+                    "reloaded",
+                    pid,
                 ));
             }
             Ok(pid)
@@ -165,9 +166,10 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
             } else {
                 "started"
             };
-            changes.push(Change::new(
+            changes.push(Change::process(
                 format!("dnsmasq of {}", d.network_id),
-                format!("{what} (pid {pid})"),
+                what,
+                pid,
             ));
             Ok(pid)
         }
@@ -199,9 +201,10 @@ pub fn stop_dir(
     if let Some(pid) = pid {
         if ours(pid, &pid_file, namespace)? {
             end(pid)?;
-            changes.push(Change::new(
+            changes.push(Change::process(
                 format!("dnsmasq of {network_id}"),
-                format!("stopped (pid {pid})"),
+                "stopped",
+                pid,
             ));
         }
     }
@@ -271,9 +274,10 @@ fn end(pid: u32) -> Result<()> {
 pub fn stop(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result<()> {
     if let State::Running(pid) = status(d, namespace)? {
         end(pid)?;
-        changes.push(Change::new(
+        changes.push(Change::process(
             format!("dnsmasq of {}", d.network_id),
-            format!("stopped (pid {pid})"),
+            "stopped",
+            pid,
         ));
     }
     match std::fs::remove_dir_all(&d.dir) {

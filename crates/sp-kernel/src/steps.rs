@@ -329,13 +329,10 @@ impl Moved {
     /// Records what the move did.
     pub fn report(&self, from: &str, to: &str, changes: &mut Vec<Change>) {
         for a in &self.addresses {
-            changes.push(Change::new(
-                format!("address {a}"),
-                format!("moved {from} → {to}"),
-            ));
+            changes.push(Change::moved(format!("address {a}"), from, to));
         }
         for r in &self.routes {
-            changes.push(Change::new(r.clone(), format!("moved {from} → {to}")));
+            changes.push(Change::moved(r.clone(), from, to));
         }
     }
 }

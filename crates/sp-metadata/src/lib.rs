@@ -141,11 +141,10 @@ pub fn status(p: &Proxy) -> State {
 pub fn restart(p: &Proxy, changes: &mut Vec<Change>) -> Result<u32> {
     let old = stop_quietly(&p.pid_file)?;
     let pid = start(p)?;
-    let what = match old {
-        Some(old) => format!("restarted (pid {old} -> {pid})"),
-        None => format!("started (pid {pid})"),
-    };
-    changes.push(Change::new("metadata proxy", what));
+    changes.push(match old {
+        Some(old) => Change::restarted("metadata proxy", old, pid),
+        None => Change::process("metadata proxy", "started", pid),
+    });
     Ok(pid)
 }
 
@@ -186,10 +185,7 @@ pub fn start(p: &Proxy) -> Result<u32> {
 /// pid file — and removes the file. Nothing to do when none runs.
 pub fn stop(pid_file: &Path, changes: &mut Vec<Change>) -> Result<()> {
     if let Some(pid) = stop_quietly(pid_file)? {
-        changes.push(Change::new(
-            "metadata proxy",
-            format!("stopped (pid {pid})"),
-        ));
+        changes.push(Change::process("metadata proxy", "stopped", pid));
     }
     Ok(())
 }

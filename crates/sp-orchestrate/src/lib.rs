@@ -70,7 +70,7 @@ pub struct Dirs {
     pub state: PathBuf,
     /// Cinder's backing files (`/var/lib/cinder`, as the packstack notes keep them).
     pub cinder: PathBuf,
-    /// ovsdb-server, for `external_network_bridge` ([`sp_ovs::DEFAULT_DB`]).
+    /// ovsdb-server, for `external_network_bridge` ([`sp_ovs::default_db`]).
     pub ovsdb: sp_ovs::Endpoint,
     /// The stackplumb binary that runs the metadata proxy (`stackplumb metadata-proxy`):
     /// this one, by default.
@@ -84,7 +84,7 @@ impl Dirs {
         Dirs {
             state,
             cinder,
-            ovsdb: sp_ovs::DEFAULT_DB.parse().expect("a valid endpoint"),
+            ovsdb: sp_ovs::default_db(),
             program: std::env::current_exe().unwrap_or_default(),
         }
     }

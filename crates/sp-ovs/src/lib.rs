@@ -36,8 +36,18 @@ use state::State;
 /// The database ovs-vswitchd reads.
 pub const DB: &str = "Open_vSwitch";
 
-/// Where ovsdb-server listens on a standard install.
+/// Where ovsdb-server listens on a standard install (`OVS_RUNDIR` unset).
 pub const DEFAULT_DB: &str = "unix:/var/run/openvswitch/db.sock";
+
+/// The ovsdb-server ovs-vsctl talks to by default: `unix:$OVS_RUNDIR/db.sock`, or
+/// [`DEFAULT_DB`] when `OVS_RUNDIR` is unset or empty. (`OVS_DBDIR` names the directory
+/// of `conf.db`, a file only ovsdb-server opens: nothing here reads it.)
+pub fn default_db() -> Endpoint {
+    match std::env::var_os("OVS_RUNDIR") {
+        Some(dir) if !dir.is_empty() => Endpoint::Unix(std::path::Path::new(&dir).join("db.sock")),
+        _ => DEFAULT_DB.parse().expect("a valid endpoint"),
+    }
+}
 
 /// What an operation did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

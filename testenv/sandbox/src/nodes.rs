@@ -142,3 +142,26 @@ pub fn link_names(node: &str) -> Vec<String> {
         .map(|l| l["ifname"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// One line of `stackplumb --json supervise`, its `time` member checked (UTC, RFC 3339,
+/// milliseconds: `2026-12-01T13:46:44.123Z`) and taken out.
+pub fn supervise_event(line: &str) -> serde_json::Value {
+    let mut e: serde_json::Value = serde_json::from_str(line).unwrap();
+    let time = e
+        .as_object_mut()
+        .and_then(|o| o.remove("time"))
+        .unwrap_or_else(|| panic!("an event without its time: {line}"));
+    let time = time.as_str().expect("time is a string");
+    let shape = time.len() == 24
+        && time.ends_with('Z')
+        && time.char_indices().all(|(i, c)| match i {
+            4 | 7 => c == '-',
+            10 => c == 'T',
+            13 | 16 => c == ':',
+            19 => c == '.',
+            23 => c == 'Z',
+            _ => c.is_ascii_digit(),
+        });
+    assert!(shape, "time {time:?} is not RFC 3339 UTC with milliseconds");
+    e
+}
