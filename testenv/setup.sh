@@ -11,7 +11,8 @@ command -v apt-get >/dev/null || die "needs a Debian-family system with apt-get"
 # product starts (dnsmasq), and the tools the end-to-end scenes use.
 pkgs=(iproute2 dnsmasq-base lvm2 openvswitch-switch iptables nftables iputils-ping
       isc-dhcp-client procps util-linux fdisk kmod ca-certificates curl build-essential
-      pkg-config hyperfine udhcpc ethtool podman runc catatonit debootstrap ipset)
+      pkg-config hyperfine udhcpc ethtool podman runc catatonit debootstrap ipset man-db
+      systemd dpkg bash)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

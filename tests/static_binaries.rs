@@ -6,15 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sp_testenv::{require, sandbox};
-
-const TOOLS: [&str; 5] = [
-    "netns-inspect",
-    "loopvg",
-    "bridgectl",
-    "ovs-attach",
-    "stackplumb",
-];
+use sp_testenv::{require, sandbox, TOOLS};
 
 fn static_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/static")

@@ -475,3 +475,11 @@ fn print_show(view: &[show::BridgeView]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_and_subcommand_is_explained() {
+        sp_cli::command::assert_explained::<super::Args>();
+    }
+}

@@ -171,7 +171,7 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
         ),
         ..Loopvg::default()
     };
-    let vgs = |vgs: &[VgReport]| -> sp_loopvg::Result<()> {
+    let list = |vgs: &[VgReport]| -> sp_loopvg::Result<()> {
         if cli.common.json {
             print_json(&vgs)?;
         } else if vgs.is_empty() {
@@ -184,21 +184,28 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
         }
         Ok(())
     };
+    // What create, extend, activate and deactivate leave (docs/json.md).
+    let changed = |vgs: &[VgReport]| -> sp_loopvg::Result<()> {
+        match cli.common.json {
+            true => print_json(&serde_json::json!({ "schema": SCHEMA, "vgs": vgs })),
+            false => list(vgs),
+        }
+    };
     match &cli.command {
         Command::Create {
             name,
             size,
             preallocate,
-        } => vgs(&[lv.create(name, size, *preallocate)?])?,
+        } => changed(&[lv.create(name, size, *preallocate)?])?,
         Command::Extend { name, size, grow } => {
             let vg = if *grow {
                 lv.grow(name, size)?
             } else {
                 lv.extend(name, size)?
             };
-            vgs(&[vg])?;
+            changed(&[vg])?;
         }
-        Command::List { name: Some(name) } => vgs(&lv.list(Some(name))?)?,
+        Command::List { name: Some(name) } => list(&lv.list(Some(name))?)?,
         Command::List { name: None } => {
             let (found, corrupt, skipped) = lv.survey()?;
             for s in &skipped {
@@ -209,14 +216,14 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
                     "loopvg: warning: {c}; skipped (`pvck` shows what lvm2 makes of it)"
                 );
             }
-            vgs(&found)?;
+            list(&found)?;
         }
-        Command::Activate { name, .. } => vgs(&lv.activate(name.as_deref())?)?,
-        Command::Deactivate { name } => vgs(&[lv.deactivate(name)?])?,
+        Command::Activate { name, .. } => changed(&lv.activate(name.as_deref())?)?,
+        Command::Deactivate { name } => changed(&[lv.deactivate(name)?])?,
         Command::Remove { name, keep_files } => {
             let r = lv.remove(name, *keep_files)?;
             if cli.common.json {
-                print_json(&r)?;
+                print_json(&serde_json::json!({ "schema": SCHEMA, "removed": r }))?;
             } else {
                 sp_cli::outln!(
                     "removed volume group {}; {} {}",
@@ -243,7 +250,9 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
             };
             let path = install_unit(unit_dir, &bin, &cli.dir)?;
             if cli.common.json {
-                print_json(&serde_json::json!({ "unit": path.to_string_lossy() }))?;
+                print_json(
+                    &serde_json::json!({ "schema": SCHEMA, "unit": path.to_string_lossy() }),
+                )?;
             } else {
                 sp_cli::outln!(
                     "wrote {}\nenable it with: systemctl daemon-reload && systemctl enable {UNIT_NAME}",
@@ -254,6 +263,9 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
     }
     Ok(())
 }
+
+/// The version of loopvg's JSON but list's (docs/json.md).
+const SCHEMA: u32 = 1;
 
 fn print_json<T: serde::Serialize>(v: &T) -> sp_loopvg::Result<()> {
     let text = serde_json::to_string_pretty(v).map_err(|e| sp_loopvg::Error::Io {
@@ -298,5 +310,13 @@ fn kind(e: &sp_loopvg::Error) -> Kind {
             Kind::of_errno(source.raw_os_error())
         }
         _ => Kind::Failure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_and_subcommand_is_explained() {
+        sp_cli::command::assert_explained::<super::Cli>();
     }
 }

@@ -30,11 +30,15 @@ fn ok_json(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
-/// Fails with exit status 1 and `expect` in the message.
+/// Fails with exit status 1 (2 for input refused) and `expect` in the message
+/// (`exit_codes_and_json_errors_per_case` checks which).
 fn fails(dir: &Path, args: &[&str], expect: &str) {
     let out = loopvg(dir, args);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "loopvg {args:?}: {err}");
+    assert!(
+        matches!(out.status.code(), Some(1 | 2)),
+        "loopvg {args:?}: {err}"
+    );
     assert!(
         err.contains(expect),
         "loopvg {args:?}: {err:?} does not say {expect:?}"
@@ -88,7 +92,8 @@ fn the_guides_sizes_work_and_lvm2_agrees() {
     ok_json(dir, &["extend", "cinder-volumes", "+5G"]);
     ok_json(dir, &["extend", "cinder-volumes", "5GiB", "--grow"]);
     let vg = ok_json(dir, &["extend", "cinder-volumes", "5g"]);
-    let vg = &vg[0];
+    assert_eq!(vg["schema"], 1);
+    let vg = &vg["vgs"][0];
     assert_eq!(
         s.files(),
         ["cinder-volumes", "cinder-volumes02", "cinder-volumes03"]
@@ -212,7 +217,7 @@ fn not_root_is_told_so_and_nothing_happens() {
         .args(["create", "rootvg", "64M"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(6), "needs root: the table's 6");
     assert!(String::from_utf8_lossy(&out.stderr).contains("must run as root"));
     assert!(s.files().is_empty());
 }
@@ -224,13 +229,14 @@ fn deactivate_activate_remove_round_trip() {
     ok_json(dir, &["create", "cyclevg", "64M"]);
     ok_json(dir, &["extend", "cyclevg", "+32M"]);
     let vg = ok_json(dir, &["deactivate", "cyclevg"]);
-    assert_eq!(vg[0]["active"], false);
+    assert_eq!(vg["vgs"][0]["active"], false);
     assert!(s.bound().is_empty());
     let vg = ok_json(dir, &["activate", "--all"]);
-    assert_eq!(vg[0]["active"], true);
+    assert_eq!(vg["vgs"][0]["active"], true);
     Lvm::of(&s).check("cyclevg").unwrap();
     let r = ok_json(dir, &["remove", "cyclevg"]);
-    assert_eq!(r["files"].as_array().unwrap().len(), 2);
+    assert_eq!(r["schema"], 1);
+    assert_eq!(r["removed"]["files"].as_array().unwrap().len(), 2);
     assert!(s.files().is_empty() && s.bound().is_empty());
 }
 
@@ -307,7 +313,10 @@ fn container_without_device_nodes_or_lock_dir() {
         String::from_utf8_lossy(&out.stderr)
     );
     let vg: Value = serde_json::from_str(&json).unwrap();
-    let dev = vg[0]["pvs"][0]["device"].as_str().unwrap().to_string();
+    let dev = vg["vgs"][0]["pvs"][0]["device"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(devs.lines().any(|l| l == "loop-control"), "{devs}");
     assert!(
         devs.lines().any(|l| format!("/dev/{l}") == dev),
@@ -436,7 +445,7 @@ fn install_unit_refuses_paths_that_would_inject_lines() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{dir:?} {b:?}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{dir:?} {b:?}: {err}");
         assert!(err.contains(why), "{dir:?} {b:?}: {err}");
         assert!(!units.exists(), "nothing written for {dir:?} {b:?}");
     }
@@ -476,4 +485,40 @@ fn a_corrupt_pv_is_named_by_list_and_by_commands_and_left_as_it_is() {
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
     assert_eq!(s.files(), ["badvg"]);
     assert!(s.bound().is_empty());
+}
+
+/// `--json` on a failure: one object on stdout, its kind, the table's exit code.
+fn json_error(dir: &Path, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["--json"];
+    all.extend(args);
+    sp_testenv::json_error(&loopvg(dir, &all))
+}
+
+#[test]
+fn exit_codes_and_json_errors_per_case() {
+    let s = Scratch::new("cli-codes");
+    let dir = s.dir.as_path();
+    let e = |args: &[&str]| json_error(dir, args);
+    assert_eq!(e(&["create", "a/b", "64M"]), (2, "invalid-input".into()));
+    assert_eq!(e(&["create", "sizevg", "5X"]), (2, "invalid-input".into()));
+    assert_eq!(e(&["create", "sizevg", "1M"]), (2, "invalid-input".into()));
+    assert_eq!(e(&["extend", "novg", "+5G"]), (1, "not-found".into()));
+    assert_eq!(e(&["create", "--bogus"]), (2, "usage".into()));
+    assert_eq!(
+        e(&[
+            "install-unit",
+            "--unit-dir",
+            "/nonexistent-units",
+            "--bin",
+            "relative/loopvg"
+        ]),
+        (2, "invalid-input".into())
+    );
+    assert!(!Path::new("/nonexistent-units").exists());
+    // The global options after the subcommand too.
+    let out = loopvg(dir, &["create", "a/b", "64M", "--json", "-q"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "invalid-input", "{v}");
+    assert!(s.files().is_empty());
 }

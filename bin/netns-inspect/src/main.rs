@@ -102,3 +102,11 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         ExitCode::SUCCESS
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_and_subcommand_is_explained() {
+        sp_cli::command::assert_explained::<super::Args>();
+    }
+}

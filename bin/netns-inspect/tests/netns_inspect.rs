@@ -539,7 +539,7 @@ fn bad_input_is_refused_clearly() {
 
     for bad in ["a/b", "..", "../../etc"] {
         let out = inspect(&[bad]);
-        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert_eq!(out.status.code(), Some(2), "invalid input: {bad}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("invalid namespace name"), "{bad}: {err}");
     }
@@ -573,7 +573,7 @@ fn without_root_it_says_so() {
         .output()
         .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(6), "needs root: the table's 6");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("permission denied — this needs root"), "{err}");
     assert!(!err.contains("panicked"), "{err}");

@@ -598,3 +598,11 @@ fn kind(e: &Error) -> Kind {
         _ => Kind::Failure,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_and_subcommand_is_explained() {
+        sp_cli::command::assert_explained::<super::Cli>();
+    }
+}

@@ -545,3 +545,11 @@ fn demo() -> BoxResult<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_and_subcommand_is_explained() {
+        sp_cli::command::assert_explained::<super::Args>();
+    }
+}

@@ -257,3 +257,10 @@ fn walk(cmd: &Command, path: &str, found: &mut Vec<String>) {
         walk(s, &format!("{path} {}", s.get_name()), found);
     }
 }
+
+/// Panics with the arguments and subcommands of `C` that have no help text (a test of
+/// each tool calls it).
+pub fn assert_explained<C: Parser>() {
+    let missing = unexplained(&command::<C>());
+    assert!(missing.is_empty(), "no help text: {missing:?}");
+}

@@ -49,7 +49,9 @@ pub fn init(common: &Common) {
         _ => filter(common),
     };
     let timestamps = !std::io::stderr().is_terminal();
+    // The filter decides; fmt's own (INFO by default) lets everything through.
     let fmt = tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(std::io::stderr)
         .with_ansi(!timestamps);
     let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match timestamps {

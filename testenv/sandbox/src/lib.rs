@@ -36,6 +36,31 @@ pub fn guide_compute_config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/sp-config/tests/guide-compute")
 }
 
+/// The five tools of the workspace.
+pub const TOOLS: [&str; 5] = [
+    "netns-inspect",
+    "loopvg",
+    "bridgectl",
+    "ovs-attach",
+    "stackplumb",
+];
+
+/// A tool's failure under `--json` (docs/json.md): exactly one line on stdout, the error
+/// object with its schema and a message, which stderr says too. Gives the exit code and
+/// the error's kind.
+pub fn json_error(out: &std::process::Output) -> (i32, String) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "one line on stdout: {out:?}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["schema"], 1, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "a message: {v}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(message), "the same message on stderr: {err}");
+    let kind = v["error"]["kind"].as_str().expect("a kind");
+    (out.status.code().expect("an exit code"), kind.to_owned())
+}
+
 /// Path of a binary of this workspace, built next to the test executable
 /// (`target/<profile>/<name>`). Panics with a clear message when it is missing.
 pub fn workspace_bin(name: &str) -> PathBuf {
