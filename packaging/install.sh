@@ -13,7 +13,8 @@
 # --destdir  a staging root the files are written below (packaging); the units name
 #            PREFIX/bin, where the binaries will be
 # --bins     the directory of already built binaries (default: build them with
-#            `cargo build --release --locked` and take target/release)
+#            `cargo build --release --locked` and take target/release; without cargo,
+#            testenv/setup.sh installs Rust first)
 # --strip    strip the installed binaries of their symbols (as a package does)
 set -eu
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
         --bins) bins=$2; shift 2 ;;
         --bins=*) bins=${1#*=}; shift ;;
         --strip) strip=-s; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (--help)" >&2; exit 2 ;;
     esac
 done
@@ -44,8 +45,10 @@ if printf '%s' "$prefix" | LC_ALL=C grep -q '[^A-Za-z0-9/._+-]'; then
     exit 2
 fi
 if [ -z "$bins" ]; then
+    # Rust as the build needs it (testenv/setup.sh, as root, installs it when missing).
     [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-    cargo build --release --locked --bins
+    command -v cargo >/dev/null || { testenv/setup.sh && . "$HOME/.cargo/env"; }
+    cargo build --release --locked --bins -q
     bins=target/release
 fi
 tools="netns-inspect loopvg bridgectl ovs-attach stackplumb"

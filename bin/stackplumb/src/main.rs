@@ -472,14 +472,15 @@ fn dirs(args: &Args) -> sp_orchestrate::Dirs {
     }
 }
 
-/// One supervision event: a line of text after its time (UTC), or a JSON object with a
-/// `time` member. When the reader of the events has gone, supervision ends as on
+/// One supervision event: a line of text after its time (UTC), or a JSON object with
+/// `schema` and `time` members (docs/json.md). When the reader of the events has gone, supervision ends as on
 /// SIGTERM (the signal is blocked and taken by supervise's signalfd).
 fn print_event(e: &sp_orchestrate::supervise::Event, json: bool) {
     use sp_orchestrate::supervise::Event;
     let time = sp_cli::time::rfc3339(std::time::SystemTime::now());
     if json {
         let mut v = serde_json::json!(e);
+        v["schema"] = serde_json::json!(SCHEMA);
         v["time"] = serde_json::json!(time);
         sp_cli::outln!("{v}");
     } else {
