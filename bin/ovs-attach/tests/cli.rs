@@ -158,6 +158,30 @@ fn exit_codes_and_json_errors_per_case() {
     );
 }
 
+/// -v says what is being done on stderr (tracing), -q and the default stay quiet.
+#[test]
+fn verbose_says_what_is_waited_for() {
+    sandbox::enter();
+    let d = Ovs::start();
+    let db = d.db();
+    let err = |args: &[&str]| {
+        let out = ovs_attach(&db, args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert_eq!(err(&["add-br", "br-a", "--datapath-type=netdev"]), "");
+    assert_eq!(err(&["-q", "add-br", "br-b", "--datapath-type=netdev"]), "");
+    let said = err(&["add-br", "br-c", "--datapath-type=netdev", "-v"]);
+    assert!(
+        said.contains("INFO sp_ovs: in the database; waiting for ovs-vswitchd to apply it")
+            && said.contains("INFO sp_ovs: applied by ovs-vswitchd"),
+        "{said}"
+    );
+    assert!(!said.contains("DEBUG"), "{said}");
+    let debug = err(&["-vv", "add-br", "br-d", "--datapath-type=netdev"]);
+    assert!(debug.contains("DEBUG sp_ovs: transaction sent"), "{debug}");
+}
+
 /// Without --db, ovs-attach talks to `$OVS_RUNDIR/db.sock`, as ovs-vsctl does.
 #[test]
 fn the_default_database_is_in_ovs_rundir() {

@@ -449,6 +449,7 @@ pub async fn execute(
     purge: bool,
     done: &mut dyn FnMut(&Action),
 ) -> std::result::Result<Vec<Action>, Box<Failed>> {
+    tracing::info!(node = %plan.node, actions = actions.len(), "carrying out the plan");
     let mut finished: Vec<Action> = Vec::new();
     let fail = |finished: Vec<Action>, failed: Vec<Action>, rest: Vec<Action>, cause| {
         Box::new(Failed {

@@ -56,6 +56,9 @@ pub fn lock(timeout: Duration) -> Result<Flock<File>> {
                 return Ok(l);
             }
             Err((f, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < timeout => {
+                if start.elapsed() < Duration::from_millis(50) {
+                    tracing::info!(lock = %path.display(), ?timeout, "another run holds the lock; waiting");
+                }
                 file = f;
                 std::thread::sleep(Duration::from_millis(50));
             }

@@ -367,6 +367,11 @@ impl Ovs {
                 Some(&["next_cfg"]),
             ));
         }
+        tracing::debug!(
+            db = %self.client.endpoint(),
+            operations = txn.ops.len(),
+            "transaction sent"
+        );
         let results = self
             .client
             .transact(DB, &txn.ops)
@@ -398,7 +403,12 @@ impl Ovs {
             .and_then(|r| r.rows.first())
             .and_then(|r| r.int("next_cfg"))
             .ok_or_else(|| sp_ovsdb::Error::Protocol("select next_cfg returned no row".into()))?;
+        tracing::info!(
+            next_cfg,
+            "in the database; waiting for ovs-vswitchd to apply it"
+        );
         self.wait_applied(next_cfg).await?;
+        tracing::info!(next_cfg, "applied by ovs-vswitchd");
         self.check_ifaces(&txn.new_ifaces).await
     }
 
