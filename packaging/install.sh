@@ -48,7 +48,7 @@ if [ -z "$bins" ]; then
     # Rust as the build needs it (testenv/setup.sh, as root, installs it when missing).
     [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
     command -v cargo >/dev/null || { testenv/setup.sh && . "$HOME/.cargo/env"; }
-    cargo build --release --locked --bins -q
+    cargo build --release --locked -q -p netns-inspect -p loopvg -p bridgectl -p ovs-attach -p stackplumb
     bins=target/release
 fi
 tools="netns-inspect loopvg bridgectl ovs-attach stackplumb"
