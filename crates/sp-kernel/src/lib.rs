@@ -55,6 +55,9 @@ pub struct Change {
     /// The facts of the change.
     #[serde(flatten)]
     pub detail: Detail,
+    /// How the text output says it, when not `action` and the facts ([`Change::saying`]).
+    #[serde(skip)]
+    pub said: Option<String>,
 }
 
 /// The typed facts of a [`Change`]; each absent from the JSON when not known.
@@ -78,6 +81,12 @@ pub struct Detail {
     /// The namespace the other end (or the moved link) is in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The link it was done on or through (a gateway answering, an address announced).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Why a best-effort step did not happen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Change {
@@ -86,6 +95,21 @@ impl Change {
             object: object.into(),
             action: action.into(),
             detail: Detail::default(),
+            said: None,
+        }
+    }
+
+    /// A change whose facts are `detail`, said in the text output as `said`.
+    pub fn saying(
+        object: impl Into<String>,
+        action: &str,
+        detail: Detail,
+        said: impl Into<String>,
+    ) -> Self {
+        Change {
+            detail,
+            said: Some(said.into()),
+            ..Change::new(object, action)
         }
     }
 
@@ -129,6 +153,9 @@ impl Change {
 
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(said) = &self.said {
+            return write!(f, "{}: {said}", self.object);
+        }
         write!(f, "{}: {}", self.object, self.action)?;
         let d = &self.detail;
         if let (Some(from), Some(to)) = (&d.from, &d.to) {

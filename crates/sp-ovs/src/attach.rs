@@ -30,7 +30,7 @@ use netlink_packet_route::route::RouteMessage;
 use sp_kernel::attrs;
 use sp_kernel::netlink::Netlink;
 use sp_kernel::steps::{self, Custom, Metric, Moved, Plan, RolledBack, Step};
-pub use sp_kernel::{steps::Faults, Change as HostChange};
+pub use sp_kernel::{steps::Faults, Change as HostChange, Detail};
 use sp_names::IfName;
 
 use crate::persist::HostIp;
@@ -182,6 +182,16 @@ fn push_gateway_checks<'a>(
     gateways
 }
 
+/// A gateway that answered pings through `device`.
+fn answers(gateway: impl std::fmt::Display, device: &str) -> HostChange {
+    let detail = Detail {
+        device: Some(device.to_owned()),
+        ..Detail::default()
+    };
+    let said = format!("answers through {device}");
+    HostChange::saying(format!("gateway {gateway}"), "answers", detail, said)
+}
+
 /// Announces the moved IPv4 addresses on `link` by gratuitous ARP, so neighbours that
 /// cached the old MAC switch at once. Best effort: one that misses it asks again when its
 /// entry goes stale.
@@ -194,11 +204,26 @@ fn announce(link: &LinkMessage, moved: &Moved, changes: &mut Vec<HostChange>) {
         let Some(Ok(ip)) = a.split('/').next().map(str::parse::<Ipv4Addr>) else {
             continue;
         };
-        let action = match announce::gratuitous_arp(link.header.index, mac, ip) {
-            Ok(()) => format!("announced on {name} (gratuitous ARP)"),
-            Err(e) => format!("not announced on {name}: {e}"),
+        let object = format!("address {ip}");
+        let on = |error: Option<String>| Detail {
+            device: Some(name.to_owned()),
+            error,
+            ..Detail::default()
         };
-        changes.push(HostChange::new(format!("address {ip}"), action));
+        changes.push(match announce::gratuitous_arp(link.header.index, mac, ip) {
+            Ok(()) => HostChange::saying(
+                object,
+                "announced",
+                on(None),
+                format!("announced on {name} (gratuitous ARP)"),
+            ),
+            Err(e) => HostChange::saying(
+                object,
+                "not announced",
+                on(Some(e.to_string())),
+                format!("not announced on {name}: {e}"),
+            ),
+        });
     }
 }
 
@@ -369,17 +394,30 @@ async fn move_and_plug(
     }
     moved.report(nic, bridge, changes);
     if plugged {
-        let action = match owner.filter(|o| !o.is_empty()) {
-            Some(from) => format!("moved to bridge {bridge} from bridge {from}"),
-            None => format!("added to bridge {bridge}"),
+        let to = Detail {
+            to: Some(bridge.to_owned()),
+            ..Detail::default()
         };
-        changes.push(HostChange::new(format!("port {nic}"), action));
+        changes.push(match owner.filter(|o| !o.is_empty()) {
+            Some(from) => HostChange::saying(
+                format!("port {nic}"),
+                "moved",
+                Detail {
+                    from: Some(from.clone()),
+                    ..to
+                },
+                format!("moved to bridge {bridge} from bridge {from}"),
+            ),
+            None => HostChange::saying(
+                format!("port {nic}"),
+                "added",
+                to,
+                format!("added to bridge {bridge}"),
+            ),
+        });
     }
     for gw in checked {
-        changes.push(HostChange::new(
-            format!("gateway {gw}"),
-            format!("answers through {bridge}"),
-        ));
+        changes.push(answers(gw, bridge));
     }
     announce(&br, &moved, changes);
     Ok(())
@@ -438,17 +476,20 @@ pub async fn detach(
     plan.run(nl, faults).await?;
     let mut changes = Vec::new();
     if is_port {
-        changes.push(HostChange::new(
+        let from = Detail {
+            from: Some(bridge.to_owned()),
+            ..Detail::default()
+        };
+        changes.push(HostChange::saying(
             format!("port {nic}"),
+            "deleted",
+            from,
             format!("deleted from bridge {bridge}"),
         ));
     }
     moved.report(bridge, nic, &mut changes);
     for gw in checked {
-        changes.push(HostChange::new(
-            format!("gateway {gw}"),
-            format!("answers through {nic}"),
-        ));
+        changes.push(answers(gw, nic));
     }
     announce(&link, &moved, &mut changes);
     Ok(changes)
