@@ -473,36 +473,39 @@ fn dirs(args: &Args) -> sp_orchestrate::Dirs {
 }
 
 /// One supervision event: a line of text after its time (UTC), or a JSON object with
-/// `schema` and `time` members (docs/json.md). When the reader of the events has gone, supervision ends as on
-/// SIGTERM (the signal is blocked and taken by supervise's signalfd).
+/// `schema` and `time` members (docs/json.md). When the reader of the events has gone,
+/// supervision ends as on SIGTERM (the signal is blocked and taken by supervise's
+/// signalfd).
 fn print_event(e: &sp_orchestrate::supervise::Event, json: bool) {
-    use sp_orchestrate::supervise::Event;
     let time = sp_cli::time::rfc3339(std::time::SystemTime::now());
+    sp_cli::outln!("{}", event_line(e, json, &time));
+    if sp_cli::stdout_closed() {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM);
+    }
+}
+
+/// The line [`print_event`] prints for `e` at `time`.
+fn event_line(e: &sp_orchestrate::supervise::Event, json: bool, time: &str) -> String {
+    use sp_orchestrate::supervise::Event;
     if json {
         let mut v = serde_json::json!(e);
         v["schema"] = serde_json::json!(SCHEMA);
         v["time"] = serde_json::json!(time);
-        sp_cli::outln!("{v}");
-    } else {
-        let line = match e {
-            Event::Watching { network, pid } => {
-                format!("watching dnsmasq of {network} (pid {pid})")
-            }
-            Event::Changed(c) => c.to_string(),
-            Event::Failed { network, error } => {
-                format!("dnsmasq of {network}: restart failed, tried again later: {error}")
-            }
-            Event::WatchingProxy { pid } => format!("watching the metadata proxy (pid {pid})"),
-            Event::ProxyFailed { error } => {
-                format!("metadata proxy: restart failed, tried again later: {error}")
-            }
-            Event::Stopped { signal } => format!("stopped by {signal}"),
-        };
-        sp_cli::outln!("{time} {line}");
+        return v.to_string();
     }
-    if sp_cli::stdout_closed() {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM);
-    }
+    let line = match e {
+        Event::Watching { network, pid } => format!("watching dnsmasq of {network} (pid {pid})"),
+        Event::Changed(c) => c.to_string(),
+        Event::Failed { network, error } => {
+            format!("dnsmasq of {network}: restart failed, tried again later: {error}")
+        }
+        Event::WatchingProxy { pid } => format!("watching the metadata proxy (pid {pid})"),
+        Event::ProxyFailed { error } => {
+            format!("metadata proxy: restart failed, tried again later: {error}")
+        }
+        Event::Stopped { signal } => format!("stopped by {signal}"),
+    };
+    format!("{time} {line}")
 }
 
 /// `stackplumb demo`, with a live report.
@@ -549,8 +552,40 @@ fn demo() -> BoxResult<ExitCode> {
 
 #[cfg(test)]
 mod tests {
+    use sp_orchestrate::supervise::Event;
+
     #[test]
     fn every_argument_and_subcommand_is_explained() {
         sp_cli::command::assert_explained::<super::Args>();
+    }
+
+    #[test]
+    fn supervise_events_carry_their_time_and_typed_facts() {
+        let time = "2026-12-01T13:46:44.123Z";
+        let restarted = Event::Changed(sp_kernel::Change::process(
+            "dnsmasq of 5b6a8b87-fd03-46b5-a968-72bac5091b7c",
+            "restarted",
+            4242,
+        ));
+        assert_eq!(
+            super::event_line(&restarted, false, time),
+            "2026-12-01T13:46:44.123Z dnsmasq of 5b6a8b87-fd03-46b5-a968-72bac5091b7c: restarted (pid 4242)"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&super::event_line(&restarted, true, time)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"schema": 1, "time": time, "event": "changed",
+                "object": "dnsmasq of 5b6a8b87-fd03-46b5-a968-72bac5091b7c",
+                "action": "restarted", "pid": 4242})
+        );
+        let watching = Event::Watching {
+            network: "n".into(),
+            pid: 7,
+        };
+        assert_eq!(
+            super::event_line(&watching, false, time),
+            "2026-12-01T13:46:44.123Z watching dnsmasq of n (pid 7)"
+        );
     }
 }
