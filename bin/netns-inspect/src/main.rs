@@ -1,5 +1,6 @@
 //! `netns-inspect`: argument parsing and output only; the work is in `sp-inspect`.
 
+mod dot;
 mod text;
 
 use std::process::ExitCode;
@@ -27,8 +28,12 @@ use sp_neutron::NamespaceKind;
   netns-inspect qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165
   netns-inspect qrouter-006df4cc                  a prefix is enough
   netns-inspect --kind qdhcp                      all DHCP namespaces
+  netns-inspect --brief                           one line per namespace, like `ip -br`
   netns-inspect --json | jq '.problems'           machine-readable (docs/netns-inspect-json.md)
+  netns-inspect --format dot | dot -Tsvg > n.svg  a picture (Graphviz)
   netns-inspect --check                           exit 3 if an error-level problem is found
+                                                  in the root or a named namespace
+  netns-inspect --ovsdb unix:/run/ovs/db.sock     Open vSwitch from another ovsdb-server
 
 Needs root (it enters every namespace)."
 )]
@@ -39,12 +44,36 @@ struct Args {
     /// Only namespaces of this kind: root, qrouter, qdhcp, snat, fip, plain (repeatable).
     #[arg(long = "kind", value_name = "KIND")]
     kinds: Vec<NamespaceKind>,
-    /// Print the report as JSON (schema stackplumb.netns-inspect/v1).
-    #[arg(long)]
+    /// Print the report as JSON (schema stackplumb.netns-inspect/v2); the same as
+    /// `--format json`.
+    #[arg(long, conflicts_with_all = ["format", "brief"])]
     json: bool,
-    /// Exit with status 3 when a problem of severity "error" is found.
+    /// Output: `text` (a tree), `json`, or `dot` (Graphviz: `| dot -Tsvg`).
+    #[arg(long, value_enum, value_name = "FORMAT", conflicts_with = "brief")]
+    format: Option<Format>,
+    /// One line per namespace: kind, id, links with state and first address,
+    /// processes, problem count.
+    #[arg(long)]
+    brief: bool,
+    /// Exit with status 3 when a problem of severity "error" is found in the root
+    /// namespace, this process's, or a named one (see --all).
     #[arg(long)]
     check: bool,
+    /// With --check: count namespaces held only by other processes too.
+    #[arg(long, requires = "check")]
+    all: bool,
+    /// The ovsdb-server to read Open vSwitch from (unix:PATH or tcp:HOST:PORT); default
+    /// as ovs-vsctl: unix:$OVS_RUNDIR/db.sock (OVS_RUNDIR=/var/run/openvswitch), where
+    /// no server means nothing said about OVS.
+    #[arg(long, value_name = "ADDRESS")]
+    ovsdb: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+    Dot,
 }
 
 fn main() -> ExitCode {
@@ -69,18 +98,28 @@ fn exit_code() -> ExitCode {
 
 fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let filter = Filter::new(args.names.clone(), args.kinds.clone())?;
+    let opts = sp_inspect::Options {
+        ovsdb: args.ovsdb.as_deref().map(str::parse).transpose()?,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let report = filter.apply(runtime.block_on(sp_inspect::inspect())?)?;
-    if args.json {
-        sp_cli::outln!("{}", serde_json::to_string_pretty(&report)?);
+    let report = filter.apply(runtime.block_on(sp_inspect::inspect_with(&opts))?)?;
+    let format = if args.json {
+        Format::Json
     } else {
-        sp_cli::out!("{}", text::render(&report));
+        args.format.unwrap_or(Format::Text)
+    };
+    match format {
+        Format::Json => sp_cli::outln!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Dot => sp_cli::out!("{}", dot::render(&report)),
+        Format::Text if args.brief => sp_cli::out!("{}", text::brief(&report)),
+        Format::Text => sp_cli::out!("{}", text::render(&report)),
     }
     let failing = report
         .problems
         .iter()
+        .filter(|p| args.all || sp_inspect::owned_by_operator(&report, p))
         .any(|p| p.severity == Severity::Error);
     Ok(if args.check && failing {
         ExitCode::from(3)

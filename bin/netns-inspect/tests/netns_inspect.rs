@@ -309,7 +309,7 @@ fn guide_scene_agrees_with_iproute2() {
     require::program("dnsmasq", "dnsmasq-base");
     let scene = guide::build();
     let report = inspect_json(&[]);
-    assert_eq!(report["schema"], "stackplumb.netns-inspect/v1");
+    assert_eq!(report["schema"], "stackplumb.netns-inspect/v2");
 
     // Every named namespace iproute2 lists is in the report, and agrees in detail.
     let listed = oracle::netns_list();
@@ -368,13 +368,19 @@ fn guide_scene_agrees_with_iproute2() {
 
     // The guide's scene as Liberty builds it: taps at the VXLAN MTU (1450), the
     // namespace ends left at 1500 — the mismatch the guide papers over with DHCP
-    // option 26 — and nothing else.
+    // option 26 — and, the scene loading no NAT, the router's subnet without SNAT out
+    // of its gateway.
     let expect: BTreeSet<(String, String, String)> = [
         (QROUTER.to_owned(), format!("qr-{}", guide::QR_PORT)),
         (QDHCP.to_owned(), format!("ns-{}", guide::DHCP_PORT)),
     ]
     .into_iter()
     .map(|(ns, link)| ("mtu-mismatch".to_owned(), ns, link))
+    .chain([(
+        "subnet-without-snat".to_owned(),
+        QROUTER.to_owned(),
+        String::new(),
+    )])
     .collect();
     assert_eq!(problems(&report, &[]), expect);
 
@@ -577,4 +583,433 @@ fn without_root_it_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("permission denied — this needs root"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The NAT rules of `netns` as `nft -j list ruleset` reads them: (statement, match on
+/// `ip daddr`, match on `ip saddr`, `oifname` matched, address or port translated to).
+fn nft_nat(netns: &str) -> BTreeSet<(String, String, String, String, String)> {
+    let out = require::run(
+        Command::new("ip").args(["netns", "exec", netns, "nft", "-j", "list", "ruleset"]),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let mut found = BTreeSet::new();
+    for item in v["nftables"].as_array().unwrap() {
+        let Some(exprs) = item["rule"]["expr"].as_array() else {
+            continue;
+        };
+        let (mut daddr, mut saddr, mut oif) = (String::new(), String::new(), String::new());
+        for e in exprs {
+            let m = &e["match"];
+            match (&m["left"]["payload"]["field"], &m["left"]["meta"]["key"]) {
+                (f, _) if f == "daddr" => daddr = s(&m["right"]),
+                (f, _) if f == "saddr" => saddr = s(&m["right"]),
+                (_, k) if k == "oifname" => oif = s(&m["right"]),
+                _ => {}
+            }
+            for stmt in ["snat", "dnat", "redirect"] {
+                if let Some(o) = e.get(stmt) {
+                    let to = match stmt {
+                        "redirect" => o["port"].to_string(),
+                        _ => s(&o["addr"]),
+                    };
+                    found.insert((
+                        stmt.to_owned(),
+                        daddr.clone(),
+                        saddr.clone(),
+                        oif.clone(),
+                        to,
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The guide's router NAT (docs/nat.md) loaded with `nft`: SNAT of the tenant subnet
+/// out of `qg-`, the floating IP both ways, the metadata redirect; then a second
+/// floating IP with only its SNAT. netns-inspect's NAT view equals what `nft -j` reads,
+/// and says which floating IP has no way in.
+#[test]
+fn router_nat_agrees_with_nft() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    require::program("nft", "nftables");
+    let _scene = guide::build();
+    let qg = format!("qg-{}", guide::QG_PORT);
+    let rules = format!(
+        "table ip neutron-l3-agent {{
+  chain nat-PREROUTING {{ type nat hook prerouting priority dstnat; policy accept;
+    ip daddr 10.0.0.201 dnat to 192.168.0.3
+    ip daddr 169.254.169.254 iifname \"qr-*\" tcp dport 80 redirect to :9697
+  }}
+  chain nat-POSTROUTING {{ type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 192.168.0.3 snat to 10.0.0.201
+    ip saddr 192.168.0.4 snat to 10.0.0.202
+    oifname \"{qg}\" snat to 10.0.0.200
+  }}
+}}
+"
+    );
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", QROUTER, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success(), "nft -f");
+
+    let oracle = nft_nat(QROUTER);
+    let report = inspect_json(&[QROUTER]);
+    let nat = &ns_of(&report, Some(QROUTER))["nat"];
+    assert_eq!(
+        ns_of(&report, Some(QROUTER))["nft_tables"],
+        serde_json::json!(["ip neutron-l3-agent"])
+    );
+    // Floating IPs: every DNAT and every host SNAT nft shows, as pairs.
+    let mut theirs = BTreeSet::new();
+    for (stmt, daddr, saddr, _, to) in &oracle {
+        match stmt.as_str() {
+            "dnat" => theirs.insert((daddr.clone(), to.clone(), "dnat")),
+            "snat" if !saddr.is_empty() => theirs.insert((to.clone(), saddr.clone(), "snat")),
+            _ => false,
+        };
+    }
+    let mut ours = BTreeSet::new();
+    for f in nat["floating"].as_array().unwrap() {
+        for way in ["dnat", "snat"] {
+            if f[way] == true {
+                ours.insert((s(&f["floating"]), s(&f["fixed"]), way));
+            }
+        }
+    }
+    assert_eq!(ours, theirs);
+    // The subnet's SNAT: the rule without a source host.
+    let (_, _, _, oif, to) = oracle
+        .iter()
+        .find(|r| r.0 == "snat" && r.2.is_empty())
+        .unwrap()
+        .clone();
+    let subnets = nat["subnets"].as_array().unwrap();
+    assert_eq!(subnets.len(), 1);
+    assert_eq!(subnets[0]["subnet"], "192.168.0.0/24");
+    assert_eq!(subnets[0]["dev"], format!("qr-{}", guide::QR_PORT));
+    assert_eq!(s(&subnets[0]["snat_to"]), to);
+    assert_eq!(s(&subnets[0]["out_dev"]), oif);
+    let redirect = oracle.iter().find(|r| r.0 == "redirect").unwrap();
+    assert_eq!(nat["metadata"]["to_port"].to_string(), redirect.4);
+    assert_eq!(redirect.1, "169.254.169.254");
+    assert_eq!(nat["metadata"]["dport"], 80);
+
+    let got = problems(&report, &[]);
+    assert!(
+        got.contains(&(
+            "floating-ip-without-dnat".into(),
+            QROUTER.into(),
+            String::new()
+        )),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|p| p.0 == "subnet-without-snat"), "{got:?}");
+    let text = String::from_utf8(inspect(&[QROUTER]).stdout).unwrap();
+    assert!(
+        text.contains("floating 10.0.0.201 ↔ 192.168.0.3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("floating 10.0.0.202 ↔ 192.168.0.4  (no DNAT"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "subnet 192.168.0.0/24 on qr-{}: SNAT to 10.0.0.200 out {qg}",
+            guide::QR_PORT
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("metadata 169.254.169.254:80 from qr-* → local port 9697"),
+        "{text}"
+    );
+
+    // Without the SNAT rule the subnet is reported.
+    require::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        QROUTER,
+        "nft",
+        "flush",
+        "chain",
+        "ip",
+        "neutron-l3-agent",
+        "nat-POSTROUTING",
+    ]));
+    let report = inspect_json(&[QROUTER]);
+    let got = problems(&report, &[]);
+    assert!(
+        got.contains(&("subnet-without-snat".into(), QROUTER.into(), String::new())),
+        "{got:?}"
+    );
+}
+
+/// l2population's entries as Neutron's agents write them through iproute2 — FDB NUD
+/// 0xc0 (`permanent|noarp`), permanent neighbours — and the VXLAN device's `local`,
+/// port, learning and proxy, as netns-inspect reads them and as `ip -d -j link`,
+/// `bridge -j fdb` and `ip -j neigh` do.
+#[test]
+fn vxlan_and_l2population_are_shown_whole() {
+    sandbox::enter();
+    ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
+    ip(&["addr", "add", "10.0.0.101/24", "dev", "eth0"]);
+    ip(&["link", "set", "eth0", "up"]);
+    ip(&["link", "add", "brq5b6a8b87-fd", "type", "bridge"]);
+    ip(&[
+        "link",
+        "add",
+        "vxlan-1",
+        "type",
+        "vxlan",
+        "id",
+        "1",
+        "local",
+        "10.0.0.101",
+        "dev",
+        "eth0",
+        "dstport",
+        "8472",
+        "nolearning",
+        "proxy",
+    ]);
+    ip(&["link", "set", "vxlan-1", "master", "brq5b6a8b87-fd", "up"]);
+    for args in [
+        [
+            "fdb",
+            "append",
+            "00:00:00:00:00:00",
+            "dev",
+            "vxlan-1",
+            "dst",
+            "10.0.0.102",
+        ],
+        [
+            "fdb",
+            "replace",
+            "fa:16:3e:00:00:05",
+            "dev",
+            "vxlan-1",
+            "dst",
+            "10.0.0.102",
+        ],
+    ] {
+        require::run(Command::new("bridge").args(args));
+    }
+    ip(&[
+        "neigh",
+        "replace",
+        "192.168.0.5",
+        "lladdr",
+        "fa:16:3e:00:00:05",
+        "dev",
+        "vxlan-1",
+        "nud",
+        "permanent",
+    ]);
+    let report = inspect_json(&[]);
+    let link = ns_of(&report, None)["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "vxlan-1")
+        .unwrap()
+        .clone();
+    let v = &link["vxlan"];
+    let data = &oracle::link(None, "vxlan-1")["linkinfo"]["info_data"];
+    assert_eq!(v["local"], data["local"]);
+    assert_eq!(v["port"], data["port"]);
+    assert_eq!(v["learning"], data["learning"]);
+    assert_eq!(v["proxy"], data["proxy"]);
+    let theirs: BTreeSet<(String, String, String)> = oracle::fdb(None, "vxlan-1")
+        .iter()
+        .map(|e| (s(&e["mac"]), s(&e["dst"]), s(&e["state"])))
+        .collect();
+    let ours: BTreeSet<(String, String, String)> = v["fdb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            // iproute2 prints the state word "permanent" for NUD_PERMANENT, nothing
+            // for NUD_NOARP alone.
+            let state = if e["permanent"] == true {
+                "permanent"
+            } else {
+                ""
+            };
+            (s(&e["mac"]), s(&e["dst"]), state.to_owned())
+        })
+        .collect();
+    assert_eq!(ours, theirs);
+    let agents = v["fdb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["mac"] == "fa:16:3e:00:00:05")
+        .unwrap();
+    assert_eq!(
+        agents["state"],
+        serde_json::json!(["noarp", "permanent"]),
+        "0xc0"
+    );
+    assert_eq!(agents["permanent"], true);
+    let theirs: BTreeSet<(String, String)> = oracle::neighbours(None, "vxlan-1")
+        .iter()
+        .filter(|n| {
+            n["state"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s == "PERMANENT")
+        })
+        .map(|n| (s(&n["dst"]), s(&n["lladdr"])))
+        .collect();
+    let ours: BTreeSet<(String, String)> = v["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["permanent"] == true)
+        .map(|n| (s(&n["ip"]), s(&n["mac"])))
+        .collect();
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.len(), 1);
+    let text = String::from_utf8(inspect(&[]).stdout).unwrap();
+    assert!(
+        text.contains("vxlan id 1 local 10.0.0.101 dev eth0 port 8472 learning off proxy on"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fdb fa:16:3e:00:00:05 dst 10.0.0.102 self noarp permanent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("neigh 192.168.0.5 lladdr fa:16:3e:00:00:05 permanent"),
+        "{text}"
+    );
+}
+
+/// `--check` judges what an operator owns: an orphan veth in a namespace held only by
+/// some other process (another user's container) does not fail it, unless `--all`; the
+/// same in a named namespace does.
+#[test]
+fn check_counts_what_the_operator_owns() {
+    sandbox::enter();
+    let holder = Parked::start(None, &["unshare", "--net", "sleep", "600"]);
+    let ours = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    holder.wait_until("runs in a namespace of its own", |pid| {
+        std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|l| l != ours)
+            && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "sleep")
+    });
+    let pid = holder.pid().to_string();
+    // The peer's namespace: pinned by a descriptor only, so nobody can see it.
+    netns_add("doomed");
+    let pin = Parked::start(
+        None,
+        &["sh", "-c", "exec 3</run/netns/doomed; exec sleep 600"],
+    );
+    pin.wait_until("holds the namespace open", |p| {
+        std::fs::read_link(format!("/proc/{p}/fd/3")).is_ok_and(|l| l.ends_with("doomed"))
+    });
+    ip(&[
+        "link", "add", "held0", "netns", &pid, "type", "veth", "peer", "name", "lost0", "netns",
+        "doomed",
+    ]);
+    ip(&["netns", "delete", "doomed"]);
+    let report = inspect_json(&[]);
+    let held = format!("pid:{pid}");
+    let got = problems(&report, &[holder.pid()]);
+    assert!(
+        got.contains(&("orphan-veth".into(), held.clone(), "held0".into())),
+        "{got:?}"
+    );
+    // Only problems of process-held namespaces: none of ours.
+    assert!(got.iter().all(|p| p.1.starts_with("pid:")), "{got:?}");
+    assert_eq!(inspect(&["--check"]).status.code(), Some(0));
+    assert_eq!(inspect(&["--check", "--all"]).status.code(), Some(3));
+
+    // The same debris in a named namespace is the operator's.
+    netns_add("blue");
+    netns_add("doomed");
+    let pin2 = Parked::start(
+        None,
+        &["sh", "-c", "exec 3</run/netns/doomed; exec sleep 600"],
+    );
+    pin2.wait_until("holds the namespace open", |p| {
+        std::fs::read_link(format!("/proc/{p}/fd/3")).is_ok_and(|l| l.ends_with("doomed"))
+    });
+    ip(&[
+        "-n", "blue", "link", "add", "named0", "type", "veth", "peer", "name", "lost1", "netns",
+        "doomed",
+    ]);
+    ip(&["netns", "delete", "doomed"]);
+    assert_eq!(inspect(&["--check"]).status.code(), Some(3));
+}
+
+/// `--brief`: one line per namespace (like `ip -br`), with kind, id, processes,
+/// problem count and the links with state and first address.
+#[test]
+fn brief_is_one_line_per_namespace() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    let scene = guide::build();
+    for i in 0..20 {
+        netns_add(&format!("qdhcp-{i:08}-0000-4000-8000-000000000000"));
+    }
+    let report = inspect_json(&[]);
+    let out = inspect(&["--brief"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Namespaces held by processes come and go with the tests running beside this one.
+    let lines: Vec<&str> = text.lines().filter(|l| !l.contains(" pid:")).collect();
+    let listed = report["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| s(&n["label"]))
+        .filter(|l| !l.starts_with("pid:"))
+        .collect::<Vec<_>>();
+    assert_eq!(lines.len(), listed.len(), "{text}\n{listed:?}");
+    let qdhcp = lines
+        .iter()
+        .find(|l| l.starts_with("qdhcp ") && l.contains(DEMO_NET))
+        .unwrap();
+    assert!(qdhcp.contains("procs 1 (dnsmasq)"), "{qdhcp}");
+    assert!(
+        qdhcp.contains(&format!("ns-{} UP 192.168.0.2/24", guide::DHCP_PORT)),
+        "{qdhcp}"
+    );
+    let qr = lines.iter().find(|l| l.contains(ROUTER)).unwrap();
+    assert!(qr.starts_with("qrouter "), "{qr}");
+    assert!(
+        qr.contains(&format!("qg-{} UP 10.0.0.200/24", guide::QG_PORT)),
+        "{qr}"
+    );
+    // Each empty qdhcp namespace is one line with its problem counted.
+    let empty: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("-0000-4000-8000-"))
+        .collect();
+    assert_eq!(empty.len(), 20);
+    assert!(
+        empty
+            .iter()
+            .all(|l| l.contains("problems 1") && l.ends_with(" -")),
+        "{empty:?}"
+    );
+    drop(scene);
 }

@@ -8,12 +8,13 @@ use std::path::PathBuf;
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::AddressFamily;
 use sp_kernel::netlink::{self, Contents, Netlink};
 use sp_kernel::netns::{self, NsId};
 use sp_kernel::{attrs, procs, Error, Result};
-use sp_neutron::{classify_device, classify_namespace, NamespaceKind};
+use sp_neutron::{classify_namespace, NamespaceKind};
 
 use crate::model::*;
 use crate::names;
@@ -47,8 +48,94 @@ impl Found {
     }
 }
 
-/// Inspects every network namespace visible from here. Must run inside a tokio runtime.
+/// What a hop reads in a namespace besides [`Contents`].
+struct Extra {
+    /// The FDB (`AF_BRIDGE`) and IP neighbours, read only where a VXLAN device is.
+    fdb: Vec<NeighbourMessage>,
+    neighbours: Vec<NeighbourMessage>,
+    /// The nf_tables ruleset, or why it could not be read.
+    rules: std::result::Result<sp_nft::Ruleset, String>,
+}
+
+impl Default for Extra {
+    fn default() -> Self {
+        Extra {
+            fdb: vec![],
+            neighbours: vec![],
+            rules: Ok(sp_nft::Ruleset::default()),
+        }
+    }
+}
+
+/// How to inspect.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The ovsdb-server to ask; `None`: ovs-vsctl's default (`OVS_RUNDIR`), and no
+    /// word about OVS when no server runs there.
+    pub ovsdb: Option<sp_ovsdb::Endpoint>,
+}
+
+/// What can stop an inspection.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Kernel(#[from] Error),
+    #[error(transparent)]
+    Ovsdb(#[from] sp_ovsdb::Error),
+}
+
+/// Inspects every network namespace visible from here, and Open vSwitch if an
+/// ovsdb-server answers at ovs-vsctl's default address. Must run inside a tokio runtime.
 pub async fn inspect() -> Result<Report> {
+    let ovs = default_ovs().await;
+    Ok(finish(gather().await?, ovs))
+}
+
+/// [`inspect`] with `opts`: an ovsdb-server named there that cannot be read fails it.
+pub async fn inspect_with(opts: &Options) -> std::result::Result<Report, InspectError> {
+    let ovs = match &opts.ovsdb {
+        Some(e) => (Some(crate::ovs::read(e).await?), None),
+        None => default_ovs().await,
+    };
+    Ok(finish(gather().await?, ovs))
+}
+
+/// Open vSwitch at the default address: nothing when no server runs there; a server
+/// that answers wrong is a problem, not a failure.
+async fn default_ovs() -> (Option<Ovs>, Option<Problem>) {
+    let endpoint = crate::ovs::default_endpoint();
+    match crate::ovs::read(&endpoint).await {
+        Ok(o) => (Some(o), None),
+        Err(e) if crate::ovs::is_absent(&e) => (None, None),
+        Err(e) => (
+            None,
+            Some(Problem {
+                severity: Severity::Warning,
+                kind: ProblemKind::OvsdbUnreadable,
+                namespace: "current".into(),
+                link: None,
+                message: format!("Open vSwitch not read: {e}"),
+            }),
+        ),
+    }
+}
+
+fn finish(mut report: Report, (ovs, problem): (Option<Ovs>, Option<Problem>)) -> Report {
+    if let Some(ovs) = &ovs {
+        crate::ovs::attach(ovs, &mut report.namespaces);
+        crate::ovs::problems(ovs, &report.namespaces, &mut report.problems);
+    }
+    if let Some(mut p) = problem {
+        if let Some(ns) = report.namespaces.iter().find(|n| n.current) {
+            p.namespace = ns.label.clone();
+        }
+        report.problems.push(p);
+    }
+    report.ovs = ovs;
+    report
+}
+
+async fn gather() -> Result<Report> {
     let mut problems = Vec::new();
     let found = discover(&mut problems)?;
 
@@ -86,17 +173,30 @@ pub async fn inspect() -> Result<Report> {
         let socks = netlink::open_sockets()?;
         let mut held = socks.contents(&[AddressFamily::Inet, AddressFamily::Inet6])?;
         held.routes.retain(|r| attrs::route_table(r) == MAIN_TABLE);
-        Ok((socks, held))
+        let mut extra = Extra::default();
+        if held.links.iter().any(|l| attrs::vxlan(l).is_some()) {
+            extra.fdb = socks.neighbours(AddressFamily::Bridge)?;
+            extra.neighbours = socks.neighbours(AddressFamily::Inet)?;
+            extra
+                .neighbours
+                .extend(socks.neighbours(AddressFamily::Inet6)?);
+        }
+        extra.rules = sp_nft::Socket::open()
+            .and_then(|nft| nft.ruleset(sp_nft::Family::Other(0), None))
+            .map_err(|e| e.to_string());
+        Ok((socks, (held, extra)))
     });
     let mut namespaces = Vec::new();
     let mut handles = Vec::new();
     let mut ns_fds = Vec::new();
     let mut dumps = Vec::new();
+    let mut extras = Vec::new();
     for ((f, fd), hop) in opened.into_iter().zip(hopped) {
         match hop {
             Ok((socks, held)) => {
                 handles.push(Netlink::from_sockets(socks)?);
-                dumps.push(held);
+                extras.push(held.1);
+                dumps.push(held.0);
                 ns_fds.push(fd);
                 namespaces.push(f);
             }
@@ -116,13 +216,27 @@ pub async fn inspect() -> Result<Report> {
     let mut out: Vec<Namespace> = namespaces
         .iter()
         .zip(&dumps)
-        .map(|(f, d)| build_namespace(f, d))
+        .zip(&extras)
+        .map(|((f, d), x)| build_namespace(f, d, x))
         .collect();
     link_peers(&mut out, &dumps, &peer_ns);
+    for (ns, x) in out.iter_mut().zip(&extras) {
+        match &x.rules {
+            Ok(rs) => crate::rules::attach(ns, rs),
+            Err(e) => problems.push(Problem {
+                severity: Severity::Warning,
+                kind: ProblemKind::UnreadableNamespace,
+                namespace: ns.label.clone(),
+                link: None,
+                message: format!("cannot read the nf_tables rules of {}: {e}", ns.label),
+            }),
+        }
+    }
     crate::problems::find(&out, &mut problems);
     Ok(Report {
         schema: SCHEMA,
         namespaces: out,
+        ovs: None,
         problems,
     })
 }
@@ -296,7 +410,7 @@ async fn resolve_nsids(
         .collect())
 }
 
-fn build_namespace(f: &Found, d: &Contents) -> Namespace {
+fn build_namespace(f: &Found, d: &Contents, x: &Extra) -> Namespace {
     let (kind, id) = match f
         .names
         .iter()
@@ -315,7 +429,7 @@ fn build_namespace(f: &Found, d: &Contents) -> Namespace {
     let links = d
         .links
         .iter()
-        .map(|l| build_link(l, &names_by_index, &d.addresses))
+        .map(|l| build_link(l, &names_by_index, &d.addresses, x))
         .collect();
     let routes = d
         .routes
@@ -343,38 +457,38 @@ fn build_namespace(f: &Found, d: &Contents) -> Namespace {
         routes,
         processes,
         process_count: f.pids.len(),
+        nft_tables: vec![],
+        nat: None,
     }
 }
 
-fn build_link(l: &LinkMessage, names: &HashMap<u32, String>, addrs: &[AddressMessage]) -> Link {
-    let mut link = Link {
-        index: l.header.index,
-        name: attrs::link_name(l).unwrap_or_default().to_owned(),
-        kind: if l.header.flags.contains(LinkFlags::Loopback) {
-            "loopback".into()
-        } else {
-            "device".into()
-        },
-        up: l.header.flags.contains(LinkFlags::Up),
-        operstate: "UNKNOWN".into(),
-        mtu: None,
-        mac: None,
-        master: None,
-        neutron: None,
-        peer: None,
-        vxlan: None,
-        addresses: addrs
-            .iter()
-            .filter(|a| a.header.index == l.header.index)
-            .filter_map(build_address)
-            .collect(),
+fn build_link(
+    l: &LinkMessage,
+    names: &HashMap<u32, String>,
+    addrs: &[AddressMessage],
+    x: &Extra,
+) -> Link {
+    let kind = if l.header.flags.contains(LinkFlags::Loopback) {
+        "loopback"
+    } else {
+        "device"
     };
-    link.neutron = classify_device(&link.name);
-    link.vxlan = build_vxlan(l, names);
+    let mut link = Link::new(
+        l.header.index,
+        attrs::link_name(l).unwrap_or_default(),
+        kind,
+    );
+    link.up = l.header.flags.contains(LinkFlags::Up);
+    link.addresses = addrs
+        .iter()
+        .filter(|a| a.header.index == l.header.index)
+        .filter_map(build_address)
+        .collect();
+    link.vxlan = build_vxlan(l, names, x);
     for a in &l.attributes {
         match a {
             LinkAttribute::Mtu(m) => link.mtu = Some(*m),
-            LinkAttribute::Address(mac) => link.mac = Some(names::mac(mac)),
+            LinkAttribute::Address(mac) => link.mac = Some(attrs::mac_text(mac)),
             LinkAttribute::OperState(s) => link.operstate = s.to_string(),
             LinkAttribute::Controller(i) => {
                 link.master = Some(names.get(i).cloned().unwrap_or_else(|| format!("if{i}")))
@@ -394,9 +508,12 @@ fn build_link(l: &LinkMessage, names: &HashMap<u32, String>, addrs: &[AddressMes
     link
 }
 
-fn build_vxlan(l: &LinkMessage, names: &HashMap<u32, String>) -> Option<Vxlan> {
+fn build_vxlan(l: &LinkMessage, names: &HashMap<u32, String>, x: &Extra) -> Option<Vxlan> {
     let v = attrs::vxlan(l)?;
+    let (fdb, neighbours) = attrs::entries_of(l.header.index, &x.fdb, &x.neighbours);
     Some(Vxlan {
+        fdb,
+        neighbours,
         vni: v.vni,
         port: v.port,
         dev: v.dev.and_then(|i| names.get(&i).cloned()),
