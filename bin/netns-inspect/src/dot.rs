@@ -201,7 +201,12 @@ pub fn render(report: &Report) -> String {
                         continue;
                     }
                     let id = quote(&format!("ovs:{}", i.name));
-                    let mut label = format!("{}\nOVS {} on {}", i.name, i.iface_type, b.name);
+                    let kind = if i.iface_type.is_empty() {
+                        "system"
+                    } else {
+                        &i.iface_type
+                    };
+                    let mut label = format!("{}\nOVS {kind} on {}", i.name, b.name);
                     if let Some(t) = p.tag {
                         let _ = write!(label, " tag {t}");
                     }

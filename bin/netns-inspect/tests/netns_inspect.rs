@@ -1013,3 +1013,411 @@ fn brief_is_one_line_per_namespace() {
     );
     drop(scene);
 }
+
+/// A column of `ovs-vsctl --format=json` that may be empty: `["set", []]` is none.
+fn ovs_opt(v: &Value) -> Option<Value> {
+    match v.as_array() {
+        Some(a) if a.first() == Some(&Value::from("set")) => {
+            a[1].as_array().unwrap().first().cloned()
+        }
+        _ => Some(v.clone()),
+    }
+}
+
+/// A map column of `ovs-vsctl --format=json`: `["map", [[k, v]…]]`.
+fn ovs_map(v: &Value) -> BTreeMap<String, String> {
+    v[1].as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| (s(&kv[0]), s(&kv[1])))
+        .collect()
+}
+
+/// Renders `dot` text with Graphviz and returns the SVG; saves the DOT source under
+/// `$NETNS_INSPECT_DOT_DIR/NAME.dot` when set (how docs/ gets its pictures).
+fn render_dot(name: &str, namespaces: &[&str]) -> String {
+    require::program("dot", "graphviz");
+    let mut args = vec!["--format", "dot"];
+    args.extend_from_slice(namespaces);
+    let out = inspect(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(dir) = std::env::var_os("NETNS_INSPECT_DOT_DIR") {
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("{name}.dot")),
+            &out.stdout,
+        )
+        .unwrap();
+    }
+    let mut dot = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    dot.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let done = dot.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        done.status.success() && err.trim().is_empty(),
+        "dot -Tsvg: {err}"
+    );
+    // SVG writes `-` as `&#45;`.
+    String::from_utf8(done.stdout)
+        .unwrap()
+        .replace("&#45;", "-")
+}
+
+/// The guide's controller drawn: the picture renders, with both Neutron namespaces as
+/// clusters and the veth pairs between them.
+#[test]
+fn guide_scene_is_drawn() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    let _scene = guide::build();
+    let svg = render_dot("guide-controller", &["current", QROUTER, QDHCP]);
+    assert!(svg.contains("<svg"), "{svg}");
+    for label in [
+        format!("qrouter {}", &ROUTER[..8]),
+        format!("router {ROUTER}"),
+        format!("network {DEMO_NET}"),
+        format!("qr-{}", guide::QR_PORT),
+        "veth".to_owned(),
+        "dnsmasq".to_owned(),
+    ] {
+        assert!(svg.contains(&label), "{label} not drawn");
+    }
+}
+
+const DHCP_PORT_ID: &str = "b5cfa271-71aa-4bbb-8ccc-1234567890ab";
+const QR_PORT_ID: &str = "7337070d-45e1-4a2b-9c3d-1234567890ab";
+const QG_PORT_ID: &str = "9477c16b-e5d4-4c3b-8a29-1234567890ab";
+const VM_PORT_ID: &str = "a7b1762b-3b4c-4d5e-8f60-1234567890ab";
+
+/// The packstack host (seed 002) as Neutron's Open vSwitch agent builds it, on a private
+/// ovsdb-server + ovs-vswitchd (userspace datapath): br-int with tagged internal ports
+/// moved into qdhcp/qrouter, br-tun joined by patch ports with a VXLAN port, br-ex with
+/// `qg-`, a hybrid `qbr`/`qvb`/`qvo` instance port; then debris — a port on the dead
+/// VLAN left where ovs-vswitchd made it, an interface with an error. netns-inspect reads
+/// it as `ovs-vsctl --format=json list` and `ip -j` do.
+#[test]
+fn open_vswitch_host_reads_right() {
+    sandbox::enter();
+    let ovs = sp_testenv::ovs::Ovs::start();
+    netns_add(QDHCP);
+    netns_add(QROUTER);
+    netns_add("vm1");
+    for br in ["br-int", "br-tun"] {
+        ovs.vsctl(&[
+            "add-br",
+            br,
+            "--",
+            "set",
+            "bridge",
+            br,
+            "datapath_type=netdev",
+            "fail_mode=secure",
+        ]);
+    }
+    ovs.vsctl(&[
+        "add-br",
+        "br-ex",
+        "--",
+        "set",
+        "bridge",
+        "br-ex",
+        "datapath_type=netdev",
+    ]);
+    for (br, port, peer) in [
+        ("br-int", "patch-tun", "patch-int"),
+        ("br-tun", "patch-int", "patch-tun"),
+    ] {
+        ovs.vsctl(&[
+            "add-port",
+            br,
+            port,
+            "--",
+            "set",
+            "interface",
+            port,
+            "type=patch",
+            &format!("options:peer={peer}"),
+        ]);
+    }
+    ovs.vsctl(&[
+        "add-port",
+        "br-tun",
+        "vxlan-0a000066",
+        "--",
+        "set",
+        "interface",
+        "vxlan-0a000066",
+        "type=vxlan",
+        "options:remote_ip=10.0.0.102",
+        "options:local_ip=10.0.0.101",
+        "options:in_key=flow",
+        "options:out_key=flow",
+    ]);
+    let internal = |br: &str, dev: &str, tag: Option<&str>, id: &str, mac: &str| {
+        let mut args = vec!["add-port".to_owned(), br.to_owned(), dev.to_owned()];
+        args.extend(tag.map(|t| format!("tag={t}")));
+        for a in ["--", "set", "interface", dev, "type=internal"] {
+            args.push(a.to_owned());
+        }
+        args.push(format!("external_ids:iface-id={id}"));
+        args.push(format!("external_ids:attached-mac={mac}"));
+        args.push("external_ids:iface-status=active".to_owned());
+        ovs.vsctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    let tap = format!("tap{}", guide::DHCP_PORT);
+    let qr = format!("qr-{}", guide::QR_PORT);
+    let qg = format!("qg-{}", guide::QG_PORT);
+    internal("br-int", &tap, Some("1"), DHCP_PORT_ID, "fa:16:3e:90:58:fa");
+    internal("br-int", &qr, Some("1"), QR_PORT_ID, "fa:16:3e:a7:24:00");
+    internal("br-ex", &qg, None, QG_PORT_ID, "fa:16:3e:b2:d8:f0");
+    for (dev, ns) in [(&tap, QDHCP), (&qr, QROUTER), (&qg, QROUTER)] {
+        ip(&["link", "set", dev, "netns", ns]);
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+    }
+    ip(&["-n", QDHCP, "addr", "add", "192.168.0.2/24", "dev", &tap]);
+    ip(&["-n", QROUTER, "addr", "add", "192.168.0.1/24", "dev", &qr]);
+    ip(&["-n", QROUTER, "addr", "add", "10.0.0.200/24", "dev", &qg]);
+    // The hybrid plugging of an instance port: tap on qbr, qvb–qvo veth, qvo on br-int.
+    let p = &VM_PORT_ID[..11];
+    let (qbr, qvb, qvo, vm_tap) = (
+        format!("qbr{p}"),
+        format!("qvb{p}"),
+        format!("qvo{p}"),
+        format!("tap{p}"),
+    );
+    ip(&["link", "add", &qbr, "type", "bridge"]);
+    ip(&["link", "set", &qbr, "up"]);
+    ip(&[
+        "link", "add", &qvb, "master", &qbr, "up", "type", "veth", "peer", "name", &qvo,
+    ]);
+    ip(&["link", "set", &qvo, "up"]);
+    ip(&[
+        "link", "add", &vm_tap, "master", &qbr, "up", "type", "veth", "peer", "name", "eth0",
+        "netns", "vm1",
+    ]);
+    ovs.vsctl(&[
+        "add-port",
+        "br-int",
+        &qvo,
+        "tag=1",
+        "--",
+        "set",
+        "interface",
+        &qvo,
+        &format!("external_ids:iface-id={VM_PORT_ID}"),
+        "external_ids:attached-mac=fa:16:3e:5d:2c:01",
+    ]);
+    // Debris: an internal port on the dead VLAN never moved; a device that is not there.
+    internal(
+        "br-int",
+        "tapdead0000-00",
+        Some("4095"),
+        "dead0000-0000-4000-8000-000000000000",
+        "fa:16:3e:00:00:99",
+    );
+    ovs.vsctl(&["--no-wait", "add-port", "br-int", "nosuchdev0"]);
+    // ovs-vswitchd records the error when it reconfigures.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ovs_opt(&ovs.row("Interface", "nosuchdev0").unwrap()["error"]).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error recorded for nosuchdev0"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // Read through the default address, OVS_RUNDIR honoured as ovs-vsctl does.
+    let out = Command::new(env!("CARGO_BIN_EXE_netns-inspect"))
+        .arg("--json")
+        .env("OVS_RUNDIR", ovs.dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &report["ovs"];
+    assert_eq!(o["db"], ovs.db());
+
+    // Bridges, ports, interfaces: as ovs-vsctl lists them.
+    let ours_ports: BTreeMap<String, &Value> = o["bridges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["ports"].as_array().unwrap())
+        .map(|p| (s(&p["name"]), p))
+        .collect();
+    let port_rows = ovs.list("Port");
+    assert_eq!(ours_ports.len(), port_rows.len());
+    for row in &port_rows {
+        let ours = ours_ports[&s(&row["name"])];
+        assert_eq!(
+            ours["tag"].as_i64(),
+            ovs_opt(&row["tag"]).and_then(|t| t.as_i64()),
+            "tag of {}",
+            row["name"]
+        );
+    }
+    for b in ovs.list("Bridge") {
+        let ours = o["bridges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == b["name"])
+            .unwrap();
+        assert_eq!(
+            ours["fail_mode"],
+            ovs_opt(&b["fail_mode"]).unwrap_or(Value::Null)
+        );
+        assert_eq!(ours["datapath_type"], b["datapath_type"]);
+        let count = match b["ports"].as_array() {
+            Some(a) if a[0] == "set" => a[1].as_array().unwrap().len(),
+            _ => 1,
+        };
+        assert_eq!(ours["ports"].as_array().unwrap().len(), count);
+    }
+    let ours_ifaces: BTreeMap<String, &Value> = ours_ports
+        .values()
+        .flat_map(|p| p["interfaces"].as_array().unwrap())
+        .map(|i| (s(&i["name"]), i))
+        .collect();
+    for row in ovs.list("Interface") {
+        let ours = ours_ifaces[&s(&row["name"])];
+        assert_eq!(ours["type"], row["type"]);
+        let options = ovs_map(&row["options"]);
+        assert_eq!(
+            ours["peer"].as_str(),
+            options.get("peer").map(String::as_str)
+        );
+        assert_eq!(
+            ours["remote_ip"].as_str(),
+            options.get("remote_ip").map(String::as_str)
+        );
+        let ids = ovs_map(&row["external_ids"]);
+        assert_eq!(
+            ours["iface_id"].as_str(),
+            ids.get("iface-id").map(String::as_str)
+        );
+        assert_eq!(
+            ours["attached_mac"].as_str(),
+            ids.get("attached-mac").map(String::as_str)
+        );
+        assert_eq!(
+            ours["error"],
+            ovs_opt(&row["error"]).unwrap_or(Value::Null),
+            "error of {}",
+            row["name"]
+        );
+    }
+
+    // The links inside the namespaces know where they are plugged; kinds as ip -j says.
+    let link_of = |ns: Option<&str>, name: &str| {
+        ns_of(&report, ns)["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    for (ns, dev, br, id) in [
+        (Some(QDHCP), &tap, "br-int", Some(DHCP_PORT_ID)),
+        (Some(QROUTER), &qr, "br-int", Some(QR_PORT_ID)),
+        (Some(QROUTER), &qg, "br-ex", Some(QG_PORT_ID)),
+        (None, &qvo, "br-int", Some(VM_PORT_ID)),
+    ] {
+        let l = link_of(ns, dev);
+        assert_eq!(l["kind"], ip_links(ns)[dev.as_str()].1, "kind of {dev}");
+        assert_eq!(l["ovs"]["bridge"], br, "{dev}");
+        assert_eq!(l["ovs"]["iface_id"].as_str(), id, "{dev}");
+        let tag = ovs_opt(&ovs.row("Port", dev).unwrap()["tag"]).and_then(|t| t.as_i64());
+        assert_eq!(l["ovs"]["tag"].as_i64(), tag, "{dev}");
+    }
+    assert_eq!(link_of(None, &qvb)["neutron"]["role"], "hybrid-bridge-end");
+    assert_eq!(link_of(None, &qbr)["neutron"]["role"], "hybrid-bridge");
+    assert_eq!(link_of(None, &qvo)["neutron"]["role"], "hybrid-ovs-end");
+    assert_eq!(link_of(None, &qvb)["peer"]["name"], qvo.as_str());
+
+    let got = problems(&report, &[]);
+    for p in [
+        ("ovs-dead-vlan", "current", "tapdead0000-00"),
+        ("ovs-internal-port-not-moved", "current", "tapdead0000-00"),
+        ("ovs-interface-error", "current", "nosuchdev0"),
+    ] {
+        assert!(
+            got.contains(&(p.0.into(), p.1.into(), p.2.into())),
+            "{p:?} not in {got:?}"
+        );
+    }
+    assert!(
+        !got.iter()
+            .any(|p| p.0.starts_with("ovs-") && p.2 != "tapdead0000-00" && p.2 != "nosuchdev0"),
+        "{got:?}"
+    );
+
+    // The text view, as the issue asks for it.
+    let out = inspect(&["--ovsdb", &ovs.db(), QDHCP]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "{tap}: OVS internal port on br-int, tag 1, Neutron port {DHCP_PORT_ID}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("br-int  fail_mode secure  datapath netdev"),
+        "{text}"
+    );
+    assert!(
+        text.contains("patch-tun        patch     peer patch-int"),
+        "{text}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_netns-inspect"))
+        .args(["--format", "dot"])
+        .env("OVS_RUNDIR", ovs.dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dot = String::from_utf8(out.stdout).unwrap();
+    assert!(dot.contains("label=\"patch\""), "{dot}");
+    assert!(dot.contains("\"VTEP 10.0.0.102\""), "{dot}");
+    // The saved picture reads OVS through the same default.
+    std::env::set_var("OVS_RUNDIR", ovs.dir());
+    let svg = render_dot("packstack-host", &["current", QROUTER, QDHCP, "vm1"]);
+    assert!(
+        svg.contains(&format!("Neutron port {DHCP_PORT_ID}")),
+        "{svg}"
+    );
+
+    // No ovsdb-server at the default address: nothing said about OVS, nothing fails.
+    let empty = std::env::temp_dir().join(format!("no-ovs-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_netns-inspect"))
+        .args(["--json", "--check"])
+        .env("OVS_RUNDIR", &empty)
+        .output()
+        .unwrap();
+    std::fs::remove_dir(&empty).unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ovs"], Value::Null);
+    assert!(!problems(&report, &[])
+        .iter()
+        .any(|p| p.0.starts_with("ovs")));
+    // An ovsdb-server named with --ovsdb that is not there fails.
+    let out = inspect(&["--ovsdb", "unix:/nonexistent/db.sock"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/db.sock"));
+}
