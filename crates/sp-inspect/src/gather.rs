@@ -368,8 +368,17 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
 }
 
 /// Maps (namespace index, nsid it uses) to the index of the namespace that id names.
-/// Candidates are tried root and current first (where Neutron's veth peers live), and
-/// only until every id a namespace uses is resolved.
+///
+/// 1. Each namespace asks about the root and the current namespace only (where
+///    Neutron's veth peers live): at most two `RTM_GETNSID` each, all concurrently.
+/// 2. What a veth pair tells without asking: when the end in `a` (index `i`, id `x`)
+///    was resolved to `b`, the peer in `b` is at the index `a` gave, and the id that
+///    peer carries in `b` names `a`. So the host side — one namespace with a thousand
+///    ids — learns them all from the other ends. Asking it instead cost a thousand
+///    sequential requests, each a walk of the kernel over its thousand ids
+///    (`peernet2id`'s `idr_for_each`): what grew with the square of the namespaces.
+/// 3. Ids still unknown (a pair between two other namespaces) are asked of every
+///    candidate in turn, until all are known.
 async fn resolve_nsids(
     handles: &[Netlink],
     fds: &[OwnedFd],
@@ -378,16 +387,22 @@ async fn resolve_nsids(
 ) -> Result<HashMap<(usize, i32), usize>> {
     let mut candidates: Vec<usize> = (0..namespaces.len()).collect();
     candidates.sort_by_key(|&i| (!namespaces[i].root, !namespaces[i].current));
-    let per_ns = dumps.iter().enumerate().map(|(a, d)| {
-        let mut needed: HashSet<i32> = d
+    let first = candidates
+        .iter()
+        .take_while(|&&i| namespaces[i].root || namespaces[i].current)
+        .count();
+    let needed = |a: usize| -> HashSet<i32> {
+        dumps[a]
             .links
             .iter()
             .filter_map(|l| attrs::link_peer(l).1)
-            .collect();
-        let candidates = &candidates;
+            .collect()
+    };
+    let ask = |a: usize, among: &[usize], mut needed: HashSet<i32>| {
+        let among = among.to_vec();
         async move {
             let mut found = Vec::new();
-            for &b in candidates {
+            for b in among {
                 if needed.is_empty() {
                     break;
                 }
@@ -402,12 +417,52 @@ async fn resolve_nsids(
             }
             Ok::<_, Error>(found)
         }
+    };
+    // 1. Root and current.
+    let mut map: HashMap<(usize, i32), usize> = futures::future::try_join_all(
+        (0..dumps.len()).map(|a| ask(a, &candidates[..first], needed(a))),
+    )
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    // 2. The other ends of resolved pairs.
+    let by_index: Vec<HashMap<u32, &netlink_packet_route::link::LinkMessage>> = dumps
+        .iter()
+        .map(|d| d.links.iter().map(|l| (l.header.index, l)).collect())
+        .collect();
+    let mut inferred = Vec::new();
+    for (a, d) in dumps.iter().enumerate() {
+        for l in &d.links {
+            let (Some(peer), Some(id)) = attrs::link_peer(l) else {
+                continue;
+            };
+            let Some(&b) = map.get(&(a, id)) else {
+                continue;
+            };
+            if let Some(back) = by_index[b].get(&peer) {
+                if let (Some(i), Some(id_b)) = attrs::link_peer(back) {
+                    if i == l.header.index {
+                        inferred.push(((b, id_b), a));
+                    }
+                }
+            }
+        }
+    }
+    for (k, v) in inferred {
+        map.entry(k).or_insert(v);
+    }
+    // 3. Whatever is left, asked of everyone.
+    let rest = (0..dumps.len()).filter_map(|a| {
+        let left: HashSet<i32> = needed(a)
+            .into_iter()
+            .filter(|id| !map.contains_key(&(a, *id)))
+            .collect();
+        (!left.is_empty()).then(|| ask(a, &candidates[first..], left))
     });
-    Ok(futures::future::try_join_all(per_ns)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect())
+    let more: Vec<_> = futures::future::try_join_all(rest).await?;
+    map.extend(more.into_iter().flatten());
+    Ok(map)
 }
 
 fn build_namespace(f: &Found, d: &Contents, x: &Extra) -> Namespace {
