@@ -17,9 +17,13 @@ use sp_neutron::NamespaceKind;
 /// qrouter-/qdhcp-/snat-/fip- namespaces with their router or network id, and shows per
 /// namespace its links (kind, state, MTU, MAC, master bridge, and for a veth its peer
 /// resolved across namespaces), addresses, main-table routes (default route called
-/// out), ip_forward and the processes inside. It ends with the problems it found:
-/// stale /run/netns entries, qdhcp without dnsmasq, orphan veths, empty (leaked)
-/// Neutron namespaces, routers that do not forward, veth MTU mismatches.
+/// out), ip_forward and the processes inside; VXLAN devices with their FDB entries and
+/// neighbours; each router's NAT (SNAT per subnet, floating IPs, the metadata redirect)
+/// and each instance port's filter rules, read from nf_tables; Open vSwitch bridges,
+/// ports, tags, patch peers and Neutron port ids, over OVSDB. It ends with the problems
+/// it found: stale /run/netns entries, qdhcp without dnsmasq, orphan veths, empty
+/// (leaked) Neutron namespaces, routers that do not forward, veth MTU mismatches, OVS
+/// interface errors and dead-VLAN ports, floating IPs without DNAT, unfiltered ports.
 #[derive(Parser, Debug)]
 #[command(
     version,

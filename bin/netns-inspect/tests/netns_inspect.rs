@@ -1421,3 +1421,251 @@ fn open_vswitch_host_reads_right() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/db.sock"));
 }
+
+/// A Neutron host's rules as iptables-nft writes them — Liberty's `-j DNAT`, `-j SNAT`,
+/// `-j REDIRECT` in the router, `-m physdev` for an instance port with the Linux bridge
+/// agent's `neutron-linuxbri-*` chains — read through their xtables extensions; the
+/// oracle is `iptables-nft -S`, the writer's own reading.
+#[test]
+fn iptables_nft_rules_read_right() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    require::program("iptables-nft", "iptables");
+    let _scene = guide::build();
+    let qg = format!("qg-{}", guide::QG_PORT);
+    let ipt = |ns: &str, args: &[&str]| {
+        require::run(
+            Command::new("ip")
+                .args(["netns", "exec", ns, "iptables-nft"])
+                .args(args),
+        )
+    };
+    let ipt_here = |args: &[&str]| require::run(Command::new("iptables-nft").args(args));
+    for rule in [
+        vec![
+            "-A",
+            "PREROUTING",
+            "-d",
+            "10.0.0.201/32",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "192.168.0.3",
+        ],
+        vec![
+            "-A",
+            "PREROUTING",
+            "-d",
+            "169.254.169.254/32",
+            "-i",
+            "qr-+",
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            "80",
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            "9697",
+        ],
+        vec![
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "192.168.0.3/32",
+            "-j",
+            "SNAT",
+            "--to-source",
+            "10.0.0.201",
+        ],
+        vec![
+            "-A",
+            "POSTROUTING",
+            "-o",
+            &qg,
+            "-j",
+            "SNAT",
+            "--to-source",
+            "10.0.0.200",
+        ],
+    ] {
+        let mut args = vec!["-t", "nat"];
+        args.extend(rule);
+        ipt(QROUTER, &args);
+    }
+    // The oracle: iptables-nft's own listing.
+    let listing = ipt(QROUTER, &["-t", "nat", "-S"]);
+    let word = |line: &str, flag: &str| {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        w.iter()
+            .position(|x| *x == flag)
+            .map(|i| w[i + 1].trim_end_matches("/32").to_owned())
+    };
+    let report = inspect_json(&[QROUTER]);
+    let nat = &ns_of(&report, Some(QROUTER))["nat"];
+    let has_floating = |fip: &str, fixed: &str, way: &str| {
+        nat["floating"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["floating"] == fip && f["fixed"] == fixed && f[way] == true)
+    };
+    for line in listing.lines().filter(|l| l.starts_with("-A ")) {
+        if let Some(to) = word(line, "--to-destination") {
+            let fip = word(line, "-d").unwrap();
+            assert!(has_floating(&fip, &to, "dnat"), "{line} not in {nat}");
+        } else if let Some(to) = word(line, "--to-source") {
+            match word(line, "-s") {
+                Some(fixed) => {
+                    assert!(has_floating(&to, &fixed, "snat"), "{line} not in {nat}")
+                }
+                None => {
+                    assert_eq!(nat["subnets"][0]["snat_to"], to.as_str(), "{line}");
+                    assert_eq!(
+                        nat["subnets"][0]["out_dev"].as_str(),
+                        word(line, "-o").as_deref(),
+                        "{line}"
+                    );
+                }
+            }
+        } else if let Some(port) = word(line, "--to-ports") {
+            assert_eq!(nat["metadata"]["to_port"].to_string(), port, "{line}");
+            assert_eq!(nat["metadata"]["from"], "qr-*", "{line}");
+            assert_eq!(nat["metadata"]["dport"], 80, "{line}");
+        }
+    }
+    assert_eq!(nat["floating"].as_array().unwrap().len(), 1, "{nat}");
+    let got = problems(&report, &[]);
+    assert!(
+        !got.iter()
+            .any(|p| p.0.contains("snat") || p.0.contains("dnat")),
+        "{got:?}"
+    );
+
+    // An instance port filtered by the Linux bridge agent's chains through physdev, and
+    // one left without a rule.
+    netns_add("vm1");
+    let demo_br = format!("brq{}", &DEMO_NET[..11]);
+    for (tap, peer) in [("tapa7b1762b-3b", "eth0"), ("tapc3d2e1f0-12", "eth1")] {
+        ip(&[
+            "link", "add", tap, "master", &demo_br, "up", "type", "veth", "peer", "name", peer,
+            "netns", "vm1",
+        ]);
+    }
+    for chain in [
+        "neutron-linuxbri-sg-chain",
+        "neutron-linuxbri-ia7b1762b-3",
+        "neutron-linuxbri-oa7b1762b-3",
+    ] {
+        ipt_here(&["-N", chain]);
+    }
+    for rule in [
+        vec![
+            "-A",
+            "FORWARD",
+            "-m",
+            "physdev",
+            "--physdev-out",
+            "tapa7b1762b-3b",
+            "--physdev-is-bridged",
+            "-j",
+            "neutron-linuxbri-sg-chain",
+        ],
+        vec![
+            "-A",
+            "FORWARD",
+            "-m",
+            "physdev",
+            "--physdev-in",
+            "tapa7b1762b-3b",
+            "--physdev-is-bridged",
+            "-j",
+            "neutron-linuxbri-sg-chain",
+        ],
+        vec![
+            "-A",
+            "neutron-linuxbri-sg-chain",
+            "-m",
+            "physdev",
+            "--physdev-out",
+            "tapa7b1762b-3b",
+            "--physdev-is-bridged",
+            "-j",
+            "neutron-linuxbri-ia7b1762b-3",
+        ],
+        vec![
+            "-A",
+            "neutron-linuxbri-sg-chain",
+            "-m",
+            "physdev",
+            "--physdev-in",
+            "tapa7b1762b-3b",
+            "--physdev-is-bridged",
+            "-j",
+            "neutron-linuxbri-oa7b1762b-3",
+        ],
+        vec![
+            "-A",
+            "neutron-linuxbri-ia7b1762b-3",
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            "22",
+            "-j",
+            "RETURN",
+        ],
+        vec!["-A", "neutron-linuxbri-ia7b1762b-3", "-j", "DROP"],
+        vec!["-A", "neutron-linuxbri-oa7b1762b-3", "-j", "RETURN"],
+    ] {
+        ipt_here(&rule);
+    }
+    let report = inspect_json(&[]);
+    let here = ns_of(&report, None);
+    assert_eq!(here["security_groups"], true);
+    let filter = |tap: &str| {
+        here["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == tap)
+            .unwrap()["filter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {}", s(&r["chain"]), s(&r["rule"])))
+            .collect::<Vec<_>>()
+    };
+    let rules = filter("tapa7b1762b-3b");
+    // The rules naming the port, and both of its chains whole (3 rules): 7, as iptables
+    // lists them.
+    let listed = ipt_here(&["-S"])
+        .lines()
+        .filter(|l| l.starts_with("-A "))
+        .count();
+    assert_eq!(rules.len(), listed, "{rules:#?}");
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.starts_with("neutron-linuxbri-ia7b1762b-3 ") && r.contains("drop")),
+        "{rules:#?}"
+    );
+    assert!(filter("tapc3d2e1f0-12").is_empty());
+    let got = problems(&report, &[]);
+    assert!(
+        got.contains(&(
+            "port-without-filter".into(),
+            s(&here["label"]),
+            "tapc3d2e1f0-12".into()
+        )),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter()
+            .any(|p| p.0 == "port-without-filter" && p.2 == "tapa7b1762b-3b"),
+        "{got:?}"
+    );
+}

@@ -513,6 +513,7 @@ fn build_namespace(f: &Found, d: &Contents, x: &Extra) -> Namespace {
         processes,
         process_count: f.pids.len(),
         nft_tables: vec![],
+        security_groups: false,
         nat: None,
     }
 }

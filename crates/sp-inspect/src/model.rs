@@ -156,6 +156,8 @@ pub struct Namespace {
     pub process_count: usize,
     /// Its nf_tables tables, as `FAMILY NAME`.
     pub nft_tables: Vec<String>,
+    /// Neutron's security groups are on here (their table or chains are present).
+    pub security_groups: bool,
     /// The address translation its rules do (routers); `None` without NAT rules.
     pub nat: Option<Nat>,
 }

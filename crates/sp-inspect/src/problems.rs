@@ -82,25 +82,19 @@ pub fn find(namespaces: &[Namespace], out: &mut Vec<Problem>) {
                 ));
             }
         }
-        let sg_on = ns
-            .nft_tables
-            .iter()
-            .any(|t| t.ends_with(&format!(" {}", crate::rules::SG_TABLE)));
-        for link in ns
-            .links
-            .iter()
-            .filter(|l| sg_on && l.master.is_some() && l.filter.as_ref().is_some_and(Vec::is_empty))
-        {
+        for link in ns.links.iter().filter(|l| {
+            ns.security_groups && l.master.is_some() && l.filter.as_ref().is_some_and(Vec::is_empty)
+        }) {
             out.push(problem(
                 Severity::Error,
                 ProblemKind::PortWithoutFilter,
                 Some(link),
                 format!(
-                    "instance port {} on {} has no filtering rule while security groups are on in {} (table {}): its traffic passes unfiltered",
+                    "instance port {} on {} has no filtering rule while security groups \
+                     are on in {}: its traffic passes unfiltered",
                     link.name,
                     link.master.as_deref().unwrap_or("?"),
-                    ns.label,
-                    crate::rules::SG_TABLE
+                    ns.label
                 ),
             ));
         }
@@ -163,6 +157,7 @@ mod tests {
             processes: vec![],
             process_count: 0,
             nft_tables: vec![],
+            security_groups: false,
             nat: None,
         }
     }

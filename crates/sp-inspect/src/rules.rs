@@ -1,8 +1,9 @@
 //! NAT and filtering of a namespace, read from its nf_tables ruleset (`sp-nft`): what
 //! each rule matches and does, judged from its expressions — the same reading for the
 //! rules stackplumb writes (`docs/nat.md`, `docs/security-groups.md`) and for any other
-//! native nf_tables rule set. iptables-nft's `-j SNAT/DNAT/REDIRECT` and `-m physdev`
-//! are xtables blobs (`Expr::Other`): their rules are listed, their meaning not read.
+//! native nf_tables rule set, and iptables-nft's: its `-s`/`-d`/`-i`/`-o`/`-p --dport`
+//! are native expressions, its `-j SNAT/DNAT/REDIRECT/MARK`, `-m physdev` and `-m mark`
+//! xtables extensions whose info structs are read here.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::Ipv4Addr;
@@ -210,10 +211,68 @@ fn read(rule: &Rule) -> Reading {
                     }
                 }
             }
-            _ => {}
+            other => {
+                if let Some(xt) = other.xt() {
+                    read_xt(&xt, &mut out);
+                }
+            }
         }
     }
     out
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn ne32(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 4).and_then(u32_ne)
+}
+
+/// A device name of `xt_physdev_info` with its mask: iptables' `tap+` masks the prefix
+/// only.
+fn xt_dev(name: &[u8], mask: &[u8], negated: bool) -> DevMatch {
+    let (n, _) = ifname(name);
+    let masked = mask.iter().take_while(|b| **b == 0xff).count();
+    DevMatch {
+        wildcard: masked <= n.len(),
+        name: n,
+        negated,
+    }
+}
+
+/// What iptables-nft's xtables extensions say (their info structs, linux/netfilter/):
+/// `-j SNAT/DNAT` (`nf_nat_ipv4_multi_range_compat` in revision 0, `nf_nat_range(2)`
+/// after), `-j REDIRECT`, `-m physdev` (`xt_physdev_info`), `-m mark`, `-j MARK`.
+fn read_xt(xt: &sp_nft::expr::Xt, out: &mut Reading) {
+    let i = &xt.info;
+    match (xt.target, xt.name.as_str(), xt.rev) {
+        (true, "SNAT" | "DNAT", rev) => {
+            let kind = if xt.name == "SNAT" {
+                NatKind::Snat
+            } else {
+                NatKind::Dnat
+            };
+            // rev 0: rangesize, flags, min_ip; later: flags, min_addr.
+            let at = if rev == 0 { 8 } else { 4 };
+            out.nat = i.get(at..at + 4).and_then(ipv4).map(|ip| (kind, ip));
+        }
+        (true, "REDIRECT", 0) => out.redirect = be16(i, 16),
+        (true, "MARK", 2) => out.set_mark = ne32(i, 0),
+        (false, "mark", 1) if i.get(8) == Some(&0) => {
+            out.mark = ne32(i, 4).zip(ne32(i, 0));
+        }
+        (false, "physdev", 0) if i.len() >= 66 => {
+            let (invert, bitmask) = (i[64], i[65]);
+            if bitmask & 0x01 != 0 {
+                out.iif = Some(xt_dev(&i[0..16], &i[16..32], invert & 0x01 != 0));
+            }
+            if bitmask & 0x02 != 0 {
+                out.oif = Some(xt_dev(&i[32..48], &i[48..64], invert & 0x02 != 0));
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The tables of a namespace, as `FAMILY NAME`.
@@ -224,8 +283,17 @@ fn tables(rs: &Ruleset) -> Vec<String> {
         .collect()
 }
 
-/// The table of the Linux bridge agent's firewall: security groups are on where it is.
-pub const SG_TABLE: &str = "neutron-linuxbri";
+/// Security groups are on in a namespace with stackplumb's table of the Linux bridge
+/// agent's firewall (`neutron-linuxbri`), or with the chain Neutron's iptables firewall
+/// sends every port through (`neutron-linuxbri-sg-chain`, or the OVS hybrid driver's
+/// `neutron-openvswi-sg-chain`) — iptables-nft's rules.
+fn security_groups_on(rs: &Ruleset) -> bool {
+    rs.tables.iter().any(|t| t.name == "neutron-linuxbri")
+        || rs
+            .chains
+            .iter()
+            .any(|c| c.name == "neutron-linuxbri-sg-chain" || c.name == "neutron-openvswi-sg-chain")
+}
 
 /// Whether `l` is an instance's port: a `tap…` that is not the host end of a router's
 /// or DHCP port's veth.
@@ -251,6 +319,7 @@ pub fn is_instance_port(l: &Link) -> bool {
 /// filtering.
 pub fn attach(ns: &mut Namespace, rs: &Ruleset) {
     ns.nft_tables = tables(rs);
+    ns.security_groups = security_groups_on(rs);
     ns.nat = nat(rs, &ns.links);
     if rs.tables.is_empty() {
         return;
