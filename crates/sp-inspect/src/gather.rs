@@ -1,6 +1,8 @@
-//! Collecting the report: find every namespace, open one netlink socket inside each (one
-//! thread hop for all), dump links/addresses/routes concurrently, resolve veth peers
-//! across namespaces through namespace ids, and attach processes from one `/proc` pass.
+//! Collecting the report: find every namespace, open netlink sockets inside each (one
+//! thread hop for all) and read there what it holds — links, addresses, routes, the
+//! FDB, nf_tables rules, the ids it gives the root and current namespaces — resolve
+//! veth peers across namespaces through namespace ids, and attach processes from one
+//! `/proc` pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -11,7 +13,7 @@ use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, L
 use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::AddressFamily;
-use sp_kernel::netlink::{self, Contents, Netlink};
+use sp_kernel::netlink::{self, Contents};
 use sp_kernel::netns::{self, NsId};
 use sp_kernel::{attrs, procs, Error, Result};
 use sp_neutron::{classify_namespace, NamespaceKind};
@@ -55,6 +57,9 @@ struct Extra {
     neighbours: Vec<NeighbourMessage>,
     /// The nf_tables ruleset, or why it could not be read.
     rules: std::result::Result<sp_nft::Ruleset, String>,
+    /// (id, index in the namespaces opened) of the root and current namespaces, as this
+    /// one numbers them.
+    near_ids: Vec<(i32, usize)>,
 }
 
 impl Default for Extra {
@@ -63,6 +68,7 @@ impl Default for Extra {
             fdb: vec![],
             neighbours: vec![],
             rules: Ok(sp_nft::Ruleset::default()),
+            near_ids: vec![],
         }
     }
 }
@@ -88,7 +94,7 @@ pub enum InspectError {
 /// ovsdb-server answers at ovs-vsctl's default address. Must run inside a tokio runtime.
 pub async fn inspect() -> Result<Report> {
     let ovs = default_ovs().await;
-    Ok(finish(gather().await?, ovs))
+    Ok(finish(gather()?, ovs))
 }
 
 /// [`inspect`] with `opts`: an ovsdb-server named there that cannot be read fails it.
@@ -97,7 +103,7 @@ pub async fn inspect_with(opts: &Options) -> std::result::Result<Report, Inspect
         Some(e) => (Some(crate::ovs::read(e).await?), None),
         None => default_ovs().await,
     };
-    Ok(finish(gather().await?, ovs))
+    Ok(finish(gather()?, ovs))
 }
 
 /// Open vSwitch at the default address: nothing when no server runs there; a server
@@ -135,7 +141,7 @@ fn finish(mut report: Report, (ovs, problem): (Option<Ovs>, Option<Problem>)) ->
     report
 }
 
-async fn gather() -> Result<Report> {
+fn gather() -> Result<Report> {
     let mut problems = Vec::new();
     let found = discover(&mut problems)?;
 
@@ -168,8 +174,14 @@ async fn gather() -> Result<Report> {
         }
     }
     let fds: Vec<BorrowedFd> = opened.iter().map(|(_, fd)| fd.as_fd()).collect();
-    // One hop through all namespaces: netlink sockets, what each holds, ip_forward.
-    let hopped = netns::run_in_each(&fds, |_| {
+    // The root and current namespaces, where Neutron's veth peers live: each namespace
+    // with peers elsewhere asks, while there, which ids it uses for them.
+    let near: Vec<usize> = (0..opened.len())
+        .filter(|&i| opened[i].0.root || opened[i].0.current)
+        .collect();
+    // One hop through all namespaces: netlink sockets, what each holds, ip_forward,
+    // the FDB and neighbours of VXLAN devices, the nf_tables rules, nearby nsids.
+    let hopped = netns::run_in_each(&fds, |i| {
         let socks = netlink::open_sockets()?;
         let mut held = socks.contents(&[AddressFamily::Inet, AddressFamily::Inet6])?;
         held.routes.retain(|r| attrs::route_table(r) == MAIN_TABLE);
@@ -181,20 +193,30 @@ async fn gather() -> Result<Report> {
                 .neighbours
                 .extend(socks.neighbours(AddressFamily::Inet6)?);
         }
+        if held.links.iter().any(|l| attrs::link_peer(l).1.is_some()) {
+            for &c in near.iter().filter(|&&c| c != i) {
+                if let Some(id) = socks.nsid_of(fds[c])? {
+                    extra.near_ids.push((id, c));
+                }
+            }
+        }
         extra.rules = sp_nft::Socket::open()
             .and_then(|nft| nft.ruleset(sp_nft::Family::Other(0), None))
             .map_err(|e| e.to_string());
         Ok((socks, (held, extra)))
     });
     let mut namespaces = Vec::new();
-    let mut handles = Vec::new();
+    let mut sockets = Vec::new();
     let mut ns_fds = Vec::new();
     let mut dumps = Vec::new();
     let mut extras = Vec::new();
-    for ((f, fd), hop) in opened.into_iter().zip(hopped) {
+    // Index in `opened` → index among the namespaces read.
+    let mut read_index = vec![None; opened.len()];
+    for (i, ((f, fd), hop)) in opened.into_iter().zip(hopped).enumerate() {
         match hop {
             Ok((socks, held)) => {
-                handles.push(Netlink::from_sockets(socks)?);
+                read_index[i] = Some(namespaces.len());
+                sockets.push(socks);
                 extras.push(held.1);
                 dumps.push(held.0);
                 ns_fds.push(fd);
@@ -210,8 +232,17 @@ async fn gather() -> Result<Report> {
             }),
         }
     }
-
-    let peer_ns = resolve_nsids(&handles, &ns_fds, &namespaces, &dumps).await?;
+    let near_ids: HashMap<(usize, i32), usize> = extras
+        .iter()
+        .enumerate()
+        .flat_map(|(a, x)| {
+            let read_index = &read_index;
+            x.near_ids
+                .iter()
+                .filter_map(move |&(id, c)| Some(((a, id), read_index[c]?)))
+        })
+        .collect();
+    let peer_ns = resolve_nsids(&sockets, &ns_fds, &namespaces, &dumps, near_ids)?;
 
     let mut out: Vec<Namespace> = namespaces
         .iter()
@@ -369,8 +400,8 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
 
 /// Maps (namespace index, nsid it uses) to the index of the namespace that id names.
 ///
-/// 1. Each namespace asks about the root and the current namespace only (where
-///    Neutron's veth peers live): at most two `RTM_GETNSID` each, all concurrently.
+/// 1. `near`: each namespace asked, on its hop, about the root and the current
+///    namespace only (where Neutron's veth peers live) — at most two `RTM_GETNSID`.
 /// 2. What a veth pair tells without asking: when the end in `a` (index `i`, id `x`)
 ///    was resolved to `b`, the peer in `b` is at the index `a` gave, and the id that
 ///    peer carries in `b` names `a`. So the host side — one namespace with a thousand
@@ -378,56 +409,16 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
 ///    sequential requests, each a walk of the kernel over its thousand ids
 ///    (`peernet2id`'s `idr_for_each`): what grew with the square of the namespaces.
 /// 3. Ids still unknown (a pair between two other namespaces) are asked of every
-///    candidate in turn, until all are known.
-async fn resolve_nsids(
-    handles: &[Netlink],
+///    other namespace in turn, until all are known.
+fn resolve_nsids(
+    sockets: &[netlink::Sockets],
     fds: &[OwnedFd],
     namespaces: &[Found],
     dumps: &[Contents],
+    mut map: HashMap<(usize, i32), usize>,
 ) -> Result<HashMap<(usize, i32), usize>> {
-    let mut candidates: Vec<usize> = (0..namespaces.len()).collect();
-    candidates.sort_by_key(|&i| (!namespaces[i].root, !namespaces[i].current));
-    let first = candidates
-        .iter()
-        .take_while(|&&i| namespaces[i].root || namespaces[i].current)
-        .count();
-    let needed = |a: usize| -> HashSet<i32> {
-        dumps[a]
-            .links
-            .iter()
-            .filter_map(|l| attrs::link_peer(l).1)
-            .collect()
-    };
-    let ask = |a: usize, among: &[usize], mut needed: HashSet<i32>| {
-        let among = among.to_vec();
-        async move {
-            let mut found = Vec::new();
-            for b in among {
-                if needed.is_empty() {
-                    break;
-                }
-                if b == a {
-                    continue;
-                }
-                if let Some(id) = handles[a].nsid_of(fds[b].as_fd()).await? {
-                    if needed.remove(&id) {
-                        found.push(((a, id), b));
-                    }
-                }
-            }
-            Ok::<_, Error>(found)
-        }
-    };
-    // 1. Root and current.
-    let mut map: HashMap<(usize, i32), usize> = futures::future::try_join_all(
-        (0..dumps.len()).map(|a| ask(a, &candidates[..first], needed(a))),
-    )
-    .await?
-    .into_iter()
-    .flatten()
-    .collect();
     // 2. The other ends of resolved pairs.
-    let by_index: Vec<HashMap<u32, &netlink_packet_route::link::LinkMessage>> = dumps
+    let by_index: Vec<HashMap<u32, &LinkMessage>> = dumps
         .iter()
         .map(|d| d.links.iter().map(|l| (l.header.index, l)).collect())
         .collect();
@@ -452,16 +443,25 @@ async fn resolve_nsids(
     for (k, v) in inferred {
         map.entry(k).or_insert(v);
     }
-    // 3. Whatever is left, asked of everyone.
-    let rest = (0..dumps.len()).filter_map(|a| {
-        let left: HashSet<i32> = needed(a)
-            .into_iter()
+    // 3. Whatever is left, asked of the others.
+    for (a, d) in dumps.iter().enumerate() {
+        let mut left: HashSet<i32> = d
+            .links
+            .iter()
+            .filter_map(|l| attrs::link_peer(l).1)
             .filter(|id| !map.contains_key(&(a, *id)))
             .collect();
-        (!left.is_empty()).then(|| ask(a, &candidates[first..], left))
-    });
-    let more: Vec<_> = futures::future::try_join_all(rest).await?;
-    map.extend(more.into_iter().flatten());
+        for b in (0..namespaces.len()).filter(|&b| b != a) {
+            if left.is_empty() {
+                break;
+            }
+            if let Some(id) = sockets[a].nsid_of(fds[b].as_fd())? {
+                if left.remove(&id) {
+                    map.insert((a, id), b);
+                }
+            }
+        }
+    }
     Ok(map)
 }
 

@@ -98,6 +98,34 @@ impl Sockets {
     pub fn neighbours(&self, family: AddressFamily) -> Result<Vec<NeighbourMessage>> {
         read_neighbours(self.reads.as_fd(), family)
     }
+
+    /// [`Netlink::nsid_of`], answered on the read socket without an async runtime:
+    /// from any thread, the id the sockets' namespace uses for the one open at `other`.
+    pub fn nsid_of(&self, other: BorrowedFd<'_>) -> Result<Option<i32>> {
+        const RTM_NEWNSID: u16 = 88;
+        let mut msg = NsidMessage::default();
+        msg.attributes
+            .push(NsidAttribute::Fd(other.as_raw_fd() as u32));
+        let req = encode(RouteNetlinkMessage::GetNsId(msg), false);
+        let found = exchange(
+            self.reads.as_fd(),
+            &req,
+            false,
+            "request namespace id",
+            |t, b| {
+                (t == RTM_NEWNSID)
+                    .then(|| NsidMessage::parse(b))
+                    .transpose()
+            },
+        )?;
+        Ok(found
+            .iter()
+            .flat_map(|m| &m.attributes)
+            .find_map(|a| match a {
+                NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                _ => None,
+            }))
+    }
 }
 
 impl Netlink {
