@@ -1669,3 +1669,68 @@ fn iptables_nft_rules_read_right() {
         "{got:?}"
     );
 }
+
+/// The router NAT stackplumb writes (`sp-l3`, Liberty's rules as nf_tables objects in
+/// table `ip neutron-l3-agent`) reads as the L3 agent means it: SNAT of the subnet to
+/// the gateway address, the floating IP both ways, the metadata redirect — and `nft -j`
+/// agrees on every translation.
+#[test]
+fn router_nat_written_by_stackplumb_reads_right() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    require::program("nft", "nftables");
+    let _scene = guide::build();
+    let nat = sp_neutron::l3::RouterNat {
+        gateway_device: format!("qg-{}", guide::QG_PORT),
+        gateway_ip: Some("10.0.0.200".parse().unwrap()),
+        enable_snat: true,
+        floating_ips: vec![sp_neutron::l3::FloatingIp {
+            floating: "10.0.0.201".parse().unwrap(),
+            fixed: "192.168.0.3".parse().unwrap(),
+        }],
+    };
+    sp_l3::load_each(&[(QROUTER, &nat)], &mut vec![]).unwrap();
+    let oracle = nft_nat(QROUTER);
+    let report = inspect_json(&[QROUTER]);
+    let ours = &ns_of(&report, Some(QROUTER))["nat"];
+    assert_eq!(
+        ours["floating"],
+        serde_json::json!([{"floating": "10.0.0.201", "fixed": "192.168.0.3", "dnat": true, "snat": true}])
+    );
+    for f in ours["floating"].as_array().unwrap() {
+        assert!(
+            oracle
+                .iter()
+                .any(|r| r.0 == "dnat" && r.1 == s(&f["floating"]) && r.4 == s(&f["fixed"])),
+            "{oracle:?}"
+        );
+        assert!(
+            oracle
+                .iter()
+                .any(|r| r.0 == "snat" && r.2 == s(&f["fixed"]) && r.4 == s(&f["floating"])),
+            "{oracle:?}"
+        );
+    }
+    assert_eq!(ours["subnets"][0]["subnet"], "192.168.0.0/24");
+    assert_eq!(ours["subnets"][0]["snat_to"], "10.0.0.200");
+    assert!(
+        oracle.iter().any(|r| r.0 == "snat"
+            && r.2.is_empty()
+            && r.3 == s(&ours["subnets"][0]["out_dev"])
+            && r.4 == "10.0.0.200"),
+        "{oracle:?} {ours}"
+    );
+    assert_eq!(ours["metadata"]["to_port"], 9697);
+    assert!(
+        oracle
+            .iter()
+            .any(|r| r.0 == "redirect" && r.1 == "169.254.169.254" && r.4 == "9697"),
+        "{oracle:?}"
+    );
+    let got = problems(&report, &[]);
+    assert!(
+        !got.iter()
+            .any(|p| p.0.contains("snat") || p.0.contains("dnat")),
+        "{got:?}"
+    );
+}
