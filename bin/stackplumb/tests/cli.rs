@@ -33,12 +33,6 @@ fn actions(v: &Value) -> Vec<String> {
 }
 
 /// The run lock of `node`'s network namespace (one per node, whatever the state dir).
-fn node_lock(node: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::metadata(format!("/run/netns/{node}")).unwrap();
-    Path::new("/run/stackplumb").join(format!("net-{}-{}.lock", md.dev(), md.ino()))
-}
-
 #[test]
 fn plan_apply_status_destroy_converge() {
     let (cli, _cleanup) = two_nodes();
@@ -132,17 +126,50 @@ fn plan_apply_status_destroy_converge() {
     assert_eq!(again["done"], 1, "{again}");
     assert_eq!(cli.json("controller", &["status"])["converged"], true);
 
-    // Another run holding the node's lock: the second waits, then fails naming it.
-    std::fs::create_dir_all("/run/stackplumb").unwrap();
-    let lock = std::fs::File::create(node_lock("compute")).unwrap();
-    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    // Another run holding the node's lock — from another mount namespace with a /run
+    // of its own, as a container sharing the host's network has: the second waits,
+    // then fails naming it.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        use nix::sched::{setns, unshare, CloneFlags};
+        use std::os::linux::net::SocketAddrExt;
+        let ns = std::fs::File::open("/run/netns/compute").unwrap();
+        setns(&ns, CloneFlags::CLONE_NEWNET).unwrap();
+        unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS).unwrap();
+        nix::mount::mount(
+            Some("none"),
+            "/run",
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(
+            sp_orchestrate::supervise::LOCK_NAME,
+        )
+        .unwrap();
+        let _held = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+        held_tx.send(()).unwrap();
+        let _ = end_rx.recv();
+    });
+    held_rx.recv().unwrap();
     let out = cli.on("compute", &["--lock-timeout", "0.3", "apply"]);
-    drop(held);
-    let _ = std::fs::remove_file(node_lock("compute"));
-    assert_eq!(out.status.code(), Some(5));
+    end_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("another stackplumb run"),
-        "{out:?}"
+        said.contains(&format!(
+            "another stackplumb run (pid {}, uid 0)",
+            std::process::id()
+        )),
+        "{said}"
+    );
+    // Released with its holder: the next run takes it.
+    assert_eq!(
+        cli.json("compute", &["apply"])["left"],
+        Value::Array(vec![])
     );
 
     for node in ["compute", "controller"] {
