@@ -18,7 +18,7 @@ enum Kind {
     Num,
     /// Right-aligned size in bytes, shown in `--units`.
     Size,
-    /// Left-aligned: the field's word when set, empty when not (lvm2's binary fields).
+    /// Right-aligned: the field's word when set, empty when not (lvm2's binary fields).
     Bin(&'static str),
 }
 
@@ -48,6 +48,13 @@ pub struct Field {
 fn path(p: &Option<std::path::PathBuf>) -> String {
     p.as_ref()
         .map_or_else(String::new, |p| p.to_string_lossy().into_owned())
+}
+
+/// `pv_name`: the loop device, `[unknown]` (lvm2's word) when none carries the PV.
+fn pv_name(p: &PvReport) -> String {
+    p.device
+        .as_ref()
+        .map_or_else(|| "[unknown]".into(), |d| d.display().to_string())
 }
 
 fn pv_val(pv: Option<&PvReport>, f: impl Fn(&PvReport) -> Val) -> Val {
@@ -92,7 +99,7 @@ pub static FIELDS: &[Field] = &[
     field!("pv_fmt", "Fmt", 0, Str, true, "Type of metadata.", |_, p| pv_val(p, |_| Val::Str("lvm2".into()))),
     field!("pv_uuid", "PV UUID", 38, Str, true, "Unique identifier.", |_, p| pv_val(p, |p| Val::Str(p.uuid.clone()))),
     field!("dev_size", "DevSize", 0, Size, true, "Size of underlying device in current units.", |_, p| pv_val(p, |p| Val::Size(if p.missing { 0 } else { p.file_size.unwrap_or(0) }))),
-    field!("pv_name", "PV", 10, Str, true, "Name: the loop device; [unknown] for a PV no loop device carries.", |_, p| pv_val(p, |p| Val::Str(p.device.as_ref().map_or_else(|| "[unknown]".into(), |d| d.display().to_string())))),
+    field!("pv_name", "PV", 10, Str, true, "Name: the loop device; [unknown] for a PV no loop device carries.", |_, p| pv_val(p, |p| Val::Str(pv_name(p)))),
     field!("pe_start", "1st PE", 7, Size, true, "Offset to the start of data on the underlying device.", |_, p| pv_val(p, |p| Val::Size(p.pe_start))),
     field!("pv_size", "PSize", 0, Size, true, "Size of PV in current units.", |_, p| pv_val(p, |p| Val::Size(p.size))),
     field!("pv_free", "PFree", 0, Size, true, "Total amount of unallocated space in current units.", |_, p| pv_val(p, |p| Val::Size(p.free))),
@@ -474,21 +481,27 @@ impl Report {
     }
 
     /// The rows selected: every cell as shown.
+    /// The rows selected, in lvm2's order (`vgs` by VG name, then the VG's PVs in
+    /// metadata order; `pvs` by PV name): every cell as shown.
     fn rows(&self, vgs: &[VgReport]) -> Vec<Vec<String>> {
-        let mut rows = Vec::new();
+        let mut vgs: Vec<&VgReport> = vgs.iter().collect();
+        vgs.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut picked: Vec<(&VgReport, Option<&PvReport>)> = Vec::new();
         for vg in vgs {
-            let pvs: Vec<Option<&PvReport>> = if self.per_pv {
-                vg.pvs.iter().map(Some).collect()
+            if self.per_pv {
+                picked.extend(vg.pvs.iter().map(|p| (vg, Some(p))));
             } else {
-                vec![None]
-            };
-            for pv in pvs {
-                if self.select.as_ref().is_none_or(|s| s.matches(vg, pv)) {
-                    rows.push(self.cols.iter().map(|f| self.show(f, vg, pv)).collect());
-                }
+                picked.push((vg, None));
             }
         }
-        rows
+        picked.retain(|(vg, pv)| self.select.as_ref().is_none_or(|s| s.matches(vg, *pv)));
+        if self.key == "pv" {
+            picked.sort_by_cached_key(|(_, pv)| pv.map(pv_name));
+        }
+        picked
+            .into_iter()
+            .map(|(vg, pv)| self.cols.iter().map(|f| self.show(f, vg, pv)).collect())
+            .collect()
     }
 
     /// The report of `vgs`, as text; nothing when no row is selected (as lvm2).
@@ -541,7 +554,7 @@ impl Report {
             line(
                 r.iter()
                     .zip(&self.cols)
-                    .map(|(c, f)| (c.clone(), matches!(f.kind, Num | Size)))
+                    .map(|(c, f)| (c.clone(), !matches!(f.kind, Str)))
                     .collect(),
             );
         }
