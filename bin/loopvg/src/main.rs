@@ -194,7 +194,9 @@ fn print_vg(vg: &VgReport) {
         sp_cli::outln!(
             "  {:<5} {:<12} {}{}  size {}  free {}  ({} extents, {} used)",
             pv.key,
-            show(&pv.device),
+            pv.device
+                .as_ref()
+                .map_or("[unknown]".into(), |d| d.display().to_string()),
             show(&pv.file),
             foreign,
             human(pv.size),

@@ -147,6 +147,93 @@ fn list_prints_what_vgs_and_pvs_print() {
     assert_eq!(picked.lines().count(), 1, "{picked}");
 }
 
+/// LVs made by lvm2 on loopvg's VG (metadata only: no device-mapper here): `lv_count`,
+/// `snap_count`, `pv_used`, allocated extents and free space read as `vgs`/`pvs` read them.
+#[test]
+fn a_vg_with_lvm2_made_lvs_reports_as_vgs_does() {
+    let s = Scratch::new("rep-lvs");
+    let name = two_pv_vg(&s, "lvs");
+    let lvm = Lvm::of(&s);
+    let lvcreate = |size: &str, lv: &str, extra: &[&str]| {
+        let mut args = vec![
+            "lvcreate",
+            "--driverloaded",
+            "n",
+            "-an",
+            "-Zn",
+            "-y",
+            "-L",
+            size,
+            "-n",
+            lv,
+        ];
+        args.extend_from_slice(extra);
+        args.push(&name);
+        lvm.run(&args);
+    };
+    lvcreate("40M", "volume-1", &[]);
+    // spans both PVs (96 MiB is the first PV)
+    lvcreate("300M", "volume-2", &[]);
+    let select = format!("vg_name={name}");
+    for (ours, cmd, theirs) in [
+        (vec!["list"], "vgs", vec![]),
+        (
+            vec![
+                "list",
+                "-o",
+                "vg_name,lv_count,snap_count,vg_free,vg_free_count,vg_seqno",
+            ],
+            "vgs",
+            vec![
+                "-o",
+                "vg_name,lv_count,snap_count,vg_free,vg_free_count,vg_seqno",
+            ],
+        ),
+        (
+            vec![
+                "list",
+                "--pvs",
+                "-o",
+                "pv_name,pv_used,pv_free,pv_pe_alloc_count,pv_attr",
+            ],
+            "pvs",
+            vec!["-o", "pv_name,pv_used,pv_free,pv_pe_alloc_count,pv_attr"],
+        ),
+    ] {
+        for format in ["basic", "json"] {
+            let mut ours = ours.clone();
+            ours.extend(["--reportformat", format, &name]);
+            let mut theirs = theirs.clone();
+            theirs.extend(["--reportformat", format, "--select", &select]);
+            assert_eq!(ok(&s.dir, &ours), lvm_out(&lvm, cmd, &theirs), "{ours:?}");
+        }
+    }
+    let counts = ok(
+        &s.dir,
+        &[
+            "list",
+            "-o",
+            "lv_count,pv_used",
+            "--units",
+            "m",
+            "--noheadings",
+            "--separator",
+            ",",
+            &name,
+        ],
+    );
+    // two LVs, 340 MiB allocated in all, wherever lvm2 put them
+    let used: f64 = counts
+        .lines()
+        .map(|l| {
+            let (lvs, used) = l.trim().split_once(',').unwrap();
+            assert_eq!(lvs, "2", "{counts}");
+            used.trim_end_matches('m').parse::<f64>().unwrap()
+        })
+        .sum();
+    assert_eq!(used, 340.0, "{counts}");
+}
+
 /// `--reportformat json` against `vgs`/`pvs --reportformat json`: every field of every
 /// row, and the text itself.
 #[test]
