@@ -209,12 +209,17 @@ struct Parser<'a> {
     pos: usize,
     pvs: bool,
     uses_pv: bool,
+    /// Parentheses and `!` open, bounded by [`MAX_NESTING`].
+    depth: usize,
 }
+
+/// Nesting of parentheses and `!` in a selection: the parser recurses on them.
+const MAX_NESTING: usize = 32;
 
 impl Parser<'_> {
     fn skip_ws(&mut self) {
-        while self.rest().starts_with(char::is_whitespace) {
-            self.pos += 1;
+        while let Some(c) = self.rest().chars().next().filter(|c| c.is_whitespace()) {
+            self.pos += c.len_utf8();
         }
     }
 
@@ -254,18 +259,23 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
-        // `!` but not `!=` (which cannot start a term anyway).
-        if self.eat(&["!"]) {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+        if self.depth >= MAX_NESTING {
+            return Err(self.err(&format!("nested deeper than {MAX_NESTING}")));
         }
-        if self.eat(&["("]) {
+        self.depth += 1;
+        let e = if self.eat(&["!"]) {
+            Expr::Not(Box::new(self.unary()?))
+        } else if self.eat(&["("]) {
             let e = self.or()?;
             if !self.eat(&[")"]) {
                 return Err(self.err("expected )"));
             }
-            return Ok(e);
-        }
-        self.cmp()
+            e
+        } else {
+            self.cmp()?
+        };
+        self.depth -= 1;
+        Ok(e)
     }
 
     fn cmp(&mut self) -> Result<Expr, String> {
@@ -364,6 +374,7 @@ impl Select {
             pos: 0,
             pvs,
             uses_pv: false,
+            depth: 0,
         };
         let expr = p.or()?;
         p.skip_ws();
@@ -752,6 +763,10 @@ mod tests {
             ("(vg_name=x", "expected )"),
             ("vg_name='x", "unterminated"),
             ("vg_name=x y", "unexpected text"),
+            ("\u{3000}vg_name=x\u{3000}\u{3000}é", "unexpected text"),
+            ("\u{3000}", "expected a field name"),
+            (&"(".repeat(100_000), "nested deeper than 32"),
+            (&"!".repeat(100_000), "nested deeper than 32"),
         ] {
             let e = Report::new(&[], false, Some(bad)).err().unwrap();
             assert!(e.contains(why), "{bad}: {e}");
