@@ -214,7 +214,8 @@ fn usage(msg: String) -> ! {
         .exit()
 }
 
-/// The `list` report of the options, or why not.
+/// The report `list`'s options ask for (`None` for other commands and for `--json`);
+/// a bad option ends the run here with a usage error, before anything is read.
 fn list_report(command: &Command, json: bool) -> Option<Report> {
     let Command::List {
         options,
