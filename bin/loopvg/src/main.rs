@@ -1,10 +1,13 @@
 //! `loopvg`: loop-file-backed LVM volume groups (the Cinder backing store), natively.
 
+mod progress;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use sp_loopvg::size::human;
+use clap::{CommandFactory, Parser, Subcommand};
+use sp_loopvg::columns::{fields_help, Format, Report};
+use sp_loopvg::size::{human, Units};
 use sp_loopvg::unit::{install_unit, UNIT_NAME};
 use sp_loopvg::{Loopvg, VgReport, DEFAULT_DIR};
 
@@ -14,13 +17,18 @@ Examples (the packstack notes' Cinder store, done natively):
   loopvg extend cinder-volumes +5G            # replaces: dd … >> cinder-volumes02; losetup /dev/loop3 …;
                                               #           fdisk /dev/loop3; pvcreate /dev/loop3; vgextend
   loopvg extend cinder-volumes +5G --grow     # grow the last file instead (losetup -c + pvresize)
-  loopvg list --json                          # numbers as vgs/pvs --units b print them
+  loopvg list                                 # as vgs prints it; --pvs as pvs, with the files
+  loopvg list -o vg_name,vg_size,vg_free --units g --noheadings --separator :
+  loopvg list --pvs --reportformat json       # shaped like pvs --reportformat json
+  loopvg list --select 'vg_free>=5g && pv_count=1'
+  loopvg list --json                          # loopvg's own report: every number in bytes
   loopvg activate --all                       # after a reboot, before cinder-volume starts
   loopvg install-unit                         # a systemd unit that runs `activate --all` at boot
   loopvg deactivate cinder-volumes
   loopvg remove cinder-volumes [--keep-files]
 
-Sizes are binary: 20G = 20 GiB (also 20GiB, 20g, 512M, 1T). Backing files are sparse,
+Sizes as lvm2 reads them: binary, 20G = 20 GiB (also 20GiB, 20g, 512M, 1T, 1.5G);
+a bare number is MiB (100 = 100 MiB); s is sectors, b bytes. Backing files are sparse,
 created 0600, never through a symlink. loopvg takes lvm2's own locks
 (/run/lock/lvm/P_global and V_<vg>), so it never races lvm2 commands; real pvs, vgs,
 vgck and vgextend work on what it writes, and it works on VGs lvm2 made on loop files.";
@@ -40,6 +48,9 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// No progress bar (errors and reports are still printed).
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -72,10 +83,59 @@ enum Command {
         #[arg(long)]
         grow: bool,
     },
-    /// Show VGs on loop devices and backing files: PVs, devices, files, sizes, free extents.
+    /// Report VGs on loop devices and backing files as vgs does (pvs with --pvs).
+    #[command(after_help = "\
+Fields (-o help lists them all): lvm2's vg_name, vg_uuid, vg_attr, vg_size, vg_free,
+vg_extent_size, vg_extent_count, vg_free_count, pv_count, lv_count, snap_count,
+vg_seqno, vg_missing_pv_count, max_lv, max_pv, pv_name, pv_uuid, pv_attr, pv_size,
+pv_free, pv_used, dev_size, pe_start, pv_pe_count, pv_pe_alloc_count, pv_missing, and
+loopvg's own loop_file, loop_file_size, loop_file_here, loop_vg_active.
+A PV field makes the rows PVs, as in vgs. A PV no loop device carries is [unknown].
+
+Examples:
+  loopvg list -o +vg_extent_size --units m
+  loopvg list --pvs -o pv_name,pv_size,loop_file --noheadings --separator ,
+  loopvg list --reportformat json -o vg_name,vg_size,vg_free --units b --nosuffix
+  loopvg list --select 'vg_name=cinder-volumes && pv_missing=1' -o pv_uuid,loop_file")]
     List {
         /// Only this VG.
         name: Option<String>,
+        /// Columns, lvm2's field names: `a,b` replaces the default, `+a,b` appends, `-a`
+        /// removes; repeatable, evaluated left to right. `-o help` lists the fields.
+        #[arg(
+            short = 'o',
+            long = "options",
+            value_name = "FIELDS",
+            allow_hyphen_values = true
+        )]
+        options: Vec<String>,
+        /// One row per PV with pvs's default columns and the backing file (JSON key "pv").
+        #[arg(long)]
+        pvs: bool,
+        /// Units of sizes, as lvm2's --units: [Number]r|R|h|H|b|B|s|S|k|K|m|M|g|G|t|T|p|P|e|E
+        /// (upper case: powers of 1000; r, the default, marks rounded values with <).
+        #[arg(long, value_name = "UNITS", value_parser = |s: &str| s.parse::<Units>())]
+        units: Option<Units>,
+        /// No heading line.
+        #[arg(long)]
+        noheadings: bool,
+        /// Between columns instead of aligning them with spaces.
+        #[arg(long, value_name = "STRING")]
+        separator: Option<String>,
+        /// Align columns even with --separator.
+        #[arg(long)]
+        aligned: bool,
+        /// Sizes without their unit letter (with --units other than h, r).
+        #[arg(long)]
+        nosuffix: bool,
+        /// basic (columns) or json (shaped like vgs/pvs --reportformat json).
+        #[arg(long, value_name = "FORMAT", value_parser = |s: &str| s.parse::<Format>())]
+        reportformat: Option<Format>,
+        /// Rows to show, lvm2's selection: field=value, !=, <, <=, >, >= (numbers and
+        /// sizes; sizes MiB without a unit), joined by && or , (and), || or # (or), ! and
+        /// parentheses; e.g. 'vg_name=cinder-volumes && vg_free>=5g'.
+        #[arg(short = 'S', long, value_name = "SELECTION")]
+        select: Option<String>,
     },
     /// Bind every backing file of a VG to a loop device again (after a reboot).
     #[command(
@@ -134,7 +194,9 @@ fn print_vg(vg: &VgReport) {
         sp_cli::outln!(
             "  {:<5} {:<12} {}{}  size {}  free {}  ({} extents, {} used)",
             pv.key,
-            show(&pv.device),
+            pv.device
+                .as_ref()
+                .map_or("[unknown]".into(), |d| d.display().to_string()),
             show(&pv.file),
             foreign,
             human(pv.size),
@@ -145,16 +207,78 @@ fn print_vg(vg: &VgReport) {
     }
 }
 
+/// A usage error (exit status 2, as clap's own), before anything is read or changed.
+fn usage(msg: String) -> ! {
+    Cli::command()
+        .error(clap::error::ErrorKind::InvalidValue, msg)
+        .exit()
+}
+
+/// The report `list`'s options ask for (`None` for other commands and for `--json`);
+/// a bad option ends the run here with a usage error, before anything is read.
+fn list_report(command: &Command, json: bool) -> Option<Report> {
+    let Command::List {
+        options,
+        pvs,
+        units,
+        noheadings,
+        separator,
+        aligned,
+        nosuffix,
+        reportformat,
+        select,
+        ..
+    } = command
+    else {
+        return None;
+    };
+    let lvm_form = !options.is_empty()
+        || *pvs
+        || units.is_some()
+        || *noheadings
+        || separator.is_some()
+        || *aligned
+        || *nosuffix
+        || reportformat.is_some()
+        || select.is_some();
+    if json && lvm_form {
+        usage(
+            "--json prints loopvg's own report; for lvm2's columns, selection and JSON use \
+             --reportformat json (with -o, --units, --select …)"
+                .into(),
+        );
+    }
+    if json {
+        return None;
+    }
+    let mut r = Report::new(options, *pvs, select.as_deref()).unwrap_or_else(|e| usage(e));
+    r.units = units.unwrap_or_default();
+    r.headings = !noheadings;
+    r.separator = separator.clone();
+    r.aligned = *aligned;
+    r.suffix = !nosuffix;
+    r.format = reportformat.unwrap_or(Format::Basic);
+    Some(r)
+}
+
 fn run(cli: Cli) -> sp_loopvg::Result<()> {
-    let progress = |done: u64, total: u64| {
-        sp_cli::err!("\rpreallocating: {} of {}", human(done), human(total));
-        if done == total {
-            sp_cli::errln!();
+    if let Command::List { options, .. } = &cli.command {
+        if options.iter().any(|o| o == "help") {
+            sp_cli::out!("{}", fields_help());
+            return Ok(());
+        }
+    }
+    // Checked before anything is read.
+    let report = list_report(&cli.command, cli.json);
+    let bar = progress::preallocation(cli.json, cli.quiet);
+    let update = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            progress::update(b, done, total);
         }
     };
     let lv = Loopvg {
         dir: cli.dir.clone(),
-        progress: Some(&progress),
+        progress: bar.is_some().then_some(&update as &dyn Fn(u64, u64)),
         // args_os: an argument need not be UTF-8 (std::env::args would panic on one).
         description: format!(
             "Write from {}",
@@ -192,18 +316,36 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
             };
             vgs(&[vg])?;
         }
-        Command::List { name: Some(name) } => vgs(&lv.list(Some(name))?)?,
-        Command::List { name: None } => {
-            let (found, corrupt, skipped) = lv.survey()?;
-            for s in &skipped {
-                sp_cli::errln!("loopvg: note: {s}");
+        Command::List { name, select, .. } => {
+            let found = match name {
+                Some(name) => lv.list(Some(name))?,
+                None => {
+                    let (found, corrupt, skipped) = lv.survey()?;
+                    for s in &skipped {
+                        sp_cli::errln!("loopvg: note: {s}");
+                    }
+                    for c in &corrupt {
+                        sp_cli::errln!(
+                            "loopvg: warning: {c}; skipped (`pvck` shows what lvm2 makes of it)"
+                        );
+                    }
+                    found
+                }
+            };
+            match &report {
+                None => vgs(&found)?,
+                // What no VG at all looks like to a reader (a script asking with
+                // --noheadings or --select gets nothing, as from vgs).
+                Some(r)
+                    if found.is_empty()
+                        && r.format == Format::Basic
+                        && r.headings
+                        && select.is_none() =>
+                {
+                    vgs(&found)?;
+                }
+                Some(r) => sp_cli::out!("{}", r.render(&found)),
             }
-            for c in &corrupt {
-                sp_cli::errln!(
-                    "loopvg: warning: {c}; skipped (`pvck` shows what lvm2 makes of it)"
-                );
-            }
-            vgs(&found)?;
         }
         Command::Activate { name, .. } => vgs(&lv.activate(name.as_deref())?)?,
         Command::Deactivate { name } => vgs(&[lv.deactivate(name)?])?,
@@ -270,7 +412,11 @@ fn exit_code() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             sp_cli::errln!("loopvg: error: {e}");
-            ExitCode::FAILURE
+            if e.is_privilege() {
+                ExitCode::from(sp_cli::exit::PRIVILEGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

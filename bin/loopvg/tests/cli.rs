@@ -108,7 +108,7 @@ fn the_guides_sizes_work_and_lvm2_agrees() {
         .unwrap()
         .iter()
         .any(|v| v["name"] == "cinder-volumes" && v["seqno"] == 4));
-    let text = loopvg(dir, &["list", "cinder-volumes"]);
+    let text = loopvg(dir, &["list", "--pvs", "cinder-volumes"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("cinder-volumes02"));
 }
 
@@ -117,13 +117,15 @@ fn bad_sizes_fail_clearly_and_leave_nothing() {
     let s = Scratch::new("cli-badsize");
     let dir = s.dir.as_path();
     for (size, why) in [
-        ("0", "missing unit"),
+        ("0", "more than zero"),
         ("0G", "more than zero"),
         ("-1G", "negative"),
         ("+", "absolute size"),
         ("5X", "unknown unit"),
         ("+5G", "absolute size"),
         ("1M", "too small"),
+        ("4", "too small"),
+        ("1000b", "not a whole number of 512-byte sectors"),
         ("1P", "not enough space"),
     ] {
         fails(dir, &["create", "sizevg", size], why);
@@ -132,7 +134,7 @@ fn bad_sizes_fail_clearly_and_leave_nothing() {
     }
     ok_json(dir, &["create", "sizevg", "64M"]);
     for (size, why) in [
-        ("0", "missing unit"),
+        ("0", "more than zero"),
         ("-1G", "negative"),
         ("+", "expected a number"),
         ("5X", "unknown unit"),
@@ -212,7 +214,8 @@ fn not_root_is_told_so_and_nothing_happens() {
         .args(["create", "rootvg", "64M"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // sp_cli::exit::PRIVILEGE
+    assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must run as root"));
     assert!(s.files().is_empty());
 }
