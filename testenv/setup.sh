@@ -7,12 +7,12 @@ die() { echo "setup: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (the tests create namespaces, links and loop devices)"
 command -v apt-get >/dev/null || die "needs a Debian-family system with apt-get"
 
-# Debian packages: the oracles (iproute2, lvm2, openvswitch), the processes the
+# Debian packages: the oracles (iproute2, lvm2, openvswitch, graphviz's dot), the processes the
 # product starts (dnsmasq), and the tools the end-to-end scenes use.
 pkgs=(iproute2 dnsmasq-base lvm2 openvswitch-switch iptables nftables iputils-ping
       isc-dhcp-client procps util-linux fdisk kmod ca-certificates curl build-essential
       pkg-config hyperfine udhcpc ethtool podman runc catatonit debootstrap ipset man-db
-      systemd dpkg bash)
+      systemd dpkg bash graphviz)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

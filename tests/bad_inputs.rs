@@ -2,8 +2,7 @@
 //! `stackplumb apply` before anything is made — on the guide's two nodes in a sandbox,
 //! the links, addresses, routes (both families) and named namespaces of every node and
 //! the files under the state directory are the same after the run as before; the run
-//! exits non-zero and says what is wrong on stderr. (The run lock `stackplumb.lock`, an
-//! empty file, is left out: apply takes it before its preflight.)
+//! exits non-zero and says what is wrong on stderr.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,11 +40,6 @@ fn walk(dir: &Path, out: &mut Vec<String>) {
     };
     for e in entries.flatten() {
         let path = e.path();
-        // The run lock: an empty file apply opens (and makes, the first time) before it
-        // looks at anything; it records nothing.
-        if e.file_name() == "stackplumb.lock" {
-            continue;
-        }
         let md = std::fs::symlink_metadata(&path).unwrap();
         let body = match md.is_file() {
             true => std::fs::read(&path).unwrap_or_default(),

@@ -254,34 +254,23 @@ fn an_apply_killed_at_any_moment_converges_on_br_ex_too() {
     // clean run that sets the kill moments is the second.
     cli.json("controller", &["apply"]);
     cli.json("controller", &["destroy"]);
-    let t = std::time::Instant::now();
-    cli.json("controller", &["apply"]);
-    let clean = t.elapsed();
+    // The clean apply, counted in completed actions: the kill moments.
+    let (code, lines) = cli.json_lines("controller", &["apply"]);
+    assert_eq!(code, Some(0), "clean apply: {lines:?}");
+    let all = lines.iter().filter(|l| l["event"] == "done").count();
     let reference = fingerprint(&ovs);
     cli.json("controller", &["destroy"]);
-    let mut seed: u64 = 0x0b5e;
     // Rounds whose kill left work for the next apply.
     let mut interrupted = 0;
     for round in 0..8 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        // Over the first 80% of a clean apply: its end is the reading that verifies it,
-        // which changes nothing.
-        let delay = clean.mul_f64(0.8 * (seed >> 11) as f64 / (1u64 << 53) as f64);
-        let mut child = cli
-            .cmd("controller", &["apply"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let _ = child.wait();
+        // After 0, 1/8, … 7/8 of its actions.
+        let after = round * all / 8;
+        let printed = cli.kill_apply_after("controller", after);
+        let moment = format!("action {after} of {all} ({} lines printed)", printed.len());
         let out = cli.on("controller", &["--json", "apply"]);
         assert!(
             out.status.success(),
-            "round {round}: apply after a kill at {delay:?}: {}",
+            "round {round}: apply after a kill at {moment}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8_lossy(&out.stdout);
@@ -295,12 +284,12 @@ fn an_apply_killed_at_any_moment_converges_on_br_ex_too() {
         let missing: Vec<&String> = reference.iter().filter(|l| !now.contains(l)).collect();
         assert!(
             extra.is_empty() && missing.is_empty(),
-            "round {round}: killed at {delay:?}\nextra: {extra:#?}\nmissing: {missing:#?}"
+            "round {round}: killed at {moment}\nextra: {extra:#?}\nmissing: {missing:#?}"
         );
         cli.json("controller", &["destroy"]);
     }
     assert!(
-        interrupted >= 3,
+        interrupted >= 6,
         "only {interrupted} of 8 kills interrupted an apply"
     );
     cli.json("controller", &["destroy", "--purge"]);

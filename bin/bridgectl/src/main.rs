@@ -386,7 +386,7 @@ async fn run(args: &Args) -> BoxResult<()> {
         }
         Cmd::DeleteNamespace { names } => teardown::delete_namespaces(names, &mut changes)?,
         Cmd::Show => {
-            let view = show::show(&nl).await?;
+            let view = show::show(&nl)?;
             if args.common.json {
                 let v = serde_json::json!({ "schema": SCHEMA, "bridges": view });
                 sp_cli::outln!("{}", serde_json::to_string_pretty(&v)?);
@@ -454,22 +454,22 @@ fn print_show(view: &[show::BridgeView]) {
             );
             if let Some(v) = &p.vxlan {
                 sp_cli::outln!(
-                    "    vni {} dev {} port {}{}{}",
+                    "    vni {} local {} dev {} port {} learning {}{}{}",
                     v.vni.map_or("?".into(), |v| v.to_string()),
+                    v.local.as_deref().unwrap_or("-"),
                     v.dev.as_deref().unwrap_or("-"),
                     v.port,
+                    if v.learning { "on" } else { "off" },
                     if v.proxy { " proxy" } else { "" },
                     v.group
                         .as_ref()
                         .map_or(String::new(), |g| format!(" group {g}")),
                 );
                 for e in &v.fdb {
-                    sp_cli::outln!(
-                        "    fdb {} dst {}{}",
-                        e.mac,
-                        e.dst.map_or("-".into(), |d| d.to_string()),
-                        if e.permanent { " permanent" } else { "" }
-                    );
+                    sp_cli::outln!("    fdb {e}");
+                }
+                for n in &v.neighbours {
+                    sp_cli::outln!("    neigh {n}");
                 }
             }
         }

@@ -410,6 +410,151 @@ fn l2population_entries_read_back() {
     assert!(oracle::neighbours(None, "vxlan-1").is_empty());
 }
 
+/// What Neutron's agents write through iproute2 — `bridge fdb append/replace` (NUD 0xc0,
+/// `permanent|noarp`) and `ip neigh replace … nud permanent` — `bridgectl show` reads
+/// whole: the VXLAN `local`, learning, each FDB entry permanent with its flags, the
+/// permanent neighbours; JSON and text agree with `bridge -j fdb` and `ip -j neigh`.
+#[test]
+fn show_reads_the_agents_entries_whole() {
+    sandbox::enter();
+    fake_nic("eth0", "10.0.0.101/24");
+    tenant_network();
+    // The device as the 2024.2 agent makes it: with `local` (ours leaves it out).
+    ip(&["link", "del", "vxlan-1"]);
+    ip(&[
+        "link",
+        "add",
+        "vxlan-1",
+        "type",
+        "vxlan",
+        "id",
+        "1",
+        "local",
+        "10.0.0.101",
+        "dev",
+        "eth0",
+        "dstport",
+        "8472",
+        "proxy",
+    ]);
+    ip(&["link", "set", "vxlan-1", "master", BR, "up"]);
+    ip(&[
+        "neigh",
+        "replace",
+        "192.168.0.5",
+        "lladdr",
+        "fa:16:3e:00:00:05",
+        "dev",
+        "vxlan-1",
+        "nud",
+        "permanent",
+    ]);
+    let bridge = |args: &[&str]| {
+        let out = Command::new("bridge")
+            .args(args)
+            .output()
+            .expect("run bridge");
+        assert!(
+            out.status.success(),
+            "bridge {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    bridge(&[
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dev",
+        "vxlan-1",
+        "dst",
+        "10.0.0.102",
+    ]);
+    bridge(&[
+        "fdb",
+        "replace",
+        "fa:16:3e:00:00:05",
+        "dev",
+        "vxlan-1",
+        "dst",
+        "10.0.0.102",
+    ]);
+    // The oracle: iproute2's own reading of the agents' entries.
+    let fdb = oracle::fdb(None, "vxlan-1");
+    let agents: Vec<&Value> = fdb.iter().filter(|e| e["dst"] == "10.0.0.102").collect();
+    assert_eq!(agents.len(), 2, "{fdb:?}");
+    let out = bridgectl_in(None, &["--json", "show"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let port = view
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == BR)
+        .and_then(|b| {
+            b["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == "vxlan-1")
+        })
+        .expect("vxlan-1 on the bridge")
+        .clone();
+    let v = &port["vxlan"];
+    let link = oracle::link(None, "vxlan-1");
+    let data = &link["linkinfo"]["info_data"];
+    assert_eq!(v["local"], data["local"]);
+    assert_eq!(v["local"], "10.0.0.101");
+    assert_eq!(v["learning"], data["learning"]);
+    assert_eq!(v["proxy"], data["proxy"]);
+    for e in &agents {
+        let ours = v["fdb"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["mac"] == e["mac"] && o["dst"] == e["dst"])
+            .unwrap_or_else(|| panic!("{e} not in {v}"));
+        assert_eq!(ours["permanent"], true, "{ours}");
+        assert_eq!(
+            e["state"], "permanent",
+            "iproute2 reads it permanent too: {e}"
+        );
+        let mut state: Vec<&str> = ours["state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        state.sort();
+        assert_eq!(state, ["noarp", "permanent"], "0xc0 as the kernel keeps it");
+        for f in e["flags"].as_array().unwrap() {
+            assert!(
+                ours["flags"].as_array().unwrap().contains(f),
+                "{f} in {ours}"
+            );
+        }
+    }
+    let neigh = oracle::neighbours(None, "vxlan-1");
+    assert_eq!(neigh.len(), 1);
+    let ours = &v["neighbours"][0];
+    assert_eq!(ours["ip"], neigh[0]["dst"]);
+    assert_eq!(ours["mac"], neigh[0]["lladdr"]);
+    assert_eq!(ours["permanent"], true);
+    let text = String::from_utf8(bridgectl_in(None, &["show"]).stdout).unwrap();
+    assert!(text.contains("local 10.0.0.101"), "{text}");
+    assert!(
+        text.contains("fdb fa:16:3e:00:00:05 dst 10.0.0.102 self noarp permanent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("neigh 192.168.0.5 lladdr fa:16:3e:00:00:05 permanent"),
+        "{text}"
+    );
+}
+
 /// Two "nodes" (namespaces with eth0 10.0.0.101/.102 on one bridge), a VXLAN network with
 /// VNI 1 on both, l2population entries only, an instance on each side.
 #[test]

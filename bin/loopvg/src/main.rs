@@ -1,11 +1,14 @@
 //! `loopvg`: loop-file-backed LVM volume groups (the Cinder backing store), natively.
 
+mod progress;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sp_cli::error::Kind;
-use sp_loopvg::size::human;
+use sp_loopvg::columns::{fields_help, Format, Report};
+use sp_loopvg::size::{human, Units};
 use sp_loopvg::unit::{install_unit, UNIT_NAME};
 use sp_loopvg::{Loopvg, VgReport, DEFAULT_DIR};
 
@@ -15,13 +18,18 @@ Examples (the packstack notes' Cinder store, done natively):
   loopvg extend cinder-volumes +5G            # replaces: dd … >> cinder-volumes02; losetup /dev/loop3 …;
                                               #           fdisk /dev/loop3; pvcreate /dev/loop3; vgextend
   loopvg extend cinder-volumes +5G --grow     # grow the last file instead (losetup -c + pvresize)
-  loopvg list --json                          # numbers as vgs/pvs --units b print them
+  loopvg list                                 # as vgs prints it; --pvs as pvs, with the files
+  loopvg list -o vg_name,vg_size,vg_free --units g --noheadings --separator :
+  loopvg list --pvs --reportformat json       # shaped like pvs --reportformat json
+  loopvg list --select 'vg_free>=5g && pv_count=1'
+  loopvg list --json                          # loopvg's own report: every number in bytes
   loopvg activate --all                       # after a reboot, before cinder-volume starts
   loopvg install-unit                         # a systemd unit that runs `activate --all` at boot
   loopvg deactivate cinder-volumes
   loopvg remove cinder-volumes [--keep-files]
 
-Sizes are binary: 20G = 20 GiB (also 20GiB, 20g, 512M, 1T). Backing files are sparse,
+Sizes as lvm2 reads them: binary, 20G = 20 GiB (also 20GiB, 20g, 512M, 1T, 1.5G);
+a bare number is MiB (100 = 100 MiB); s is sectors, b bytes. Backing files are sparse,
 created 0600, never through a symlink. loopvg takes lvm2's own locks
 (/run/lock/lvm/P_global and V_<vg>), so it never races lvm2 commands; real pvs, vgs,
 vgck and vgextend work on what it writes, and it works on VGs lvm2 made on loop files.";
@@ -74,10 +82,59 @@ enum Command {
         #[arg(long)]
         grow: bool,
     },
-    /// Show VGs on loop devices and backing files: PVs, devices, files, sizes, free extents.
+    /// Report VGs on loop devices and backing files as vgs does (pvs with --pvs).
+    #[command(after_help = "\
+Fields (-o help lists them all): lvm2's vg_name, vg_uuid, vg_attr, vg_size, vg_free,
+vg_extent_size, vg_extent_count, vg_free_count, pv_count, lv_count, snap_count,
+vg_seqno, vg_missing_pv_count, max_lv, max_pv, pv_name, pv_uuid, pv_attr, pv_size,
+pv_free, pv_used, dev_size, pe_start, pv_pe_count, pv_pe_alloc_count, pv_missing, and
+loopvg's own loop_file, loop_file_size, loop_file_here, loop_vg_active.
+A PV field makes the rows PVs, as in vgs. A PV no loop device carries is [unknown].
+
+Examples:
+  loopvg list -o +vg_extent_size --units m
+  loopvg list --pvs -o pv_name,pv_size,loop_file --noheadings --separator ,
+  loopvg list --reportformat json -o vg_name,vg_size,vg_free --units b --nosuffix
+  loopvg list --select 'vg_name=cinder-volumes && pv_missing=1' -o pv_uuid,loop_file")]
     List {
         /// Only this VG.
         name: Option<String>,
+        /// Columns, lvm2's field names: `a,b` replaces the default, `+a,b` appends, `-a`
+        /// removes; repeatable, evaluated left to right. `-o help` lists the fields.
+        #[arg(
+            short = 'o',
+            long = "options",
+            value_name = "FIELDS",
+            allow_hyphen_values = true
+        )]
+        options: Vec<String>,
+        /// One row per PV with pvs's default columns and the backing file (JSON key "pv").
+        #[arg(long)]
+        pvs: bool,
+        /// Units of sizes, as lvm2's --units: [Number]r|R|h|H|b|B|s|S|k|K|m|M|g|G|t|T|p|P|e|E
+        /// (upper case: powers of 1000; r, the default, marks rounded values with <).
+        #[arg(long, value_name = "UNITS", value_parser = |s: &str| s.parse::<Units>())]
+        units: Option<Units>,
+        /// No heading line.
+        #[arg(long)]
+        noheadings: bool,
+        /// Between columns instead of aligning them with spaces.
+        #[arg(long, value_name = "STRING")]
+        separator: Option<String>,
+        /// Align columns even with --separator.
+        #[arg(long)]
+        aligned: bool,
+        /// Sizes without their unit letter (with --units other than h, r).
+        #[arg(long)]
+        nosuffix: bool,
+        /// basic (columns) or json (shaped like vgs/pvs --reportformat json).
+        #[arg(long, value_name = "FORMAT", value_parser = |s: &str| s.parse::<Format>())]
+        reportformat: Option<Format>,
+        /// Rows to show, lvm2's selection: field=value, !=, <, <=, >, >= (numbers and
+        /// sizes; sizes MiB without a unit), joined by && or , (and), || or # (or), ! and
+        /// parentheses; e.g. 'vg_name=cinder-volumes && vg_free>=5g'.
+        #[arg(short = 'S', long, value_name = "SELECTION")]
+        select: Option<String>,
     },
     /// Bind every backing file of a VG to a loop device again (after a reboot).
     #[command(
@@ -140,7 +197,9 @@ fn print_vg(vg: &VgReport) {
         sp_cli::outln!(
             "  {:<5} {:<12} {}{}  size {}  free {}  ({} extents, {} used)",
             pv.key,
-            show(&pv.device),
+            pv.device
+                .as_ref()
+                .map_or("[unknown]".into(), |d| d.display().to_string()),
             show(&pv.file),
             foreign,
             human(pv.size),
@@ -151,16 +210,69 @@ fn print_vg(vg: &VgReport) {
     }
 }
 
-fn run(cli: Cli) -> sp_loopvg::Result<()> {
-    let progress = |done: u64, total: u64| {
-        sp_cli::err!("\rpreallocating: {} of {}", human(done), human(total));
-        if done == total {
-            sp_cli::errln!();
+/// The report `list`'s options ask for (`None` for other commands and for `--json`);
+/// a bad option is a usage error, found before anything is read.
+fn list_report(command: &Command, json: bool) -> Result<Option<Report>, String> {
+    let Command::List {
+        options,
+        pvs,
+        units,
+        noheadings,
+        separator,
+        aligned,
+        nosuffix,
+        reportformat,
+        select,
+        ..
+    } = command
+    else {
+        return Ok(None);
+    };
+    let lvm_form = !options.is_empty()
+        || *pvs
+        || units.is_some()
+        || *noheadings
+        || separator.is_some()
+        || *aligned
+        || *nosuffix
+        || reportformat.is_some()
+        || select.is_some();
+    if json && lvm_form {
+        return Err(
+            "--json prints loopvg's own report; for lvm2's columns, selection and JSON use \
+             --reportformat json (with -o, --units, --select …)"
+                .into(),
+        );
+    }
+    if json {
+        return Ok(None);
+    }
+    let mut r = Report::new(options, *pvs, select.as_deref())?;
+    r.units = units.unwrap_or_default();
+    r.headings = !noheadings;
+    r.separator = separator.clone();
+    r.aligned = *aligned;
+    r.suffix = !nosuffix;
+    r.format = reportformat.unwrap_or(Format::Basic);
+    Ok(Some(r))
+}
+
+fn run(cli: Cli, report: Option<Report>) -> sp_loopvg::Result<()> {
+    if let Command::List { options, .. } = &cli.command {
+        if options.iter().any(|o| o == "help") {
+            sp_cli::out!("{}", fields_help());
+            return Ok(());
+        }
+    }
+    let bar = progress::preallocation(cli.common.json, cli.common.quiet);
+    let update = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            progress::update(b, done, total);
         }
     };
     let lv = Loopvg {
         dir: cli.dir.clone(),
-        progress: Some(&progress),
+        progress: bar.is_some().then_some(&update as &dyn Fn(u64, u64)),
         // args_os: an argument need not be UTF-8 (std::env::args would panic on one).
         description: format!(
             "Write from {}",
@@ -205,18 +317,41 @@ fn run(cli: Cli) -> sp_loopvg::Result<()> {
             };
             changed(&[vg])?;
         }
-        Command::List { name: Some(name) } => list(&lv.list(Some(name))?)?,
-        Command::List { name: None } => {
-            let (found, corrupt, skipped) = lv.survey()?;
-            for s in &skipped {
-                sp_cli::errln!("loopvg: note: {s}");
+        Command::List { name, select, .. } => {
+            let found = match name {
+                Some(name) => lv.list(Some(name))?,
+                None => {
+                    let (found, corrupt, skipped) = lv.survey()?;
+                    // -q: errors only.
+                    let (corrupt, skipped) = match cli.common.quiet {
+                        true => (vec![], vec![]),
+                        false => (corrupt, skipped),
+                    };
+                    for s in &skipped {
+                        sp_cli::errln!("loopvg: note: {s}");
+                    }
+                    for c in &corrupt {
+                        sp_cli::errln!(
+                            "loopvg: warning: {c}; skipped (`pvck` shows what lvm2 makes of it)"
+                        );
+                    }
+                    found
+                }
+            };
+            match &report {
+                None => list(&found)?,
+                // What no VG at all looks like to a reader (a script asking with
+                // --noheadings or --select gets nothing, as from vgs).
+                Some(r)
+                    if found.is_empty()
+                        && r.format == Format::Basic
+                        && r.headings
+                        && select.is_none() =>
+                {
+                    list(&found)?;
+                }
+                Some(r) => sp_cli::out!("{}", r.render(&found)),
             }
-            for c in &corrupt {
-                sp_cli::errln!(
-                    "loopvg: warning: {c}; skipped (`pvck` shows what lvm2 makes of it)"
-                );
-            }
-            list(&found)?;
         }
         Command::Activate { name, .. } => changed(&lv.activate(name.as_deref())?)?,
         Command::Deactivate { name } => changed(&[lv.deactivate(name)?])?,
@@ -287,7 +422,12 @@ fn exit_code() -> ExitCode {
     let cli: Cli = sp_cli::command::parse();
     sp_cli::log::init(&cli.common);
     let json = cli.common.json;
-    match run(cli) {
+    // Checked before anything is read.
+    let report = match list_report(&cli.command, json) {
+        Ok(r) => r,
+        Err(e) => return sp_cli::error::fail("loopvg", json, Kind::Usage, &e),
+    };
+    match run(cli, report) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => sp_cli::error::fail("loopvg", json, kind(&e), &e.to_string()),
     }
@@ -298,7 +438,7 @@ fn kind(e: &sp_loopvg::Error) -> Kind {
     use sp_kernel::loopdev::LoopError;
     use sp_loopvg::Error as E;
     match e {
-        E::NotRoot | E::Capabilities(_) => Kind::Privilege,
+        e if e.is_privilege() => Kind::Privilege,
         E::Loop(LoopError::Denied(_) | LoopError::NoNode { .. }) => Kind::Privilege,
         E::InvalidName { .. }
         | E::InvalidUnitPath { .. }

@@ -113,7 +113,7 @@ fn the_guides_sizes_work_and_lvm2_agrees() {
         .unwrap()
         .iter()
         .any(|v| v["name"] == "cinder-volumes" && v["seqno"] == 4));
-    let text = loopvg(dir, &["list", "cinder-volumes"]);
+    let text = loopvg(dir, &["list", "--pvs", "cinder-volumes"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("cinder-volumes02"));
 }
 
@@ -122,13 +122,15 @@ fn bad_sizes_fail_clearly_and_leave_nothing() {
     let s = Scratch::new("cli-badsize");
     let dir = s.dir.as_path();
     for (size, why) in [
-        ("0", "missing unit"),
+        ("0", "more than zero"),
         ("0G", "more than zero"),
         ("-1G", "negative"),
         ("+", "absolute size"),
         ("5X", "unknown unit"),
         ("+5G", "absolute size"),
         ("1M", "too small"),
+        ("4", "too small"),
+        ("1000b", "not a whole number of 512-byte sectors"),
         ("1P", "not enough space"),
     ] {
         fails(dir, &["create", "sizevg", size], why);
@@ -137,7 +139,7 @@ fn bad_sizes_fail_clearly_and_leave_nothing() {
     }
     ok_json(dir, &["create", "sizevg", "64M"]);
     for (size, why) in [
-        ("0", "missing unit"),
+        ("0", "more than zero"),
         ("-1G", "negative"),
         ("+", "expected a number"),
         ("5X", "unknown unit"),

@@ -309,7 +309,7 @@ fn guide_scene_agrees_with_iproute2() {
     require::program("dnsmasq", "dnsmasq-base");
     let scene = guide::build();
     let report = inspect_json(&[]);
-    assert_eq!(report["schema"], "stackplumb.netns-inspect/v1");
+    assert_eq!(report["schema"], "stackplumb.netns-inspect/v2");
 
     // Every named namespace iproute2 lists is in the report, and agrees in detail.
     let listed = oracle::netns_list();
@@ -368,13 +368,19 @@ fn guide_scene_agrees_with_iproute2() {
 
     // The guide's scene as Liberty builds it: taps at the VXLAN MTU (1450), the
     // namespace ends left at 1500 — the mismatch the guide papers over with DHCP
-    // option 26 — and nothing else.
+    // option 26 — and, the scene loading no NAT, the router's subnet without SNAT out
+    // of its gateway.
     let expect: BTreeSet<(String, String, String)> = [
         (QROUTER.to_owned(), format!("qr-{}", guide::QR_PORT)),
         (QDHCP.to_owned(), format!("ns-{}", guide::DHCP_PORT)),
     ]
     .into_iter()
     .map(|(ns, link)| ("mtu-mismatch".to_owned(), ns, link))
+    .chain([(
+        "subnet-without-snat".to_owned(),
+        QROUTER.to_owned(),
+        String::new(),
+    )])
     .collect();
     assert_eq!(problems(&report, &[]), expect);
 
@@ -577,4 +583,1154 @@ fn without_root_it_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("permission denied — this needs root"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The NAT rules of `netns` as `nft -j list ruleset` reads them: (statement, match on
+/// `ip daddr`, match on `ip saddr`, `oifname` matched, address or port translated to).
+fn nft_nat(netns: &str) -> BTreeSet<(String, String, String, String, String)> {
+    let out = require::run(
+        Command::new("ip").args(["netns", "exec", netns, "nft", "-j", "list", "ruleset"]),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let mut found = BTreeSet::new();
+    for item in v["nftables"].as_array().unwrap() {
+        let Some(exprs) = item["rule"]["expr"].as_array() else {
+            continue;
+        };
+        let (mut daddr, mut saddr, mut oif) = (String::new(), String::new(), String::new());
+        for e in exprs {
+            let m = &e["match"];
+            match (&m["left"]["payload"]["field"], &m["left"]["meta"]["key"]) {
+                (f, _) if f == "daddr" => daddr = s(&m["right"]),
+                (f, _) if f == "saddr" => saddr = s(&m["right"]),
+                (_, k) if k == "oifname" => oif = s(&m["right"]),
+                _ => {}
+            }
+            for stmt in ["snat", "dnat", "redirect"] {
+                if let Some(o) = e.get(stmt) {
+                    let to = match stmt {
+                        "redirect" => o["port"].to_string(),
+                        _ => s(&o["addr"]),
+                    };
+                    found.insert((
+                        stmt.to_owned(),
+                        daddr.clone(),
+                        saddr.clone(),
+                        oif.clone(),
+                        to,
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The guide's router NAT (docs/nat.md) loaded with `nft`: SNAT of the tenant subnet
+/// out of `qg-`, the floating IP both ways, the metadata redirect; then a second
+/// floating IP with only its SNAT. netns-inspect's NAT view equals what `nft -j` reads,
+/// and says which floating IP has no way in.
+#[test]
+fn router_nat_agrees_with_nft() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    require::program("nft", "nftables");
+    let _scene = guide::build();
+    let qg = format!("qg-{}", guide::QG_PORT);
+    let rules = format!(
+        "table ip neutron-l3-agent {{
+  chain nat-PREROUTING {{ type nat hook prerouting priority dstnat; policy accept;
+    ip daddr 10.0.0.201 dnat to 192.168.0.3
+    ip daddr 169.254.169.254 iifname \"qr-*\" tcp dport 80 redirect to :9697
+  }}
+  chain nat-POSTROUTING {{ type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 192.168.0.3 snat to 10.0.0.201
+    ip saddr 192.168.0.4 snat to 10.0.0.202
+    oifname \"{qg}\" snat to 10.0.0.200
+  }}
+}}
+"
+    );
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", QROUTER, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success(), "nft -f");
+
+    let oracle = nft_nat(QROUTER);
+    let report = inspect_json(&[QROUTER]);
+    let nat = &ns_of(&report, Some(QROUTER))["nat"];
+    assert_eq!(
+        ns_of(&report, Some(QROUTER))["nft_tables"],
+        serde_json::json!(["ip neutron-l3-agent"])
+    );
+    // Floating IPs: every DNAT and every host SNAT nft shows, as pairs.
+    let mut theirs = BTreeSet::new();
+    for (stmt, daddr, saddr, _, to) in &oracle {
+        match stmt.as_str() {
+            "dnat" => theirs.insert((daddr.clone(), to.clone(), "dnat")),
+            "snat" if !saddr.is_empty() => theirs.insert((to.clone(), saddr.clone(), "snat")),
+            _ => false,
+        };
+    }
+    let mut ours = BTreeSet::new();
+    for f in nat["floating"].as_array().unwrap() {
+        for way in ["dnat", "snat"] {
+            if f[way] == true {
+                ours.insert((s(&f["floating"]), s(&f["fixed"]), way));
+            }
+        }
+    }
+    assert_eq!(ours, theirs);
+    // The subnet's SNAT: the rule without a source host.
+    let (_, _, _, oif, to) = oracle
+        .iter()
+        .find(|r| r.0 == "snat" && r.2.is_empty())
+        .unwrap()
+        .clone();
+    let subnets = nat["subnets"].as_array().unwrap();
+    assert_eq!(subnets.len(), 1);
+    assert_eq!(subnets[0]["subnet"], "192.168.0.0/24");
+    assert_eq!(subnets[0]["dev"], format!("qr-{}", guide::QR_PORT));
+    assert_eq!(s(&subnets[0]["snat_to"]), to);
+    assert_eq!(s(&subnets[0]["out_dev"]), oif);
+    let redirect = oracle.iter().find(|r| r.0 == "redirect").unwrap();
+    assert_eq!(nat["metadata"]["to_port"].to_string(), redirect.4);
+    assert_eq!(redirect.1, "169.254.169.254");
+    assert_eq!(nat["metadata"]["dport"], 80);
+
+    let got = problems(&report, &[]);
+    assert!(
+        got.contains(&(
+            "floating-ip-without-dnat".into(),
+            QROUTER.into(),
+            String::new()
+        )),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|p| p.0 == "subnet-without-snat"), "{got:?}");
+    let text = String::from_utf8(inspect(&[QROUTER]).stdout).unwrap();
+    assert!(
+        text.contains("floating 10.0.0.201 ↔ 192.168.0.3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("floating 10.0.0.202 ↔ 192.168.0.4  (no DNAT"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "subnet 192.168.0.0/24 on qr-{}: SNAT to 10.0.0.200 out {qg}",
+            guide::QR_PORT
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("metadata 169.254.169.254:80 from qr-* → local port 9697"),
+        "{text}"
+    );
+
+    // Without the SNAT rule the subnet is reported.
+    require::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        QROUTER,
+        "nft",
+        "flush",
+        "chain",
+        "ip",
+        "neutron-l3-agent",
+        "nat-POSTROUTING",
+    ]));
+    let report = inspect_json(&[QROUTER]);
+    let got = problems(&report, &[]);
+    assert!(
+        got.contains(&("subnet-without-snat".into(), QROUTER.into(), String::new())),
+        "{got:?}"
+    );
+}
+
+/// l2population's entries as Neutron's agents write them through iproute2 — FDB NUD
+/// 0xc0 (`permanent|noarp`), permanent neighbours — and the VXLAN device's `local`,
+/// port, learning and proxy, as netns-inspect reads them and as `ip -d -j link`,
+/// `bridge -j fdb` and `ip -j neigh` do.
+#[test]
+fn vxlan_and_l2population_are_shown_whole() {
+    sandbox::enter();
+    ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
+    ip(&["addr", "add", "10.0.0.101/24", "dev", "eth0"]);
+    ip(&["link", "set", "eth0", "up"]);
+    ip(&["link", "add", "brq5b6a8b87-fd", "type", "bridge"]);
+    ip(&[
+        "link",
+        "add",
+        "vxlan-1",
+        "type",
+        "vxlan",
+        "id",
+        "1",
+        "local",
+        "10.0.0.101",
+        "dev",
+        "eth0",
+        "dstport",
+        "8472",
+        "nolearning",
+        "proxy",
+    ]);
+    ip(&["link", "set", "vxlan-1", "master", "brq5b6a8b87-fd", "up"]);
+    for args in [
+        [
+            "fdb",
+            "append",
+            "00:00:00:00:00:00",
+            "dev",
+            "vxlan-1",
+            "dst",
+            "10.0.0.102",
+        ],
+        [
+            "fdb",
+            "replace",
+            "fa:16:3e:00:00:05",
+            "dev",
+            "vxlan-1",
+            "dst",
+            "10.0.0.102",
+        ],
+    ] {
+        require::run(Command::new("bridge").args(args));
+    }
+    ip(&[
+        "neigh",
+        "replace",
+        "192.168.0.5",
+        "lladdr",
+        "fa:16:3e:00:00:05",
+        "dev",
+        "vxlan-1",
+        "nud",
+        "permanent",
+    ]);
+    let report = inspect_json(&[]);
+    let link = ns_of(&report, None)["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "vxlan-1")
+        .unwrap()
+        .clone();
+    let v = &link["vxlan"];
+    let data = &oracle::link(None, "vxlan-1")["linkinfo"]["info_data"];
+    assert_eq!(v["local"], data["local"]);
+    assert_eq!(v["port"], data["port"]);
+    assert_eq!(v["learning"], data["learning"]);
+    assert_eq!(v["proxy"], data["proxy"]);
+    let theirs: BTreeSet<(String, String, String)> = oracle::fdb(None, "vxlan-1")
+        .iter()
+        .map(|e| (s(&e["mac"]), s(&e["dst"]), s(&e["state"])))
+        .collect();
+    let ours: BTreeSet<(String, String, String)> = v["fdb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            // iproute2 prints the state word "permanent" for NUD_PERMANENT, nothing
+            // for NUD_NOARP alone.
+            let state = if e["permanent"] == true {
+                "permanent"
+            } else {
+                ""
+            };
+            (s(&e["mac"]), s(&e["dst"]), state.to_owned())
+        })
+        .collect();
+    assert_eq!(ours, theirs);
+    let agents = v["fdb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["mac"] == "fa:16:3e:00:00:05")
+        .unwrap();
+    assert_eq!(
+        agents["state"],
+        serde_json::json!(["noarp", "permanent"]),
+        "0xc0"
+    );
+    assert_eq!(agents["permanent"], true);
+    let theirs: BTreeSet<(String, String)> = oracle::neighbours(None, "vxlan-1")
+        .iter()
+        .filter(|n| {
+            n["state"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s == "PERMANENT")
+        })
+        .map(|n| (s(&n["dst"]), s(&n["lladdr"])))
+        .collect();
+    let ours: BTreeSet<(String, String)> = v["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["permanent"] == true)
+        .map(|n| (s(&n["ip"]), s(&n["mac"])))
+        .collect();
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.len(), 1);
+    let text = String::from_utf8(inspect(&[]).stdout).unwrap();
+    assert!(
+        text.contains("vxlan id 1 local 10.0.0.101 dev eth0 port 8472 learning off proxy on"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fdb fa:16:3e:00:00:05 dst 10.0.0.102 self noarp permanent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("neigh 192.168.0.5 lladdr fa:16:3e:00:00:05 permanent"),
+        "{text}"
+    );
+}
+
+/// `--check` judges what an operator owns: an orphan veth in a namespace held only by
+/// some other process (another user's container) does not fail it, unless `--all`; the
+/// same in a named namespace does.
+#[test]
+fn check_counts_what_the_operator_owns() {
+    sandbox::enter();
+    let holder = Parked::start(None, &["unshare", "--net", "sleep", "600"]);
+    let ours = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    holder.wait_until("runs in a namespace of its own", |pid| {
+        std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|l| l != ours)
+            && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "sleep")
+    });
+    let pid = holder.pid().to_string();
+    // The peer's namespace: pinned by a descriptor only, so nobody can see it.
+    netns_add("doomed");
+    let pin = Parked::start(
+        None,
+        &["sh", "-c", "exec 3</run/netns/doomed; exec sleep 600"],
+    );
+    pin.wait_until("holds the namespace open", |p| {
+        std::fs::read_link(format!("/proc/{p}/fd/3")).is_ok_and(|l| l.ends_with("doomed"))
+    });
+    ip(&[
+        "link", "add", "held0", "netns", &pid, "type", "veth", "peer", "name", "lost0", "netns",
+        "doomed",
+    ]);
+    ip(&["netns", "delete", "doomed"]);
+    let report = inspect_json(&[]);
+    let held = format!("pid:{pid}");
+    let got = problems(&report, &[holder.pid()]);
+    assert!(
+        got.contains(&("orphan-veth".into(), held.clone(), "held0".into())),
+        "{got:?}"
+    );
+    // Only problems of process-held namespaces: none of ours.
+    assert!(got.iter().all(|p| p.1.starts_with("pid:")), "{got:?}");
+    assert_eq!(inspect(&["--check"]).status.code(), Some(0));
+    assert_eq!(inspect(&["--check", "--all"]).status.code(), Some(3));
+
+    // The same debris in a named namespace is the operator's.
+    netns_add("blue");
+    netns_add("doomed");
+    let pin2 = Parked::start(
+        None,
+        &["sh", "-c", "exec 3</run/netns/doomed; exec sleep 600"],
+    );
+    pin2.wait_until("holds the namespace open", |p| {
+        std::fs::read_link(format!("/proc/{p}/fd/3")).is_ok_and(|l| l.ends_with("doomed"))
+    });
+    ip(&[
+        "-n", "blue", "link", "add", "named0", "type", "veth", "peer", "name", "lost1", "netns",
+        "doomed",
+    ]);
+    ip(&["netns", "delete", "doomed"]);
+    assert_eq!(inspect(&["--check"]).status.code(), Some(3));
+}
+
+/// `--brief`: one line per namespace (like `ip -br`), with kind, id, processes,
+/// problem count and the links with state and first address.
+#[test]
+fn brief_is_one_line_per_namespace() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    let scene = guide::build();
+    for i in 0..20 {
+        netns_add(&format!("qdhcp-{i:08}-0000-4000-8000-000000000000"));
+    }
+    let report = inspect_json(&[]);
+    let out = inspect(&["--brief"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Namespaces held by processes come and go with the tests running beside this one.
+    let lines: Vec<&str> = text.lines().filter(|l| !l.contains(" pid:")).collect();
+    let listed = report["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| s(&n["label"]))
+        .filter(|l| !l.starts_with("pid:"))
+        .collect::<Vec<_>>();
+    assert_eq!(lines.len(), listed.len(), "{text}\n{listed:?}");
+    let qdhcp = lines
+        .iter()
+        .find(|l| l.starts_with("qdhcp ") && l.contains(DEMO_NET))
+        .unwrap();
+    assert!(qdhcp.contains("procs 1 (dnsmasq)"), "{qdhcp}");
+    assert!(
+        qdhcp.contains(&format!("ns-{} UP 192.168.0.2/24", guide::DHCP_PORT)),
+        "{qdhcp}"
+    );
+    let qr = lines.iter().find(|l| l.contains(ROUTER)).unwrap();
+    assert!(qr.starts_with("qrouter "), "{qr}");
+    assert!(
+        qr.contains(&format!("qg-{} UP 10.0.0.200/24", guide::QG_PORT)),
+        "{qr}"
+    );
+    // Each empty qdhcp namespace is one line with its problem counted.
+    let empty: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("-0000-4000-8000-"))
+        .collect();
+    assert_eq!(empty.len(), 20);
+    assert!(
+        empty
+            .iter()
+            .all(|l| l.contains("problems 1") && l.ends_with(" -")),
+        "{empty:?}"
+    );
+    drop(scene);
+}
+
+/// A column of `ovs-vsctl --format=json` that may be empty: `["set", []]` is none.
+fn ovs_opt(v: &Value) -> Option<Value> {
+    match v.as_array() {
+        Some(a) if a.first() == Some(&Value::from("set")) => {
+            a[1].as_array().unwrap().first().cloned()
+        }
+        _ => Some(v.clone()),
+    }
+}
+
+/// A map column of `ovs-vsctl --format=json`: `["map", [[k, v]…]]`.
+fn ovs_map(v: &Value) -> BTreeMap<String, String> {
+    v[1].as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| (s(&kv[0]), s(&kv[1])))
+        .collect()
+}
+
+/// Renders `dot` text with Graphviz and returns the SVG; saves the DOT source under
+/// `$NETNS_INSPECT_DOT_DIR/NAME.dot` when set (how docs/ gets its pictures).
+fn render_dot(name: &str, namespaces: &[&str]) -> String {
+    require::program("dot", "graphviz");
+    let mut args = vec!["--format", "dot"];
+    args.extend_from_slice(namespaces);
+    let out = inspect(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(dir) = std::env::var_os("NETNS_INSPECT_DOT_DIR") {
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("{name}.dot")),
+            &out.stdout,
+        )
+        .unwrap();
+    }
+    let mut dot = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    dot.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let done = dot.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        done.status.success() && err.trim().is_empty(),
+        "dot -Tsvg: {err}"
+    );
+    // SVG writes `-` as `&#45;`.
+    String::from_utf8(done.stdout)
+        .unwrap()
+        .replace("&#45;", "-")
+}
+
+/// The guide's controller drawn: the picture renders, with both Neutron namespaces as
+/// clusters and the veth pairs between them.
+#[test]
+fn guide_scene_is_drawn() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    let _scene = guide::build();
+    let svg = render_dot("guide-controller", &["current", QROUTER, QDHCP]);
+    assert!(svg.contains("<svg"), "{svg}");
+    for label in [
+        format!("qrouter {}", &ROUTER[..8]),
+        format!("router {ROUTER}"),
+        format!("network {DEMO_NET}"),
+        format!("qr-{}", guide::QR_PORT),
+        "veth".to_owned(),
+        "dnsmasq".to_owned(),
+    ] {
+        assert!(svg.contains(&label), "{label} not drawn");
+    }
+}
+
+const DHCP_PORT_ID: &str = "b5cfa271-71aa-4bbb-8ccc-1234567890ab";
+const QR_PORT_ID: &str = "7337070d-45e1-4a2b-9c3d-1234567890ab";
+const QG_PORT_ID: &str = "9477c16b-e5d4-4c3b-8a29-1234567890ab";
+const VM_PORT_ID: &str = "a7b1762b-3b4c-4d5e-8f60-1234567890ab";
+
+/// The packstack host (seed 002) as Neutron's Open vSwitch agent builds it, on a private
+/// ovsdb-server + ovs-vswitchd (userspace datapath): br-int with tagged internal ports
+/// moved into qdhcp/qrouter, br-tun joined by patch ports with a VXLAN port, br-ex with
+/// `qg-`, a hybrid `qbr`/`qvb`/`qvo` instance port; then debris — a port on the dead
+/// VLAN left where ovs-vswitchd made it, an interface with an error. netns-inspect reads
+/// it as `ovs-vsctl --format=json list` and `ip -j` do.
+#[test]
+fn open_vswitch_host_reads_right() {
+    sandbox::enter();
+    let ovs = sp_testenv::ovs::Ovs::start();
+    netns_add(QDHCP);
+    netns_add(QROUTER);
+    netns_add("vm1");
+    for br in ["br-int", "br-tun"] {
+        ovs.vsctl(&[
+            "add-br",
+            br,
+            "--",
+            "set",
+            "bridge",
+            br,
+            "datapath_type=netdev",
+            "fail_mode=secure",
+        ]);
+    }
+    ovs.vsctl(&[
+        "add-br",
+        "br-ex",
+        "--",
+        "set",
+        "bridge",
+        "br-ex",
+        "datapath_type=netdev",
+    ]);
+    for (br, port, peer) in [
+        ("br-int", "patch-tun", "patch-int"),
+        ("br-tun", "patch-int", "patch-tun"),
+    ] {
+        ovs.vsctl(&[
+            "add-port",
+            br,
+            port,
+            "--",
+            "set",
+            "interface",
+            port,
+            "type=patch",
+            &format!("options:peer={peer}"),
+        ]);
+    }
+    ovs.vsctl(&[
+        "add-port",
+        "br-tun",
+        "vxlan-0a000066",
+        "--",
+        "set",
+        "interface",
+        "vxlan-0a000066",
+        "type=vxlan",
+        "options:remote_ip=10.0.0.102",
+        "options:local_ip=10.0.0.101",
+        "options:in_key=flow",
+        "options:out_key=flow",
+    ]);
+    let internal = |br: &str, dev: &str, tag: Option<&str>, id: &str, mac: &str| {
+        let mut args = vec!["add-port".to_owned(), br.to_owned(), dev.to_owned()];
+        args.extend(tag.map(|t| format!("tag={t}")));
+        for a in ["--", "set", "interface", dev, "type=internal"] {
+            args.push(a.to_owned());
+        }
+        args.push(format!("external_ids:iface-id={id}"));
+        args.push(format!("external_ids:attached-mac={mac}"));
+        args.push("external_ids:iface-status=active".to_owned());
+        ovs.vsctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    let tap = format!("tap{}", guide::DHCP_PORT);
+    let qr = format!("qr-{}", guide::QR_PORT);
+    let qg = format!("qg-{}", guide::QG_PORT);
+    internal("br-int", &tap, Some("1"), DHCP_PORT_ID, "fa:16:3e:90:58:fa");
+    internal("br-int", &qr, Some("1"), QR_PORT_ID, "fa:16:3e:a7:24:00");
+    internal("br-ex", &qg, None, QG_PORT_ID, "fa:16:3e:b2:d8:f0");
+    for (dev, ns) in [(&tap, QDHCP), (&qr, QROUTER), (&qg, QROUTER)] {
+        ip(&["link", "set", dev, "netns", ns]);
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+    }
+    ip(&["-n", QDHCP, "addr", "add", "192.168.0.2/24", "dev", &tap]);
+    ip(&["-n", QROUTER, "addr", "add", "192.168.0.1/24", "dev", &qr]);
+    ip(&["-n", QROUTER, "addr", "add", "10.0.0.200/24", "dev", &qg]);
+    // The hybrid plugging of an instance port: tap on qbr, qvb–qvo veth, qvo on br-int.
+    let p = &VM_PORT_ID[..11];
+    let (qbr, qvb, qvo, vm_tap) = (
+        format!("qbr{p}"),
+        format!("qvb{p}"),
+        format!("qvo{p}"),
+        format!("tap{p}"),
+    );
+    ip(&["link", "add", &qbr, "type", "bridge"]);
+    ip(&["link", "set", &qbr, "up"]);
+    ip(&[
+        "link", "add", &qvb, "master", &qbr, "up", "type", "veth", "peer", "name", &qvo,
+    ]);
+    ip(&["link", "set", &qvo, "up"]);
+    ip(&[
+        "link", "add", &vm_tap, "master", &qbr, "up", "type", "veth", "peer", "name", "eth0",
+        "netns", "vm1",
+    ]);
+    ovs.vsctl(&[
+        "add-port",
+        "br-int",
+        &qvo,
+        "tag=1",
+        "--",
+        "set",
+        "interface",
+        &qvo,
+        &format!("external_ids:iface-id={VM_PORT_ID}"),
+        "external_ids:attached-mac=fa:16:3e:5d:2c:01",
+    ]);
+    // Debris: an internal port on the dead VLAN never moved; a device that is not there.
+    internal(
+        "br-int",
+        "tapdead0000-00",
+        Some("4095"),
+        "dead0000-0000-4000-8000-000000000000",
+        "fa:16:3e:00:00:99",
+    );
+    ovs.vsctl(&["--no-wait", "add-port", "br-int", "nosuchdev0"]);
+    // ovs-vswitchd records the error when it reconfigures.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ovs_opt(&ovs.row("Interface", "nosuchdev0").unwrap()["error"]).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error recorded for nosuchdev0"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // Read through the default address, OVS_RUNDIR honoured as ovs-vsctl does.
+    let out = Command::new(env!("CARGO_BIN_EXE_netns-inspect"))
+        .arg("--json")
+        .env("OVS_RUNDIR", ovs.dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &report["ovs"];
+    assert_eq!(o["db"], ovs.db());
+
+    // Bridges, ports, interfaces: as ovs-vsctl lists them.
+    let ours_ports: BTreeMap<String, &Value> = o["bridges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["ports"].as_array().unwrap())
+        .map(|p| (s(&p["name"]), p))
+        .collect();
+    let port_rows = ovs.list("Port");
+    assert_eq!(ours_ports.len(), port_rows.len());
+    for row in &port_rows {
+        let ours = ours_ports[&s(&row["name"])];
+        assert_eq!(
+            ours["tag"].as_i64(),
+            ovs_opt(&row["tag"]).and_then(|t| t.as_i64()),
+            "tag of {}",
+            row["name"]
+        );
+    }
+    for b in ovs.list("Bridge") {
+        let ours = o["bridges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == b["name"])
+            .unwrap();
+        assert_eq!(
+            ours["fail_mode"],
+            ovs_opt(&b["fail_mode"]).unwrap_or(Value::Null)
+        );
+        assert_eq!(ours["datapath_type"], b["datapath_type"]);
+        let count = match b["ports"].as_array() {
+            Some(a) if a[0] == "set" => a[1].as_array().unwrap().len(),
+            _ => 1,
+        };
+        assert_eq!(ours["ports"].as_array().unwrap().len(), count);
+    }
+    let ours_ifaces: BTreeMap<String, &Value> = ours_ports
+        .values()
+        .flat_map(|p| p["interfaces"].as_array().unwrap())
+        .map(|i| (s(&i["name"]), i))
+        .collect();
+    for row in ovs.list("Interface") {
+        let ours = ours_ifaces[&s(&row["name"])];
+        assert_eq!(ours["type"], row["type"]);
+        let options = ovs_map(&row["options"]);
+        assert_eq!(
+            ours["peer"].as_str(),
+            options.get("peer").map(String::as_str)
+        );
+        assert_eq!(
+            ours["remote_ip"].as_str(),
+            options.get("remote_ip").map(String::as_str)
+        );
+        let ids = ovs_map(&row["external_ids"]);
+        assert_eq!(
+            ours["iface_id"].as_str(),
+            ids.get("iface-id").map(String::as_str)
+        );
+        assert_eq!(
+            ours["attached_mac"].as_str(),
+            ids.get("attached-mac").map(String::as_str)
+        );
+        assert_eq!(
+            ours["error"],
+            ovs_opt(&row["error"]).unwrap_or(Value::Null),
+            "error of {}",
+            row["name"]
+        );
+    }
+
+    // The links inside the namespaces know where they are plugged; kinds as ip -j says.
+    let link_of = |ns: Option<&str>, name: &str| {
+        ns_of(&report, ns)["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    for (ns, dev, br, id) in [
+        (Some(QDHCP), &tap, "br-int", Some(DHCP_PORT_ID)),
+        (Some(QROUTER), &qr, "br-int", Some(QR_PORT_ID)),
+        (Some(QROUTER), &qg, "br-ex", Some(QG_PORT_ID)),
+        (None, &qvo, "br-int", Some(VM_PORT_ID)),
+    ] {
+        let l = link_of(ns, dev);
+        assert_eq!(l["kind"], ip_links(ns)[dev.as_str()].1, "kind of {dev}");
+        assert_eq!(l["ovs"]["bridge"], br, "{dev}");
+        assert_eq!(l["ovs"]["iface_id"].as_str(), id, "{dev}");
+        let tag = ovs_opt(&ovs.row("Port", dev).unwrap()["tag"]).and_then(|t| t.as_i64());
+        assert_eq!(l["ovs"]["tag"].as_i64(), tag, "{dev}");
+    }
+    assert_eq!(link_of(None, &qvb)["neutron"]["role"], "hybrid-bridge-end");
+    assert_eq!(link_of(None, &qbr)["neutron"]["role"], "hybrid-bridge");
+    assert_eq!(link_of(None, &qvo)["neutron"]["role"], "hybrid-ovs-end");
+    assert_eq!(link_of(None, &qvb)["peer"]["name"], qvo.as_str());
+
+    let got = problems(&report, &[]);
+    for p in [
+        ("ovs-dead-vlan", "current", "tapdead0000-00"),
+        ("ovs-internal-port-not-moved", "current", "tapdead0000-00"),
+        ("ovs-interface-error", "current", "nosuchdev0"),
+    ] {
+        assert!(
+            got.contains(&(p.0.into(), p.1.into(), p.2.into())),
+            "{p:?} not in {got:?}"
+        );
+    }
+    assert!(
+        !got.iter()
+            .any(|p| p.0.starts_with("ovs-") && p.2 != "tapdead0000-00" && p.2 != "nosuchdev0"),
+        "{got:?}"
+    );
+
+    // The text view, as the issue asks for it.
+    let out = inspect(&["--ovsdb", &ovs.db(), QDHCP]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "{tap}: OVS internal port on br-int, tag 1, Neutron port {DHCP_PORT_ID}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("br-int  fail_mode secure  datapath netdev"),
+        "{text}"
+    );
+    assert!(
+        text.contains("patch-tun        patch     peer patch-int"),
+        "{text}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_netns-inspect"))
+        .args(["--format", "dot"])
+        .env("OVS_RUNDIR", ovs.dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dot = String::from_utf8(out.stdout).unwrap();
+    assert!(dot.contains("label=\"patch\""), "{dot}");
+    assert!(dot.contains("\"VTEP 10.0.0.102\""), "{dot}");
+    // The saved picture reads OVS through the same default.
+    std::env::set_var("OVS_RUNDIR", ovs.dir());
+    let svg = render_dot("packstack-host", &["current", QROUTER, QDHCP, "vm1"]);
+    assert!(
+        svg.contains(&format!("Neutron port {DHCP_PORT_ID}")),
+        "{svg}"
+    );
+
+    // No ovsdb-server at the default address: nothing said about OVS, nothing fails.
+    let empty = std::env::temp_dir().join(format!("no-ovs-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_netns-inspect"))
+        .args(["--json", "--check"])
+        .env("OVS_RUNDIR", &empty)
+        .output()
+        .unwrap();
+    std::fs::remove_dir(&empty).unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ovs"], Value::Null);
+    assert!(!problems(&report, &[])
+        .iter()
+        .any(|p| p.0.starts_with("ovs")));
+    // An ovsdb-server named with --ovsdb that is not there fails.
+    let out = inspect(&["--ovsdb", "unix:/nonexistent/db.sock"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/db.sock"));
+}
+
+/// A Neutron host's rules as iptables-nft writes them — Liberty's `-j DNAT`, `-j SNAT`,
+/// `-j REDIRECT` in the router, `-m physdev` for an instance port with the Linux bridge
+/// agent's `neutron-linuxbri-*` chains — read through their xtables extensions; the
+/// oracle is `iptables-nft -S`, the writer's own reading.
+#[test]
+fn iptables_nft_rules_read_right() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    require::program("iptables-nft", "iptables");
+    let _scene = guide::build();
+    let qg = format!("qg-{}", guide::QG_PORT);
+    let ipt = |ns: &str, args: &[&str]| {
+        require::run(
+            Command::new("ip")
+                .args(["netns", "exec", ns, "iptables-nft"])
+                .args(args),
+        )
+    };
+    let ipt_here = |args: &[&str]| require::run(Command::new("iptables-nft").args(args));
+    for rule in [
+        vec![
+            "-A",
+            "PREROUTING",
+            "-d",
+            "10.0.0.201/32",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "192.168.0.3",
+        ],
+        vec![
+            "-A",
+            "PREROUTING",
+            "-d",
+            "169.254.169.254/32",
+            "-i",
+            "qr-+",
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            "80",
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            "9697",
+        ],
+        vec![
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "192.168.0.3/32",
+            "-j",
+            "SNAT",
+            "--to-source",
+            "10.0.0.201",
+        ],
+        vec![
+            "-A",
+            "POSTROUTING",
+            "-o",
+            &qg,
+            "-j",
+            "SNAT",
+            "--to-source",
+            "10.0.0.200",
+        ],
+    ] {
+        let mut args = vec!["-t", "nat"];
+        args.extend(rule);
+        ipt(QROUTER, &args);
+    }
+    // The oracle: iptables-nft's own listing.
+    let listing = ipt(QROUTER, &["-t", "nat", "-S"]);
+    let word = |line: &str, flag: &str| {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        w.iter()
+            .position(|x| *x == flag)
+            .map(|i| w[i + 1].trim_end_matches("/32").to_owned())
+    };
+    let report = inspect_json(&[QROUTER]);
+    let nat = &ns_of(&report, Some(QROUTER))["nat"];
+    let has_floating = |fip: &str, fixed: &str, way: &str| {
+        nat["floating"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["floating"] == fip && f["fixed"] == fixed && f[way] == true)
+    };
+    for line in listing.lines().filter(|l| l.starts_with("-A ")) {
+        if let Some(to) = word(line, "--to-destination") {
+            let fip = word(line, "-d").unwrap();
+            assert!(has_floating(&fip, &to, "dnat"), "{line} not in {nat}");
+        } else if let Some(to) = word(line, "--to-source") {
+            match word(line, "-s") {
+                Some(fixed) => {
+                    assert!(has_floating(&to, &fixed, "snat"), "{line} not in {nat}")
+                }
+                None => {
+                    assert_eq!(nat["subnets"][0]["snat_to"], to.as_str(), "{line}");
+                    assert_eq!(
+                        nat["subnets"][0]["out_dev"].as_str(),
+                        word(line, "-o").as_deref(),
+                        "{line}"
+                    );
+                }
+            }
+        } else if let Some(port) = word(line, "--to-ports") {
+            assert_eq!(nat["metadata"]["to_port"].to_string(), port, "{line}");
+            assert_eq!(nat["metadata"]["from"], "qr-*", "{line}");
+            assert_eq!(nat["metadata"]["dport"], 80, "{line}");
+        }
+    }
+    assert_eq!(nat["floating"].as_array().unwrap().len(), 1, "{nat}");
+    let got = problems(&report, &[]);
+    assert!(
+        !got.iter()
+            .any(|p| p.0.contains("snat") || p.0.contains("dnat")),
+        "{got:?}"
+    );
+
+    // An instance port filtered by the Linux bridge agent's chains through physdev, and
+    // one left without a rule.
+    netns_add("vm1");
+    let demo_br = format!("brq{}", &DEMO_NET[..11]);
+    for (tap, peer) in [("tapa7b1762b-3b", "eth0"), ("tapc3d2e1f0-12", "eth1")] {
+        ip(&[
+            "link", "add", tap, "master", &demo_br, "up", "type", "veth", "peer", "name", peer,
+            "netns", "vm1",
+        ]);
+    }
+    for chain in [
+        "neutron-linuxbri-sg-chain",
+        "neutron-linuxbri-ia7b1762b-3",
+        "neutron-linuxbri-oa7b1762b-3",
+    ] {
+        ipt_here(&["-N", chain]);
+    }
+    for rule in [
+        vec![
+            "-A",
+            "FORWARD",
+            "-m",
+            "physdev",
+            "--physdev-out",
+            "tapa7b1762b-3b",
+            "--physdev-is-bridged",
+            "-j",
+            "neutron-linuxbri-sg-chain",
+        ],
+        vec![
+            "-A",
+            "FORWARD",
+            "-m",
+            "physdev",
+            "--physdev-in",
+            "tapa7b1762b-3b",
+            "--physdev-is-bridged",
+            "-j",
+            "neutron-linuxbri-sg-chain",
+        ],
+        vec![
+            "-A",
+            "neutron-linuxbri-sg-chain",
+            "-m",
+            "physdev",
+            "--physdev-out",
+            "tapa7b1762b-3b",
+            "--physdev-is-bridged",
+            "-j",
+            "neutron-linuxbri-ia7b1762b-3",
+        ],
+        vec![
+            "-A",
+            "neutron-linuxbri-sg-chain",
+            "-m",
+            "physdev",
+            "--physdev-in",
+            "tapa7b1762b-3b",
+            "--physdev-is-bridged",
+            "-j",
+            "neutron-linuxbri-oa7b1762b-3",
+        ],
+        vec![
+            "-A",
+            "neutron-linuxbri-ia7b1762b-3",
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            "22",
+            "-j",
+            "RETURN",
+        ],
+        vec!["-A", "neutron-linuxbri-ia7b1762b-3", "-j", "DROP"],
+        vec!["-A", "neutron-linuxbri-oa7b1762b-3", "-j", "RETURN"],
+    ] {
+        ipt_here(&rule);
+    }
+    let report = inspect_json(&[]);
+    let here = ns_of(&report, None);
+    assert_eq!(here["security_groups"], true);
+    let filter = |tap: &str| {
+        here["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == tap)
+            .unwrap()["filter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {}", s(&r["chain"]), s(&r["rule"])))
+            .collect::<Vec<_>>()
+    };
+    let rules = filter("tapa7b1762b-3b");
+    // The rules naming the port, and both of its chains whole (3 rules): 7, as iptables
+    // lists them.
+    let listed = ipt_here(&["-S"])
+        .lines()
+        .filter(|l| l.starts_with("-A "))
+        .count();
+    assert_eq!(rules.len(), listed, "{rules:#?}");
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.starts_with("neutron-linuxbri-ia7b1762b-3 ") && r.contains("drop")),
+        "{rules:#?}"
+    );
+    assert!(filter("tapc3d2e1f0-12").is_empty());
+    let got = problems(&report, &[]);
+    assert!(
+        got.contains(&(
+            "port-without-filter".into(),
+            s(&here["label"]),
+            "tapc3d2e1f0-12".into()
+        )),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter()
+            .any(|p| p.0 == "port-without-filter" && p.2 == "tapa7b1762b-3b"),
+        "{got:?}"
+    );
+}
+
+/// The router NAT stackplumb writes (`sp-l3`, Liberty's rules as nf_tables objects in
+/// table `ip neutron-l3-agent`) reads as the L3 agent means it: SNAT of the subnet to
+/// the gateway address, the floating IP both ways, the metadata redirect — and `nft -j`
+/// agrees on every translation.
+#[test]
+fn router_nat_written_by_stackplumb_reads_right() {
+    sandbox::enter();
+    require::program("dnsmasq", "dnsmasq-base");
+    require::program("nft", "nftables");
+    let _scene = guide::build();
+    let nat = sp_neutron::l3::RouterNat {
+        gateway_device: format!("qg-{}", guide::QG_PORT),
+        gateway_ip: Some("10.0.0.200".parse().unwrap()),
+        enable_snat: true,
+        floating_ips: vec![sp_neutron::l3::FloatingIp {
+            floating: "10.0.0.201".parse().unwrap(),
+            fixed: "192.168.0.3".parse().unwrap(),
+        }],
+    };
+    sp_l3::load_each(&[(QROUTER, &nat)], &mut vec![]).unwrap();
+    let oracle = nft_nat(QROUTER);
+    let report = inspect_json(&[QROUTER]);
+    let ours = &ns_of(&report, Some(QROUTER))["nat"];
+    assert_eq!(
+        ours["floating"],
+        serde_json::json!([{"floating": "10.0.0.201", "fixed": "192.168.0.3", "dnat": true, "snat": true}])
+    );
+    for f in ours["floating"].as_array().unwrap() {
+        assert!(
+            oracle
+                .iter()
+                .any(|r| r.0 == "dnat" && r.1 == s(&f["floating"]) && r.4 == s(&f["fixed"])),
+            "{oracle:?}"
+        );
+        assert!(
+            oracle
+                .iter()
+                .any(|r| r.0 == "snat" && r.2 == s(&f["fixed"]) && r.4 == s(&f["floating"])),
+            "{oracle:?}"
+        );
+    }
+    assert_eq!(ours["subnets"][0]["subnet"], "192.168.0.0/24");
+    assert_eq!(ours["subnets"][0]["snat_to"], "10.0.0.200");
+    assert!(
+        oracle.iter().any(|r| r.0 == "snat"
+            && r.2.is_empty()
+            && r.3 == s(&ours["subnets"][0]["out_dev"])
+            && r.4 == "10.0.0.200"),
+        "{oracle:?} {ours}"
+    );
+    assert_eq!(ours["metadata"]["to_port"], 9697);
+    assert!(
+        oracle
+            .iter()
+            .any(|r| r.0 == "redirect" && r.1 == "169.254.169.254" && r.4 == "9697"),
+        "{oracle:?}"
+    );
+    let got = problems(&report, &[]);
+    assert!(
+        !got.iter()
+            .any(|p| p.0.contains("snat") || p.0.contains("dnat")),
+        "{got:?}"
+    );
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use sp_testenv::nodes::{link_names, two_nodes, Cli};
+use sp_testenv::nodes::{link_names, two_nodes};
 use sp_testenv::oracle;
 
 /// The objects of a plan's (or status's) actions as `op type name-ish` words.
@@ -33,12 +33,6 @@ fn actions(v: &Value) -> Vec<String> {
 }
 
 /// The run lock of `node`'s network namespace (one per node, whatever the state dir).
-fn node_lock(node: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::metadata(format!("/run/netns/{node}")).unwrap();
-    Path::new("/run/stackplumb").join(format!("net-{}-{}.lock", md.dev(), md.ino()))
-}
-
 #[test]
 fn plan_apply_status_destroy_converge() {
     let (cli, _cleanup) = two_nodes();
@@ -132,17 +126,50 @@ fn plan_apply_status_destroy_converge() {
     assert_eq!(again["done"], 1, "{again}");
     assert_eq!(cli.json("controller", &["status"])["converged"], true);
 
-    // Another run holding the node's lock: the second waits, then fails naming it.
-    std::fs::create_dir_all("/run/stackplumb").unwrap();
-    let lock = std::fs::File::create(node_lock("compute")).unwrap();
-    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    // Another run holding the node's lock — from another mount namespace with a /run
+    // of its own, as a container sharing the host's network has: the second waits,
+    // then fails naming it.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        use nix::sched::{setns, unshare, CloneFlags};
+        use std::os::linux::net::SocketAddrExt;
+        let ns = std::fs::File::open("/run/netns/compute").unwrap();
+        setns(&ns, CloneFlags::CLONE_NEWNET).unwrap();
+        unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS).unwrap();
+        nix::mount::mount(
+            Some("none"),
+            "/run",
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(
+            sp_orchestrate::supervise::LOCK_NAME,
+        )
+        .unwrap();
+        let _held = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+        held_tx.send(()).unwrap();
+        let _ = end_rx.recv();
+    });
+    held_rx.recv().unwrap();
     let out = cli.on("compute", &["--lock-timeout", "0.3", "apply"]);
-    drop(held);
-    let _ = std::fs::remove_file(node_lock("compute"));
-    assert_eq!(out.status.code(), Some(5));
+    end_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("another stackplumb run"),
-        "{out:?}"
+        said.contains(&format!(
+            "another stackplumb run (pid {}, uid 0)",
+            std::process::id()
+        )),
+        "{said}"
+    );
+    // Released with its holder: the next run takes it.
+    assert_eq!(
+        cli.json("compute", &["apply"])["left"],
+        Value::Array(vec![])
     );
 
     for node in ["compute", "controller"] {
@@ -320,15 +347,6 @@ fn fingerprint(state: &Path) -> Vec<String> {
     out
 }
 
-/// Starts `stackplumb apply` inside `node`; killing the child kills the apply.
-fn spawn_apply(cli: &Cli, node: &str) -> std::process::Child {
-    cli.cmd(node, &["apply"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
     let (cli, _cleanup) = two_nodes();
@@ -342,11 +360,12 @@ fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
     for node in ["compute", "controller"] {
         cli.json(node, &["destroy"]);
     }
-    let mut clean = std::time::Duration::ZERO;
+    // Each node's clean apply, counted in completed actions: the kill moments.
+    let mut actions = Vec::new();
     for node in ["controller", "compute"] {
-        let t = std::time::Instant::now();
-        cli.json(node, &["apply"]);
-        clean = clean.max(t.elapsed());
+        let (code, lines) = cli.json_lines(node, &["apply"]);
+        assert_eq!(code, Some(0), "clean apply on {node}: {lines:?}");
+        actions.push(lines.iter().filter(|l| l["event"] == "done").count());
     }
     let reference = fingerprint(st);
     for node in ["compute", "controller"] {
@@ -354,27 +373,21 @@ fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
     }
     // Rounds whose kill left work for the next apply.
     let mut interrupted = 0;
-    // Ten moments spread over a clean run (a fixed sequence, printed on failure).
-    let mut seed: u64 = 0x5eed;
+    // Ten moments spread over a clean run: after 0, 1, … of its actions.
     for round in 0..10 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let delay = clean.mul_f64((seed >> 11) as f64 / (1u64 << 53) as f64);
-        let node = if round % 3 == 2 {
-            "compute"
+        let (node, all) = if round % 3 == 2 {
+            ("compute", actions[1])
         } else {
-            "controller"
+            ("controller", actions[0])
         };
-        let mut child = spawn_apply(&cli, node);
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let _ = child.wait();
+        let after = round * all / 10;
+        let printed = cli.kill_apply_after(node, after);
+        let moment = format!("action {after} of {all} ({} lines printed)", printed.len());
         for n in ["controller", "compute"] {
             let out = cli.on(n, &["--json", "apply"]);
             assert!(
                 out.status.success(),
-                "round {round}: apply on {n} after a kill of {node} at {delay:?}: {}",
+                "round {round}: apply on {n} after a kill of {node} at {moment}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
             let text = String::from_utf8_lossy(&out.stdout);
@@ -393,14 +406,14 @@ fn an_apply_killed_at_any_moment_is_finished_by_the_next() {
         let missing: Vec<&String> = reference.iter().filter(|l| !now.contains(l)).collect();
         assert!(
             extra.is_empty() && missing.is_empty(),
-            "round {round}: killed {node} at {delay:?}\nextra: {extra:#?}\nmissing: {missing:#?}"
+            "round {round}: killed {node} at {moment}\nextra: {extra:#?}\nmissing: {missing:#?}"
         );
         for n in ["compute", "controller"] {
             cli.json(n, &["destroy"]);
         }
     }
     assert!(
-        interrupted >= 3,
+        interrupted >= 8,
         "only {interrupted} of 10 kills interrupted an apply"
     );
     cli.json("controller", &["destroy", "--purge"]);

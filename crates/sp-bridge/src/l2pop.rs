@@ -18,7 +18,6 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use serde::Serialize;
 use sp_kernel::attrs;
 use sp_kernel::netlink::Netlink;
 use sp_neutron::vxlan_name;
@@ -29,30 +28,12 @@ use sp_kernel::steps::RolledBack;
 
 use crate::{Change, Error, Result};
 
-/// `NUD_PERMANENT` set, whatever else is: Neutron's agents write `nud permanent` through
-/// iproute2, which the kernel keeps as 0xc0 (`PERMANENT | NOARP`); ours are 0x80. Both are
-/// the same entry to the data plane.
-fn is_permanent(state: NeighbourState) -> bool {
-    u16::from(state) & 0x80 != 0
-}
-
 /// The all-zeros MAC of flood entries.
 pub const FLOOD_MAC: [u8; 6] = [0; 6];
 
-/// One forwarding entry of a VXLAN device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FdbEntry {
-    pub mac: String,
-    pub dst: Option<IpAddr>,
-    pub permanent: bool,
-}
+pub use sp_kernel::attrs::{FdbEntry, NeighEntry};
 
-fn mac_str(m: &[u8]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+use sp_kernel::attrs::mac_text as mac_str;
 
 fn ip_attr(ip: IpAddr) -> NeighbourAddress {
     match ip {
@@ -113,26 +94,8 @@ fn as_request(old: NeighbourMessage) -> NeighbourMessage {
 /// The FDB entries of `vxlan-N` (`bridge fdb show dev vxlan-N`).
 pub async fn fdb_entries(nl: &Netlink, vni: u32) -> Result<Vec<FdbEntry>> {
     let link = require_link(nl, &vxlan_name(vni))?;
-    let all: Vec<NeighbourMessage> = nl
-        .handle()
-        .neighbours()
-        .get()
-        .set_address_family(AddressFamily::Bridge)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| sp_kernel::Error::netlink("dump bridge FDB", e))?;
-    Ok(all
-        .iter()
-        .filter(|n| n.header.ifindex == link.header.index)
-        .filter_map(|n| {
-            Some(FdbEntry {
-                mac: mac_str(attrs::neighbour_mac(n)?),
-                dst: attrs::neighbour_dst(n),
-                permanent: is_permanent(n.header.state),
-            })
-        })
-        .collect())
+    let all = nl.neighbours(AddressFamily::Bridge)?;
+    Ok(attrs::entries_of(link.header.index, &all, &[]).0)
 }
 
 /// Whether l2population's (permanent) entry `mac → dst` is on `vxlan-N`. An entry the
@@ -389,7 +352,7 @@ impl Snapshot {
                 attrs::neighbour_mac(&n),
                 attrs::neighbour_dst(&n),
             ) {
-                if is_permanent(n.header.state) {
+                if attrs::neighbour_is_permanent(&n) {
                     snap.fdb.insert((dev, mac_str(mac), dst));
                 }
             }
@@ -401,7 +364,7 @@ impl Snapshot {
                     attrs::neighbour_mac(&n),
                     attrs::neighbour_dst(&n),
                 ) {
-                    if is_permanent(n.header.state) {
+                    if attrs::neighbour_is_permanent(&n) {
                         snap.neigh.insert((dev, ip, mac_str(mac)));
                     }
                 }

@@ -5,8 +5,10 @@ use sp_kernel::attrs;
 use sp_kernel::netlink::Netlink;
 use sp_kernel::netns;
 
-use crate::l2pop::{fdb_entries, FdbEntry};
+use netlink_packet_route::AddressFamily;
+
 use crate::Result;
+use sp_kernel::attrs::{entries_of, FdbEntry, NeighEntry};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BridgeView {
@@ -37,17 +39,29 @@ pub struct PortView {
 pub struct VxlanView {
     pub vni: Option<u32>,
     pub dev: Option<String>,
+    /// The local VTEP address (`local` of `ip link add … type vxlan`).
+    pub local: Option<String>,
     pub port: u16,
     pub proxy: bool,
     pub learning: bool,
     pub group: Option<String>,
     pub fdb: Vec<FdbEntry>,
+    /// IP neighbours on the device: l2population's permanent ARP entries.
+    pub neighbours: Vec<NeighEntry>,
 }
 
 /// Every bridge of the handle's namespace.
-pub async fn show(nl: &Netlink) -> Result<Vec<BridgeView>> {
+pub fn show(nl: &Netlink) -> Result<Vec<BridgeView>> {
     let links = nl.links()?;
     let addrs = nl.addresses()?;
+    // One dump of each table for every VXLAN device, only when there is one.
+    let (fdb, neigh) = if links.iter().any(|l| attrs::vxlan(l).is_some()) {
+        let mut neigh = nl.neighbours(AddressFamily::Inet)?;
+        neigh.extend(nl.neighbours(AddressFamily::Inet6)?);
+        (nl.neighbours(AddressFamily::Bridge)?, neigh)
+    } else {
+        (vec![], vec![])
+    };
     let name_of = |i: u32| {
         links
             .iter()
@@ -65,19 +79,18 @@ pub async fn show(nl: &Netlink) -> Result<Vec<BridgeView>> {
         {
             let mut vxlan = None;
             if let Some(data) = attrs::vxlan(p) {
-                let mut v = VxlanView {
+                let (fdb, neighbours) = entries_of(p.header.index, &fdb, &neigh);
+                vxlan = Some(VxlanView {
                     vni: data.vni,
                     dev: data.dev.and_then(name_of),
+                    local: data.local.map(|ip| ip.to_string()),
                     port: data.port_or_default(),
                     proxy: data.proxy.unwrap_or(false),
                     learning: data.learning.unwrap_or(false),
                     group: data.group.map(|g| g.to_string()),
-                    fdb: vec![],
-                };
-                if let Some(vni) = v.vni {
-                    v.fdb = fdb_entries(nl, vni).await?;
-                }
-                vxlan = Some(v);
+                    fdb,
+                    neighbours,
+                });
             }
             ports.push(PortView {
                 name: attrs::link_name(p).unwrap_or_default().to_owned(),

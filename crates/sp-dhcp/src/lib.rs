@@ -248,25 +248,8 @@ fn start(d: &Dnsmasq, namespace: &str) -> Result<u32> {
 
 /// Kills `pid` and waits (up to 5 s) until it is gone, so its sockets are free.
 fn end(pid: u32) -> Result<()> {
-    let p = Pid::from_raw(pid as i32);
-    kill(p, Signal::SIGKILL).map_err(|e| Error::Io(format!("stop dnsmasq {pid}"), e.into()))?;
-    for _ in 0..500 {
-        // Gone, or a zombie of another parent: either way it holds no socket.
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if state.is_empty()
-            || state
-                .rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    Err(Error::Io(
-        format!("stop dnsmasq {pid}"),
-        std::io::Error::other("still running after 5 s"),
-    ))
+    sp_kernel::procs::kill_and_wait(pid, std::time::Duration::from_secs(5))
+        .map_err(|e| Error::Io(format!("stop dnsmasq {pid}"), e))
 }
 
 /// Ends `d`'s dnsmasq (by the PID in its pid file, only if it is ours) and removes

@@ -1,6 +1,8 @@
-//! Collecting the report: find every namespace, open one netlink socket inside each (one
-//! thread hop for all), dump links/addresses/routes concurrently, resolve veth peers
-//! across namespaces through namespace ids, and attach processes from one `/proc` pass.
+//! Collecting the report: find every namespace, open netlink sockets inside each (one
+//! thread hop for all) and read there what it holds — links, addresses, routes, the
+//! FDB, nf_tables rules, the ids it gives the root and current namespaces — resolve
+//! veth peers across namespaces through namespace ids, and attach processes from one
+//! `/proc` pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -8,12 +10,13 @@ use std::path::PathBuf;
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::AddressFamily;
-use sp_kernel::netlink::{self, Contents, Netlink};
+use sp_kernel::netlink::{self, Contents};
 use sp_kernel::netns::{self, NsId};
 use sp_kernel::{attrs, procs, Error, Result};
-use sp_neutron::{classify_device, classify_namespace, NamespaceKind};
+use sp_neutron::{classify_namespace, NamespaceKind};
 
 use crate::model::*;
 use crate::names;
@@ -47,8 +50,98 @@ impl Found {
     }
 }
 
-/// Inspects every network namespace visible from here. Must run inside a tokio runtime.
+/// What a hop reads in a namespace besides [`Contents`].
+struct Extra {
+    /// The FDB (`AF_BRIDGE`) and IP neighbours, read only where a VXLAN device is.
+    fdb: Vec<NeighbourMessage>,
+    neighbours: Vec<NeighbourMessage>,
+    /// The nf_tables ruleset, or why it could not be read.
+    rules: std::result::Result<sp_nft::Ruleset, String>,
+    /// (id, index in the namespaces opened) of the root and current namespaces, as this
+    /// one numbers them.
+    near_ids: Vec<(i32, usize)>,
+}
+
+impl Default for Extra {
+    fn default() -> Self {
+        Extra {
+            fdb: vec![],
+            neighbours: vec![],
+            rules: Ok(sp_nft::Ruleset::default()),
+            near_ids: vec![],
+        }
+    }
+}
+
+/// How to inspect.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The ovsdb-server to ask; `None`: ovs-vsctl's default (`OVS_RUNDIR`), and no
+    /// word about OVS when no server runs there.
+    pub ovsdb: Option<sp_ovsdb::Endpoint>,
+}
+
+/// What can stop an inspection.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Kernel(#[from] Error),
+    #[error(transparent)]
+    Ovsdb(#[from] sp_ovsdb::Error),
+}
+
+/// Inspects every network namespace visible from here, and Open vSwitch if an
+/// ovsdb-server answers at ovs-vsctl's default address. Must run inside a tokio runtime.
 pub async fn inspect() -> Result<Report> {
+    let ovs = default_ovs().await;
+    Ok(finish(gather()?, ovs))
+}
+
+/// [`inspect`] with `opts`: an ovsdb-server named there that cannot be read fails it.
+pub async fn inspect_with(opts: &Options) -> std::result::Result<Report, InspectError> {
+    let ovs = match &opts.ovsdb {
+        Some(e) => (Some(crate::ovs::read(e).await?), None),
+        None => default_ovs().await,
+    };
+    Ok(finish(gather()?, ovs))
+}
+
+/// Open vSwitch at the default address: nothing when no server runs there; a server
+/// that answers wrong is a problem, not a failure.
+async fn default_ovs() -> (Option<Ovs>, Option<Problem>) {
+    let endpoint = crate::ovs::default_endpoint();
+    match crate::ovs::read(&endpoint).await {
+        Ok(o) => (Some(o), None),
+        Err(e) if crate::ovs::is_absent(&e) => (None, None),
+        Err(e) => (
+            None,
+            Some(Problem {
+                severity: Severity::Warning,
+                kind: ProblemKind::OvsdbUnreadable,
+                namespace: "current".into(),
+                link: None,
+                message: format!("Open vSwitch not read: {e}"),
+            }),
+        ),
+    }
+}
+
+fn finish(mut report: Report, (ovs, problem): (Option<Ovs>, Option<Problem>)) -> Report {
+    if let Some(ovs) = &ovs {
+        crate::ovs::attach(ovs, &mut report.namespaces);
+        crate::ovs::problems(ovs, &report.namespaces, &mut report.problems);
+    }
+    if let Some(mut p) = problem {
+        if let Some(ns) = report.namespaces.iter().find(|n| n.current) {
+            p.namespace = ns.label.clone();
+        }
+        report.problems.push(p);
+    }
+    report.ovs = ovs;
+    report
+}
+
+fn gather() -> Result<Report> {
     let mut problems = Vec::new();
     let found = discover(&mut problems)?;
 
@@ -81,22 +174,51 @@ pub async fn inspect() -> Result<Report> {
         }
     }
     let fds: Vec<BorrowedFd> = opened.iter().map(|(_, fd)| fd.as_fd()).collect();
-    // One hop through all namespaces: netlink sockets, what each holds, ip_forward.
-    let hopped = netns::run_in_each(&fds, |_| {
+    // The root and current namespaces, where Neutron's veth peers live: each namespace
+    // with peers elsewhere asks, while there, which ids it uses for them.
+    let near: Vec<usize> = (0..opened.len())
+        .filter(|&i| opened[i].0.root || opened[i].0.current)
+        .collect();
+    // One hop through all namespaces: netlink sockets, what each holds, ip_forward,
+    // the FDB and neighbours of VXLAN devices, the nf_tables rules, nearby nsids.
+    let hopped = netns::run_in_each(&fds, |i| {
         let socks = netlink::open_sockets()?;
         let mut held = socks.contents(&[AddressFamily::Inet, AddressFamily::Inet6])?;
         held.routes.retain(|r| attrs::route_table(r) == MAIN_TABLE);
-        Ok((socks, held))
+        let mut extra = Extra::default();
+        if held.links.iter().any(|l| attrs::vxlan(l).is_some()) {
+            extra.fdb = socks.neighbours(AddressFamily::Bridge)?;
+            extra.neighbours = socks.neighbours(AddressFamily::Inet)?;
+            extra
+                .neighbours
+                .extend(socks.neighbours(AddressFamily::Inet6)?);
+        }
+        if held.links.iter().any(|l| attrs::link_peer(l).1.is_some()) {
+            for &c in near.iter().filter(|&&c| c != i) {
+                if let Some(id) = socks.nsid_of(fds[c])? {
+                    extra.near_ids.push((id, c));
+                }
+            }
+        }
+        extra.rules = sp_nft::Socket::open()
+            .and_then(|nft| nft.ruleset(sp_nft::Family::Other(0), None))
+            .map_err(|e| e.to_string());
+        Ok((socks, (held, extra)))
     });
     let mut namespaces = Vec::new();
-    let mut handles = Vec::new();
+    let mut sockets = Vec::new();
     let mut ns_fds = Vec::new();
     let mut dumps = Vec::new();
-    for ((f, fd), hop) in opened.into_iter().zip(hopped) {
+    let mut extras = Vec::new();
+    // Index in `opened` → index among the namespaces read.
+    let mut read_index = vec![None; opened.len()];
+    for (i, ((f, fd), hop)) in opened.into_iter().zip(hopped).enumerate() {
         match hop {
             Ok((socks, held)) => {
-                handles.push(Netlink::from_sockets(socks)?);
-                dumps.push(held);
+                read_index[i] = Some(namespaces.len());
+                sockets.push(socks);
+                extras.push(held.1);
+                dumps.push(held.0);
                 ns_fds.push(fd);
                 namespaces.push(f);
             }
@@ -110,19 +232,42 @@ pub async fn inspect() -> Result<Report> {
             }),
         }
     }
-
-    let peer_ns = resolve_nsids(&handles, &ns_fds, &namespaces, &dumps).await?;
+    let near_ids: HashMap<(usize, i32), usize> = extras
+        .iter()
+        .enumerate()
+        .flat_map(|(a, x)| {
+            let read_index = &read_index;
+            x.near_ids
+                .iter()
+                .filter_map(move |&(id, c)| Some(((a, id), read_index[c]?)))
+        })
+        .collect();
+    let peer_ns = resolve_nsids(&sockets, &ns_fds, &namespaces, &dumps, near_ids)?;
 
     let mut out: Vec<Namespace> = namespaces
         .iter()
         .zip(&dumps)
-        .map(|(f, d)| build_namespace(f, d))
+        .zip(&extras)
+        .map(|((f, d), x)| build_namespace(f, d, x))
         .collect();
     link_peers(&mut out, &dumps, &peer_ns);
+    for (ns, x) in out.iter_mut().zip(&extras) {
+        match &x.rules {
+            Ok(rs) => crate::rules::attach(ns, rs),
+            Err(e) => problems.push(Problem {
+                severity: Severity::Warning,
+                kind: ProblemKind::UnreadableNamespace,
+                namespace: ns.label.clone(),
+                link: None,
+                message: format!("cannot read the nf_tables rules of {}: {e}", ns.label),
+            }),
+        }
+    }
     crate::problems::find(&out, &mut problems);
     Ok(Report {
         schema: SCHEMA,
         namespaces: out,
+        ovs: None,
         problems,
     })
 }
@@ -254,49 +399,73 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
 }
 
 /// Maps (namespace index, nsid it uses) to the index of the namespace that id names.
-/// Candidates are tried root and current first (where Neutron's veth peers live), and
-/// only until every id a namespace uses is resolved.
-async fn resolve_nsids(
-    handles: &[Netlink],
+///
+/// 1. `near`: each namespace asked, on its hop, about the root and the current
+///    namespace only (where Neutron's veth peers live) — at most two `RTM_GETNSID`.
+/// 2. What a veth pair tells without asking: when the end in `a` (index `i`, id `x`)
+///    was resolved to `b`, the peer in `b` is at the index `a` gave, and the id that
+///    peer carries in `b` names `a`. So the host side — one namespace with a thousand
+///    ids — learns them all from the other ends. Asking it instead cost a thousand
+///    sequential requests, each a walk of the kernel over its thousand ids
+///    (`peernet2id`'s `idr_for_each`): what grew with the square of the namespaces.
+/// 3. Ids still unknown (a pair between two other namespaces) are asked of every
+///    other namespace in turn, until all are known.
+fn resolve_nsids(
+    sockets: &[netlink::Sockets],
     fds: &[OwnedFd],
     namespaces: &[Found],
     dumps: &[Contents],
+    mut map: HashMap<(usize, i32), usize>,
 ) -> Result<HashMap<(usize, i32), usize>> {
-    let mut candidates: Vec<usize> = (0..namespaces.len()).collect();
-    candidates.sort_by_key(|&i| (!namespaces[i].root, !namespaces[i].current));
-    let per_ns = dumps.iter().enumerate().map(|(a, d)| {
-        let mut needed: HashSet<i32> = d
-            .links
-            .iter()
-            .filter_map(|l| attrs::link_peer(l).1)
-            .collect();
-        let candidates = &candidates;
-        async move {
-            let mut found = Vec::new();
-            for &b in candidates {
-                if needed.is_empty() {
-                    break;
-                }
-                if b == a {
-                    continue;
-                }
-                if let Some(id) = handles[a].nsid_of(fds[b].as_fd()).await? {
-                    if needed.remove(&id) {
-                        found.push(((a, id), b));
+    // 2. The other ends of resolved pairs.
+    let by_index: Vec<HashMap<u32, &LinkMessage>> = dumps
+        .iter()
+        .map(|d| d.links.iter().map(|l| (l.header.index, l)).collect())
+        .collect();
+    let mut inferred = Vec::new();
+    for (a, d) in dumps.iter().enumerate() {
+        for l in &d.links {
+            let (Some(peer), Some(id)) = attrs::link_peer(l) else {
+                continue;
+            };
+            let Some(&b) = map.get(&(a, id)) else {
+                continue;
+            };
+            if let Some(back) = by_index[b].get(&peer) {
+                if let (Some(i), Some(id_b)) = attrs::link_peer(back) {
+                    if i == l.header.index {
+                        inferred.push(((b, id_b), a));
                     }
                 }
             }
-            Ok::<_, Error>(found)
         }
-    });
-    Ok(futures::future::try_join_all(per_ns)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect())
+    }
+    for (k, v) in inferred {
+        map.entry(k).or_insert(v);
+    }
+    // 3. Whatever is left, asked of the others.
+    for (a, d) in dumps.iter().enumerate() {
+        let mut left: HashSet<i32> = d
+            .links
+            .iter()
+            .filter_map(|l| attrs::link_peer(l).1)
+            .filter(|id| !map.contains_key(&(a, *id)))
+            .collect();
+        for b in (0..namespaces.len()).filter(|&b| b != a) {
+            if left.is_empty() {
+                break;
+            }
+            if let Some(id) = sockets[a].nsid_of(fds[b].as_fd())? {
+                if left.remove(&id) {
+                    map.insert((a, id), b);
+                }
+            }
+        }
+    }
+    Ok(map)
 }
 
-fn build_namespace(f: &Found, d: &Contents) -> Namespace {
+fn build_namespace(f: &Found, d: &Contents, x: &Extra) -> Namespace {
     let (kind, id) = match f
         .names
         .iter()
@@ -315,7 +484,7 @@ fn build_namespace(f: &Found, d: &Contents) -> Namespace {
     let links = d
         .links
         .iter()
-        .map(|l| build_link(l, &names_by_index, &d.addresses))
+        .map(|l| build_link(l, &names_by_index, &d.addresses, x))
         .collect();
     let routes = d
         .routes
@@ -343,38 +512,39 @@ fn build_namespace(f: &Found, d: &Contents) -> Namespace {
         routes,
         processes,
         process_count: f.pids.len(),
+        nft_tables: vec![],
+        security_groups: false,
+        nat: None,
     }
 }
 
-fn build_link(l: &LinkMessage, names: &HashMap<u32, String>, addrs: &[AddressMessage]) -> Link {
-    let mut link = Link {
-        index: l.header.index,
-        name: attrs::link_name(l).unwrap_or_default().to_owned(),
-        kind: if l.header.flags.contains(LinkFlags::Loopback) {
-            "loopback".into()
-        } else {
-            "device".into()
-        },
-        up: l.header.flags.contains(LinkFlags::Up),
-        operstate: "UNKNOWN".into(),
-        mtu: None,
-        mac: None,
-        master: None,
-        neutron: None,
-        peer: None,
-        vxlan: None,
-        addresses: addrs
-            .iter()
-            .filter(|a| a.header.index == l.header.index)
-            .filter_map(build_address)
-            .collect(),
+fn build_link(
+    l: &LinkMessage,
+    names: &HashMap<u32, String>,
+    addrs: &[AddressMessage],
+    x: &Extra,
+) -> Link {
+    let kind = if l.header.flags.contains(LinkFlags::Loopback) {
+        "loopback"
+    } else {
+        "device"
     };
-    link.neutron = classify_device(&link.name);
-    link.vxlan = build_vxlan(l, names);
+    let mut link = Link::new(
+        l.header.index,
+        attrs::link_name(l).unwrap_or_default(),
+        kind,
+    );
+    link.up = l.header.flags.contains(LinkFlags::Up);
+    link.addresses = addrs
+        .iter()
+        .filter(|a| a.header.index == l.header.index)
+        .filter_map(build_address)
+        .collect();
+    link.vxlan = build_vxlan(l, names, x);
     for a in &l.attributes {
         match a {
             LinkAttribute::Mtu(m) => link.mtu = Some(*m),
-            LinkAttribute::Address(mac) => link.mac = Some(names::mac(mac)),
+            LinkAttribute::Address(mac) => link.mac = Some(attrs::mac_text(mac)),
             LinkAttribute::OperState(s) => link.operstate = s.to_string(),
             LinkAttribute::Controller(i) => {
                 link.master = Some(names.get(i).cloned().unwrap_or_else(|| format!("if{i}")))
@@ -394,9 +564,12 @@ fn build_link(l: &LinkMessage, names: &HashMap<u32, String>, addrs: &[AddressMes
     link
 }
 
-fn build_vxlan(l: &LinkMessage, names: &HashMap<u32, String>) -> Option<Vxlan> {
+fn build_vxlan(l: &LinkMessage, names: &HashMap<u32, String>, x: &Extra) -> Option<Vxlan> {
     let v = attrs::vxlan(l)?;
+    let (fdb, neighbours) = attrs::entries_of(l.header.index, &x.fdb, &x.neighbours);
     Some(Vxlan {
+        fdb,
+        neighbours,
         vni: v.vni,
         port: v.port,
         dev: v.dev.and_then(|i| names.get(&i).cloned()),

@@ -9,10 +9,13 @@
 mod gather;
 mod model;
 mod names;
+mod ovs;
 mod problems;
+mod rules;
 
-pub use gather::inspect;
+pub use gather::{inspect, inspect_with, InspectError, Options};
 pub use model::*;
+pub use ovs::default_endpoint as default_ovsdb;
 use sp_neutron::NamespaceKind;
 
 /// Which namespaces to keep in a report.
@@ -87,5 +90,15 @@ impl Filter {
                     ))
         });
         Ok(report)
+    }
+}
+
+/// Whether `p` concerns what an operator owns: the root namespace, this process's, a
+/// named one (or a stale name) — not a namespace held only by some process, which
+/// belongs to whoever runs it (another user's container, a sandbox).
+pub fn owned_by_operator(report: &Report, p: &Problem) -> bool {
+    match report.namespaces.iter().find(|ns| ns.label == p.namespace) {
+        Some(ns) => ns.root || ns.current || !ns.names.is_empty(),
+        None => !p.namespace.starts_with("pid:"),
     }
 }

@@ -1,18 +1,134 @@
 //! The report: what every namespace holds. Serialised as netns-inspect's `--json`
-//! (schema documented in `docs/netns-inspect-json.md`; additions only within v1).
+//! (schema documented in `docs/netns-inspect-json.md`; additions only within a version).
 
 use serde::Serialize;
 use sp_neutron::{DeviceRole, NamespaceKind};
 
-/// Identifies the JSON layout; bumped only on an incompatible change.
-pub const SCHEMA: &str = "stackplumb.netns-inspect/v1";
+/// Identifies the JSON layout. v2 added Open vSwitch, NAT and filtering, VXLAN
+/// forwarding entries and neighbours; every v1 field is kept as it was.
+pub const SCHEMA: &str = "stackplumb.netns-inspect/v2";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub schema: &'static str,
     pub namespaces: Vec<Namespace>,
+    /// Open vSwitch as its ovsdb-server holds it; `None` when none answers.
+    pub ovs: Option<Ovs>,
     pub problems: Vec<Problem>,
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ovs {
+    /// The ovsdb-server asked (`unix:/var/run/openvswitch/db.sock`).
+    pub db: String,
+    pub bridges: Vec<OvsBridge>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OvsBridge {
+    pub name: String,
+    /// `netdev` (userspace) or `system` (the kernel module); `None` when unset (system).
+    pub datapath_type: Option<String>,
+    /// `secure` or `standalone`; `None` when unset (standalone).
+    pub fail_mode: Option<String>,
+    /// Its ports, the bridge's own local port included, by name.
+    pub ports: Vec<OvsPort>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OvsPort {
+    pub name: String,
+    pub bridge: String,
+    /// The local VLAN (the OVS agent's tag per network on br-int); 4095 is its dead VLAN.
+    pub tag: Option<u16>,
+    pub interfaces: Vec<OvsInterface>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OvsInterface {
+    pub name: String,
+    /// `internal`, `patch`, `vxlan`, `system` (empty in the database)…
+    #[serde(rename = "type")]
+    pub iface_type: String,
+    /// A patch port's peer (`options:peer`).
+    pub peer: Option<String>,
+    /// A tunnel's `options:remote_ip`/`local_ip`.
+    pub remote_ip: Option<String>,
+    pub local_ip: Option<String>,
+    /// `external_ids:iface-id`: the Neutron port.
+    pub iface_id: Option<String>,
+    /// `external_ids:attached-mac`.
+    pub attached_mac: Option<String>,
+    pub ofport: Option<i64>,
+    /// What ovs-vswitchd reported failing to set it up.
+    pub error: Option<String>,
+    pub external_ids: std::collections::BTreeMap<String, String>,
+}
+
+/// A link that is an OVS interface: where it is plugged.
+#[derive(Debug, Clone, Serialize)]
+pub struct OvsAttachment {
+    pub bridge: String,
+    pub port: String,
+    pub tag: Option<u16>,
+    #[serde(rename = "type")]
+    pub iface_type: String,
+    pub peer: Option<String>,
+    pub iface_id: Option<String>,
+    pub attached_mac: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A router's address translation, read from the namespace's nf_tables rules.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Nat {
+    /// Per internal (`qr-`) subnet: the SNAT that carries it out, if any.
+    pub subnets: Vec<RouterSubnet>,
+    pub floating: Vec<FloatingIp>,
+    pub metadata: Option<MetadataRedirect>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouterSubnet {
+    pub subnet: String,
+    pub dev: String,
+    /// The address the subnet is translated to going out; `None`: no SNAT.
+    pub snat_to: Option<String>,
+    /// The output device the SNAT rule names (`qg-…`).
+    pub out_dev: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FloatingIp {
+    pub floating: String,
+    pub fixed: String,
+    /// `ip daddr FLOATING dnat to FIXED` is there (the way in).
+    pub dnat: bool,
+    /// `ip saddr FIXED snat to FLOATING` is there (the way out).
+    pub snat: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetadataRedirect {
+    /// The destination port matched (80).
+    pub dport: Option<u16>,
+    /// The local port redirected to (the metadata proxy's 9697).
+    pub to_port: u16,
+    /// The input devices matched (`qr-*`).
+    pub from: Option<String>,
+}
+
+/// One rule that filters a port.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterRule {
+    /// `FAMILY NAME` of its table.
+    pub table: String,
+    pub chain: String,
+    /// As `nft list` prints it.
+    pub rule: String,
+}
+
+pub use sp_kernel::attrs::{FdbEntry, NeighEntry};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Namespace {
@@ -38,6 +154,12 @@ pub struct Namespace {
     /// Processes living in it (not listed for the root namespace: see `process_count`).
     pub processes: Vec<Process>,
     pub process_count: usize,
+    /// Its nf_tables tables, as `FAMILY NAME`.
+    pub nft_tables: Vec<String>,
+    /// Neutron's security groups are on here (their table or chains are present).
+    pub security_groups: bool,
+    /// The address translation its rules do (routers); `None` without NAT rules.
+    pub nat: Option<Nat>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +183,32 @@ pub struct Link {
     /// For a VXLAN device.
     pub vxlan: Option<Vxlan>,
     pub addresses: Vec<Address>,
+    /// Where Open vSwitch has it plugged, when it is an OVS interface.
+    pub ovs: Option<OvsAttachment>,
+    /// For an instance port (`tap…` on a bridge): the nf_tables rules that filter it.
+    pub filter: Option<Vec<FilterRule>>,
+}
+
+impl Link {
+    /// A link with nothing known but its index, name and kind.
+    pub fn new(index: u32, name: &str, kind: &str) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind: kind.into(),
+            up: false,
+            operstate: "UNKNOWN".into(),
+            mtu: None,
+            mac: None,
+            master: None,
+            neutron: sp_neutron::classify_device(name),
+            peer: None,
+            vxlan: None,
+            addresses: vec![],
+            ovs: None,
+            filter: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +233,10 @@ pub struct Vxlan {
     pub group: Option<String>,
     pub learning: Option<bool>,
     pub proxy: Option<bool>,
+    /// Its forwarding entries (`bridge fdb show dev D`).
+    pub fdb: Vec<FdbEntry>,
+    /// Its IP neighbours (`ip neigh show dev D`).
+    pub neighbours: Vec<NeighEntry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +302,21 @@ pub enum ProblemKind {
     MtuMismatch,
     /// Processes whose namespace cannot be read (no CAP_SYS_PTRACE).
     HiddenProcesses,
+    /// An OVS interface ovs-vswitchd reports an error for.
+    OvsInterfaceError,
+    /// An OVS port on the dead VLAN 4095 (the agent could not bind it).
+    OvsDeadVlan,
+    /// A Neutron OVS internal port (`tap`, `qr-`, `qg-`) still in the namespace of
+    /// ovs-vswitchd instead of its router's or network's.
+    OvsInternalPortNotMoved,
+    /// A floating IP whose way in (DNAT) is missing.
+    FloatingIpWithoutDnat,
+    /// A router subnet that no SNAT rule carries out.
+    SubnetWithoutSnat,
+    /// An instance port with no filtering rule while security groups are on.
+    PortWithoutFilter,
+    /// An ovsdb-server answers at the default address but could not be read.
+    OvsdbUnreadable,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -64,15 +64,6 @@ pub fn route_type(t: u8) -> String {
     .to_owned()
 }
 
-/// A hardware address as `aa:bb:cc:dd:ee:ff`.
-pub fn mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +76,5 @@ mod tests {
         assert_eq!(scope(253), "link");
         assert_eq!(scope(0), "global");
         assert_eq!(route_type(1), "unicast");
-        assert_eq!(mac(&[0xfa, 0x16, 0x3e, 0, 0x0a, 0xff]), "fa:16:3e:00:0a:ff");
     }
 }

@@ -58,6 +58,46 @@ pub fn find(namespaces: &[Namespace], out: &mut Vec<Problem>) {
                 ),
             ));
         }
+        if let Some(nat) = &ns.nat {
+            for f in nat.floating.iter().filter(|f| !f.dnat) {
+                out.push(problem(
+                    Severity::Error,
+                    ProblemKind::FloatingIpWithoutDnat,
+                    None,
+                    format!(
+                        "floating IP {} of {} leaves as {} (SNAT) but nothing translates it back (no `ip daddr {} dnat to {}`): unreachable from outside",
+                        f.floating, f.fixed, f.floating, f.floating, f.fixed
+                    ),
+                ));
+            }
+            for sn in nat.subnets.iter().filter(|s| s.snat_to.is_none()) {
+                out.push(problem(
+                    Severity::Warning,
+                    ProblemKind::SubnetWithoutSnat,
+                    None,
+                    format!(
+                        "router subnet {} on {} has no SNAT rule: its instances reach the outside only through floating IPs (right only for enable_snat=False)",
+                        sn.subnet, sn.dev
+                    ),
+                ));
+            }
+        }
+        for link in ns.links.iter().filter(|l| {
+            ns.security_groups && l.master.is_some() && l.filter.as_ref().is_some_and(Vec::is_empty)
+        }) {
+            out.push(problem(
+                Severity::Error,
+                ProblemKind::PortWithoutFilter,
+                Some(link),
+                format!(
+                    "instance port {} on {} has no filtering rule while security groups \
+                     are on in {}: its traffic passes unfiltered",
+                    link.name,
+                    link.master.as_deref().unwrap_or("?"),
+                    ns.label
+                ),
+            ));
+        }
         for link in ns.links.iter().filter(|l| l.kind == "veth") {
             match &link.peer {
                 None => out.push(problem(
@@ -116,24 +156,18 @@ mod tests {
             routes: vec![],
             processes: vec![],
             process_count: 0,
+            nft_tables: vec![],
+            security_groups: false,
+            nat: None,
         }
     }
 
     fn link(name: &str, kind: &str, index: u32) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            kind: kind.into(),
-            up: true,
-            operstate: "UP".into(),
-            mtu: Some(1500),
-            mac: None,
-            master: None,
-            neutron: None,
-            peer: None,
-            vxlan: None,
-            addresses: vec![],
-        }
+        let mut l = Link::new(index, name, kind);
+        l.up = true;
+        l.operstate = "UP".into();
+        l.mtu = Some(1500);
+        l
     }
 
     fn kinds(nss: &[Namespace]) -> Vec<ProblemKind> {

@@ -250,6 +250,166 @@ pub fn route_metric(r: &RouteMessage) -> u32 {
         .unwrap_or(0)
 }
 
+/// `NUD_PERMANENT`.
+const NUD_PERMANENT: u16 = 0x80;
+
+/// Whether a neighbour or FDB entry is permanent: `NUD_PERMANENT` set, whatever else
+/// is. Neutron's agents write `nud permanent` through iproute2, which the kernel keeps
+/// as 0xc0 (`PERMANENT | NOARP`); an entry made with `NUD_PERMANENT` alone is 0x80.
+/// Both are the same entry to the data plane.
+pub fn neighbour_is_permanent(n: &NeighbourMessage) -> bool {
+    u16::from(n.header.state) & NUD_PERMANENT != 0
+}
+
+/// The `NUD_*` bits of a neighbour's state in iproute2's words (`ip neigh`,
+/// `bridge fdb`): 0xc0 is `["noarp", "permanent"]`.
+pub fn neighbour_state_words(n: &NeighbourMessage) -> Vec<&'static str> {
+    const WORDS: [(u16, &str); 8] = [
+        (0x01, "incomplete"),
+        (0x02, "reachable"),
+        (0x04, "stale"),
+        (0x08, "delay"),
+        (0x10, "probe"),
+        (0x20, "failed"),
+        (0x40, "noarp"),
+        (NUD_PERMANENT, "permanent"),
+    ];
+    let state = u16::from(n.header.state);
+    WORDS
+        .iter()
+        .filter(|(bit, _)| state & bit != 0)
+        .map(|(_, w)| *w)
+        .collect()
+}
+
+/// The `NTF_*` flags of an FDB entry in `bridge fdb`'s words (`self`, `master`,
+/// `extern_learn`…).
+pub fn neighbour_flag_words(n: &NeighbourMessage) -> Vec<&'static str> {
+    const WORDS: [(u8, &str); 8] = [
+        (0x01, "use"),
+        (0x02, "self"),
+        (0x04, "master"),
+        (0x08, "proxy"),
+        (0x10, "extern_learn"),
+        (0x20, "offload"),
+        (0x40, "sticky"),
+        (0x80, "router"),
+    ];
+    let flags = n.header.flags.bits();
+    WORDS
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, w)| *w)
+        .collect()
+}
+
+/// One forwarding entry of a device (`bridge fdb show dev D`), as the kernel keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FdbEntry {
+    pub mac: String,
+    pub dst: Option<IpAddr>,
+    /// `NUD_PERMANENT` set: l2population's entries (0x80, or the agents' 0xc0
+    /// `permanent|noarp`) — [`neighbour_is_permanent`].
+    pub permanent: bool,
+    /// The `NUD_*` state in iproute2's words: `["noarp", "permanent"]` for 0xc0.
+    pub state: Vec<&'static str>,
+    /// The `NTF_*` flags (`self`, `master`, `extern_learn`…).
+    pub flags: Vec<&'static str>,
+}
+
+impl FdbEntry {
+    /// The entry of an `AF_BRIDGE` neighbour message; `None` without a MAC.
+    pub fn of(n: &NeighbourMessage) -> Option<FdbEntry> {
+        Some(FdbEntry {
+            mac: mac_text(neighbour_mac(n)?),
+            dst: neighbour_dst(n),
+            permanent: neighbour_is_permanent(n),
+            state: neighbour_state_words(n),
+            flags: neighbour_flag_words(n),
+        })
+    }
+}
+
+/// As `bridge fdb` prints it: `MAC dst IP FLAGS STATE`.
+impl std::fmt::Display for FdbEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} dst ", self.mac)?;
+        match self.dst {
+            Some(d) => write!(f, "{d}")?,
+            None => f.write_str("-")?,
+        }
+        for w in self.flags.iter().chain(&self.state) {
+            write!(f, " {w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One IP neighbour of a device (`ip neigh show dev D`): l2population's are permanent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NeighEntry {
+    pub ip: IpAddr,
+    pub mac: Option<String>,
+    pub permanent: bool,
+    pub state: Vec<&'static str>,
+}
+
+impl NeighEntry {
+    /// The entry of an `AF_INET`/`AF_INET6` neighbour message; `None` without an address.
+    pub fn of(n: &NeighbourMessage) -> Option<NeighEntry> {
+        Some(NeighEntry {
+            ip: neighbour_dst(n)?,
+            mac: neighbour_mac(n).map(mac_text),
+            permanent: neighbour_is_permanent(n),
+            state: neighbour_state_words(n),
+        })
+    }
+}
+
+/// As `ip neigh` prints it: `IP lladdr MAC STATE`.
+impl std::fmt::Display for NeighEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} lladdr {}",
+            self.ip,
+            self.mac.as_deref().unwrap_or("-")
+        )?;
+        for w in &self.state {
+            write!(f, " {w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The FDB entries and IP neighbours of device `ifindex`, from a namespace's tables.
+pub fn entries_of(
+    ifindex: u32,
+    fdb: &[NeighbourMessage],
+    neigh: &[NeighbourMessage],
+) -> (Vec<FdbEntry>, Vec<NeighEntry>) {
+    (
+        fdb.iter()
+            .filter(|n| n.header.ifindex == ifindex)
+            .filter_map(FdbEntry::of)
+            .collect(),
+        neigh
+            .iter()
+            .filter(|n| n.header.ifindex == ifindex)
+            .filter_map(NeighEntry::of)
+            .collect(),
+    )
+}
+
+/// A hardware address as `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// `NDA_LLADDR`.
 pub fn neighbour_mac(n: &NeighbourMessage) -> Option<&[u8]> {
     n.attributes.iter().find_map(|a| match a {

@@ -150,57 +150,6 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     done
 }
 
-/// Opens (creating when missing) a lock file read-write with mode 0600, refusing a
-/// symlink at `path`.
-pub fn open_lock(path: &Path) -> Result<std::fs::File> {
-    let fd = open(
-        path,
-        OFlag::O_RDWR
-            | OFlag::O_CREAT
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC
-            | OFlag::O_NONBLOCK
-            | OFlag::O_NOCTTY,
-        Mode::from_bits_truncate(0o600),
-    )
-    .map_err(|e| match e {
-        nix::errno::Errno::ELOOP => Error::io(
-            format!(
-                "{} is a symlink; a lock file is not followed",
-                path.display()
-            ),
-            std::io::Error::from_raw_os_error(libc::ELOOP),
-        ),
-        e => err(format!("open lock {}", path.display()), e),
-    })?;
-    let st = fstat(&fd).map_err(|e| err(format!("stat {}", path.display()), e))?;
-    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-        return Err(not_regular(path));
-    }
-    // A hard link planted at the lock path would have us chmod its target.
-    if st.st_nlink != 1 || st.st_uid != nix::unistd::geteuid().as_raw() {
-        return Err(Error::io(
-            format!(
-                "{} has {} links or another owner (uid {}): not a lock file of ours",
-                path.display(),
-                st.st_nlink,
-                st.st_uid
-            ),
-            std::io::Error::from_raw_os_error(libc::EPERM),
-        ));
-    }
-    fchmod(fd.as_fd(), Mode::from_bits_truncate(0o600))
-        .map_err(|e| err(format!("chmod {}", path.display()), e))?;
-    Ok(std::fs::File::from(fd))
-}
-
-fn not_regular(path: &Path) -> Error {
-    Error::io(
-        format!("{} is not a regular file", path.display()),
-        std::io::Error::from_raw_os_error(libc::EINVAL),
-    )
-}
-
 /// Reads a configuration file: a regular file (opened without blocking, so a FIFO
 /// cannot hang the run) of at most [`MAX_CONFIG_BYTES`], as UTF-8. The error does not
 /// repeat the path: callers name the file their way.
@@ -301,14 +250,6 @@ mod tests {
         std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(ensure_top_dir(&top, 0o755).is_err());
 
-        // Lock files: not through a symlink either, nor a hard link.
-        std::os::unix::fs::symlink(&victim, d.join("stackplumb.lock")).unwrap();
-        assert!(open_lock(&d.join("stackplumb.lock")).is_err());
-        std::fs::hard_link(&victim, d.join("linked.lock")).unwrap();
-        assert!(open_lock(&d.join("linked.lock")).is_err());
-        assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o777, 0o644);
-        let lock = open_lock(&d.join("real.lock")).unwrap();
-        assert_eq!(lock.metadata().unwrap().mode() & 0o777, 0o600);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -23,6 +23,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkHeader, LinkMessage};
+use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -90,6 +91,40 @@ impl Sockets {
             ipv4_forwarding: read_forwarding(sock, libc::AF_INET)?.unwrap_or(false),
             ipv6_forwarding: read_forwarding(sock, libc::AF_INET6)?,
         })
+    }
+
+    /// The neighbour table of `family` (`AddressFamily::Bridge`: the FDB of every
+    /// device, `bridge fdb show`; `Inet`/`Inet6`: `ip neigh show`).
+    pub fn neighbours(&self, family: AddressFamily) -> Result<Vec<NeighbourMessage>> {
+        read_neighbours(self.reads.as_fd(), family)
+    }
+
+    /// [`Netlink::nsid_of`], answered on the read socket without an async runtime:
+    /// from any thread, the id the sockets' namespace uses for the one open at `other`.
+    pub fn nsid_of(&self, other: BorrowedFd<'_>) -> Result<Option<i32>> {
+        const RTM_NEWNSID: u16 = 88;
+        let mut msg = NsidMessage::default();
+        msg.attributes
+            .push(NsidAttribute::Fd(other.as_raw_fd() as u32));
+        let req = encode(RouteNetlinkMessage::GetNsId(msg), false);
+        let found = exchange(
+            self.reads.as_fd(),
+            &req,
+            false,
+            "request namespace id",
+            |t, b| {
+                (t == RTM_NEWNSID)
+                    .then(|| NsidMessage::parse(b))
+                    .transpose()
+            },
+        )?;
+        Ok(found
+            .iter()
+            .flat_map(|m| &m.attributes)
+            .find_map(|a| match a {
+                NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                _ => None,
+            }))
     }
 }
 
@@ -205,6 +240,11 @@ impl Netlink {
         self.read(|sock| read_routes(sock, family))
     }
 
+    /// The neighbour table of `family` ([`Sockets::neighbours`]).
+    pub fn neighbours(&self, family: AddressFamily) -> Result<Vec<NeighbourMessage>> {
+        self.read(|sock| read_neighbours(sock, family))
+    }
+
     /// The id this namespace uses for the namespace open at `other`
     /// (`RTM_GETNSID` with `NETNSA_FD`, what `ip netns list-id` shows), or `None` when
     /// it has not assigned one. A link whose peer lives in `other` reports this id in
@@ -279,6 +319,17 @@ fn read_routes(sock: BorrowedFd<'_>, family: AddressFamily) -> Result<Vec<RouteM
     exchange(sock, &req, true, "dump routes", |t, b| {
         (t == libc::RTM_NEWROUTE)
             .then(|| RouteMessage::parse(b))
+            .transpose()
+    })
+}
+
+fn read_neighbours(sock: BorrowedFd<'_>, family: AddressFamily) -> Result<Vec<NeighbourMessage>> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = family;
+    let req = encode(RouteNetlinkMessage::GetNeighbour(msg), true);
+    exchange(sock, &req, true, "dump neighbours", |t, b| {
+        (t == libc::RTM_NEWNEIGH)
+            .then(|| NeighbourMessage::parse(b))
             .transpose()
     })
 }

@@ -145,6 +145,52 @@ pub fn pidfd(pid: u32) -> crate::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// SIGKILLs process `pid` and waits (up to `timeout`) until it has ended, so the
+/// sockets and files it held are free. The signal goes through a pidfd opened first,
+/// and the wait is on that pidfd: both reach the one process the pid named then,
+/// never one that took its number since, and the wait ends the moment it exits (no
+/// polling of `/proc`). A pid with no process is already ended: `Ok`.
+pub fn kill_and_wait(pid: u32, timeout: std::time::Duration) -> std::io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = match pidfd(pid) {
+        Ok(fd) => fd,
+        Err(crate::Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => {
+            return Ok(())
+        }
+        Err(e) => return Err(std::io::Error::other(e.to_string())),
+    };
+    // SAFETY: pidfd_send_signal takes a pidfd, a signal, a null siginfo and flags 0.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if sent < 0 {
+        let e = std::io::Error::last_os_error();
+        // Ended between the open and the signal.
+        return if e.raw_os_error() == Some(libc::ESRCH) {
+            Ok(())
+        } else {
+            Err(e)
+        };
+    }
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(0) => Err(std::io::Error::other(format!(
+            "still running {} ms after SIGKILL",
+            timeout.as_millis()
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The inodes of the sockets process `pid` holds (`/proc/PID/fd/*` → `socket:[N]`);
 /// `None` when its descriptors cannot be read (it is gone, or it holds capabilities
 /// this process lacks — `/proc/PID/fd` takes ptrace access then, CAP_SYS_PTRACE).
@@ -167,4 +213,28 @@ pub fn socket_inodes(pid: u32) -> Option<std::collections::BTreeSet<u64>> {
         }
     }
     Some(inodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn kill_and_wait_returns_once_the_process_has_ended() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("sleep");
+        let t = Instant::now();
+        kill_and_wait(child.id(), Duration::from_secs(5)).unwrap();
+        // Ended (a zombie of ours until reaped): the kernel says SIGKILL ended it.
+        let status = child
+            .try_wait()
+            .unwrap()
+            .expect("ended before kill_and_wait returned");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
 }

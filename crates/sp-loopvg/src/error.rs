@@ -12,6 +12,11 @@ pub enum Error {
         "loopvg must run as root (it binds loop devices and takes LVM's locks in /run/lock/lvm)"
     )]
     NotRoot,
+    #[error(
+        "loopvg {0} must run as root: it reads the LVM labels on every loop device \
+         (/dev/loopN, root's) and the backing files; as another user it would see none"
+    )]
+    NotRootToRead(&'static str),
     #[error("loopvg {0}, for its loop devices; nothing was changed")]
     Capabilities(String),
     #[error("invalid volume group name {name:?}: {reason}")]
@@ -98,6 +103,17 @@ pub enum Error {
     Format(#[from] FormatError),
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
+}
+
+impl Error {
+    /// Whether it is a missing privilege (root, a capability): nothing was tried
+    /// (`sp_cli::exit::PRIVILEGE`).
+    pub fn is_privilege(&self) -> bool {
+        matches!(
+            self,
+            Error::NotRoot | Error::NotRootToRead(_) | Error::Capabilities(_)
+        )
+    }
 }
 
 /// `map_err` helper: `.map_err(io("open x"))`.

@@ -9,6 +9,7 @@
 //! commit undoes the run's own steps (new files deleted, loop devices unbound, grown files
 //! shrunk back).
 
+pub mod columns;
 pub mod error;
 pub mod io;
 pub mod lock;

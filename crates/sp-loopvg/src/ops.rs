@@ -121,6 +121,16 @@ fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// Reading every loop device needs root (their nodes are root's, mode 0660 for group
+/// disk); capabilities are not needed.
+fn require_reader(command: &'static str) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Error::NotRootToRead(command))
+    }
+}
+
 /// Random bytes from getrandom(2): no `/dev/urandom` needed (a container's `/dev` may
 /// lack it).
 fn random_bytes(buf: &mut [u8]) -> Result<()> {
@@ -620,9 +630,11 @@ impl Loopvg<'_> {
         self.reread(name)
     }
 
-    /// `loopvg list [NAME]`.
+    /// `loopvg list [NAME]`. Needs root: as another user no loop device could be read,
+    /// and an empty list would be a lie.
     pub fn list(&self, name: Option<&str>) -> Result<Vec<VgReport>> {
         if let Some(n) = name {
+            require_reader("list")?;
             return self.find_all(n)?.iter().map(report).collect();
         }
         Ok(self.survey()?.0)
@@ -643,6 +655,7 @@ impl Loopvg<'_> {
     /// whose LVM metadata failed a check (which hold no VG that can be listed), and the
     /// loop devices that could not be asked what they hold (the binary warns about both).
     pub fn survey(&self) -> Result<(Vec<VgReport>, Vec<CorruptPv>, Vec<String>)> {
+        require_reader("list")?;
         let found = scan_all(&self.dir)?;
         let vgs = found.vgs.iter().map(report).collect::<Result<_>>()?;
         Ok((vgs, found.corrupt, found.skipped))

@@ -23,7 +23,17 @@ pub struct VgReport {
     pub size: u64,
     /// `vg_free` in bytes.
     pub free: u64,
+    /// LVs as `vgs` counts them (`lv_count`: the visible ones).
     pub lv_count: usize,
+    /// Snapshots (`snap_count`).
+    pub snap_count: usize,
+    /// `max_lv`, `max_pv` (0: no limit).
+    pub max_lv: u64,
+    pub max_pv: u64,
+    /// `vg_attr` as `vgs` shows it (`wz--n-`; `p` when a PV has no device).
+    pub attr: String,
+    /// PVs without a loop device (`vg_missing_pv_count`).
+    pub missing_pv_count: usize,
     /// Every PV has a backing file bound to a loop device.
     pub active: bool,
     pub pvs: Vec<PvReport>,
@@ -57,6 +67,10 @@ pub struct PvReport {
     pub pe_alloc: u64,
     /// `pv_free` in bytes.
     pub free: u64,
+    /// `pv_attr` as `pvs` shows it (`a--`; `m` when missing).
+    pub attr: String,
+    /// No loop device carries it (`pv_missing`; lvm2 names such a PV `[unknown]`).
+    pub missing: bool,
 }
 
 /// Serialises a path as text, lossily where it is not UTF-8 (serde refuses such paths,
@@ -73,20 +87,59 @@ pub(crate) fn lossy_paths<S: serde::Serializer>(v: &[PathBuf], s: S) -> Result<S
     s.collect_seq(v.iter().map(|p| p.to_string_lossy()))
 }
 
+/// `vg_attr`: permissions, resizeable, exported, partial, allocation policy, clustered.
+fn vg_attr(status: &[String], policy: &str, partial: bool) -> String {
+    let has = |w: &str| status.iter().any(|s| s == w);
+    let policy = match policy {
+        "contiguous" => 'c',
+        "cling" | "cling_by_tags" => 'l',
+        "normal" => 'n',
+        "anywhere" => 'a',
+        "inherit" => 'i',
+        _ => '-',
+    };
+    [
+        if has("WRITE") { 'w' } else { 'r' },
+        if has("RESIZEABLE") { 'z' } else { '-' },
+        if has("EXPORTED") { 'x' } else { '-' },
+        if partial { 'p' } else { '-' },
+        policy,
+        if has("CLUSTERED") { 'c' } else { '-' },
+    ]
+    .iter()
+    .collect()
+}
+
 pub fn report(vg: &FoundVg) -> Result<VgReport> {
     // VgMeta::parse checked that every PV's and the VG's extents in bytes fit a u64;
     // the arithmetic saturates all the same.
     let extent = vg.meta.extent_size().saturating_mul(SECTOR);
     let used = vg.meta.allocated()?;
+    let vg_status = vg.meta.status();
+    let exported = vg_status.iter().any(|s| s == "EXPORTED");
     let pvs: Vec<PvReport> = vg
         .pvs
         .iter()
         .map(|pv| {
             let pe_alloc = used.get(&pv.meta.key).copied().unwrap_or(0);
+            let device = pv.disk.as_ref().and_then(|d| d.dev).map(|d| d.path());
+            let status = vg.meta.pv_status(&pv.meta.key);
+            let attr = [
+                if status.iter().any(|s| s == "ALLOCATABLE") {
+                    'a'
+                } else {
+                    'u'
+                },
+                if exported { 'x' } else { '-' },
+                if device.is_none() { 'm' } else { '-' },
+            ]
+            .iter()
+            .collect();
             PvReport {
                 key: pv.meta.key.clone(),
                 uuid: pv.meta.id.to_string(),
-                device: pv.disk.as_ref().and_then(|d| d.dev).map(|d| d.path()),
+                missing: device.is_none(),
+                device,
                 file: pv.disk.as_ref().map(|d| d.file.clone()),
                 file_here: pv.disk.as_ref().is_some_and(|d| d.here),
                 size: pv.meta.pe_count.saturating_mul(extent),
@@ -96,12 +149,15 @@ pub fn report(vg: &FoundVg) -> Result<VgReport> {
                 pe_count: pv.meta.pe_count,
                 pe_alloc,
                 free: (pv.meta.pe_count - pe_alloc.min(pv.meta.pe_count)).saturating_mul(extent),
+                attr,
             }
         })
         .collect();
     let extent_count = pvs.iter().fold(0u64, |n, p| n.saturating_add(p.pe_count));
     let alloc = pvs.iter().fold(0u64, |n, p| n.saturating_add(p.pe_alloc));
     let free_count = extent_count - alloc.min(extent_count);
+    let missing_pv_count = pvs.iter().filter(|p| p.missing).count();
+    let (lv_count, snap_count) = vg.meta.lv_counts();
     Ok(VgReport {
         name: vg.name().to_string(),
         uuid: vg.meta.id()?.to_string(),
@@ -111,11 +167,17 @@ pub fn report(vg: &FoundVg) -> Result<VgReport> {
         free_count,
         size: extent_count.saturating_mul(extent),
         free: free_count.saturating_mul(extent),
-        lv_count: vg.meta.lv_count(),
-        active: vg
-            .pvs
-            .iter()
-            .all(|p| p.disk.as_ref().is_some_and(|d| d.dev.is_some())),
+        lv_count,
+        snap_count,
+        max_lv: vg.meta.max_lv(),
+        max_pv: vg.meta.max_pv(),
+        attr: vg_attr(
+            &vg_status,
+            &vg.meta.allocation_policy(),
+            missing_pv_count > 0,
+        ),
+        missing_pv_count,
+        active: missing_pv_count == 0,
         pvs,
     })
 }

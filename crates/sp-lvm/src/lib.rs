@@ -6,7 +6,8 @@
 //! * [`config`] — LVM's config text (sections, `key = value`), parsed and written back
 //!   byte for byte.
 //! * [`vg`] — the volume-group text metadata as a typed view over [`config`].
-//! * [`size`] — sizes as lvm2 reads them (`20G`, `+5G`, binary units), and [`size::Size`].
+//! * [`size`] — sizes as lvm2 reads them (`20G`, `1.5G`, `100` = MiB) and shows them
+//!   (`--units`), and [`size::Size`].
 //! * [`uuid`] — LVM identifiers (32 characters, dashed 6-4-4-4-4-4-6 in text).
 //!
 //! Sizes are bytes unless a name says `sectors`; a sector is 512 bytes.

@@ -120,6 +120,15 @@ impl std::str::FromStr for VgName {
     }
 }
 
+/// The words of a section's `status` and `flags` lists.
+fn flags(items: &Items) -> Vec<String> {
+    ["status", "flags"]
+        .iter()
+        .filter_map(|k| items.get(k).and_then(Value::as_list))
+        .flat_map(|l| l.iter().filter_map(Value::as_str))
+        .collect()
+}
+
 /// A VG's text metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VgMeta {
@@ -324,15 +333,72 @@ impl VgMeta {
         self.vg_num("extent_size")
     }
 
+    /// The VG's `status` and `flags` words (`READ`, `WRITE`, `RESIZEABLE`, `EXPORTED`…).
+    pub fn status(&self) -> Vec<String> {
+        self.vg().map(|vg| flags(&vg)).unwrap_or_default()
+    }
+
+    /// `allocation_policy`; `normal` when absent, as lvm2 reads it.
+    pub fn allocation_policy(&self) -> String {
+        self.vg()
+            .ok()
+            .and_then(|vg| vg.get_str("allocation_policy"))
+            .unwrap_or_else(|| "normal".into())
+    }
+
+    /// `max_lv` (0: no limit).
+    pub fn max_lv(&self) -> u64 {
+        self.vg_num("max_lv")
+    }
+
+    /// `max_pv` (0: no limit).
+    pub fn max_pv(&self) -> u64 {
+        self.vg_num("max_pv")
+    }
+
+    /// The `status` and `flags` words of the PV `key` (`ALLOCATABLE`, `EXPORTED`, `MISSING`).
+    pub fn pv_status(&self, key: &str) -> Vec<String> {
+        self.vg()
+            .ok()
+            .and_then(|vg| {
+                let pvs = Items::from(vg.section("physical_volumes")?);
+                let pv = Items::from(pvs.section(key)?);
+                Some(flags(&pv))
+            })
+            .unwrap_or_default()
+    }
+
+    /// LVs as `vgs` counts them: (`lv_count`, `snap_count`) — the LVs whose status says
+    /// `VISIBLE`, and the snapshots (each a hidden LV with a `snapshot` segment).
+    pub fn lv_counts(&self) -> (usize, usize) {
+        let Some(lvs) = self
+            .vg()
+            .ok()
+            .and_then(|vg| vg.section("logical_volumes").map(Items::from))
+        else {
+            return (0, 0);
+        };
+        let (mut visible, mut snapshots) = (0, 0);
+        for (_, lv) in lvs.sections() {
+            let lv = Items::from(lv);
+            if flags(&lv).iter().any(|f| f == "VISIBLE") {
+                visible += 1;
+            }
+            if lv
+                .sections()
+                .any(|(_, seg)| Items::from(seg).get_str("type").as_deref() == Some("snapshot"))
+            {
+                snapshots += 1;
+            }
+        }
+        (visible, snapshots)
+    }
+
     /// Why lvm2 would refuse to change this VG's PVs (`vgextend`, `pvresize`), if it
     /// would: not writable or resizeable, exported, shared (lvmlockd), at `max_pv`.
     pub fn change_refused(&self, adding_pv: bool) -> Option<String> {
         let vg = self.vg().ok()?;
-        let status: Vec<String> = vg
-            .get("status")
-            .and_then(Value::as_list)
-            .map(|l| l.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let status = flags(&vg);
         let has = |s: &str| status.iter().any(|x| x == s);
         if !has("WRITE") {
             return Some("it is read-only".into());

@@ -15,8 +15,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use sp_kernel::{exec, files, Change};
 use sp_neutron::metadata::{Kind, Served};
 
@@ -205,25 +203,8 @@ fn stop_quietly(pid_file: &Path) -> Result<Option<u32>> {
 
 /// Kills `pid` and waits (up to 5 s) until it is gone, so its ports are free.
 fn end(pid: u32) -> Result<()> {
-    let p = Pid::from_raw(pid as i32);
-    kill(p, Signal::SIGKILL)
-        .map_err(|e| Error::Io(format!("stop metadata proxy {pid}"), e.into()))?;
-    for _ in 0..500 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.is_empty()
-            || stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    Err(Error::Io(
-        format!("stop metadata proxy {pid}"),
-        std::io::Error::other("still running after 5 s"),
-    ))
+    sp_kernel::procs::kill_and_wait(pid, std::time::Duration::from_secs(5))
+        .map_err(|e| Error::Io(format!("stop metadata proxy {pid}"), e))
 }
 
 #[cfg(test)]

@@ -192,6 +192,29 @@ pub enum DeviceRole {
     RouterGateway { port_id_prefix: String },
     /// `ns-<port id[:11]>`: the DHCP port inside `qdhcp-`.
     DhcpPort { port_id_prefix: String },
+    /// `qbr<port id[:11]>`: the Open vSwitch agent's hybrid plugging — a Linux bridge per
+    /// instance port, where iptables filters it (`tap` on it).
+    HybridBridge { port_id_prefix: String },
+    /// `qvb<port id[:11]>`: the hybrid veth's end on the `qbr` bridge.
+    HybridBridgeEnd { port_id_prefix: String },
+    /// `qvo<port id[:11]>`: the hybrid veth's end on `br-int`.
+    HybridOvsEnd { port_id_prefix: String },
+}
+
+impl DeviceRole {
+    /// The Neutron port id prefix the name carries (none for `brq`, `vxlan-N`).
+    pub fn port_id_prefix(&self) -> Option<&str> {
+        match self {
+            DeviceRole::NetworkBridge { .. } | DeviceRole::Vxlan { .. } => None,
+            DeviceRole::Tap { port_id_prefix }
+            | DeviceRole::RouterInternal { port_id_prefix }
+            | DeviceRole::RouterGateway { port_id_prefix }
+            | DeviceRole::DhcpPort { port_id_prefix }
+            | DeviceRole::HybridBridge { port_id_prefix }
+            | DeviceRole::HybridBridgeEnd { port_id_prefix }
+            | DeviceRole::HybridOvsEnd { port_id_prefix } => Some(port_id_prefix),
+        }
+    }
 }
 
 /// Classifies a device name; `None` when it follows no Neutron pattern.
@@ -214,6 +237,9 @@ pub fn classify_device(name: &str) -> Option<DeviceRole> {
         "qr-" => DeviceRole::RouterInternal { port_id_prefix: p },
         "qg-" => DeviceRole::RouterGateway { port_id_prefix: p },
         "ns-" => DeviceRole::DhcpPort { port_id_prefix: p },
+        "qbr" => DeviceRole::HybridBridge { port_id_prefix: p },
+        "qvb" => DeviceRole::HybridBridgeEnd { port_id_prefix: p },
+        "qvo" => DeviceRole::HybridOvsEnd { port_id_prefix: p },
         _ => return None,
     })
 }
@@ -269,6 +295,16 @@ mod tests {
             Some(DeviceRole::Vxlan { vni: 1 })
         );
         assert_eq!(classify_device("vxlan-16777216"), None);
+        // The Open vSwitch agent's hybrid plugging (packstack's host).
+        for (name, role) in [
+            ("qbra7b1762b-3b", "hybrid-bridge"),
+            ("qvba7b1762b-3b", "hybrid-bridge-end"),
+            ("qvoa7b1762b-3b", "hybrid-ovs-end"),
+        ] {
+            let r = classify_device(name).unwrap();
+            assert_eq!(r.port_id_prefix(), Some("a7b1762b-3b"));
+            assert_eq!(serde_json::to_value(&r).unwrap()["role"], role);
+        }
         assert_eq!(classify_device("eth0"), None);
         assert_eq!(classify_device("tapb5cfa271-7"), None);
         let id = "7337070d-45e1-4a2b-9c3d-1234567890ab";

@@ -336,7 +336,48 @@ pub enum Expr {
     },
 }
 
+/// An xtables extension inside nf_tables — iptables-nft's `match` or `target`
+/// (`nft_compat`): the extension's name and revision and its `xt_*` info blob, which
+/// only the extension's own C struct describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xt {
+    /// A target (`-j DNAT`), or a match (`-m physdev`).
+    pub target: bool,
+    pub name: String,
+    pub rev: u32,
+    pub info: Vec<u8>,
+}
+
 impl Expr {
+    /// The xtables extension this expression is (`NFTA_MATCH_*`/`NFTA_TARGET_*`: name 1,
+    /// revision 2, info 3), if it is one.
+    pub fn xt(&self) -> Option<Xt> {
+        let Expr::Other { name, data } = self else {
+            return None;
+        };
+        let target = match name.as_str() {
+            "target" => true,
+            "match" => false,
+            _ => return None,
+        };
+        let mut xt = Xt {
+            target,
+            name: String::new(),
+            rev: 0,
+            info: vec![],
+        };
+        for a in attrs(data) {
+            let a = a.ok()?;
+            match a.kind {
+                1 => xt.name = a.str().ok()?,
+                2 => xt.rev = a.be32().ok()?,
+                3 => xt.info = a.value.to_vec(),
+                _ => {}
+            }
+        }
+        Some(xt)
+    }
+
     /// The kernel's name of the expression.
     pub fn name(&self) -> &str {
         match self {

@@ -595,9 +595,10 @@ impl Socket {
         }
         if let Some(t) = table {
             r.tables.retain(|x| x.name == t);
-            if r.tables.is_empty() {
-                return Ok(r);
-            }
+        }
+        // No table, nothing else: a namespace without rules costs one dump.
+        if r.tables.is_empty() {
+            return Ok(r);
         }
         let objects = [
             (NFT_MSG_GETCHAIN, Vec::new(), "dump chains"),

@@ -10,72 +10,69 @@
 //! by hand, a namespace made again). SIGTERM or SIGINT end it cleanly.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use serde::Serialize;
 use sp_config::desired::NodePlan;
-use sp_kernel::{files, Change};
+use sp_kernel::Change;
 use sp_neutron::qdhcp_namespace;
 
 use crate::{Error, Result};
 
-/// Where the run locks live: root's own directory, not the world-writable `/run/lock`,
-/// where another user could plant (and hold) the file first.
-pub const LOCK_DIR: &str = "/run/stackplumb";
+/// The run lock's name: an abstract unix socket. Abstract names belong to a network
+/// namespace, so the lock is the node's — the kernel's network, not a path: runs in
+/// containers that share the host's network but each have their own `/run` meet on
+/// it, whatever `--state-dir` each names; it goes with the process that held it,
+/// however that process ended.
+pub const LOCK_NAME: &[u8] = b"stackplumb/run-lock";
 
-/// The run lock of the calling thread's network namespace — the node: one per host
-/// (and per container with a network of its own), whatever `--state-dir` each run
-/// names, so two runs never move the same uplink at once.
-pub fn lock_path() -> Result<std::path::PathBuf> {
-    let id = sp_kernel::netns::NsId::of_path(Path::new("/proc/thread-self/ns/net"))?;
-    Ok(Path::new(LOCK_DIR).join(format!("net-{}-{}.lock", id.dev, id.ino)))
+/// The node's run lock, held while this lives.
+#[derive(Debug)]
+pub struct RunLock {
+    _bound: std::os::unix::net::UnixListener,
 }
 
-/// Takes this node's run lock, waiting up to `timeout` for another run to finish; the
-/// holder's pid is written into the lock file and named when the wait times out.
-pub fn lock(timeout: Duration) -> Result<Flock<File>> {
-    use std::io::{Read, Seek, Write};
-    let path = lock_path()?;
-    let io = |e| Error::State(path.clone(), e);
-    files::ensure_top_dir(Path::new(LOCK_DIR), 0o755)?;
+/// Takes this node's run lock (of the calling thread's network namespace), waiting up
+/// to `timeout` for another run to finish; a wait that times out names the holder —
+/// its pid and uid, as the kernel gives them to a connection (`SO_PEERCRED`).
+pub fn lock(timeout: Duration) -> Result<RunLock> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+    let addr = SocketAddr::from_abstract_name(LOCK_NAME)
+        .map_err(|e| Error::Kernel(sp_kernel::Error::io("the run lock's name", e)))?;
     let start = Instant::now();
-    let mut file = files::open_lock(&path)?;
     loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(mut l) => {
-                l.set_len(0).map_err(io)?;
-                l.rewind().map_err(io)?;
-                writeln!(l, "{}", std::process::id()).map_err(io)?;
-                return Ok(l);
-            }
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < timeout => {
-                if start.elapsed() < Duration::from_millis(50) {
-                    tracing::info!(lock = %path.display(), ?timeout, "another run holds the lock; waiting");
-                }
-                file = f;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
-                let mut holder = String::new();
-                let _ = f.read_to_string(&mut holder);
-                let holder = match holder.trim().parse::<u32>() {
-                    Ok(pid) => format!("pid {pid}"),
-                    Err(_) => "another process".into(),
-                };
-                return Err(Error::Locked(format!(
-                    "another stackplumb run ({holder}) holds this node's lock {}; waited {timeout:?}",
-                    path.display()
-                )));
-            }
-            Err((_, e)) => return Err(io(e.into())),
+        match UnixListener::bind_addr(&addr) {
+            Ok(l) => return Ok(RunLock { _bound: l }),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(e) => return Err(Error::Kernel(sp_kernel::Error::io("take the run lock", e))),
         }
+        if start.elapsed() < Duration::from_millis(50) {
+            tracing::info!(?timeout, "another run holds the lock; waiting");
+        }
+        if start.elapsed() >= timeout {
+            let holder = UnixStream::connect_addr(&addr)
+                .ok()
+                .and_then(|c| {
+                    nix::sys::socket::getsockopt(&c, nix::sys::socket::sockopt::PeerCredentials)
+                        .ok()
+                })
+                .map(|cred| match cred.pid() {
+                    0 => format!("a process of uid {} in another pid namespace", cred.uid()),
+                    pid => format!("pid {pid}, uid {}", cred.uid()),
+                })
+                .unwrap_or_else(|| "a process that just ended".into());
+            return Err(Error::Locked(format!(
+                "another stackplumb run ({holder}) holds this node's lock \
+                 (abstract socket @{}); waited {timeout:?}",
+                String::from_utf8_lossy(LOCK_NAME)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

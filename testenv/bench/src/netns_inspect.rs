@@ -14,6 +14,7 @@ pub fn run(n: usize, runs: usize) {
         return;
     }
     build(n);
+    settle("brq-bench");
     let ours = crate::best_of(runs, || {
         let out = Command::new(crate::sibling_bin("netns-inspect"))
             .arg("--json")
@@ -62,6 +63,31 @@ fn build(n: usize) {
             p = port(i)
         );
         ip_batch(Some(&ns(i)), &inside);
+    }
+}
+
+/// Waits (at most 30 s) until the bridge has seen no frame for 2 s. Every new port
+/// starts IPv6 — duplicate address detection, router and MLD solicitations — and the
+/// bridge floods each of those frames to every other port (through br_netfilter's
+/// hooks when it is loaded): with 1000 ports that is a million deliveries in softirq,
+/// on the CPUs the timed runs use, for some ten seconds after the build. It is the
+/// scene settling, not what is measured: timing through it made 1000 namespaces cost
+/// up to twice what they do on a settled host.
+fn settle(bridge: &str) {
+    let path = format!("/sys/class/net/{bridge}/statistics/rx_packets");
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = read();
+    let mut quiet_since = std::time::Instant::now();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let now = read();
+        if now != last {
+            last = now;
+            quiet_since = std::time::Instant::now();
+        } else if quiet_since.elapsed() >= std::time::Duration::from_secs(2) {
+            return;
+        }
     }
 }
 

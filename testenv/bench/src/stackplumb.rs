@@ -311,9 +311,11 @@ pub fn run(n: usize, runs: usize) {
     let work = std::env::temp_dir().join(format!("sp-bench-stackplumb-{}", std::process::id()));
     sp_config::guide::write_guide_files(&work.join("etc")).unwrap();
     let cfg = GuideConfig::load(&work.join("etc")).unwrap();
+    // The stackplumb binary beside this bench: the operator's re-apply below, and
+    // the metadata proxy (not this bench's executable).
+    let cli = crate::sibling_bin("stackplumb");
     let mut dirs = Dirs::new(work.join("state"), work.join("cinder"));
-    // The metadata proxy is the stackplumb binary's, not this bench's.
-    dirs.program = sp_testenv::workspace_bin("stackplumb");
+    dirs.program = cli.clone();
     let plans = plan(&topology(n), &cfg, &dirs.state).unwrap();
     let controller = plans.iter().find(|p| p.node == "controller").unwrap();
 
@@ -321,14 +323,6 @@ pub fn run(n: usize, runs: usize) {
     // reading the files and the topology.
     let topo = work.join("topology.toml");
     std::fs::write(&topo, toml::to_string(&topology(n)).unwrap()).unwrap();
-    let cli = std::env::current_exe()
-        .unwrap()
-        .with_file_name("stackplumb");
-    assert!(
-        cli.is_file(),
-        "{} missing: build the workspace (testenv/bench.sh does)",
-        cli.display()
-    );
     let cli_run = |verb: &str, quiet: &str| {
         let t = Instant::now();
         let out = std::process::Command::new("nsenter")

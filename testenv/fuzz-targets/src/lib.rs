@@ -273,10 +273,15 @@ pub fn topology(data: &[u8]) {
     let _ = sp_config::desired::plan(&t, cfg, Path::new("/var/lib/neutron"));
 }
 
-/// A size argument: `parse_size` absolute and relative, and `human` on what it gives.
+/// A size argument: `parse_size` absolute and relative, and `human` on what it gives;
+/// the same text as `list --units` (shown on the input's first 8 bytes as a size) and as
+/// a `list --select` expression of both reports.
 pub fn sizes(data: &[u8]) {
-    if let Some(b) = data.get(..8) {
-        let _ = sp_loopvg::size::human(u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let bytes = data
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    if let Some(n) = bytes {
+        let _ = sp_loopvg::size::human(n);
     }
     let Ok(s) = std::str::from_utf8(data) else {
         return;
@@ -285,6 +290,14 @@ pub fn sizes(data: &[u8]) {
         if let Ok(n) = sp_loopvg::size::parse_size(s, relative) {
             let _ = sp_loopvg::size::human(n);
         }
+    }
+    if let Ok(units) = s.parse::<sp_loopvg::size::Units>() {
+        for suffix in [false, true] {
+            let _ = units.show(bytes.unwrap_or(0), suffix);
+        }
+    }
+    for pvs in [false, true] {
+        let _ = sp_loopvg::columns::Select::parse(s, pvs);
     }
 }
 

@@ -85,6 +85,32 @@ impl Cli {
             .collect();
         (out.status.code(), lines)
     }
+
+    /// Starts `--json apply` on `node` and SIGKILLs it as soon as it has reported
+    /// `actions` completed actions — a moment inside the work whatever the machine's
+    /// speed (a kill timed by the clock lands after the end when this run is faster
+    /// than the one that set the clock). Returns the lines it printed.
+    pub fn kill_apply_after(&self, node: &str, actions: usize) -> Vec<String> {
+        use std::io::BufRead;
+        let mut child = self
+            .cmd(node, &["--json", "apply"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run stackplumb");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut lines = Vec::new();
+        while lines.len() < actions {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            lines.push(line);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        lines
+    }
 }
 
 /// Ends dnsmasq of the state directory and releases its loop devices if the test
