@@ -489,7 +489,7 @@ fn show_reads_the_agents_entries_whole() {
         String::from_utf8_lossy(&out.stderr)
     );
     let view: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let port = view
+    let port = view["bridges"]
         .as_array()
         .unwrap()
         .iter()

@@ -109,8 +109,12 @@ fn exit_code() -> ExitCode {
 
 /// An error's kind in JSON, and so its exit code (docs/exit-codes.md).
 fn kind(e: &(dyn std::error::Error + 'static)) -> Kind {
-    use sp_inspect::FilterError as F;
-    match (e.downcast_ref::<F>(), e.downcast_ref::<sp_kernel::Error>()) {
+    use sp_inspect::{FilterError as F, InspectError as I};
+    let kernel = match e.downcast_ref::<I>() {
+        Some(I::Kernel(k)) => Some(k),
+        _ => e.downcast_ref::<sp_kernel::Error>(),
+    };
+    match (e.downcast_ref::<F>(), kernel) {
         (Some(F::InvalidName(_)), _) => Kind::InvalidInput,
         (Some(F::NoSuchNamespace(_)), _) => Kind::NotFound,
         (_, Some(k)) => Kind::of_errno(k.errno()),
