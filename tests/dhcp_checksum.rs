@@ -9,7 +9,7 @@
 //! undoes exactly that drift, and a second apply does nothing.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use sp_config::desired::{plan, NodePlan};
@@ -18,22 +18,6 @@ use sp_kernel::netlink::Netlink;
 use sp_kernel::netns;
 use sp_orchestrate::{apply, Dirs};
 use sp_testenv::{require, sandbox, scene};
-
-/// Ends the dnsmasq the state directory names, also when the test fails midway.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let pids = std::fs::read_dir(self.0.join("dhcp"))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("pid")).ok());
-        for pid in pids {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The guide's nodes' plans with vm2 on the controller, without Cinder's volume group
 /// (no loop devices here).
@@ -214,7 +198,7 @@ fn dhcp_replies_reach_the_instance_with_complete_udp_checksums() {
     }
     scene::guide_hosts();
     let state = std::env::temp_dir().join(format!("sp-dhcp-checksum-{}", std::process::id()));
-    let _cleanup = Cleanup(state.clone());
+    let _cleanup = sp_testenv::nodes::Cleanup::new(state.clone());
     let plans = node_plans(&state);
     let mut dirs = Dirs::new(state.clone(), state.join("cinder"));
     // The metadata proxy is `stackplumb metadata-proxy`, not this test binary.

@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,20 +23,6 @@ use sp_neutron::sg::{Direction, EtherType, Protocol};
 use sp_orchestrate::{apply, take_down, Dirs};
 use sp_testenv::scene::{self, ip};
 use sp_testenv::{oracle, require, sandbox};
-
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let dhcp = self.0.join("dhcp");
-        for e in std::fs::read_dir(dhcp).into_iter().flatten().flatten() {
-            if let Ok(pid) = std::fs::read_to_string(e.path().join("pid")) {
-                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The guide's cloud without Cinder, with vm2 (default) and vm3 (web) on compute.
 fn topology(icmp: bool) -> Topology {
@@ -182,7 +168,7 @@ fn security_groups_on_the_guides_cloud() {
     }
     scene::guide_hosts();
     let state = std::env::temp_dir().join(format!("sp-sg-{}", std::process::id()));
-    let _cleanup = Cleanup(state.clone());
+    let _cleanup = sp_testenv::nodes::Cleanup::new(state.clone());
     let mut dirs = Dirs::new(state.clone(), state.join("cinder"));
     // The metadata proxy is `stackplumb metadata-proxy`, not this test binary.
     dirs.program = sp_testenv::workspace_bin("stackplumb");

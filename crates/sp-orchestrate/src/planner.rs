@@ -978,11 +978,6 @@ impl Planner<'_> {
             })
             .map(|(ns, _)| ns.as_str())
             .collect();
-        for ns in &doomed {
-            del(Object::Namespace {
-                name: (*ns).to_owned(),
-            });
-        }
         for u in &owned.uplinks {
             let wanted = want.networks.iter().any(|n| {
                 n.bridge.as_str() == u.bridge && n.uplink.as_deref() == Some(u.nic.as_str())
@@ -1002,8 +997,8 @@ impl Planner<'_> {
         for (port_id, ns) in &owned.ports {
             let tap = tap_name(port_id);
             let wanted = wanted_ports.contains(port_id.as_str());
-            // Also when its namespace goes: the kernel frees a namespace (and the pair
-            // with it) later, in the background; the tap is deleted now, in the batch.
+            // Also when its namespace goes: the pair goes in the batch, with its end
+            // in the namespace, which is deleted after.
             if !wanted && cur.root.link(&tap).is_some() {
                 del(Object::Port {
                     port_id: port_id.clone(),
@@ -1034,6 +1029,15 @@ impl Planner<'_> {
             if !wanted && cur.root.link(b).is_some() {
                 del(Object::Bridge { name: b.clone() });
             }
+        }
+        // The namespaces last: their veths went with the taps in the batch above, so the
+        // kernel frees them empty, in the background, and nothing after waits for that
+        // (a batch after them would wait for the RTNL their teardown holds: 0.4 s for
+        // 20 routers, measured with strace -T).
+        for ns in &doomed {
+            del(Object::Namespace {
+                name: (*ns).to_owned(),
+            });
         }
         if let Some(vg) = &owned.volume_group {
             let wanted = want

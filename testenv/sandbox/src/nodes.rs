@@ -113,30 +113,53 @@ impl Cli {
     }
 }
 
-/// Ends dnsmasq of the state directory and releases its loop devices if the test
-/// fails midway.
+/// Ends the dnsmasq and metadata proxy processes a state directory names (its own and
+/// those of state directories one level down, as a test with two `--state-dir`s has),
+/// releases its loop devices and removes it — also when the test fails midway. Those
+/// processes are daemons: left running, each keeps its dead sandbox's namespaces.
 pub struct Cleanup(PathBuf);
+
+impl Cleanup {
+    /// Cleans up `state` when dropped.
+    pub fn new(state: PathBuf) -> Cleanup {
+        Cleanup(state)
+    }
+}
+
+/// The pids in `state`'s dnsmasq (`dhcp/<net>/pid`) and metadata proxy
+/// (`stackplumb/*.pid`) pid files.
+fn daemon_pids(state: &std::path::Path) -> Vec<String> {
+    let files = |dir: PathBuf| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+    };
+    files(state.join("dhcp"))
+        .map(|d| d.join("pid"))
+        .chain(
+            files(state.join("stackplumb")).filter(|f| f.extension().is_some_and(|x| x == "pid")),
+        )
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|p| p.trim().to_owned())
+        .collect()
+}
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for dev in crate::lvm::bound_under(&self.0) {
             let _ = Command::new("losetup").args(["-d", &dev]).status();
         }
-        if let Ok(dirs) = std::fs::read_dir(self.0.join("dhcp")) {
-            for d in dirs.flatten() {
-                if let Ok(pid) = std::fs::read_to_string(d.path().join("pid")) {
-                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-                }
-            }
-        }
-        // The metadata proxies (`stackplumb/metadata-proxy-<node>.pid`).
-        if let Ok(files) = std::fs::read_dir(self.0.join("stackplumb")) {
-            for f in files.flatten() {
-                let is_pid = f.path().extension().is_some_and(|x| x == "pid");
-                if let (true, Ok(pid)) = (is_pid, std::fs::read_to_string(f.path())) {
-                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-                }
-            }
+        let subdirs = std::fs::read_dir(&self.0)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir());
+        let states: Vec<PathBuf> = std::iter::once(self.0.clone()).chain(subdirs).collect();
+        for pid in states.iter().flat_map(|s| daemon_pids(s)) {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
         }
         let _ = std::fs::remove_dir_all(&self.0);
     }
