@@ -240,12 +240,15 @@ async fn ensure_vxlan(
                 .execute()
                 .await
                 .map_err(|e| sp_kernel::Error::netlink(format!("create {name}"), e))?;
-            let action = if other.is_some() {
-                "recreated (options differed)"
-            } else {
-                "created"
-            };
-            changes.push(Change::new(format!("vxlan {name}"), action));
+            changes.push(match other {
+                Some(_) => Change::saying(
+                    format!("vxlan {name}"),
+                    "recreated",
+                    Default::default(),
+                    "recreated (options differed)",
+                ),
+                None => Change::new(format!("vxlan {name}"), "created"),
+            });
             let mut link = require_link(nl, &name)?;
             no_link_local(nl, link.header.index, &name).await?;
             set_up_new(nl, &mut link, &name).await?;

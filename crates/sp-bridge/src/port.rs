@@ -442,8 +442,10 @@ async fn plug_one(
                     .execute()
                     .await
                     .map_err(|e| sp_kernel::Error::netlink(format!("delete stale {name}"), e))?;
-                changes.push(Change::new(
+                changes.push(Change::saying(
                     format!("link {name}"),
+                    "deleted",
+                    Default::default(),
                     "deleted (stale half of a pair)",
                 ));
             }

@@ -21,8 +21,10 @@ pub async fn unplug(nl: &Netlink, port_ids: &[String], changes: &mut Vec<Change>
         let tap = tap_name(id);
         if let Some(l) = nl.link_by_name(&tap)? {
             doomed.push(l);
-            changes.push(Change::new(
+            changes.push(Change::saying(
                 format!("veth {tap}"),
+                "deleted",
+                Default::default(),
                 "deleted (with its peer)",
             ));
         }

@@ -578,7 +578,8 @@ impl Planner<'_> {
                     Object::Link {
                         namespace: (Some(&stale.name) == inner.as_ref().map(|i| &i.name))
                             .then(|| p.namespace.to_string()),
-                        name: format!("{} (stale half of a pair)", stale.name),
+                        // The half of a pair whose other end is gone or another's.
+                        name: stale.name.clone(),
                     },
                 );
             }
