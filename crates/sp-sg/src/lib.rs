@@ -446,19 +446,17 @@ impl SgRules {
     }
 }
 
+/// A rule of `chain` in our table of `family`, its expressions the parts in order.
+fn chain_rule(family: Family, chain: &str, parts: Vec<Vec<Expr>>) -> Rule {
+    Rule::new(family, TABLE, chain, parts.into_iter().flatten().collect())
+}
+
 /// `s<port>` (bridge family): ARP only with the port's sender addresses (IP and MAC),
 /// IP and IPv6 only from its addresses with their MAC (and the DHCP client's
 /// `0.0.0.0`, the link-local address, `::` for duplicate address detection), other
 /// frames only from its MACs.
 fn spoofing(p: &PortFirewall, chain: &str) -> Vec<Rule> {
-    let rule = |parts: Vec<Vec<Expr>>| {
-        Rule::new(
-            Family::Bridge,
-            TABLE,
-            chain,
-            parts.into_iter().flatten().collect(),
-        )
-    };
+    let rule = |parts| chain_rule(Family::Bridge, chain, parts);
     let ret = || verdict(Verdict::Return);
     let mut out = Vec::new();
     let sources = p.sources();
@@ -542,14 +540,7 @@ fn spoofing(p: &PortFirewall, chain: &str) -> Vec<Rule> {
 /// IPv6 the neighbour discovery and MLD Liberty lets in), the ingress rules, invalid
 /// dropped, the rest to the fallback.
 fn ingress(p: &PortFirewall, chain: &str) -> Vec<Rule> {
-    let rule = |parts: Vec<Vec<Expr>>| {
-        Rule::new(
-            Family::Inet,
-            TABLE,
-            chain,
-            parts.into_iter().flatten().collect(),
-        )
-    };
+    let rule = |parts| chain_rule(Family::Inet, chain, parts);
     let ret = || verdict(Verdict::Return);
     let mut out = vec![
         rule(vec![ct(ct_state::ESTABLISHED | ct_state::RELATED), ret()]).with_comment(RELATED),
@@ -577,14 +568,7 @@ fn ingress(p: &PortFirewall, chain: &str) -> Vec<Rule> {
 /// advertisements from the port dropped, established and related back, the egress
 /// rules, invalid dropped, the rest to the fallback.
 fn egress(p: &PortFirewall, chain: &str) -> Vec<Rule> {
-    let rule = |parts: Vec<Vec<Expr>>| {
-        Rule::new(
-            Family::Inet,
-            TABLE,
-            chain,
-            parts.into_iter().flatten().collect(),
-        )
-    };
+    let rule = |parts| chain_rule(Family::Inet, chain, parts);
     let ret = || verdict(Verdict::Return);
     let v4 = || nfproto(EtherType::Ipv4);
     let mut out = vec![rule(vec![
