@@ -138,7 +138,7 @@ impl<'a> Wants<'a> {
             netns::write_net_sysctl("ipv4/conf/default/promote_secondaries", "1")?;
         }
         let socks = netlink::open_sockets()?;
-        let c = socks.contents(&self.families[name])?;
+        let c = socks.reader().contents(&self.families[name])?;
         if self.forward[name] && !c.ipv4_forwarding {
             netns::write_net_sysctl("ipv4/ip_forward", "1")?;
             done.push(Change::new(format!("namespace {name}"), "ip_forward=1"));

@@ -21,9 +21,6 @@ use sp_neutron::{classify_namespace, NamespaceKind};
 use crate::model::*;
 use crate::names;
 
-/// `RT_TABLE_MAIN`.
-const MAIN_TABLE: u32 = 254;
-
 /// One namespace found, before it is read.
 struct Found {
     id: NsId,
@@ -182,9 +179,8 @@ fn gather() -> Result<Report> {
     // One hop through all namespaces: netlink sockets, what each holds, ip_forward,
     // the FDB and neighbours of VXLAN devices, the nf_tables rules, nearby nsids.
     let hopped = netns::run_in_each(&fds, |i| {
-        let socks = netlink::open_sockets()?;
-        let mut held = socks.contents(&[AddressFamily::Inet, AddressFamily::Inet6])?;
-        held.routes.retain(|r| attrs::route_table(r) == MAIN_TABLE);
+        let socks = netlink::open_reader()?;
+        let held = socks.contents(&[AddressFamily::Inet, AddressFamily::Inet6])?;
         let mut extra = Extra::default();
         if held.links.iter().any(|l| attrs::vxlan(l).is_some()) {
             extra.fdb = socks.neighbours(AddressFamily::Bridge)?;
@@ -411,7 +407,7 @@ fn discover(problems: &mut Vec<Problem>) -> Result<Vec<Found>> {
 /// 3. Ids still unknown (a pair between two other namespaces) are asked of every
 ///    other namespace in turn, until all are known.
 fn resolve_nsids(
-    sockets: &[netlink::Sockets],
+    sockets: &[netlink::Reader],
     fds: &[OwnedFd],
     namespaces: &[Found],
     dumps: &[Contents],

@@ -41,12 +41,18 @@ pub struct Netlink {
 }
 
 /// The two route-netlink sockets of a [`Netlink`], opened in one namespace: one for
-/// rtnetlink's connection, one for reads. [`Sockets::contents`] reads on the second
-/// without any async runtime — for a namespace hop reading what is inside while there.
+/// rtnetlink's connection, one for reads ([`Sockets::reader`]).
 pub struct Sockets {
     requests: OwnedFd,
-    reads: OwnedFd,
+    reads: Reader,
 }
+
+/// A route-netlink socket for reads alone, opened in one namespace: [`Reader::contents`]
+/// and the others read on it without any async runtime — for a namespace hop reading
+/// what is inside while there. One socket where a [`Sockets`] opens two: a hop through
+/// hundreds of namespaces that only reads pays for one socket's creation and release
+/// in each.
+pub struct Reader(OwnedFd);
 
 /// Opens a blocking route-netlink socket in the calling thread's namespace, with strict
 /// dump checking.
@@ -65,8 +71,13 @@ fn open_socket() -> Result<OwnedFd> {
 pub fn open_sockets() -> Result<Sockets> {
     Ok(Sockets {
         requests: open_socket()?,
-        reads: open_socket()?,
+        reads: open_reader()?,
     })
+}
+
+/// A [`Reader`] in the calling thread's namespace.
+pub fn open_reader() -> Result<Reader> {
+    Ok(Reader(open_socket()?))
 }
 
 /// Opens a [`Netlink`]'s sockets inside each namespace (one thread hop for all of them).
@@ -77,12 +88,20 @@ pub fn open_sockets_in<N: AsFd + Sync>(namespaces: &[N]) -> Result<Vec<Sockets>>
 }
 
 impl Sockets {
-    /// What the namespace holds: links, addresses, and the routes of `route_families`.
+    /// The read socket.
+    pub fn reader(&self) -> &Reader {
+        &self.reads
+    }
+}
+
+impl Reader {
+    /// What the namespace holds: links, addresses, and the main table's routes of
+    /// `route_families`.
     pub fn contents(&self, route_families: &[AddressFamily]) -> Result<Contents> {
-        let sock = self.reads.as_fd();
+        let sock = self.0.as_fd();
         let mut routes = Vec::new();
         for family in route_families {
-            routes.extend(read_routes(sock, *family)?);
+            routes.extend(read_main_routes(sock, *family)?);
         }
         Ok(Contents {
             links: read_links(sock)?,
@@ -96,7 +115,7 @@ impl Sockets {
     /// The neighbour table of `family` (`AddressFamily::Bridge`: the FDB of every
     /// device, `bridge fdb show`; `Inet`/`Inet6`: `ip neigh show`).
     pub fn neighbours(&self, family: AddressFamily) -> Result<Vec<NeighbourMessage>> {
-        read_neighbours(self.reads.as_fd(), family)
+        read_neighbours(self.0.as_fd(), family)
     }
 
     /// [`Netlink::nsid_of`], answered on the read socket without an async runtime:
@@ -108,7 +127,7 @@ impl Sockets {
             .push(NsidAttribute::Fd(other.as_raw_fd() as u32));
         let req = encode(RouteNetlinkMessage::GetNsId(msg), false);
         let found = exchange(
-            self.reads.as_fd(),
+            self.0.as_fd(),
             &req,
             false,
             "request namespace id",
@@ -138,7 +157,7 @@ impl Netlink {
         tokio::spawn(conn);
         Ok(Netlink {
             handle,
-            reads: Arc::new(Mutex::new(socks.reads)),
+            reads: Arc::new(Mutex::new(socks.reads.0)),
         })
     }
 
@@ -235,9 +254,9 @@ impl Netlink {
         self.read(read_addresses)
     }
 
-    /// Every route of one family, all tables (`ip route show table all`).
-    pub fn routes(&self, family: AddressFamily) -> Result<Vec<RouteMessage>> {
-        self.read(|sock| read_routes(sock, family))
+    /// The main table's routes of one family (`ip route show`).
+    pub fn main_routes(&self, family: AddressFamily) -> Result<Vec<RouteMessage>> {
+        self.read(|sock| read_main_routes(sock, family))
     }
 
     /// The neighbour table of `family` ([`Sockets::neighbours`]).
@@ -285,7 +304,8 @@ impl Netlink {
 pub struct Contents {
     pub links: Vec<LinkMessage>,
     pub addresses: Vec<AddressMessage>,
-    /// Routes of the families asked for, all tables.
+    /// Routes of the families asked for, of the main table alone (the kernel filters:
+    /// the local table — a route per address, IPv6's multicast — is not walked).
     pub routes: Vec<RouteMessage>,
     /// `net.ipv4.ip_forward`.
     pub ipv4_forwarding: bool,
@@ -312,15 +332,23 @@ fn read_addresses(sock: BorrowedFd<'_>) -> Result<Vec<AddressMessage>> {
     })
 }
 
-fn read_routes(sock: BorrowedFd<'_>, family: AddressFamily) -> Result<Vec<RouteMessage>> {
+/// The main table's routes of `family` (with strict checking the kernel dumps that table
+/// alone). IPv4 makes its main table with the first route in it: a namespace without
+/// one answers ENOENT, which is no route.
+fn read_main_routes(sock: BorrowedFd<'_>, family: AddressFamily) -> Result<Vec<RouteMessage>> {
     let mut msg = RouteMessage::default();
     msg.header.address_family = family;
+    msg.header.table = libc::RT_TABLE_MAIN;
     let req = encode(RouteNetlinkMessage::GetRoute(msg), true);
-    exchange(sock, &req, true, "dump routes", |t, b| {
+    let routes = exchange(sock, &req, true, "dump routes", |t, b| {
         (t == libc::RTM_NEWROUTE)
             .then(|| RouteMessage::parse(b))
             .transpose()
-    })
+    });
+    match routes {
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(Vec::new()),
+        r => r,
+    }
 }
 
 fn read_neighbours(sock: BorrowedFd<'_>, family: AddressFamily) -> Result<Vec<NeighbourMessage>> {

@@ -238,7 +238,7 @@ pub fn global_addresses(nl: &Netlink, index: u32) -> Result<Vec<AddressMessage>>
 pub fn routes_via(nl: &Netlink, index: u32) -> Result<Vec<RouteMessage>> {
     let mut out = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        out.extend(nl.routes(family)?.into_iter().filter(|r| {
+        out.extend(nl.main_routes(family)?.into_iter().filter(|r| {
             attrs::route_oif(r) == Some(index)
                 && attrs::route_table(r) == 254
                 && u8::from(r.header.protocol) != PROTO_KERNEL

@@ -27,7 +27,7 @@ fn contents_read_matches_ip_also_across_many_reads() {
     scene::ip(&["-batch", file.to_str().unwrap()]);
     std::fs::remove_file(&file).unwrap();
 
-    let c = netlink::open_sockets()
+    let c = netlink::open_reader()
         .unwrap()
         .contents(&[AddressFamily::Inet])
         .unwrap();
@@ -55,13 +55,10 @@ fn contents_read_matches_ip_also_across_many_reads() {
         .collect();
     assert_eq!(ours, theirs);
     assert!(ours.contains("10.0.149.1"));
-    // IPv4 routes, all tables: one per connected subnet in main, and the local table's.
-    let main = c
-        .routes
-        .iter()
-        .filter(|r| attrs::route_table(r) == 254)
-        .count();
-    assert_eq!(main, oracle::routes(None, false).len());
+    // IPv4 routes of the main table alone: one per connected subnet, none of the local
+    // table's.
+    assert!(c.routes.iter().all(|r| attrs::route_table(r) == 254));
+    assert_eq!(c.routes.len(), oracle::routes(None, false).len());
     assert!(c
         .routes
         .iter()
@@ -76,7 +73,7 @@ fn contents_forwarding_and_link_attributes_match_ip() {
     sandbox::enter();
     let forwarding = || {
         let v = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
-        netlink::open_sockets()
+        netlink::open_reader()
             .unwrap()
             .contents(&[])
             .map(|c| (c.ipv4_forwarding, v.trim() == "1"))
@@ -103,7 +100,7 @@ fn contents_forwarding_and_link_attributes_match_ip() {
         "10.9.9.9",
         "nolearning",
     ]);
-    let c = netlink::open_sockets().unwrap().contents(&[]).unwrap();
+    let c = netlink::open_reader().unwrap().contents(&[]).unwrap();
     for theirs in oracle::links(None) {
         let name = theirs["ifname"].as_str().unwrap();
         let ours = c
@@ -153,4 +150,27 @@ fn contents_forwarding_and_link_attributes_match_ip() {
     };
     assert!(opts.contains(&netlink_packet_route::link::InfoVxlan::Id(7)));
     assert!(opts.contains(&netlink_packet_route::link::InfoVxlan::Learning(false)));
+}
+
+/// A namespace with no route yet has no IPv4 main table at all (the kernel makes it with
+/// the first route), and a dump of that table answers ENOENT: the reader reads that as no
+/// route, and reads the table once a route made it.
+#[test]
+fn a_namespace_without_routes_reads_as_none() {
+    sandbox::enter();
+    let both = [AddressFamily::Inet, AddressFamily::Inet6];
+    let c = netlink::open_reader().unwrap().contents(&both).unwrap();
+    assert_eq!(oracle::routes(None, false).len(), 0);
+    assert!(c.routes.is_empty(), "{:?}", c.routes);
+    scene::ip(&["link", "add", "d0", "type", "bridge"]);
+    scene::ip(&["addr", "add", "10.1.2.3/24", "dev", "d0"]);
+    scene::ip(&["link", "set", "d0", "up"]);
+    let c = netlink::open_reader().unwrap().contents(&both).unwrap();
+    let ours: Vec<_> = c
+        .routes
+        .iter()
+        .filter(|r| r.header.address_family == AddressFamily::Inet)
+        .collect();
+    assert_eq!(ours.len(), oracle::routes(None, false).len());
+    assert_eq!(ours.len(), 1, "the connected route of 10.1.2.0/24");
 }

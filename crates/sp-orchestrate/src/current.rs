@@ -305,8 +305,8 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
     // Root: links, addresses, default routes (for the uplink's gateway).
     let links = nl.links()?;
     let addrs = nl.addresses()?;
-    let mut routes = nl.routes(AddressFamily::Inet)?;
-    routes.extend(nl.routes(AddressFamily::Inet6)?);
+    let mut routes = nl.main_routes(AddressFamily::Inet)?;
+    routes.extend(nl.main_routes(AddressFamily::Inet6)?);
     cur.root = Space::of(&links, &addrs, &routes);
     // Namespaces: every one that exists; those we want or own, entered in one hop.
     for e in netns::list_named()? {
@@ -356,7 +356,7 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
         .map(|s| (s.namespace(), s.listen()))
         .collect();
     let read = netns::run_in_each(&fds, |i| {
-        let socks = netlink::open_sockets()?;
+        let socks = netlink::open_reader()?;
         let c = socks.contents(&families)?;
         let mut space = Space::of(&c.links, &c.addresses, &c.routes);
         space.forwarding = c.ipv4_forwarding;
