@@ -352,11 +352,11 @@ fn attach_in_the_short_form_then_detach_with_persistent_config() {
     assert_eq!(v["op"], "attach");
     assert_eq!(
         v["changes"][0],
-        json!({"object": "bridge br-ex", "action": "created"})
+        json!({"object": {"type": "bridge", "name": "br-ex"}, "action": "created"})
     );
     assert!(
         v["changes"].as_array().unwrap().contains(
-            &json!({"object": "gateway 10.50.14.1", "action": "answers", "device": "br-ex"})
+            &json!({"object": {"type": "gateway", "ip": "10.50.14.1"}, "action": "answers", "device": "br-ex"})
         ),
         "{v}"
     );
@@ -422,7 +422,7 @@ address 10.50.14.50: announced on eno1 (gratuitous ARP)
     let out = ok(&db, &["--json", "detach", "br-ex", "eno1"]);
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap(),
-        json!({"schema": 1, "result": "unchanged", "op": "detach", "bridge": "br-ex", "nic": "eno1", "changes": []})
+        json!({"schema": 2, "result": "unchanged", "op": "detach", "bridge": "br-ex", "nic": "eno1", "changes": []})
     );
 }
 
