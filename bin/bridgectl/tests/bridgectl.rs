@@ -42,86 +42,8 @@ fn changes_in(netns: Option<&str>, args: &[&str]) -> Vec<Value> {
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["schema"], 2, "{v}");
     let changes = v["changes"].as_array().unwrap().clone();
-    changes.iter().for_each(assert_typed);
+    changes.iter().for_each(sp_testenv::assert_typed_change);
     changes
-}
-
-/// A change's actions, object types and set attributes, as docs/json.md lists them.
-const VERBS: &[&str] = &[
-    "created",
-    "recreated",
-    "deleted",
-    "set",
-    "moved",
-    "released",
-    "added",
-    "written",
-    "loaded",
-    "appended",
-    "replaced",
-    "started",
-    "reloaded",
-    "restarted",
-    "stopped",
-    "answers",
-    "announced",
-    "not announced",
-];
-const TYPES: &[&str] = &[
-    "bridge",
-    "ovs_bridge",
-    "vxlan",
-    "link",
-    "veth",
-    "namespace",
-    "address",
-    "route",
-    "default_route",
-    "fdb",
-    "neighbour",
-    "nat",
-    "dnsmasq",
-    "dhcp_file",
-    "metadata_proxy",
-    "firewall",
-    "sysctl",
-    "gateway",
-    "uplink",
-    "ovs_port",
-];
-const ATTRIBUTES: &[&str] = &[
-    "state",
-    "mtu",
-    "master",
-    "mac",
-    "tx-checksum",
-    "ip_forward",
-    "ipv6_forwarding",
-    "value",
-    "gateway",
-    "stp/forward_delay",
-];
-
-/// A change in JSON is typed: its object an object of a documented type whose fields
-/// are strings or numbers, its action a documented verb, an attribute exactly when it
-/// `set` one.
-fn assert_typed(c: &Value) {
-    let object = c["object"].as_object().unwrap_or_else(|| panic!("{c}"));
-    let ty = object["type"].as_str().unwrap_or_else(|| panic!("{c}"));
-    assert!(TYPES.contains(&ty), "type {ty}: {c}");
-    assert!(
-        object.values().all(|v| v.is_string() || v.is_number()),
-        "{c}"
-    );
-    let action = c["action"].as_str().unwrap_or_else(|| panic!("{c}"));
-    assert!(VERBS.contains(&action), "action {action}: {c}");
-    match c.get("attribute") {
-        Some(a) => {
-            assert_eq!(action, "set", "{c}");
-            assert!(ATTRIBUTES.contains(&a.as_str().unwrap()), "{c}");
-        }
-        None => assert_ne!(action, "set", "{c}"),
-    }
 }
 
 fn changes(args: &[&str]) -> Vec<Value> {
