@@ -336,6 +336,11 @@ fn metadata_reaches_the_agent_through_the_router_and_the_dhcp_namespace() {
     Command::new("kill").args(["-9", &second]).status().unwrap();
     let restarted = proxy_event();
     assert_eq!(restarted["event"], "changed", "{restarted}");
+    assert_eq!(
+        restarted["object"],
+        serde_json::json!({"type": "metadata_proxy"}),
+        "{restarted}"
+    );
     assert_eq!(restarted["action"], "started", "{restarted}");
     assert!(restarted["pid"].is_u64(), "{restarted}");
     assert_eq!(proxy_event()["event"], "watching-proxy");

@@ -379,16 +379,16 @@ fn json_outputs_are_versioned_and_carry_no_prose_marks() {
     );
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     let veth = v["changes"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["object"] == "veth tap7337070d-45")
+        .find(|c| c["object"] == serde_json::json!({"type": "veth", "name": "tap7337070d-45"}))
         .unwrap_or_else(|| panic!("{v}"));
     assert_eq!(
         veth,
-        &serde_json::json!({"object": "veth tap7337070d-45", "action": "created",
+        &serde_json::json!({"object": {"type": "veth", "name": "tap7337070d-45"}, "action": "created",
             "peer": "qr-7337070d-45", "namespace": "qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165"})
     );
     let show = run("bridgectl", &["show", "--json"], &[]);

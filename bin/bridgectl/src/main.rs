@@ -248,8 +248,12 @@ fn kind(e: &(dyn std::error::Error + 'static)) -> sp_cli::error::Kind {
     }
 }
 
-/// The version of bridgectl's JSON (docs/json.md).
+/// The version of `show`'s JSON (docs/json.md).
 const SCHEMA: u32 = 1;
+
+/// The version of the changes document (docs/json.md): 2 since a change's object is
+/// typed.
+const CHANGES_SCHEMA: u32 = 2;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -399,7 +403,7 @@ async fn run(args: &Args) -> BoxResult<()> {
     if args.common.json {
         sp_cli::outln!(
             "{}",
-            serde_json::json!({ "schema": SCHEMA, "changes": changes })
+            serde_json::json!({ "schema": CHANGES_SCHEMA, "changes": changes })
         );
     } else if changes.is_empty() {
         sp_cli::outln!("no change");

@@ -40,7 +40,10 @@ fn changes_in(netns: Option<&str>, args: &[&str]) -> Vec<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    v["changes"].as_array().unwrap().clone()
+    assert_eq!(v["schema"], 2, "{v}");
+    let changes = v["changes"].as_array().unwrap().clone();
+    changes.iter().for_each(sp_testenv::assert_typed_change);
+    changes
 }
 
 fn changes(args: &[&str]) -> Vec<Value> {
@@ -101,6 +104,27 @@ fn tenant_network() -> Vec<Value> {
         "10.0.0.101",
         "--l2-population",
     ])
+}
+
+/// `plug` of NET's `port` of `kind` into `namespace`, then `more`.
+fn plug<'a>(port: &'a str, kind: &'a str, namespace: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let plug = ["plug", NET, port, "--kind", kind, "--namespace", namespace];
+    [&plug[..], more].concat()
+}
+
+/// `plug` of the router's port into QROUTER, then `more`.
+fn plug_router<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    plug(QR_PORT, "router-internal", QROUTER, more)
+}
+
+/// `plug` of the DHCP port with 192.168.0.2/24, then `more`.
+fn plug_dhcp<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    plug(
+        DHCP_PORT,
+        "dhcp",
+        QDHCP,
+        &[&["--address", "192.168.0.2/24"][..], more].concat(),
+    )
 }
 
 fn link_names(netns: Option<&str>) -> Vec<String> {
@@ -188,39 +212,23 @@ fn ports_are_born_in_their_namespaces() {
     sandbox::enter();
     fake_nic("eth0", "10.0.0.101/24");
     tenant_network();
-    let plug_router = [
-        "plug",
-        NET,
-        QR_PORT,
-        "--kind",
-        "router-internal",
-        "--namespace",
-        QROUTER,
+    let router = plug_router(&[
         "--mac",
         "fa:16:3e:a7:24:00",
         "--address",
         "192.168.0.1/24",
         "--ip-forward",
-    ];
-    let plug_dhcp = [
-        "plug",
-        NET,
-        DHCP_PORT,
-        "--kind",
-        "dhcp",
-        "--namespace",
-        QDHCP,
+    ]);
+    let dhcp = plug_dhcp(&[
         "--mac",
         "fa:16:3e:90:58:fa",
-        "--address",
-        "192.168.0.2/24",
         "--address",
         "169.254.169.254/16",
         "--gateway",
         "192.168.0.1",
-    ];
-    assert!(!changes(&plug_router).is_empty());
-    assert!(!changes(&plug_dhcp).is_empty());
+    ]);
+    assert!(!changes(&router).is_empty());
+    assert!(!changes(&dhcp).is_empty());
 
     let mut listed = oracle::netns_list();
     listed.sort();
@@ -281,23 +289,16 @@ fn ports_are_born_in_their_namespaces() {
     assert_eq!(qr["ifindex"], 2);
 
     // Idempotent.
-    assert_eq!(changes(&plug_router), Vec::<Value>::new());
-    assert_eq!(changes(&plug_dhcp), Vec::<Value>::new());
+    assert_eq!(changes(&router), Vec::<Value>::new());
+    assert_eq!(changes(&dhcp), Vec::<Value>::new());
     // Converges: a changed address list replaces the old address.
-    let moved = changes(&[
-        "plug",
-        NET,
-        QR_PORT,
-        "--kind",
-        "router-internal",
-        "--namespace",
-        QROUTER,
+    let moved = changes(&plug_router(&[
         "--mac",
         "fa:16:3e:a7:24:00",
         "--address",
         "192.168.0.254/24",
         "--ip-forward",
-    ]);
+    ]));
     assert_eq!(moved.len(), 2, "{moved:?}");
 
     // Unplug deletes both ends; deleting the network takes bridge, vxlan, taps, qdhcp.
@@ -785,17 +786,7 @@ fn bad_input_is_refused_and_nothing_is_left() {
     // An address already used by another port of the namespace: refused, and the
     // namespace this call would have made is not left behind.
     tenant_network();
-    changes(&[
-        "plug",
-        NET,
-        DHCP_PORT,
-        "--kind",
-        "dhcp",
-        "--namespace",
-        QDHCP,
-        "--address",
-        "192.168.0.2/24",
-    ]);
+    changes(&plug_dhcp(&[]));
     let err = fails(&[
         "plug",
         NET,
@@ -812,19 +803,12 @@ fn bad_input_is_refused_and_nothing_is_left() {
         "{err}"
     );
     assert!(!link_names(None).contains(&"tap7337070d-45".to_owned()));
-    let err = fails(&[
-        "plug",
-        NET,
-        QR_PORT,
-        "--kind",
-        "router-internal",
-        "--namespace",
-        QROUTER,
+    let err = fails(&plug_router(&[
         "--gateway",
         "10.99.0.1",
         "--address",
         "192.168.0.1/24",
-    ]);
+    ]));
     assert!(err.contains("rolled back"), "{err}");
     assert_eq!(
         oracle::netns_list(),
@@ -1006,19 +990,7 @@ fn a_failure_after_the_first_change_leaves_nothing() {
     // gateway is on no subnet of the port).
     tenant_network();
     let before = snapshot();
-    let err = fails(&[
-        "plug",
-        NET,
-        DHCP_PORT,
-        "--kind",
-        "dhcp",
-        "--namespace",
-        QDHCP,
-        "--address",
-        "192.168.0.2/24",
-        "--gateway",
-        "10.9.9.9",
-    ]);
+    let err = fails(&plug_dhcp(&["--gateway", "10.9.9.9"]));
     assert!(err.contains("rolled back"), "{err}");
     assert_eq!(snapshot(), before, "plug left something");
 
@@ -1048,4 +1020,161 @@ fn a_failure_after_the_first_change_leaves_nothing() {
     let err = fails(&["attach-uplink", "vx-none", "eth0"]);
     assert!(err.contains("no link named vx-none"), "{err}");
     assert_eq!(snapshot(), with_neigh);
+}
+
+/// Every kind of change bridgectl reports is typed in JSON — the object with its
+/// fields, the action a verb, a value set as `attribute` and `value` — while the text
+/// output says it in the words it always did.
+#[test]
+fn changes_are_typed_objects_and_verbs() {
+    sandbox::enter();
+    fake_nic("eth0", "10.0.0.101/24");
+    scene::nic_with_gateway("eth1", "10.50.14.50/24", "10.50.14.1");
+    let has = |changes: &[Value], want: Value| {
+        assert!(changes.contains(&want), "{want} not in {changes:#?}");
+    };
+    let net = tenant_network();
+    has(
+        &net,
+        serde_json::json!({"object": {"type": "bridge", "name": BR}, "action": "created"}),
+    );
+    has(
+        &net,
+        serde_json::json!({"object": {"type": "vxlan", "name": "vxlan-1"}, "action": "created"}),
+    );
+
+    let router_with = |mac: &str, address: &str, mtu: &str| {
+        changes(&plug_router(&[
+            "--mac",
+            mac,
+            "--address",
+            address,
+            "--mtu",
+            mtu,
+            "--ip-forward",
+        ]))
+    };
+    let qr = "qr-7337070d-45";
+    let router = router_with("fa:16:3e:a7:24:00", "192.168.0.1/24", "1450");
+    has(
+        &router,
+        serde_json::json!({"object": {"type": "namespace", "name": QROUTER}, "action": "created"}),
+    );
+    has(
+        &router,
+        serde_json::json!({"object": {"type": "namespace", "name": QROUTER}, "action": "set",
+            "attribute": "ip_forward", "value": 1}),
+    );
+    has(
+        &router,
+        serde_json::json!({"object": {"type": "veth", "name": "tap7337070d-45"}, "action": "created",
+            "peer": qr, "namespace": QROUTER}),
+    );
+    has(
+        &router,
+        serde_json::json!({"object": {"type": "address", "address": "192.168.0.1/24", "device": qr},
+            "action": "added"}),
+    );
+    let again = router_with("fa:16:3e:a7:24:01", "192.168.0.254/24", "1400");
+    for want in [
+        serde_json::json!({"object": {"type": "link", "name": qr}, "action": "set",
+            "attribute": "mac", "value": "fa:16:3e:a7:24:01"}),
+        serde_json::json!({"object": {"type": "link", "name": qr}, "action": "set",
+            "attribute": "mtu", "value": 1400}),
+        serde_json::json!({"object": {"type": "address", "address": "192.168.0.1/24", "device": qr},
+            "action": "deleted"}),
+        serde_json::json!({"object": {"type": "address", "address": "192.168.0.254/24", "device": qr},
+            "action": "added"}),
+    ] {
+        has(&again, want);
+    }
+
+    let dhcp = changes(&plug_dhcp(&["--gateway", "192.168.0.1"]));
+    let ns = "ns-b5cfa271-71";
+    has(
+        &dhcp,
+        serde_json::json!({"object": {"type": "default_route", "device": ns}, "action": "set",
+            "attribute": "gateway", "value": "192.168.0.1"}),
+    );
+    has(
+        &dhcp,
+        serde_json::json!({"object": {"type": "link", "name": ns}, "action": "set",
+            "attribute": "tx-checksum", "value": "off"}),
+    );
+
+    let flood = changes(&["fdb", "add", "--vni", "1", "--vtep", "10.0.0.102"]);
+    assert_eq!(
+        flood,
+        [
+            serde_json::json!({"object": {"type": "fdb", "device": "vxlan-1",
+            "mac": "00:00:00:00:00:00", "dst": "10.0.0.102"}, "action": "appended"})
+        ]
+    );
+    let neigh = ["--vni", "1", "--ip", "192.168.0.9"];
+    let added = changes(
+        &[
+            &["neigh", "add"][..],
+            &neigh,
+            &["--mac", "fa:16:3e:00:00:09"],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        added,
+        [
+            serde_json::json!({"object": {"type": "neighbour", "device": "vxlan-1", "ip": "192.168.0.9"},
+            "action": "set", "attribute": "mac", "value": "fa:16:3e:00:00:09"})
+        ]
+    );
+    // The same in words, as they always were.
+    let text = |args: &[&str]| {
+        let out = bridgectl_in(None, args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        text(
+            &[
+                &["neigh", "add"][..],
+                &neigh,
+                &["--mac", "fa:16:3e:00:00:0a"]
+            ]
+            .concat()
+        ),
+        "neighbour 192.168.0.9 on vxlan-1: lladdr fa:16:3e:00:00:0a\n"
+    );
+    assert_eq!(
+        text(&[&["neigh", "del"][..], &neigh].concat()),
+        "neighbour 192.168.0.9 on vxlan-1: deleted\n"
+    );
+
+    // An uplink: its address and default route moved, the NIC enslaved, then released.
+    let ext = "78983ca2-77e3-4cdf-9747-ae1b34addeb7";
+    let br = "brq78983ca2-77";
+    let moved = |from: &str, to: &str| {
+        [
+            serde_json::json!({"object": {"type": "address", "address": "10.50.14.50/24"},
+                "action": "moved", "from": from, "to": to}),
+            serde_json::json!({"object": {"type": "route", "dst": "default", "gateway": "10.50.14.1"},
+                "action": "moved", "from": from, "to": to}),
+        ]
+    };
+    let attached = changes(&["ensure-network", ext, "--uplink", "eth1"]);
+    for want in moved("eth1", br) {
+        has(&attached, want);
+    }
+    has(
+        &attached,
+        serde_json::json!({"object": {"type": "link", "name": "eth1"}, "action": "set",
+            "attribute": "master", "value": br}),
+    );
+    let detached = changes(&["detach-uplink", br, "eth1"]);
+    for want in moved(br, "eth1") {
+        has(&detached, want);
+    }
+    has(
+        &detached,
+        serde_json::json!({"object": {"type": "link", "name": "eth1"}, "action": "released",
+            "from": br}),
+    );
 }

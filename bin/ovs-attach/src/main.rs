@@ -375,7 +375,7 @@ fn print_changes(json: bool, op: &str, bridge: &str, nic: &str, changes: &[HostC
         "changed"
     };
     if json {
-        let v = json!({"schema": SCHEMA, "result": result, "op": op, "bridge": bridge, "nic": nic, "changes": changes});
+        let v = json!({"schema": CHANGES_SCHEMA, "result": result, "op": op, "bridge": bridge, "nic": nic, "changes": changes});
         sp_cli::outln!("{v}");
     } else if changes.is_empty() {
         let state = if op == "attach" {
@@ -575,6 +575,10 @@ fn exit_code() -> ExitCode {
 
 /// The version of ovs-attach's JSON (docs/json.md).
 const SCHEMA: u32 = 1;
+
+/// The version of `attach`'s and `detach`'s results (docs/json.md): 2 since a change's
+/// object is typed.
+const CHANGES_SCHEMA: u32 = 2;
 
 /// The database: --db, else ovs-vsctl's default (`$OVS_RUNDIR/db.sock`).
 fn endpoint(cli: &Cli) -> Result<Endpoint, Error> {

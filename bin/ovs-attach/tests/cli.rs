@@ -350,16 +350,20 @@ fn attach_in_the_short_form_then_detach_with_persistent_config() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["result"], "changed");
     assert_eq!(v["op"], "attach");
+    assert_eq!(v["schema"], 2);
+    let changes = v["changes"].as_array().unwrap();
+    changes.iter().for_each(sp_testenv::assert_typed_change);
     assert_eq!(
         v["changes"][0],
-        json!({"object": "bridge br-ex", "action": "created"})
+        json!({"object": {"type": "bridge", "name": "br-ex"}, "action": "created"})
     );
-    assert!(
-        v["changes"].as_array().unwrap().contains(
-            &json!({"object": "gateway 10.50.14.1", "action": "answers", "device": "br-ex"})
-        ),
-        "{v}"
-    );
+    for want in [
+        json!({"object": {"type": "uplink", "nic": "eno1", "bridge": "br-ex"}, "action": "added", "to": "br-ex"}),
+        json!({"object": {"type": "address", "address": "10.50.14.50/24"}, "action": "moved", "from": "eno1", "to": "br-ex"}),
+        json!({"object": {"type": "gateway", "ip": "10.50.14.1"}, "action": "answers", "device": "br-ex"}),
+    ] {
+        assert!(changes.contains(&want), "{want} not in {v}");
+    }
     assert!(d.row("Port", "eno1").is_some());
     let show = ok(&db, &["show"]);
     assert_eq!(show, d.vsctl(&["show"]));
@@ -422,7 +426,7 @@ address 10.50.14.50: announced on eno1 (gratuitous ARP)
     let out = ok(&db, &["--json", "detach", "br-ex", "eno1"]);
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap(),
-        json!({"schema": 1, "result": "unchanged", "op": "detach", "bridge": "br-ex", "nic": "eno1", "changes": []})
+        json!({"schema": 2, "result": "unchanged", "op": "detach", "bridge": "br-ex", "nic": "eno1", "changes": []})
     );
 }
 

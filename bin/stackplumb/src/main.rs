@@ -420,6 +420,10 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
 /// The plan's format version (plan, status and apply JSON).
 const SCHEMA: u32 = 1;
 
+/// The version of supervise's events (docs/json.md): 2 since a change's object is
+/// typed.
+const EVENT_SCHEMA: u32 = 2;
+
 fn print_plan(node: &str, actions: &[Action], json: bool) {
     if json {
         sp_cli::outln!(
@@ -489,7 +493,7 @@ fn event_line(e: &sp_orchestrate::supervise::Event, json: bool, time: &str) -> S
     use sp_orchestrate::supervise::Event;
     if json {
         let mut v = serde_json::json!(e);
-        v["schema"] = serde_json::json!(SCHEMA);
+        v["schema"] = serde_json::json!(EVENT_SCHEMA);
         v["time"] = serde_json::json!(time);
         return v.to_string();
     }
@@ -562,11 +566,13 @@ mod tests {
     #[test]
     fn supervise_events_carry_their_time_and_typed_facts() {
         let time = "2026-12-01T13:46:44.123Z";
-        let restarted = Event::Changed(sp_kernel::Change::process(
-            "dnsmasq of 5b6a8b87-fd03-46b5-a968-72bac5091b7c",
+        let restarted = Event::Changed(Box::new(sp_kernel::Change::process(
+            sp_kernel::Object::Dnsmasq {
+                network_id: "5b6a8b87-fd03-46b5-a968-72bac5091b7c".into(),
+            },
             "restarted",
             4242,
-        ));
+        )));
         assert_eq!(
             super::event_line(&restarted, false, time),
             "2026-12-01T13:46:44.123Z dnsmasq of 5b6a8b87-fd03-46b5-a968-72bac5091b7c: restarted (pid 4242)"
@@ -575,8 +581,8 @@ mod tests {
             serde_json::from_str(&super::event_line(&restarted, true, time)).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"schema": 1, "time": time, "event": "changed",
-                "object": "dnsmasq of 5b6a8b87-fd03-46b5-a968-72bac5091b7c",
+            serde_json::json!({"schema": 2, "time": time, "event": "changed",
+                "object": {"type": "dnsmasq", "network_id": "5b6a8b87-fd03-46b5-a968-72bac5091b7c"},
                 "action": "restarted", "pid": 4242})
         );
         let watching = Event::Watching {

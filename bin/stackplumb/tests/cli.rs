@@ -468,6 +468,11 @@ fn supervise_restarts_a_dead_dnsmasq_at_once_and_stops_on_sigterm() {
     Command::new("kill").args(["-9", &first]).status().unwrap();
     let restarted = next();
     assert_eq!(restarted["event"], "changed");
+    assert_eq!(
+        restarted["object"],
+        serde_json::json!({"type": "dnsmasq", "network_id": "5b6a8b87-fd03-46b5-a968-72bac5091b7c"}),
+        "{restarted}"
+    );
     assert_eq!(restarted["action"], "restarted", "{restarted}");
     assert!(restarted["pid"].is_u64(), "{restarted}");
     assert!(

@@ -26,7 +26,7 @@ use sp_kernel::links::{require_link, Links};
 
 use sp_kernel::steps::RolledBack;
 
-use crate::{Change, Error, Result};
+use crate::{Change, Error, Object, Result, Setting};
 
 /// The all-zeros MAC of flood entries.
 pub const FLOOD_MAC: [u8; 6] = [0; 6];
@@ -135,10 +135,7 @@ async fn fdb_put(
         || format!("bridge fdb {verb} {} dev {dev} dst {vtep}", mac_str(&mac)),
     )
     .await?;
-    changes.push(Change::new(
-        format!("fdb {} dst {vtep} on {dev}", mac_str(&mac)),
-        done,
-    ));
+    changes.push(Change::new(fdb_object(dev, mac, vtep), done));
     Ok(())
 }
 
@@ -180,11 +177,16 @@ pub async fn fdb_del(
         format!("bridge fdb del {} dev {dev} dst {dst}", mac_str(&mac))
     })
     .await?;
-    changes.push(Change::new(
-        format!("fdb {} dst {dst} on {dev}", mac_str(&mac)),
-        "deleted",
-    ));
+    changes.push(Change::new(fdb_object(dev, mac, dst), "deleted"));
     Ok(())
+}
+
+fn fdb_object(device: String, mac: [u8; 6], dst: IpAddr) -> Object {
+    Object::Fdb {
+        device,
+        mac: mac_str(&mac),
+        dst,
+    }
 }
 
 /// The permanent neighbour entry for `ip` on `ifindex`, if any.
@@ -230,9 +232,11 @@ pub async fn neigh_add(
         },
     )
     .await?;
-    changes.push(Change::new(
-        format!("neighbour {ip} on {dev}"),
-        format!("lladdr {}", mac_str(&mac)),
+    changes.push(Change::set(
+        Object::Neighbour { device: dev, ip },
+        Setting::Lladdr {
+            value: mac_str(&mac),
+        },
     ));
     Ok(())
 }
@@ -251,7 +255,10 @@ pub async fn neigh_del(
             format!("ip neigh del {ip} dev {dev}")
         })
         .await?;
-        changes.push(Change::new(format!("neighbour {ip} on {dev}"), "deleted"));
+        changes.push(Change::new(
+            Object::Neighbour { device: dev, ip },
+            "deleted",
+        ));
     }
     Ok(())
 }

@@ -33,4 +33,4 @@ pub mod teardown;
 pub mod uplink;
 
 pub use error::{Error, Result};
-pub use sp_kernel::Change;
+pub use sp_kernel::{Change, Object, Setting};

@@ -17,7 +17,7 @@ use sp_neutron::{bridge_name, vxlan_name};
 
 use sp_kernel::steps::RolledBack;
 
-use crate::{input, Change, Error, Result};
+use crate::{input, Change, Error, Object, Result, Setting};
 
 /// A tenant network's VXLAN segment, from `linuxbridge_agent.ini`'s `[vxlan]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,9 +114,12 @@ async fn ensure_bridge_made(
                     .map_err(|e| {
                         sp_kernel::Error::netlink(format!("set options of bridge {name}"), e)
                     })?;
-                changes.push(Change::new(
-                    format!("bridge {name}"),
-                    "set forward_delay 0, stp off",
+                changes.push(Change::set(
+                    Object::bridge(name),
+                    Setting::StpForwardDelay {
+                        stp: false,
+                        forward_delay: 0,
+                    },
                 ));
             }
             ensure_up(nl, &link, name, changes).await?;
@@ -136,7 +139,7 @@ async fn ensure_bridge_made(
                 .execute()
                 .await
                 .map_err(|e| sp_kernel::Error::netlink(format!("create bridge {name}"), e))?;
-            changes.push(Change::new(format!("bridge {name}"), "created"));
+            changes.push(Change::new(Object::bridge(name), "created"));
             made = true;
             // As the agent (7.0.4+): IPv6 off on a bridge it creates — once, so that an
             // uplink attach may switch it back on for the NIC's IPv6 addresses. No such
@@ -242,12 +245,12 @@ async fn ensure_vxlan(
                 .map_err(|e| sp_kernel::Error::netlink(format!("create {name}"), e))?;
             changes.push(match other {
                 Some(_) => Change::saying(
-                    format!("vxlan {name}"),
+                    Object::Vxlan { name: name.clone() },
                     "recreated",
                     Default::default(),
                     "recreated (options differed)",
                 ),
-                None => Change::new(format!("vxlan {name}"), "created"),
+                None => Change::new(Object::Vxlan { name: name.clone() }, "created"),
             });
             let mut link = require_link(nl, &name)?;
             no_link_local(nl, link.header.index, &name).await?;

@@ -27,7 +27,7 @@ use sp_names::{IfName, NsName};
 
 use sp_kernel::steps::RolledBack;
 
-use crate::{Change, Error, Result};
+use crate::{Change, Error, Object, Result, Setting};
 
 /// One port to plug.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,14 +141,17 @@ impl<'a> Wants<'a> {
         let c = socks.reader().contents(&self.families[name])?;
         if self.forward[name] && !c.ipv4_forwarding {
             netns::write_net_sysctl("ipv4/ip_forward", "1")?;
-            done.push(Change::new(format!("namespace {name}"), "ip_forward=1"));
+            done.push(Change::set(
+                Object::namespace(name),
+                Setting::IpForward { value: 1 },
+            ));
         }
         // A router forwards IPv6 too, as Liberty's L3 agent sets it.
         if self.forward[name] && c.ipv6_forwarding == Some(false) {
             netns::write_net_sysctl("ipv6/conf/all/forwarding", "1")?;
-            done.push(Change::new(
-                format!("namespace {name}"),
-                "ipv6 forwarding=1",
+            done.push(Change::set(
+                Object::namespace(name),
+                Setting::Ipv6Forwarding { value: 1 },
             ));
         }
         let view = View {
@@ -240,7 +243,7 @@ async fn open_namespaces(
     for (name, res) in missing.iter().zip(made) {
         let (fd, (socks, ethtool, view, done)) = res?;
         created.push((*name).to_owned());
-        changes.push(Change::new(format!("namespace {name}"), "created"));
+        changes.push(Change::new(Object::namespace(name), "created"));
         changes.extend(done);
         let nl = Netlink::from_sockets(socks)?;
         set_link(
@@ -443,7 +446,7 @@ async fn plug_one(
                     .await
                     .map_err(|e| sp_kernel::Error::netlink(format!("delete stale {name}"), e))?;
                 changes.push(Change::saying(
-                    format!("link {name}"),
+                    Object::link(name),
                     "deleted",
                     Default::default(),
                     "deleted (stale half of a pair)",
@@ -467,7 +470,7 @@ async fn plug_one(
             sp_kernel::Error::netlink(format!("create veth {tap} ↔ {inner} in {}", p.namespace), e)
         })?;
         changes.push(Change::veth(
-            format!("veth {tap}"),
+            &tap.to_string(),
             &inner.to_string(),
             &p.namespace.to_string(),
         ));
@@ -526,7 +529,7 @@ async fn move_in(
                 .build();
             set_link(host, msg, &format!("{inner} into {}", p.namespace), "move").await?;
             changes.push(Change::moved_into(
-                format!("link {inner}"),
+                Object::link(&inner),
                 &p.namespace.to_string(),
             ));
             (require_link(&ns.nl, &inner)?, true)
@@ -566,7 +569,13 @@ async fn finish_inner(
                 .address(mac.to_vec())
                 .build();
             set_link(&ns.nl, msg, inner, "set MAC of").await?;
-            changes.push(Change::new(format!("link {inner}"), "MAC set"));
+            changes.push(Change::set(
+                Object::link(inner),
+                Setting::Mac {
+                    value: attrs::mac_text(&mac),
+                    of: None,
+                },
+            ));
         }
     }
     ensure_mtu(&ns.nl, &inner_link, inner, mtu, &mut changes).await?;
@@ -604,9 +613,9 @@ fn ensure_tx_checksum_off(
 ) -> Result<()> {
     if sock.tx_checksum(name)? {
         sock.set_tx_checksum(name, false)?;
-        changes.push(Change::new(
-            format!("link {name}"),
-            "tx checksum offload off",
+        changes.push(Change::set(
+            Object::link(name),
+            Setting::TxChecksum { value: "off" },
         ));
     }
     Ok(())
@@ -641,10 +650,8 @@ async fn ensure_addresses(
                     sp_kernel::Error::netlink(format!("delete stale address from {name}"), e)
                 })?;
             let ip = attrs::address_ip(a).map_or("?".into(), |ip| ip.to_string());
-            changes.push(Change::new(
-                format!("address {ip}/{} on {name}", a.header.prefix_len),
-                "deleted",
-            ));
+            let address = format!("{ip}/{}", a.header.prefix_len);
+            changes.push(Change::new(Object::address(address, Some(name)), "deleted"));
         }
     }
     for w in want {
@@ -661,7 +668,7 @@ async fn ensure_addresses(
             req.execute()
                 .await
                 .map_err(|e| sp_kernel::Error::netlink(format!("add {w} to {name}"), e))?;
-            changes.push(Change::new(format!("address {w} on {name}"), "added"));
+            changes.push(Change::new(Object::address(w, Some(name)), "added"));
         }
     }
     Ok(())
@@ -709,9 +716,11 @@ async fn ensure_default_route(
         .execute()
         .await
         .map_err(|e| sp_kernel::Error::netlink(format!("default via {gw} dev {name}"), e))?;
-    changes.push(Change::new(
-        format!("default route in namespace of {name}"),
-        format!("via {gw}"),
+    changes.push(Change::set(
+        Object::DefaultRoute {
+            device: name.into(),
+        },
+        Setting::Gateway { value: gw },
     ));
     Ok(())
 }

@@ -12,7 +12,7 @@ use sp_kernel::steps::Faults;
 use sp_kernel::{attrs, netns};
 use sp_neutron::{bridge_name, qdhcp_namespace, tap_name, DeviceRole};
 
-use crate::{uplink, Change, Result};
+use crate::{uplink, Change, Object, Result};
 
 /// Unplugs ports: deletes their `tap…` host ends (the namespace ends go with them).
 pub async fn unplug(nl: &Netlink, port_ids: &[String], changes: &mut Vec<Change>) -> Result<()> {
@@ -22,7 +22,7 @@ pub async fn unplug(nl: &Netlink, port_ids: &[String], changes: &mut Vec<Change>
         if let Some(l) = nl.link_by_name(&tap)? {
             doomed.push(l);
             changes.push(Change::saying(
-                format!("veth {tap}"),
+                Object::Veth { name: tap },
                 "deleted",
                 Default::default(),
                 "deleted (with its peer)",
@@ -71,11 +71,11 @@ pub async fn delete_networks(
                 uplink::detach(nl, &name, pname, &mut Faults::none(), changes).await?;
             } else {
                 doomed.push((*port).clone());
-                changes.push(Change::new(format!("link {pname}"), "deleted"));
+                changes.push(Change::new(Object::link(pname), "deleted"));
             }
         }
         doomed.push((*bridge).clone());
-        changes.push(Change::new(format!("bridge {name}"), "deleted"));
+        changes.push(Change::new(Object::bridge(&name), "deleted"));
     }
     delete_links(nl, &doomed).await?;
     let live: HashSet<String> = netns::list_named()?.into_iter().map(|e| e.name).collect();
@@ -91,7 +91,7 @@ pub async fn delete_networks(
 pub fn delete_namespaces(names: &[String], changes: &mut Vec<Change>) -> Result<()> {
     for name in names {
         match netns::delete(name) {
-            Ok(()) => changes.push(Change::new(format!("namespace {name}"), "deleted")),
+            Ok(()) => changes.push(Change::new(Object::namespace(name), "deleted")),
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }

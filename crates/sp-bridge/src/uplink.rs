@@ -27,7 +27,7 @@ use sp_kernel::probe::echo;
 use sp_kernel::steps::{self, Custom, Faults, Metric, Plan, RolledBack, Step};
 use sp_names::IfName;
 
-use crate::{Change, Error, Result};
+use crate::{Change, Error, Object, Result, Setting};
 
 /// How long a default gateway has to answer through the bridge after the move.
 pub const GATEWAY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,10 +76,10 @@ pub async fn attach(
     // the lowest of its ports', so the host's address would change MAC on the segment
     // whenever a port comes or goes.
     let mac = |l: &LinkMessage| attrs::link_mac(l).and_then(|m| <[u8; 6]>::try_from(m).ok());
-    let mut mac_set = false;
+    let mut mac_set = None;
     if let (Some(want), Some(old)) = (mac(&link), mac(&br)) {
         if want != old {
-            mac_set = true;
+            mac_set = Some(want);
             plan.push(
                 Step::SetMac {
                     link: bi,
@@ -144,17 +144,22 @@ pub async fn attach(
         }
     }
     plan.run(nl, faults).await?;
-    if mac_set {
-        changes.push(Change::new(
-            format!("link {bridge}"),
-            format!("MAC of {nic}"),
+    if let Some(mac) = mac_set {
+        changes.push(Change::set(
+            Object::link(bridge),
+            Setting::Mac {
+                value: attrs::mac_text(&mac),
+                of: Some(nic.into()),
+            },
         ));
     }
     moved.report(nic, bridge, changes);
     if !enslaved {
-        changes.push(Change::new(
-            format!("link {nic}"),
-            format!("enslaved to {bridge}"),
+        changes.push(Change::set(
+            Object::link(nic),
+            Setting::Master {
+                value: bridge.into(),
+            },
         ));
     }
     Ok(())
@@ -243,10 +248,7 @@ pub async fn detach(
     plan.run(nl, faults).await?;
     moved.report(bridge, nic, changes);
     if enslaved {
-        changes.push(Change::new(
-            format!("link {nic}"),
-            format!("released from {bridge}"),
-        ));
+        changes.push(Change::released(Object::link(nic), bridge));
     }
     Ok(())
 }

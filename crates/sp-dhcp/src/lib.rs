@@ -14,7 +14,7 @@ use std::process::Stdio;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use sp_kernel::netns::{self, NsId};
-use sp_kernel::{exec, files, Change};
+use sp_kernel::{exec, files, Change, Object};
 use sp_neutron::dhcp::Dnsmasq;
 
 /// Errors of running dnsmasq.
@@ -133,7 +133,10 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
     for (name, content) in files_of(d) {
         if write_if_changed(&d.dir.join(name), &content)? {
             changes.push(Change::new(
-                format!("dhcp {name} file of {}", d.network_id),
+                Object::DhcpFile {
+                    network_id: d.network_id.clone(),
+                    file: name.to_string(),
+                },
                 "written",
             ));
             changed = true;
@@ -144,11 +147,7 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
             if changed {
                 kill(Pid::from_raw(pid as i32), Signal::SIGHUP)
                     .map_err(|e| Error::Io(format!("reload dnsmasq {pid}"), e.into()))?;
-                changes.push(Change::process(
-                    format!("dnsmasq of {}", d.network_id),
-                    "reloaded",
-                    pid,
-                ));
+                changes.push(Change::process(dnsmasq(&d.network_id), "reloaded", pid));
             }
             Ok(pid)
         }
@@ -166,13 +165,16 @@ pub fn ensure(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result
             } else {
                 "started"
             };
-            changes.push(Change::process(
-                format!("dnsmasq of {}", d.network_id),
-                what,
-                pid,
-            ));
+            changes.push(Change::process(dnsmasq(&d.network_id), what, pid));
             Ok(pid)
         }
+    }
+}
+
+/// The dnsmasq of `network_id`, as a change names it.
+fn dnsmasq(network_id: &str) -> Object {
+    Object::Dnsmasq {
+        network_id: network_id.to_owned(),
     }
 }
 
@@ -201,11 +203,7 @@ pub fn stop_dir(
     if let Some(pid) = pid {
         if ours(pid, &pid_file, namespace)? {
             end(pid)?;
-            changes.push(Change::process(
-                format!("dnsmasq of {network_id}"),
-                "stopped",
-                pid,
-            ));
+            changes.push(Change::process(dnsmasq(network_id), "stopped", pid));
         }
     }
     match std::fs::remove_dir_all(dir) {
@@ -257,11 +255,7 @@ fn end(pid: u32) -> Result<()> {
 pub fn stop(d: &Dnsmasq, namespace: &str, changes: &mut Vec<Change>) -> Result<()> {
     if let State::Running(pid) = status(d, namespace)? {
         end(pid)?;
-        changes.push(Change::process(
-            format!("dnsmasq of {}", d.network_id),
-            "stopped",
-            pid,
-        ));
+        changes.push(Change::process(dnsmasq(&d.network_id), "stopped", pid));
     }
     match std::fs::remove_dir_all(&d.dir) {
         Ok(()) => Ok(()),

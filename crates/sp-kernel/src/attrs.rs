@@ -231,6 +231,14 @@ pub fn route_oif(r: &RouteMessage) -> Option<u32> {
     })
 }
 
+/// `RTA_DST`.
+pub fn route_destination(r: &RouteMessage) -> Option<IpAddr> {
+    r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(d) => route_ip(d),
+        _ => None,
+    })
+}
+
 /// `RTA_GATEWAY`.
 pub fn route_gateway(r: &RouteMessage) -> Option<IpAddr> {
     r.attributes.iter().find_map(|a| match a {

@@ -12,7 +12,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkUnspec;
 
 use crate::netlink::Netlink;
-use crate::{attrs, Change, Error, Result};
+use crate::{attrs, Change, Error, Object, Result, Setting};
 
 /// One dump of a namespace's links, by name and by index: the steps of one run look
 /// links up here instead of asking the kernel once per link (a dump costs about what
@@ -77,7 +77,10 @@ pub async fn ensure_up(
             "set up",
         )
         .await?;
-        changes.push(Change::new(format!("link {name}"), "set up"));
+        changes.push(Change::set(
+            Object::link(name),
+            Setting::State { value: "up" },
+        ));
     }
     Ok(())
 }
@@ -129,9 +132,11 @@ pub async fn ensure_master(
             .controller(bridge_index)
             .build();
         set_link(nl, msg, name, &format!("enslave to {bridge}:")).await?;
-        changes.push(Change::new(
-            format!("link {name}"),
-            format!("enslaved to {bridge}"),
+        changes.push(Change::set(
+            Object::link(name),
+            Setting::Master {
+                value: bridge.into(),
+            },
         ));
     }
     Ok(())
@@ -155,7 +160,7 @@ pub async fn ensure_mtu(
             "set MTU of",
         )
         .await?;
-        changes.push(Change::new(format!("link {name}"), format!("mtu {mtu}")));
+        changes.push(Change::set(Object::link(name), Setting::Mtu { value: mtu }));
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use rtnetlink::LinkUnspec;
 
 use crate::links::set_link;
 use crate::netlink::Netlink;
-use crate::{attrs, netns, Change, Error, Result};
+use crate::{attrs, netns, Change, Error, Object, Result};
 
 /// `RTPROT_KERNEL`: routes the kernel derives from addresses; they follow the addresses.
 const PROTO_KERNEL: u8 = 2;
@@ -322,14 +322,15 @@ pub enum Metric {
 #[derive(Debug, Clone, Default)]
 pub struct Moved {
     pub addresses: Vec<String>,
-    pub routes: Vec<String>,
+    /// [`Object::Route`]s.
+    pub routes: Vec<Object>,
 }
 
 impl Moved {
     /// Records what the move did.
     pub fn report(&self, from: &str, to: &str, changes: &mut Vec<Change>) {
         for a in &self.addresses {
-            changes.push(Change::moved(format!("address {a}"), from, to));
+            changes.push(Change::moved(Object::address(a, None), from, to));
         }
         for r in &self.routes {
             changes.push(Change::moved(r.clone(), from, to));
@@ -443,7 +444,7 @@ impl<'a, E: From<Error> + From<Injected>> Plan<'a, E> {
         }
         Ok(Moved {
             addresses: addrs.iter().map(describe).collect(),
-            routes: routes.iter().map(describe_route).collect(),
+            routes: routes.iter().map(route_object).collect(),
         })
     }
 
@@ -474,6 +475,20 @@ impl<'a, E: From<Error> + From<Injected>> Plan<'a, E> {
 fn describe(a: &AddressMessage) -> String {
     let ip = attrs::address_ip(a).map_or("?".into(), |ip| ip.to_string());
     format!("{ip}/{}", a.header.prefix_len)
+}
+
+/// A moved route as a change names it: `dst` as `ip -j route` gives it.
+fn route_object(r: &RouteMessage) -> Object {
+    let len = r.header.destination_prefix_length;
+    let dst = match attrs::route_destination(r) {
+        _ if len == 0 => "default".to_owned(),
+        Some(ip) => format!("{ip}/{len}"),
+        None => format!("?/{len}"),
+    };
+    Object::Route {
+        dst,
+        gateway: attrs::route_gateway(r),
+    }
 }
 
 fn describe_route(r: &RouteMessage) -> String {

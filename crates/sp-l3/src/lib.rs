@@ -32,7 +32,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use sp_kernel::{netns, Change};
+use sp_kernel::{netns, Change, Object};
 use sp_neutron::l3::{RouterNat, METADATA_PORT, WRAP};
 use sp_nft::build;
 use sp_nft::expr::{ct_status, CmpOp, NatKind};
@@ -542,7 +542,12 @@ pub fn load_each(routers: &[(&str, &RouterNat)], changes: &mut Vec<Change>) -> R
     let mut first_error = None;
     for (ns, done) in names.iter().zip(done) {
         match done {
-            Ok(()) => changes.push(Change::new(format!("nat rules in {ns}"), "loaded")),
+            Ok(()) => changes.push(Change::new(
+                Object::Nat {
+                    namespace: ns.to_string(),
+                },
+                "loaded",
+            )),
             Err(e) => {
                 first_error.get_or_insert(e);
             }

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use sp_kernel::{exec, files, Change};
+use sp_kernel::{exec, files, Change, Object};
 use sp_neutron::metadata::{Kind, Served};
 
 pub mod serve;
@@ -140,8 +140,8 @@ pub fn restart(p: &Proxy, changes: &mut Vec<Change>) -> Result<u32> {
     let old = stop_quietly(&p.pid_file)?;
     let pid = start(p)?;
     changes.push(match old {
-        Some(old) => Change::restarted("metadata proxy", old, pid),
-        None => Change::process("metadata proxy", "started", pid),
+        Some(old) => Change::restarted(Object::MetadataProxy, old, pid),
+        None => Change::process(Object::MetadataProxy, "started", pid),
     });
     Ok(pid)
 }
@@ -183,7 +183,7 @@ pub fn start(p: &Proxy) -> Result<u32> {
 /// pid file — and removes the file. Nothing to do when none runs.
 pub fn stop(pid_file: &Path, changes: &mut Vec<Change>) -> Result<()> {
     if let Some(pid) = stop_quietly(pid_file)? {
-        changes.push(Change::process("metadata proxy", "stopped", pid));
+        changes.push(Change::process(Object::MetadataProxy, "stopped", pid));
     }
     Ok(())
 }

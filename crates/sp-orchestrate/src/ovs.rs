@@ -16,7 +16,7 @@ use std::time::Duration;
 use sp_config::desired::{NetPlan, NodePlan, PortPlan};
 use sp_kernel::netlink::Netlink;
 use sp_kernel::steps::{self, Faults};
-use sp_kernel::{netns, Change};
+use sp_kernel::{netns, Change, Detail, Object};
 use sp_ovs::attach::{self, AttachOptions};
 use sp_ovs::{BridgeSpec, Endpoint, Ovs, PortSpec};
 
@@ -108,7 +108,7 @@ pub(crate) async fn ensure_bridges(
         };
         let Some(nic) = &n.uplink else {
             if ovs.add_br(&n.bridge, &spec).await? == sp_ovs::Change::Created {
-                changes.push(Change::new(format!("ovs bridge {}", n.bridge), "created"));
+                changes.push(Change::new(ovs_bridge(&n.bridge), "created"));
             }
             continue;
         };
@@ -118,15 +118,23 @@ pub(crate) async fn ensure_bridges(
             // A NIC without an address (a dedicated external NIC): only the port.
             Err(sp_ovs::Error::NoAddress { .. }) => {
                 if ovs.add_br(&n.bridge, &spec).await? == sp_ovs::Change::Created {
-                    changes.push(Change::new(format!("ovs bridge {}", n.bridge), "created"));
+                    changes.push(Change::new(ovs_bridge(&n.bridge), "created"));
                 }
                 let port = PortSpec {
                     may_exist: true,
                     ..PortSpec::new(nic, "")
                 };
                 ovs.add_port(&n.bridge, &port).await?;
-                changes.push(Change::new(
-                    format!("port {nic}"),
+                changes.push(Change::saying(
+                    Object::Uplink {
+                        nic: nic.to_string(),
+                        bridge: n.bridge.to_string(),
+                    },
+                    "added",
+                    Detail {
+                        to: Some(n.bridge.to_string()),
+                        ..Detail::default()
+                    },
                     format!("added to ovs bridge {}", n.bridge),
                 ));
             }
@@ -175,20 +183,44 @@ pub(crate) async fn ensure_ports(
             && !in_namespace(&p.namespace, &dev).await?
         {
             ovs.del_port(Some(bridge), &dev, true).await?;
-            changes.push(Change::new(
-                format!("ovs port {dev}"),
+            changes.push(Change::saying(
+                ovs_port(&dev, bridge, None),
+                "deleted",
+                Default::default(),
                 format!("deleted from {bridge} (its device was gone)"),
             ));
         } else if on_bridge {
             continue;
         }
         ovs.add_port(bridge, &spec).await?;
-        changes.push(Change::new(
-            format!("ovs port {dev}"),
+        changes.push(Change::saying(
+            ovs_port(&dev, bridge, Some(&p.port_id)),
+            "created",
+            Default::default(),
             format!("created on {bridge} (internal, iface-id {})", p.port_id),
         ));
     }
     Ok(())
+}
+
+/// An Open vSwitch bridge, as a change names it.
+fn ovs_bridge(name: impl std::fmt::Display) -> Object {
+    Object::OvsBridge {
+        name: name.to_string(),
+    }
+}
+
+/// An internal port `name` on `bridge` (for Neutron port `port_id`), as a change names it.
+fn ovs_port(
+    name: &str,
+    bridge: impl std::fmt::Display,
+    port_id: Option<&dyn std::fmt::Display>,
+) -> Object {
+    Object::OvsPort {
+        name: name.to_owned(),
+        bridge: bridge.to_string(),
+        port_id: port_id.map(ToString::to_string),
+    }
 }
 
 /// Before the namespaces go: the gateway ports off their bridges (their devices go
@@ -201,8 +233,10 @@ pub(crate) async fn remove_ports(
     for (p, bridge) in ovs_ports(plan) {
         let dev = p.kind.device(&p.port_id);
         if ovs.del_port(None, &dev, true).await? == sp_ovs::Change::Deleted {
-            changes.push(Change::new(
-                format!("ovs port {dev}"),
+            changes.push(Change::saying(
+                ovs_port(&dev, bridge, None),
+                "deleted",
+                Default::default(),
                 format!("deleted from {bridge}"),
             ));
         }
@@ -230,7 +264,7 @@ pub(crate) async fn take_down(
         if m.exists() {
             if exists && ovs.list_ports(&n.bridge).await?.is_empty() {
                 ovs.del_br(&n.bridge, true).await?;
-                changes.push(Change::new(format!("ovs bridge {}", n.bridge), "deleted"));
+                changes.push(Change::new(ovs_bridge(&n.bridge), "deleted"));
             }
             std::fs::remove_file(&m).map_err(|e| Error::State(m.clone(), e))?;
         }

@@ -83,7 +83,7 @@ pub enum Event {
     /// A dnsmasq found running, now watched.
     Watching { network: String, pid: u32 },
     /// A dnsmasq started again (or its files written).
-    Changed(Change),
+    Changed(Box<Change>),
     /// A restart that failed; tried again after the interval.
     Failed { network: String, error: String },
     /// The metadata proxy found running, now watched.
@@ -148,7 +148,7 @@ pub fn supervise(plan: &NodePlan, opts: &Options, report: &mut dyn FnMut(Event))
                     });
                     changes
                         .into_iter()
-                        .map(Event::Changed)
+                        .map(|c| Event::Changed(Box::new(c)))
                         .for_each(&mut *report);
                     match restarted {
                         Ok(pid) => pid,
@@ -239,7 +239,7 @@ fn watch_proxy(
                 .and_then(|_held| sp_metadata::restart(proxy, &mut changes).map_err(Error::from));
             changes
                 .into_iter()
-                .map(Event::Changed)
+                .map(|c| Event::Changed(Box::new(c)))
                 .for_each(&mut *report);
             match restarted {
                 Ok(pid) => pid,

@@ -30,7 +30,8 @@ use netlink_packet_route::route::RouteMessage;
 use sp_kernel::attrs;
 use sp_kernel::netlink::Netlink;
 use sp_kernel::steps::{self, Custom, Metric, Moved, Plan, RolledBack, Step};
-pub use sp_kernel::{steps::Faults, Change as HostChange, Detail};
+use sp_kernel::Setting;
+pub use sp_kernel::{steps::Faults, Change as HostChange, Detail, Object};
 use sp_names::IfName;
 
 use crate::persist::HostIp;
@@ -182,14 +183,22 @@ fn push_gateway_checks<'a>(
     gateways
 }
 
+/// `nic` as a port of `bridge`.
+fn uplink(nic: &str, bridge: &str) -> Object {
+    Object::Uplink {
+        nic: nic.into(),
+        bridge: bridge.into(),
+    }
+}
+
 /// A gateway that answered pings through `device`.
-fn answers(gateway: impl std::fmt::Display, device: &str) -> HostChange {
+fn answers(gateway: IpAddr, device: &str) -> HostChange {
     let detail = Detail {
         device: Some(device.to_owned()),
         ..Detail::default()
     };
     let said = format!("answers through {device}");
-    HostChange::saying(format!("gateway {gateway}"), "answers", detail, said)
+    HostChange::saying(Object::Gateway { ip: gateway }, "answers", detail, said)
 }
 
 /// Announces the moved IPv4 addresses on `link` by gratuitous ARP, so neighbours that
@@ -204,7 +213,7 @@ fn announce(link: &LinkMessage, moved: &Moved, changes: &mut Vec<HostChange>) {
         let Some(Ok(ip)) = a.split('/').next().map(str::parse::<Ipv4Addr>) else {
             continue;
         };
-        let object = format!("address {ip}");
+        let object = Object::address(ip, None);
         let on = |error: Option<String>| Detail {
             device: Some(name.to_owned()),
             error,
@@ -297,7 +306,7 @@ pub async fn attach(
             }),
         );
         plan.run(nl, faults).await?;
-        changes.push(HostChange::new(format!("bridge {bridge}"), "created"));
+        changes.push(HostChange::new(Object::bridge(bridge), "created"));
     } else if is_port && !has_addresses && existing.as_ref().is_some_and(attrs::link_is_up) {
         return Ok(changes);
     }
@@ -390,7 +399,10 @@ async fn move_and_plug(
     }
     plan.run(nl, faults).await?;
     if was_down {
-        changes.push(HostChange::new(format!("link {bridge}"), "set up"));
+        changes.push(HostChange::set(
+            Object::link(bridge),
+            Setting::State { value: "up" },
+        ));
     }
     moved.report(nic, bridge, changes);
     if plugged {
@@ -400,7 +412,7 @@ async fn move_and_plug(
         };
         changes.push(match owner.filter(|o| !o.is_empty()) {
             Some(from) => HostChange::saying(
-                format!("port {nic}"),
+                uplink(nic, bridge),
                 "moved",
                 Detail {
                     from: Some(from.clone()),
@@ -409,7 +421,7 @@ async fn move_and_plug(
                 format!("moved to bridge {bridge} from bridge {from}"),
             ),
             None => HostChange::saying(
-                format!("port {nic}"),
+                uplink(nic, bridge),
                 "added",
                 to,
                 format!("added to bridge {bridge}"),
@@ -481,7 +493,7 @@ pub async fn detach(
             ..Detail::default()
         };
         changes.push(HostChange::saying(
-            format!("port {nic}"),
+            uplink(nic, bridge),
             "deleted",
             from,
             format!("deleted from bridge {bridge}"),

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use sp_kernel::{netns, Change};
+use sp_kernel::{netns, Change, Object, Setting};
 use sp_names::Mac;
 use sp_neutron::sg::{
     Direction, EtherType, Firewall, PortFirewall, Protocol, Remote, Rule as SgRule, ICMPV6_IN,
@@ -861,9 +861,11 @@ pub fn load(fw: &Firewall, changes: &mut Vec<Change>) -> Result<()> {
     for key in BRIDGE_NF {
         if !sysctl_on(key)? {
             netns::write_net_sysctl(key, "1")?;
-            changes.push(Change::new(
-                format!("net.{}", key.replace('/', ".")),
-                "set to 1",
+            changes.push(Change::set(
+                Object::Sysctl {
+                    name: format!("net.{}", key.replace('/', ".")),
+                },
+                Setting::Value { value: 1 },
             ));
         }
     }
@@ -884,32 +886,31 @@ pub fn load(fw: &Firewall, changes: &mut Vec<Change>) -> Result<()> {
     let added = found
         .iter()
         .all(|(_, want, have)| additions(have, want, &mut b));
-    let what = match added {
-        true => "added to",
-        false => {
-            b = Batch::new();
-            for (family, _, have) in &found {
-                match have.tables.is_empty() {
-                    true => b.create_table(&table(*family)),
-                    false => {
-                        b.add_table(&table(*family));
-                        b.delete_table(*family, TABLE);
-                        b.add_table(&table(*family));
-                    }
+    if !added {
+        b = Batch::new();
+        for (family, _, have) in &found {
+            match have.tables.is_empty() {
+                true => b.create_table(&table(*family)),
+                false => {
+                    b.add_table(&table(*family));
+                    b.delete_table(*family, TABLE);
+                    b.add_table(&table(*family));
                 }
             }
-            rules.fill(&mut b);
-            "loaded"
         }
-    };
+        rules.fill(&mut b);
+    }
     if b.is_empty() {
         return Ok(());
     }
     s.apply(&b)?;
-    changes.push(Change::new(
-        format!("security groups of {} ports", fw.ports.len()),
-        what,
-    ));
+    let object = Object::Firewall {
+        ports: fw.ports.len(),
+    };
+    changes.push(match added {
+        true => Change::saying(object, "added", Default::default(), "added to"),
+        false => Change::new(object, "loaded"),
+    });
     Ok(())
 }
 

@@ -61,6 +61,84 @@ pub fn json_error(out: &std::process::Output) -> (i32, String) {
     (out.status.code().expect("an exit code"), kind.to_owned())
 }
 
+/// A change's actions, object types and set attributes, as docs/json.md lists them.
+const VERBS: &[&str] = &[
+    "created",
+    "recreated",
+    "deleted",
+    "set",
+    "moved",
+    "released",
+    "added",
+    "written",
+    "loaded",
+    "appended",
+    "replaced",
+    "started",
+    "reloaded",
+    "restarted",
+    "stopped",
+    "answers",
+    "announced",
+    "not announced",
+];
+const TYPES: &[&str] = &[
+    "bridge",
+    "ovs_bridge",
+    "vxlan",
+    "link",
+    "veth",
+    "namespace",
+    "address",
+    "route",
+    "default_route",
+    "fdb",
+    "neighbour",
+    "nat",
+    "dnsmasq",
+    "dhcp_file",
+    "metadata_proxy",
+    "firewall",
+    "sysctl",
+    "gateway",
+    "uplink",
+    "ovs_port",
+];
+const ATTRIBUTES: &[&str] = &[
+    "state",
+    "mtu",
+    "master",
+    "mac",
+    "tx-checksum",
+    "ip_forward",
+    "ipv6_forwarding",
+    "value",
+    "gateway",
+    "stp/forward_delay",
+];
+
+/// A change in JSON (docs/json.md, schema 2) is typed: its object an object of a documented type whose fields
+/// are strings or numbers, its action a documented verb, an attribute exactly when it
+/// `set` one.
+pub fn assert_typed_change(c: &serde_json::Value) {
+    let object = c["object"].as_object().unwrap_or_else(|| panic!("{c}"));
+    let ty = object["type"].as_str().unwrap_or_else(|| panic!("{c}"));
+    assert!(TYPES.contains(&ty), "type {ty}: {c}");
+    assert!(
+        object.values().all(|v| v.is_string() || v.is_number()),
+        "{c}"
+    );
+    let action = c["action"].as_str().unwrap_or_else(|| panic!("{c}"));
+    assert!(VERBS.contains(&action), "action {action}: {c}");
+    match c.get("attribute") {
+        Some(a) => {
+            assert_eq!(action, "set", "{c}");
+            assert!(ATTRIBUTES.contains(&a.as_str().unwrap()), "{c}");
+        }
+        None => assert_ne!(action, "set", "{c}"),
+    }
+}
+
 /// Path of a binary of this workspace, built next to the test executable
 /// (`target/<profile>/<name>`). Panics with a clear message when it is missing.
 pub fn workspace_bin(name: &str) -> PathBuf {

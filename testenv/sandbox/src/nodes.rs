@@ -192,12 +192,13 @@ pub fn link_names(node: &str) -> Vec<String> {
         .collect()
 }
 
-/// One line of `stackplumb --json supervise`, its `schema` (1) and `time` members
-/// checked (UTC, RFC 3339, milliseconds: `2026-12-01T13:46:44.123Z`) and taken out.
+/// One line of `stackplumb --json supervise`, its `schema` (2) and `time` members
+/// checked (UTC, RFC 3339, milliseconds: `2026-12-01T13:46:44.123Z`) and taken out; a
+/// `changed` event's change checked typed ([`crate::assert_typed_change`]).
 pub fn supervise_event(line: &str) -> serde_json::Value {
     let mut e: serde_json::Value = serde_json::from_str(line).unwrap();
     let schema = e.as_object_mut().and_then(|o| o.remove("schema"));
-    assert_eq!(schema, Some(serde_json::json!(1)), "{line}");
+    assert_eq!(schema, Some(serde_json::json!(2)), "{line}");
     let time = e
         .as_object_mut()
         .and_then(|o| o.remove("time"))
@@ -214,5 +215,8 @@ pub fn supervise_event(line: &str) -> serde_json::Value {
             _ => c.is_ascii_digit(),
         });
     assert!(shape, "time {time:?} is not RFC 3339 UTC with milliseconds");
+    if e["event"] == "changed" {
+        crate::assert_typed_change(&e);
+    }
     e
 }
