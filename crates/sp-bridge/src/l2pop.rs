@@ -335,25 +335,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub async fn read(nl: &Netlink) -> Result<Self> {
-        Self::read_with(nl, &Links::read(nl)?).await
-    }
-
-    /// [`Snapshot::read`] with the links (for their names) read by the caller.
-    pub async fn read_with(nl: &Netlink, links: &Links) -> Result<Self> {
+    /// The entries of the namespace `nl` is in, with the links (for their names) read
+    /// by the caller: plain reads on the handle's read socket, no runtime involved.
+    pub fn read_with(nl: &Netlink, links: &Links) -> Result<Self> {
         let name = |i: u32| links.name(i).map(str::to_owned);
-        let dump = |family| async move {
-            nl.handle()
-                .neighbours()
-                .get()
-                .set_address_family(family)
-                .execute()
-                .try_collect::<Vec<NeighbourMessage>>()
-                .await
-                .map_err(|e| sp_kernel::Error::netlink("dump neighbours", e))
-        };
+        let dump = |family| nl.neighbours(family);
         let mut snap = Snapshot::default();
-        for n in dump(AddressFamily::Bridge).await? {
+        for n in dump(AddressFamily::Bridge)? {
             if let (Some(dev), Some(mac), Some(dst)) = (
                 name(n.header.ifindex),
                 attrs::neighbour_mac(&n),
@@ -365,7 +353,7 @@ impl Snapshot {
             }
         }
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            for n in dump(family).await? {
+            for n in dump(family)? {
                 if let (Some(dev), Some(mac), Some(ip)) = (
                     name(n.header.ifindex),
                     attrs::neighbour_mac(&n),

@@ -299,112 +299,52 @@ fn read_tx_checksums(space: &mut Space, devs: &[String]) -> sp_kernel::Result<()
     Ok(())
 }
 
-/// Reads what `plan` and `owned` concern on this node (the calling thread's namespace).
-pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> Result<Current> {
-    let mut cur = Current::default();
-    // Root: links, addresses, default routes (for the uplink's gateway).
+/// A router's NAT table as found, against the rules wanted (`None`: a router no longer
+/// wanted, whose table is pruned).
+fn nat_view(found: Option<sp_l3::Current>, want: Option<&sp_l3::NatRules>) -> NatView {
+    match (found, want) {
+        (None, _) => NatView::Absent,
+        (Some(c), Some(w)) => match c.differences(w) {
+            d if d.is_empty() => NatView::Matches,
+            d => NatView::Differs(d),
+        },
+        (Some(_), None) => NatView::Differs(vec!["not wanted".into()]),
+    }
+}
+
+/// What [`read`] reads in the node's own namespace while the hop reads the others.
+struct Here {
+    root: Space,
+    l2: L2View,
+    firewall: FirewallView,
+    dhcp: BTreeMap<String, DhcpView>,
+    /// The metadata proxy, how it runs, and the sockets it holds — `None` when it does
+    /// not run or hides its descriptors (no CAP_SYS_PTRACE).
+    metadata: Option<(
+        sp_metadata::Proxy,
+        sp_metadata::State,
+        Option<BTreeSet<u64>>,
+    )>,
+}
+
+/// The node's namespace — links, addresses, default routes (for the uplink's gateway),
+/// the l2population entries, our security-group tables — and the daemons.
+fn read_here(
+    nl: &Netlink,
+    plan: &NodePlan,
+    owned: &Owned,
+    dirs: &Dirs,
+    live: &BTreeMap<String, Option<NsId>>,
+) -> Result<Here> {
     let links = nl.links()?;
     let addrs = nl.addresses()?;
     let mut routes = nl.main_routes(AddressFamily::Inet)?;
     routes.extend(nl.main_routes(AddressFamily::Inet6)?);
-    cur.root = Space::of(&links, &addrs, &routes);
-    // Namespaces: every one that exists; those we want or own, entered in one hop.
-    for e in netns::list_named()? {
-        cur.live.insert(e.name, e.state.ok());
-    }
-    let wanted: BTreeSet<&str> = plan
-        .ports
-        .iter()
-        .map(|p| p.namespace.as_str())
-        .chain(owned.namespaces.keys().map(String::as_str))
-        .filter(|n| cur.live.contains_key(*n))
-        .collect();
-    let names: Vec<&str> = wanted.into_iter().collect();
-    let mut fds = Vec::with_capacity(names.len());
-    let mut opened = Vec::with_capacity(names.len());
-    for n in &names {
-        // A stale file (a run killed between creating it and mounting the namespace on
-        // it) holds no namespace to enter: read as absent, so the namespace is made
-        // again (`create_each` finishes such a file). A namespace deleted since the
-        // listing is simply not there.
-        if cur.live.get(*n).copied().flatten().is_none() {
-            continue;
-        }
-        if let Ok(fd) = netns::open(&netns::named_path(n)?) {
-            fds.push(fd);
-            opened.push(*n);
-        }
-    }
-    let families = [AddressFamily::Inet, AddressFamily::Inet6];
-    // The routers' NAT tables are read in the same hop.
-    let nat_ns: BTreeSet<&str> = plan
-        .routers
-        .iter()
-        .map(|r| r.namespace.as_str())
-        .chain(owned.nat.iter().map(String::as_str))
-        .collect();
-    // The DHCP ports' devices: their transmit checksum offload, read in the same hop.
-    let mut dhcp_devs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for p in plan.ports.iter().filter(|p| p.kind == PortKind::Dhcp) {
-        let devs = dhcp_devs.entry(p.namespace.as_str()).or_default();
-        devs.push(p.kind.device(p.port_id.as_str()));
-    }
-    // The metadata proxy's listening sockets, looked for in the same hop.
-    let listen_at: BTreeMap<String, std::net::SocketAddr> = plan
-        .metadata
-        .iter()
-        .map(|s| (s.namespace(), s.listen()))
-        .collect();
-    let read = netns::run_in_each(&fds, |i| {
-        let socks = netlink::open_reader()?;
-        let c = socks.contents(&families)?;
-        let mut space = Space::of(&c.links, &c.addresses, &c.routes);
-        space.forwarding = c.ipv4_forwarding;
-        space.forwarding6 = c.ipv6_forwarding;
-        if let Some(devs) = dhcp_devs.get(opened[i]) {
-            read_tx_checksums(&mut space, devs)?;
-        }
-        let nat = match nat_ns.contains(opened[i]) {
-            true => Some(sp_l3::read_in_this_thread(opened[i])),
-            false => None,
-        };
-        let listening = match listen_at.get(opened[i]) {
-            Some(std::net::SocketAddr::V4(a)) => sp_kernel::diag::tcp_listeners_here(*a)?,
-            _ => vec![],
-        };
-        Ok(((space, listening), nat))
-    });
-    let mut listeners: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let want: BTreeMap<&str, &sp_neutron::l3::RouterNat> = plan
-        .routers
-        .iter()
-        .map(|r| (r.namespace.as_str(), &r.nat))
-        .collect();
-    for (name, got) in opened.iter().zip(read) {
-        let ((space, listening), nat) = got?;
-        listeners.insert((*name).to_owned(), listening);
-        let id = cur.live.get(*name).copied().flatten();
-        cur.namespaces
-            .insert((*name).to_owned(), NsView { id, space });
-        let Some(nat) = nat else {
-            continue;
-        };
-        let view = match (nat?, want.get(name)) {
-            (None, _) => NatView::Absent,
-            (Some(c), Some(w)) => {
-                let rules = sp_l3::NatRules::of(w);
-                match c.matches(&rules) {
-                    true => NatView::Matches,
-                    false => NatView::Differs(c.differences(&rules)),
-                }
-            }
-            (Some(_), None) => NatView::Differs(vec!["not wanted".into()]),
-        };
-        cur.nat.insert((*name).to_owned(), view);
-    }
-    // The security groups: our tables in the node's namespace (this thread's).
+    let root = Space::of(&links, &addrs, &routes);
+    // The security groups: our tables in the node's namespace.
+    let mut firewall = FirewallView::default();
     if !plan.firewall.ports.is_empty() || owned.firewall {
-        cur.firewall = match sp_sg::read()? {
+        firewall = match sp_sg::read()? {
             None => FirewallView::Absent,
             Some(_) if plan.firewall.ports.is_empty() => {
                 FirewallView::Differs(vec!["not wanted".into()])
@@ -419,20 +359,22 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
         };
     }
     // l2population: one dump of each neighbour table, when there are VXLAN devices.
-    if cur.root.links.iter().any(|l| l.vxlan.is_some()) {
+    let mut l2 = L2View::default();
+    if root.links.iter().any(|l| l.vxlan.is_some()) {
         let known = sp_kernel::links::Links::from(links);
-        let snap = sp_bridge::l2pop::Snapshot::read_with(nl, &known).await?;
-        cur.l2 = L2View {
+        let snap = sp_bridge::l2pop::Snapshot::read_with(nl, &known)?;
+        l2 = L2View {
             fdb: snap.fdb,
             neigh: snap.neigh,
         };
     }
     // dnsmasq: pid file, command line, files; the processes of the host only when one
     // of ours is not running (is another dnsmasq there?).
+    let mut dhcp = BTreeMap::new();
     let mut scan: Option<sp_kernel::procs::Scan> = None;
     for d in &plan.dhcp {
         let ns = sp_neutron::qdhcp_namespace(&d.network_id);
-        let state = match cur.live.contains_key(&ns) {
+        let state = match live.contains_key(&ns) {
             true => sp_dhcp::status(d, &ns)?,
             false => sp_dhcp::State::Stopped,
         };
@@ -440,10 +382,10 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
             sp_dhcp::State::Running(_) => None,
             _ => {
                 let scan = scan.get_or_insert_with(sp_kernel::procs::scan);
-                foreign_dnsmasq(scan, cur.live.get(&ns).copied().flatten(), d)
+                foreign_dnsmasq(scan, live.get(&ns).copied().flatten(), d)
             }
         };
-        cur.dhcp.insert(
+        dhcp.insert(
             d.network_id.to_string(),
             DhcpView {
                 foreign,
@@ -455,25 +397,130 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
             },
         );
     }
+    let mut metadata = None;
     if !plan.metadata.is_empty() || owned.metadata_proxy {
         let proxy = crate::metadata_proxy(plan, dirs)?;
         let state = sp_metadata::status(&proxy);
-        let deaf = match &state {
-            sp_metadata::State::Running(pid) => match sp_kernel::procs::socket_inodes(*pid) {
-                // Its descriptors hidden (no CAP_SYS_PTRACE): the pid file and the
-                // command line stand for it, as for dnsmasq's namespace.
-                None => vec![],
-                Some(held) => proxy
-                    .namespaces()
-                    .into_iter()
-                    .filter(|ns| {
-                        !listeners
-                            .get(ns)
-                            .is_some_and(|l| l.iter().any(|i| held.contains(i)))
-                    })
-                    .collect(),
-            },
-            _ => vec![],
+        let held = match &state {
+            sp_metadata::State::Running(pid) => sp_kernel::procs::socket_inodes(*pid),
+            _ => None,
+        };
+        metadata = Some((proxy, state, held));
+    }
+    Ok(Here {
+        root,
+        l2,
+        firewall,
+        dhcp,
+        metadata,
+    })
+}
+
+/// Reads what `plan` and `owned` concern on this node (the calling thread's namespace).
+/// The namespaces are read on threads of their own (one hop) while this thread reads
+/// its own namespace and the daemons.
+pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> Result<Current> {
+    let mut cur = Current::default();
+    // Namespaces: every one that exists; those we want or own, entered in one hop.
+    for e in netns::list_named()? {
+        cur.live.insert(e.name, e.state.ok());
+    }
+    let wanted: BTreeSet<&str> = plan
+        .ports
+        .iter()
+        .map(|p| p.namespace.as_str())
+        .chain(owned.namespaces.keys().map(String::as_str))
+        .filter(|n| cur.live.contains_key(*n))
+        .collect();
+    let mut fds = Vec::with_capacity(wanted.len());
+    let mut opened = Vec::with_capacity(wanted.len());
+    for n in wanted {
+        // A stale file (a run killed between creating it and mounting the namespace on
+        // it) holds no namespace to enter: read as absent, so the namespace is made
+        // again (`create_each` finishes such a file). A namespace deleted since the
+        // listing is simply not there.
+        if cur.live.get(n).copied().flatten().is_none() {
+            continue;
+        }
+        if let Ok(fd) = netns::open(&netns::named_path(n)?) {
+            fds.push(fd);
+            opened.push(n);
+        }
+    }
+    let families = [AddressFamily::Inet, AddressFamily::Inet6];
+    // The routers' NAT tables are read, and compared with what is wanted, in the same
+    // hop; those of routers no longer wanted too (to prune them).
+    let mut nat_ns: BTreeMap<&str, Option<sp_l3::NatRules>> =
+        owned.nat.iter().map(|n| (n.as_str(), None)).collect();
+    nat_ns.extend(
+        plan.routers
+            .iter()
+            .map(|r| (r.namespace.as_str(), Some(sp_l3::NatRules::of(&r.nat)))),
+    );
+    // The DHCP ports' devices: their transmit checksum offload, read in the same hop.
+    let mut dhcp_devs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for p in plan.ports.iter().filter(|p| p.kind == PortKind::Dhcp) {
+        let devs = dhcp_devs.entry(p.namespace.as_str()).or_default();
+        devs.push(p.kind.device(p.port_id.as_str()));
+    }
+    // The metadata proxy's listening sockets, looked for in the same hop.
+    let listen_at: BTreeMap<String, std::net::SocketAddr> = plan
+        .metadata
+        .iter()
+        .map(|s| (s.namespace(), s.listen()))
+        .collect();
+    let (read, here) = netns::run_in_each_while(
+        &fds,
+        |i| {
+            let socks = netlink::open_reader()?;
+            let c = socks.contents(&families)?;
+            let mut space = Space::of(&c.links, &c.addresses, &c.routes);
+            space.forwarding = c.ipv4_forwarding;
+            space.forwarding6 = c.ipv6_forwarding;
+            if let Some(devs) = dhcp_devs.get(opened[i]) {
+                read_tx_checksums(&mut space, devs)?;
+            }
+            let nat = nat_ns.get(opened[i]).map(|want| {
+                sp_l3::read_in_this_thread(opened[i]).map(|found| nat_view(found, want.as_ref()))
+            });
+            let listening = match listen_at.get(opened[i]) {
+                Some(std::net::SocketAddr::V4(a)) => sp_kernel::diag::tcp_listener_here(*a)?,
+                _ => None,
+            };
+            Ok(((space, listening), nat))
+        },
+        || read_here(nl, plan, owned, dirs, &cur.live),
+    );
+    let here = here?;
+    cur.root = here.root;
+    cur.l2 = here.l2;
+    cur.firewall = here.firewall;
+    cur.dhcp = here.dhcp;
+    let mut listeners: BTreeMap<String, Option<u64>> = BTreeMap::new();
+    for (name, got) in opened.iter().zip(read) {
+        let ((space, listening), nat) = got?;
+        listeners.insert((*name).to_owned(), listening);
+        let id = cur.live.get(*name).copied().flatten();
+        cur.namespaces
+            .insert((*name).to_owned(), NsView { id, space });
+        if let Some(nat) = nat {
+            cur.nat.insert((*name).to_owned(), nat?);
+        }
+    }
+    if let Some((proxy, state, held)) = here.metadata {
+        let deaf = match held {
+            // Not running, or its descriptors hidden: the pid file and the command line
+            // stand for it, as for dnsmasq's namespace.
+            None => vec![],
+            Some(held) => proxy
+                .namespaces()
+                .into_iter()
+                .filter(|ns| {
+                    !listeners
+                        .get(ns)
+                        .is_some_and(|l| l.is_some_and(|i| held.contains(&i)))
+                })
+                .collect(),
         };
         cur.metadata = Some(MetadataView { state, deaf });
     }
