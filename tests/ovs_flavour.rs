@@ -14,22 +14,32 @@ use sp_testenv::{oracle, require, scene};
 const QROUTER: &str = "qrouter-006df4cc-6fb2-40e7-af58-dc68b6755165";
 const QG: &str = "qg-9477c16b-e5";
 
-/// The objects a plan's actions name: Open vSwitch objects by what they are
-/// (`ovs bridge br-ex`), the others as `TYPE NAME`.
+/// The objects a plan's actions name: Open vSwitch objects by their typed object
+/// (`ovs_bridge br-ex`, `uplink eth0 on br-ex`, `ovs_port qg-… on br-ex`), the others
+/// as `TYPE NAME`.
 fn objects(actions: &Value) -> Vec<String> {
+    let named = |o: &Value| {
+        format!(
+            "{} {}",
+            o["type"].as_str().unwrap(),
+            o["name"].as_str().or(o["nic"].as_str()).unwrap_or("?")
+        )
+    };
     actions
         .as_array()
         .unwrap()
         .iter()
         .map(|a| {
             let o = &a["object"];
-            match o["what"].as_str() {
-                Some(what) => what.to_owned(),
-                None => format!(
-                    "{} {}",
-                    o["type"].as_str().unwrap(),
-                    o["name"].as_str().or(o["nic"].as_str()).unwrap_or("?")
-                ),
+            match o["type"].as_str() {
+                Some("ovs") => {
+                    let inner = &o["object"];
+                    match inner["bridge"].as_str() {
+                        Some(b) => format!("{} on {b}", named(inner)),
+                        None => named(inner),
+                    }
+                }
+                _ => named(o),
             }
         })
         .collect()
@@ -106,9 +116,9 @@ fn external_network_bridge_puts_the_uplink_and_the_gateways_on_br_ex() {
     cli.extra = vec!["--ovsdb".into(), ovs.db()];
     let plan = objects(&cli.json("controller", &["plan"])["actions"]);
     for o in [
-        "ovs bridge br-ex",
-        "uplink eth0 on ovs bridge br-ex",
-        &format!("ovs port {QG} on br-ex in {QROUTER}"),
+        "ovs_bridge br-ex",
+        "uplink eth0 on br-ex",
+        &format!("ovs_port {QG} on br-ex"),
         "bridge brq5b6a8b87-fd",
     ] {
         assert!(plan.iter().any(|p| p == o), "{o}: {plan:?}");

@@ -417,8 +417,10 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
     })
 }
 
-/// The plan's format version (plan, status and apply JSON).
-const SCHEMA: u32 = 1;
+/// The plan's format version (plan, status and apply JSON): 2 since an Open vSwitch
+/// object is typed (`ovs {object}`, not `ovs {what}`) and `stp/forward_delay` values
+/// are `on/15`-style.
+const SCHEMA: u32 = 2;
 
 /// The version of supervise's events (docs/json.md): 2 since a change's object is
 /// typed.

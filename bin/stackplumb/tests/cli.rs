@@ -14,8 +14,11 @@ fn actions(v: &Value) -> Vec<String> {
         .unwrap_or_else(|| panic!("actions: {v}"))
         .iter()
         .map(|a| {
-            let o = &a["object"];
-            let name = ["name", "nic", "device", "network_id", "namespace", "what"]
+            let o = match a["object"]["type"].as_str() {
+                Some("ovs") => &a["object"]["object"],
+                _ => &a["object"],
+            };
+            let name = ["name", "nic", "device", "network_id", "namespace"]
                 .iter()
                 .find_map(|k| o[*k].as_str())
                 .unwrap_or("?");
@@ -38,7 +41,7 @@ fn plan_apply_status_destroy_converge() {
     let (cli, _cleanup) = two_nodes();
     let state = &cli.state;
     let plan = cli.json("controller", &["plan"]);
-    assert_eq!(plan["schema"], 1);
+    assert_eq!(plan["schema"], 2);
     assert_eq!(
         plan["node"], "controller",
         "found by its tunnel_ip 10.0.0.101"

@@ -31,7 +31,7 @@ pub struct Change {
 
 /// What a [`Change`] changed. In JSON `{"type":…}` with the fields below; the text
 /// output names it as the comment of each says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Object {
     /// `bridge NAME`: a Linux bridge (an OVS bridge in ovs-attach's output).

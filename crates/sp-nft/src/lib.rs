@@ -92,7 +92,7 @@ pub struct Ruleset {
 impl Ruleset {
     fn add(&mut self, o: Object) {
         match o {
-            Object::Table(t) => self.tables.push(t),
+            Object::Table(t, _) => self.tables.push(t),
             Object::Chain(c) => self.chains.push(c),
             Object::Rule(r) => self.rules.push(r),
             Object::Set(s) => self.sets.push(s),

@@ -252,7 +252,9 @@ impl Set {
 /// One object of a dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
-    Table(Table),
+    /// A table, and its use count as the kernel gives it (`NFTA_TABLE_USE`: its chains,
+    /// sets, stateful objects and flowtables).
+    Table(Table, u32),
     Chain(Chain),
     Rule(Rule),
     Set(Set),
@@ -340,24 +342,26 @@ fn required<T>(v: Option<T>, what: &str) -> Result<T, Error> {
     v.ok_or_else(|| Error::malformed(format!("{what} missing")))
 }
 
-pub(crate) fn decode_table(family: Family, body: &[u8]) -> Result<Table, Error> {
-    let (mut name, mut flags) = (None, 0);
+pub(crate) fn decode_table(family: Family, body: &[u8]) -> Result<(Table, u32), Error> {
+    let (mut name, mut flags, mut uses) = (None, 0, 0);
     for a in attrs(body) {
         let a = a?;
         match a.kind {
             NFTA_TABLE_NAME => name = Some(a.str()?),
             NFTA_TABLE_FLAGS => flags = a.be32()?,
+            NFTA_TABLE_USE => uses = a.be32()?,
             NFTA_TABLE_HANDLE => {
                 a.be64()?;
             }
             _ => {}
         }
     }
-    Ok(Table {
+    let table = Table {
         family,
         name: required(name, "table name")?,
         flags,
-    })
+    };
+    Ok((table, uses))
 }
 
 pub(crate) fn decode_chain(family: Family, body: &[u8]) -> Result<Chain, Error> {

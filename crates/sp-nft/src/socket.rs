@@ -572,7 +572,7 @@ impl Socket {
             }) => Ok(None),
             Err(e) => Err(e),
             Ok(found) => Ok(found.into_iter().find_map(|o| match o {
-                Object::Table(t) => Some(t),
+                Object::Table(t, _) => Some(t),
                 _ => None,
             })),
         }
@@ -580,7 +580,8 @@ impl Socket {
 
     /// Every object of `family` (all families: [`Family::Other`]`(0)`), or of one
     /// table of it: tables, chains, rules (one dump each), sets with their elements
-    /// (a dump per set).
+    /// (a dump per set). The sets are not dumped when the tables' use counts (chains,
+    /// sets, stateful objects, flowtables) are all chains: there are none.
     pub fn ruleset(&self, family: Family, table: Option<&str>) -> Result<Ruleset> {
         let filter = |kind: u16| {
             let mut w = Writer::default();
@@ -590,7 +591,14 @@ impl Socket {
             w.buf
         };
         let mut r = Ruleset::default();
+        let ours = |name: &str| table.is_none_or(|t| name == t);
+        let mut uses = 0u64;
         for o in self.request(NFT_MSG_GETTABLE, family, true, &[], "dump tables")? {
+            if let Object::Table(t, n) = &o {
+                if ours(&t.name) {
+                    uses += u64::from(*n);
+                }
+            }
             r.add(o);
         }
         if let Some(t) = table {
@@ -606,6 +614,10 @@ impl Socket {
             (NFT_MSG_GETRULE, filter(NFTA_RULE_TABLE), "dump rules"),
         ];
         for (kind, body, context) in objects {
+            let chains = r.chains.iter().filter(|c| ours(&c.table)).count() as u64;
+            if kind == NFT_MSG_GETSET && uses == chains {
+                continue;
+            }
             match self.request(kind, family, true, &body, context) {
                 Ok(found) => found.into_iter().for_each(|o| r.add(o)),
                 // The table went away between the dumps: there is none.
@@ -709,7 +721,10 @@ pub(crate) fn decode_message(kind: u16, payload: &[u8]) -> Result<Option<Object>
         .get(4..)
         .ok_or_else(|| Error::malformed("nf_tables message without its nfgenmsg"))?;
     Ok(Some(match kind & 0xff {
-        NFT_MSG_NEWTABLE => Object::Table(decode_table(family, body)?),
+        NFT_MSG_NEWTABLE => {
+            let (table, uses) = decode_table(family, body)?;
+            Object::Table(table, uses)
+        }
         NFT_MSG_NEWCHAIN => Object::Chain(decode_chain(family, body)?),
         NFT_MSG_NEWRULE => Object::Rule(decode_rule(family, body)?),
         NFT_MSG_NEWSET => Object::Set(decode_set(family, body)?),

@@ -20,6 +20,7 @@ pub(crate) const NFT_MSG_GETSETELEM: u16 = 13;
 
 pub(crate) const NFTA_TABLE_NAME: u16 = 1;
 pub(crate) const NFTA_TABLE_FLAGS: u16 = 2;
+pub(crate) const NFTA_TABLE_USE: u16 = 3;
 pub(crate) const NFTA_TABLE_HANDLE: u16 = 4;
 
 pub(crate) const NFTA_CHAIN_TABLE: u16 = 1;

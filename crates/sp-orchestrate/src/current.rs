@@ -254,8 +254,9 @@ pub struct Current {
     /// Read when a proxy is wanted or this node made one.
     pub metadata: Option<MetadataView>,
     pub vg: Option<VgView>,
-    /// Open vSwitch objects wanted and whether they are there (one OVSDB read).
-    pub ovs: Vec<(String, bool)>,
+    /// Open vSwitch objects wanted — typed, and as the text output names them — and
+    /// whether they are there (one OVSDB read).
+    pub ovs: Vec<(sp_kernel::Object, String, bool)>,
 }
 
 /// A dnsmasq serving `d`'s network that is not `d`'s: in the network's namespace (or,
@@ -299,12 +300,12 @@ fn read_tx_checksums(space: &mut Space, devs: &[String]) -> sp_kernel::Result<()
     Ok(())
 }
 
-/// A router's NAT table as found, against the rules wanted (`None`: a router no longer
-/// wanted, whose table is pruned).
-fn nat_view(found: Option<sp_l3::Current>, want: Option<&sp_l3::NatRules>) -> NatView {
+/// A router's NAT table as found, against the rules its NAT wants (`None`: a router no
+/// longer wanted, whose table is pruned).
+fn nat_view(found: Option<sp_l3::Current>, want: Option<&sp_neutron::l3::RouterNat>) -> NatView {
     match (found, want) {
         (None, _) => NatView::Absent,
-        (Some(c), Some(w)) => match c.differences(w) {
+        (Some(c), Some(w)) => match c.differences(&sp_l3::NatRules::of(w)) {
             d if d.is_empty() => NatView::Matches,
             d => NatView::Differs(d),
         },
@@ -450,12 +451,13 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
     let families = [AddressFamily::Inet, AddressFamily::Inet6];
     // The routers' NAT tables are read, and compared with what is wanted, in the same
     // hop; those of routers no longer wanted too (to prune them).
-    let mut nat_ns: BTreeMap<&str, Option<sp_l3::NatRules>> =
+    // The rules wanted are made there too, in parallel, not before the hop.
+    let mut nat_ns: BTreeMap<&str, Option<&sp_neutron::l3::RouterNat>> =
         owned.nat.iter().map(|n| (n.as_str(), None)).collect();
     nat_ns.extend(
         plan.routers
             .iter()
-            .map(|r| (r.namespace.as_str(), Some(sp_l3::NatRules::of(&r.nat)))),
+            .map(|r| (r.namespace.as_str(), Some(&r.nat))),
     );
     // The DHCP ports' devices: their transmit checksum offload, read in the same hop.
     let mut dhcp_devs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -481,7 +483,7 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
                 read_tx_checksums(&mut space, devs)?;
             }
             let nat = nat_ns.get(opened[i]).map(|want| {
-                sp_l3::read_in_this_thread(opened[i]).map(|found| nat_view(found, want.as_ref()))
+                sp_l3::read_in_this_thread(opened[i]).map(|found| nat_view(found, *want))
             });
             let listening = match listen_at.get(opened[i]) {
                 Some(std::net::SocketAddr::V4(a)) => sp_kernel::diag::tcp_listener_here(*a)?,

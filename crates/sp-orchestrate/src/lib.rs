@@ -236,7 +236,8 @@ pub async fn take_down(
             let a = Action {
                 op: planner::Op::Delete,
                 object: planner::Object::Ovs {
-                    what: c.to_string(),
+                    said: c.to_string(),
+                    object: c.object,
                 },
                 unit: planner::Unit::Prune,
             };

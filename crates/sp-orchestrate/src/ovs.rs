@@ -278,9 +278,10 @@ pub(crate) async fn survey_items(
     nl: &Netlink,
     plan: &NodePlan,
     dirs: &Dirs,
-) -> Result<Vec<(String, bool)>> {
+) -> Result<Vec<(Object, String, bool)>> {
     let mut items = Vec::new();
-    let mut item = |what: String, present: bool| items.push((what, present));
+    let mut item =
+        |object: Object, said: String, present: bool| items.push((object, said, present));
     let Some(first) = ovs_networks(plan).next() else {
         return Ok(items);
     };
@@ -288,6 +289,7 @@ pub(crate) async fn survey_items(
         Ok(o) => o,
         Err(e) => {
             item(
+                ovs_bridge(&first.bridge),
                 format!(
                     "ovs bridge {} (ovsdb-server at {}: {e})",
                     first.bridge, dirs.ovsdb
@@ -300,7 +302,11 @@ pub(crate) async fn survey_items(
     let bridges = ovs.list_br().await?;
     for n in ovs_networks(plan) {
         let present = bridges.contains(&n.bridge.to_string());
-        item(format!("ovs bridge {}", n.bridge), present);
+        item(
+            ovs_bridge(&n.bridge),
+            format!("ovs bridge {}", n.bridge),
+            present,
+        );
         let ports = match present {
             true => ovs.list_ports(&n.bridge).await?,
             false => vec![],
@@ -308,6 +314,10 @@ pub(crate) async fn survey_items(
         if let Some(nic) = &n.uplink {
             // A port, and its addresses moved off it.
             item(
+                Object::Uplink {
+                    nic: nic.to_string(),
+                    bridge: n.bridge.to_string(),
+                },
                 format!("uplink {nic} on ovs bridge {}", n.bridge),
                 ports.contains(&nic.to_string()) && !has_addresses(nl, nic).await?,
             );
@@ -315,6 +325,7 @@ pub(crate) async fn survey_items(
         for (p, _) in ovs_ports(plan).filter(|(_, b)| *b == n.bridge.as_str()) {
             let dev = p.kind.device(&p.port_id);
             item(
+                ovs_port(&dev, &n.bridge, Some(&p.port_id)),
                 format!("ovs port {dev} on {} in {}", n.bridge, p.namespace),
                 ports.contains(&dev) && in_namespace(&p.namespace, &dev).await?,
             );

@@ -91,9 +91,12 @@ pub enum Object {
     VolumeGroup {
         name: String,
     },
-    /// An Open vSwitch object (bridge, uplink port, gateway port).
+    /// An Open vSwitch object (bridge, uplink port, gateway port), typed as a change
+    /// names it (`docs/json.md`); `said` is how the text output names it.
     Ovs {
-        what: String,
+        object: sp_kernel::Object,
+        #[serde(skip)]
+        said: String,
     },
     /// The node's metadata proxy (docs/metadata.md).
     MetadataProxy,
@@ -147,7 +150,7 @@ impl fmt::Display for Object {
                 )
             }
             Object::VolumeGroup { name } => write!(f, "volume group {name}"),
-            Object::Ovs { what } => f.write_str(what),
+            Object::Ovs { said, .. } => f.write_str(said),
             Object::MetadataProxy => f.write_str("metadata proxy"),
         }
     }
@@ -355,11 +358,11 @@ impl Planner<'_> {
                             },
                             "stp/forward_delay",
                             format!(
-                                "stp {} forward_delay {}",
+                                "{}/{}",
                                 if opts.stp_on() { "on" } else { "off" },
                                 opts.forward_delay.unwrap_or(0)
                             ),
-                            "stp off forward_delay 0".into(),
+                            "off/0".into(),
                         );
                     }
                     self.link_state(&unit, None, b);
@@ -913,9 +916,13 @@ impl Planner<'_> {
     }
 
     fn ovs(&mut self) {
-        for (what, present) in &self.cur.ovs {
+        for (object, said, present) in &self.cur.ovs {
             if !present {
-                self.push(Unit::Ovs, Op::Create, Object::Ovs { what: what.clone() });
+                let object = Object::Ovs {
+                    object: object.clone(),
+                    said: said.clone(),
+                };
+                self.push(Unit::Ovs, Op::Create, object);
             }
         }
     }
