@@ -154,26 +154,9 @@ fn a_vg_with_lvm2_made_lvs_reports_as_vgs_does() {
     let s = Scratch::new("rep-lvs");
     let name = two_pv_vg(&s, "lvs");
     let lvm = Lvm::of(&s);
-    let lvcreate = |size: &str, lv: &str, extra: &[&str]| {
-        let mut args = vec![
-            "lvcreate",
-            "--driverloaded",
-            "n",
-            "-an",
-            "-Zn",
-            "-y",
-            "-L",
-            size,
-            "-n",
-            lv,
-        ];
-        args.extend_from_slice(extra);
-        args.push(&name);
-        lvm.run(&args);
-    };
-    lvcreate("40M", "volume-1", &[]);
+    lvm.lvcreate(&name, "40M", "volume-1");
     // spans both PVs (96 MiB is the first PV)
-    lvcreate("300M", "volume-2", &[]);
+    lvm.lvcreate(&name, "300M", "volume-2");
     let select = format!("vg_name={name}");
     for (ours, cmd, theirs) in [
         (vec!["list"], "vgs", vec![]),

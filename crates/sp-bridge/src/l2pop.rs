@@ -339,9 +339,8 @@ impl Snapshot {
     /// by the caller: plain reads on the handle's read socket, no runtime involved.
     pub fn read_with(nl: &Netlink, links: &Links) -> Result<Self> {
         let name = |i: u32| links.name(i).map(str::to_owned);
-        let dump = |family| nl.neighbours(family);
         let mut snap = Snapshot::default();
-        for n in dump(AddressFamily::Bridge)? {
+        for n in nl.neighbours(AddressFamily::Bridge)? {
             if let (Some(dev), Some(mac), Some(dst)) = (
                 name(n.header.ifindex),
                 attrs::neighbour_mac(&n),
@@ -353,7 +352,7 @@ impl Snapshot {
             }
         }
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            for n in dump(family)? {
+            for n in nl.neighbours(family)? {
                 if let (Some(dev), Some(mac), Some(ip)) = (
                     name(n.header.ifindex),
                     attrs::neighbour_mac(&n),

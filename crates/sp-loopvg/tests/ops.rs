@@ -145,25 +145,6 @@ fn extend_grow_resizes_the_last_pv_like_pvresize() {
     assert_eq!(num(&lvm.vgs("growvg"), "vg_extent_count"), vg.extent_count);
 }
 
-/// An LV as Cinder makes them, without device-mapper (metadata only).
-fn lvcreate(lvm: &Lvm, size: &str, name: &str) {
-    let args = [
-        "lvcreate",
-        "--driverloaded",
-        "n",
-        "-an",
-        "-Zn",
-        "-y",
-        "-L",
-        size,
-        "-n",
-        name,
-    ];
-    let mut all = args.to_vec();
-    all.push("cinder-volumes");
-    lvm.run(&all);
-}
-
 /// packstack's way: a loop file made into a VG by real lvm2, with an LV on it.
 fn packstack_vg(s: &Scratch) -> Lvm {
     let file = s.path("cinder-volumes");
@@ -172,7 +153,7 @@ fn packstack_vg(s: &Scratch) -> Lvm {
     let lvm = Lvm::new(vec![dev.clone()]);
     lvm.run(&["pvcreate", &dev]);
     lvm.run(&["vgcreate", "cinder-volumes", &dev]);
-    lvcreate(&lvm, "8M", "volume-1");
+    lvm.lvcreate("cinder-volumes", "8M", "volume-1");
     lvm
 }
 
@@ -191,7 +172,7 @@ fn lvm2_made_vg_is_listed_extended_grown_and_lvm2_keeps_working() {
     assert_agrees(&s, &vg);
     // lvm2 goes on: another LV spanning PVs, then vgextend with a by-hand PV.
     let lvm = Lvm::of(&s);
-    lvcreate(&lvm, "60M", "volume-2");
+    lvm.lvcreate("cinder-volumes", "60M", "volume-2");
     let extra = s.path("by-hand");
     require::run(Command::new("truncate").args(["-s", "32M"]).arg(&extra));
     let dev = s.losetup(&extra);

@@ -614,8 +614,9 @@ impl Socket {
             (NFT_MSG_GETRULE, filter(NFTA_RULE_TABLE), "dump rules"),
         ];
         for (kind, body, context) in objects {
-            let chains = r.chains.iter().filter(|c| ours(&c.table)).count() as u64;
-            if kind == NFT_MSG_GETSET && uses == chains {
+            if kind == NFT_MSG_GETSET
+                && uses == r.chains.iter().filter(|c| ours(&c.table)).count() as u64
+            {
                 continue;
             }
             match self.request(kind, family, true, &body, context) {

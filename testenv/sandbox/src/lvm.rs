@@ -191,6 +191,24 @@ impl Lvm {
         require::run(&mut self.cmd(args))
     }
 
+    /// An LV of `size` in `vg` as Cinder makes them, without device-mapper: metadata
+    /// only (`lvcreate --driverloaded n -an -Zn`).
+    pub fn lvcreate(&self, vg: &str, size: &str, name: &str) {
+        self.run(&[
+            "lvcreate",
+            "--driverloaded",
+            "n",
+            "-an",
+            "-Zn",
+            "-y",
+            "-L",
+            size,
+            "-n",
+            name,
+            vg,
+        ]);
+    }
+
     /// Exit status and stderr.
     pub fn status(&self, args: &[&str]) -> (bool, String) {
         let out = self.cmd(args).output().expect("run lvm");
