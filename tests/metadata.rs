@@ -270,7 +270,13 @@ fn metadata_reaches_the_agent_through_the_router_and_the_dhcp_namespace() {
         .unwrap_or_else(|| panic!("the proxy in {plan}"))
         .clone();
     assert_eq!(proxy["attribute"], "listening", "{plan}");
-    assert_eq!(proxy["old"], format!("not in qrouter-{ROUTER}"));
+    // Listening: the namespaces it listens in, then all it serves.
+    let router = Value::String(format!("qrouter-{ROUTER}"));
+    let (old, new) = (proxy["old"].as_array(), proxy["new"].as_array());
+    assert!(
+        old.is_some_and(|o| !o.contains(&router)) && new.is_some_and(|n| n.contains(&router)),
+        "{proxy}"
+    );
     let done = cli.json("controller", &["apply"]);
     assert_eq!(done["left"], Value::Array(vec![]), "{done}");
     assert_eq!(get("vm1", &[]), BODY);
@@ -369,8 +375,8 @@ fn metadata_reaches_the_agent_through_the_router_and_the_dhcp_namespace() {
     assert_eq!(
         change,
         serde_json::json!({"op": "change", "attribute": "namespaces",
-            "old": format!("qrouter-{ROUTER} qdhcp-{ISO_NET}"),
-            "new": format!("qrouter-{ROUTER} qrouter-{ISO_ROUTER}"),
+            "old": [format!("qrouter-{ROUTER}"), format!("qdhcp-{ISO_NET}")],
+            "new": [format!("qrouter-{ROUTER}"), format!("qrouter-{ISO_ROUTER}")],
             "object": {"type": "metadata_proxy"}})
     );
     for node in ["controller", "compute"] {

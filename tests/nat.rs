@@ -287,7 +287,12 @@ fn a_rule_deleted_by_hand_is_seen_named_and_put_back() {
     assert!(!drifted.matches(&want));
     assert_eq!(
         drifted.differences(&want),
-        ["rule missing in neutron-l3-agent-float-snat: ip saddr 192.168.1.5 snat to 10.0.1.5"]
+        [sp_nft::Difference::RuleMissing {
+            family: "ip".into(),
+            table: sp_l3::TABLE.into(),
+            chain: "neutron-l3-agent-float-snat".into(),
+            rule: "ip saddr 192.168.1.5 snat to 10.0.1.5".into(),
+        }]
     );
     // A chain added by hand is seen too.
     require::run(Command::new("ip").args([
@@ -301,10 +306,13 @@ fn a_rule_deleted_by_hand_is_seen_named_and_put_back() {
         sp_l3::TABLE,
         "stray",
     ]));
-    assert!(current(ns)
-        .unwrap()
-        .differences(&want)
-        .contains(&"unexpected chain stray".to_owned()));
+    assert!(current(ns).unwrap().differences(&want).contains(
+        &sp_nft::Difference::UnexpectedChain {
+            family: "ip".into(),
+            table: sp_l3::TABLE.into(),
+            chain: "stray".into(),
+        }
+    ));
     // Loading again puts it right, and then nothing is left to do.
     let mut changes = vec![];
     load_each(&[(ns, &nat)], &mut changes).unwrap();

@@ -240,7 +240,7 @@ impl Scene {
         );
         let v: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("plan --json on {node}: {e}: {}", text(&out.stdout)));
-        assert_eq!(v["schema"], 2, "{v}");
+        assert_eq!(v["schema"], 3, "{v}");
         assert_eq!(v["node"], node, "{v}");
         v["actions"].as_array().expect("actions").clone()
     }

@@ -417,10 +417,10 @@ fn run(args: &Args) -> BoxResult<ExitCode> {
     })
 }
 
-/// The plan's format version (plan, status and apply JSON): 2 since an Open vSwitch
-/// object is typed (`ovs {object}`, not `ovs {what}`) and `stp/forward_delay` values
-/// are `on/15`-style.
-const SCHEMA: u32 = 2;
+/// The plan's format version (plan, status and apply JSON): 3 since a change of rules
+/// lists typed `differences`, and a file's content and a proxy's namespaces are
+/// arrays (2 typed Open vSwitch objects and `stp/forward_delay` as `on/15`).
+const SCHEMA: u32 = 3;
 
 /// The version of supervise's events (docs/json.md): 2 since a change's object is
 /// typed.

@@ -41,7 +41,7 @@ fn plan_apply_status_destroy_converge() {
     let (cli, _cleanup) = two_nodes();
     let state = &cli.state;
     let plan = cli.json("controller", &["plan"]);
-    assert_eq!(plan["schema"], 2);
+    assert_eq!(plan["schema"], 3);
     assert_eq!(
         plan["node"], "controller",
         "found by its tunnel_ip 10.0.0.101"

@@ -98,15 +98,35 @@ fn write_if_changed(path: &Path, content: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// One of dnsmasq's files whose content is not what is wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleFile {
+    /// `host`, `addn_hosts` or `opts`.
+    pub name: &'static str,
+    /// Whether anything is at its path (a file, or what stands in its way).
+    pub exists: bool,
+    /// Its lines as found (none when it could not be read as a regular file).
+    pub found: Vec<String>,
+    /// The lines it should hold.
+    pub wanted: Vec<String>,
+}
+
 /// The files of `d` (`host`, `addn_hosts`, `opts`) whose content is not what `d` wants
-/// (missing ones included) — read only.
-pub fn stale_files(d: &Dnsmasq) -> Vec<&'static str> {
+/// (missing ones included), with what they hold and should hold — read only.
+pub fn stale_files(d: &Dnsmasq) -> Vec<StaleFile> {
+    let lines = |s: &str| s.lines().map(str::to_owned).collect();
     files_of(d)
         .into_iter()
-        .filter(|(name, content)| {
-            files::read_config(&d.dir.join(name)).map_or(true, |c| &c != content)
+        .filter_map(|(name, content)| {
+            let path = d.dir.join(name);
+            let found = files::read_config(&path).ok();
+            (found.as_ref() != Some(&content)).then(|| StaleFile {
+                name,
+                exists: std::fs::symlink_metadata(&path).is_ok(),
+                found: found.as_deref().map_or_else(Vec::new, lines),
+                wanted: lines(&content),
+            })
         })
-        .map(|(name, _)| name)
         .collect()
 }
 

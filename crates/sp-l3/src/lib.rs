@@ -37,7 +37,8 @@ use sp_neutron::l3::{RouterNat, METADATA_PORT, WRAP};
 use sp_nft::build;
 use sp_nft::expr::{ct_status, CmpOp, NatKind};
 use sp_nft::{
-    hook, priority, BaseChain, Batch, Chain, Family, Rule, Ruleset, Socket, Table, Verdict,
+    hook, priority, BaseChain, Batch, Chain, Difference, Family, Rule, Ruleset, Socket, Table,
+    Verdict,
 };
 
 /// Our table in every router namespace (family `ip`).
@@ -63,13 +64,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The desired rule set of one router: our table's chains (in the order they are
+/// The desired rule set of one router: our table, its chains (in the order they are
 /// made and printed) and their rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatRules {
-    chains: Vec<Chain>,
-    rules: Vec<Rule>,
-}
+pub struct NatRules(Ruleset);
 
 fn base(name: &str, chain_type: &str, hook: u32, priority: i32) -> Chain {
     Chain {
@@ -254,21 +252,17 @@ impl NatRules {
             Rule::new(FAMILY, TABLE, bottom, jump(&snat))
                 .with_comment("Perform source NAT on outgoing traffic."),
         );
-        NatRules { chains, rules }
+        NatRules(Ruleset {
+            tables: vec![table()],
+            chains,
+            rules,
+            sets: Vec::new(),
+        })
     }
 
     /// The rule set as `nft list table ip neutron-l3-agent` prints it.
     pub fn lines(&self) -> Vec<String> {
-        sp_nft::render::table_lines(FAMILY, TABLE, &self.as_ruleset())
-    }
-
-    fn as_ruleset(&self) -> Ruleset {
-        Ruleset {
-            tables: vec![table()],
-            chains: self.chains.clone(),
-            rules: self.rules.clone(),
-            sets: Vec::new(),
-        }
+        sp_nft::render::table_lines(FAMILY, TABLE, &self.0)
     }
 
     /// The batch that makes our table where there is none: created (refused if it
@@ -293,8 +287,8 @@ impl NatRules {
     }
 
     fn fill(&self, b: &mut Batch) {
-        self.chains.iter().for_each(|c| b.add_chain(c));
-        self.rules.iter().for_each(|r| b.add_rule(r));
+        self.0.chains.iter().for_each(|c| b.add_chain(c));
+        self.0.rules.iter().for_each(|r| b.add_rule(r));
     }
 }
 
@@ -328,104 +322,15 @@ impl Current {
         self.differences(want).is_empty()
     }
 
-    /// What differs from `want`, in short sentences: `chain X missing`, `rule missing
-    /// in X: …`, `unexpected rule in X: …`, `rules of X out of order`.
-    pub fn differences(&self, want: &NatRules) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Some(t) = self.found.tables.first() {
-            if t.flags != 0 {
-                out.push(format!("table flags 0x{:x}, not 0", t.flags));
-            }
-        }
-        for s in &self.found.sets {
-            out.push(format!("unexpected set {}", s.name));
-        }
-        for c in &want.chains {
-            match self.found.chains.iter().find(|h| h.name == c.name) {
-                None => out.push(format!("chain {} missing", c.name)),
-                Some(h) if h.base != c.base => out.push(format!(
-                    "chain {}: {} instead of {}",
-                    c.name,
-                    describe(h),
-                    describe(c)
-                )),
-                Some(_) => {}
-            }
-        }
-        for h in &self.found.chains {
-            if !want.chains.iter().any(|c| c.name == h.name) {
-                out.push(format!("unexpected chain {}", h.name));
-            }
-        }
-        for c in &self.found.chains {
-            let have: Vec<&Rule> = self.found.rules_of(TABLE, &c.name).collect();
-            if !want.chains.iter().any(|w| w.name == c.name) {
-                for r in have {
-                    out.push(format!(
-                        "unexpected rule in {}: {}",
-                        c.name,
-                        sp_nft::render::rule(r)
-                    ));
-                }
-                continue;
-            }
-            let wanted: Vec<&Rule> = want.rules.iter().filter(|r| r.chain == c.name).collect();
-            let before = out.len();
-            let mut unmatched: Vec<&Rule> = have.clone();
-            for w in &wanted {
-                match unmatched.iter().position(|h| h.same(w)) {
-                    Some(i) => {
-                        unmatched.remove(i);
-                    }
-                    None => out.push(format!(
-                        "rule missing in {}: {}",
-                        c.name,
-                        sp_nft::render::rule(w)
-                    )),
-                }
-            }
-            for h in unmatched {
-                out.push(format!(
-                    "unexpected rule in {}: {}",
-                    c.name,
-                    sp_nft::render::rule(h)
-                ));
-            }
-            if out.len() == before && !have.iter().zip(&wanted).all(|(h, w)| h.same(w)) {
-                out.push(format!("rules of {} out of order", c.name));
-            }
-        }
-        // Rules of chains that are missing altogether.
-        for c in &want.chains {
-            if !self.found.chains.iter().any(|h| h.name == c.name) {
-                for r in want.rules.iter().filter(|r| r.chain == c.name) {
-                    out.push(format!(
-                        "rule missing in {}: {}",
-                        c.name,
-                        sp_nft::render::rule(r)
-                    ));
-                }
-            }
-        }
-        out
+    /// What differs from `want` ([`sp_nft::diff::compare`]): chains, their rules by
+    /// what they do and their order, and any set or flag our table does not have.
+    pub fn differences(&self, want: &NatRules) -> Vec<Difference> {
+        sp_nft::diff::compare(FAMILY, TABLE, &self.found, &want.0)
     }
 
     /// The table as `nft list table` prints it.
     pub fn lines(&self) -> Vec<String> {
         sp_nft::render::table_lines(FAMILY, TABLE, &self.found)
-    }
-}
-
-fn describe(c: &Chain) -> String {
-    match &c.base {
-        None => "a regular chain".into(),
-        Some(b) => format!(
-            "type {} hook {} priority {} policy {}",
-            b.chain_type,
-            hook::name(c.family, b.hook),
-            b.priority,
-            b.policy
-        ),
     }
 }
 
@@ -628,11 +533,11 @@ mod tests {
     fn differences_name_what_is_missing_and_what_is_extra() {
         let want = NatRules::of(&guide());
         let exact = Current {
-            found: want.as_ruleset(),
+            found: want.0.clone(),
         };
         assert!(exact.matches(&want));
         assert!(exact.differences(&want).is_empty());
-        let mut found = want.as_ruleset();
+        let mut found = want.0.clone();
         found
             .rules
             .retain(|r| r.chain != "neutron-l3-agent-float-snat");
@@ -644,16 +549,26 @@ mod tests {
         counted.handle = Some(42);
         found.rules[0] = counted;
         let d = Current { found }.differences(&want);
+        let said: Vec<String> = d.iter().map(ToString::to_string).collect();
         assert_eq!(
-            d,
+            said,
             [
-                "chain neutron-l3-agent-FORWARD missing",
-                "unexpected chain stray",
-                "rule missing in neutron-l3-agent-float-snat: ip saddr 192.168.0.3 snat to 10.0.0.201",
+                "ip chain neutron-l3-agent-FORWARD missing",
+                "unexpected ip chain stray",
+                "rule missing in ip neutron-l3-agent-float-snat: ip saddr 192.168.0.3 snat to 10.0.0.201",
             ],
             "{d:#?}"
         );
-        let mut found = want.as_ruleset();
+        assert_eq!(
+            d[2],
+            Difference::RuleMissing {
+                family: "ip".into(),
+                table: TABLE.into(),
+                chain: "neutron-l3-agent-float-snat".into(),
+                rule: "ip saddr 192.168.0.3 snat to 10.0.0.201".into(),
+            }
+        );
+        let mut found = want.0.clone();
         let i = found
             .rules
             .iter()
@@ -662,7 +577,11 @@ mod tests {
         found.rules.swap(i, i + 1);
         assert_eq!(
             Current { found }.differences(&want),
-            ["rules of filter-FORWARD out of order"]
+            [Difference::OutOfOrder {
+                family: "ip".into(),
+                table: TABLE.into(),
+                chain: "filter-FORWARD".into(),
+            }]
         );
     }
 }

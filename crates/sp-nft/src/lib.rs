@@ -12,12 +12,14 @@
 //!   never a panic or an unbounded loop; an expression this crate does not type is
 //!   kept as [`Expr::Other`] with its name and bytes (iptables-nft's `match`/`target`).
 //! * [`render`] — rules printed the way `nft list table` prints them.
+//! * [`diff`] — how a table read back differs from the one wanted, each difference typed.
 //!
 //! Answers are checked like `sp_kernel::netlink`'s: sequence numbers (unique per
 //! request in the process), a dump's `NLMSG_DONE` error code, `MSG_TRUNC` against a
 //! bounded buffer. See `docs/nat.md` for why no crate does this job for us.
 
 pub mod build;
+pub mod diff;
 pub mod expr;
 mod objects;
 pub mod render;
@@ -25,6 +27,7 @@ mod socket;
 mod sys;
 mod wire;
 
+pub use diff::Difference;
 pub use expr::{Data, Expr, Verdict};
 pub use objects::{
     hook, key_type, priority, set_flags, BaseChain, Chain, Family, Object, Rule, Set, Table,
@@ -111,6 +114,16 @@ impl Ruleset {
                 }
             }
         }
+    }
+
+    /// The rules by chain, each chain's in order (one pass: [`Ruleset::rules_of`] per
+    /// chain would walk every rule once per chain).
+    pub fn rules_by_chain(&self) -> std::collections::HashMap<&str, Vec<&Rule>> {
+        let mut m: std::collections::HashMap<&str, Vec<&Rule>> = Default::default();
+        for rule in &self.rules {
+            m.entry(rule.chain.as_str()).or_default().push(rule);
+        }
+        m
     }
 
     /// The rules of one chain, in order.

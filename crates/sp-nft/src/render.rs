@@ -496,24 +496,31 @@ pub fn rule(r: &Rule) -> String {
     s
 }
 
+/// A base chain's hook line as `nft list` prints it, `type nat hook prerouting priority
+/// dstnat; policy accept;` (`None` for a regular chain).
+pub fn base_spec(c: &Chain) -> Option<String> {
+    let b = c.base.as_ref()?;
+    // nft names dstnat and srcnat only at the hooks they are for.
+    let priority = match (b.priority, b.hook) {
+        (crate::priority::MANGLE, _) => "mangle".to_owned(),
+        (crate::priority::DSTNAT, crate::hook::PREROUTING) => "dstnat".to_owned(),
+        (crate::priority::FILTER, _) => "filter".to_owned(),
+        (crate::priority::SRCNAT, crate::hook::POSTROUTING) => "srcnat".to_owned(),
+        (n, _) => n.to_string(),
+    };
+    Some(format!(
+        "type {} hook {} priority {priority}; policy {};",
+        b.chain_type,
+        crate::hook::name(c.family, b.hook),
+        b.policy
+    ))
+}
+
 /// A chain's header line: `chain NAME {` and, for a base chain, its hook line.
 fn chain_lines(c: &Chain, rules: &[&Rule], out: &mut Vec<String>) {
     out.push(format!("\tchain {} {{", c.name));
-    if let Some(b) = &c.base {
-        // nft names dstnat and srcnat only at the hooks they are for.
-        let priority = match (b.priority, b.hook) {
-            (crate::priority::MANGLE, _) => "mangle".to_owned(),
-            (crate::priority::DSTNAT, crate::hook::PREROUTING) => "dstnat".to_owned(),
-            (crate::priority::FILTER, _) => "filter".to_owned(),
-            (crate::priority::SRCNAT, crate::hook::POSTROUTING) => "srcnat".to_owned(),
-            (n, _) => n.to_string(),
-        };
-        out.push(format!(
-            "\t\ttype {} hook {} priority {priority}; policy {};",
-            b.chain_type,
-            crate::hook::name(c.family, b.hook),
-            b.policy
-        ));
+    if let Some(spec) = base_spec(c) {
+        out.push(format!("\t\t{spec}"));
     }
     for r in rules {
         out.push(format!("\t\t{}", rule(r)));

@@ -189,8 +189,8 @@ pub struct NsView {
 pub struct DhcpView {
     pub state: sp_dhcp::State,
     /// The files (`host`, `addn_hosts`, `opts`) whose content differs from what is
-    /// wanted, and whether each is there at all.
-    pub stale_files: Vec<(&'static str, bool)>,
+    /// wanted: whether each is there at all, what it holds and should hold.
+    pub stale_files: Vec<sp_dhcp::StaleFile>,
     /// A dnsmasq that is not ours serving the network's namespace (started from another
     /// state directory): its pid and pid file.
     pub foreign: Option<(i32, std::path::PathBuf)>,
@@ -201,7 +201,9 @@ pub struct DhcpView {
 pub enum NatView {
     Absent,
     Matches,
-    Differs(Vec<String>),
+    /// How it differs from the rules wanted (none listed for a router no longer
+    /// wanted, whose table is pruned without comparing).
+    Differs(Vec<sp_nft::Difference>),
 }
 
 /// The security groups' tables of the node as the kernel holds them (with
@@ -211,7 +213,8 @@ pub enum FirewallView {
     #[default]
     Absent,
     Matches,
-    Differs(Vec<String>),
+    /// How they differ (none listed when no port wants them: they are pruned).
+    Differs(Vec<sp_nft::Difference>),
 }
 
 /// The metadata proxy as it stands: its process (pid file and command line) and, for a
@@ -309,7 +312,7 @@ fn nat_view(found: Option<sp_l3::Current>, want: Option<&sp_neutron::l3::RouterN
             d if d.is_empty() => NatView::Matches,
             d => NatView::Differs(d),
         },
-        (Some(_), None) => NatView::Differs(vec!["not wanted".into()]),
+        (Some(_), None) => NatView::Differs(Vec::new()),
     }
 }
 
@@ -347,9 +350,7 @@ fn read_here(
     if !plan.firewall.ports.is_empty() || owned.firewall {
         firewall = match sp_sg::read()? {
             None => FirewallView::Absent,
-            Some(_) if plan.firewall.ports.is_empty() => {
-                FirewallView::Differs(vec!["not wanted".into()])
-            }
+            Some(_) if plan.firewall.ports.is_empty() => FirewallView::Differs(Vec::new()),
             Some(c) => {
                 let want = sp_sg::SgRules::of(&plan.firewall)?;
                 match c.differences(&want) {
@@ -391,10 +392,7 @@ fn read_here(
             DhcpView {
                 foreign,
                 state,
-                stale_files: sp_dhcp::stale_files(d)
-                    .into_iter()
-                    .map(|f| (f, std::fs::symlink_metadata(d.dir.join(f)).is_ok()))
-                    .collect(),
+                stale_files: sp_dhcp::stale_files(d),
             },
         );
     }

@@ -163,10 +163,48 @@ pub enum Op {
     Create,
     Change {
         attribute: String,
-        old: String,
-        new: String,
+        #[serde(flatten)]
+        values: Values,
     },
     Delete,
+}
+
+/// An attribute's value as found and as it will be, typed by what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Values {
+    /// One value (`"1500"` → `"1450"`, `"down"` → `"up"`).
+    One { old: String, new: String },
+    /// A list of names (the namespaces a proxy serves or listens in).
+    Names { old: Vec<String>, new: Vec<String> },
+    /// A file's lines.
+    Lines { old: Vec<String>, new: Vec<String> },
+    /// Rules: each way the tables found differ from those wanted.
+    Rules {
+        differences: Vec<sp_nft::Difference>,
+    },
+}
+
+impl fmt::Display for Values {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Values::One { old, new } => write!(f, "{old} -> {new}"),
+            Values::Names { old, new } => write!(f, "{} -> {}", names(old), names(new)),
+            Values::Lines { old, new } => write!(f, "{} lines -> {} lines", old.len(), new.len()),
+            Values::Rules { differences } => {
+                let said: Vec<String> = differences.iter().map(ToString::to_string).collect();
+                write!(f, "{} -> as wanted", said.join("; "))
+            }
+        }
+    }
+}
+
+/// Names for people: space-separated, `none` for none.
+fn names(v: &[String]) -> String {
+    match v.is_empty() {
+        true => "none".into(),
+        false => v.join(" "),
+    }
 }
 
 /// The operation that carries an action out.
@@ -205,11 +243,9 @@ impl fmt::Display for Action {
         match &self.op {
             Op::Create => write!(f, "+ {}", self.object),
             Op::Delete => write!(f, "- {}", self.object),
-            Op::Change {
-                attribute,
-                old,
-                new,
-            } => write!(f, "~ {} {attribute} {old} -> {new}", self.object),
+            Op::Change { attribute, values } => {
+                write!(f, "~ {} {attribute} {values}", self.object)
+            }
         }
     }
 }
@@ -255,15 +291,12 @@ impl Planner<'_> {
     }
 
     fn change(&mut self, unit: Unit, object: Object, attribute: &str, old: String, new: String) {
-        self.push(
-            unit,
-            Op::Change {
-                attribute: attribute.into(),
-                old,
-                new,
-            },
-            object,
-        );
+        self.change_to(unit, object, attribute, Values::One { old, new });
+    }
+
+    fn change_to(&mut self, unit: Unit, object: Object, attribute: &str, values: Values) {
+        let attribute = attribute.into();
+        self.push(unit, Op::Change { attribute, values }, object);
     }
 
     /// The device that will hold `local_ip` once the uplinks have moved: a NIC that
@@ -781,13 +814,15 @@ impl Planner<'_> {
                 );
                 continue;
             };
-            for (f, exists) in &view.stale_files {
-                let op = match exists {
+            for f in &view.stale_files {
+                let op = match f.exists {
                     false => Op::Create,
                     true => Op::Change {
                         attribute: "content".into(),
-                        old: "differs".into(),
-                        new: "as wanted".into(),
+                        values: Values::Lines {
+                            old: f.found.clone(),
+                            new: f.wanted.clone(),
+                        },
                     },
                 };
                 self.push(
@@ -795,7 +830,7 @@ impl Planner<'_> {
                     op,
                     Object::DhcpFile {
                         network_id: d.network_id.to_string(),
-                        file: (*f).into(),
+                        file: f.name.into(),
                     },
                 );
             }
@@ -830,7 +865,8 @@ impl Planner<'_> {
                 None | Some(NatView::Absent) => self.push(unit, Op::Create, object),
                 Some(NatView::Matches) => {}
                 Some(NatView::Differs(d)) => {
-                    self.change(unit, object, "rules", d.join("; "), "as wanted".into())
+                    let differences = d.clone();
+                    self.change_to(unit, object, "rules", Values::Rules { differences })
                 }
             }
         }
@@ -847,13 +883,15 @@ impl Planner<'_> {
         match &self.cur.firewall {
             FirewallView::Absent => self.push(Unit::Firewall, Op::Create, object),
             FirewallView::Matches => {}
-            FirewallView::Differs(d) => self.change(
-                Unit::Firewall,
-                object,
-                "rules",
-                d.join("; "),
-                "as wanted".into(),
-            ),
+            FirewallView::Differs(d) => {
+                let differences = d.clone();
+                self.change_to(
+                    Unit::Firewall,
+                    object,
+                    "rules",
+                    Values::Rules { differences },
+                )
+            }
         }
     }
 
@@ -877,20 +915,19 @@ impl Planner<'_> {
             Some(MetadataView {
                 state: sp_metadata::State::Other(_, serves),
                 ..
-            }) => self.change(
-                unit,
-                object,
-                "namespaces",
-                serves.join(" "),
-                wanted.join(" "),
-            ),
-            Some(MetadataView { deaf, .. }) if !deaf.is_empty() => self.change(
-                unit,
-                object,
-                "listening",
-                format!("not in {}", deaf.join(" ")),
-                "in every namespace".into(),
-            ),
+            }) => {
+                let (old, new) = (serves.clone(), wanted);
+                self.change_to(unit, object, "namespaces", Values::Names { old, new })
+            }
+            Some(MetadataView { deaf, .. }) if !deaf.is_empty() => {
+                let old = wanted
+                    .iter()
+                    .filter(|n| !deaf.contains(n))
+                    .cloned()
+                    .collect();
+                let new = wanted;
+                self.change_to(unit, object, "listening", Values::Names { old, new })
+            }
             Some(_) => {}
         }
     }
@@ -1332,6 +1369,85 @@ mod tests {
         cur
     }
 
+    /// A rule missing from a chain of one of our tables.
+    fn missing(family: &str, chain: &str) -> sp_nft::Difference {
+        sp_nft::Difference::RuleMissing {
+            family: family.into(),
+            table: "t".into(),
+            chain: chain.into(),
+            rule: "counter accept".into(),
+        }
+    }
+
+    #[test]
+    fn changed_values_are_typed_in_json_and_said_in_text() {
+        let object = Object::MetadataProxy;
+        let action = |attribute: &str, values| Action {
+            op: Op::Change {
+                attribute: attribute.into(),
+                values,
+            },
+            object: object.clone(),
+            unit: Unit::Metadata,
+        };
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        let rows = [
+            (
+                action(
+                    "mtu",
+                    Values::One {
+                        old: "9000".into(),
+                        new: "1450".into(),
+                    },
+                ),
+                serde_json::json!({"op": "change", "attribute": "mtu", "old": "9000", "new": "1450",
+                       "object": {"type": "metadata_proxy"}}),
+                "~ metadata proxy mtu 9000 -> 1450",
+            ),
+            (
+                action(
+                    "listening",
+                    Values::Names {
+                        old: names(&["qrouter-a"]),
+                        new: names(&["qrouter-a", "qdhcp-b"]),
+                    },
+                ),
+                serde_json::json!({"op": "change", "attribute": "listening", "old": ["qrouter-a"],
+                       "new": ["qrouter-a", "qdhcp-b"], "object": {"type": "metadata_proxy"}}),
+                "~ metadata proxy listening qrouter-a -> qrouter-a qdhcp-b",
+            ),
+            (
+                action(
+                    "content",
+                    Values::Lines {
+                        old: vec![],
+                        new: names(&["x", "y"]),
+                    },
+                ),
+                serde_json::json!({"op": "change", "attribute": "content", "old": [], "new": ["x", "y"],
+                       "object": {"type": "metadata_proxy"}}),
+                "~ metadata proxy content 0 lines -> 2 lines",
+            ),
+            (
+                action(
+                    "rules",
+                    Values::Rules {
+                        differences: vec![missing("ip", "c")],
+                    },
+                ),
+                serde_json::json!({"op": "change", "attribute": "rules", "differences": [
+                         {"kind": "rule_missing", "family": "ip", "table": "t", "chain": "c",
+                          "rule": "counter accept"}],
+                       "object": {"type": "metadata_proxy"}}),
+                "~ metadata proxy rules rule missing in ip c: counter accept -> as wanted",
+            ),
+        ];
+        for (a, json, text) in rows {
+            assert_eq!(serde_json::to_value(&a).unwrap(), json);
+            assert_eq!(a.to_string(), text);
+        }
+    }
+
     fn kinds(actions: &[Action]) -> Vec<String> {
         actions
             .iter()
@@ -1606,7 +1722,7 @@ mod tests {
                 "nat rule deleted",
                 |_, c| {
                     for v in c.nat.values_mut() {
-                        *v = NatView::Differs(vec!["rule missing".into()]);
+                        *v = NatView::Differs(vec![missing("ip", "float-snat")]);
                     }
                 },
                 "change rules nat",
@@ -1624,7 +1740,12 @@ mod tests {
                 "dnsmasq file edited",
                 |_, c| {
                     for v in c.dhcp.values_mut() {
-                        v.stale_files = vec![("host", true)];
+                        v.stale_files = vec![sp_dhcp::StaleFile {
+                            name: "host",
+                            exists: true,
+                            found: vec![],
+                            wanted: vec!["a line".into()],
+                        }];
                     }
                 },
                 "change content dhcp_file",
@@ -1791,7 +1912,7 @@ mod tests {
     fn security_groups_are_planned_from_what_the_kernel_holds() {
         let want = node("compute");
         assert_eq!(want.firewall.ports.len(), 1, "vm1");
-        let differs = || FirewallView::Differs(vec!["rule missing in inet ia7b1762b-3".into()]);
+        let differs = || FirewallView::Differs(vec![missing("inet", "ia7b1762b-3")]);
         let owned = Owned {
             firewall: true,
             ..Default::default()

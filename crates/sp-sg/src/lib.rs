@@ -36,7 +36,8 @@ use sp_neutron::sg::{
 };
 use sp_nft::expr::{ct_state, CmpOp, MetaKey, PayloadBase, REG_1};
 use sp_nft::{
-    build, hook, BaseChain, Batch, Chain, Expr, Family, Rule, Ruleset, Set, Socket, Table, Verdict,
+    build, diff::compare, hook, BaseChain, Batch, Chain, Difference, Expr, Family, Rule, Ruleset,
+    Set, Socket, Table, Verdict,
 };
 
 /// Both tables' name.
@@ -637,18 +638,20 @@ impl Current {
         self.differences(want).is_empty()
     }
 
-    /// What differs from `want`, in short sentences (as `sp_l3::Current::differences`):
-    /// tables, chains, rules by what they do and their order, sets and their elements,
-    /// and the br_netfilter sysctls.
-    pub fn differences(&self, want: &SgRules) -> Vec<String> {
+    /// What differs from `want`: the br_netfilter sysctls, then each table as
+    /// [`sp_nft::diff::compare`] compares it — tables, chains, rules by what they do
+    /// and their order, sets and their elements.
+    pub fn differences(&self, want: &SgRules) -> Vec<Difference> {
         let mut out = Vec::new();
         for (key, on) in BRIDGE_NF.iter().zip(self.bridge_nf) {
             if !on {
-                out.push(format!("net.{} is 0", key.replace('/', ".")));
+                out.push(Difference::SysctlOff {
+                    key: format!("net.{}", key.replace('/', ".")),
+                });
             }
         }
-        out.extend(compare(Family::Bridge, &self.bridge, &want.bridge));
-        out.extend(compare(Family::Inet, &self.inet, &want.inet));
+        out.extend(compare(Family::Bridge, TABLE, &self.bridge, &want.bridge));
+        out.extend(compare(Family::Inet, TABLE, &self.inet, &want.inet));
         out
     }
 
@@ -658,100 +661,6 @@ impl Current {
         v.extend(sp_nft::render::table_lines(Family::Inet, TABLE, &self.inet));
         v
     }
-}
-
-/// A ruleset's rules by chain, each chain's in order (one pass: `Ruleset::rules_of`
-/// per chain would walk every rule once per chain).
-fn by_chain(r: &Ruleset) -> HashMap<&str, Vec<&Rule>> {
-    let mut m: HashMap<&str, Vec<&Rule>> = HashMap::new();
-    for rule in &r.rules {
-        m.entry(rule.chain.as_str()).or_default().push(rule);
-    }
-    m
-}
-
-fn compare(family: Family, found: &Ruleset, want: &Ruleset) -> Vec<String> {
-    let mut out = Vec::new();
-    match found.tables.first() {
-        None => {
-            out.push(format!("table {family} {TABLE} missing"));
-            return out;
-        }
-        Some(t) if t.flags != 0 => out.push(format!("table {family} flags 0x{:x}, not 0", t.flags)),
-        Some(_) => {}
-    }
-    for s in &want.sets {
-        match found.sets.iter().find(|h| h.name == s.name) {
-            None => out.push(format!("set {} missing", s.name)),
-            Some(h) if h != s => out.push(format!("set {}: other type or elements", s.name)),
-            Some(_) => {}
-        }
-    }
-    for h in &found.sets {
-        if !want.sets.iter().any(|s| s.name == h.name) {
-            out.push(format!("unexpected set {}", h.name));
-        }
-    }
-    for c in &want.chains {
-        match found.chains.iter().find(|h| h.name == c.name) {
-            None => out.push(format!("{family} chain {} missing", c.name)),
-            Some(h) if h.base != c.base => out.push(format!(
-                "{family} chain {}: another hook, priority or policy",
-                c.name
-            )),
-            Some(_) => {}
-        }
-    }
-    for h in &found.chains {
-        if !want.chains.iter().any(|c| c.name == h.name) {
-            out.push(format!("unexpected {family} chain {}", h.name));
-        }
-    }
-    let (found_rules, want_rules) = (by_chain(found), by_chain(want));
-    let none = Vec::new();
-    for c in &want.chains {
-        let have = found_rules.get(c.name.as_str()).unwrap_or(&none);
-        let wanted = want_rules.get(c.name.as_str()).unwrap_or(&none);
-        if have.len() == wanted.len() && have.iter().zip(wanted.iter()).all(|(h, w)| h.same(w)) {
-            continue;
-        }
-        let before = out.len();
-        let mut unmatched: Vec<&Rule> = have.clone();
-        for w in wanted.iter() {
-            match unmatched.iter().position(|h| h.same(w)) {
-                Some(i) => {
-                    unmatched.remove(i);
-                }
-                None => out.push(format!(
-                    "rule missing in {family} {}: {}",
-                    c.name,
-                    sp_nft::render::rule(w)
-                )),
-            }
-        }
-        for h in unmatched {
-            out.push(format!(
-                "unexpected rule in {family} {}: {}",
-                c.name,
-                sp_nft::render::rule(h)
-            ));
-        }
-        if out.len() == before && !have.iter().zip(wanted).all(|(h, w)| h.same(w)) {
-            out.push(format!("rules of {family} {} out of order", c.name));
-        }
-    }
-    for h in &found.chains {
-        if !want.chains.iter().any(|c| c.name == h.name) {
-            for r in found_rules.get(h.name.as_str()).unwrap_or(&none) {
-                out.push(format!(
-                    "unexpected rule in {family} {}: {}",
-                    h.name,
-                    sp_nft::render::rule(r)
-                ));
-            }
-        }
-    }
-    out
 }
 
 /// Whether `/proc/sys/net/<key>` of the calling thread's namespace is 1.
@@ -800,7 +709,7 @@ fn additions(found: &Ruleset, want: &Ruleset, b: &mut Batch) -> bool {
             return false;
         }
     }
-    let (found_rules, want_rules) = (by_chain(found), by_chain(want));
+    let (found_rules, want_rules) = (found.rules_by_chain(), want.rules_by_chain());
     let none = Vec::new();
     let mut kept = HashMap::new();
     for h in &found.chains {
@@ -1080,7 +989,10 @@ mod tests {
             let mut c = cur.clone();
             change(&mut c);
             let d = c.differences(&want);
-            assert!(d.iter().any(|l| l.contains(what)), "{what}: {d:?}");
+            assert!(
+                d.iter().any(|l| l.to_string().contains(what)),
+                "{what}: {d:?}"
+            );
         }
     }
 

@@ -357,8 +357,10 @@ fn security_groups_filter_bridged_packets_as_liberty_does() {
     let cur = sp_sg::read().unwrap().unwrap();
     let d = cur.differences(&want);
     assert!(
-        d.iter()
-            .any(|l| l.starts_with("rule missing in inet ingress-1") && l.contains("tcp dport 22")),
+        d.iter().any(
+            |l| matches!(l, sp_nft::Difference::RuleMissing { family, chain, rule, .. }
+                if family == "inet" && chain == "ingress-1" && rule.contains("tcp dport 22"))
+        ),
         "{d:?}"
     );
     load(&fw);
