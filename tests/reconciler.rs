@@ -320,6 +320,7 @@ fn minus(actions: &[Value], base: &[Value]) -> Vec<Value> {
 struct Monitor {
     children: Vec<Child>,
     events: Arc<Mutex<Vec<(Instant, String)>>>,
+    namespaces: Vec<String>,
 }
 
 impl Monitor {
@@ -354,18 +355,45 @@ impl Monitor {
         }
         // The monitors need a moment to subscribe.
         std::thread::sleep(Duration::from_millis(200));
-        let m = Monitor { children, events };
+        let namespaces = namespaces.iter().map(|n| n.to_string()).collect();
+        let m = Monitor {
+            children,
+            events,
+            namespaces,
+        };
         m.quiet();
         m
     }
 
-    /// Waits until no event came for 1.5 s (the kernel's delayed work: DAD, link watch).
+    /// Whether an IPv6 address in the watched namespaces is still in duplicate address
+    /// detection (tentative, not failed): its end is an event of the kernel's own, up
+    /// to seconds after the link came up, under load later still.
+    fn dad_pending(&self) -> bool {
+        self.namespaces.iter().any(|ns| {
+            let out = Command::new("ip")
+                .args(["-n", ns, "-j", "-6", "addr", "show"])
+                .output()
+                .expect("ip addr");
+            let links: Value = serde_json::from_slice(&out.stdout).unwrap_or(json!([]));
+            links.as_array().into_iter().flatten().any(|l| {
+                l["addr_info"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a["tentative"] == json!(true) && a["dadfailed"] != json!(true))
+            })
+        })
+    }
+
+    /// Waits until no event came for 1.5 s and no address is in DAD (the kernel's
+    /// delayed work: DAD, link watch).
     fn quiet(&self) {
         let started = Instant::now();
         loop {
             let last = self.events.lock().unwrap().last().map_or(started, |e| e.0);
             if last.elapsed() > Duration::from_millis(1500)
                 && started.elapsed() > Duration::from_millis(300)
+                && !self.dad_pending()
             {
                 return;
             }

@@ -362,7 +362,6 @@ async fn plug_all(
     }
     let namespaces = open_namespaces(ports, entered, created_ns, changes).await?;
     // What each namespace holds; also to refuse duplicate addresses before any change.
-    // What each namespace held: to refuse duplicate addresses before any change.
     for p in ports {
         let View {
             links,
