@@ -85,8 +85,9 @@ pub fn namespaces_in(argv: &[String]) -> Vec<String> {
 pub enum State {
     /// Running with exactly this command line.
     Running(u32),
-    /// A proxy of this pid file running with another command line (other namespaces):
-    /// its pid and the namespaces it serves.
+    /// A proxy of this pid file running with another command line (other namespaces,
+    /// another program or socket): its pid and its command line
+    /// ([`namespaces_in`] names the namespaces it serves).
     Other(u32, Vec<String>),
     /// A pid file naming no proxy of ours.
     Dead,
@@ -128,7 +129,7 @@ pub fn status(p: &Proxy) -> State {
     };
     match command_line(pid) {
         Some(argv) if argv == p.argv() => State::Running(pid),
-        Some(argv) if is_ours(&argv, &p.pid_file) => State::Other(pid, namespaces_in(&argv)),
+        Some(argv) if is_ours(&argv, &p.pid_file) => State::Other(pid, argv),
         _ => State::Dead,
     }
 }

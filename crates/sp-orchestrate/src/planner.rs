@@ -175,7 +175,8 @@ pub enum Op {
 pub enum Values {
     /// One value (`"1500"` → `"1450"`, `"down"` → `"up"`).
     One { old: String, new: String },
-    /// A list of names (the namespaces a proxy serves or listens in).
+    /// A list of words: namespace names (those a proxy serves or listens in), or a
+    /// command line.
     Names { old: Vec<String>, new: Vec<String> },
     /// A file's lines.
     Lines { old: Vec<String>, new: Vec<String> },
@@ -913,12 +914,20 @@ impl Planner<'_> {
                 ..
             }) => self.change(unit, object, "process", "dead".into(), "running".into()),
             Some(MetadataView {
-                state: sp_metadata::State::Other(_, serves),
+                state: sp_metadata::State::Other(_, found),
+                argv,
                 ..
-            }) => {
-                let (old, new) = (serves.clone(), wanted);
-                self.change_to(unit, object, "namespaces", Values::Names { old, new })
-            }
+            }) => match sp_metadata::namespaces_in(found) {
+                serves if serves != wanted => {
+                    let (old, new) = (serves, wanted);
+                    self.change_to(unit, object, "namespaces", Values::Names { old, new })
+                }
+                // The same namespaces: another program, socket or option.
+                _ => {
+                    let (old, new) = (found.clone(), argv.clone());
+                    self.change_to(unit, object, "command_line", Values::Names { old, new })
+                }
+            },
             Some(MetadataView { deaf, .. }) if !deaf.is_empty() => {
                 let old = wanted
                     .iter()
@@ -1360,6 +1369,7 @@ mod tests {
             cur.metadata = Some(MetadataView {
                 state: sp_metadata::State::Running(200),
                 deaf: vec![],
+                argv: vec![],
             });
         }
         cur.vg = want.cinder.as_ref().map(|_| VgView { active: true });
@@ -1758,10 +1768,27 @@ mod tests {
             (
                 "metadata proxy of another set of routers",
                 |_, c| {
+                    let argv = [
+                        "/p",
+                        "metadata-proxy",
+                        "--router",
+                        "7e57a11d-0000-4000-8000-000000000001",
+                    ];
                     c.metadata.as_mut().expect("wanted").state =
-                        sp_metadata::State::Other(7, vec!["qrouter-x".into()])
+                        sp_metadata::State::Other(7, argv.map(String::from).to_vec())
                 },
                 "change namespaces metadata_proxy",
+            ),
+            (
+                "metadata proxy of another program",
+                |w, c| {
+                    let mut argv = vec!["/old/stackplumb".to_string(), "metadata-proxy".into()];
+                    for s in &w.metadata {
+                        argv.extend(s.args());
+                    }
+                    c.metadata.as_mut().expect("wanted").state = sp_metadata::State::Other(7, argv)
+                },
+                "change command_line metadata_proxy",
             ),
             (
                 "metadata proxy not listening in a router",
