@@ -4,6 +4,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -120,7 +121,7 @@ pub fn open(path: &Path) -> Result<OwnedFd> {
 /// end afterwards, so no other thread — in particular no async runtime worker — ever
 /// leaves its own namespace. Whatever `f` opens there (netlink sockets,
 /// `/proc/sys/net` files) stays bound to that namespace. Many namespaces are shared
-/// out over one thread per CPU.
+/// out over one thread per CPU, each taking the next one left.
 pub fn run_in_each<N, T, F>(namespaces: &[N], f: F) -> Vec<Result<T>>
 where
     N: AsFd + Sync,
@@ -146,32 +147,35 @@ where
     const PER_THREAD: usize = 16;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (namespaces.len() / PER_THREAD).clamp(1, cpus);
-    let chunk = namespaces.len().div_ceil(threads).max(1);
-    let f = &f;
+    // Each thread takes the next namespace not yet taken, so they finish together
+    // however uneven the namespaces (or the CPU left them by `meanwhile`) are.
+    let next = AtomicUsize::new(0);
+    let (f, next) = (&f, &next);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = namespaces
-            .chunks(chunk)
-            .enumerate()
-            .map(|(c, part)| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
                 scope.spawn(move || {
-                    part.iter()
-                        .enumerate()
-                        .map(|(i, ns)| {
-                            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
-                                Error::from_errno("enter network namespace (setns)", e)
-                            })?;
-                            f(c * chunk + i)
-                        })
-                        .collect::<Vec<_>>()
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(ns) = namespaces.get(i) else {
+                            break done;
+                        };
+                        let r = setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+                            .map_err(|e| Error::from_errno("enter network namespace (setns)", e))
+                            .and_then(|()| f(i));
+                        done.push((i, r));
+                    }
                 })
             })
             .collect();
         let here = meanwhile();
-        let results = workers
+        let mut results: Vec<(usize, Result<T>)> = workers
             .into_iter()
             .flat_map(|w| w.join().expect("namespace thread panicked"))
             .collect();
-        (results, here)
+        results.sort_unstable_by_key(|(i, _)| *i);
+        (results.into_iter().map(|(_, r)| r).collect(), here)
     })
 }
 
