@@ -242,11 +242,20 @@ fn ports_are_born_in_their_namespaces() {
         assert_eq!(l["mtu"], 1450);
         assert_eq!(l["operstate"], "UP");
         assert_eq!(l["inet6_addr_gen_mode"], "none");
+        // Made with one queue each way (not a queue per CPU cut down to one).
+        assert_eq!(
+            (&l["num_tx_queues"], &l["num_rx_queues"]),
+            (&1.into(), &1.into())
+        );
     }
     // Namespace ends: prefix + port id[:11], MAC, MTU, addresses with broadcast.
     let qr = oracle::link(Some(QROUTER), "qr-7337070d-45");
     assert_eq!(qr["address"], "fa:16:3e:a7:24:00");
     assert_eq!(qr["mtu"], 1450);
+    assert_eq!(
+        (&qr["num_tx_queues"], &qr["num_rx_queues"]),
+        (&1.into(), &1.into())
+    );
     let addrs = oracle::addrs(Some(QROUTER));
     let qr_addr = addrs
         .iter()
