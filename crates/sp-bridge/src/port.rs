@@ -21,7 +21,7 @@ use sp_neutron::{tap_name, PortKind};
 
 use sp_kernel::links::{
     delete_link, ensure_master, ensure_mtu, ensure_up, no_link_local_by_name, require_link,
-    set_link, Links,
+    require_new_link, set_link, Links,
 };
 use sp_names::{IfName, NsName};
 
@@ -486,7 +486,7 @@ async fn plug_one(
             "set up",
         )
         .await?;
-        let inner_link = require_link(&ns.nl, &inner)?;
+        let inner_link = require_new_link(&ns.nl, &inner)?;
         return finish_inner(ns, p, (&inner, inner_link, true), view, mtu, changes).await;
     }
     let (tap_link, inner_link) = (tap_link.expect("paired"), inner_link.expect("paired"));
