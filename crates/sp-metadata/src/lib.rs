@@ -86,9 +86,13 @@ pub enum State {
     /// Running with exactly this command line.
     Running(u32),
     /// A proxy of this pid file running with another command line (other namespaces,
-    /// another program or socket): its pid and its command line
-    /// ([`namespaces_in`] names the namespaces it serves).
-    Other(u32, Vec<String>),
+    /// another program or socket): its pid, its command line and the one wanted
+    /// ([`namespaces_in`] names the namespaces each serves).
+    Other {
+        pid: u32,
+        found: Vec<String>,
+        wanted: Vec<String>,
+    },
     /// A pid file naming no proxy of ours.
     Dead,
     /// No pid file.
@@ -127,9 +131,10 @@ pub fn status(p: &Proxy) -> State {
     let Some(pid) = pid_in(&p.pid_file) else {
         return State::Dead;
     };
+    let wanted = p.argv();
     match command_line(pid) {
-        Some(argv) if argv == p.argv() => State::Running(pid),
-        Some(argv) if is_ours(&argv, &p.pid_file) => State::Other(pid, argv),
+        Some(found) if found == wanted => State::Running(pid),
+        Some(found) if is_ours(&found, &p.pid_file) => State::Other { pid, found, wanted },
         _ => State::Dead,
     }
 }

@@ -224,8 +224,6 @@ pub enum FirewallView {
 pub struct MetadataView {
     pub state: sp_metadata::State,
     pub deaf: Vec<String>,
-    /// The command line it should run with.
-    pub argv: Vec<String>,
 }
 
 /// The volume group, when Cinder's directory holds one of this name.
@@ -524,8 +522,7 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
                 })
                 .collect(),
         };
-        let argv = proxy.argv();
-        cur.metadata = Some(MetadataView { state, deaf, argv });
+        cur.metadata = Some(MetadataView { state, deaf });
     }
     // The volume group wanted, else the one this node made (to prune it).
     let vg = plan

@@ -914,8 +914,12 @@ impl Planner<'_> {
                 ..
             }) => self.change(unit, object, "process", "dead".into(), "running".into()),
             Some(MetadataView {
-                state: sp_metadata::State::Other(_, found),
-                argv,
+                state:
+                    sp_metadata::State::Other {
+                        found,
+                        wanted: argv,
+                        ..
+                    },
                 ..
             }) => match sp_metadata::namespaces_in(found) {
                 serves if serves != wanted => {
@@ -1369,7 +1373,6 @@ mod tests {
             cur.metadata = Some(MetadataView {
                 state: sp_metadata::State::Running(200),
                 deaf: vec![],
-                argv: vec![],
             });
         }
         cur.vg = want.cinder.as_ref().map(|_| VgView { active: true });
@@ -1774,8 +1777,11 @@ mod tests {
                         "--router",
                         "7e57a11d-0000-4000-8000-000000000001",
                     ];
-                    c.metadata.as_mut().expect("wanted").state =
-                        sp_metadata::State::Other(7, argv.map(String::from).to_vec())
+                    c.metadata.as_mut().expect("wanted").state = sp_metadata::State::Other {
+                        pid: 7,
+                        found: argv.map(String::from).to_vec(),
+                        wanted: vec![],
+                    }
                 },
                 "change namespaces metadata_proxy",
             ),
@@ -1786,7 +1792,11 @@ mod tests {
                     for s in &w.metadata {
                         argv.extend(s.args());
                     }
-                    c.metadata.as_mut().expect("wanted").state = sp_metadata::State::Other(7, argv)
+                    c.metadata.as_mut().expect("wanted").state = sp_metadata::State::Other {
+                        pid: 7,
+                        found: argv,
+                        wanted: vec!["/new/stackplumb".into()],
+                    }
                 },
                 "change command_line metadata_proxy",
             ),

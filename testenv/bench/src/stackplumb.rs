@@ -366,9 +366,8 @@ pub fn run(n: usize, runs: usize) {
         }
         let mut cli_times = vec![cli_first];
         cli_times.extend((0..9).map(|_| cli_reapply()));
-        let mut plan_times: Vec<Duration> = (0..10).map(|_| cli_plan()).collect();
-        plan_times.sort();
-        let plan_median = plan_times[plan_times.len() / 2];
+        let plan_times: Vec<Duration> = (0..10).map(|_| cli_plan()).collect();
+        let plan_median = median(&plan_times);
         let t = Instant::now();
         take_down(&nl, controller, &dirs, true, &mut |_| {})
             .await
@@ -419,14 +418,9 @@ pub fn run(n: usize, runs: usize) {
         "  `stackplumb plan` (a new process, nothing to do): median {:.1} ms of 10",
         plan_median.as_secs_f64() * 1e3
     );
-    let mut sorted = cli_times[1..].to_vec();
-    sorted.sort();
     crate::record_scale(
         n,
-        &[
-            ("plan", plan_median),
-            ("re-apply", sorted[sorted.len() / 2]),
-        ],
+        &[("plan", plan_median), ("re-apply", median(&cli_times[1..]))],
     );
     crate::report(
         &format!(
