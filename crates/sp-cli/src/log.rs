@@ -39,6 +39,16 @@ fn filter(common: &Common) -> Targets {
     }
 }
 
+/// The most verbose level any target shows. (The subscriber's own hint is TRACE: fmt's
+/// filter below is opened wide so that `filter` alone decides.)
+fn most_shown(filter: &Targets) -> LevelFilter {
+    let levels = filter.iter().map(|(_, level)| level);
+    levels
+        .chain(filter.default_level())
+        .max()
+        .unwrap_or(LevelFilter::OFF)
+}
+
 /// Sets up the messages of this process (once, first thing after parsing).
 pub fn init(common: &Common) {
     let filter = match std::env::var("RUST_LOG") {
@@ -48,6 +58,7 @@ pub fn init(common: &Common) {
         }),
         _ => filter(common),
     };
+    let most = most_shown(&filter);
     let timestamps = !std::io::stderr().is_terminal();
     // The filter decides; fmt's own (INFO by default) lets everything through.
     let fmt = tracing_subscriber::fmt()
@@ -59,9 +70,10 @@ pub fn init(common: &Common) {
         false => Box::new(fmt.without_time().finish().with(filter)),
     };
     if tracing::subscriber::set_global_default(subscriber).is_ok() {
-        // log's records are made only up to the level something will show.
+        // log's records are made only up to the level something will show: the
+        // netlink crates log every message at debug and trace, thousands in an apply.
         let _ = tracing_log::LogTracer::builder()
-            .with_max_level(LevelFilter::current().as_log())
+            .with_max_level(most.as_log())
             .init();
     }
 }
@@ -94,5 +106,13 @@ mod tests {
         assert!(!enabled(&debug, "sp_ovsdb", Level::TRACE));
         assert!(enabled(&debug, "netlink_proto::framed", Level::TRACE));
         assert!(enabled(&filter(&c(false, 3)), "sp_ovsdb", Level::TRACE));
+        // log's records (the netlink crates') are made only as far as a target shows.
+        assert_eq!(most_shown(&quiet), LevelFilter::ERROR);
+        assert_eq!(most_shown(&default), LevelFilter::WARN);
+        assert_eq!(most_shown(&debug), LevelFilter::TRACE);
+        assert_eq!(
+            most_shown(&"sp_ovsdb=debug,warn".parse().unwrap()),
+            LevelFilter::DEBUG
+        );
     }
 }

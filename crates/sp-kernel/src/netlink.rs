@@ -174,7 +174,7 @@ impl Netlink {
         let ns = netns::open(&netns::named_path(name)?)?;
         std::thread::scope(|s| {
             s.spawn(|| -> Result<T> {
-                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                netns::enter(ns.as_fd())
                     .map_err(|e| Error::from_errno(format!("enter namespace {name}"), e))?;
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()

@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -145,7 +146,11 @@ where
 {
     /// Fewer namespaces than this per thread are not worth another thread.
     const PER_THREAD: usize = 16;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Asked once per process: std reads /proc/self/cgroup and /proc/self/mountinfo
+    // (for a CPU quota) each time, 0.2 ms on a host with a few hundred mounts, and an
+    // apply hops about twenty times.
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    let cpus = *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let threads = (namespaces.len() / PER_THREAD).clamp(1, cpus);
     // Each thread takes the next namespace not yet taken, so they finish together
     // however uneven the namespaces (or the CPU left them by `meanwhile`) are.
@@ -161,7 +166,7 @@ where
                         let Some(ns) = namespaces.get(i) else {
                             break done;
                         };
-                        let r = setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+                        let r = enter(ns.as_fd())
                             .map_err(|e| Error::from_errno("enter network namespace (setns)", e))
                             .and_then(|()| f(i));
                         done.push((i, r));
@@ -262,6 +267,7 @@ fn create_here(name: &str) -> Result<()> {
         .open(&path)
         .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
     let made = unshare(CloneFlags::CLONE_NEWNET)
+        .inspect(|()| moved())
         .map_err(|e| Error::from_errno("create network namespace (unshare)", e))
         .and_then(|()| {
             mount(
@@ -301,6 +307,7 @@ pub fn delete(name: &str) -> Result<()> {
 pub fn enter_sandbox() -> Result<()> {
     unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::from_errno("enter a sandbox (unshare)", e))?;
+    moved();
     mount(
         None::<&str>,
         "/",
@@ -369,19 +376,90 @@ pub fn check_net_sysctl_writable() -> Result<()> {
     }
 }
 
+thread_local! {
+    /// `/proc/sys/net` of the namespace this thread is in, opened at its first sysctl
+    /// there ([`in_net_sysctls`]); forgotten when the thread moves ([`moved`]).
+    static NET_SYSCTLS: std::cell::RefCell<Option<NetSysctls>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A thread's `/proc/sys/net` and (checked in debug builds) the namespace it belongs to.
+struct NetSysctls {
+    dir: OwnedFd,
+    #[cfg(debug_assertions)]
+    ns: u64,
+}
+
+/// Called by everything here that moves the calling thread into another network
+/// namespace (`setns`, `unshare`): its `/proc/sys/net` is another directory now.
+fn moved() {
+    NET_SYSCTLS.with_borrow_mut(|d| *d = None);
+}
+
+/// The calling thread enters namespace `ns`.
+pub(crate) fn enter(ns: impl AsFd) -> nix::Result<()> {
+    setns(ns, CloneFlags::CLONE_NEWNET)?;
+    moved();
+    Ok(())
+}
+
+/// Opens `/proc/sys/net/{key}` from the thread's `/proc/sys/net` directory. A path from
+/// `/` finds `net` among every namespace's `net` entries, which the dentry cache keeps
+/// under the same name and parent: 13–25 µs a file on a host with 200 namespaces, where
+/// from the directory it is 2 µs (measured with 200 routers' namespaces, 6.18).
+fn in_net_sysctls(key: &str, flags: nix::fcntl::OFlag) -> std::io::Result<File> {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::Mode;
+    // Keys are ours (a device's name cannot be `.` or `..`), but stay below the directory.
+    if key.is_empty()
+        || key
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    NET_SYSCTLS.with_borrow_mut(|cached| {
+        if cached.is_none() {
+            let dir = open(
+                "/proc/sys/net",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            *cached = Some(NetSysctls {
+                dir,
+                #[cfg(debug_assertions)]
+                ns: std::fs::metadata(THREAD_SELF)?.ino(),
+            });
+        }
+        let here = cached.as_ref().expect("just opened");
+        #[cfg(debug_assertions)]
+        assert_eq!(
+            here.ns,
+            std::fs::metadata(THREAD_SELF)?.ino(),
+            "this thread changed network namespace without netns::moved()"
+        );
+        let f = openat(&here.dir, key, flags | OFlag::O_CLOEXEC, Mode::empty())?;
+        Ok(File::from(f))
+    })
+}
+
 /// Writes a `/proc/sys/net/...` value in the calling thread's network namespace.
 pub fn write_net_sysctl(key: &str, value: &str) -> Result<()> {
-    let path = format!("/proc/sys/net/{key}");
-    std::fs::write(&path, value).map_err(|e| Error::io(format!("write {path}"), e))
+    use std::io::Write;
+    in_net_sysctls(key, nix::fcntl::OFlag::O_WRONLY)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| Error::io(format!("write /proc/sys/net/{key}"), e))
 }
 
 /// Reads a `/proc/sys/net/...` value of the calling thread's network namespace
 /// (sysctl files resolve to the namespace of the thread that opens them).
 pub fn read_net_sysctl(key: &str) -> Result<String> {
-    let path = format!("/proc/sys/net/{key}");
-    std::fs::read_to_string(&path)
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| Error::io(format!("read {path}"), e))
+    use std::io::Read;
+    let mut s = String::new();
+    in_net_sysctls(key, nix::fcntl::OFlag::O_RDONLY)
+        .and_then(|mut f| f.read_to_string(&mut s))
+        .map(|_| s.trim().to_owned())
+        .map_err(|e| Error::io(format!("read /proc/sys/net/{key}"), e))
 }
 
 #[cfg(test)]
