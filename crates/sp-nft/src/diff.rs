@@ -153,17 +153,17 @@ pub fn compare(family: Family, table: &str, found: &Ruleset, want: &Ruleset) -> 
         Some(_) => {}
     }
     for s in &want.sets {
-        let set = s.name.clone();
+        let set = || s.name.clone();
         match found.sets.iter().find(|h| h.name == s.name) {
             None => out.push(SetMissing {
                 family: family(),
                 table: table(),
-                set,
+                set: set(),
             }),
             Some(h) if h != s => out.push(SetDiffers {
                 family: family(),
                 table: table(),
-                set,
+                set: set(),
             }),
             Some(_) => {}
         }
@@ -178,17 +178,17 @@ pub fn compare(family: Family, table: &str, found: &Ruleset, want: &Ruleset) -> 
         }
     }
     for c in &want.chains {
-        let chain = c.name.clone();
+        let chain = || c.name.clone();
         match found.chains.iter().find(|h| h.name == c.name) {
             None => out.push(ChainMissing {
                 family: family(),
                 table: table(),
-                chain,
+                chain: chain(),
             }),
             Some(h) if h.base != c.base => out.push(ChainDiffers {
                 family: family(),
                 table: table(),
-                chain,
+                chain: chain(),
                 found: crate::render::base_spec(h),
                 wanted: crate::render::base_spec(c),
             }),

@@ -538,16 +538,20 @@ impl Expr {
         for a in attrs(elem) {
             let a = a?;
             match a.kind {
-                NFTA_EXPR_NAME => name = Some(a.str()?),
+                // Borrowed: a ruleset's dump names thousands of expressions.
+                NFTA_EXPR_NAME => name = Some(a.text()?),
                 NFTA_EXPR_DATA => data = a.value,
                 _ => {}
             }
         }
         let name = name.ok_or_else(|| Error::malformed("expression without a name"))?;
-        Ok(Self::decode_data(&name, data)?.unwrap_or(Expr::Other {
-            name,
-            data: data.to_vec(),
-        }))
+        Ok(match Self::decode_data(name, data)? {
+            Some(e) => e,
+            None => Expr::Other {
+                name: name.to_owned(),
+                data: data.to_vec(),
+            },
+        })
     }
 
     /// `None`: not an expression this crate types (kept as `Other`).

@@ -120,13 +120,17 @@ impl<'a> Attr<'a> {
 
     /// A string attribute: up to its first NUL, UTF-8.
     pub(crate) fn str(&self) -> Result<String, Error> {
+        self.text().map(str::to_owned)
+    }
+
+    /// The string, borrowed from the message (up to its NUL).
+    pub(crate) fn text(&self) -> Result<&'a str, Error> {
         let end = self
             .value
             .iter()
             .position(|b| *b == 0)
             .unwrap_or(self.value.len());
         std::str::from_utf8(&self.value[..end])
-            .map(str::to_owned)
             .map_err(|_| Error::malformed(format!("attribute {} is not UTF-8", self.kind)))
     }
 
