@@ -467,6 +467,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sysctl_keys_stay_under_proc_sys_net() {
+        for bad in [
+            "",
+            "/ipv4/ip_forward",
+            "ipv4//ip_forward",
+            "../kernel/hostname",
+            "ipv4/./x",
+        ] {
+            let e = read_net_sysctl(bad).expect_err(bad);
+            assert!(e.to_string().contains("Invalid argument"), "{bad:?}: {e}");
+        }
+        // Readable by anyone: the directory is opened once, then the file from it.
+        assert!(matches!(
+            read_net_sysctl("ipv4/ip_forward").as_deref(),
+            Ok("0" | "1")
+        ));
+        assert!(matches!(
+            read_net_sysctl("ipv4/ip_forward").as_deref(),
+            Ok("0" | "1")
+        ));
+    }
+
+    #[test]
     fn names_that_could_escape_are_refused() {
         for bad in ["", "a/b", "..", "../x", "x..y", ".", "a\0b"] {
             assert!(named_path(bad).is_err(), "{bad:?} accepted");
