@@ -411,10 +411,10 @@ fn in_net_sysctls(key: &str, flags: nix::fcntl::OFlag) -> std::io::Result<File> 
     use nix::fcntl::{open, openat, OFlag};
     use nix::sys::stat::Mode;
     // Keys are ours (a device's name cannot be `.` or `..`), but stay below the directory.
-    if key.is_empty()
-        || key
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
+    // (An empty key is one empty component.)
+    if key
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
     {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }

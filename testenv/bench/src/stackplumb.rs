@@ -486,14 +486,14 @@ fn all_values(times: &[Duration]) -> String {
 /// whose first was taken right after the apply.
 fn first_then_median(times: &[Duration]) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let mut rest = times[1..].to_vec();
-    rest.sort();
+    let rest = &times[1..];
+    let (min, max) = (rest.iter().min(), rest.iter().max());
     format!(
         "first {:.1} ms right after the apply, then median {:.1} ms (min {:.1}, max {:.1}) of {}",
         ms(times[0]),
-        ms(rest[rest.len() / 2]),
-        ms(rest[0]),
-        ms(rest[rest.len() - 1]),
+        ms(median(rest)),
+        ms(*min.expect("timings")),
+        ms(*max.expect("timings")),
         rest.len()
     )
 }
