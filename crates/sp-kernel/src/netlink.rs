@@ -320,16 +320,23 @@ fn read_links(sock: BorrowedFd<'_>) -> Result<Vec<LinkMessage>> {
     exchange(sock, &req, true, "dump links", parse_link)
 }
 
+/// Both families' addresses, one dump each: a dump of family 0 walks the families under
+/// the RTNL (`rtnl_dump_all`), while each family's own dump does not take it, so readers
+/// in other namespaces do not wait on one another. A family the kernel lacks falls back
+/// to all of them, so an answer counts for the family asked only.
 fn read_addresses(sock: BorrowedFd<'_>) -> Result<Vec<AddressMessage>> {
-    let req = encode(
-        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-        true,
-    );
-    exchange(sock, &req, true, "dump addresses", |t, b| {
-        (t == libc::RTM_NEWADDR)
-            .then(|| AddressMessage::parse(b))
-            .transpose()
-    })
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut msg = AddressMessage::default();
+        msg.header.family = family;
+        let req = encode(RouteNetlinkMessage::GetAddress(msg), true);
+        out.extend(exchange(sock, &req, true, "dump addresses", |t, b| {
+            (t == libc::RTM_NEWADDR && b.first() == Some(&u8::from(family)))
+                .then(|| AddressMessage::parse(b))
+                .transpose()
+        })?);
+    }
+    Ok(out)
 }
 
 /// The main table's routes of `family` (with strict checking the kernel dumps that table
