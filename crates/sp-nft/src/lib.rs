@@ -117,9 +117,10 @@ impl Ruleset {
     }
 
     /// The rules by chain, each chain's in order (one pass: [`Ruleset::rules_of`] per
-    /// chain would walk every rule once per chain).
-    pub fn rules_by_chain(&self) -> std::collections::HashMap<&str, Vec<&Rule>> {
-        let mut m: std::collections::HashMap<&str, Vec<&Rule>> = Default::default();
+    /// chain would walk every rule once per chain). Ordered by name, not hashed: a
+    /// table's few dozen chains are found faster than their names are hashed.
+    pub fn rules_by_chain(&self) -> std::collections::BTreeMap<&str, Vec<&Rule>> {
+        let mut m: std::collections::BTreeMap<&str, Vec<&Rule>> = Default::default();
         for rule in &self.rules {
             m.entry(rule.chain.as_str()).or_default().push(rule);
         }
