@@ -350,3 +350,56 @@ fn bad_topologies_are_refused_before_any_change() {
         ]
     );
 }
+
+#[test]
+fn overlapping_subnets_are_every_pair_that_overlaps() {
+    // Nested, equal, adjacent and disjoint blocks of both families, in no order: the
+    // messages are every overlapping pair, found by comparing every pair here.
+    let cidrs = [
+        "10.1.0.0/16",
+        "10.1.2.0/24",
+        "10.2.0.0/24",
+        "10.1.2.128/25",
+        "10.2.1.0/24",
+        "10.2.0.0/24",
+        "fd00::/64",
+        "10.0.0.0/8",
+        "fd00::/48",
+        "fd01::/64",
+        "192.168.0.0/24",
+        "10.1.3.0/24",
+    ];
+    let mut t = Topology::guide();
+    let template = t.networks[1].clone();
+    t.networks = cidrs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut n = template.clone();
+            n.name = format!("net{i}");
+            n.id = format!("{i:08x}-0000-4000-8000-000000000000")
+                .parse()
+                .unwrap();
+            n.subnet.cidr = c.parse().unwrap();
+            n
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for (i, a) in t.networks.iter().enumerate() {
+        for b in &t.networks[i + 1..] {
+            let (x, y) = (a.subnet.cidr, b.subnet.cidr);
+            if x.contains(&y.network()) || y.contains(&x.network()) {
+                expected.push(format!(
+                    "subnets of {} ({x}) and {} ({y}) overlap",
+                    a.name, b.name
+                ));
+            }
+        }
+    }
+    let found: Vec<String> = validate(&t, &guide())
+        .into_iter()
+        .filter(|e| e.ends_with(") overlap"))
+        .collect();
+    assert_eq!(found, expected);
+    assert_eq!(expected.len(), 13, "{expected:#?}");
+}
