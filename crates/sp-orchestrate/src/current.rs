@@ -360,9 +360,14 @@ fn read_here(
             }
         };
     }
-    // l2population: one dump of each neighbour table, when there are VXLAN devices.
+    // l2population: one dump of each neighbour table, when this node wants or made
+    // entries (the planner looks at nothing else) and has VXLAN devices. Not otherwise:
+    // the kernel answers the FDB dump by walking each bridge's whole table once for
+    // every port of it — 5 % of a 1000-router `plan`'s CPU for an external bridge with
+    // 1000 gateway ports.
     let mut l2 = L2View::default();
-    if root.links.iter().any(|l| l.vxlan.is_some()) {
+    let concerned = !plan.l2pop.is_empty() || !owned.fdb.is_empty() || !owned.neighbours.is_empty();
+    if concerned && root.links.iter().any(|l| l.vxlan.is_some()) {
         let known = sp_kernel::links::Links::from(links);
         let snap = sp_bridge::l2pop::Snapshot::read_with(nl, &known)?;
         l2 = L2View {
