@@ -97,8 +97,11 @@ fn timed(f: impl FnOnce()) -> Duration {
 /// `-n controller`), and per router its namespace's lines.
 type IpLines = (Vec<String>, Vec<String>, Vec<(String, Vec<String>)>);
 
+/// The external network's bridge in the iproute2 scenes (`bridge_name` of ext-net's id).
+const EXT_BR: &str = "brq78983ca2-77";
+
 fn ip_lines(n: usize, in_place: bool) -> IpLines {
-    let ext_br = "brq78983ca2-77";
+    let ext_br = EXT_BR;
     let mut host = vec![
         format!("link add {ext_br} type bridge forward_delay 0 stp_state 0"),
         format!("link set {ext_br} up"),
@@ -233,7 +236,7 @@ fn reset(n: usize) {
         lines.push(format!("link del {}", bridge_name(&id(1, i))));
         lines.push(format!("link del vxlan-{}", i + 1));
     }
-    lines.push("link del brq78983ca2-77".to_owned());
+    lines.push(format!("link del {EXT_BR}"));
     let _ = Command::new("ip")
         .args(["-n", "controller", "-force", "-batch", "-"])
         .stdin(Stdio::piped())
@@ -279,12 +282,11 @@ fn reset(n: usize) {
 /// the `ip link del group` alone: the kernel's one RTM_DELLINK of those links, most of
 /// any destroy here (every bridge unregistered waits out an RCU grace period).
 fn teardown_group(n: usize) -> (Duration, Duration) {
-    let ext_br = "brq78983ca2-77";
     let mut marks = vec![
         "link set eth0 nomaster".to_owned(),
         "addr replace 10.0.0.101/16 dev eth0".to_owned(),
         "route replace default via 10.0.0.1 dev eth0".to_owned(),
-        format!("link set {ext_br} group 99"),
+        format!("link set {EXT_BR} group 99"),
     ];
     for i in 0..n {
         for link in [
@@ -299,15 +301,15 @@ fn teardown_group(n: usize) -> (Duration, Duration) {
     let namespaces: Vec<String> = (0..n)
         .map(|i| format!("netns del {}", qrouter_namespace(&id(2, i))))
         .collect();
-    let mut floor = Duration::ZERO;
+    let mut dellink = Duration::ZERO;
     let all = timed(|| {
         ip_batch(Some("controller"), &(marks.join("\n") + "\n"));
-        floor = timed(|| {
+        dellink = timed(|| {
             ip(&["-n", "controller", "link", "del", "group", "99"]);
         });
         ip_batch(None, &(namespaces.join("\n") + "\n"));
     });
-    (all, floor)
+    (all, dellink)
 }
 
 fn teardown_per_command(n: usize) -> Duration {
@@ -438,7 +440,7 @@ pub fn run(n: usize, runs: usize) {
     let mv = batch(n, controller, false);
     reset(n);
     let inplace = batch(n, controller, true);
-    let (group_down, floor) = teardown_group(n);
+    let (group_down, dellink) = teardown_group(n);
     reset(n);
     crate::report(
         &format!(
@@ -475,8 +477,8 @@ pub fn run(n: usize, runs: usize) {
     );
     println!(
         "  of `ip group`, the one `ip link del group` (the kernel's one RTM_DELLINK of those links): {:.1} ms; ours is {:.2}x of it",
-        floor.as_secs_f64() * 1e3,
-        median(&destroy).as_secs_f64() / floor.as_secs_f64()
+        dellink.as_secs_f64() * 1e3,
+        median(&destroy).as_secs_f64() / dellink.as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(&work);
 }
