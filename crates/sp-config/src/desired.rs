@@ -17,7 +17,9 @@ use sp_neutron::sg::{self, AddressPair, Firewall, MemberSet, PortFirewall};
 use sp_neutron::{bridge_name, qdhcp_namespace, qrouter_namespace, PortKind};
 
 use crate::guide::GuideConfig;
-use crate::topology::{dhcp_address, Instance, Network, NetworkType, Node, Role, Topology};
+use crate::topology::{
+    dhcp_address, held_addresses, Instance, Network, NetworkType, Node, Role, Topology,
+};
 use crate::validate::validate;
 
 /// Where the DHCP agent keeps its files (`$state_path/dhcp/<network>`).
@@ -174,6 +176,7 @@ fn ports(t: &Topology) -> Ports<'_> {
         .iter()
         .find(|n| n.roles.contains(&Role::Network))
         .expect("validated: a network node exists");
+    let networks = t.networks_by_name();
     let mut ports: Vec<(&str, PortPlan)> = Vec::new();
     for r in &t.routers {
         let ns = nsname(qrouter_namespace(&r.id));
@@ -183,7 +186,7 @@ fn ports(t: &Topology) -> Ports<'_> {
             .map(|g| (g, PortKind::RouterGateway))
             .chain(r.interfaces.iter().map(|i| (i, PortKind::RouterInternal)));
         for (leg, kind) in legs {
-            let net = t.network(&leg.network).expect("validated");
+            let net = networks[leg.network.as_str()];
             let mut addresses = vec![with_prefix(leg.ip, &net.subnet.cidr)];
             let mut gateway = None;
             if kind == PortKind::RouterGateway {
@@ -212,9 +215,10 @@ fn ports(t: &Topology) -> Ports<'_> {
         }
     }
     let mut dhcp = Vec::new();
+    let held = held_addresses(t);
     for n in t.networks.iter().filter(|n| n.subnet.enable_dhcp) {
         let (port_id, mac) = dhcp_port(&n.id);
-        let dhcp_ip = dhcp_address(t, n).expect("validated: the subnet has room");
+        let dhcp_ip = dhcp_address(t, &held, n).expect("validated: the subnet has room");
         dhcp.push((n, dhcp_ip));
         ports.push((
             &network_node.name,
@@ -232,7 +236,7 @@ fn ports(t: &Topology) -> Ports<'_> {
         ));
     }
     for i in &t.instances {
-        let net = t.network(&i.network).expect("validated");
+        let net = networks[i.network.as_str()];
         ports.push((
             &i.node,
             PortPlan {
@@ -554,8 +558,9 @@ fn firewall(t: &Topology, all: &Ports<'_>, node: &Node) -> Firewall {
     let secured = || t.instances.iter().filter(|i| i.port_security_enabled);
     let mut ports = Vec::new();
     let mut remote = BTreeSet::new();
+    let networks = t.networks_by_name();
     for i in secured().filter(|i| i.node == node.name) {
-        let net = t.network(&i.network).expect("validated");
+        let net = networks[i.network.as_str()];
         let mut rules: Vec<sg::Rule> = Vec::new();
         for g in i
             .security_groups

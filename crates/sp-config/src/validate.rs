@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use crate::guide::GuideConfig;
-use crate::topology::{dhcp_address, in_pool, Network, NetworkType, Role, Topology};
+use crate::topology::{
+    dhcp_address, held_addresses, in_pool, Network, NetworkType, Role, Topology,
+};
 
 /// The pairs of `networks` (indices, the earlier first, in topology order) whose subnets
 /// overlap. Subnets are CIDR blocks, so two overlap only when one holds the other:
@@ -132,6 +134,7 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
             a.name, a.subnet.cidr, b.name, b.subnet.cidr
         ));
     }
+    let held = held_addresses(t);
     for n in &t.networks {
         let s = &n.subnet;
         if let Some(gw) = s.gateway {
@@ -157,7 +160,7 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
                 ));
             }
         }
-        if s.enable_dhcp && pools_ok && dhcp_address(t, n).is_none() {
+        if s.enable_dhcp && pools_ok && dhcp_address(t, &held, n).is_none() {
             errs.push(format!(
                 "{}: no free address in {} for the DHCP port (the gateway, routers and instances hold every address {}); widen it or set enable_dhcp = false",
                 n.name,
@@ -224,6 +227,7 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
             errs.push(format!("{who}: address {ip} on {net} is used twice"));
         }
     };
+    let networks = t.networks_by_name();
     for r in &t.routers {
         for (leg, external) in r
             .gateway
@@ -231,7 +235,7 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
             .map(|g| (g, true))
             .chain(r.interfaces.iter().map(|i| (i, false)))
         {
-            match t.network(&leg.network) {
+            match networks.get(leg.network.as_str()) {
                 None => errs.push(format!("router {}: no network {:?}", r.name, leg.network)),
                 Some(n) => {
                     if external && !n.external {
@@ -255,7 +259,7 @@ pub fn validate(t: &Topology, cfg: &GuideConfig) -> Vec<String> {
         if t.node(&i.node).is_none() {
             errs.push(format!("instance {}: no node {:?}", i.name, i.node));
         }
-        match t.network(&i.network) {
+        match networks.get(i.network.as_str()) {
             None => errs.push(format!("instance {}: no network {:?}", i.name, i.network)),
             Some(n) => {
                 if !n.subnet.cidr.contains(&i.ip) {

@@ -343,7 +343,7 @@ fn the_dhcp_port_takes_the_first_free_pool_address_found_without_walking_the_sub
     let started = std::time::Instant::now();
     let n = &t.networks[1];
     assert_eq!(
-        sp_config::topology::dhcp_address(&t, n),
+        sp_config::topology::dhcp_address(&t, &sp_config::topology::held_addresses(&t), n),
         Some("2001:db8::ffff:ffff:ffff:fff2".parse().unwrap())
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
