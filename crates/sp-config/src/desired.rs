@@ -2,7 +2,7 @@
 //! what each node's agents would have made. Pure: the orchestration compares it with
 //! what is there and realises the difference.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -387,13 +387,13 @@ fn node_plan(
     let net_ids: BTreeSet<&str> = mine.iter().map(|p| p.network_id.as_str()).collect();
     // With `external_network_bridge`, the networks the network node's routers have
     // their gateway on live on that OVS bridge there.
-    let on_ovs = |net: &str| {
-        !ext_bridge.is_empty()
-            && is_network_node
-            && mine
-                .iter()
-                .any(|p| p.network_id == net && p.kind == PortKind::RouterGateway)
-    };
+    let gateway_nets: HashSet<&str> = mine
+        .iter()
+        .filter(|p| p.kind == PortKind::RouterGateway)
+        .map(|p| p.network_id.as_str())
+        .collect();
+    let on_ovs =
+        |net: &str| !ext_bridge.is_empty() && is_network_node && gateway_nets.contains(net);
     for n in t.networks.iter().filter(|n| on_ovs(&n.id)) {
         for p in mine
             .iter()
@@ -434,6 +434,16 @@ fn node_plan(
                 .and_then(|p| cfg.agent.physical_interface_mappings.get(p).cloned()),
         })
         .collect();
+    // Every port by its network, in the ports' order: the l2population entries and each
+    // dnsmasq's hosts (a walk of every port per network was quadratic).
+    let mut on_network: HashMap<&str, Vec<&(&str, PortPlan)>> = HashMap::new();
+    for p in &all.ports {
+        on_network
+            .entry(p.1.network_id.as_str())
+            .or_default()
+            .push(p);
+    }
+    let on = |net: &str| on_network.get(net).map_or(&[][..], Vec::as_slice);
     let mut l2pop = Vec::new();
     if cfg.agent.l2_population {
         for (n, v) in networks
@@ -441,10 +451,9 @@ fn node_plan(
             .filter_map(|n| n.vxlan.as_ref().map(|v| (n, v)))
         {
             for other in t.nodes.iter().filter(|o| o.name != node.name) {
-                let theirs: Vec<&PortPlan> = all
-                    .ports
+                let theirs: Vec<&PortPlan> = on(n.network_id.as_str())
                     .iter()
-                    .filter(|(o, p)| *o == other.name && p.network_id == n.network_id)
+                    .filter(|(o, _)| *o == other.name)
                     .map(|(_, p)| p)
                     .collect();
                 if theirs.is_empty() {
@@ -465,11 +474,21 @@ fn node_plan(
             }
         }
     }
+    let routed: HashSet<&str> = t
+        .routers
+        .iter()
+        .flat_map(|r| &r.interfaces)
+        .map(|i| i.network.as_str())
+        .collect();
     let dhcp = match dhcp_cfg {
         Some(d) => all
             .dhcp
             .iter()
-            .map(|(n, dhcp_ip)| dnsmasq(t, all, d, &cfg.root, state_path, n, *dhcp_ip))
+            .map(|(n, dhcp_ip)| {
+                let isolated = !routed.contains(n.name.as_str());
+                let ports = on(n.id.as_str());
+                dnsmasq(d, &cfg.root, state_path, n, *dhcp_ip, isolated, ports)
+            })
             .collect(),
         None => vec![],
     };
@@ -624,28 +643,24 @@ fn firewall(t: &Topology, all: &Ports<'_>, node: &Node) -> Firewall {
     Firewall { ports, sets }
 }
 
-/// The dnsmasq of DHCP network `n`, whose port has `dhcp_ip`.
+/// The dnsmasq of DHCP network `n`, whose port has `dhcp_ip`; `isolated` when no router
+/// has an interface on it; `ports` every port on it, with its node.
 fn dnsmasq(
-    t: &Topology,
-    all: &Ports<'_>,
     d: &crate::guide::DhcpAgent,
     root: &Path,
     state_path: &Path,
     n: &Network,
     dhcp_ip: IpAddr,
+    isolated: bool,
+    ports: &[&(&str, PortPlan)],
 ) -> Dnsmasq {
     let (port_id, mac) = dhcp_port(&n.id);
-    let isolated = !t
-        .routers
-        .iter()
-        .any(|r| r.interfaces.iter().any(|i| i.network == n.name));
     // Every port on the network gets its fixed address: router legs and instances, then
     // the DHCP port itself.
-    let mut hosts: Vec<DhcpHost> = all
-        .ports
+    let mut hosts: Vec<DhcpHost> = ports
         .iter()
         .map(|(_, p)| p)
-        .filter(|p| p.network_id == n.id && p.kind != PortKind::Dhcp)
+        .filter(|p| p.kind != PortKind::Dhcp)
         .map(|p| DhcpHost {
             mac: p.mac.to_string(),
             ip: p.ip,

@@ -282,6 +282,9 @@ struct Planner<'a> {
     owned: &'a Owned,
     /// The wanted networks by id, and each one's MTU (looked up per port).
     nets: HashMap<&'a str, (&'a NetPlan, u32)>,
+    /// The bridge each wanted uplink NIC moves under, by the NIC's name (looked up per
+    /// VXLAN device).
+    uplinks: HashMap<&'a str, &'a str>,
     actions: Vec<Action>,
     conflicts: Vec<Conflict>,
 }
@@ -304,13 +307,8 @@ impl Planner<'_> {
     /// holds it now and is some flat network's uplink hands it to that bridge.
     fn local_holder(&self, ip: IpAddr) -> Option<String> {
         let holder = self.cur.root.holder(ip)?;
-        let moved = self
-            .want
-            .networks
-            .iter()
-            .find(|n| !n.ovs && n.uplink.as_deref() == Some(holder.name.as_str()));
-        Some(match moved {
-            Some(n) => n.bridge.to_string(),
+        Some(match self.uplinks.get(holder.name.as_str()) {
+            Some(bridge) => bridge.to_string(),
             None => holder.name.clone(),
         })
     }
@@ -991,8 +989,9 @@ impl Planner<'_> {
             })
         };
         let wanted_ns: BTreeSet<&str> = want.ports.iter().map(|p| p.namespace.as_str()).collect();
+        let wanted_dhcp: HashSet<&str> = want.dhcp.iter().map(|d| d.network_id.as_str()).collect();
         for n in &owned.dnsmasq {
-            if !want.dhcp.iter().any(|d| &d.network_id == n) {
+            if !wanted_dhcp.contains(n.as_str()) {
                 del(Object::Dnsmasq {
                     network_id: n.clone(),
                 });
@@ -1005,9 +1004,10 @@ impl Planner<'_> {
         if owned.metadata_proxy && want.metadata.is_empty() && proxy_there {
             del(Object::MetadataProxy);
         }
+        let routers: HashSet<&str> = want.routers.iter().map(|r| r.namespace.as_str()).collect();
         for ns in &owned.nat {
             let kept_ns = wanted_ns.contains(ns.as_str());
-            let wanted = want.routers.iter().any(|r| r.namespace.as_str() == ns);
+            let wanted = routers.contains(ns.as_str());
             if kept_ns && !wanted && !matches!(cur.nat.get(ns), None | Some(NatView::Absent)) {
                 del(Object::Nat {
                     namespace: ns.clone(),
@@ -1153,6 +1153,13 @@ fn dev_fits(root: &Space, dev: Option<&str>, holder: Option<&str>) -> bool {
 /// the agents' order. Conflicts — objects in the way that no action fixes — are
 /// returned instead, and nothing may be applied.
 pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>, Vec<Conflict>> {
+    // The first network of a NIC, as a search of the networks would find it.
+    let mut uplinks = HashMap::new();
+    for n in want.networks.iter().filter(|n| !n.ovs) {
+        if let Some(nic) = &n.uplink {
+            uplinks.entry(nic.as_str()).or_insert(n.bridge.as_str());
+        }
+    }
     let mut p = Planner {
         want,
         cur,
@@ -1162,6 +1169,7 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
             .iter()
             .map(|n| (n.network_id.as_str(), (n, network_mtu(&cur.root, n))))
             .collect(),
+        uplinks,
         actions: Vec::new(),
         conflicts: Vec::new(),
     };
@@ -1184,11 +1192,14 @@ pub fn plan(want: &NodePlan, cur: &Current, owned: &Owned) -> Result<Vec<Action>
     out.extend(prunes);
     // Flat networks (and their uplinks) before tenant networks: a VXLAN device binds to
     // the device that holds local_ip after the move.
+    let flat_ids: HashSet<&str> = want
+        .networks
+        .iter()
+        .filter(|n| n.vxlan.is_none())
+        .map(|n| n.network_id.as_str())
+        .collect();
     let flat = |a: &Action| match &a.unit {
-        Unit::Network(id) | Unit::Uplink(id) => want
-            .networks
-            .iter()
-            .any(|n| n.network_id.as_str() == id && n.vxlan.is_none()),
+        Unit::Network(id) | Unit::Uplink(id) => flat_ids.contains(id.as_str()),
         _ => false,
     };
     // The units in the agents' order (a stable sort keeps each unit's own order).
