@@ -94,14 +94,21 @@ fn main() {
             }
         }
         Bench::Stackplumb { counts, runs } => {
+            // The parent names the file its children append to; a child (which runs this
+            // arm again, for its one count) keeps the name it inherited.
+            let parent = std::env::var_os("SP_BENCH_CHILD").is_none();
             let out = std::env::temp_dir().join(format!("sp-bench-scale-{}", std::process::id()));
-            // SAFETY: one thread here; the children read it.
-            unsafe { std::env::set_var(SCALE_OUT, &out) };
+            if parent {
+                // SAFETY: one thread here; the children read it.
+                unsafe { std::env::set_var(SCALE_OUT, &out) };
+            }
             for &n in &counts {
                 stackplumb::run(n, runs);
             }
-            print_scale(&out);
-            let _ = std::fs::remove_file(&out);
+            if parent {
+                print_scale(&out);
+                let _ = std::fs::remove_file(&out);
+            }
         }
     }
 }
