@@ -168,6 +168,8 @@ struct Ports<'t> {
     ports: Vec<(&'t str, PortPlan)>,
     /// The DHCP-enabled networks with their port's address.
     dhcp: Vec<(&'t Network, IpAddr)>,
+    /// Every network by name ([`Topology::networks_by_name`]).
+    networks: HashMap<&'t str, &'t Network>,
 }
 
 fn ports(t: &Topology) -> Ports<'_> {
@@ -256,6 +258,7 @@ fn ports(t: &Topology) -> Ports<'_> {
         network_node,
         ports,
         dhcp,
+        networks,
     }
 }
 
@@ -577,9 +580,8 @@ fn firewall(t: &Topology, all: &Ports<'_>, node: &Node) -> Firewall {
     let secured = || t.instances.iter().filter(|i| i.port_security_enabled);
     let mut ports = Vec::new();
     let mut remote = BTreeSet::new();
-    let networks = t.networks_by_name();
     for i in secured().filter(|i| i.node == node.name) {
-        let net = networks[i.network.as_str()];
+        let net = all.networks[i.network.as_str()];
         let mut rules: Vec<sg::Rule> = Vec::new();
         for g in i
             .security_groups
