@@ -144,18 +144,39 @@ where
     T: Send,
     F: Fn(usize) -> Result<T> + Send + Sync,
 {
-    /// Fewer namespaces than this per thread are not worth another thread.
+    share_out(
+        namespaces.len(),
+        |i| {
+            enter(namespaces[i].as_fd())
+                .map_err(|e| Error::from_errno("enter network namespace (setns)", e))
+                .and_then(|()| f(i))
+        },
+        meanwhile,
+    )
+}
+
+/// Runs `each(i)` for every `i < count` on threads of their own (one per CPU at most,
+/// and at least one: the calling thread never leaves its namespace), each taking the
+/// next `i` left, so they finish together however uneven the items (or the CPU left
+/// them by `meanwhile`, run meanwhile on the calling thread) are. Results in order.
+fn share_out<T, R>(
+    count: usize,
+    each: impl Fn(usize) -> T + Sync,
+    meanwhile: impl FnOnce() -> R,
+) -> (Vec<T>, R)
+where
+    T: Send,
+{
+    /// Fewer items than this per thread are not worth another thread.
     const PER_THREAD: usize = 16;
     // Asked once per process: std reads /proc/self/cgroup and /proc/self/mountinfo
     // (for a CPU quota) each time, 0.2 ms on a host with a few hundred mounts, and an
     // apply hops about twenty times.
     static CPUS: OnceLock<usize> = OnceLock::new();
     let cpus = *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let threads = (namespaces.len() / PER_THREAD).clamp(1, cpus);
-    // Each thread takes the next namespace not yet taken, so they finish together
-    // however uneven the namespaces (or the CPU left them by `meanwhile`) are.
+    let threads = (count / PER_THREAD).clamp(1, cpus);
     let next = AtomicUsize::new(0);
-    let (f, next) = (&f, &next);
+    let (each, next) = (&each, &next);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -163,19 +184,16 @@ where
                     let mut done = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(ns) = namespaces.get(i) else {
+                        if i >= count {
                             break done;
-                        };
-                        let r = enter(ns.as_fd())
-                            .map_err(|e| Error::from_errno("enter network namespace (setns)", e))
-                            .and_then(|()| f(i));
-                        done.push((i, r));
+                        }
+                        done.push((i, each(i)));
                     }
                 })
             })
             .collect();
         let here = meanwhile();
-        let mut results: Vec<(usize, Result<T>)> = workers
+        let mut results: Vec<(usize, T)> = workers
             .into_iter()
             .flat_map(|w| w.join().expect("namespace thread panicked"))
             .collect();
@@ -224,7 +242,8 @@ pub fn named_path(name: &str) -> Result<PathBuf> {
 }
 
 /// Creates named network namespaces the way `ip netns add` does — a file in
-/// `/run/netns` with the new namespace bind-mounted on it — on one dedicated thread, and
+/// `/run/netns` with the new namespace bind-mounted on it — on threads of their own (one
+/// per CPU for many names), and
 /// runs `f(i)` *inside* namespace `names[i]` right after creating it (open a netlink
 /// socket, set sysctls), so no second hop is needed. A name that exists fails with
 /// EEXIST for that entry; a failure leaves no file behind. The outer error is for an
@@ -235,21 +254,15 @@ where
     F: Fn(usize) -> Result<T> + Send + Sync,
 {
     prepare_run_dir()?;
-    Ok(std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                names
-                    .iter()
-                    .enumerate()
-                    .map(|(i, name)| {
-                        create_here(name)?;
-                        f(i)
-                    })
-                    .collect()
-            })
-            .join()
-            .expect("namespace thread panicked")
-    }))
+    let made = share_out(
+        names.len(),
+        |i| {
+            create_here(names[i])?;
+            f(i)
+        },
+        || (),
+    );
+    Ok(made.0)
 }
 
 /// On the calling (dedicated) thread: a new network namespace, mounted at `name`.
