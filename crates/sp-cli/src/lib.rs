@@ -14,6 +14,11 @@
 //!   completes), then [`finish`] exits with 128 + the signal's number. A second one ends
 //!   the process at once (the handler is reset after the first). A command that must
 //!   react sooner (supervise) takes the signals itself.
+//! * **The allocator is mimalloc** (without transparent huge pages), for every binary
+//!   that links this crate: a `stackplumb plan` of 100 routers decodes and frees a few
+//!   hundred thousand small netlink and nf_tables objects on three threads, and glibc's
+//!   malloc and free were a seventh of its CPU. With huge pages, mimalloc's fresh
+//!   memory was a 2 MiB page cleared at a time, an eighth of an apply (docs/stackplumb.md).
 
 pub mod command;
 pub mod error;
@@ -21,6 +26,9 @@ pub mod log;
 pub mod time;
 
 pub use command::Common;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::fmt;
 use std::io::Write;

@@ -70,6 +70,10 @@ enum Bench {
     },
 }
 
+/// Our code measured with the allocator the binaries run it with (sp-cli).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = Args::parse();
     match args.bench {
