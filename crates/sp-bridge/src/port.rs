@@ -239,10 +239,18 @@ async fn open_namespaces(
         wants.inside(missing[i], true).map(|r| (fd, r))
     })?;
 
+    // Every namespace made is rolled back on a failure, also those made after one that
+    // failed.
+    created.extend(
+        missing
+            .iter()
+            .zip(&made)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| (*n).to_owned()),
+    );
     let mut out = BTreeMap::new();
     for (name, res) in missing.iter().zip(made) {
         let (fd, (socks, ethtool, view, done)) = res?;
-        created.push((*name).to_owned());
         changes.push(Change::new(Object::namespace(name), "created"));
         changes.extend(done);
         let nl = Netlink::from_sockets(socks)?;

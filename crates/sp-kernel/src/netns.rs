@@ -258,7 +258,10 @@ where
         names.len(),
         |i| {
             create_here(names[i])?;
-            f(i)
+            // A namespace whose `f` failed is not left behind either.
+            f(i).inspect_err(|_| {
+                let _ = delete(names[i]);
+            })
         },
         || (),
     );
