@@ -243,18 +243,17 @@ pub fn named_path(name: &str) -> Result<PathBuf> {
 
 /// Creates named network namespaces the way `ip netns add` does — a file in
 /// `/run/netns` with the new namespace bind-mounted on it — on threads of their own (one
-/// per CPU for many names), and
-/// runs `f(i)` *inside* namespace `names[i]` right after creating it (open a netlink
-/// socket, set sysctls), so no second hop is needed. A name that exists fails with
-/// EEXIST for that entry; a failure leaves no file behind. The outer error is for an
-/// unusable `/run/netns`.
+/// per CPU for many names, as [`run_in_each`]), and runs `f(i)` *inside* namespace
+/// `names[i]` right after creating it (open a netlink socket, set sysctls), so no second
+/// hop is needed. A name that exists fails with EEXIST for that entry; a failure (of `f`
+/// too) leaves no file behind. The outer error is for an unusable `/run/netns`.
 pub fn create_each<T, F>(names: &[&str], f: F) -> Result<Vec<Result<T>>>
 where
     T: Send,
     F: Fn(usize) -> Result<T> + Send + Sync,
 {
     prepare_run_dir()?;
-    let made = share_out(
+    let (made, ()) = share_out(
         names.len(),
         |i| {
             create_here(names[i])?;
@@ -265,7 +264,7 @@ where
         },
         || (),
     );
-    Ok(made.0)
+    Ok(made)
 }
 
 /// On the calling (dedicated) thread: a new network namespace, mounted at `name`.

@@ -70,9 +70,9 @@ enum Bench {
     },
 }
 
-/// Our code measured with the allocator the binaries run it with (sp-cli).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// Linked for its global allocator alone: our code is measured with the one the binaries
+// run it with.
+use sp_cli as _;
 
 fn main() {
     let args = Args::parse();
