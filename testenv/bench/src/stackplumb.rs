@@ -6,6 +6,7 @@
 //! destroy. Tenant networks have DHCP off here, so no dnsmasq runs: the comparison is
 //! about the kernel objects.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -369,71 +370,66 @@ pub fn run(n: usize, runs: usize) {
     // `nsenter` (1.4 ms of its own exec) and std still spawns it with vfork (entering
     // between fork and exec, `netns::command_in`, makes std fork this 200 MB process:
     // 9.1 against 1.4 ms for /bin/true).
-    let cli_run = |verb: &str, quiet: &str| {
-        let t = Instant::now();
-        let out = std::process::Command::new(&cli)
-            .arg("--config-dir")
-            .arg(work.join("etc"))
-            .arg("--topology")
-            .arg(&topo)
-            .arg("--state-dir")
-            .arg(&dirs.state)
-            .arg("--cinder-dir")
-            .arg(&dirs.cinder)
-            .args(["--node", "controller", verb])
-            .output()
-            .unwrap();
-        let took = t.elapsed();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.trim() == quiet,
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        took
+    let ours = Binary {
+        program: cli.clone(),
+        config: work.join("etc"),
+        topology: topo.clone(),
+        state: dirs.state.clone(),
+        cinder: dirs.cinder.clone(),
     };
-    let cli_reapply = || cli_run("apply", "node controller: no change");
-    let cli_plan = || cli_run("plan", "node controller: nothing to do");
+    let cli_reapply = || ours.run("apply", Some("node controller: no change"));
+    let cli_plan = || ours.run("plan", Some("node controller: nothing to do"));
+    // The code the issues measured their targets on, on the same scene between our
+    // rounds: its own state, and the topology without what it did not know (security
+    // groups).
+    let issue = issue_code(&work, n);
 
-    let (apply, reapply, cli_times, destroy) = Netlink::block_on_in("controller", async |nl| {
-        let t = Instant::now();
-        apply(&nl, controller, &dirs, &mut |_| {}).await.unwrap();
-        let applied = t.elapsed();
-        let cli_first = cli_reapply();
-        // The first re-apply right after the apply, then nine more.
-        let mut reapply = Vec::new();
-        for _ in 0..10 {
-            let t = Instant::now();
-            let again = apply(&nl, controller, &dirs, &mut |_| {}).await.unwrap();
-            reapply.push(t.elapsed());
-            assert!(again.done.is_empty(), "{:?}", again.done);
-        }
-        let mut cli_times = vec![cli_first];
-        cli_times.extend((0..9).map(|_| cli_reapply()));
-        let plan_times: Vec<Duration> = (0..10).map(|_| cli_plan()).collect();
-        let plan_median = median(&plan_times);
-        let t = Instant::now();
-        take_down(&nl, controller, &dirs, true, &mut |_| {})
-            .await
-            .unwrap();
-        let mut applies = vec![applied];
-        let mut destroys = vec![t.elapsed()];
-        // More rounds of apply and destroy on the same scene: one sample of this kernel
-        // work spreads by a third from run to run here.
-        for _ in 1..ROUNDS {
-            settle();
+    let (apply, reapply, cli_times, destroy, theirs) =
+        Netlink::block_on_in("controller", async |nl| {
             let t = Instant::now();
             apply(&nl, controller, &dirs, &mut |_| {}).await.unwrap();
-            applies.push(t.elapsed());
+            let applied = t.elapsed();
+            let cli_first = cli_reapply();
+            // The first re-apply right after the apply, then nine more.
+            let mut reapply = Vec::new();
+            for _ in 0..10 {
+                let t = Instant::now();
+                let again = apply(&nl, controller, &dirs, &mut |_| {}).await.unwrap();
+                reapply.push(t.elapsed());
+                assert!(again.done.is_empty(), "{:?}", again.done);
+            }
+            let mut cli_times = vec![cli_first];
+            cli_times.extend((0..9).map(|_| cli_reapply()));
+            let plan_times: Vec<Duration> = (0..10).map(|_| cli_plan()).collect();
+            let plan_median = median(&plan_times);
             let t = Instant::now();
             take_down(&nl, controller, &dirs, true, &mut |_| {})
                 .await
                 .unwrap();
-            destroys.push(t.elapsed());
-        }
-        (applies, reapply, (cli_times, plan_median), destroys)
-    })
-    .expect("the bench scene's controller namespace");
+            let mut applies = vec![applied];
+            let mut destroys = vec![t.elapsed()];
+            let mut theirs = IssueTimes::default();
+            // More rounds of apply and destroy on the same scene, each followed by one of the
+            // issue's code: one sample of this kernel work spreads by a third from run to run
+            // here, and the machine's speed from hour to hour.
+            settle();
+            theirs.round(&issue, true);
+            for _ in 1..ROUNDS {
+                settle();
+                let t = Instant::now();
+                apply(&nl, controller, &dirs, &mut |_| {}).await.unwrap();
+                applies.push(t.elapsed());
+                let t = Instant::now();
+                take_down(&nl, controller, &dirs, true, &mut |_| {})
+                    .await
+                    .unwrap();
+                destroys.push(t.elapsed());
+                settle();
+                theirs.round(&issue, false);
+            }
+            (applies, reapply, (cli_times, plan_median), destroys, theirs)
+        })
+        .expect("the bench scene's controller namespace");
     let cmd = per_command(n, controller);
     let cmd_down = teardown_per_command(n);
     reset(n);
@@ -480,7 +476,125 @@ pub fn run(n: usize, runs: usize) {
         dellink.as_secs_f64() * 1e3,
         median(&destroy).as_secs_f64() / dellink.as_secs_f64()
     );
+    let (theirs_reapply, ms) = (median(&theirs.reapplies[1..]), |d: Duration| {
+        d.as_secs_f64() * 1e3
+    });
+    println!(
+        "the issues' code (3952bd7), on the same scene after each of our rounds (targets at 100):"
+    );
+    println!(
+        "  apply, median of {ROUNDS}: {:.1} ms ({}); ours is {:.1}x faster (issue 17: >= 5x; issue 12: no slower)",
+        ms(median(&theirs.applies)),
+        all_values(&theirs.applies),
+        ms(median(&theirs.applies)) / ms(median(&apply))
+    );
+    println!(
+        "  destroy, median of {ROUNDS}: {:.1} ms ({}); ours takes {:.2}x of it (issue 12: no slower, <= 1.00x)",
+        ms(median(&theirs.destroys)),
+        all_values(&theirs.destroys),
+        ms(median(&destroy)) / ms(median(&theirs.destroys))
+    );
+    println!(
+        "  re-apply by its binary: {}; the issue's 25 ms, set when this took {ISSUE_REAPPLY_MS} ms, is {:.1} ms at this run's speed (ours: re-apply {:.1}, plan {:.1} ms)",
+        first_then_median(&theirs.reapplies),
+        25.0 * ms(theirs_reapply) / ISSUE_REAPPLY_MS,
+        ms(median(&cli_times[1..])),
+        ms(plan_median)
+    );
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A stackplumb binary with its files, run on the controller as an operator runs it.
+struct Binary {
+    program: PathBuf,
+    config: PathBuf,
+    topology: PathBuf,
+    state: PathBuf,
+    cinder: PathBuf,
+}
+
+impl Binary {
+    /// Runs `verb` and returns how long it took; it must succeed, and print `quiet`
+    /// when given. Called on the thread `block_on_in` moved into the controller's
+    /// namespace: a child starts in its parent thread's namespaces, so the binary runs
+    /// there without `nsenter` (1.4 ms of its own exec) and std still spawns it with
+    /// vfork (entering between fork and exec, `netns::command_in`, makes std fork this
+    /// 200 MB process: 9.1 against 1.4 ms for /bin/true).
+    fn run(&self, verb: &str, quiet: Option<&str>) -> Duration {
+        let t = Instant::now();
+        let out = Command::new(&self.program)
+            .arg("--config-dir")
+            .arg(&self.config)
+            .arg("--topology")
+            .arg(&self.topology)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--cinder-dir")
+            .arg(&self.cinder)
+            .args(["--node", "controller"])
+            .args(verb.split(' '))
+            .output()
+            .unwrap();
+        let took = t.elapsed();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && quiet.is_none_or(|q| text.trim() == q),
+            "{} {verb}: {text}{}",
+            self.program.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        took
+    }
+}
+
+/// The environment variable naming the issue's code's binary (`testenv/issue-code.sh`).
+const ISSUE_CODE: &str = "SP_BENCH_ISSUE_CODE";
+
+/// What the issues' targets were measured on: its apply 1.64 s and destroy 1.82 s of 100
+/// routers, its re-apply through the binary 19 ms.
+const ISSUE_REAPPLY_MS: f64 = 19.0;
+
+/// stackplumb as of the issues (3952bd7), set up beside ours in `work`.
+fn issue_code(work: &Path, n: usize) -> Binary {
+    let program = PathBuf::from(std::env::var_os(ISSUE_CODE).unwrap_or_else(|| {
+        panic!("{ISSUE_CODE} unset: the issues' code, 3952bd7, runs beside ours; run through testenv/bench.sh stackplumb")
+    }));
+    assert!(
+        program.is_file(),
+        "{}: not built (testenv/issue-code.sh)",
+        program.display()
+    );
+    let mut text: toml::Table = toml::from_str(&toml::to_string(&topology(n)).unwrap()).unwrap();
+    text.remove("security_groups");
+    let topology = work.join("issue-topology.toml");
+    std::fs::write(&topology, toml::to_string(&text).unwrap()).unwrap();
+    Binary {
+        program,
+        config: work.join("etc"),
+        topology,
+        state: work.join("issue-state"),
+        cinder: work.join("issue-cinder"),
+    }
+}
+
+/// The issue's code's timings on the scene.
+#[derive(Default)]
+struct IssueTimes {
+    applies: Vec<Duration>,
+    reapplies: Vec<Duration>,
+    destroys: Vec<Duration>,
+}
+
+impl IssueTimes {
+    /// One apply and destroy of `code`, with ten re-applies between them when `reapply`.
+    fn round(&mut self, code: &Binary, reapply: bool) {
+        self.applies.push(code.run("apply", None));
+        if reapply {
+            self.reapplies
+                .extend((0..10).map(|_| code.run("apply", Some("node controller: no change"))));
+        }
+        self.destroys.push(code.run("destroy --purge", None));
+    }
 }
 
 /// Apply and destroy rounds on one scene: five, as a median of three still moved by
