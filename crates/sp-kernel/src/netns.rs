@@ -398,13 +398,30 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// A thread's `/proc/sys/net`, the directories below it opened so far (`ipv4`, `ipv6`,
-/// …) and (checked in debug builds) the namespace it belongs to.
+/// A thread's `/proc/sys/net`, the directories of it opened so far (`ipv4`, `ipv6`, …)
+/// and (checked in debug builds) the namespace it belongs to.
 struct NetSysctls {
     dir: OwnedFd,
-    below: Vec<(String, OwnedFd)>,
+    subdirs: Vec<(String, OwnedFd)>,
     #[cfg(debug_assertions)]
     ns: u64,
+}
+
+impl NetSysctls {
+    /// `/proc/sys/net/{name}`, opened at its first use.
+    fn subdir(&mut self, name: &str) -> nix::Result<&OwnedFd> {
+        use nix::fcntl::{openat, OFlag};
+        let at = match self.subdirs.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+                let dir = openat(&self.dir, name, flags, nix::sys::stat::Mode::empty())?;
+                self.subdirs.push((name.to_owned(), dir));
+                self.subdirs.len() - 1
+            }
+        };
+        Ok(&self.subdirs[at].1)
+    }
 }
 
 /// Called by everything here that moves the calling thread into another network
@@ -423,11 +440,10 @@ pub(crate) fn enter(ns: impl AsFd) -> nix::Result<()> {
 /// Opens `/proc/sys/net/{key}` from the thread's `/proc/sys/net/{first component of key}`
 /// directory, each opened once per thread and namespace. The dentry cache keeps every
 /// namespace's `net`, and every namespace's `ipv4` and `ipv6`, under one parent and
-/// name, and a lookup compares each of them under the sysctl lock (`proc_sys_compare`),
-/// which the threads making namespaces hold while they register their tables: with 100
-/// routers' namespaces (6.18), `ipv6/conf/lo/disable_ipv6` from `/proc/sys/net` 23 µs,
-/// `ipv6` alone 22 µs, `lo/disable_ipv6` from `ipv6/conf` 7 µs; from `/` it was 13–25 µs
-/// more with 200.
+/// name, and a lookup compares each of them (`proc_sys_compare`, under the sysctl lock):
+/// with 100 routers' namespaces (6.18), `ipv6/conf/<bridge>/disable_ipv6` from
+/// `/proc/sys/net` 27.8 µs, `ipv6` alone 22.0 µs, `<bridge>/disable_ipv6` from
+/// `ipv6/conf` 6.6 µs; a path from `/` added 13–25 µs with 200.
 fn in_net_sysctls(key: &str, flags: nix::fcntl::OFlag) -> std::io::Result<File> {
     use nix::fcntl::{open, openat, OFlag};
     use nix::sys::stat::Mode;
@@ -448,7 +464,7 @@ fn in_net_sysctls(key: &str, flags: nix::fcntl::OFlag) -> std::io::Result<File> 
             )?;
             *cached = Some(NetSysctls {
                 dir,
-                below: Vec::new(),
+                subdirs: Vec::new(),
                 #[cfg(debug_assertions)]
                 ns: std::fs::metadata(THREAD_SELF)?.ino(),
             });
@@ -460,34 +476,11 @@ fn in_net_sysctls(key: &str, flags: nix::fcntl::OFlag) -> std::io::Result<File> 
             std::fs::metadata(THREAD_SELF)?.ino(),
             "this thread changed network namespace without netns::moved()"
         );
-        let (first, rest) = key.split_once('/').unwrap_or((key, ""));
-        if rest.is_empty() {
-            return Ok(File::from(openat(
-                &here.dir,
-                key,
-                flags | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?));
-        }
-        let at = match here.below.iter().position(|(name, _)| name == first) {
-            Some(i) => i,
-            None => {
-                let dir = openat(
-                    &here.dir,
-                    first,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )?;
-                here.below.push((first.to_owned(), dir));
-                here.below.len() - 1
-            }
+        let (dir, name) = match key.split_once('/') {
+            None => (&here.dir, key),
+            Some((first, rest)) => (here.subdir(first)?, rest),
         };
-        let f = openat(
-            &here.below[at].1,
-            rest,
-            flags | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let f = openat(dir, name, flags | OFlag::O_CLOEXEC, Mode::empty())?;
         Ok(File::from(f))
     })
 }
