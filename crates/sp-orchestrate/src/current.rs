@@ -247,10 +247,13 @@ pub struct Current {
     pub root: Space,
     /// Every named namespace that exists (name → identity), read or not.
     pub live: BTreeMap<String, Option<NsId>>,
-    /// The namespaces the desired state or the record names, read; missing ones absent.
+    /// The namespaces the desired state names, read; missing ones absent (those this
+    /// node made and no longer wants are in `live` alone: deleted whole).
     pub namespaces: BTreeMap<String, NsView>,
     pub l2: L2View,
     pub dhcp: BTreeMap<String, DhcpView>,
+    /// The NAT tables of the namespaces read: routers wanted, and routers this node made
+    /// whose namespace stays.
     pub nat: BTreeMap<String, NatView>,
     /// Read when wanted or owned; absent otherwise.
     pub firewall: FirewallView,
@@ -425,7 +428,10 @@ fn read_here(
 /// its own namespace and the daemons.
 pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> Result<Current> {
     let mut cur = Current::default();
-    // Namespaces: every one that exists; those we want or own, entered in one hop.
+    // Namespaces: every one that exists, with its identity; those we want entered in
+    // one hop. One this node made and no longer wants is deleted whole, by its identity
+    // alone: what it holds is never planned from, so it is not read (a destroy of 100
+    // routers read 200 namespaces' links, addresses, routes and NAT tables for nothing).
     for e in netns::list_named()? {
         cur.live.insert(e.name, e.state.ok());
     }
@@ -433,7 +439,6 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
         .ports
         .iter()
         .map(|p| p.namespace.as_str())
-        .chain(owned.namespaces.keys().map(String::as_str))
         .filter(|n| cur.live.contains_key(*n))
         .collect();
     let mut fds = Vec::with_capacity(wanted.len());
@@ -453,7 +458,7 @@ pub async fn read(nl: &Netlink, plan: &NodePlan, owned: &Owned, dirs: &Dirs) -> 
     }
     let families = [AddressFamily::Inet, AddressFamily::Inet6];
     // The routers' NAT tables are read, and compared with what is wanted, in the same
-    // hop; those of routers no longer wanted too (to prune them).
+    // hop; those of routers no longer wanted too, where their namespace stays (to prune them).
     // The rules wanted are made there too, in parallel, not before the hop.
     let mut nat_ns: BTreeMap<&str, Option<&sp_neutron::l3::RouterNat>> =
         owned.nat.iter().map(|n| (n.as_str(), None)).collect();
