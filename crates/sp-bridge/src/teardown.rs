@@ -16,11 +16,15 @@ use crate::{uplink, Change, Object, Result};
 
 /// Unplugs ports: deletes their `tap…` host ends (the namespace ends go with them).
 pub async fn unplug(nl: &Netlink, port_ids: &[String], changes: &mut Vec<Change>) -> Result<()> {
+    let all = nl.links()?;
     let mut doomed = Vec::new();
     for id in port_ids {
         let tap = tap_name(id);
-        if let Some(l) = nl.link_by_name(&tap)? {
-            doomed.push(l);
+        if let Some(l) = all
+            .iter()
+            .find(|l| attrs::link_name(l) == Some(tap.as_str()))
+        {
+            doomed.push(l.clone());
             changes.push(Change::saying(
                 Object::Veth { name: tap },
                 "deleted",
@@ -29,7 +33,7 @@ pub async fn unplug(nl: &Netlink, port_ids: &[String], changes: &mut Vec<Change>
             ));
         }
     }
-    Ok(delete_links(nl, &doomed).await?)
+    Ok(delete_links(nl, &doomed, &all).await?)
 }
 
 /// Deletes networks as the agent does on `network_delete`: the bridge, its VXLAN
@@ -77,7 +81,7 @@ pub async fn delete_networks(
         doomed.push((*bridge).clone());
         changes.push(Change::new(Object::bridge(&name), "deleted"));
     }
-    delete_links(nl, &doomed).await?;
+    delete_links(nl, &doomed, &all).await?;
     let live: HashSet<String> = netns::list_named()?.into_iter().map(|e| e.name).collect();
     let namespaces: Vec<String> = network_ids
         .iter()

@@ -188,7 +188,12 @@ pub fn require_new_link(nl: &Netlink, name: &str) -> Result<LinkMessage> {
 pub async fn delete_link(nl: &Netlink, name: &str) -> Result<bool> {
     match nl.link_by_name(name)? {
         Some(l) => {
-            delete_links(nl, &[l]).await?;
+            nl.handle()
+                .link()
+                .del(l.header.index)
+                .execute()
+                .await
+                .map_err(|e| Error::netlink(format!("delete {name}"), e))?;
             Ok(true)
         }
         None => Ok(false),
@@ -197,25 +202,30 @@ pub async fn delete_link(nl: &Netlink, name: &str) -> Result<bool> {
 
 /// Deletes `links` in one kernel batch. Each link deleted on its own costs an RCU grace
 /// period (20–40 ms measured here); the kernel deletes every link of a *link group* in
-/// one request. So the links are moved into a group no other link uses, then that group
-/// is deleted (`ip link delete group N`).
-pub async fn delete_links(nl: &Netlink, links: &[LinkMessage]) -> Result<()> {
+/// one request. So the links are moved into a group no other link uses — none of `all`,
+/// the namespace's links as just read — then that group is deleted (`ip link delete
+/// group N`).
+pub async fn delete_links(nl: &Netlink, links: &[LinkMessage], all: &[LinkMessage]) -> Result<()> {
     if links.is_empty() {
         return Ok(());
     }
-    let used: Vec<u32> = nl.links()?.iter().map(attrs::link_group).collect();
+    let used: std::collections::HashSet<u32> = all.iter().map(attrs::link_group).collect();
     let mut group = 0x5350_0000 | (std::process::id() & 0xffff);
     while used.contains(&group) {
         group = group.wrapping_add(0x1_0000);
     }
-    let moves = links.iter().map(|l| {
-        let name = attrs::link_name(l).unwrap_or("?").to_owned();
-        let msg = LinkUnspec::new_with_index(l.header.index)
-            .link_group(group)
-            .build();
-        async move { set_link(nl, msg, &name, "mark for deletion").await }
-    });
-    for r in futures::future::join_all(moves).await {
+    let marks = links
+        .iter()
+        .map(|l| {
+            let msg = LinkUnspec::new_with_index(l.header.index)
+                .link_group(group)
+                .build();
+            RouteNetlinkMessage::SetLink(msg)
+        })
+        .collect();
+    let name = |i: usize| attrs::link_name(&links[i]).unwrap_or("?").to_owned();
+    let marked = nl.ack_each(marks, |i| format!("mark for deletion {}", name(i)))?;
+    for r in marked {
         match r {
             // Gone meanwhile (a veth whose other end's namespace is being freed).
             Err(e) if e.errno() == Some(libc::ENODEV) => {}

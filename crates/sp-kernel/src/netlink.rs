@@ -230,6 +230,19 @@ impl Netlink {
         Ok(())
     }
 
+    /// Sends `requests` (each asking for an ack) in writes of up to `ACKS_PER_WRITE` requests,
+    /// the kernel carrying out each write's requests in order, and returns each
+    /// one's answer in order (`context(i)` names request `i` in its error). Marking 403
+    /// links for a group delete request by request through the connection cost about
+    /// 30 ms, 12 of them the kernel's.
+    pub fn ack_each(
+        &self,
+        requests: Vec<RouteNetlinkMessage>,
+        context: impl Fn(usize) -> String,
+    ) -> Result<Vec<Result<()>>> {
+        self.read(|sock| ack_each(sock, requests, &context))
+    }
+
     /// The link named `name`, or `None` when there is none.
     pub fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
         let mut msg = LinkMessage::default();
@@ -551,6 +564,80 @@ fn receive<T>(
             }
         }
     }
+}
+
+/// Requests written at once by [`Netlink::ack_each`]: each ack queued for the reader is
+/// a buffer of its own (about 0.8 KiB of the socket's receive budget, 208 KiB by
+/// default), so a write is kept well below what the budget holds.
+const ACKS_PER_WRITE: usize = 64;
+
+fn ack_each(
+    sock: BorrowedFd<'_>,
+    requests: Vec<RouteNetlinkMessage>,
+    context: &dyn Fn(usize) -> String,
+) -> Result<Vec<Result<()>>> {
+    use netlink_packet_core::{NetlinkBuffer, NLMSG_ERROR};
+    use nix::sys::socket::{recv, send, MsgFlags};
+    let io = |e: nix::errno::Errno| Error::io("send requests", std::io::Error::from(e));
+    let mut out: Vec<Result<()>> = Vec::with_capacity(requests.len());
+    let mut rx = vec![0u8; 16 * 1024];
+    let mut requests = requests.into_iter().peekable();
+    while requests.peek().is_some() {
+        // Sequence number → the request's place in `out`.
+        let mut waiting: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+        let mut buf = Vec::new();
+        for m in requests.by_ref().take(ACKS_PER_WRITE) {
+            let mut req = NetlinkMessage::from(m);
+            req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+            req.header.sequence_number = next_sequence();
+            req.finalize();
+            let at = buf.len();
+            buf.resize(at + req.buffer_len(), 0);
+            req.serialize(&mut buf[at..]);
+            waiting.insert(req.header.sequence_number, out.len());
+            out.push(Ok(()));
+        }
+        let mut sent = 0;
+        while sent < buf.len() {
+            match send(sock.as_raw_fd(), &buf[sent..], MsgFlags::empty()) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => sent += r.map_err(io)?,
+            }
+        }
+        while !waiting.is_empty() {
+            let n = match recv(sock.as_raw_fd(), &mut rx, MsgFlags::empty()) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => r.map_err(|e| Error::io("read acks", std::io::Error::from(e)))?,
+            };
+            let mut at = 0;
+            while at < n {
+                let bad = |e: DecodeError| {
+                    let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
+                    Error::io("read acks", e)
+                };
+                let msg = NetlinkBuffer::new_checked(&rx[at..n]).map_err(bad)?;
+                at += (msg.length() as usize + 3) & !3;
+                let Some(i) = waiting.get(&msg.sequence_number()).copied() else {
+                    continue; // left over from an earlier read that ended early
+                };
+                if msg.message_type() != NLMSG_ERROR {
+                    continue;
+                }
+                waiting.remove(&msg.sequence_number());
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg.into_inner())
+                    .map_err(bad)?;
+                if let NetlinkPayload::Error(e) = m.payload {
+                    if e.code.is_some() {
+                        out[i] = Err(Error::netlink(
+                            context(i),
+                            rtnetlink::Error::NetlinkError(e),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a netlink error is `errno`.

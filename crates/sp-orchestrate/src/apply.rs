@@ -181,12 +181,13 @@ fn link_of(o: &Object) -> Option<&str> {
 /// Deletes the links of `group` in one kernel batch (those already gone are skipped).
 async fn delete_link_group(nl: &Netlink, group: &[Action]) -> Result<()> {
     let names: BTreeSet<&str> = group.iter().filter_map(|a| link_of(&a.object)).collect();
-    let doomed: Vec<_> = nl
-        .links()?
-        .into_iter()
+    let all = nl.links()?;
+    let doomed: Vec<_> = all
+        .iter()
         .filter(|l| sp_kernel::attrs::link_name(l).is_some_and(|n| names.contains(n)))
+        .cloned()
         .collect();
-    Ok(sp_kernel::links::delete_links(nl, &doomed).await?)
+    Ok(sp_kernel::links::delete_links(nl, &doomed, &all).await?)
 }
 
 /// Removes one object this node made and no longer wants.
