@@ -9,7 +9,9 @@
 //!   node;
 //! * a symlink planted in the state directory is never written through;
 //! * two applies at once on one node move the uplink exactly once;
-//! * a second apply does nothing.
+//! * a second apply does nothing;
+//! * an apply that fails part-way (in the ports, at dnsmasq) reports as done what is
+//!   there and as not done what is not.
 //!
 //! The drift matrix and the pruning rows check every row and report every failing one
 //! at the end (one cloud built per test; a failing row is repaired by an apply before
@@ -1745,4 +1747,160 @@ fn a_second_apply_changes_nothing() {
         let _ = cli.on(node, &["destroy", "--purge"]);
     }
     c.done();
+}
+
+// ---------------------------------------------------------------------------------
+// An apply that fails part-way: what it reports done is there, what it reports not done
+// is not.
+
+/// The NAT actions (by namespace) among `actions`.
+fn nat_of(actions: &[Value]) -> Vec<String> {
+    actions
+        .iter()
+        .filter(|a| a["object"]["type"] == "nat")
+        .map(|a| a["object"]["namespace"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// The object types among `actions`.
+fn types_of(actions: &Value) -> BTreeSet<String> {
+    actions
+        .as_array()
+        .expect("a list of actions")
+        .iter()
+        .filter_map(|a| a["object"]["type"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The error object of a failed `apply --json`, with its account.
+fn failure(node: &str, a: &Applied) -> Value {
+    assert_ne!(a.code, Some(0), "{node}: the apply did not fail: {a:?}");
+    let e = a.result["error"].clone();
+    assert!(e.is_object(), "{node}: no error object: {a:?}");
+    // The done events and the account's done are one list.
+    assert_eq!(e["done"].as_array(), Some(&a.done), "{e}");
+    e
+}
+
+/// Our NAT table in `ns` (`nft list tables`), when there is one.
+fn has_nat(ns: &str) -> bool {
+    require::run(Command::new("ip").args(["netns", "exec", ns, "nft", "list", "tables"]))
+        .contains("neutron-l3-agent")
+}
+
+#[test]
+fn an_apply_failing_at_dnsmasq_accounts_for_the_ports_made_and_the_nat_not_loaded() {
+    let s = Scene::new(&guide_without_cinder());
+    // dnsmasq cannot start: the DHCP namespace is there before the first apply, and a
+    // process in it listens on TCP port 53 of every address.
+    sh(&["ip", "netns", "add", QDHCP]);
+    let blocker = sp_testenv::scene::Parked::start(
+        Some(QDHCP),
+        &[
+            "python3",
+            "-c",
+            "import socket,time\ns=socket.socket()\ns.bind(('0.0.0.0',53))\ns.listen()\n\
+             time.sleep(3600)",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !require::run(Command::new("ip").args(["netns", "exec", QDHCP, "ss", "-Hltn"]))
+        .contains(":53")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the listener on port 53 never came"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let a = s.apply("controller");
+    let e = failure("controller", &a);
+    assert!(types_of(&e["failed"]).contains("dnsmasq"), "failed: {e}");
+    // The ports before it were made and are there; the NAT after it is not.
+    assert!(types_of(&e["done"]).contains("port"), "{e}");
+    assert!(oracle::links(Some(QROUTER))
+        .iter()
+        .any(|l| l["ifname"] == QR));
+    assert_eq!(nat_of(e["not_done"].as_array().unwrap()), [QROUTER], "{e}");
+    assert!(!has_nat(QROUTER), "NAT reported not done is there");
+    // With the port free, the next apply does the rest, the NAT among it.
+    drop(blocker);
+    let again = s.apply("controller");
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert_eq!(nat_of(&again.done), [QROUTER], "{again:?}");
+    assert!(!types_of(&json!(again.done)).contains("port"), "{again:?}");
+    assert!(has_nat(QROUTER));
+    assert!(s.plan("controller").is_empty());
+    let _ = s.run("controller", &["destroy"]);
+}
+
+#[test]
+fn an_apply_failing_in_the_ports_takes_back_the_namespaces_it_made() {
+    let without_router = [NODES, EXT_NET, DEMO_NET, VM1].concat();
+    let s = Scene::new(&without_router);
+    let first = s.apply("controller");
+    assert_eq!(first.code, Some(0), "{first:?}");
+    // demo-net's bridge made full (veths; this kernel has no dummy links): a bridge
+    // numbers at most 1023 ports, so the router's leg cannot join it (EXFULL) — after
+    // the router's namespace was made.
+    let ports = |br: &str| {
+        oracle::links(Some("controller"))
+            .iter()
+            .filter(|l| l["master"] == br)
+            .count()
+    };
+    let fills = 1023 - ports(DEMO_BR);
+    let fill: String = (0..fills)
+        .map(|i| {
+            format!(
+                "link add spfill{i} group 7 numtxqueues 1 numrxqueues 1 type veth peer name \
+                 spfp{i} numtxqueues 1 numrxqueues 1\nlink set spfill{i} master {DEMO_BR}\n"
+            )
+        })
+        .collect();
+    let batch = s.cli.state.join("fill.batch");
+    std::fs::write(&batch, fill).unwrap();
+    sh(&["ip", "-n", "controller", "-batch", batch.to_str().unwrap()]);
+    assert_eq!(ports(DEMO_BR), 1023);
+    let links_before: BTreeSet<String> = oracle::links(Some("controller"))
+        .iter()
+        .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
+        .collect();
+    s.set_topology(&guide_without_cinder());
+    let a = s.apply("controller");
+    let e = failure("controller", &a);
+    assert!(
+        e["message"].as_str().unwrap_or("").contains("full"),
+        "not the bridge's port limit: {e}"
+    );
+    assert!(types_of(&e["failed"]).contains("namespace"), "failed: {e}");
+    assert!(types_of(&e["failed"]).contains("port"), "failed: {e}");
+    assert_eq!(nat_of(e["not_done"].as_array().unwrap()), [QROUTER], "{e}");
+    // The router's namespace and its gateway leg, made before the failure, are gone.
+    assert!(!oracle::netns_list().iter().any(|n| n == QROUTER));
+    let links_after: BTreeSet<String> = oracle::links(Some("controller"))
+        .iter()
+        .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
+        .collect();
+    let lost: Vec<_> = links_before.difference(&links_after).collect();
+    assert!(lost.is_empty(), "links lost on the node: {lost:?}");
+    // What stayed is what was reported done: ext-net's bridge (the flat network comes
+    // first), and no leg of the router.
+    let made: Vec<_> = links_after.difference(&links_before).collect();
+    assert_eq!(made, [EXT_BR], "links made on the node");
+    assert!(
+        e["done"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["object"] == json!({"type": "bridge", "name": EXT_BR})),
+        "{e}"
+    );
+    // Room again: the router is made, its NAT loaded.
+    sh(&["ip", "-n", "controller", "link", "del", "group", "7"]);
+    let again = s.apply("controller");
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert_eq!(nat_of(&again.done), [QROUTER], "{again:?}");
+    assert!(has_nat(QROUTER));
+    let _ = s.run("controller", &["destroy"]);
 }
