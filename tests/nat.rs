@@ -329,18 +329,20 @@ fn a_rule_deleted_by_hand_is_seen_named_and_put_back() {
 fn many_routers_load_side_by_side_and_a_failure_keeps_the_others() {
     sandbox::enter();
     require::program("nft", "nftables");
-    let names: Vec<String> = (0..12).map(|i| format!("qrouter-{i}")).collect();
-    for n in &names {
-        scene::netns_add(n);
-    }
-    let nats: Vec<RouterNat> = (0..12)
-        .map(|i| RouterNat {
-            gateway_device: format!("qg-{i}"),
-            gateway_ip: Some(format!("10.0.1.{}", i + 1).parse().unwrap()),
-            enable_snat: true,
-            floating_ips: vec![],
-        })
-        .collect();
+    // Router i: namespaces qrouter-i, SNAT out of qg-i to 10.0.<net>.<i+1>.
+    let namespaces = |r: std::ops::Range<usize>| -> Vec<String> {
+        let names: Vec<String> = r.map(|i| format!("qrouter-{i}")).collect();
+        names.iter().for_each(|n| scene::netns_add(n));
+        names
+    };
+    let nat = |i: usize, net: usize| RouterNat {
+        gateway_device: format!("qg-{i}"),
+        gateway_ip: Some(format!("10.0.{net}.{}", i + 1).parse().unwrap()),
+        enable_snat: true,
+        floating_ips: vec![],
+    };
+    let names = namespaces(0..12);
+    let nats: Vec<RouterNat> = (0..12).map(|i| nat(i, 1)).collect();
     let mut routers: Vec<(&str, &RouterNat)> =
         names.iter().map(String::as_str).zip(&nats).collect();
     routers.insert(5, ("qrouter-missing", &nats[0]));
@@ -364,5 +366,35 @@ fn many_routers_load_side_by_side_and_a_failure_keeps_the_others() {
             Ok(c) => assert!(c.as_ref().unwrap().matches(&NatRules::of(nat)), "{n}"),
             Err(e) => assert!(*n == "qrouter-missing" && e.to_string().contains(n), "{e}"),
         }
+    }
+    // Again, mixed: every other router's rules changed (a replacement of its table), six
+    // routers new (a creation), the missing one still missing. Each namespace gets its
+    // own rules, whichever way it was loaded.
+    let more = namespaces(12..18);
+    let nats: Vec<RouterNat> = (0..18).map(|i| nat(i, 1 + (i + 1) % 2)).collect();
+    let all: Vec<&str> = names.iter().chain(&more).map(String::as_str).collect();
+    let mut routers: Vec<(&str, &RouterNat)> = all.iter().copied().zip(&nats).collect();
+    routers.insert(3, ("qrouter-missing", &nats[0]));
+    let mut changes = vec![];
+    let err = load_each(&routers, &mut changes).unwrap_err();
+    assert!(err.to_string().contains("qrouter-missing"), "{err}");
+    assert_eq!(changes.len(), 18, "every other router loaded: {changes:?}");
+    for (n, nat) in all.iter().zip(&nats) {
+        let rule = format!(
+            "oifname \"{}\" snat to {}",
+            nat.gateway_device,
+            nat.gateway_ip.unwrap()
+        );
+        let lines = nft_lines(n);
+        assert!(
+            lines.contains(&rule),
+            "{n}: {rule:?} not in\n{}",
+            lines.join("\n")
+        );
+        let have = read_each(&[n]).unwrap().remove(0).unwrap().unwrap();
+        assert!(
+            have.matches(&NatRules::of(nat)),
+            "{n}: not exactly its rules"
+        );
     }
 }

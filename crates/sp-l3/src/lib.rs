@@ -414,28 +414,40 @@ pub fn read_each(namespaces: &[&str]) -> Result<Vec<Result<Option<Current>>>> {
 /// where it is there, it is replaced. A batch that deletes anything waits out an RCU
 /// grace period at its commit on this kernel (a create-only batch of the whole table
 /// ~1 ms, the same with a delete 13–18 ms; docs/nat.md), so replacements run
-/// [`LOADS_AT_ONCE`] at a time: their waits overlap.
+/// [`LOADS_AT_ONCE`] at a time: their waits overlap. Creations wait for nothing: they
+/// run first, in one hop over all the namespaces (a thread per CPU), where more threads
+/// would only take turns (100 new routers in the held bench scene: 31 ms median of 24
+/// applies, against 45.5 ms of 16 with the creations 16 at once too).
 pub fn load_each(routers: &[(&str, &RouterNat)], changes: &mut Vec<Change>) -> Result<()> {
     let rules: Vec<NatRules> = routers.iter().map(|(_, n)| NatRules::of(n)).collect();
     let names: Vec<&str> = routers.iter().map(|(n, _)| *n).collect();
-    let load = |i: usize, s: &Socket| -> sp_nft::Result<()> {
-        if s.table(FAMILY, TABLE)?.is_none() {
-            match s.apply(&rules[i].create()) {
-                // made meanwhile by someone else: replace it
-                Err(sp_nft::Error::Refused { errno, .. }) if errno == libc::EEXIST => {}
-                done => return done,
-            }
+    // Made where missing: `false` where there is a table to replace.
+    let created = in_each(&names, |i, s| {
+        if s.table(FAMILY, TABLE)?.is_some() {
+            return Ok(false);
         }
-        s.apply(&rules[i].replace())
-    };
-    let per_group = names.len().div_ceil(LOADS_AT_ONCE).max(1);
-    let done: Vec<Result<()>> = std::thread::scope(|scope| {
-        let groups: Vec<_> = names
+        match s.apply(&rules[i].create()) {
+            // made meanwhile by someone else: replaced below
+            Err(sp_nft::Error::Refused { errno, .. }) if errno == libc::EEXIST => Ok(false),
+            done => done.map(|()| true),
+        }
+    })?;
+    let replace: Vec<usize> = (0..names.len())
+        .filter(|i| matches!(created[*i], Ok(false)))
+        .collect();
+    let replace_names: Vec<&str> = replace.iter().map(|i| names[*i]).collect();
+    let per_group = replace.len().div_ceil(LOADS_AT_ONCE).max(1);
+    let replaced: Vec<Result<()>> = std::thread::scope(|scope| {
+        let groups: Vec<_> = replace_names
             .chunks(per_group)
             .enumerate()
             .map(|(g, part)| {
-                let load = &load;
-                scope.spawn(move || in_each(part, |i, s| load(g * per_group + i, s)))
+                let (rules, replace) = (&rules, &replace);
+                scope.spawn(move || {
+                    in_each(part, |k, s| {
+                        s.apply(&rules[replace[g * per_group + k]].replace())
+                    })
+                })
             })
             .collect();
         groups
@@ -444,6 +456,12 @@ pub fn load_each(routers: &[(&str, &RouterNat)], changes: &mut Vec<Change>) -> R
             .collect::<Result<Vec<_>>>()
             .map(|v| v.into_iter().flatten().collect())
     })?;
+    let mut replaced = replaced.into_iter();
+    let done = created.into_iter().map(|c| match c {
+        Ok(true) => Ok(()),
+        Ok(false) => replaced.next().expect("one result per replacement"),
+        Err(e) => Err(e),
+    });
     let mut first_error = None;
     for (ns, done) in names.iter().zip(done) {
         match done {
