@@ -230,11 +230,11 @@ impl Netlink {
         Ok(())
     }
 
-    /// Sends `requests` (each asking for an ack) in writes of up to `ACKS_PER_WRITE` requests,
-    /// the kernel carrying out each write's requests in order, and returns each
-    /// one's answer in order (`context(i)` names request `i` in its error). Marking 403
-    /// links for a group delete request by request through the connection cost about
-    /// 30 ms, 12 of them the kernel's.
+    /// Sends `requests` (each asking for an ack) in writes of up to `ACKS_PER_WRITE`
+    /// requests, which the kernel carries out in order, and returns each one's answer in
+    /// order (`context(i)` names request `i` in its error). Marking 403 links for a group
+    /// delete request by request through the connection cost about 30 ms, 12 of them the
+    /// kernel's.
     pub fn ack_each(
         &self,
         requests: Vec<RouteNetlinkMessage>,
