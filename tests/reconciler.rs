@@ -1849,6 +1849,12 @@ fn an_apply_failing_in_the_ports_takes_back_the_namespaces_it_made() {
             .filter(|l| l["master"] == br)
             .count()
     };
+    let link_names = || -> BTreeSet<String> {
+        oracle::links(Some("controller"))
+            .iter()
+            .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
+            .collect()
+    };
     let fills = 1023 - ports(DEMO_BR);
     let fill: String = (0..fills)
         .map(|i| {
@@ -1862,10 +1868,7 @@ fn an_apply_failing_in_the_ports_takes_back_the_namespaces_it_made() {
     std::fs::write(&batch, fill).unwrap();
     sh(&["ip", "-n", "controller", "-batch", batch.to_str().unwrap()]);
     assert_eq!(ports(DEMO_BR), 1023);
-    let links_before: BTreeSet<String> = oracle::links(Some("controller"))
-        .iter()
-        .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
-        .collect();
+    let links_before = link_names();
     s.set_topology(&guide_without_cinder());
     let a = s.apply("controller");
     let e = failure("controller", &a);
@@ -1878,10 +1881,7 @@ fn an_apply_failing_in_the_ports_takes_back_the_namespaces_it_made() {
     assert_eq!(nat_of(e["not_done"].as_array().unwrap()), [QROUTER], "{e}");
     // The router's namespace and its gateway leg, made before the failure, are gone.
     assert!(!oracle::netns_list().iter().any(|n| n == QROUTER));
-    let links_after: BTreeSet<String> = oracle::links(Some("controller"))
-        .iter()
-        .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
-        .collect();
+    let links_after = link_names();
     let lost: Vec<_> = links_before.difference(&links_after).collect();
     assert!(lost.is_empty(), "links lost on the node: {lost:?}");
     // What stayed is what was reported done: ext-net's bridge (the flat network comes

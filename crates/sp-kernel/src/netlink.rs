@@ -539,13 +539,10 @@ fn receive<T>(
                     true
                 }
                 NLMSG_ERROR => {
-                    let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg.into_inner())
-                        .map_err(bad)?;
-                    if let NetlinkPayload::Error(e) = m.payload {
-                        if e.code.is_some() {
-                            let e = rtnetlink::Error::NetlinkError(e);
-                            failed.get_or_insert(Error::netlink(context, e));
-                        }
+                    if let Some(e) =
+                        refusal(msg.into_inner(), || context.to_owned()).map_err(bad)?
+                    {
+                        failed.get_or_insert(e);
                     }
                     true
                 }
@@ -564,6 +561,21 @@ fn receive<T>(
             }
         }
     }
+}
+
+/// The refusal an `NLMSG_ERROR` answer (`message`, from its header on) carries, named by
+/// `context`; `None` for an ack.
+fn refusal(
+    message: &[u8],
+    context: impl FnOnce() -> String,
+) -> std::result::Result<Option<Error>, DecodeError> {
+    let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(message)?;
+    Ok(match m.payload {
+        NetlinkPayload::Error(e) if e.code.is_some() => {
+            Some(Error::netlink(context(), rtnetlink::Error::NetlinkError(e)))
+        }
+        _ => None,
+    })
 }
 
 /// Requests written at once by [`Netlink::ack_each`]: each ack queued for the reader is
@@ -597,11 +609,10 @@ fn ack_each(
             waiting.insert(req.header.sequence_number, out.len());
             out.push(Ok(()));
         }
-        let mut sent = 0;
-        while sent < buf.len() {
-            match send(sock.as_raw_fd(), &buf[sent..], MsgFlags::empty()) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => sent += r.map_err(io)?,
+        // One datagram: the kernel takes all of it or none.
+        while let Err(e) = send(sock.as_raw_fd(), &buf, MsgFlags::empty()) {
+            if e != nix::errno::Errno::EINTR {
+                return Err(io(e));
             }
         }
         while !waiting.is_empty() {
@@ -624,15 +635,8 @@ fn ack_each(
                     continue;
                 }
                 waiting.remove(&msg.sequence_number());
-                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg.into_inner())
-                    .map_err(bad)?;
-                if let NetlinkPayload::Error(e) = m.payload {
-                    if e.code.is_some() {
-                        out[i] = Err(Error::netlink(
-                            context(i),
-                            rtnetlink::Error::NetlinkError(e),
-                        ));
-                    }
+                if let Some(e) = refusal(msg.into_inner(), || context(i)).map_err(bad)? {
+                    out[i] = Err(e);
                 }
             }
         }
