@@ -4,12 +4,10 @@ use std::net::IpAddr;
 
 use futures::StreamExt;
 
-use netlink_packet_route::link::{BridgeStpState, InfoKind, LinkMessage};
-use rtnetlink::{LinkBridge, LinkVxlan};
+use netlink_packet_route::link::{BridgeStpState, InfoKind, LinkAttribute, LinkMessage};
+use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVxlan};
 use sp_kernel::attrs::{self, KERNEL_VXLAN_PORT};
-use sp_kernel::links::{
-    delete_link, ensure_master, ensure_up, no_link_local, require_link, set_up_new, Links,
-};
+use sp_kernel::links::{delete_link, ensure_master, ensure_up, no_link_local, set_up_new, Links};
 use sp_kernel::netlink::Netlink;
 use sp_kernel::netns;
 use sp_names::IfName;
@@ -69,7 +67,11 @@ fn random_mac() -> Result<[u8; 6]> {
 pub async fn ensure_bridge(nl: &Netlink, name: &str, changes: &mut Vec<Change>) -> Result<u32> {
     IfName::check(name)?;
     let existing = nl.link_by_name(name)?;
-    Ok(ensure_bridge_made(nl, name, existing, changes).await?.0)
+    Ok(ensure_bridge_made(nl, name, existing, changes)
+        .await?
+        .0
+        .header
+        .index)
 }
 
 /// Link `name`: from `known` when given, else asked for.
@@ -80,14 +82,14 @@ async fn lookup(nl: &Netlink, known: Option<&Links>, name: &str) -> Result<Optio
     })
 }
 
-/// [`ensure_bridge`] of the bridge found as `existing`, also telling whether this call
-/// created it.
+/// [`ensure_bridge`] of the bridge found as `existing`: the bridge as it is now, and
+/// whether this call created it.
 async fn ensure_bridge_made(
     nl: &Netlink,
     name: &str,
     existing: Option<LinkMessage>,
     changes: &mut Vec<Change>,
-) -> Result<(u32, bool)> {
+) -> Result<(LinkMessage, bool)> {
     let mut made = false;
     let link = match existing {
         Some(link) => {
@@ -101,7 +103,7 @@ async fn ensure_bridge_made(
             let opts = attrs::bridge(&link).unwrap_or_default();
             if opts.forward_delay != Some(0) || opts.stp != Some(BridgeStpState::Disabled) {
                 // Bridge options take effect through RTM_NEWLINK on the existing link.
-                let mut msg = LinkBridge::new(name)
+                let mut msg = LinkMessageBuilder::<LinkBridge>::new(name)
                     .forward_delay(0)
                     .stp_state(BridgeStpState::Disabled)
                     .build();
@@ -128,33 +130,30 @@ async fn ensure_bridge_made(
         None => {
             // A MAC of its own, given at creation: a bridge whose MAC was never set
             // takes the lowest of its ports', so ports coming and going would change it.
-            let msg = LinkBridge::new(name)
+            // Down (`LinkBridge::new` would make it up) until IPv6 is off.
+            let msg = LinkMessageBuilder::<LinkBridge>::new(name)
                 .forward_delay(0)
                 .stp_state(BridgeStpState::Disabled)
                 .address(random_mac()?.to_vec())
                 .build();
-            nl.handle()
-                .link()
-                .add(msg)
-                .execute()
-                .await
-                .map_err(|e| sp_kernel::Error::netlink(format!("create bridge {name}"), e))?;
+            let mut link = nl
+                .create_link(msg, name, || format!("create bridge {name}"))
+                .await?;
             changes.push(Change::new(Object::bridge(name), "created"));
             made = true;
             // As the agent (7.0.4+): IPv6 off on a bridge it creates — once, so that an
             // uplink attach may switch it back on for the NIC's IPv6 addresses. No such
             // file: the kernel runs without IPv6.
-            let key = format!("ipv6/conf/{name}/disable_ipv6");
             // Off before it is up, so it never gets a link-local address.
-            if netns::read_net_sysctl(&key).is_ok() {
-                netns::write_net_sysctl(&key, "1")?;
+            match netns::write_net_sysctl(&format!("ipv6/conf/{name}/disable_ipv6"), "1") {
+                Err(e) if e.is_not_found() => {}
+                other => other?,
             }
-            let mut link = require_link(nl, name)?;
             set_up_new(nl, &mut link, name).await?;
             link
         }
     };
-    Ok((link.header.index, made))
+    Ok((link, made))
 }
 
 /// What an existing VXLAN device is, to compare with what is wanted.
@@ -237,12 +236,12 @@ async fn ensure_vxlan(
                 b = b.port(p);
             }
             let msg = b.controller(bridge_index).build();
-            nl.handle()
-                .link()
-                .add(msg)
-                .execute()
-                .await
-                .map_err(|e| sp_kernel::Error::netlink(format!("create {name}"), e))?;
+            let mut link = nl
+                .create_link(msg, &name, || format!("create {name}"))
+                .await?;
+            // Enslaved after the echo, as asked: the creation fails when that fails.
+            link.attributes
+                .push(LinkAttribute::Controller(bridge_index));
             changes.push(match other {
                 Some(_) => Change::saying(
                     Object::Vxlan { name: name.clone() },
@@ -252,8 +251,8 @@ async fn ensure_vxlan(
                 ),
                 None => Change::new(Object::Vxlan { name: name.clone() }, "created"),
             });
-            let mut link = require_link(nl, &name)?;
-            no_link_local(nl, link.header.index, &name).await?;
+            let msg = LinkUnspec::new_with_index(link.header.index).build();
+            no_link_local(nl, msg, &name).await?;
             set_up_new(nl, &mut link, &name).await?;
             link
         }
@@ -284,18 +283,18 @@ pub async fn ensure_network(
         network_id: network_id.to_owned(),
         vxlan: vxlan.cloned(),
     };
-    let mut nets = ensure_networks(nl, std::slice::from_ref(&spec), None, changes).await?;
+    let mut nets = ensure_networks(nl, std::slice::from_ref(&spec), changes).await?;
     Ok(nets.pop().expect("one network"))
 }
 
 /// Many networks at once: all input checked and every `local_ip` resolved (one
 /// address dump) before anything is made, then the networks made concurrently on one
 /// socket. A network whose VXLAN device fails loses the bridge this call made for it.
-/// `known`: the links as they are now (one dump for all), else each is asked for.
+/// With VXLAN segments, one dump of the links answers what exists (and which links are
+/// ports of the device holding `local_ip`) for all of them; without, each is asked for.
 pub async fn ensure_networks(
     nl: &Netlink,
     specs: &[NetworkSpec],
-    known: Option<&Links>,
     changes: &mut Vec<Change>,
 ) -> Result<Vec<Network>> {
     for s in specs {
@@ -304,11 +303,8 @@ pub async fn ensure_networks(
             input::vni(cfg.vni.into())?;
         }
     }
-    let addrs = if specs.iter().any(|s| s.vxlan.is_some()) {
-        nl.addresses()?
-    } else {
-        Vec::new()
-    };
+    let vxlan = specs.iter().any(|s| s.vxlan.is_some());
+    let addrs = if vxlan { nl.addresses()? } else { Vec::new() };
     let dev_of = |ip: IpAddr| {
         addrs
             .iter()
@@ -316,16 +312,17 @@ pub async fn ensure_networks(
             .map(|a| a.header.index)
             .ok_or(Error::NoLocalIp(ip))
     };
-    // The masters of the links, to know a port of the device holding local_ip.
-    let masters: std::collections::HashMap<u32, u32> = match specs.iter().any(|s| s.vxlan.is_some())
-    {
-        false => Default::default(),
-        true => nl
-            .links()?
-            .iter()
-            .filter_map(|l| Some((l.header.index, attrs::link_master(l)?)))
-            .collect(),
+    let known = match vxlan {
+        true => Some(Links::read(nl)?),
+        false => None,
     };
+    let known = known.as_ref();
+    // The masters of the links, to know a port of the device holding local_ip.
+    let masters: std::collections::HashMap<u32, u32> = known
+        .iter()
+        .flat_map(|k| k.iter())
+        .filter_map(|l| Some((l.header.index, attrs::link_master(l)?)))
+        .collect();
     let masters = &masters;
     let devs: Vec<Option<u32>> = specs
         .iter()
@@ -360,7 +357,8 @@ async fn ensure_one(
 ) -> Result<Network> {
     let bridge = bridge_name(&spec.network_id);
     let existing = lookup(nl, known, &bridge).await?;
-    let (bridge_index, made_bridge) = ensure_bridge_made(nl, &bridge, existing, changes).await?;
+    let (bridge_link, made_bridge) = ensure_bridge_made(nl, &bridge, existing, changes).await?;
+    let bridge_index = bridge_link.header.index;
     let (vxlan, mtu) = match spec.vxlan.as_ref().zip(dev) {
         Some((cfg, dev)) => {
             let existing = lookup(nl, known, &vxlan_name(cfg.vni)).await?;
@@ -380,13 +378,7 @@ async fn ensure_one(
                 }
             }
         }
-        None => {
-            let link = match lookup(nl, known, &bridge).await? {
-                Some(l) if !made_bridge => l,
-                _ => require_link(nl, &bridge)?,
-            };
-            (None, attrs::link_mtu(&link))
-        }
+        None => (None, attrs::link_mtu(&bridge_link)),
     };
     Ok(Network {
         bridge,

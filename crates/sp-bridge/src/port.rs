@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use ipnet::IpNet;
 use netlink_packet_route::address::AddressMessage;
@@ -20,8 +20,7 @@ use sp_kernel::{attrs, ethtool, netns};
 use sp_neutron::{tap_name, PortKind};
 
 use sp_kernel::links::{
-    delete_link, ensure_master, ensure_mtu, ensure_up, no_link_local_by_name, require_link,
-    require_new_link, set_link, Links,
+    delete_link, ensure_master, ensure_mtu, ensure_up, no_link_local, require_link, set_link, Links,
 };
 use sp_names::{IfName, NsName};
 
@@ -138,7 +137,10 @@ impl<'a> Wants<'a> {
             netns::write_net_sysctl("ipv4/conf/default/promote_secondaries", "1")?;
         }
         let socks = netlink::open_sockets()?;
-        let c = socks.reader().contents(&self.families[name])?;
+        let c = match fresh {
+            true => socks.reader().contents_of_new()?,
+            false => socks.reader().contents(&self.families[name])?,
+        };
         if self.forward[name] && !c.ipv4_forwarding {
             netns::write_net_sysctl("ipv4/ip_forward", "1")?;
             done.push(Change::set(
@@ -396,7 +398,9 @@ async fn plug_all(
             }
         }
     }
-    let (namespaces, bridge_links) = (&namespaces, &bridge_links);
+    // The host's namespace, where the taps are born (`IFLA_NET_NS_FD`).
+    let host_fd = netns::open(netns::THREAD_SELF.as_ref())?;
+    let (namespaces, bridge_links, host_fd) = (&namespaces, &bridge_links, &host_fd);
     let per_port = ports.iter().map(|p| {
         let ns = &namespaces[&p.namespace];
         let view = &ns.view;
@@ -404,6 +408,7 @@ async fn plug_all(
             match &p.host {
                 HostEnd::Bridge(b) => {
                     let tap = host_links.get(&p.tap()).cloned();
+                    let host = (host, host_fd.as_fd());
                     plug_one(host, ns, view, bridge_links[b.as_str()], tap, p).await
                 }
                 HostEnd::Moved => move_in(host, ns, view, host_links.get(&p.inner()), p).await,
@@ -420,7 +425,7 @@ async fn plug_all(
 /// `view` is what the namespace held when the plugging began (links, addresses): it
 /// answers every question about ports that were already there without a query each.
 async fn plug_one(
-    host: &Netlink,
+    (host, host_fd): (&Netlink, BorrowedFd<'_>),
     ns: &Opened,
     view: &View,
     bridge: &LinkMessage,
@@ -460,42 +465,50 @@ async fn plug_one(
                 ));
             }
         }
-        // Not up yet: veth_open() of a peer whose pair is still being made fails with
-        // ENOTCONN; the namespace end is set up right after.
-        let mut peer = one_queue(
-            LinkUnspec::new_with_name(&inner)
-                .setns_by_fd(ns.fd.as_raw_fd())
+        // Made from inside the namespace, its end the device asked for and up at once
+        // (a veth's peer cannot be: veth_open() of a peer whose pair is still being made
+        // fails with ENOTCONN), the tap born on the host as the peer. The tap is enslaved
+        // with its link-local address switched off, in one request, and then set up.
+        let mut end = one_queue(LinkVeth::new(&inner, &tap)).mtu(mtu).up();
+        if let Some(mac) = p.mac {
+            end = end.address(mac.to_vec());
+        }
+        let peer = one_queue(
+            LinkUnspec::new_with_name(&tap)
+                .setns_by_fd(host_fd.as_raw_fd())
                 .mtu(mtu),
         );
-        if let Some(mac) = p.mac {
-            peer = peer.address(mac.to_vec());
-        }
-        let msg = one_queue(LinkVeth::new(&tap, &inner))
-            .mtu(mtu)
-            .controller(bridge.header.index)
+        let msg = end
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
-        host.handle().link().add(msg).execute().await.map_err(|e| {
-            sp_kernel::Error::netlink(format!("create veth {tap} ↔ {inner} in {}", p.namespace), e)
-        })?;
+        let made = ns
+            .nl
+            .create_link(msg, &inner, || {
+                format!("create veth {tap} ↔ {inner} in {}", p.namespace)
+            })
+            .await?;
         changes.push(Change::veth(
             &tap.to_string(),
             &inner.to_string(),
             &p.namespace.to_string(),
         ));
-        // The tap is addressed by name from here on: a link query would make the
-        // kernel search this namespace's ids for the peer's, which costs a walk over
-        // every namespace with a veth into here.
-        no_link_local_by_name(host, &tap).await?;
+        // The tap's index is the namespace end's peer in the kernel's echo.
+        let tap_index = attrs::link_peer(&made)
+            .0
+            .ok_or_else(|| sp_kernel::Error::NoSuchLink(tap.clone()))?;
+        let enslave = LinkUnspec::new_with_index(tap_index)
+            .controller(bridge.header.index)
+            .build();
+        no_link_local(host, enslave, &tap).await?;
         set_link(
             host,
-            LinkUnspec::new_with_name(&tap).up().build(),
+            LinkUnspec::new_with_index(tap_index).up().build(),
             &tap,
             "set up",
         )
         .await?;
-        let inner_link = require_new_link(&ns.nl, &inner)?;
-        return finish_inner(ns, p, (&inner, inner_link, true), view, mtu, changes).await;
+        let end = End::Made(made.header.index);
+        return finish_inner(ns, p, (&inner, end), view, mtu, changes).await;
     }
     let (tap_link, inner_link) = (tap_link.expect("paired"), inner_link.expect("paired"));
     // Host end: on the bridge, up, at the MTU.
@@ -511,7 +524,8 @@ async fn plug_one(
     .await?;
     ensure_mtu(host, &tap_link, &tap, mtu, &mut changes).await?;
     ensure_up(host, &tap_link, &tap, &mut changes).await?;
-    finish_inner(ns, p, (&inner, inner_link, false), view, mtu, changes).await
+    let end = End::Existing(&inner_link);
+    finish_inner(ns, p, (&inner, end), view, mtu, changes).await
 }
 
 /// One transmit and one receive queue, asked for at creation. Without them a veth end
@@ -556,7 +570,11 @@ async fn move_in(
         }
     };
     let mtu = p.mtu.or(attrs::link_mtu(&link)).unwrap_or(1500);
-    finish_inner(ns, p, (&inner, link, fresh), view, mtu, changes).await
+    let end = match fresh {
+        true => End::Moved(&link),
+        false => End::Existing(&link),
+    };
+    finish_inner(ns, p, (&inner, end), view, mtu, changes).await
 }
 
 /// What a namespace held when the plugging began: it answers every question about
@@ -568,56 +586,63 @@ struct View {
     defaults: Vec<RouteMessage>,
 }
 
-/// The namespace end (`inner`, its link, whether it is new here — then the view knows
-/// nothing of it): MAC, MTU, up, a DHCP port's transmit checksum offload off, addresses,
-/// default route.
+/// The namespace end as [`finish_inner`] finds it.
+enum End<'a> {
+    /// There when the plugging began: the view knows its addresses.
+    Existing(&'a LinkMessage),
+    /// Moved into the namespace just now (a move flushes addresses), read after it.
+    Moved(&'a LinkMessage),
+    /// Made just now (this index), up, with the MAC and MTU asked for, no addresses.
+    Made(u32),
+}
+
+/// The namespace end (`inner`, as found): MAC, MTU, up, a DHCP port's transmit
+/// checksum offload off, addresses, default route.
 async fn finish_inner(
     ns: &Opened,
     p: &PortSpec,
-    (inner, inner_link, fresh): (&str, LinkMessage, bool),
+    (inner, end): (&str, End<'_>),
     view: &View,
     mtu: u32,
     mut changes: Vec<Change>,
 ) -> Result<Vec<Change>> {
-    let addresses = match fresh {
-        true => &[][..],
-        false => &view.addresses[..],
+    let (index, addresses) = match end {
+        End::Existing(l) => (l.header.index, &view.addresses[..]),
+        End::Moved(l) => (l.header.index, &[][..]),
+        End::Made(index) => (index, &[][..]),
     };
-    if let Some(mac) = p.mac {
-        if attrs::link_mac(&inner_link) != Some(&mac[..]) {
-            let msg = LinkUnspec::new_with_index(inner_link.header.index)
-                .address(mac.to_vec())
-                .build();
-            set_link(&ns.nl, msg, inner, "set MAC of").await?;
-            changes.push(Change::set(
-                Object::link(inner),
-                Setting::Mac {
-                    value: attrs::mac_text(&mac),
-                    of: None,
-                },
-            ));
+    match end {
+        End::Existing(link) | End::Moved(link) => {
+            if let Some(mac) = p.mac {
+                if attrs::link_mac(link) != Some(&mac[..]) {
+                    let msg = LinkUnspec::new_with_index(index)
+                        .address(mac.to_vec())
+                        .build();
+                    set_link(&ns.nl, msg, inner, "set MAC of").await?;
+                    changes.push(Change::set(
+                        Object::link(inner),
+                        Setting::Mac {
+                            value: attrs::mac_text(&mac),
+                            of: None,
+                        },
+                    ));
+                }
+            }
+            ensure_mtu(&ns.nl, link, inner, mtu, &mut changes).await?;
+            ensure_up(&ns.nl, link, inner, &mut changes).await?;
         }
+        End::Made(_) => {}
     }
-    ensure_mtu(&ns.nl, &inner_link, inner, mtu, &mut changes).await?;
-    ensure_up(&ns.nl, &inner_link, inner, &mut changes).await?;
     if p.kind == PortKind::Dhcp {
         let sock = ns.ethtool.as_ref().expect("opened where a DHCP port is");
         ensure_tx_checksum_off(sock, inner, &mut changes)?;
     }
     if let Some(want) = &p.addresses {
-        ensure_addresses(
-            &ns.nl,
-            inner_link.header.index,
-            inner,
-            want,
-            addresses,
-            &mut changes,
-        )
-        .await?;
+        ensure_addresses(&ns.nl, index, inner, want, addresses, &mut changes).await?;
     }
     if let Some(gw) = p.gateway {
         // A default route through a link new here cannot be among the view's.
-        let on = (inner_link.header.index, inner);
+        let on = (index, inner);
         ensure_default_route(&ns.nl, on, gw, &view.defaults, &mut changes).await?;
     }
     Ok(changes)

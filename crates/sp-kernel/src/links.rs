@@ -32,6 +32,11 @@ impl Links {
         self.by_name.get(name)
     }
 
+    /// Every link, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &LinkMessage> {
+        self.by_name.values()
+    }
+
     /// The name of link `index`.
     pub fn name(&self, index: u32) -> Option<&str> {
         self.names.get(&index).map(String::as_str)
@@ -97,16 +102,9 @@ pub async fn set_up_new(nl: &Netlink, link: &mut LinkMessage, name: &str) -> Res
 /// (`addrgenmode none`), before it is first set up. An L2 port needs none, and every
 /// IPv6 route it would add makes each later link change walk a longer IPv6 routing
 /// table (measured: the cost of plugging grew with the square of the networks).
-pub async fn no_link_local(nl: &Netlink, index: u32, name: &str) -> Result<()> {
-    addrgenmode_none(nl, LinkUnspec::new_with_index(index).build(), name).await
-}
-
-/// [`no_link_local`] for a link addressed by name.
-pub async fn no_link_local_by_name(nl: &Netlink, name: &str) -> Result<()> {
-    addrgenmode_none(nl, LinkUnspec::new_with_name(name).build(), name).await
-}
-
-async fn addrgenmode_none(nl: &Netlink, mut msg: LinkMessage, name: &str) -> Result<()> {
+/// `msg`: the `RTM_SETLINK` of the link (by index) that also carries it, with other
+/// settings or none.
+pub async fn no_link_local(nl: &Netlink, mut msg: LinkMessage, name: &str) -> Result<()> {
     msg.attributes
         .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
             vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
@@ -168,19 +166,6 @@ pub async fn ensure_mtu(
 /// Finds link `name`, failing when it is missing.
 pub fn require_link(nl: &Netlink, name: &str) -> Result<LinkMessage> {
     nl.link_by_name(name)?
-        .ok_or_else(|| Error::NoSuchLink(name.to_owned()))
-}
-
-/// [`require_link`] for a link just made in a namespace of few links: found in a dump of
-/// them, not asked for by name. A query by name first runs the link's pending link-watch
-/// event (`linkwatch_sync_dev`), and for a device made without carrier that deactivates
-/// its queues: an expedited RCU grace period under the RTNL. 200 veth ends just made and
-/// set up, queried by name: 22 ms; the kernel's own link-watch work does it later in the
-/// background, batched.
-pub fn require_new_link(nl: &Netlink, name: &str) -> Result<LinkMessage> {
-    nl.links()?
-        .into_iter()
-        .find(|l| attrs::link_name(l) == Some(name))
         .ok_or_else(|| Error::NoSuchLink(name.to_owned()))
 }
 

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use netlink_packet_core::{
     DecodeError, NetlinkMessage, NetlinkPayload, NlaBuffer, NlasIterator, Parseable,
-    ParseableParametrized, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    ParseableParametrized, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkHeader, LinkMessage};
@@ -103,13 +104,35 @@ impl Reader {
         for family in route_families {
             routes.extend(read_main_routes(sock, *family)?);
         }
+        let (ipv4_forwarding, ipv6_forwarding) = self.forwarding()?;
         Ok(Contents {
             links: read_links(sock)?,
             addresses: read_addresses(sock)?,
             routes,
-            ipv4_forwarding: read_forwarding(sock, libc::AF_INET)?.unwrap_or(false),
-            ipv6_forwarding: read_forwarding(sock, libc::AF_INET6)?,
+            ipv4_forwarding,
+            ipv6_forwarding,
         })
+    }
+
+    /// What a namespace made just now holds of [`Reader::contents`]: only its forwarding
+    /// (inherited from the host's for IPv4, `net.core.devconf_inherit_init_net`) can be
+    /// other than empty — its one link, `lo` (index 1), is down without addresses.
+    pub fn contents_of_new(&self) -> Result<Contents> {
+        let (ipv4_forwarding, ipv6_forwarding) = self.forwarding()?;
+        Ok(Contents {
+            ipv4_forwarding,
+            ipv6_forwarding,
+            ..Contents::default()
+        })
+    }
+
+    /// `net.ipv4.ip_forward`, and `net.ipv6.conf.all.forwarding` (`None`: no IPv6).
+    fn forwarding(&self) -> Result<(bool, Option<bool>)> {
+        let sock = self.0.as_fd();
+        Ok((
+            read_forwarding(sock, libc::AF_INET)?.unwrap_or(false),
+            read_forwarding(sock, libc::AF_INET6)?,
+        ))
     }
 
     /// The neighbour table of `family` (`AddressFamily::Bridge`: the FDB of every
@@ -228,6 +251,44 @@ impl Netlink {
             }
         }
         Ok(())
+    }
+
+    /// Creates a link (`ip link add`: `RTM_NEWLINK` with `NLM_F_CREATE | NLM_F_EXCL`) and
+    /// returns it as the kernel made it: the request asks for the kernel's echo
+    /// (`NLM_F_ECHO`, honoured by link creation since Linux 6.3), so no query follows.
+    /// A query by name would first run the new link's pending link-watch event, and for
+    /// a device that is up without carrier (a bridge without ports) that deactivates its
+    /// queues: an expedited RCU grace period under the RTNL. The echo is sent before the
+    /// kernel applies `IFLA_MASTER` (a failure there fails the creation), so it carries
+    /// no master. A kernel that sends no echo is asked by name (`name`).
+    pub async fn create_link(
+        &self,
+        message: LinkMessage,
+        name: &str,
+        context: impl Fn() -> String,
+    ) -> Result<LinkMessage> {
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(message));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
+        let mut handle = self.handle.clone();
+        let mut answers = handle
+            .request(req)
+            .map_err(|e| Error::netlink(context(), e))?;
+        let mut made = None;
+        while let Some(answer) = futures::StreamExt::next(&mut answers).await {
+            match answer.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => made = Some(m),
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(Error::netlink(context(), rtnetlink::Error::NetlinkError(e)))
+                }
+                _ => {}
+            }
+        }
+        match made {
+            Some(m) => Ok(m),
+            None => self
+                .link_by_name(name)?
+                .ok_or_else(|| Error::NoSuchLink(name.to_owned())),
+        }
     }
 
     /// Sends `requests` (each asking for an ack) in writes of up to `ACKS_PER_WRITE`

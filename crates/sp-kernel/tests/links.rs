@@ -1,10 +1,14 @@
-//! Requests in few writes (`Netlink::ack_each`) and links deleted in one kernel batch
-//! (`links::delete_links`), read back with `ip -j`.
+//! Links made with the kernel's echo (`Netlink::create_link`), requests in few writes
+//! (`Netlink::ack_each`) and links deleted in one kernel batch (`links::delete_links`),
+//! read back with `ip -j`.
 
 use std::collections::BTreeMap;
 
 use netlink_packet_route::RouteNetlinkMessage;
-use rtnetlink::LinkUnspec;
+use std::os::fd::AsRawFd;
+
+use netlink_packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 use serde_json::Value;
 use sp_kernel::netlink::Netlink;
 use sp_kernel::{attrs, links};
@@ -38,6 +42,66 @@ fn by_name() -> BTreeMap<String, Value> {
         .into_iter()
         .map(|l| (l["ifname"].as_str().unwrap().to_owned(), l))
         .collect()
+}
+
+#[test]
+fn create_link_returns_the_link_as_the_kernel_made_it() {
+    sandbox::enter();
+    scene::ip(&["netns", "add", "far"]);
+    let far = sp_kernel::netns::open(&sp_kernel::netns::named_path("far").unwrap()).unwrap();
+    let rt = runtime();
+    let (bridge, tap) = rt.block_on(async {
+        let nl = Netlink::current().unwrap();
+        let msg = LinkMessageBuilder::<LinkBridge>::new("cbr")
+            .mtu(1400)
+            .build();
+        let bridge = nl
+            .create_link(msg, "cbr", || "create cbr".into())
+            .await
+            .unwrap();
+        // A veth whose peer is born in another namespace, on the bridge.
+        let peer = LinkUnspec::new_with_name("cin")
+            .setns_by_fd(far.as_raw_fd())
+            .build();
+        // At the bridge's MTU: a bridge takes the least of its ports' MTUs.
+        let msg = LinkVeth::new("ctap", "cin")
+            .mtu(1400)
+            .controller(bridge.header.index)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        let tap = nl
+            .create_link(msg, "ctap", || "create ctap".into())
+            .await
+            .unwrap();
+        // A second of the same name is refused, named by the context.
+        let again = LinkMessageBuilder::<LinkBridge>::new("cbr").build();
+        let e = nl
+            .create_link(again, "cbr", || "create cbr again".into())
+            .await
+            .expect_err("cbr exists");
+        assert_eq!(e.errno(), Some(libc::EEXIST), "{e}");
+        assert!(e.to_string().contains("create cbr again"), "{e}");
+        (bridge, tap)
+    });
+    let seen = by_name();
+    assert_eq!(seen["cbr"]["ifindex"], bridge.header.index);
+    assert_eq!(attrs::link_name(&bridge), Some("cbr"));
+    assert_eq!(attrs::link_mtu(&bridge), Some(1400));
+    assert_eq!(seen["cbr"]["mtu"], 1400);
+    assert!(!attrs::link_is_up(&bridge));
+    assert_eq!(seen["ctap"]["ifindex"], tap.header.index);
+    assert_eq!(attrs::link_mtu(&tap), Some(1400));
+    assert_eq!(seen["ctap"]["master"], "cbr");
+    // The echo comes before the kernel enslaves it.
+    assert_eq!(attrs::link_master(&tap), None);
+    let inner = oracle::links(Some("far"))
+        .into_iter()
+        .find(|l| l["ifname"] == "cin")
+        .expect("cin in far");
+    assert_eq!(
+        attrs::link_peer(&tap).0,
+        inner["ifindex"].as_u64().map(|i| i as u32)
+    );
 }
 
 #[test]

@@ -348,7 +348,7 @@ async fn run_phase(
                 .iter()
                 .find(|n| n.network_id.as_str() == id)
                 .expect("planned from this plan");
-            network::ensure_networks(nl, &[network_spec(n, cur)], None, &mut changes).await?;
+            network::ensure_networks(nl, &[network_spec(n, cur)], &mut changes).await?;
             if let Some(nic) = &n.uplink {
                 uplink::attach(
                     nl,
@@ -368,7 +368,7 @@ async fn run_phase(
                 .filter(|n| units.contains(&Unit::Network(n.network_id.to_string())))
                 .map(|n| network_spec(n, cur))
                 .collect();
-            network::ensure_networks(nl, &specs, None, &mut changes).await?;
+            network::ensure_networks(nl, &specs, &mut changes).await?;
         }
         Phase::Ovs => {
             let ovs = crate::ovs::connect(plan, dirs)

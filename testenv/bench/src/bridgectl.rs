@@ -103,7 +103,7 @@ fn ours(n: usize) -> (Duration, Duration) {
             .collect();
         let t = Instant::now();
         let mut changes = Vec::new();
-        network::ensure_networks(&nl, &specs, None, &mut changes)
+        network::ensure_networks(&nl, &specs, &mut changes)
             .await
             .unwrap();
         port::plug(&nl, &ports, &mut changes).await.unwrap();
