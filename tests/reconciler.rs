@@ -1835,6 +1835,51 @@ fn an_apply_failing_at_dnsmasq_accounts_for_the_ports_made_and_the_nat_not_loade
 }
 
 #[test]
+fn an_apply_whose_metadata_proxy_fails_beside_the_nat_accounts_for_both() {
+    let s = Scene::new(&guide_without_cinder());
+    // The proxy cannot start (it starts while the NAT loads): the router's namespace is
+    // there before the first apply, and a process in it listens on TCP port 9697.
+    sh(&["ip", "netns", "add", QROUTER]);
+    let blocker = sp_testenv::scene::Parked::start(
+        Some(QROUTER),
+        &[
+            "python3",
+            "-c",
+            "import socket,time\ns=socket.socket()\ns.bind(('0.0.0.0',9697))\ns.listen()\n\
+             time.sleep(3600)",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !require::run(Command::new("ip").args(["netns", "exec", QROUTER, "ss", "-Hltn"]))
+        .contains(":9697")
+    {
+        assert!(Instant::now() < deadline, "the listener on 9697 never came");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let a = s.apply("controller");
+    let e = failure("controller", &a);
+    assert_eq!(
+        types_of(&e["failed"]),
+        BTreeSet::from(["metadata_proxy".to_owned()]),
+        "{e}"
+    );
+    // The NAT loaded beside it is reported done, and is there.
+    assert_eq!(nat_of(e["done"].as_array().unwrap()), [QROUTER], "{e}");
+    assert!(has_nat(QROUTER), "NAT reported done is not there");
+    // With the port free, the next apply starts the proxy, and only that.
+    drop(blocker);
+    let again = s.apply("controller");
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert_eq!(
+        types_of(&json!(again.done)),
+        BTreeSet::from(["metadata_proxy".to_owned()]),
+        "{again:?}"
+    );
+    assert!(s.plan("controller").is_empty());
+    let _ = s.run("controller", &["destroy"]);
+}
+
+#[test]
 fn an_apply_failing_in_the_ports_takes_back_the_namespaces_it_made() {
     let without_router = [NODES, EXT_NET, DEMO_NET, VM1].concat();
     let s = Scene::new(&without_router);

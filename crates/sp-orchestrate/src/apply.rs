@@ -410,19 +410,8 @@ async fn run_phase(
                 .expect("planned from this plan");
             sp_dhcp::ensure(d, &qdhcp_namespace(&d.network_id), &mut changes)?;
         }
-        Phase::Nat => {
-            let routers: Vec<(&str, &sp_neutron::l3::RouterNat)> = plan
-                .routers
-                .iter()
-                .filter(|r| units.contains(&Unit::Nat(r.namespace.to_string())))
-                .map(|r| (r.namespace.as_str(), &r.nat))
-                .collect();
-            sp_l3::load_each(&routers, &mut changes)?;
-        }
-        Phase::Firewall => sp_sg::load(&plan.firewall, &mut changes)?,
-        Phase::Metadata => {
-            sp_metadata::restart(&crate::metadata_proxy(plan, dirs)?, &mut changes)?;
-        }
+        Phase::Nat | Phase::Firewall => load_rules(phase, actions, plan)?,
+        Phase::Metadata => start_metadata(plan, dirs)?,
         Phase::Cinder => {
             let c = plan.cinder.as_ref().expect("planned from this plan");
             let lv = crate::loopvg(dirs);
@@ -434,6 +423,31 @@ async fn run_phase(
             }
         }
     }
+    Ok(())
+}
+
+/// The nf_tables phases: the routers' NAT of `actions`, or the security groups.
+fn load_rules(phase: &Phase, actions: &[Action], plan: &NodePlan) -> Result<()> {
+    let mut changes = Vec::new();
+    match phase {
+        Phase::Nat => {
+            let units: BTreeSet<&Unit> = actions.iter().map(|a| &a.unit).collect();
+            let routers: Vec<(&str, &sp_neutron::l3::RouterNat)> = plan
+                .routers
+                .iter()
+                .filter(|r| units.contains(&Unit::Nat(r.namespace.to_string())))
+                .map(|r| (r.namespace.as_str(), &r.nat))
+                .collect();
+            sp_l3::load_each(&routers, &mut changes)?;
+        }
+        _ => sp_sg::load(&plan.firewall, &mut changes)?,
+    }
+    Ok(())
+}
+
+/// The metadata proxy (re)started for `plan`'s namespaces.
+fn start_metadata(plan: &NodePlan, dirs: &Dirs) -> Result<()> {
+    sp_metadata::restart(&crate::metadata_proxy(plan, dirs)?, &mut Vec::new())?;
     Ok(())
 }
 
@@ -509,22 +523,50 @@ pub async fn execute(
         }
     }
     let mut result = Ok(());
-    let mut phases = phases.into_iter();
+    let mut phases = phases.into_iter().peekable();
     while let Some((phase, actions)) = phases.next() {
-        if let Err(cause) = run_phase(nl, &phase, &actions, plan, cur, dirs).await {
+        // The metadata proxy starts on a thread of its own while the nf_tables phase
+        // before it loads: neither takes the RTNL, and the start is mostly the proxy's
+        // exec. Its outcome is reported after that phase's, whatever each was.
+        let beside = match (&phase, phases.peek()) {
+            (Phase::Nat | Phase::Firewall, Some((Phase::Metadata, _))) => phases.next(),
+            _ => None,
+        };
+        let (first, second) = match &beside {
+            None => (run_phase(nl, &phase, &actions, plan, cur, dirs).await, None),
+            Some(_) => std::thread::scope(|s| {
+                let proxy = s.spawn(|| start_metadata(plan, dirs));
+                let first = load_rules(&phase, &actions, plan);
+                let second = proxy.join().expect("the metadata proxy's start panicked");
+                (first, Some(second))
+            }),
+        };
+        let mut outcomes = vec![(actions, first)];
+        if let (Some((_, meta)), Some(r)) = (beside, second) {
+            outcomes.push((meta, r));
+        }
+        let mut failure: Option<(Vec<Action>, Error)> = None;
+        for (actions, r) in outcomes {
+            match (r, &mut failure) {
+                (Ok(()), _) => {
+                    for a in &actions {
+                        done(a);
+                    }
+                    finished.extend(actions);
+                }
+                (Err(cause), None) => failure = Some((actions, cause)),
+                // Both failed: the first cause is reported, the second logged.
+                (Err(cause), Some((failed, _))) => {
+                    tracing::error!(%cause, "the metadata proxy did not start either");
+                    failed.extend(actions);
+                }
+            }
+        }
+        if let Some((failed, cause)) = failure {
             let not_done = phases.flat_map(|(_, a)| a).collect();
-            result = Err(fail(
-                std::mem::take(&mut finished),
-                actions,
-                not_done,
-                cause,
-            ));
+            result = Err(fail(std::mem::take(&mut finished), failed, not_done, cause));
             break;
         }
-        for a in &actions {
-            done(a);
-        }
-        finished.extend(actions);
     }
     // The identities of the namespaces made (and of any recorded before a kill).
     if let Ok(live) = sp_kernel::netns::list_named() {
