@@ -1788,31 +1788,34 @@ fn has_nat(ns: &str) -> bool {
         .contains("neutron-l3-agent")
 }
 
+/// A namespace `ns` made before the first apply, with a process in it listening on TCP
+/// `port` of every address (once `ss` shows it); it stops when dropped.
+fn listener_in(ns: &str, port: u16) -> sp_testenv::scene::Parked {
+    sh(&["ip", "netns", "add", ns]);
+    let listen = format!(
+        "import socket,time\ns=socket.socket()\ns.bind(('0.0.0.0',{port}))\ns.listen()\n\
+         time.sleep(3600)"
+    );
+    let parked = sp_testenv::scene::Parked::start(Some(ns), &["python3", "-c", listen.as_str()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !require::run(Command::new("ip").args(["netns", "exec", ns, "ss", "-Hltn"]))
+        .contains(&format!(":{port} "))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the listener on {port} never came"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    parked
+}
+
 #[test]
 fn an_apply_failing_at_dnsmasq_accounts_for_the_ports_made_and_the_nat_not_loaded() {
     let s = Scene::new(&guide_without_cinder());
     // dnsmasq cannot start: the DHCP namespace is there before the first apply, and a
     // process in it listens on TCP port 53 of every address.
-    sh(&["ip", "netns", "add", QDHCP]);
-    let blocker = sp_testenv::scene::Parked::start(
-        Some(QDHCP),
-        &[
-            "python3",
-            "-c",
-            "import socket,time\ns=socket.socket()\ns.bind(('0.0.0.0',53))\ns.listen()\n\
-             time.sleep(3600)",
-        ],
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !require::run(Command::new("ip").args(["netns", "exec", QDHCP, "ss", "-Hltn"]))
-        .contains(":53")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the listener on port 53 never came"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let blocker = listener_in(QDHCP, 53);
     let a = s.apply("controller");
     let e = failure("controller", &a);
     assert!(types_of(&e["failed"]).contains("dnsmasq"), "failed: {e}");
@@ -1839,23 +1842,7 @@ fn an_apply_whose_metadata_proxy_fails_beside_the_nat_accounts_for_both() {
     let s = Scene::new(&guide_without_cinder());
     // The proxy cannot start (it starts while the NAT loads): the router's namespace is
     // there before the first apply, and a process in it listens on TCP port 9697.
-    sh(&["ip", "netns", "add", QROUTER]);
-    let blocker = sp_testenv::scene::Parked::start(
-        Some(QROUTER),
-        &[
-            "python3",
-            "-c",
-            "import socket,time\ns=socket.socket()\ns.bind(('0.0.0.0',9697))\ns.listen()\n\
-             time.sleep(3600)",
-        ],
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !require::run(Command::new("ip").args(["netns", "exec", QROUTER, "ss", "-Hltn"]))
-        .contains(":9697")
-    {
-        assert!(Instant::now() < deadline, "the listener on 9697 never came");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let blocker = listener_in(QROUTER, 9697);
     let a = s.apply("controller");
     let e = failure("controller", &a);
     assert_eq!(
