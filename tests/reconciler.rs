@@ -1904,9 +1904,12 @@ fn an_apply_failing_in_the_ports_takes_back_the_namespaces_it_made() {
     s.set_topology(&guide_without_cinder());
     let a = s.apply("controller");
     let e = failure("controller", &a);
+    let message = e["message"].as_str().unwrap_or("");
+    assert!(message.contains("full"), "not the bridge's port limit: {e}");
+    // Named as what failed: the tap's joining the bridge.
     assert!(
-        e["message"].as_str().unwrap_or("").contains("full"),
-        "not the bridge's port limit: {e}"
+        message.contains(&format!("enslave to {DEMO_BR}")),
+        "not named as the enslave: {e}"
     );
     assert!(types_of(&e["failed"]).contains("namespace"), "failed: {e}");
     assert!(types_of(&e["failed"]).contains("port"), "failed: {e}");

@@ -252,7 +252,7 @@ async fn ensure_vxlan(
                 None => Change::new(Object::Vxlan { name: name.clone() }, "created"),
             });
             let msg = LinkUnspec::new_with_index(link.header.index).build();
-            no_link_local(nl, msg, &name).await?;
+            no_link_local(nl, msg, &name, "set addrgenmode none on").await?;
             set_up_new(nl, &mut link, &name).await?;
             link
         }

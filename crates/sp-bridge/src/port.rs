@@ -499,7 +499,9 @@ async fn plug_one(
         let enslave = LinkUnspec::new_with_index(tap_index)
             .controller(bridge.header.index)
             .build();
-        no_link_local(host, enslave, &tap).await?;
+        let bridge_name = attrs::link_name(bridge).unwrap_or("?");
+        let what = format!("enslave to {bridge_name} (addrgenmode none):");
+        no_link_local(host, enslave, &tap, &what).await?;
         set_link(
             host,
             LinkUnspec::new_with_index(tap_index).up().build(),

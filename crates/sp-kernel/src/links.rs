@@ -103,15 +103,20 @@ pub async fn set_up_new(nl: &Netlink, link: &mut LinkMessage, name: &str) -> Res
 /// IPv6 route it would add makes each later link change walk a longer IPv6 routing
 /// table (measured: the cost of plugging grew with the square of the networks).
 /// `msg`: the `RTM_SETLINK` of the link (by index) that also carries it, with other
-/// settings or none.
-pub async fn no_link_local(nl: &Netlink, mut msg: LinkMessage, name: &str) -> Result<()> {
-    msg.attributes
+/// settings or none; `what` names the request in an error (`"{what} {name}"`).
+pub async fn no_link_local(nl: &Netlink, msg: LinkMessage, name: &str, what: &str) -> Result<()> {
+    let mut with = msg.clone();
+    with.attributes
         .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
             vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
         )]));
-    match set_link(nl, msg, name, "set addrgenmode none on").await {
-        // A kernel without IPv6 has nothing to generate.
-        Err(e) if e.errno() == Some(libc::EAFNOSUPPORT) => Ok(()),
+    match set_link(nl, with, name, what).await {
+        // A kernel without IPv6 has nothing to generate, and refuses the whole request
+        // before it applies any of it: the other settings go alone.
+        Err(e) if e.errno() == Some(libc::EAFNOSUPPORT) => match msg.attributes.is_empty() {
+            true => Ok(()),
+            false => set_link(nl, msg, name, what).await,
+        },
         other => other,
     }
 }
