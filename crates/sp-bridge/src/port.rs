@@ -434,6 +434,7 @@ async fn plug_one(
 ) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
     let (tap, inner) = (p.tap(), p.inner());
+    let bridge_name = attrs::link_name(bridge).unwrap_or_default();
     let mtu = p.mtu.or(attrs::link_mtu(bridge)).unwrap_or(1500);
     let inner_link = view
         .links
@@ -499,7 +500,6 @@ async fn plug_one(
         let enslave = LinkUnspec::new_with_index(tap_index)
             .controller(bridge.header.index)
             .build();
-        let bridge_name = attrs::link_name(bridge).unwrap_or("?");
         let what = format!("enslave to {bridge_name} (addrgenmode none):");
         no_link_local(host, enslave, &tap, &what).await?;
         set_link(
@@ -514,12 +514,11 @@ async fn plug_one(
     }
     let (tap_link, inner_link) = (tap_link.expect("paired"), inner_link.expect("paired"));
     // Host end: on the bridge, up, at the MTU.
-    let bridge_name = attrs::link_name(bridge).unwrap_or_default().to_owned();
     ensure_master(
         host,
         &tap_link,
         &tap,
-        &bridge_name,
+        bridge_name,
         bridge.header.index,
         &mut changes,
     )

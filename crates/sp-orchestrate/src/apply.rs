@@ -528,23 +528,19 @@ pub async fn execute(
         // The metadata proxy starts on a thread of its own while the nf_tables phase
         // before it loads: neither takes the RTNL, and the start is mostly the proxy's
         // exec. Its outcome is reported after that phase's, whatever each was.
-        let beside = match (&phase, phases.peek()) {
-            (Phase::Nat | Phase::Firewall, Some((Phase::Metadata, _))) => phases.next(),
-            _ => None,
-        };
-        let (first, second) = match &beside {
-            None => (run_phase(nl, &phase, &actions, plan, cur, dirs).await, None),
-            Some(_) => std::thread::scope(|s| {
+        let nft = matches!(phase, Phase::Nat | Phase::Firewall);
+        let outcomes = match phases.next_if(|(p, _)| nft && *p == Phase::Metadata) {
+            None => {
+                let r = run_phase(nl, &phase, &actions, plan, cur, dirs).await;
+                vec![(actions, r)]
+            }
+            Some((_, meta)) => std::thread::scope(|s| {
                 let proxy = s.spawn(|| start_metadata(plan, dirs));
-                let first = load_rules(&phase, &actions, plan);
-                let second = proxy.join().expect("the metadata proxy's start panicked");
-                (first, Some(second))
+                let rules = load_rules(&phase, &actions, plan);
+                let started = proxy.join().expect("the metadata proxy's start panicked");
+                vec![(actions, rules), (meta, started)]
             }),
         };
-        let mut outcomes = vec![(actions, first)];
-        if let (Some((_, meta)), Some(r)) = (beside, second) {
-            outcomes.push((meta, r));
-        }
         let mut failure: Option<(Vec<Action>, Error)> = None;
         for (actions, r) in outcomes {
             match (r, &mut failure) {
