@@ -153,6 +153,13 @@ pub fn build() -> GuideScene {
             "--domain=openstacklocal",
         ],
     );
+    // `ip netns exec` has forked dnsmasq, not yet finished exec'ing it: until then its
+    // command line reads empty and a reader sees a nameless process, not the DHCP server.
+    dnsmasq.wait_until("runs as dnsmasq and holds UDP port 67", |pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"dnsmasq\0"))
+            && std::fs::read_to_string(format!("/proc/{pid}/net/udp"))
+                .is_ok_and(|t| t.lines().any(|l| l.contains(":0043 ")))
+    });
     settle(&[&demo_br, &ext_br]);
     GuideScene { dnsmasq }
 }
