@@ -153,8 +153,9 @@ pub fn build() -> GuideScene {
             "--domain=openstacklocal",
         ],
     );
-    // `ip netns exec` has forked dnsmasq, not yet finished exec'ing it: until then its
-    // command line reads empty and a reader sees a nameless process, not the DHCP server.
+    // The spawn returns once `ip netns exec` runs; it then enters the namespace and execs
+    // dnsmasq in the same process. Until that exec is through, its command line reads as
+    // ip's or empty, and a reader sees some other process, not the DHCP server.
     dnsmasq.wait_until("runs as dnsmasq and holds UDP port 67", |pid| {
         std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"dnsmasq\0"))
             && std::fs::read_to_string(format!("/proc/{pid}/net/udp"))
