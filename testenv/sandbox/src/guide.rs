@@ -153,13 +153,10 @@ pub fn build() -> GuideScene {
             "--domain=openstacklocal",
         ],
     );
-    // The spawn returns once `ip netns exec` runs; it then enters the namespace and execs
-    // dnsmasq in the same process. Until that exec is through, its command line reads as
-    // ip's or empty, and a reader sees some other process, not the DHCP server.
-    dnsmasq.wait_until("runs as dnsmasq and holds UDP port 67", |pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"dnsmasq\0"))
-            && std::fs::read_to_string(format!("/proc/{pid}/net/udp"))
-                .is_ok_and(|t| t.lines().any(|l| l.contains(":0043 ")))
+    // Running dnsmasq (Parked::start waits for its exec), and serving once it holds UDP 67.
+    dnsmasq.wait_until("holds UDP port 67", |pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/net/udp"))
+            .is_ok_and(|t| t.lines().any(|l| l.contains(":0043 ")))
     });
     settle(&[&demo_br, &ext_br]);
     GuideScene { dnsmasq }

@@ -23,7 +23,11 @@ pub struct Parked {
 }
 
 impl Parked {
-    /// Starts `argv` inside named namespace `netns` via `ip netns exec`.
+    /// Starts `argv` inside named namespace `netns` via `ip netns exec`, and returns once
+    /// the process has left `ip`: the spawn returns when `ip` runs, which then enters the
+    /// namespace and execs `argv[0]` in the same process — until that exec is through, a
+    /// reader of /proc sees `ip` or a process without a command line. (`argv[0]` may exec
+    /// further — a pyenv shim does —, so readiness beyond this is the caller's.)
     pub fn start(netns: Option<&str>, argv: &[&str]) -> Self {
         let mut cmd = match netns {
             Some(ns) => {
@@ -42,7 +46,15 @@ impl Parked {
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
-        Parked { child }
+        let parked = Parked { child };
+        if netns.is_some() {
+            parked.wait_until(&format!("has exec'd {}", argv[0]), |pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .is_ok_and(|e| e.file_name().is_some_and(|f| f != "ip"))
+                    && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+            });
+        }
+        parked
     }
 
     /// PID of the parked process (`ip netns exec` execs the program, keeping the PID).
